@@ -1,0 +1,58 @@
+// The shape of a CRI handler. Handlers are plain async functions keyed by the method's
+// lowerCamel name in the generated service definition ("runPodSandbox", "listImages").
+// A module that implements part of the CRI exports a Partial<RuntimeHandlers> (or
+// ImageHandlers); the composition root spreads those together and server.ts answers every
+// method nobody implemented with UNIMPLEMENTED. A real handler replaces the default just by
+// being present under its name.
+
+import type {
+  handleServerStreamingCall,
+  handleUnaryCall,
+  Metadata,
+  ServerUnaryCall,
+  ServerWritableStream,
+} from "@grpc/grpc-js";
+import type { ImageServiceServer, RuntimeServiceServer } from "../gen/cri/runtime/v1/api.js";
+import type { Logger } from "../util/log.js";
+
+/** What every handler gets besides its request. */
+export interface CallContext {
+  /** Full method path without the leading slash: "runtime.v1.RuntimeService/Version". */
+  method: string;
+  /** Aborted when the caller cancels or its deadline passes; pass it down to long operations. */
+  signal: AbortSignal;
+  metadata: Metadata;
+  /** Child logger carrying the method name. */
+  log: Logger;
+}
+
+export interface StreamContext<Res> extends CallContext {
+  /** Sends one message; resolves when the stream can take more (respects backpressure). */
+  send(message: Res): Promise<void>;
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext & { call: ServerUnaryCall<Req, Res> }) => Promise<Res>;
+export type ServerStreamHandler<Req, Res> = (
+  request: Req,
+  ctx: StreamContext<Res> & { call: ServerWritableStream<Req, Res> },
+) => Promise<void>;
+
+/** The async handler type for one grpc-js handler type of a generated server interface. */
+export type AsyncHandler<H> =
+  H extends handleServerStreamingCall<infer Req, infer Res>
+    ? ServerStreamHandler<Req, Res>
+    : H extends handleUnaryCall<infer Req, infer Res>
+      ? UnaryHandler<Req, Res>
+      : never;
+
+/** Drops the string index signature that grpc-js server interfaces carry, keeping the method names. */
+type MethodsOf<S> = { [K in keyof S as string extends K ? never : K]: S[K] };
+
+export type RuntimeHandlers = { [K in keyof MethodsOf<RuntimeServiceServer>]: AsyncHandler<RuntimeServiceServer[K]> };
+export type ImageHandlers = { [K in keyof MethodsOf<ImageServiceServer>]: AsyncHandler<ImageServiceServer[K]> };
+
+/** Everything the CRI server serves; missing methods answer UNIMPLEMENTED. */
+export interface CriHandlers {
+  runtime: Partial<RuntimeHandlers>;
+  image: Partial<ImageHandlers>;
+}

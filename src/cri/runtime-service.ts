@@ -1,0 +1,80 @@
+// RuntimeService methods that describe the runtime itself: Version, Status, RuntimeConfig.
+// Pod and container methods live in their own modules and are spread next to these by the
+// composition root (daemon/compose.ts); see handlers.ts for how a handler is registered.
+
+import {
+  CgroupDriver,
+  RuntimeConfigResponse,
+  StatusResponse,
+  VersionResponse,
+  type RuntimeCondition,
+  type RuntimeHandler,
+} from "../gen/cri/runtime/v1/api.js";
+import type { RuntimeHandlers } from "./handlers.js";
+import type { NetworkStatusProbe } from "./network-status.js";
+
+/** The CRI API version berth serves (VersionResponse.runtime_api_version). */
+export const CRI_API_VERSION = "v1";
+/** VersionResponse.version: the kubelet runtime API version, fixed at "0.1.0" by every CRI runtime. */
+export const KUBE_RUNTIME_API_VERSION = "0.1.0";
+export const RUNTIME_NAME = "berth";
+
+export interface RuntimeInfoDeps {
+  /** berth's own version (package.json). */
+  version: string;
+  cgroupDriver: "cgroupfs" | "systemd";
+  /** Configured runtime handler names, and which one serves pods that name none. */
+  runtimeHandlers: string[];
+  defaultRuntimeHandler: string;
+  network: NetworkStatusProbe;
+  /** The effective configuration, reported by `Status` with verbose under info["config"]. */
+  effectiveConfig: () => unknown;
+}
+
+export function runtimeInfoHandlers(
+  deps: RuntimeInfoDeps,
+): Pick<RuntimeHandlers, "version" | "status" | "runtimeConfig"> {
+  return {
+    async version() {
+      return VersionResponse.fromPartial({
+        version: KUBE_RUNTIME_API_VERSION,
+        runtimeName: RUNTIME_NAME,
+        runtimeVersion: deps.version,
+        runtimeApiVersion: CRI_API_VERSION,
+      });
+    },
+
+    async status(request) {
+      // berthd answering at all means the runtime side is up; shims are started per pod.
+      const runtimeReady: RuntimeCondition = { type: "RuntimeReady", status: true, reason: "", message: "" };
+      const net = await deps.network.status();
+      const networkReady: RuntimeCondition = {
+        type: "NetworkReady",
+        status: net.ready,
+        reason: net.reason,
+        message: net.message,
+      };
+      const handler = (name: string): RuntimeHandler => ({
+        name,
+        features: { recursiveReadOnlyMounts: false, userNamespaces: false },
+      });
+      // Like containerd, the default handler is listed a second time under "" (the name
+      // kubelet uses for pods without a RuntimeClass).
+      const runtimeHandlers = deps.runtimeHandlers.flatMap((name) =>
+        name === deps.defaultRuntimeHandler ? [handler(name), handler("")] : [handler(name)],
+      );
+      return StatusResponse.fromPartial({
+        status: { conditions: [runtimeReady, networkReady] },
+        info: request.verbose ? { config: JSON.stringify(deps.effectiveConfig()) } : {},
+        runtimeHandlers,
+        features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: false },
+      });
+    },
+
+    async runtimeConfig() {
+      return RuntimeConfigResponse.fromPartial({
+        linux: { cgroupDriver: deps.cgroupDriver === "systemd" ? CgroupDriver.SYSTEMD : CgroupDriver.CGROUPFS },
+      });
+    },
+  };
+}

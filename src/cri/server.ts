@@ -1,0 +1,162 @@
+// The CRI gRPC server: RuntimeService and ImageService on a unix socket.
+// Every method of both generated service definitions is registered. A method with a handler
+// in CriHandlers runs it; every other method answers UNIMPLEMENTED naming itself, so a
+// client never sees a bare "unknown service" and nothing in the CRI is silently missed.
+// All handlers run through one wrapper that maps errors (status.ts) and logs the call.
+
+import * as grpc from "@grpc/grpc-js";
+import { ImageServiceService, RuntimeServiceService } from "../gen/cri/runtime/v1/api.js";
+import { UnimplementedError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
+import type { CallContext, CriHandlers, StreamContext } from "./handlers.js";
+import { codeName, isExpected, toGrpcStatus } from "./status.js";
+
+export interface CriServerOptions {
+  log: Logger;
+  /** Bytes; kubelet sends and accepts up to 16 MiB. */
+  maxRecvMessageSize: number;
+  maxSendMessageSize: number;
+}
+
+// Handlers are stored untyped here; handlers.ts types them per method for their authors.
+type AnyUnary = (request: unknown, ctx: CallContext & { call: grpc.ServerUnaryCall<unknown, unknown> }) => Promise<unknown>;
+type AnyStream = (
+  request: unknown,
+  ctx: StreamContext<unknown> & { call: grpc.ServerWritableStream<unknown, unknown> },
+) => Promise<void>;
+
+function unimplemented(method: string): () => Promise<never> {
+  return () => Promise.reject(new UnimplementedError(`${method} is not implemented yet`));
+}
+
+/** Wires an AbortSignal to a call's cancellation (client cancel, deadline, connection loss). */
+function signalFor(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {
+  const ac = new AbortController();
+  if (call.cancelled) ac.abort();
+  else call.once("cancelled", () => ac.abort(new Error("call cancelled by the client")));
+  return ac.signal;
+}
+
+function finish(log: Logger, method: string, started: bigint, err: unknown): void {
+  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+  if (err === undefined) {
+    log.debug({ method, code: "OK", durationMs }, "cri call");
+    return;
+  }
+  const code = codeName(toGrpcStatus(err, method).code);
+  if (isExpected(err)) log.debug({ method, code, durationMs, error: (err as Error).message }, "cri call");
+  else log.error({ method, code, durationMs, err }, "cri call failed");
+}
+
+function implement(
+  definition: grpc.ServiceDefinition,
+  given: Record<string, unknown>,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
+  for (const name of Object.keys(given)) {
+    if (given[name] !== undefined && !Object.hasOwn(definition, name)) {
+      throw new Error(`CRI handler "${name}" matches no method of the service definition`);
+    }
+  }
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const [name, def] of Object.entries(definition)) {
+    const method = def.path.replace(/^\//, "");
+    const handler = (given[name] as AnyUnary | AnyStream | undefined) ?? unimplemented(method);
+    const callLog = log.child({ method });
+    if (def.requestStream) throw new Error(`${method}: client-streaming methods are not supported by the CRI server`);
+    if (!def.responseStream) {
+      impl[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        const started = process.hrtime.bigint();
+        const ctx = { method, signal: signalFor(call), metadata: call.metadata, log: callLog, call };
+        Promise.resolve()
+          .then(() => (handler as AnyUnary)(call.request, ctx))
+          .then(
+            (response) => {
+              finish(log, method, started, undefined);
+              callback(null, response);
+            },
+            (err: unknown) => {
+              finish(log, method, started, err);
+              callback(toGrpcStatus(err, method));
+            },
+          );
+      }) as grpc.handleUnaryCall<unknown, unknown>;
+    } else {
+      impl[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+        const started = process.hrtime.bigint();
+        const signal = signalFor(call);
+        const send = (message: unknown) =>
+          new Promise<void>((resolve, reject) => {
+            if (signal.aborted) return reject(signal.reason);
+            if (call.write(message)) return resolve();
+            const onDrain = () => {
+              signal.removeEventListener("abort", onAbort);
+              resolve();
+            };
+            const onAbort = () => {
+              call.off("drain", onDrain);
+              reject(signal.reason);
+            };
+            call.once("drain", onDrain);
+            signal.addEventListener("abort", onAbort, { once: true });
+          });
+        const ctx = { method, signal, metadata: call.metadata, log: callLog, call, send };
+        Promise.resolve()
+          .then(() => (handler as AnyStream)(call.request, ctx))
+          .then(
+            () => {
+              finish(log, method, started, undefined);
+              call.end();
+            },
+            (err: unknown) => {
+              finish(log, method, started, err);
+              call.emit("error", toGrpcStatus(err, method));
+            },
+          );
+      }) as grpc.handleServerStreamingCall<unknown, unknown>;
+    }
+  }
+  return impl;
+}
+
+/** The method names of a service definition, e.g. ["version", "runPodSandbox", ...]; for tests and docs. */
+export const runtimeMethods = Object.keys(RuntimeServiceService);
+export const imageMethods = Object.keys(ImageServiceService);
+
+/** A grpc-js server serving both CRI services with the given handlers; not yet bound. */
+export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): grpc.Server {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": opts.maxRecvMessageSize,
+    "grpc.max_send_message_length": opts.maxSendMessageSize,
+  });
+  const log = opts.log.child({ component: "cri" });
+  server.addService(RuntimeServiceService, implement(RuntimeServiceService, handlers.runtime, log));
+  server.addService(ImageServiceService, implement(ImageServiceService, handlers.image, log));
+  return server;
+}
+
+/** Binds the server to a unix socket path (which must not exist). */
+export function listenUnix(server: grpc.Server, socketPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err ? reject(err) : resolve(),
+    );
+  });
+}
+
+/**
+ * Stops accepting calls and waits for in-flight ones; after `graceMs` cuts the rest off.
+ * Resolves to whether everything finished in time.
+ */
+export function shutdownServer(server: grpc.Server, graceMs: number): Promise<"graceful" | "forced"> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve("forced");
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve("graceful");
+    });
+  });
+}

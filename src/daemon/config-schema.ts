@@ -1,0 +1,122 @@
+// berthd's configuration: every key, its type, default, check and description, in one table.
+// To add a key, add one line here; its type reaches `BerthConfig`, `berthd config default`
+// prints it with its description, and the loader validates it. Keys are snake_case like
+// containerd's config.toml. Checks that span several keys go in `crossChecks` below.
+
+import {
+  bool,
+  duration,
+  fileMode,
+  int,
+  mapOf,
+  oneOf,
+  path,
+  section,
+  str,
+  table,
+  type ConfigValue,
+} from "./config-fields.js";
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
+
+const MiB = 1024 * 1024;
+
+/** The layout of [runtime.handlers.<name>]: one CRI runtime handler (RuntimeClass handler). */
+const runtimeHandler = section("A runtime handler, selected by a pod's RuntimeClass handler name.", {
+  runtime_type: str("io.containerd.berth.v2", "Shim v2 runtime name: io.containerd.NAME.v2 runs containerd-shim-NAME-v2.", {
+    check: (v) => (/^io\.containerd\.[a-z0-9-]+\.v2$/.test(v) ? undefined : `${JSON.stringify(v)} is not of the form io.containerd.NAME.v2`),
+  }),
+  binary_name: str("runc", "OCI runtime binary the shim runs (a name on PATH or an absolute path)."),
+  root: path("", "OCI runtime state directory (its --root); empty means the runtime's own default.", {
+    allowEmpty: true,
+  }),
+  options: table("Extra options handed to the shim for this handler, as a table."),
+});
+
+export const configSchema = section("berthd configuration", {
+  version: int(1, "Configuration format version; this berthd reads version 1.", { min: 1, max: 1 }),
+  root: path("/var/lib/berth", "Persistent data: images, snapshots, metadata (created 0700)."),
+  state: path("/run/berth", "Runtime state that does not survive a reboot: pid file, bundles, sockets."),
+
+  grpc: section("The CRI gRPC endpoint that kubelet and crictl talk to.", {
+    address: path("/run/berth/berth.sock", "Unix socket path of the CRI gRPC server."),
+    uid: int(0, "Owner uid of the socket.", { max: 2 ** 32 - 2 }),
+    gid: int(0, "Owner gid of the socket.", { max: 2 ** 32 - 2 }),
+    mode: fileMode(0o660, "Permission bits of the socket."),
+    max_recv_message_size: int(16 * MiB, "Largest gRPC message accepted, in bytes (kubelet sends up to 16 MiB).", {
+      min: 1024,
+      max: 2 ** 31 - 1,
+    }),
+    max_send_message_size: int(16 * MiB, "Largest gRPC message sent, in bytes.", { min: 1024, max: 2 ** 31 - 1 }),
+    shutdown_timeout: duration("5s", "On SIGTERM/SIGINT, how long in-flight calls may run before they are cut off."),
+  }),
+
+  log: section("Daemon logging (to stderr).", {
+    level: oneOf(LOG_LEVELS, "info", "Least severe level logged; debug logs every CRI call."),
+    format: oneOf(["json", "text"], "json", "json: one JSON object per line; text: human-readable lines."),
+  }),
+
+  cgroup: section("Control groups.", {
+    driver: oneOf(["cgroupfs", "systemd"], "cgroupfs", "Cgroup driver; must match kubelet's cgroupDriver."),
+  }),
+
+  runtime: section("OCI runtimes.", {
+    default_runtime_name: str("runc", "Handler used when a pod names no RuntimeClass handler."),
+    handlers: mapOf("Runtime handlers by name.", runtimeHandler, {
+      runc: { binary_name: "runc" },
+      runsc: { binary_name: "runsc" },
+    }),
+  }),
+
+  cni: section("Pod networking through CNI plugins.", {
+    bin_dir: path("/usr/lib/cni", "Directory holding the CNI plugin binaries."),
+    conf_dir: path("/etc/cni/net.d", "Directory holding the CNI network configs (.conf, .conflist, .json)."),
+    max_conf_num: int(1, "How many network configs (in file name order) each pod joins.", { min: 1, max: 64 }),
+  }),
+
+  registry: section("Image registries.", {
+    config_path: path("/etc/berth/certs.d", "Per-registry host configs (certs.d/<host>/hosts.toml layout)."),
+  }),
+
+  image: section("Images.", {
+    snapshotter: str("overlayfs", "Snapshotter that unpacks image layers into root filesystems.", {
+      check: (v) => (v === "" ? "must not be empty" : undefined),
+    }),
+    sandbox_image: str("", "Pause image for pod sandboxes; empty means berth's built-in pause."),
+  }),
+
+  streaming: section("The exec/attach/port-forward streaming server.", {
+    address: str("127.0.0.1", "Address the streaming server listens on."),
+    port: int(0, "Port of the streaming server; 0 picks a free port.", { max: 65535 }),
+    tls_cert_file: path("", "TLS certificate; empty serves plain HTTP.", { allowEmpty: true }),
+    tls_key_file: path("", "TLS key, set together with tls_cert_file.", { allowEmpty: true }),
+    token_ttl: duration("1m", "How long an exec/attach/port-forward URL stays valid."),
+  }),
+
+  metrics: section("Prometheus metrics.", {
+    address: str("", 'host:port of the metrics endpoint; empty disables it.'),
+  }),
+});
+
+export type BerthConfig = ConfigValue<typeof configSchema>;
+
+export interface ConfigProblem {
+  /** Dotted key path, e.g. "grpc.address". */
+  key: string;
+  problem: string;
+}
+
+/** Checks that relate several keys; run after every key is valid on its own. */
+export const crossChecks: ((cfg: BerthConfig) => ConfigProblem | undefined)[] = [
+  (cfg) =>
+    cfg.runtime.handlers[cfg.runtime.default_runtime_name]
+      ? undefined
+      : {
+          key: "runtime.default_runtime_name",
+          problem: `no handler named ${JSON.stringify(cfg.runtime.default_runtime_name)} in [runtime.handlers] (have: ${Object.keys(cfg.runtime.handlers).join(", ") || "none"})`,
+        },
+  (cfg) =>
+    (cfg.streaming.tls_cert_file === "") === (cfg.streaming.tls_key_file === "")
+      ? undefined
+      : { key: "streaming.tls_key_file", problem: "tls_cert_file and tls_key_file must be set together" },
+];

@@ -1,0 +1,125 @@
+// berthd's command line. `berthd [flags]` runs the daemon; `berthd config default|dump`
+// prints configuration. Flags override the config file, which overrides the defaults.
+
+import { Command } from "commander";
+import { resolve } from "node:path";
+import { createLogger, type Logger } from "../util/log.js";
+import { LOG_LEVELS } from "./config-schema.js";
+import {
+  applyOverrides,
+  ConfigError,
+  DEFAULT_CONFIG_PATH,
+  defaultConfig,
+  loadConfigFile,
+  renderConfig,
+  type BerthConfig,
+  type Override,
+} from "./config.js";
+import { DaemonConflictError } from "./pidfile.js";
+import { Daemon } from "./server.js";
+import { BERTH_VERSION } from "./version.js";
+
+interface GlobalFlags {
+  config?: string;
+  address?: string;
+  root?: string;
+  state?: string;
+  logLevel?: string;
+}
+
+/** Refuses to run: prints one `berthd: ...` line per problem and exits non-zero. */
+function refuse(message: string): never {
+  for (const line of message.split("\n")) process.stderr.write(`berthd: ${line}\n`);
+  process.exit(1);
+}
+
+/** Defaults, then the config file, then flags; exits with the problems if any is invalid. */
+function effectiveConfig(flags: GlobalFlags): BerthConfig {
+  try {
+    const { config } = loadConfigFile(flags.config);
+    // Paths on the command line are relative to the working directory, as users expect.
+    const overrides: Override[] = [];
+    if (flags.address !== undefined) overrides.push({ key: "grpc.address", value: resolve(flags.address), flag: "--address" });
+    if (flags.root !== undefined) overrides.push({ key: "root", value: resolve(flags.root), flag: "--root" });
+    if (flags.state !== undefined) overrides.push({ key: "state", value: resolve(flags.state), flag: "--state" });
+    if (flags.logLevel !== undefined) overrides.push({ key: "log.level", value: flags.logLevel, flag: "--log-level" });
+    return applyOverrides(config, overrides);
+  } catch (err) {
+    if (err instanceof ConfigError) refuse(`invalid configuration\n${err.message}`);
+    throw err;
+  }
+}
+
+async function serve(flags: GlobalFlags): Promise<void> {
+  const config = effectiveConfig(flags);
+  const log = createLogger({ level: config.log.level, format: config.log.format, base: { pid: process.pid } });
+
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, log);
+  } catch (err) {
+    if (err instanceof DaemonConflictError) refuse(err.message);
+    log.fatal({ err }, "berthd failed to start");
+    refuse(`failed to start: ${(err as Error).message}`);
+  }
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn({ signal }, "second signal: exiting without waiting for in-flight calls");
+      process.exit(1);
+    }
+    daemon.stop(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "error during shutdown");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  installCrashHandlers(daemon, log);
+}
+
+/** A bug that escapes every handler still releases the socket and pid file before exiting. */
+function installCrashHandlers(daemon: Daemon, log: Logger): void {
+  const crash = (err: unknown) => {
+    log.fatal({ err }, "berthd crashed");
+    const timer = setTimeout(() => process.exit(1), 2000);
+    timer.unref();
+    daemon.stop("crash").finally(() => process.exit(1));
+  };
+  process.on("uncaughtException", crash);
+  process.on("unhandledRejection", crash);
+}
+
+export function buildProgram(): Command {
+  const program = new Command("berthd")
+    .description("berth container runtime daemon: serves the Kubernetes CRI (runtime.v1) on a unix socket")
+    .version(`berthd ${BERTH_VERSION}`, "-v, --version", "print the version and exit")
+    .option("-c, --config <file>", `config file (default: ${DEFAULT_CONFIG_PATH} if it exists)`)
+    .option("-a, --address <socket>", "CRI socket path (overrides grpc.address)")
+    .option("--root <dir>", "persistent data directory (overrides root)")
+    .option("--state <dir>", "runtime state directory (overrides state)")
+    .option("-l, --log-level <level>", `log level: ${LOG_LEVELS.join(", ")} (overrides log.level)`)
+    .showHelpAfterError()
+    .action(async (flags: GlobalFlags) => serve(flags));
+
+  const config = program.command("config").description("print configuration");
+  config
+    .command("default")
+    .description("print the default configuration as TOML (a valid --config file)")
+    .action(() => {
+      process.stdout.write(renderConfig(defaultConfig(), { comments: true }));
+    });
+  config
+    .command("dump")
+    .description("print the effective configuration: defaults, then the config file, then flags")
+    .action((_opts, cmd: Command) => {
+      process.stdout.write(renderConfig(effectiveConfig(cmd.optsWithGlobals<GlobalFlags>())));
+    });
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

@@ -1,0 +1,295 @@
+// Content-addressed blob store, laid out like containerd's:
+//   <root>/blobs/sha256/<hex>     committed, verified blobs (read-only to everyone else)
+//   <root>/ingest/<hex>/data       a download in progress; its length is the resume offset
+//   <root>/ingest/<hex>/ref        JSON {digest, size} the ingest is expected to produce
+// A blob reaches blobs/ only by rename after its digest and size checked out and the data
+// was fsynced; the directory is fsynced after the rename (DESIGN.md principle 3). A killed
+// download leaves its ingest behind and the next ingest of that digest resumes it, re-hashing
+// the prefix already on disk.
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, type ReadStream } from "node:fs";
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { InternalError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import { backoffDelay, defaultRetry, isTransient, type RetryPolicy } from "./retry.js";
+import { SingleFlight } from "./limit.js";
+
+/** The data did not hash to the digest it was fetched by; nothing of it was kept. */
+export class DigestMismatchError extends InternalError {}
+/** The data was longer or shorter than its descriptor said; nothing of it was kept. */
+export class SizeMismatchError extends InternalError {}
+
+export interface Expected {
+  digest: string;
+  size: number;
+}
+
+/**
+ * Opens the blob's bytes starting at `offset` (the caller asks for a Range). Returns the
+ * offset the data really starts at: `offset`, or 0 when the source ignored the range.
+ */
+export type BlobSource = (offset: number) => Promise<{ offset: number; stream: AsyncIterable<Uint8Array> }>;
+
+export interface IngestOptions {
+  onProgress?: (done: number, total: number) => void;
+  retry?: RetryPolicy;
+}
+
+const digestRe = /^sha256:([a-f0-9]{64})$/;
+
+export function hexOf(digest: string): string {
+  const m = digestRe.exec(digest);
+  if (!m) throw new InvalidArgumentError(`unsupported digest ${JSON.stringify(digest)} (only sha256 is supported)`);
+  return m[1];
+}
+
+export function sha256Digest(data: Buffer | string): string {
+  return `sha256:${createHash("sha256").update(data).digest("hex")}`;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export class ContentStore {
+  readonly blobsDir: string;
+  readonly ingestDir: string;
+  private readonly flights = new SingleFlight<void>();
+
+  /** `root` is the content directory, e.g. <state>/content. */
+  constructor(readonly root: string) {
+    this.blobsDir = join(root, "blobs", "sha256");
+    this.ingestDir = join(root, "ingest");
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.blobsDir, { recursive: true });
+    await mkdir(this.ingestDir, { recursive: true });
+  }
+
+  path(digest: string): string {
+    return join(this.blobsDir, hexOf(digest));
+  }
+
+  /** Size of a committed blob, or undefined. */
+  async size(digest: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.path(digest))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return (await this.size(digest)) !== undefined;
+  }
+
+  async read(digest: string): Promise<Buffer> {
+    try {
+      return await readFile(this.path(digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`content ${digest} not found`);
+      throw err;
+    }
+  }
+
+  async readJson<T>(digest: string): Promise<T> {
+    return JSON.parse((await this.read(digest)).toString("utf8")) as T;
+  }
+
+  openRead(digest: string): ReadStream {
+    return createReadStream(this.path(digest), { highWaterMark: 1 << 20 });
+  }
+
+  /** Stores an in-memory blob (manifests, configs); verifies it when `expected` is given. */
+  async writeBuffer(data: Buffer, expected?: Partial<Expected>): Promise<string> {
+    const digest = sha256Digest(data);
+    if (expected?.digest && expected.digest !== digest) {
+      throw new DigestMismatchError(`digest mismatch: expected ${expected.digest} got ${digest}`);
+    }
+    if (expected?.size !== undefined && expected.size !== data.length) {
+      throw new SizeMismatchError(`size mismatch for ${digest}: expected ${expected.size} bytes got ${data.length}`);
+    }
+    await this.ingest({ digest, size: data.length }, async () => ({ offset: 0, stream: [data] }));
+    return digest;
+  }
+
+  /**
+   * Brings blob `expected` into the store from `source`, resuming an earlier partial ingest.
+   * Concurrent ingests of one digest share a single download. Transient source failures are
+   * retried from the current offset with a Range request (bounded by `retry`). A digest or
+   * size mismatch removes the ingest and throws DigestMismatchError / SizeMismatchError.
+   */
+  ingest(expected: Expected, source: BlobSource, opts: IngestOptions = {}): Promise<void> {
+    const hex = hexOf(expected.digest);
+    return this.flights.do(hex, () => this.doIngest(hex, expected, source, opts));
+  }
+
+  private async doIngest(hex: string, expected: Expected, source: BlobSource, opts: IngestOptions): Promise<void> {
+    const final = join(this.blobsDir, hex);
+    const existing = await this.size(expected.digest);
+    if (existing === expected.size) return;
+    if (existing !== undefined) {
+      throw new SizeMismatchError(`stored blob ${expected.digest} is ${existing} bytes, descriptor says ${expected.size}`);
+    }
+    const dir = join(this.ingestDir, hex);
+    const dataPath = join(dir, "data");
+    await mkdir(dir, { recursive: true });
+    const refPath = join(dir, "ref");
+    let ref: Expected | undefined;
+    try {
+      ref = JSON.parse(await readFile(refPath, "utf8")) as Expected;
+    } catch {
+      ref = undefined;
+    }
+    if (!ref || ref.size !== expected.size || ref.digest !== expected.digest) {
+      await rm(dataPath, { force: true });
+      await writeFile(refPath, JSON.stringify(expected));
+    }
+    // r+ (not a+): O_APPEND would ignore the explicit write positions after a truncate.
+    const fh = await open(dataPath, "r+").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return open(dataPath, "w+");
+      throw err;
+    });
+    let ok = false;
+    try {
+      let offset = (await fh.stat()).size;
+      if (offset > expected.size) {
+        await fh.truncate(0);
+        offset = 0;
+      }
+      // Re-hash what an earlier attempt left, so the final digest covers every byte.
+      let hash = createHash("sha256");
+      if (offset > 0) {
+        for await (const chunk of createReadStream(dataPath, { start: 0, end: offset - 1 })) {
+          hash.update(chunk as Buffer);
+        }
+      }
+      opts.onProgress?.(offset, expected.size);
+      const retry = opts.retry ?? defaultRetry;
+      for (let attempt = 0; offset < expected.size; ) {
+        try {
+          const got = await source(offset);
+          if (got.offset !== offset) {
+            if (got.offset !== 0) throw new InternalError(`source resumed at ${got.offset}, asked for ${offset}`);
+            await fh.truncate(0);
+            offset = 0;
+            hash = createHash("sha256");
+          }
+          for await (const chunk of got.stream) {
+            if (offset + chunk.length > expected.size) {
+              throw new SizeMismatchError(`size mismatch for ${expected.digest}: got more than ${expected.size} bytes`);
+            }
+            await fh.write(chunk, 0, chunk.length, offset);
+            hash.update(chunk);
+            offset += chunk.length;
+            opts.onProgress?.(offset, expected.size);
+          }
+          if (offset < expected.size) {
+            // The body ended early (connection dropped cleanly): resume from here.
+            throw Object.assign(new Error(`blob ${expected.digest} ended at ${offset} of ${expected.size} bytes`), {
+              code: "ECONNRESET",
+            });
+          }
+        } catch (err) {
+          if (!isTransient(err) || ++attempt >= retry.attempts) throw err;
+          await sleep(backoffDelay(retry, attempt - 1));
+        }
+      }
+      const got = `sha256:${hash.digest("hex")}`;
+      if (got !== expected.digest) {
+        await fh.close().catch(() => {});
+        await rm(dir, { recursive: true, force: true });
+        throw new DigestMismatchError(`digest mismatch: expected ${expected.digest} got ${got}`);
+      }
+      await fh.sync();
+      ok = true;
+    } catch (err) {
+      if (err instanceof SizeMismatchError) {
+        await fh.close().catch(() => {});
+        await rm(dir, { recursive: true, force: true });
+      }
+      throw err;
+    } finally {
+      await fh.close().catch(() => {});
+    }
+    if (ok) {
+      await rename(dataPath, final);
+      await fsyncDir(this.blobsDir);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    await rm(this.path(digest), { force: true });
+  }
+
+  /** Every committed blob. */
+  async list(): Promise<{ digest: string; size: number }[]> {
+    const out: { digest: string; size: number }[] = [];
+    for (const name of await readdir(this.blobsDir)) {
+      if (!/^[a-f0-9]{64}$/.test(name)) continue;
+      const st = await lstat(join(this.blobsDir, name));
+      out.push({ digest: `sha256:${name}`, size: st.size });
+    }
+    return out;
+  }
+
+  /** Ingests in progress or interrupted: digest and bytes so far. */
+  async ingests(): Promise<{ digest: string; offset: number; total?: number }[]> {
+    const out: { digest: string; offset: number; total?: number }[] = [];
+    for (const name of await readdir(this.ingestDir)) {
+      let offset = 0;
+      let total: number | undefined;
+      try {
+        offset = (await stat(join(this.ingestDir, name, "data"))).size;
+      } catch {
+        offset = 0;
+      }
+      try {
+        total = (JSON.parse(await readFile(join(this.ingestDir, name, "ref"), "utf8")) as Expected).size;
+      } catch {
+        total = undefined;
+      }
+      out.push({ digest: `sha256:${name}`, offset, total });
+    }
+    return out;
+  }
+
+  async abortIngest(digest: string): Promise<void> {
+    const dir = join(this.ingestDir, hexOf(digest));
+    const doomed = join(this.ingestDir, `.removed-${randomBytes(4).toString("hex")}`);
+    try {
+      await rename(dir, doomed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  /** Bytes and inodes used by committed blobs and ingests. */
+  async usage(): Promise<{ size: number; inodes: number }> {
+    let size = 0;
+    let inodes = 0;
+    for (const dir of [this.blobsDir, this.ingestDir]) {
+      const walk = async (p: string): Promise<void> => {
+        const st = await lstat(p);
+        size += st.blocks * 512;
+        inodes++;
+        if (st.isDirectory()) for (const n of await readdir(p)) await walk(join(p, n));
+      };
+      await walk(dir).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOENT") throw err;
+      });
+    }
+    return { size, inodes };
+  }
+}

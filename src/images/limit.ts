@@ -1,0 +1,80 @@
+// Small concurrency helpers: a counting semaphore, single-flight, and a shared/exclusive lock.
+
+export class Semaphore {
+  private waiting: (() => void)[] = [];
+  private active = 0;
+  constructor(private readonly max: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
+/** Concurrent calls with the same key share one execution. */
+export class SingleFlight<T> {
+  private inflight = new Map<string, Promise<T>>();
+  do(key: string, fn: () => Promise<T>): Promise<T> {
+    const existing = this.inflight.get(key);
+    if (existing) return existing;
+    const p = fn().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+}
+
+/** Many shared holders (pulls) or one exclusive holder (GC). Writers wait for readers to drain. */
+export class SharedLock {
+  private shared = 0;
+  private exclusive = false;
+  private queue: { exclusive: boolean; wake: () => void }[] = [];
+
+  private grant(): void {
+    while (this.queue.length > 0 && !this.exclusive) {
+      const head = this.queue[0];
+      if (head.exclusive) {
+        if (this.shared > 0) return;
+        this.queue.shift();
+        this.exclusive = true;
+        head.wake();
+        return;
+      }
+      this.queue.shift();
+      this.shared++;
+      head.wake();
+    }
+  }
+
+  async withShared<T>(fn: () => Promise<T>): Promise<T> {
+    await new Promise<void>((wake) => {
+      this.queue.push({ exclusive: false, wake });
+      this.grant();
+    });
+    try {
+      return await fn();
+    } finally {
+      this.shared--;
+      this.grant();
+    }
+  }
+
+  async withExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    await new Promise<void>((wake) => {
+      this.queue.push({ exclusive: true, wake });
+      this.grant();
+    });
+    try {
+      return await fn();
+    } finally {
+      this.exclusive = false;
+      this.grant();
+    }
+  }
+}

@@ -1,0 +1,201 @@
+// The OCI runtime command line (runc, crun, runsc): builds argv for the monitor to run
+// (create, exec, restore) and runs the short commands itself (start, kill, delete, ...).
+// Errors come back from the runtime's JSON log (--log, --log-format json), as containerd's
+// runc shim reads them, so a caller sees runc's own message.
+import { execFile } from "node:child_process";
+import { readFile, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+
+import { FailedPreconditionError, InternalError, NotFoundError } from "../util/errors.js";
+
+export interface RuntimeConfig {
+  /** Binary name or path; berth extension: extra global flags may follow, space separated. */
+  binary: string;
+  /** The runtime's state root (--root). */
+  root: string;
+  systemdCgroup: boolean;
+  noPivotRoot: boolean;
+  noNewKeyring: boolean;
+  criuPath: string;
+}
+
+export class RuntimeError extends InternalError {}
+
+export interface CheckpointArgs {
+  imagePath: string;
+  workPath: string;
+  exit: boolean;
+  openTcp: boolean;
+  externalUnixSockets: boolean;
+  terminal: boolean;
+  fileLocks: boolean;
+  emptyNamespaces: string[];
+  cgroupsMode: string;
+  parentPath: string;
+}
+
+export class OciRuntime {
+  readonly command: string;
+  readonly extraArgs: string[];
+
+  constructor(
+    readonly config: RuntimeConfig,
+    /** Where the runtime writes its JSON log; read back for error messages. */
+    readonly logFile: string,
+  ) {
+    const parts = config.binary.trim().split(/\s+/).filter(Boolean);
+    this.command = parts[0] || "runc";
+    this.extraArgs = parts.slice(1);
+  }
+
+  /** "runc", "runsc", "crun": decides quirks. */
+  get kind(): string {
+    return basename(this.command);
+  }
+
+  globalArgs(logFile = this.logFile): string[] {
+    const a = ["--root", this.config.root, "--log", logFile, "--log-format", "json"];
+    if (this.config.systemdCgroup) a.push("--systemd-cgroup");
+    return [...a, ...this.extraArgs];
+  }
+
+  /** argv of `create`, for the monitor to run (the container process becomes its child). */
+  createArgv(id: string, bundle: string, pidFile: string, consoleSocket: string | undefined, logFile: string): string[] {
+    const a = [this.command, ...this.globalArgs(logFile), "create", "--bundle", bundle, "--pid-file", pidFile];
+    if (consoleSocket) a.push("--console-socket", consoleSocket);
+    if (this.config.noPivotRoot) a.push("--no-pivot");
+    if (this.config.noNewKeyring) a.push("--no-new-keyring");
+    a.push(id);
+    return a;
+  }
+
+  /** argv of `exec --detach`, for the monitor to run. */
+  execArgv(id: string, processJson: string, pidFile: string, consoleSocket: string | undefined, logFile: string): string[] {
+    const a = [this.command, ...this.globalArgs(logFile), "exec", "--detach", "--process", processJson, "--pid-file", pidFile];
+    if (consoleSocket) a.push("--console-socket", consoleSocket);
+    a.push(id);
+    return a;
+  }
+
+  /** argv of `restore --detach` from a checkpoint image, for the monitor to run. */
+  restoreArgv(id: string, bundle: string, imagePath: string, workPath: string, pidFile: string, consoleSocket: string | undefined, logFile: string): string[] {
+    const a = [this.command, ...this.globalArgs(logFile), "restore", "--detach", "--bundle", bundle, "--image-path", imagePath];
+    if (workPath) a.push("--work-path", workPath);
+    a.push("--pid-file", pidFile);
+    if (consoleSocket) a.push("--console-socket", consoleSocket);
+    if (this.config.noPivotRoot) a.push("--no-pivot");
+    a.push(id);
+    return a;
+  }
+
+  async start(id: string): Promise<void> {
+    await this.run(["start", id]);
+  }
+
+  async kill(id: string, signal: number, all: boolean): Promise<void> {
+    await this.run(["kill", ...(all ? ["--all"] : []), id, String(signal)]);
+  }
+
+  async delete(id: string, force: boolean): Promise<void> {
+    try {
+      await this.run(["delete", ...(force ? ["--force"] : []), id]);
+    } catch (err) {
+      if (err instanceof NotFoundError) return;
+      throw err;
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.run(["pause", id]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run(["resume", id]);
+  }
+
+  /** `update --resources -` with OCI LinuxResources JSON on stdin. */
+  async update(id: string, resourcesJson: Buffer): Promise<void> {
+    await this.run(["update", "--resources", "-", id], resourcesJson);
+  }
+
+  async checkpoint(id: string, c: CheckpointArgs): Promise<void> {
+    const a = ["checkpoint", "--image-path", c.imagePath, "--work-path", c.workPath];
+    if (this.config.criuPath) a.push("--criu", this.config.criuPath);
+    if (!c.exit) a.push("--leave-running");
+    if (c.openTcp) a.push("--tcp-established");
+    if (c.externalUnixSockets) a.push("--ext-unix-sk");
+    if (c.terminal) a.push("--shell-job");
+    if (c.fileLocks) a.push("--file-locks");
+    for (const ns of c.emptyNamespaces) a.push("--empty-ns", ns);
+    if (c.cgroupsMode) a.push("--manage-cgroups-mode", c.cgroupsMode);
+    if (c.parentPath) a.push("--parent-path", c.parentPath);
+    a.push(id);
+    await this.run(a);
+  }
+
+  /** Host pids of every process in the container. */
+  async ps(id: string): Promise<number[]> {
+    const out = await this.run(["ps", "--format", "json", id]);
+    const pids = JSON.parse(out.toString() || "[]") as number[] | null;
+    return pids ?? [];
+  }
+
+  async state(id: string): Promise<{ status: string; pid: number }> {
+    const out = await this.run(["state", id]);
+    return JSON.parse(out.toString()) as { status: string; pid: number };
+  }
+
+  /** Runs one command; a failure becomes a typed error with the runtime's own message. */
+  run(args: string[], stdin?: Buffer): Promise<Buffer> {
+    const logFile = `${this.logFile}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;
+    const argv = [...this.globalArgs(logFile), ...args];
+    return new Promise((resolve, reject) => {
+      const child = execFile(this.command, argv, { encoding: "buffer", maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+        void (async () => {
+          const logged = err ? await lastRuntimeError(logFile) : "";
+          await rm(logFile, { force: true });
+          if (!err) return resolve(stdout);
+          const msg = logged || stderr.toString().trim() || err.message;
+          reject(runtimeError(`${this.kind} ${args[0]}`, msg));
+        })();
+      });
+      if (stdin) child.stdin?.end(stdin);
+      else child.stdin?.end();
+    });
+  }
+}
+
+/** Maps a runtime's message to the typed error a caller can act on. */
+export function runtimeError(what: string, msg: string): Error {
+  const text = `${what}: ${msg}`;
+  if (/does not exist|not exist|container .* not found|no such file or directory/i.test(msg)) return new NotFoundError(text);
+  if (/not running|is paused|not paused|container not running|cannot .* in .* state|is not running|already stopped|is stopped/i.test(msg)) {
+    return new FailedPreconditionError(text);
+  }
+  return new RuntimeError(text);
+}
+
+/** The last error line of a runtime's JSON log ({"level":"error","msg":...}). */
+export async function lastRuntimeError(logFile: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(logFile, "utf8");
+  } catch {
+    return "";
+  }
+  let last = "";
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (entry.level === "error" || entry.level === "fatal") last = entry.msg ?? last;
+    } catch {
+      last = line;
+    }
+  }
+  return last;
+}
+
+export function runtimeLogPath(stateDir: string): string {
+  return join(stateDir, "runtime-log.json");
+}

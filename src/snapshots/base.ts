@@ -1,0 +1,171 @@
+// Record keeping shared by the directory-based snapshotters (overlay, native): each snapshot
+// is a directory <root>/snapshots/<id> plus a row in the metadata database. Directories are
+// built under a temporary name and renamed into place inside the transaction that inserts
+// the row, so a crash leaves at worst an orphan directory, which cleanup() removes.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, renameSync } from "node:fs";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Db } from "../metadata/db.js";
+import { SnapshotMetadata, type SnapshotRow } from "../metadata/snapshots.js";
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import type { Mount, SnapshotInfo, SnapshotKind, Snapshotter, Usage } from "./types.js";
+import { diskUsage } from "./usage.js";
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE";
+}
+
+export abstract class DirSnapshotter implements Snapshotter {
+  abstract readonly name: string;
+  abstract readonly whiteouts: "overlay" | "native";
+  protected readonly meta: SnapshotMetadata;
+  protected readonly snapshotsDir: string;
+
+  constructor(
+    db: Db,
+    readonly root: string,
+    name: string,
+  ) {
+    this.meta = new SnapshotMetadata(db, name);
+    this.snapshotsDir = join(root, "snapshots");
+    mkdirSync(this.snapshotsDir, { recursive: true });
+  }
+
+  /** Fills the fresh directory `dir` for a new snapshot whose parent chain (nearest first) is `parents`. */
+  protected abstract populate(dir: string, kind: SnapshotKind, parents: SnapshotRow[]): Promise<void>;
+  protected abstract mountsOf(row: SnapshotRow, parents: SnapshotRow[]): Mount[];
+  /** Where the snapshot's own files live inside its directory. */
+  protected abstract layerDir(dir: string): string;
+
+  protected dirOf(row: { id: number }): string {
+    return join(this.snapshotsDir, String(row.id));
+  }
+
+  protected row(key: string): SnapshotRow {
+    const r = this.meta.get(key);
+    if (!r) throw new NotFoundError(`snapshot ${key} not found (${this.name})`);
+    return r;
+  }
+
+  /** The committed ancestors of a snapshot, nearest first. */
+  protected parentsOf(row: SnapshotRow): SnapshotRow[] {
+    const out: SnapshotRow[] = [];
+    for (let p = row.parent; p; ) {
+      const r = this.row(p);
+      out.push(r);
+      p = r.parent;
+    }
+    return out;
+  }
+
+  private info(r: SnapshotRow): SnapshotInfo {
+    return { key: r.key, parent: r.parent ?? undefined, kind: r.kind, labels: r.labels, createdAt: r.createdAt };
+  }
+
+  stat(key: string): SnapshotInfo {
+    return this.info(this.row(key));
+  }
+
+  exists(key: string): boolean {
+    return this.meta.get(key) !== undefined;
+  }
+
+  list(): SnapshotInfo[] {
+    return this.meta.list().map((r) => this.info(r));
+  }
+
+  private async create(kind: "active" | "view", key: string, parent: string | undefined, labels: Record<string, string>) {
+    if (!key) throw new InvalidArgumentError("snapshot key must not be empty");
+    if (this.meta.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists (${this.name})`);
+    let parents: SnapshotRow[] = [];
+    if (parent) {
+      const p = this.row(parent);
+      if (p.kind !== "committed") throw new FailedPreconditionError(`parent snapshot ${parent} is not committed`);
+      parents = [p, ...this.parentsOf(p)];
+    }
+    const tmp = join(this.root, `new-${randomBytes(8).toString("hex")}`);
+    await mkdir(tmp, { recursive: true });
+    try {
+      await this.populate(tmp, kind, parents);
+      const id = this.meta.transaction(() => {
+        const id = this.meta.insert(key, parent ?? null, kind, labels);
+        renameSync(tmp, this.dirOf({ id }));
+        return id;
+      });
+      return this.mountsOf({ ...this.row(key), id }, parents);
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      if (isUniqueViolation(err)) throw new AlreadyExistsError(`snapshot ${key} already exists (${this.name})`);
+      throw err;
+    }
+  }
+
+  prepare(key: string, parent?: string, opts: { labels?: Record<string, string> } = {}): Promise<Mount[]> {
+    return this.create("active", key, parent, opts.labels ?? {});
+  }
+
+  view(key: string, parent?: string, opts: { labels?: Record<string, string> } = {}): Promise<Mount[]> {
+    return this.create("view", key, parent, opts.labels ?? {});
+  }
+
+  mounts(key: string): Mount[] {
+    const r = this.row(key);
+    if (r.kind === "committed") throw new FailedPreconditionError(`snapshot ${key} is committed; mount a view or prepare on it`);
+    return this.mountsOf(r, this.parentsOf(r));
+  }
+
+  applyDir(key: string): string {
+    const r = this.row(key);
+    if (r.kind !== "active") throw new FailedPreconditionError(`snapshot ${key} is not active`);
+    return this.layerDir(this.dirOf(r));
+  }
+
+  async commit(name: string, key: string, opts: { labels?: Record<string, string> } = {}): Promise<void> {
+    const r = this.row(key);
+    if (r.kind !== "active") throw new FailedPreconditionError(`snapshot ${key} is not active`);
+    if (this.meta.get(name)) throw new AlreadyExistsError(`snapshot ${name} already exists (${this.name})`);
+    const usage = await diskUsage(this.layerDir(this.dirOf(r)));
+    try {
+      this.meta.commit(key, name, usage, opts.labels);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AlreadyExistsError(`snapshot ${name} already exists (${this.name})`);
+      throw err;
+    }
+  }
+
+  async remove(key: string): Promise<void> {
+    const r = this.row(key);
+    const children = this.meta.children(key);
+    if (children.length > 0) {
+      throw new FailedPreconditionError(`snapshot ${key} has ${children.length} child snapshot(s) (${children[0]}, ...); remove them first`);
+    }
+    // Rename first (with the row deletion, atomically) so a crash mid-rm leaves only an orphan.
+    const doomed = join(this.root, `removed-${r.id}-${randomBytes(4).toString("hex")}`);
+    this.meta.transaction(() => {
+      this.meta.delete(key);
+      try {
+        renameSync(this.dirOf(r), doomed);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
+    });
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  async usage(key: string): Promise<Usage> {
+    const r = this.row(key);
+    if (r.kind === "committed" && r.size !== null && r.inodes !== null) return { size: r.size, inodes: r.inodes };
+    return diskUsage(this.layerDir(this.dirOf(r)));
+  }
+
+  async cleanup(): Promise<void> {
+    const known = new Set(this.meta.list().map((r) => String(r.id)));
+    for (const name of await readdir(this.snapshotsDir)) {
+      if (!known.has(name)) await rm(join(this.snapshotsDir, name), { recursive: true, force: true });
+    }
+    for (const name of await readdir(this.root)) {
+      if (name.startsWith("new-") || name.startsWith("removed-")) await rm(join(this.root, name), { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,59 @@
+// The snapshotter seam: layered root filesystems keyed like containerd's snapshotters.
+// A committed snapshot is an unpacked image layer (key = its chain ID, so images share
+// layers); an active snapshot is a container's writable layer on top of one; a view is a
+// read-only one. Snapshotters are looked up by name (DESIGN.md principle 6).
+
+/** A mount as the runtime passes it to the OCI runtime / mount(2): like containerd's mount.Mount. */
+export interface Mount {
+  /** "overlay" or "bind" */
+  type: string;
+  source: string;
+  options: string[];
+}
+
+export type SnapshotKind = "committed" | "active" | "view";
+
+export interface SnapshotInfo {
+  key: string;
+  /** key of the committed parent, if any */
+  parent?: string;
+  kind: SnapshotKind;
+  labels: Record<string, string>;
+  createdAt: number;
+}
+
+/** Disk usage as ImageFsInfo reports it. */
+export interface Usage {
+  /** bytes allocated (st_blocks * 512) */
+  size: number;
+  inodes: number;
+}
+
+export interface Snapshotter {
+  readonly name: string;
+  /**
+   * How a layer's deletions must be written into applyDir(): "overlay" as overlayfs whiteouts
+   * (0/0 char devices and trusted.overlay.opaque), "native" by deleting the files.
+   */
+  readonly whiteouts: "overlay" | "native";
+  /** Throws NotFoundError. */
+  stat(key: string): SnapshotInfo;
+  exists(key: string): boolean;
+  list(): SnapshotInfo[];
+  /** Creates a writable snapshot on top of committed `parent`. AlreadyExistsError if `key` exists. */
+  prepare(key: string, parent?: string, opts?: { labels?: Record<string, string> }): Promise<Mount[]>;
+  /** Creates a read-only snapshot of committed `parent`. */
+  view(key: string, parent?: string, opts?: { labels?: Record<string, string> }): Promise<Mount[]>;
+  /** The mounts that assemble active or view snapshot `key`. */
+  mounts(key: string): Mount[];
+  /** Turns active snapshot `key` into committed snapshot `name` (AlreadyExistsError if taken). */
+  commit(name: string, key: string, opts?: { labels?: Record<string, string> }): Promise<void>;
+  /** Removes a snapshot; FailedPreconditionError while it has children. */
+  remove(key: string): Promise<void>;
+  /** Usage of the snapshot's own layer (not its parents). */
+  usage(key: string): Promise<Usage>;
+  /** The directory a layer diff is applied into for active snapshot `key`, without mounting. */
+  applyDir(key: string): string;
+  /** Removes directories that no record names (left by a crash between steps). */
+  cleanup(): Promise<void>;
+}

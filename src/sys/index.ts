@@ -1,0 +1,219 @@
+// The one place berth makes system calls Node.js lacks (DESIGN.md principle 7).
+// Every function is synchronous (the calls are fast; a blocking waitpid without WNOHANG
+// or a slow connectInNetns does block the event loop, so callers choose their options
+// accordingly) and throws SysError carrying the errno name (e.g. "ENOENT") in `code`,
+// like Node's own fs errors, so callers can branch on err.code.
+//
+// The native binding lives in native/berth_sys.c, built by node-gyp (`npm run build:native`,
+// also run by `npm ci`) into build/Release/berth_sys.node. It is loaded on first use, so
+// importing this module never fails on a machine without the build.
+import { createRequire } from "node:module";
+
+export class SysError extends Error {
+  constructor(
+    readonly syscall: string,
+    readonly code: string,
+    readonly errno: number,
+    readonly path?: string,
+  ) {
+    super(`${syscall}${path ? ` ${path}` : ""}: ${code}`);
+    this.name = "SysError";
+  }
+}
+
+/** mount flags (linux/mount.h) */
+export const MS_RDONLY = 0x1;
+export const MS_NOSUID = 0x2;
+export const MS_NODEV = 0x4;
+export const MS_NOEXEC = 0x8;
+export const MS_REMOUNT = 0x20;
+export const MS_BIND = 0x1000;
+export const MS_MOVE = 0x2000;
+export const MS_REC = 0x4000;
+export const MS_PRIVATE = 0x40000;
+export const MS_SLAVE = 0x80000;
+export const MS_SHARED = 0x100000;
+export const MS_UNBINDABLE = 0x20000;
+/** umount2 flags */
+export const MNT_FORCE = 0x1;
+export const MNT_DETACH = 0x2;
+/** namespace flags */
+export const CLONE_NEWNS = 0x00020000;
+export const CLONE_NEWUTS = 0x04000000;
+export const CLONE_NEWIPC = 0x08000000;
+export const CLONE_NEWNET = 0x40000000;
+export const CLONE_NEWPID = 0x20000000;
+/** waitpid options */
+export const WNOHANG = 1;
+/** mknod file types */
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFIFO = 0o010000;
+
+export interface WaitResult {
+  /** 0 when WNOHANG and nothing has changed */
+  pid: number;
+  exited: boolean;
+  /** exit code when exited */
+  exitCode: number;
+  signaled: boolean;
+  /** terminating signal number when signaled */
+  signal: number;
+}
+
+/** The native module's shape (native/berth_sys.c). */
+interface Binding {
+  setErrorClass(ctor: typeof SysError): void;
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  umount2(target: string, flags: number): void;
+  makedev(major: number, minor: number): number;
+  mknod(path: string, mode: number, dev: number): void;
+  setxattr(path: string, name: string, value: Buffer): void;
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  getxattr(path: string, name: string): Buffer | null;
+  lgetxattr(path: string, name: string): Buffer | null;
+  llistxattr(path: string): string[];
+  prctlSetChildSubreaper(on: boolean): void;
+  setns(fd: number, nstype: number): void;
+  unshare(flags: number): void;
+  waitpid(pid: number, options: number): WaitResult;
+  pidfdOpen(pid: number): number;
+  netnsCreate(path: string): void;
+  connectInNetns(nsPath: string, host: string, port: number, timeoutMs: number | null): number;
+}
+
+// From dist/src/sys/index.js the package root is three levels up; from src/sys/index.ts
+// (run by a TypeScript loader) it is two.
+const candidates = ["../../../build/Release/berth_sys.node", "../../build/Release/berth_sys.node"];
+let binding: Binding | undefined;
+
+function native(): Binding {
+  if (binding) return binding;
+  const require = createRequire(import.meta.url);
+  let lastError: unknown;
+  for (const rel of candidates) {
+    try {
+      const loaded = require(rel) as Binding;
+      loaded.setErrorClass(SysError);
+      binding = loaded;
+      return loaded;
+    } catch (err) {
+      lastError = err;
+      if ((err as NodeJS.ErrnoException).code !== "MODULE_NOT_FOUND") break;
+    }
+  }
+  throw new Error(`berth native binding not loadable (run \`npm run build:native\`): ${String(lastError)}`, {
+    cause: lastError,
+  });
+}
+
+/** mount(2). `fstype` null for bind mounts and remounts; `data` is the comma-separated option string. */
+export function mount(
+  source: string,
+  target: string,
+  fstype: string | null,
+  flags: number,
+  data?: string | null,
+): void {
+  native().mount(source, target, fstype, flags, data ?? null);
+}
+
+/** umount2(2); flags MNT_DETACH / MNT_FORCE. A target that is not a mount point fails with EINVAL. */
+export function umount2(target: string, flags: number): void {
+  native().umount2(target, flags);
+}
+
+/** glibc makedev(3): the dev_t number for mknod (makedev(0, 0) is the overlayfs whiteout device). */
+export function makedev(major: number, minor: number): number {
+  return native().makedev(major, minor);
+}
+
+/** mknod(2); `mode` is the file type (S_IFCHR, S_IFBLK, S_IFIFO) or'ed with permission bits (umask applies). */
+export function mknod(path: string, mode: number, dev: number): void {
+  native().mknod(path, mode, dev);
+}
+
+/** setxattr(2), following symlinks. trusted.* needs CAP_SYS_ADMIN. */
+export function setxattr(path: string, name: string, value: Buffer): void {
+  native().setxattr(path, name, value);
+}
+
+/** lsetxattr(2): sets on a symlink itself (the kernel refuses user.* there: EPERM). */
+export function lsetxattr(path: string, name: string, value: Buffer): void {
+  native().lsetxattr(path, name, value);
+}
+
+/** returns null when the attribute does not exist (ENODATA) */
+export function getxattr(path: string, name: string): Buffer | null {
+  return native().getxattr(path, name);
+}
+
+/** Like getxattr but does not follow a final symlink; null when absent. */
+export function lgetxattr(path: string, name: string): Buffer | null {
+  return native().lgetxattr(path, name);
+}
+
+/** llistxattr(2): the attribute names of path itself (trusted.* are listed only with CAP_SYS_ADMIN). */
+export function llistxattr(path: string): string[] {
+  return native().llistxattr(path);
+}
+
+/**
+ * prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are reparented to this process instead of
+ * init, so it can reap them with waitpid. Process-wide.
+ */
+export function prctlSetChildSubreaper(on: boolean): void {
+  native().prctlSetChildSubreaper(on);
+}
+
+/**
+ * Raw setns(2). It moves only the CALLING THREAD (Node's main JS thread), not the process;
+ * libuv's thread pool stays where it was. Prefer connectInNetns for network work.
+ */
+export function setns(fd: number, nstype: number): void {
+  native().setns(fd, nstype);
+}
+
+/**
+ * Raw unshare(2) for the CALLING THREAD only: Node is multithreaded and libuv's pool threads (which
+ * run fs calls) keep the old namespaces, so this is rarely what you want in berthd. Use netnsCreate
+ * for network namespaces and a child process (e.g. `unshare` or runc) for anything else.
+ */
+export function unshare(flags: number): void {
+  native().unshare(flags);
+}
+
+/**
+ * waitpid(2); pid -1 waits for any child. Without WNOHANG it blocks the event loop until a child
+ * changes state. No children left: SysError ECHILD. Note that waitpid(-1) can also reap children
+ * Node's child_process spawned (their 'exit' then never fires).
+ */
+export function waitpid(pid: number, options: number): WaitResult {
+  return native().waitpid(pid, options);
+}
+
+/** pidfd_open(2) (Linux >= 5.3): a close-on-exec fd referring to the process, immune to pid reuse. */
+export function pidfdOpen(pid: number): number {
+  return native().pidfdOpen(pid);
+}
+
+/**
+ * Creates a new network namespace and bind-mounts it on `path` (an existing empty file).
+ * The file is created (mode 0444) if missing; its directory must exist. The namespace is made
+ * in a short-lived thread, so this process stays in its own namespace. On failure a file this
+ * call created is removed again. Remove with umount2(path, MNT_DETACH) then unlink.
+ */
+export function netnsCreate(path: string): void {
+  native().netnsCreate(path);
+}
+
+/**
+ * Opens a TCP connection from inside the network namespace at nsPath; returns the connected fd.
+ * `host` is an IPv4 or IPv6 literal ("::1" or "[::1]"), or "localhost" (127.0.0.1, then ::1).
+ * The work runs in a short-lived thread; the returned fd is close-on-exec and usable anywhere,
+ * e.g. `new net.Socket({ fd })`. `timeoutMs` (an addition to the agreed interface) bounds the
+ * connect, which otherwise blocks the event loop for as long as the kernel takes.
+ */
+export function connectInNetns(nsPath: string, host: string, port: number, timeoutMs?: number): number {
+  return native().connectInNetns(nsPath, host, port, timeoutMs ?? null);
+}
