@@ -37,15 +37,78 @@ const TestDefinition = {
   name: "Test",
   fullName: "berth.test.v1.Test",
   methods: {
-    echo: { name: "Echo", requestType: KeyValue, requestStream: false, responseType: KeyValue, responseStream: false, options: {} },
-    metadata: { name: "Metadata", requestType: KeyValue, requestStream: false, responseType: StringList, responseStream: false, options: {} },
-    fail: { name: "Fail", requestType: KeyValue, requestStream: false, responseType: KeyValue, responseStream: false, options: {} },
-    hang: { name: "Hang", requestType: KeyValue, requestStream: false, responseType: KeyValue, responseStream: false, options: {} },
-    big: { name: "Big", requestType: KeyValue, requestStream: false, responseType: KeyValue, responseStream: false, options: {} },
-    missing: { name: "Missing", requestType: KeyValue, requestStream: false, responseType: KeyValue, responseStream: false, options: {} },
-    count: { name: "Count", requestType: KeyValue, requestStream: false, responseType: KeyValue, responseStream: true, options: {} },
-    join: { name: "Join", requestType: KeyValue, requestStream: true, responseType: KeyValue, responseStream: false, options: {} },
-    upper: { name: "Upper", requestType: KeyValue, requestStream: true, responseType: KeyValue, responseStream: true, options: {} },
+    echo: {
+      name: "Echo",
+      requestType: KeyValue,
+      requestStream: false,
+      responseType: KeyValue,
+      responseStream: false,
+      options: {},
+    },
+    metadata: {
+      name: "Metadata",
+      requestType: KeyValue,
+      requestStream: false,
+      responseType: StringList,
+      responseStream: false,
+      options: {},
+    },
+    fail: {
+      name: "Fail",
+      requestType: KeyValue,
+      requestStream: false,
+      responseType: KeyValue,
+      responseStream: false,
+      options: {},
+    },
+    hang: {
+      name: "Hang",
+      requestType: KeyValue,
+      requestStream: false,
+      responseType: KeyValue,
+      responseStream: false,
+      options: {},
+    },
+    big: {
+      name: "Big",
+      requestType: KeyValue,
+      requestStream: false,
+      responseType: KeyValue,
+      responseStream: false,
+      options: {},
+    },
+    missing: {
+      name: "Missing",
+      requestType: KeyValue,
+      requestStream: false,
+      responseType: KeyValue,
+      responseStream: false,
+      options: {},
+    },
+    count: {
+      name: "Count",
+      requestType: KeyValue,
+      requestStream: false,
+      responseType: KeyValue,
+      responseStream: true,
+      options: {},
+    },
+    join: {
+      name: "Join",
+      requestType: KeyValue,
+      requestStream: true,
+      responseType: KeyValue,
+      responseStream: false,
+      options: {},
+    },
+    upper: {
+      name: "Upper",
+      requestType: KeyValue,
+      requestStream: true,
+      responseType: KeyValue,
+      responseStream: true,
+      options: {},
+    },
   },
 } as const;
 
@@ -136,7 +199,13 @@ class RawPeer {
     return this.frames.shift()!;
   }
   request(id: number, service: string, method: string, payload: Uint8Array): void {
-    const req = Request.encode({ service, method, payload: Buffer.from(payload), timeoutNano: 0n, metadata: [] }).finish();
+    const req = Request.encode({
+      service,
+      method,
+      payload: Buffer.from(payload),
+      timeoutNano: 0n,
+      metadata: [],
+    }).finish();
     this.socket.write(encodeFrame(id, MessageType.REQUEST, 0, req));
   }
 }
@@ -201,7 +270,10 @@ describe("ttrpc", () => {
     assert.equal((await stat(path)).mode & 0o777, 0o660);
     await server2.close();
     // The bind-then-rename detour leaves nothing behind.
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith(".ttrpc-")), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.startsWith(".ttrpc-")),
+      [],
+    );
   });
 
   test("listen replaces a stale socket file but refuses a live one and abstract names", async () => {
@@ -210,7 +282,10 @@ describe("ttrpc", () => {
     });
     const stale = join(dir, "stale.sock");
     // A socket file nobody listens on any more: what a crashed server leaves behind.
-    const child = spawnSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(stale)}, () => process.exit(0))`]);
+    const child = spawnSync(process.execPath, [
+      "-e",
+      `require("net").createServer().listen(${JSON.stringify(stale)}, () => process.exit(0))`,
+    ]);
     assert.equal(child.status, 0);
     assert.ok((await stat(stale)).isSocket());
     const server = new TtrpcServer();
@@ -325,11 +400,17 @@ describe("ttrpc", () => {
       const small = await TtrpcClient.connect(path, { maxMessageSize: 1024 });
       try {
         // Over the server's limit: the server refuses to send it.
-        await assert.rejects(createClient(TestDefinition, conn).big({ key: "", value: String(5 << 20) }), (err: Error) => {
-          assert.ok(err instanceof ResourceExhaustedError);
-          assert.match(err.message, /response of berth\.test\.v1\.Test\/Big is \d+ bytes, over the maximum message size/);
-          return true;
-        });
+        await assert.rejects(
+          createClient(TestDefinition, conn).big({ key: "", value: String(5 << 20) }),
+          (err: Error) => {
+            assert.ok(err instanceof ResourceExhaustedError);
+            assert.match(
+              err.message,
+              /response of berth\.test\.v1\.Test\/Big is \d+ bytes, over the maximum message size/,
+            );
+            return true;
+          },
+        );
         // Over the client's limit: the client discards the frame and fails just that call.
         const client = createClient(TestDefinition, small);
         await assert.rejects(client.big({ key: "", value: "4000" }), (err: Error) => {
@@ -405,11 +486,14 @@ describe("ttrpc", () => {
     }
   });
 
-  test("when the server process dies mid-call, pending and later calls fail with Unavailable", { timeout: 60_000 }, async () => {
-    const path = join(dir, "dying.sock");
-    const ttrpcIndex = new URL("../src/ttrpc/index.js", import.meta.url).href;
-    // A real separate server process whose handler never answers.
-    const script = `
+  test(
+    "when the server process dies mid-call, pending and later calls fail with Unavailable",
+    { timeout: 60_000 },
+    async () => {
+      const path = join(dir, "dying.sock");
+      const ttrpcIndex = new URL("../src/ttrpc/index.js", import.meta.url).href;
+      // A real separate server process whose handler never answers.
+      const script = `
       import { TtrpcServer } from ${JSON.stringify(ttrpcIndex)};
       const server = new TtrpcServer();
       server.register({ name: "Hang", fullName: "berth.test.v1.Hang", methods: { hang: {
@@ -421,26 +505,29 @@ describe("ttrpc", () => {
       process.stdout.write("ready\\n");
       setInterval(() => {}, 1000);
     `;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        child.stdout!.once("data", () => resolve());
-        child.once("exit", (code) => reject(new Error(`server child exited ${code}`)));
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+        stdio: ["ignore", "pipe", "inherit"],
       });
-      const conn = await TtrpcClient.connect(path);
-      const closed = new Promise<Error | undefined>((r) => conn.once("close", r));
-      const calls = Array.from({ length: 5 }, () => conn.call("berth.test.v1.Hang", "Hang", new Uint8Array()));
-      // Let the requests reach the server before killing it.
-      await new Promise((r) => setTimeout(r, 100));
-      child.kill("SIGKILL");
-      for (const c of calls) await assert.rejects(c, UnavailableError);
-      assert.ok((await closed) instanceof UnavailableError);
-      assert.equal(conn.closed, true);
-      await assert.rejects(conn.call("berth.test.v1.Hang", "Hang", new Uint8Array()), UnavailableError);
-    } finally {
-      child.kill("SIGKILL");
-    }
-  });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          child.stdout!.once("data", () => resolve());
+          child.once("exit", (code) => reject(new Error(`server child exited ${code}`)));
+        });
+        const conn = await TtrpcClient.connect(path);
+        const closed = new Promise<Error | undefined>((r) => conn.once("close", r));
+        const calls = Array.from({ length: 5 }, () => conn.call("berth.test.v1.Hang", "Hang", new Uint8Array()));
+        // Let the requests reach the server before killing it.
+        await new Promise((r) => setTimeout(r, 100));
+        child.kill("SIGKILL");
+        for (const c of calls) await assert.rejects(c, UnavailableError);
+        assert.ok((await closed) instanceof UnavailableError);
+        assert.equal(conn.closed, true);
+        await assert.rejects(conn.call("berth.test.v1.Hang", "Hang", new Uint8Array()), UnavailableError);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+  );
 
   test("a client timeout fails with DeadlineExceeded and the handler's signal is aborted", async () => {
     await withServer(async ({ path, obs }) => {
@@ -491,7 +578,11 @@ describe("ttrpc", () => {
         assert.equal(joined.value, "a+b+c");
 
         const upper: string[] = [];
-        for await (const m of client.upper([{ key: "", value: "x" }, { key: "", value: "yz" }])) upper.push(m.value);
+        for await (const m of client.upper([
+          { key: "", value: "x" },
+          { key: "", value: "yz" },
+        ]))
+          upper.push(m.value);
         assert.deepEqual(upper, ["X", "YZ"]);
         // Unary calls interleave fine with streams on the same connection.
         assert.equal((await client.echo({ key: "k", value: "v" })).value, "v");
@@ -530,81 +621,117 @@ describe("ttrpc", () => {
 });
 
 // Wire compatibility with Go's ttrpc: containerd's runc shim (containerd 1.6) is a ttrpc server.
-const shimBinary = ["/usr/bin/containerd-shim-runc-v2", "/usr/local/bin/containerd-shim-runc-v2"].find((p) => existsSync(p));
+const shimBinary = ["/usr/bin/containerd-shim-runc-v2", "/usr/local/bin/containerd-shim-runc-v2"].find((p) =>
+  existsSync(p),
+);
 
-describe("ttrpc against containerd-shim-runc-v2 (Go ttrpc)", { skip: shimBinary === undefined ? "containerd-shim-runc-v2 not installed" : false }, () => {
-  test("Connect, State, unknown method and Shutdown round trip with a real Go ttrpc server", { timeout: 60_000 }, async () => {
-    const work = await mkdtemp(join(tmpdir(), "berth-ttrpc-shim-"));
-    const bundle = join(work, "bundle");
-    mkdirSync(bundle);
-    writeFileSync(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: {} }));
-    // The shim writes its log to a fifo named "log" in the bundle; somebody must read it.
-    assert.equal(spawnSync("mkfifo", [join(bundle, "log")]).status, 0);
-    const logReader: ChildProcess = spawn("cat", [join(bundle, "log")], { stdio: ["ignore", "pipe", "ignore"] });
-    let shimLog = "";
-    logReader.stdout!.on("data", (c: Buffer) => (shimLog += c.toString()));
-    const ns = `berth-test-${process.pid}`;
-    const id = `t${Date.now()}`;
-    let shimPid = 0;
-    let address = "";
-    let conn: TtrpcClient | undefined;
-    try {
-      const start = spawnSync(
-        shimBinary!,
-        ["-namespace", ns, "-address", join(work, "containerd.sock"), "-publish-binary", "/bin/true", "-id", id, "start"],
-        { cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: join(work, "ttrpc.sock") }, encoding: "utf8", timeout: 20_000 },
-      );
-      assert.equal(start.status, 0, `shim start failed: ${start.stderr}`);
-      address = start.stdout.trim();
-      assert.match(address, /^unix:\/\/\//);
+describe(
+  "ttrpc against containerd-shim-runc-v2 (Go ttrpc)",
+  { skip: shimBinary === undefined ? "containerd-shim-runc-v2 not installed" : false },
+  () => {
+    test(
+      "Connect, State, unknown method and Shutdown round trip with a real Go ttrpc server",
+      { timeout: 60_000 },
+      async () => {
+        const work = await mkdtemp(join(tmpdir(), "berth-ttrpc-shim-"));
+        const bundle = join(work, "bundle");
+        mkdirSync(bundle);
+        writeFileSync(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: {} }));
+        // The shim writes its log to a fifo named "log" in the bundle; somebody must read it.
+        assert.equal(spawnSync("mkfifo", [join(bundle, "log")]).status, 0);
+        const logReader: ChildProcess = spawn("cat", [join(bundle, "log")], { stdio: ["ignore", "pipe", "ignore"] });
+        let shimLog = "";
+        logReader.stdout!.on("data", (c: Buffer) => (shimLog += c.toString()));
+        const ns = `berth-test-${process.pid}`;
+        const id = `t${Date.now()}`;
+        let shimPid = 0;
+        let address = "";
+        let conn: TtrpcClient | undefined;
+        try {
+          const start = spawnSync(
+            shimBinary!,
+            [
+              "-namespace",
+              ns,
+              "-address",
+              join(work, "containerd.sock"),
+              "-publish-binary",
+              "/bin/true",
+              "-id",
+              id,
+              "start",
+            ],
+            {
+              cwd: bundle,
+              env: { ...process.env, TTRPC_ADDRESS: join(work, "ttrpc.sock") },
+              encoding: "utf8",
+              timeout: 20_000,
+            },
+          );
+          assert.equal(start.status, 0, `shim start failed: ${start.stderr}`);
+          address = start.stdout.trim();
+          assert.match(address, /^unix:\/\/\//);
 
-      conn = await TtrpcClient.connect(address);
-      const closed = new Promise<Error | undefined>((r) => conn!.once("close", r));
-      const md = { "containerd-namespace-ttrpc": ns };
-      const svc = "containerd.task.v2.Task";
+          conn = await TtrpcClient.connect(address);
+          const closed = new Promise<Error | undefined>((r) => conn!.once("close", r));
+          const md = { "containerd-namespace-ttrpc": ns };
+          const svc = "containerd.task.v2.Task";
 
-      // Connect {id=1}: answers ConnectResponse {shim_pid=1, task_pid=2}.
-      const connectResp = await conn.call(svc, "Connect", fieldString(1, "nope"), { metadata: md, timeoutMs: 10_000 });
-      shimPid = readVarintField(connectResp, 1);
-      assert.ok(shimPid > 0);
-      assert.match(readFileSync(`/proc/${shimPid}/cmdline`, "utf8"), /containerd-shim-runc-v2/);
+          // Connect {id=1}: answers ConnectResponse {shim_pid=1, task_pid=2}.
+          const connectResp = await conn.call(svc, "Connect", fieldString(1, "nope"), {
+            metadata: md,
+            timeoutMs: 10_000,
+          });
+          shimPid = readVarintField(connectResp, 1);
+          assert.ok(shimPid > 0);
+          assert.match(readFileSync(`/proc/${shimPid}/cmdline`, "utf8"), /containerd-shim-runc-v2/);
 
-      // State {id=1} for a task that does not exist: Go maps errdefs.ErrNotFound to NotFound.
-      await assert.rejects(conn.call(svc, "State", fieldString(1, "nope"), { metadata: md, timeoutMs: 10_000 }), (err: Error) => {
-        assert.ok(err instanceof NotFoundError, `got ${err.name}: ${err.message}`);
-        return true;
-      });
-      // Many at once, multiplexed on one connection with a Go peer.
-      const many = await Promise.allSettled(
-        Array.from({ length: 200 }, () => conn!.call(svc, "State", fieldString(1, "nope"), { metadata: md })),
-      );
-      assert.ok(many.every((r) => r.status === "rejected" && r.reason instanceof NotFoundError));
-      // Go ttrpc's own Unimplemented answer.
-      await assert.rejects(conn.call(svc, "NoSuchMethod", new Uint8Array(), { metadata: md }), UnimplementedError);
-      await assert.rejects(conn.call("no.such.Service", "X", new Uint8Array(), { metadata: md }), UnimplementedError);
+          // State {id=1} for a task that does not exist: Go maps errdefs.ErrNotFound to NotFound.
+          await assert.rejects(
+            conn.call(svc, "State", fieldString(1, "nope"), { metadata: md, timeoutMs: 10_000 }),
+            (err: Error) => {
+              assert.ok(err instanceof NotFoundError, `got ${err.name}: ${err.message}`);
+              return true;
+            },
+          );
+          // Many at once, multiplexed on one connection with a Go peer.
+          const many = await Promise.allSettled(
+            Array.from({ length: 200 }, () => conn!.call(svc, "State", fieldString(1, "nope"), { metadata: md })),
+          );
+          assert.ok(many.every((r) => r.status === "rejected" && r.reason instanceof NotFoundError));
+          // Go ttrpc's own Unimplemented answer.
+          await assert.rejects(conn.call(svc, "NoSuchMethod", new Uint8Array(), { metadata: md }), UnimplementedError);
+          await assert.rejects(
+            conn.call("no.such.Service", "X", new Uint8Array(), { metadata: md }),
+            UnimplementedError,
+          );
 
-      // Shutdown {id=1, now=2}: the shim has no tasks, so it exits and the connection closes.
-      await conn.call(svc, "Shutdown", Buffer.concat([fieldString(1, "nope"), Buffer.from([0x10, 0x01])]), { metadata: md }).catch((err: Error) => {
-        // The shim may exit before its answer is flushed; then the call fails as the connection drops.
-        assert.ok(err instanceof UnavailableError, `unexpected ${err.name}: ${err.message}`);
-      });
-      assert.ok((await closed) instanceof UnavailableError);
-      assert.equal(conn.closed, true);
-    } catch (err) {
-      (err as Error).message += `\nshim log:\n${shimLog}`;
-      throw err;
-    } finally {
-      conn?.close();
-      if (shimPid > 0 && processAlive(shimPid)) {
-        await waitFor(() => !processAlive(shimPid), 5000);
-        if (processAlive(shimPid)) process.kill(shimPid, "SIGKILL");
-      }
-      logReader.kill();
-      if (address) await rm(address.replace(/^unix:\/\//, ""), { force: true });
-      await rm(work, { recursive: true, force: true });
-    }
-  });
-});
+          // Shutdown {id=1, now=2}: the shim has no tasks, so it exits and the connection closes.
+          await conn
+            .call(svc, "Shutdown", Buffer.concat([fieldString(1, "nope"), Buffer.from([0x10, 0x01])]), { metadata: md })
+            .catch((err: Error) => {
+              // The shim may exit before its answer is flushed; then the call fails as the connection drops.
+              assert.ok(err instanceof UnavailableError, `unexpected ${err.name}: ${err.message}`);
+            });
+          assert.ok((await closed) instanceof UnavailableError);
+          assert.equal(conn.closed, true);
+        } catch (err) {
+          (err as Error).message += `\nshim log:\n${shimLog}`;
+          throw err;
+        } finally {
+          conn?.close();
+          if (shimPid > 0 && processAlive(shimPid)) {
+            await waitFor(() => !processAlive(shimPid), 5000);
+            if (processAlive(shimPid)) process.kill(shimPid, "SIGKILL");
+          }
+          logReader.kill();
+          if (address) await rm(address.replace(/^unix:\/\//, ""), { force: true });
+          await rm(work, { recursive: true, force: true });
+        }
+      },
+    );
+  },
+);
 
 function fieldString(field: number, value: string): Buffer {
   const v = Buffer.from(value);

@@ -28,25 +28,27 @@ export interface CniLocations {
 const NOT_READY = "NetworkPluginNotReady";
 const CONF_EXTENSIONS = [".conf", ".conflist", ".json"];
 
-/** The plugin types a CNI network config file names, or a problem with the file. */
-function pluginTypes(text: string): { name: string; types: string[] } | string {
+/** The plugin binaries (main and IPAM) a CNI network config names, or a problem with the file. */
+function pluginTypes(text: string): string[] | string {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
     return `invalid JSON (${(err as Error).message})`;
   }
-  if (typeof doc !== "object" || doc === null) return "not a JSON object";
-  const d = doc as { name?: unknown; type?: unknown; plugins?: unknown };
-  const name = typeof d.name === "string" ? d.name : "";
-  if (Array.isArray(d.plugins)) {
-    const types = d.plugins.map((p: { type?: unknown }) => p?.type);
-    if (types.length === 0) return "the plugin list is empty";
-    if (types.some((t) => typeof t !== "string" || t === "")) return 'a plugin has no "type"';
-    return { name, types: types as string[] };
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return "not a JSON object";
+  const d = doc as { type?: unknown; plugins?: unknown };
+  // A .conflist has "plugins"; a single .conf is itself the one plugin.
+  const plugins: unknown[] = Array.isArray(d.plugins) ? d.plugins : d.plugins === undefined ? [doc] : [];
+  if (plugins.length === 0) return '"plugins" is empty or not a list';
+  const types: string[] = [];
+  for (const p of plugins) {
+    const { type, ipam } = (p ?? {}) as { type?: unknown; ipam?: { type?: unknown } };
+    if (typeof type !== "string" || type === "") return 'a plugin has no "type"';
+    types.push(type);
+    if (typeof ipam?.type === "string" && ipam.type !== "") types.push(ipam.type);
   }
-  if (typeof d.type === "string" && d.type !== "") return { name, types: [d.type] };
-  return 'neither "plugins" nor "type" is set';
+  return [...new Set(types)];
 }
 
 async function isExecutable(path: string): Promise<boolean> {
@@ -90,7 +92,7 @@ export function cniConfigProbe(loc: CniLocations): NetworkStatusProbe {
           continue;
         }
         const missing: string[] = [];
-        for (const t of parsed.types) if (!(await isExecutable(join(loc.binDir, t)))) missing.push(t);
+        for (const t of parsed) if (!(await isExecutable(join(loc.binDir, t)))) missing.push(t);
         if (missing.length > 0) {
           problems.push(`${path}: CNI plugin ${missing.join(", ")} not found in ${loc.binDir}`);
         }

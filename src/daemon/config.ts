@@ -21,6 +21,11 @@ export type { BerthConfig, ConfigProblem } from "./config-schema.js";
 /** Where berthd looks for its config when --config is not given; a missing file there is fine. */
 export const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
 
+/** "FILE: KEY: PROBLEM", the one-line form of a configuration problem. */
+export function formatProblem(source: string, p: ConfigProblem): string {
+  return `${source}: ${p.key ? `${p.key}: ` : ""}${p.problem}`;
+}
+
 /** A configuration berthd refuses to start with. `message` lists every problem, one per line. */
 export class ConfigError extends Error {
   constructor(
@@ -30,9 +35,7 @@ export class ConfigError extends Error {
     /** Extra lines after the problems, e.g. the TOML excerpt around a syntax error. */
     readonly detail = "",
   ) {
-    super(
-      problems.map((p) => `${source}: ${p.key ? `${p.key}: ` : ""}${p.problem}`).join("\n") + (detail ? `\n${detail}` : ""),
-    );
+    super(problems.map((p) => formatProblem(source, p)).join("\n") + (detail ? `\n${detail}` : ""));
     this.name = "ConfigError";
   }
 }

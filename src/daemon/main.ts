@@ -10,6 +10,7 @@ import {
   ConfigError,
   DEFAULT_CONFIG_PATH,
   defaultConfig,
+  formatProblem,
   loadConfigFile,
   renderConfig,
   type BerthConfig,
@@ -27,16 +28,17 @@ interface GlobalFlags {
   logLevel?: string;
 }
 
-/** Refuses to run: prints one `berthd: ...` line per problem and exits non-zero. */
-function refuse(message: string): never {
+/** Refuses to run: prints one `berthd: ...` line per problem (then any detail, indented) and exits non-zero. */
+function refuse(message: string, detail = ""): never {
   for (const line of message.split("\n")) process.stderr.write(`berthd: ${line}\n`);
+  if (detail) process.stderr.write(detail.replace(/^/gm, "    ") + "\n");
   process.exit(1);
 }
 
 /** Defaults, then the config file, then flags; exits with the problems if any is invalid. */
 function effectiveConfig(flags: GlobalFlags): BerthConfig {
   try {
-    const { config } = loadConfigFile(flags.config);
+    const { config } = loadConfigFile(flags.config === undefined ? undefined : resolve(flags.config));
     // Paths on the command line are relative to the working directory, as users expect.
     const overrides: Override[] = [];
     if (flags.address !== undefined) overrides.push({ key: "grpc.address", value: resolve(flags.address), flag: "--address" });
@@ -45,7 +47,9 @@ function effectiveConfig(flags: GlobalFlags): BerthConfig {
     if (flags.logLevel !== undefined) overrides.push({ key: "log.level", value: flags.logLevel, flag: "--log-level" });
     return applyOverrides(config, overrides);
   } catch (err) {
-    if (err instanceof ConfigError) refuse(`invalid configuration\n${err.message}`);
+    if (err instanceof ConfigError) {
+      refuse(["invalid configuration", ...err.problems.map((p) => formatProblem(err.source, p))].join("\n"), err.detail);
+    }
     throw err;
   }
 }

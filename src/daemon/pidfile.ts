@@ -4,6 +4,7 @@
 // or is no longer a berthd (pid reuse after a reboot or in a container).
 
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Logger } from "../util/log.js";
 
 export class DaemonConflictError extends Error {
@@ -48,7 +49,7 @@ export class PidFile {
           // vanished or unreadable: treat as stale
         }
         if (isLiveBerthd(owner)) {
-          throw new DaemonConflictError(`another berthd (pid ${owner}) is using the state directory (${path})`);
+          throw new DaemonConflictError(`another berthd (pid ${owner}) is using the state directory ${dirname(path)}`);
         }
         log.warn({ path, pid: Number.isNaN(owner) ? undefined : owner }, "removing stale pid file");
         try {

@@ -64,7 +64,7 @@ export class Daemon {
       setSocketAccess(address, { mode: config.grpc.mode, uid: config.grpc.uid, gid: config.grpc.gid });
 
       log.info(
-        { address, root: config.root, state: config.state, version: BERTH_VERSION, pid: process.pid },
+        { address, root: config.root, state: config.state, version: BERTH_VERSION },
         "berthd serving CRI",
       );
       return new Daemon(config, log, pidFile, services, server, socketIno);

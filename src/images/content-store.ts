@@ -29,7 +29,9 @@ export interface Expected {
  * Opens the blob's bytes starting at `offset` (the caller asks for a Range). Returns the
  * offset the data really starts at: `offset`, or 0 when the source ignored the range.
  */
-export type BlobSource = (offset: number) => Promise<{ offset: number; stream: AsyncIterable<Uint8Array> }>;
+export type BlobSource = (
+  offset: number,
+) => Promise<{ offset: number; stream: AsyncIterable<Uint8Array> | Iterable<Uint8Array> }>;
 
 export interface IngestOptions {
   onProgress?: (done: number, total: number) => void;

@@ -58,7 +58,7 @@ export class TtrpcPublisher implements Publisher {
     // containerd's typeurl names protobuf messages by their full name.
     this.queue.push({ namespace, topic, event: { typeUrl: typeName, value: Buffer.from(codec.encode(event).finish()) }, at: Date.now() });
     if (!this.running) void this.loop();
-    else this.wake?.();
+
   }
 
   /** Waits (briefly) for queued events to go out, then disconnects. */

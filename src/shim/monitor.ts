@@ -9,6 +9,8 @@ import { readFile } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
 
+import { trackChild } from "./reaper.js";
+
 export interface ExitRecord {
   status: number;
   /** wall time of the exit */
@@ -63,7 +65,7 @@ export class Monitor extends EventEmitter<MonitorEvents> {
     args.push("--", ...o.argv);
     const logFd = o.logFd ?? "ignore";
     // detached: its own session, so signals aimed at the shim's group never reach it.
-    const child = spawn(bin, args, { detached: true, stdio: ["ignore", logFd, logFd, "pipe"] });
+    const child = trackChild(spawn(bin, args, { detached: true, stdio: ["ignore", logFd, logFd, "pipe"] }));
     const m = new Monitor(o.stateDir);
     child.on("error", () => {
       m.failedStatus = 127;

@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 
+import { trackChild } from "./reaper.js";
 import { FailedPreconditionError, InternalError, NotFoundError } from "../util/errors.js";
 
 export interface RuntimeConfig {
@@ -150,7 +151,7 @@ export class OciRuntime {
     const logFile = `${this.logFile}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;
     const argv = [...this.globalArgs(logFile), ...args];
     return new Promise((resolve, reject) => {
-      const child = execFile(this.command, argv, { encoding: "buffer", maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const child = trackChild(execFile(this.command, argv, { encoding: "buffer", maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
         void (async () => {
           const logged = err ? await lastRuntimeError(logFile) : "";
           await rm(logFile, { force: true });
@@ -158,7 +159,7 @@ export class OciRuntime {
           const msg = logged || stderr.toString().trim() || err.message;
           reject(runtimeError(`${this.kind} ${args[0]}`, msg));
         })();
-      });
+      }));
       if (stdin) child.stdin?.end(stdin);
       else child.stdin?.end();
     });

@@ -127,7 +127,9 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
     socket.on("close", () => {
       const cause = this.lastSocketError;
       this.shutdown(
-        new UnavailableError(`ttrpc: connection to ${this.address} closed${cause ? `: ${cause.message}` : ""}`, { cause }),
+        new UnavailableError(`ttrpc: connection to ${this.address} closed${cause ? `: ${cause.message}` : ""}`, {
+          cause,
+        }),
       );
     });
   }
@@ -215,20 +217,31 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
    * Opens a streaming call. With `requestStream`, send messages with `send()` and finish with
    * `closeSend()`; otherwise `firstPayload` is the single request. Read answers from `responses`.
    */
-  openStream(service: string, method: string, kind: StreamKind, firstPayload: Uint8Array | undefined, opts: CallOptions = {}): ClientStream {
+  openStream(
+    service: string,
+    method: string,
+    kind: StreamKind,
+    firstPayload: Uint8Array | undefined,
+    opts: CallOptions = {},
+  ): ClientStream {
     const label = `${service}/${method}`;
     const stream = new ClientStream(this, label, kind);
     const flags = kind.requestStream ? Flags.REMOTE_OPEN : Flags.REMOTE_CLOSED;
     stream.id = this.start(service, method, firstPayload ?? new Uint8Array(0), flags, opts, stream);
     if (opts.timeoutMs !== undefined) {
       const timer = setTimeout(
-        () => this.failStream(stream.id, new DeadlineExceededError(`ttrpc: ${label} exceeded its ${opts.timeoutMs}ms deadline`)),
+        () =>
+          this.failStream(
+            stream.id,
+            new DeadlineExceededError(`ttrpc: ${label} exceeded its ${opts.timeoutMs}ms deadline`),
+          ),
         opts.timeoutMs,
       );
       void stream.finished.then(() => clearTimeout(timer));
     }
     if (opts.signal) {
-      const onAbort = () => this.failStream(stream.id, new CanceledError(`ttrpc: ${label} canceled`, { cause: opts.signal?.reason }));
+      const onAbort = () =>
+        this.failStream(stream.id, new CanceledError(`ttrpc: ${label} canceled`, { cause: opts.signal?.reason }));
       opts.signal.addEventListener("abort", onAbort, { once: true });
       void stream.finished.then(() => opts.signal?.removeEventListener("abort", onAbort));
     }
@@ -239,7 +252,9 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
   sendData(id: number, flags: number, payload: Uint8Array): void {
     if (this.closedWith) throw this.closedError();
     if (payload.length > this.maxMessageSize) {
-      throw new ResourceExhaustedError(`ttrpc: stream message of ${payload.length} bytes is over the maximum message size of ${this.maxMessageSize}`);
+      throw new ResourceExhaustedError(
+        `ttrpc: stream message of ${payload.length} bytes is over the maximum message size of ${this.maxMessageSize}`,
+      );
     }
     this.write(encodeFrame(id, MessageType.DATA, flags, payload));
   }
@@ -252,12 +267,20 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
     call.fail(err);
   }
 
-  private start(service: string, method: string, payload: Uint8Array, flags: number, opts: CallOptions, entry: PendingCall): number {
+  private start(
+    service: string,
+    method: string,
+    payload: Uint8Array,
+    flags: number,
+    opts: CallOptions,
+    entry: PendingCall,
+  ): number {
     if (this.closedWith) throw this.closedError();
     const label = `${service}/${method}`;
     if (opts.signal?.aborted) throw new CanceledError(`ttrpc: ${label} canceled`, { cause: opts.signal.reason });
     const timeoutMs = opts.timeoutMs;
-    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new InvalidArgumentError(`ttrpc: ${label}: timeoutMs must be positive`);
+    if (timeoutMs !== undefined && !(timeoutMs > 0))
+      throw new InvalidArgumentError(`ttrpc: ${label}: timeoutMs must be positive`);
     const bytes = Request.encode({
       service,
       method,
@@ -324,7 +347,9 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
   }
 
   private protocolError(message: string): void {
-    this.shutdown(new UnavailableError(`ttrpc: connection to ${this.address} dropped after a protocol error: ${message}`));
+    this.shutdown(
+      new UnavailableError(`ttrpc: connection to ${this.address} dropped after a protocol error: ${message}`),
+    );
     this.socket.destroy();
   }
 
@@ -422,7 +447,10 @@ function remoteError(code: number, message: string): Error {
 
 type ClientMethod<M> = M extends { requestStream: true }
   ? M extends { responseStream: true }
-    ? (requests: AsyncIterable<RequestOf<M>> | Iterable<RequestOf<M>>, opts?: CallOptions) => AsyncIterable<ResponseOf<M>>
+    ? (
+        requests: AsyncIterable<RequestOf<M>> | Iterable<RequestOf<M>>,
+        opts?: CallOptions,
+      ) => AsyncIterable<ResponseOf<M>>
     : (requests: AsyncIterable<RequestOf<M>> | Iterable<RequestOf<M>>, opts?: CallOptions) => Promise<ResponseOf<M>>
   : M extends { responseStream: true }
     ? (request: RequestOf<M>, opts?: CallOptions) => AsyncIterable<ResponseOf<M>>
@@ -451,7 +479,8 @@ export function createClient<D extends ServiceDefinition>(definition: D, client:
       return stream;
     };
     if (m.responseStream) {
-      out[camel] = (input: unknown, opts?: CallOptions) => decodeAll(open(input, opts), (b) => m.responseType.decode(b));
+      out[camel] = (input: unknown, opts?: CallOptions) =>
+        decodeAll(open(input, opts), (b) => m.responseType.decode(b));
     } else {
       out[camel] = async (input: unknown, opts?: CallOptions) => {
         const stream = open(input, opts);

@@ -12,6 +12,23 @@ export type {
   ServiceImplementation,
 } from "./server.js";
 export { NAMESPACE_METADATA_KEY, metadataFromKeyValues, metadataToKeyValues, socketPath } from "./definition.js";
-export type { MessageCodec, Metadata, MetadataInit, MethodDefinition, RequestOf, ResponseOf, ServiceDefinition } from "./definition.js";
-export { DEFAULT_MAX_MESSAGE_SIZE, Flags, FrameParser, HEADER_LENGTH, MessageType, decodeHeader, encodeFrame, encodeHeader } from "./frame.js";
+export type {
+  MessageCodec,
+  Metadata,
+  MetadataInit,
+  MethodDefinition,
+  RequestOf,
+  ResponseOf,
+  ServiceDefinition,
+} from "./definition.js";
+export {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  Flags,
+  FrameParser,
+  HEADER_LENGTH,
+  MessageType,
+  decodeHeader,
+  encodeFrame,
+  encodeHeader,
+} from "./frame.js";
 export type { FrameHeader, FrameSink } from "./frame.js";

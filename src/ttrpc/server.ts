@@ -304,7 +304,8 @@ class ServerConnection {
     socket.on("drain", () => this.updateFlow());
     socket.on("error", (err: NodeJS.ErrnoException) => {
       // A client going away mid-write is routine; anything else is worth a line.
-      if (err.code !== "ECONNRESET" && err.code !== "EPIPE") this.server.logger.warn({ err }, "ttrpc: connection error");
+      if (err.code !== "ECONNRESET" && err.code !== "EPIPE")
+        this.server.logger.warn({ err }, "ttrpc: connection error");
     });
     socket.on("close", () => this.teardown(new UnavailableError("ttrpc: connection closed")));
   }
@@ -362,7 +363,10 @@ class ServerConnection {
   private onRequest(h: FrameHeader, payload: Buffer): void {
     const id = h.streamId;
     if (id <= this.lastStreamId) {
-      this.sendStatus(id, { code: GrpcCode.INVALID_ARGUMENT, message: "ttrpc: stream id cannot be reused and must increase" });
+      this.sendStatus(id, {
+        code: GrpcCode.INVALID_ARGUMENT,
+        message: "ttrpc: stream id cannot be reused and must increase",
+      });
       return;
     }
     this.lastStreamId = id;
@@ -390,14 +394,20 @@ class ServerConnection {
     if (req.timeoutNano !== 0n) {
       const ms = Number(req.timeoutNano / 1_000_000n);
       if (ms <= 0) {
-        this.sendStatus(id, { code: GrpcCode.DEADLINE_EXCEEDED, message: "ttrpc: deadline exceeded before the call started" });
+        this.sendStatus(id, {
+          code: GrpcCode.DEADLINE_EXCEEDED,
+          message: "ttrpc: deadline exceeded before the call started",
+        });
         return;
       }
       deadline = Date.now() + ms;
       // setTimeout caps at ~24.8 days; a longer deadline is as good as none.
       if (ms < 2 ** 31) {
         timer = setTimeout(
-          () => controller.abort(new DeadlineExceededError(`ttrpc: deadline of ${ms}ms exceeded for ${req.service}/${req.method}`)),
+          () =>
+            controller.abort(
+              new DeadlineExceededError(`ttrpc: deadline of ${ms}ms exceeded for ${req.service}/${req.method}`),
+            ),
           ms,
         );
       }
@@ -408,7 +418,10 @@ class ServerConnection {
       first = req.payload.length > 0 || !def.requestStream ? def.requestType.decode(req.payload) : undefined;
     } catch (err) {
       clearTimeout(timer);
-      this.sendStatus(id, { code: GrpcCode.INVALID_ARGUMENT, message: `ttrpc: cannot decode ${req.service}/${req.method} request: ${(err as Error).message}` });
+      this.sendStatus(id, {
+        code: GrpcCode.INVALID_ARGUMENT,
+        message: `ttrpc: cannot decode ${req.service}/${req.method} request: ${(err as Error).message}`,
+      });
       return;
     }
 
@@ -433,7 +446,13 @@ class ServerConnection {
     void this.run(id, call, impl, def.requestStream ? inbox : first, ctx);
   }
 
-  private async run(id: number, call: ActiveCall, impl: RegisteredMethod["impl"], input: unknown, ctx: CallContext): Promise<void> {
+  private async run(
+    id: number,
+    call: ActiveCall,
+    impl: RegisteredMethod["impl"],
+    input: unknown,
+    ctx: CallContext,
+  ): Promise<void> {
     const { def, controller } = call;
     try {
       const out = (impl as (input: unknown, ctx: CallContext) => unknown)(input, ctx);
@@ -441,7 +460,8 @@ class ServerConnection {
         for await (const msg of out as AsyncIterable<unknown>) {
           if (!this.calls.has(id)) return;
           const bytes = def.responseType.encode(msg).finish();
-          if (bytes.length > this.server.maxMessageSize) throw oversizedResponse(ctx, bytes.length, this.server.maxMessageSize);
+          if (bytes.length > this.server.maxMessageSize)
+            throw oversizedResponse(ctx, bytes.length, this.server.maxMessageSize);
           this.send(encodeFrame(id, MessageType.DATA, bytes.length === 0 ? Flags.NO_DATA : 0, bytes));
         }
         if (!this.calls.has(id)) return;
@@ -450,8 +470,12 @@ class ServerConnection {
         const result = await out;
         if (!this.calls.has(id)) return;
         const bytes = def.responseType.encode(result).finish();
-        const frame = Response.encode({ status: { code: GrpcCode.OK, message: "", details: [] }, payload: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) }).finish();
-        if (frame.length > this.server.maxMessageSize) throw oversizedResponse(ctx, frame.length, this.server.maxMessageSize);
+        const frame = Response.encode({
+          status: { code: GrpcCode.OK, message: "", details: [] },
+          payload: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        }).finish();
+        if (frame.length > this.server.maxMessageSize)
+          throw oversizedResponse(ctx, frame.length, this.server.maxMessageSize);
         this.send(encodeFrame(id, MessageType.RESPONSE, 0, frame));
       }
     } catch (err) {
@@ -475,7 +499,10 @@ class ServerConnection {
     const call = this.calls.get(h.streamId);
     const inbox = call?.inbox;
     if (!call || !inbox || inbox.done) {
-      this.sendStatus(h.streamId, { code: GrpcCode.INVALID_ARGUMENT, message: `ttrpc: stream ${h.streamId} is not open for data` });
+      this.sendStatus(h.streamId, {
+        code: GrpcCode.INVALID_ARGUMENT,
+        message: `ttrpc: stream ${h.streamId} is not open for data`,
+      });
       return;
     }
     if ((h.flags & Flags.NO_DATA) === 0) {
@@ -483,7 +510,10 @@ class ServerConnection {
       try {
         msg = call.def.requestType.decode(payload);
       } catch (err) {
-        this.failCall(h.streamId, { code: GrpcCode.INVALID_ARGUMENT, message: `ttrpc: cannot decode stream message: ${(err as Error).message}` });
+        this.failCall(h.streamId, {
+          code: GrpcCode.INVALID_ARGUMENT,
+          message: `ttrpc: cannot decode stream message: ${(err as Error).message}`,
+        });
         return;
       }
       if (inbox.size >= this.server.maxStreamBuffer) {
@@ -507,7 +537,10 @@ class ServerConnection {
   }
 
   private sendStatus(id: number, status: ErrorStatus): void {
-    const frame = Response.encode({ status: { code: status.code, message: status.message, details: [] }, payload: Buffer.alloc(0) }).finish();
+    const frame = Response.encode({
+      status: { code: status.code, message: status.message, details: [] },
+      payload: Buffer.alloc(0),
+    }).finish();
     this.send(encodeFrame(id, MessageType.RESPONSE, 0, frame));
   }
 
@@ -542,7 +575,9 @@ class ServerConnection {
 
 function oversizedResponse(ctx: CallContext, length: number, limit: number): Error {
   return Object.assign(
-    new Error(`ttrpc: response of ${ctx.service}/${ctx.method} is ${length} bytes, over the maximum message size of ${limit}`),
+    new Error(
+      `ttrpc: response of ${ctx.service}/${ctx.method} is ${length} bytes, over the maximum message size of ${limit}`,
+    ),
     { grpcCode: GrpcCode.RESOURCE_EXHAUSTED },
   );
 }

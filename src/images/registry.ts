@@ -1,0 +1,262 @@
+// OCI distribution client (opencontainers/distribution-spec spec.md): manifests and blobs
+// over HTTP(S) through the hosts of registry `namespace` (mirrors first, see hosts.ts),
+// with auth challenges answered (auth.ts), bounded retries of transient failures,
+// redirects followed without leaking Authorization to other hosts, and Range resume.
+import { request, type Dispatcher } from "undici";
+import {
+  InternalError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnauthenticatedError,
+  UnavailableError,
+  UnimplementedError,
+} from "../util/errors.js";
+import { Authorizer, type AuthConfig } from "./auth.js";
+import { sha256Digest, type BlobSource } from "./content-store.js";
+import { defaultConfigPath, defaultDispatcher, registryHosts, type Capability, type RegistryHost } from "./hosts.js";
+import { isSchema1, manifestAccept, sniffManifestType, isIndex, isManifest, type Descriptor } from "./mediatypes.js";
+import { repositoryName, type ImageReference } from "./reference.js";
+import { defaultRetry, TransientHttpError, withRetry, type RetryPolicy } from "./retry.js";
+
+/** containerd's limit: a manifest larger than this is not a manifest. */
+const maxManifestBytes = 8 << 20;
+const maxRedirects = 5;
+
+export interface RegistryClientOptions {
+  /** hosts directory (registry.config_path); undefined disables it */
+  configPath?: string;
+  /** credentials from configuration, used when a pull passes none */
+  credentials?: (registryHost: string) => AuthConfig | undefined;
+  userAgent?: string;
+  retry?: RetryPolicy;
+}
+
+export interface FetchedManifest {
+  descriptor: Descriptor;
+  body: Buffer;
+}
+
+type Response = Dispatcher.ResponseData;
+
+export class RegistryClient {
+  private readonly authorizer: Authorizer;
+  private readonly configPath: string | undefined;
+  private readonly userAgent: string;
+  private readonly retry: RetryPolicy;
+
+  constructor(private readonly opts: RegistryClientOptions = {}) {
+    this.configPath = "configPath" in opts ? opts.configPath : defaultConfigPath;
+    this.userAgent = opts.userAgent ?? "berth/0.1";
+    this.authorizer = new Authorizer({ userAgent: this.userAgent });
+    this.retry = opts.retry ?? defaultRetry;
+  }
+
+  private creds(ref: ImageReference, auth: AuthConfig | undefined): AuthConfig | undefined {
+    if (auth && Object.values(auth).some((v) => v)) return auth;
+    return this.opts.credentials?.(ref.domain);
+  }
+
+  private async hosts(ref: ImageReference, cap: Capability): Promise<RegistryHost[]> {
+    const hosts = (await registryHosts(ref.domain, this.configPath)).filter((h) => h.capabilities.has(cap));
+    if (hosts.length === 0) throw new InvalidArgumentError(`no registry host of ${ref.domain} is configured to ${cap}`);
+    return hosts;
+  }
+
+  /**
+   * One HTTP exchange with `host` for repository `repo`, answering one auth challenge,
+   * following redirects and retrying transient failures. Returns a response with status < 300
+   * (or 404 / 416, which the caller handles); throws typed errors for the rest.
+   */
+  private async send(
+    host: RegistryHost,
+    repo: string,
+    method: "GET" | "HEAD",
+    suffix: string,
+    headers: Record<string, string>,
+    auth: AuthConfig | undefined,
+  ): Promise<Response> {
+    const base = `${host.scheme}://${host.host}${host.path}/${repo}/${suffix}`;
+    const url = host.isMirror ? `${base}?ns=${encodeURIComponent(host.namespace)}` : base;
+    return withRetry(this.retry, async () => {
+      let authorization = this.authorizer.cached(host.host, repo, auth);
+      let answered = false;
+      for (;;) {
+        const res = await this.follow(url, method, { ...host.headers, ...headers }, authorization, host.dispatcher);
+        if (res.statusCode === 401) {
+          await res.body.dump();
+          if (answered) {
+            const given = auth && (auth.username || auth.auth || auth.identityToken || auth.registryToken);
+            throw new UnauthenticatedError(
+              given
+                ? `registry ${host.host} rejected the credentials for ${repo} (401 Unauthorized); check the username/password or token`
+                : `registry ${host.host} requires authentication for ${repo}: no credentials were given`,
+            );
+          }
+          if (authorization) this.authorizer.invalidate(host.host, repo, auth);
+          const challenge = res.headers["www-authenticate"];
+          authorization = await this.authorizer.authorize(
+            host.host,
+            repo,
+            Array.isArray(challenge) ? challenge.join(", ") : challenge,
+            auth,
+          );
+          answered = true;
+          continue;
+        }
+        if (res.statusCode === 403) {
+          const text = await res.body.text().catch(() => "");
+          throw new PermissionDeniedError(`registry ${host.host} denied access to ${repo} (403 Forbidden) ${text.slice(0, 200)}`.trim());
+        }
+        if (res.statusCode >= 500 || res.statusCode === 429) {
+          await res.body.dump();
+          throw new TransientHttpError(`registry ${host.host} answered ${res.statusCode} for ${method} ${suffix}`);
+        }
+        return res;
+      }
+    });
+  }
+
+  /** Follows redirects by hand: Authorization and host TLS settings stay with the registry's origin. */
+  private async follow(
+    url: string,
+    method: "GET" | "HEAD",
+    headers: Record<string, string | string[]>,
+    authorization: string | undefined,
+    dispatcher: Dispatcher,
+  ): Promise<Response> {
+    const origin = new URL(url).origin;
+    let current = url;
+    for (let i = 0; i <= maxRedirects; i++) {
+      const sameOrigin = new URL(current).origin === origin;
+      const h: Record<string, string | string[]> = { ...headers, "user-agent": this.userAgent };
+      if (authorization && sameOrigin) h.authorization = authorization;
+      const res = await request(current, {
+        method,
+        headers: h,
+        dispatcher: sameOrigin ? dispatcher : defaultDispatcher(),
+      });
+      if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
+        await res.body.dump();
+        current = new URL(String(res.headers.location), current).toString();
+        continue;
+      }
+      return res;
+    }
+    throw new UnavailableError(`too many redirects fetching ${url}`);
+  }
+
+  /**
+   * Fetches the manifest (or index) `ref` names: by digest when it has one (verified),
+   * else by tag from a host trusted to resolve. Schema 1 is refused.
+   */
+  async fetchManifest(ref: ImageReference, auth?: AuthConfig, digest?: string): Promise<FetchedManifest> {
+    const repo = ref.path;
+    const reference = digest ?? ref.digest ?? ref.tag ?? "latest";
+    const byDigest = reference.includes(":");
+    const hosts = await this.hosts(ref, byDigest ? "pull" : "resolve");
+    const a = this.creds(ref, auth);
+    let lastErr: unknown;
+    for (const host of hosts) {
+      try {
+        const res = await this.send(host, repo, "GET", `manifests/${reference}`, { accept: manifestAccept }, a);
+        if (res.statusCode === 404) {
+          await res.body.dump();
+          lastErr = new NotFoundError(`image ${repositoryName(ref)}:${reference} not found in registry ${host.host}`);
+          continue;
+        }
+        if (res.statusCode >= 300) {
+          await res.body.dump();
+          throw new UnavailableError(`registry ${host.host} answered ${res.statusCode} for manifest ${reference}`);
+        }
+        const body = await readLimited(res, maxManifestBytes);
+        const contentType = res.headers["content-type"];
+        const mediaType = sniffManifestType(body, Array.isArray(contentType) ? contentType[0] : contentType);
+        if (isSchema1(mediaType)) {
+          throw new UnimplementedError(
+            `${repositoryName(ref)}:${reference} is a Docker schema 1 manifest, which berth does not support (deprecated since 2017); push it again with a current client`,
+          );
+        }
+        if (!isIndex(mediaType) && !isManifest(mediaType)) {
+          throw new UnimplementedError(`${repositoryName(ref)}:${reference}: unsupported manifest media type ${JSON.stringify(mediaType)}`);
+        }
+        const got = sha256Digest(body);
+        if (byDigest && got !== reference) {
+          throw new InternalError(`digest mismatch: expected ${reference} got ${got} (manifest from ${host.host})`);
+        }
+        return { descriptor: { mediaType, digest: got, size: body.length }, body };
+      } catch (err) {
+        lastErr = err;
+        // Credentials and format problems are the same on every host; a mirror that is down is not.
+        if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err)) throw err;
+      }
+    }
+    throw wrapUnavailable(lastErr, ref);
+  }
+
+  /**
+   * A BlobSource for the content store: GET the blob from the first pull host that has it,
+   * with `Range: bytes=<offset>-` when resuming (206 honoured; 200 means start over).
+   */
+  blobSource(ref: ImageReference, desc: Descriptor, auth?: AuthConfig): BlobSource {
+    const a = this.creds(ref, auth);
+    return async (offset: number) => {
+      const hosts = await this.hosts(ref, "pull");
+      let lastErr: unknown;
+      for (const host of hosts) {
+        try {
+          const headers: Record<string, string> = {};
+          if (offset > 0) headers.range = `bytes=${offset}-`;
+          const res = await this.send(host, ref.path, "GET", `blobs/${desc.digest}`, headers, a);
+          if (res.statusCode === 404) {
+            await res.body.dump();
+            lastErr = new NotFoundError(`blob ${desc.digest} of ${repositoryName(ref)} not found in registry ${host.host}`);
+            continue;
+          }
+          if (res.statusCode === 416) {
+            await res.body.dump();
+            return this.blobSource(ref, desc, auth)(0);
+          }
+          if (res.statusCode >= 300) {
+            await res.body.dump();
+            throw new UnavailableError(`registry ${host.host} answered ${res.statusCode} for blob ${desc.digest}`);
+          }
+          let start = 0;
+          if (res.statusCode === 206) {
+            const cr = /bytes (\d+)-/.exec(String(res.headers["content-range"] ?? ""));
+            start = cr ? Number(cr[1]) : offset;
+          }
+          return { offset: start, stream: res.body };
+        } catch (err) {
+          lastErr = err;
+          if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err)) throw err;
+        }
+      }
+      throw lastErr instanceof NotFoundError ? lastErr : wrapUnavailable(lastErr, ref);
+    };
+  }
+}
+
+function isNetworkError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && (code.startsWith("E") || code.startsWith("UND_ERR"));
+}
+
+function wrapUnavailable(err: unknown, ref: ImageReference): Error {
+  if (err instanceof Error && "kind" in err) return err;
+  return new UnavailableError(`cannot reach registry ${ref.domain}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+}
+
+async function readLimited(res: Response, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    n += (c as Buffer).length;
+    if (n > limit) {
+      res.body.destroy();
+      throw new InvalidArgumentError(`manifest larger than ${limit} bytes`);
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

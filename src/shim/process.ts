@@ -1,0 +1,95 @@
+// The shim's model of a task's processes (the init process and its execs): live state
+// comes from the process's monitor; what is needed to re-adopt it after a shim restart is
+// kept in <stateDir>/record.json, written atomically.
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+import { Status } from "../gen/containerd/types/task/task.js";
+import type { Timestamp } from "../gen/google/protobuf/timestamp.js";
+import type { ExitRecord, Monitor } from "./monitor.js";
+import type { RuntimeConfig } from "./runtime.js";
+
+export interface MountRecord {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}
+
+export interface ProcessRecord {
+  namespace: string;
+  id: string;
+  /** "" for the init process */
+  execId: string;
+  bundle: string;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+  runtime: RuntimeConfig;
+  /** init only: the rootfs mounts we made on <bundle>/rootfs */
+  rootfs: MountRecord[];
+  /** init only: restore from this checkpoint image on Start */
+  checkpoint: string;
+  pid: number;
+  started: boolean;
+}
+
+export async function saveRecord(stateDir: string, r: ProcessRecord): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const tmp = join(stateDir, "record.json.tmp");
+  await writeFile(tmp, JSON.stringify(r), { mode: 0o600 });
+  await rename(tmp, join(stateDir, "record.json"));
+}
+
+export async function loadRecord(stateDir: string): Promise<ProcessRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(join(stateDir, "record.json"), "utf8")) as ProcessRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export function toTimestamp(e: ExitRecord | undefined): Timestamp | undefined {
+  return e ? { seconds: e.seconds, nanos: e.nanos } : undefined;
+}
+
+export class Proc {
+  status: Status = Status.CREATED;
+  monitor: Monitor | undefined;
+  exit: ExitRecord | undefined;
+  /** Set while Start runs, so an exit is published only after the start event. */
+  starting: Promise<unknown> | undefined;
+  private waiters: ((e: ExitRecord) => void)[] = [];
+
+  constructor(
+    readonly record: ProcessRecord,
+    readonly stateDir: string,
+  ) {}
+
+  get id(): string {
+    return this.record.id;
+  }
+  get execId(): string {
+    return this.record.execId;
+  }
+  get pid(): number {
+    return this.record.pid;
+  }
+
+  save(): Promise<void> {
+    return saveRecord(this.stateDir, this.record);
+  }
+
+  setExited(e: ExitRecord): void {
+    if (this.exit) return;
+    this.exit = e;
+    this.status = Status.STOPPED;
+    for (const w of this.waiters.splice(0)) w(e);
+  }
+
+  wait(): Promise<ExitRecord> {
+    if (this.exit) return Promise.resolve(this.exit);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
