@@ -54,12 +54,16 @@ async function main(): Promise<void> {
     let t0 = performance.now();
     for (let i = 0; i < CALLS; i++) await client.echo(req);
     let ms = performance.now() - t0;
-    console.log(`ttrpc unary sequential: ${Math.round((CALLS / ms) * 1000)} calls/s (${CALLS} calls, ${ms.toFixed(0)} ms)`);
+    console.log(
+      `ttrpc unary sequential: ${Math.round((CALLS / ms) * 1000)} calls/s (${CALLS} calls, ${ms.toFixed(0)} ms)`,
+    );
 
     t0 = performance.now();
     await Promise.all(Array.from({ length: CALLS }, () => client.echo(req)));
     ms = performance.now() - t0;
-    console.log(`ttrpc unary concurrent: ${Math.round((CALLS / ms) * 1000)} calls/s (${CALLS} calls in flight, ${ms.toFixed(0)} ms)`);
+    console.log(
+      `ttrpc unary concurrent: ${Math.round((CALLS / ms) * 1000)} calls/s (${CALLS} calls in flight, ${ms.toFixed(0)} ms)`,
+    );
     conn.close();
   } finally {
     child.kill("SIGTERM");

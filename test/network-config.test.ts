@@ -36,7 +36,12 @@ describe("default network config", () => {
       stateDir: join(root, "state1"),
       confDir,
       binDirs: [CNI_BIN],
-      defaultNetwork: { name: "berthtest-conf", bridge: "berthtest9", subnet: "10.233.9.0/24", dataDir: join(root, "ipam") },
+      defaultNetwork: {
+        name: "berthtest-conf",
+        bridge: "berthtest9",
+        subnet: "10.233.9.0/24",
+        dataDir: join(root, "ipam"),
+      },
     });
     assert.equal((await m.status()).ready, false, "not ready before the config exists");
     await m.init();
@@ -75,7 +80,10 @@ describe("default network config", () => {
     await mkdir(confDir);
     const mine = { cniVersion: "0.4.0", name: "berthtest-mine", type: "bridge", bridge: "berthtest8" };
     await writeFile(join(confDir, "50-mine.conf"), JSON.stringify(mine));
-    await writeFile(join(confDir, "90-other.conflist"), JSON.stringify({ cniVersion: "1.0.0", name: "other", plugins: [{ type: "ptp" }] }));
+    await writeFile(
+      join(confDir, "90-other.conflist"),
+      JSON.stringify({ cniVersion: "1.0.0", name: "other", plugins: [{ type: "ptp" }] }),
+    );
     const m = new NetworkManager({ stateDir: join(root, "state2"), confDir, binDirs: [CNI_BIN] });
     await m.init();
     const lists = await m.networks();
@@ -92,13 +100,29 @@ describe("config validation", () => {
   const bad: [string, string, RegExp][] = [
     ["invalid JSON", "{ not json", /invalid JSON/],
     ["no name", JSON.stringify({ cniVersion: "1.0.0", plugins: [{ type: "bridge" }] }), /missing "name"/],
-    ["bad name", JSON.stringify({ cniVersion: "1.0.0", name: "-x y", plugins: [{ type: "bridge" }] }), /must start with a letter or digit/],
+    [
+      "bad name",
+      JSON.stringify({ cniVersion: "1.0.0", name: "-x y", plugins: [{ type: "bridge" }] }),
+      /must start with a letter or digit/,
+    ],
     ["no version", JSON.stringify({ name: "n", plugins: [{ type: "bridge" }] }), /missing "cniVersion"/],
-    ["old version", JSON.stringify({ cniVersion: "0.2.0", name: "n", plugins: [{ type: "bridge" }] }), /0\.2\.0 is not supported/],
+    [
+      "old version",
+      JSON.stringify({ cniVersion: "0.2.0", name: "n", plugins: [{ type: "bridge" }] }),
+      /0\.2\.0 is not supported/,
+    ],
     ["plugins missing", JSON.stringify({ cniVersion: "1.0.0", name: "n" }), /"plugins" must be an array/],
     ["plugins empty", JSON.stringify({ cniVersion: "1.0.0", name: "n", plugins: [] }), /"plugins" is empty/],
-    ["plugin without type", JSON.stringify({ cniVersion: "1.0.0", name: "n", plugins: [{ bridge: "x" }] }), /plugins\[0\] has no "type"/],
-    ["type with a slash", JSON.stringify({ cniVersion: "1.0.0", name: "n", plugins: [{ type: "../bin/sh" }] }), /invalid type/],
+    [
+      "plugin without type",
+      JSON.stringify({ cniVersion: "1.0.0", name: "n", plugins: [{ bridge: "x" }] }),
+      /plugins\[0\] has no "type"/,
+    ],
+    [
+      "type with a slash",
+      JSON.stringify({ cniVersion: "1.0.0", name: "n", plugins: [{ type: "../bin/sh" }] }),
+      /invalid type/,
+    ],
   ];
   for (const [what, text, message] of bad) {
     test(`rejects a conflist with ${what}, naming the file`, () => {
@@ -124,7 +148,10 @@ describe("config validation", () => {
     assert.equal(st.ready, false);
     assert.equal(st.reason, "NetworkPluginNotReady");
     assert.match(st.message, /10-broken\.conflist.*"plugins" must be an array/);
-    await assert.rejects(m.setupPod({ podId: "berthtest-broken", name: "p", namespace: "ns", uid: "u" }), CniConfigError);
+    await assert.rejects(
+      m.setupPod({ podId: "berthtest-broken", name: "p", namespace: "ns", uid: "u" }),
+      CniConfigError,
+    );
     assert.deepEqual(await m.listPinnedNetns(), [], "nothing was created");
   });
 
@@ -133,7 +160,11 @@ describe("config validation", () => {
     await mkdir(confDir);
     await writeFile(
       join(confDir, "10-x.conflist"),
-      JSON.stringify({ cniVersion: "1.0.0", name: "x", plugins: [{ type: "bridge", ipam: { type: "berthtest-ipam" } }, { type: "berthtest-nope" }] }),
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "x",
+        plugins: [{ type: "bridge", ipam: { type: "berthtest-ipam" } }, { type: "berthtest-nope" }],
+      }),
     );
     const m = new NetworkManager({ stateDir: join(root, "state4"), confDir, binDirs: [CNI_BIN] });
     const st = await m.status();
@@ -142,7 +173,12 @@ describe("config validation", () => {
   });
 
   test("status without any config (and no default allowed) says where it looked", async () => {
-    const m = new NetworkManager({ stateDir: join(root, "state5"), confDir: join(root, "empty-conf"), binDirs: [CNI_BIN], defaultNetwork: false });
+    const m = new NetworkManager({
+      stateDir: join(root, "state5"),
+      confDir: join(root, "empty-conf"),
+      binDirs: [CNI_BIN],
+      defaultNetwork: false,
+    });
     const st = await m.status();
     assert.equal(st.ready, false);
     assert.match(st.message, /no network config found in .*empty-conf/);
@@ -153,7 +189,11 @@ describe("config validation", () => {
 describe("plugin invocation", () => {
   test("the runtime config carries only the capabilities a plugin asks for", () => {
     const list = parseNetworkConfig(
-      JSON.stringify({ cniVersion: "1.0.0", name: "n", plugins: [{ type: "bridge" }, { type: "portmap", capabilities: { portMappings: true, bandwidth: false } }] }),
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "n",
+        plugins: [{ type: "bridge" }, { type: "portmap", capabilities: { portMappings: true, bandwidth: false } }],
+      }),
       "x.conflist",
     );
     const rt = {
@@ -161,7 +201,10 @@ describe("plugin invocation", () => {
       netns: "/n",
       ifName: "eth0",
       args: [] as [string, string][],
-      capabilityArgs: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const }], bandwidth: { ingressRate: 1 } },
+      capabilityArgs: {
+        portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const }],
+        bandwidth: { ingressRate: 1 },
+      },
     };
     const first = JSON.parse(pluginStdin(list, list.plugins[0], rt));
     assert.deepEqual(first, { type: "bridge", name: "n", cniVersion: "1.0.0" });
@@ -192,7 +235,10 @@ describe("network namespaces", () => {
     const links = await inNetns(path, "ip", ["-o", "link"]);
     assert.equal(links.code, 0, links.stderr);
     assert.deepEqual(
-      links.stdout.trim().split("\n").map((l) => l.split(":")[1].trim()),
+      links.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(":")[1].trim()),
       ["lo"],
     );
     assert.deepEqual(await listNetns(dir), [{ name: "berthtest-ns1", path, mounted: true }]);

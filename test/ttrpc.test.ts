@@ -1,8 +1,8 @@
 // ttrpc client and server over real unix sockets, plus wire compatibility with Go's
 // ttrpc through containerd's own containerd-shim-runc-v2.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtemp, readdir, rm, rmdir, stat } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -237,6 +237,39 @@ async function withServer(
     await server.close({ timeoutMs: 1000 });
   }
 }
+
+describe("ttrpc frames", () => {
+  test("the parser reassembles frames split at every byte and never trusts a huge length", () => {
+    const frames: [number, number, number, string][] = [];
+    const oversized: number[] = [];
+    const parser = new FrameParser(
+      {
+        frame: (h, p) => frames.push([h.streamId, h.type, h.flags, p.toString()]),
+        oversized: (h) => oversized.push(h.streamId),
+      },
+      16,
+    );
+    const wire = Buffer.concat([
+      encodeFrame(1, MessageType.REQUEST, 0, Buffer.from("hello")),
+      encodeFrame(3, MessageType.DATA, 0x5, Buffer.alloc(0)),
+      encodeFrame(5, MessageType.REQUEST, 0, Buffer.alloc(17, 0x61)), // one byte over the limit
+      encodeFrame(7, MessageType.RESPONSE, 0, Buffer.from("after")),
+    ]);
+    for (let i = 0; i < wire.length; i++) parser.push(wire.subarray(i, i + 1));
+    assert.deepEqual(frames, [
+      [1, 1, 0, "hello"],
+      [3, 3, 5, ""],
+      [7, 2, 0, "after"],
+    ]);
+    assert.deepEqual(oversized, [5]);
+    assert.ok(parser.idle);
+    // A header claiming 4 GiB is only counted down, never allocated.
+    parser.push(encodeHeader({ length: 0xffffffff, streamId: 9, type: 1, flags: 0 }));
+    parser.push(Buffer.alloc(1024));
+    assert.equal(parser.idle, false);
+    assert.deepEqual(oversized, [5]);
+  });
+});
 
 describe("ttrpc", () => {
   test("typed round trip carries metadata with lower-case keys", async () => {
@@ -620,75 +653,123 @@ describe("ttrpc", () => {
   });
 });
 
-// Wire compatibility with Go's ttrpc: containerd's runc shim (containerd 1.6) is a ttrpc server.
+// Wire compatibility with Go's ttrpc: containerd's runc shim (containerd 1.6) is a Go ttrpc
+// server (its Task service) and a Go ttrpc client (it forwards events to TTRPC_ADDRESS).
 const shimBinary = ["/usr/bin/containerd-shim-runc-v2", "/usr/local/bin/containerd-shim-runc-v2"].find((p) =>
   existsSync(p),
 );
+const haveRunc = spawnSync("runc", ["--version"]).status === 0 && existsSync("/usr/bin/busybox");
+const TASK = "containerd.task.v2.Task";
+
+/** A started runc shim in its own temp dir, and everything needed to clean it up. */
+class ShimHarness {
+  readonly ns = `berth-ttrpc-test-${process.pid}`;
+  readonly id = `t${Date.now()}`;
+  address = "";
+  shimPid = 0;
+  log = "";
+  private logReader: ChildProcess | undefined;
+  private constructor(
+    readonly work: string,
+    readonly bundle: string,
+  ) {}
+
+  static async create(withRootfs: boolean): Promise<ShimHarness> {
+    const work = await mkdtemp(join(tmpdir(), "berth-ttrpc-shim-"));
+    const h = new ShimHarness(work, join(work, "bundle"));
+    mkdirSync(h.bundle);
+    if (withRootfs) {
+      mkdirSync(join(h.bundle, "rootfs", "bin"), { recursive: true });
+      copyFileSync("/usr/bin/busybox", join(h.bundle, "rootfs", "bin", "busybox"));
+      assert.equal(spawnSync("runc", ["spec"], { cwd: h.bundle }).status, 0);
+      const spec = JSON.parse(readFileSync(join(h.bundle, "config.json"), "utf8")) as {
+        process: { terminal: boolean; args: string[] };
+      };
+      spec.process.terminal = false;
+      spec.process.args = ["/bin/busybox", "sleep", "30"];
+      writeFileSync(join(h.bundle, "config.json"), JSON.stringify(spec));
+    } else {
+      writeFileSync(join(h.bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: {} }));
+    }
+    // The shim writes its log to a fifo named "log" in the bundle; somebody must read it.
+    assert.equal(spawnSync("mkfifo", [join(h.bundle, "log")]).status, 0);
+    h.logReader = spawn("cat", [join(h.bundle, "log")], { stdio: ["ignore", "pipe", "ignore"] });
+    h.logReader.stdout!.on("data", (c: Buffer) => (h.log += c.toString()));
+    return h;
+  }
+
+  get ttrpcAddress(): string {
+    return join(this.work, "ttrpc.sock");
+  }
+
+  /** `containerd-shim-runc-v2 start` as containerd runs it; returns the printed address. */
+  start(): string {
+    const res = spawnSync(
+      shimBinary!,
+      [
+        "-namespace",
+        this.ns,
+        "-address",
+        join(this.work, "containerd.sock"),
+        "-publish-binary",
+        "/bin/true",
+        "-id",
+        this.id,
+        "start",
+      ],
+      {
+        cwd: this.bundle,
+        env: { ...process.env, TTRPC_ADDRESS: this.ttrpcAddress },
+        encoding: "utf8",
+        timeout: 20_000,
+      },
+    );
+    assert.equal(res.status, 0, `shim start failed: ${res.stderr}`);
+    this.address = res.stdout.trim();
+    assert.match(this.address, /^unix:\/\/\//);
+    return this.address;
+  }
+
+  async cleanup(): Promise<void> {
+    if (this.shimPid > 0 && processAlive(this.shimPid)) {
+      await waitFor(() => !processAlive(this.shimPid), 5000);
+      if (processAlive(this.shimPid)) process.kill(this.shimPid, "SIGKILL");
+    }
+    this.logReader?.kill();
+    if (this.address) await rm(this.address.replace(/^unix:\/\//, ""), { force: true });
+    // The shim keeps runc state under /run/containerd/runc/<namespace>; empty after Delete.
+    await rmdir(join("/run/containerd/runc", this.ns)).catch(() => {});
+    await rm(this.work, { recursive: true, force: true });
+  }
+}
 
 describe(
   "ttrpc against containerd-shim-runc-v2 (Go ttrpc)",
   { skip: shimBinary === undefined ? "containerd-shim-runc-v2 not installed" : false },
   () => {
     test(
-      "Connect, State, unknown method and Shutdown round trip with a real Go ttrpc server",
+      "our client: Connect, State, unknown method and Shutdown against a Go ttrpc server",
       { timeout: 60_000 },
       async () => {
-        const work = await mkdtemp(join(tmpdir(), "berth-ttrpc-shim-"));
-        const bundle = join(work, "bundle");
-        mkdirSync(bundle);
-        writeFileSync(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: {} }));
-        // The shim writes its log to a fifo named "log" in the bundle; somebody must read it.
-        assert.equal(spawnSync("mkfifo", [join(bundle, "log")]).status, 0);
-        const logReader: ChildProcess = spawn("cat", [join(bundle, "log")], { stdio: ["ignore", "pipe", "ignore"] });
-        let shimLog = "";
-        logReader.stdout!.on("data", (c: Buffer) => (shimLog += c.toString()));
-        const ns = `berth-test-${process.pid}`;
-        const id = `t${Date.now()}`;
-        let shimPid = 0;
-        let address = "";
+        const shim = await ShimHarness.create(false);
         let conn: TtrpcClient | undefined;
         try {
-          const start = spawnSync(
-            shimBinary!,
-            [
-              "-namespace",
-              ns,
-              "-address",
-              join(work, "containerd.sock"),
-              "-publish-binary",
-              "/bin/true",
-              "-id",
-              id,
-              "start",
-            ],
-            {
-              cwd: bundle,
-              env: { ...process.env, TTRPC_ADDRESS: join(work, "ttrpc.sock") },
-              encoding: "utf8",
-              timeout: 20_000,
-            },
-          );
-          assert.equal(start.status, 0, `shim start failed: ${start.stderr}`);
-          address = start.stdout.trim();
-          assert.match(address, /^unix:\/\/\//);
-
-          conn = await TtrpcClient.connect(address);
+          conn = await TtrpcClient.connect(shim.start());
           const closed = new Promise<Error | undefined>((r) => conn!.once("close", r));
-          const md = { "containerd-namespace-ttrpc": ns };
-          const svc = "containerd.task.v2.Task";
+          const md = { "containerd-namespace-ttrpc": shim.ns };
 
           // Connect {id=1}: answers ConnectResponse {shim_pid=1, task_pid=2}.
-          const connectResp = await conn.call(svc, "Connect", fieldString(1, "nope"), {
+          const connectResp = await conn.call(TASK, "Connect", fieldString(1, "nope"), {
             metadata: md,
             timeoutMs: 10_000,
           });
-          shimPid = readVarintField(connectResp, 1);
-          assert.ok(shimPid > 0);
-          assert.match(readFileSync(`/proc/${shimPid}/cmdline`, "utf8"), /containerd-shim-runc-v2/);
+          shim.shimPid = Number(readField(connectResp, 1));
+          assert.ok(shim.shimPid > 0);
+          assert.match(readFileSync(`/proc/${shim.shimPid}/cmdline`, "utf8"), /containerd-shim-runc-v2/);
 
           // State {id=1} for a task that does not exist: Go maps errdefs.ErrNotFound to NotFound.
           await assert.rejects(
-            conn.call(svc, "State", fieldString(1, "nope"), { metadata: md, timeoutMs: 10_000 }),
+            conn.call(TASK, "State", fieldString(1, "nope"), { metadata: md, timeoutMs: 10_000 }),
             (err: Error) => {
               assert.ok(err instanceof NotFoundError, `got ${err.name}: ${err.message}`);
               return true;
@@ -696,42 +777,111 @@ describe(
           );
           // Many at once, multiplexed on one connection with a Go peer.
           const many = await Promise.allSettled(
-            Array.from({ length: 200 }, () => conn!.call(svc, "State", fieldString(1, "nope"), { metadata: md })),
+            Array.from({ length: 200 }, () => conn!.call(TASK, "State", fieldString(1, "nope"), { metadata: md })),
           );
           assert.ok(many.every((r) => r.status === "rejected" && r.reason instanceof NotFoundError));
-          // Go ttrpc's own Unimplemented answer.
-          await assert.rejects(conn.call(svc, "NoSuchMethod", new Uint8Array(), { metadata: md }), UnimplementedError);
+          // Go ttrpc's own Unimplemented answers.
+          await assert.rejects(conn.call(TASK, "NoSuchMethod", new Uint8Array(), { metadata: md }), UnimplementedError);
           await assert.rejects(
             conn.call("no.such.Service", "X", new Uint8Array(), { metadata: md }),
             UnimplementedError,
           );
 
           // Shutdown {id=1, now=2}: the shim has no tasks, so it exits and the connection closes.
-          await conn
-            .call(svc, "Shutdown", Buffer.concat([fieldString(1, "nope"), Buffer.from([0x10, 0x01])]), { metadata: md })
-            .catch((err: Error) => {
-              // The shim may exit before its answer is flushed; then the call fails as the connection drops.
-              assert.ok(err instanceof UnavailableError, `unexpected ${err.name}: ${err.message}`);
-            });
+          const shutdown = Buffer.concat([fieldString(1, "nope"), Buffer.from([0x10, 0x01])]);
+          await conn.call(TASK, "Shutdown", shutdown, { metadata: md }).catch((err: Error) => {
+            // The shim may exit before its answer is flushed; then the call fails as the connection drops.
+            assert.ok(err instanceof UnavailableError, `unexpected ${err.name}: ${err.message}`);
+          });
           assert.ok((await closed) instanceof UnavailableError);
           assert.equal(conn.closed, true);
         } catch (err) {
-          (err as Error).message += `\nshim log:\n${shimLog}`;
+          (err as Error).message += `\nshim log:\n${shim.log}`;
           throw err;
         } finally {
           conn?.close();
-          if (shimPid > 0 && processAlive(shimPid)) {
-            await waitFor(() => !processAlive(shimPid), 5000);
-            if (processAlive(shimPid)) process.kill(shimPid, "SIGKILL");
+          await shim.cleanup();
+        }
+      },
+    );
+
+    test(
+      "our server: the shim's Go ttrpc client forwards task events to it",
+      { timeout: 60_000, skip: haveRunc ? false : "runc or busybox missing" },
+      async () => {
+        const shim = await ShimHarness.create(true);
+        const events = new TtrpcServer();
+        const received: { topic: string; namespace: string; metadataNs: string[] | undefined }[] = [];
+        events.register(
+          {
+            name: "Events",
+            fullName: "containerd.services.events.ttrpc.v1.Events",
+            methods: {
+              forward: {
+                name: "Forward",
+                requestType: rawCodec,
+                requestStream: false,
+                responseType: rawCodec,
+                responseStream: false,
+              },
+            },
+          },
+          {
+            // ForwardRequest {envelope=1: Envelope {timestamp=1, namespace=2, topic=3, event=4}}.
+            forward(req, ctx) {
+              const envelope = readField(req, 1) as Buffer;
+              received.push({
+                topic: (readField(envelope, 3) as Buffer).toString(),
+                namespace: (readField(envelope, 2) as Buffer).toString(),
+                metadataNs: ctx.metadata.get("containerd-namespace-ttrpc"),
+              });
+              return Buffer.alloc(0);
+            },
+          },
+        );
+        await events.listen(shim.ttrpcAddress);
+        let conn: TtrpcClient | undefined;
+        try {
+          conn = await TtrpcClient.connect(shim.start());
+          const md = { metadata: { "containerd-namespace-ttrpc": shim.ns }, timeoutMs: 20_000 };
+          shim.shimPid = Number(readField(await conn.call(TASK, "Connect", fieldString(1, shim.id), md), 1));
+          // Create {id=1, bundle=2} with no rootfs mounts: runc creates the container from bundle/rootfs.
+          const created = await conn.call(
+            TASK,
+            "Create",
+            Buffer.concat([fieldString(1, shim.id), fieldString(2, shim.bundle)]),
+            md,
+          );
+          assert.ok(Number(readField(created, 1)) > 0, "Create returns the init pid");
+          await conn.call(TASK, "Delete", fieldString(1, shim.id), md);
+          await waitFor(() => received.some((e) => e.topic === "/tasks/delete"), 10_000);
+          const topics = received.map((e) => e.topic);
+          assert.equal(topics[0], "/tasks/create");
+          assert.equal(topics.at(-1), "/tasks/delete");
+          for (const e of received) {
+            assert.equal(e.namespace, shim.ns);
+            assert.deepEqual(e.metadataNs, [shim.ns]);
           }
-          logReader.kill();
-          if (address) await rm(address.replace(/^unix:\/\//, ""), { force: true });
-          await rm(work, { recursive: true, force: true });
+          await conn.call(TASK, "Shutdown", fieldString(1, shim.id), md).catch((err: Error) => {
+            assert.ok(err instanceof UnavailableError, `unexpected ${err.name}: ${err.message}`);
+          });
+        } catch (err) {
+          (err as Error).message += `\nshim log:\n${shim.log}`;
+          throw err;
+        } finally {
+          conn?.close();
+          await shim.cleanup();
+          await events.close({ timeoutMs: 1000 });
         }
       },
     );
   },
 );
+
+const rawCodec = {
+  encode: (b: Buffer) => ({ finish: () => b }),
+  decode: (b: Uint8Array) => Buffer.from(b),
+};
 
 function fieldString(field: number, value: string): Buffer {
   const v = Buffer.from(value);
@@ -739,8 +889,8 @@ function fieldString(field: number, value: string): Buffer {
   return Buffer.concat([Buffer.from([(field << 3) | 2, v.length]), v]);
 }
 
-/** Reads a varint field from a protobuf message (enough for small hand-checked messages). */
-function readVarintField(buf: Buffer, field: number): number {
+/** Reads the first occurrence of a varint or length-delimited field (enough for small hand-checked messages). */
+function readField(buf: Buffer, field: number): number | Buffer | undefined {
   let pos = 0;
   const varint = () => {
     let result = 0;
@@ -754,14 +904,18 @@ function readVarintField(buf: Buffer, field: number): number {
   };
   while (pos < buf.length) {
     const tag = varint();
-    const wire = tag & 7;
+    const wire = tag % 8;
+    const num = Math.floor(tag / 8);
     if (wire === 0) {
       const v = varint();
-      if (tag >>> 3 === field) return v;
-    } else if (wire === 2) pos += varint();
-    else throw new Error(`unexpected wire type ${wire}`);
+      if (num === field) return v;
+    } else if (wire === 2) {
+      const len = varint();
+      if (num === field) return buf.subarray(pos, pos + len);
+      pos += len;
+    } else throw new Error(`unexpected wire type ${wire}`);
   }
-  return 0;
+  return undefined;
 }
 
 /** Alive and not a zombie (a reparented shim may linger as one when nothing reaps it). */

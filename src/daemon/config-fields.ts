@@ -218,6 +218,15 @@ export function fileMode(def: number, description: string): FieldSpec<number> {
   };
 }
 
+/** A deep copy with ordinary prototypes (the TOML parser makes null-prototype tables). */
+function plain(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(plain);
+  if (typeof v === "object" && v !== null && describeValue(v) === "a table") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  }
+  return v;
+}
+
 /** A free-form table passed through to a component (e.g. runtime handler options). */
 export function table(description: string): FieldSpec<Record<string, TomlValue>> {
   return {
@@ -229,7 +238,7 @@ export function table(description: string): FieldSpec<Record<string, TomlValue>>
       if (typeof raw !== "object" || raw === null || Array.isArray(raw) || describeValue(raw) !== "a table") {
         return wrongType("a table", raw);
       }
-      return { ok: true, value: raw as Record<string, TomlValue> };
+      return { ok: true, value: plain(raw) as Record<string, TomlValue> };
     },
     render: (v) => v,
   };

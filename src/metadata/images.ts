@@ -148,19 +148,23 @@ export class ImageMetadata {
   }
 
   /**
-   * Removes one name; when it was the image's last name the image goes too (one transaction).
-   * Returns whether the image itself was removed.
+   * Removes one name (one transaction). When no tag name ("repo:tag") is left for the image,
+   * the image goes too, with its digest names ("repo@sha256:..."): like `docker rmi repo:tag`,
+   * digest references alone do not keep an image once its last tag is removed. Removing a
+   * digest name of an image that still has tags removes only that name.
    */
-  removeName(name: string): { imageId: string; imageRemoved: boolean } | undefined {
+  removeName(name: string): { imageId: string; imageRemoved: boolean; removedNames: string[] } | undefined {
     return this.db.transaction(() => {
       const row = this.nameRow(name);
       if (!row) return undefined;
       this.db.prepare(`DELETE FROM image_names WHERE name = ?`).run(name);
-      const left = this.db.prepare(`SELECT count(*) AS n FROM image_names WHERE image_id = ?`).get(row.imageId) as {
-        n: number;
-      };
-      if (left.n === 0) this.db.prepare(`DELETE FROM images WHERE id = ?`).run(row.imageId);
-      return { imageId: row.imageId, imageRemoved: left.n === 0 };
+      const left = this.namesOf(row.imageId).map((n) => n.name);
+      const tagsLeft = left.filter((n) => !n.includes("@"));
+      if (tagsLeft.length === 0 && (!name.includes("@") || left.length === 0)) {
+        this.db.prepare(`DELETE FROM images WHERE id = ?`).run(row.imageId);
+        return { imageId: row.imageId, imageRemoved: true, removedNames: [name, ...left] };
+      }
+      return { imageId: row.imageId, imageRemoved: false, removedNames: [name] };
     })();
   }
 

@@ -9,11 +9,7 @@ import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import { access, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  DeadlineExceededError,
-  FailedPreconditionError,
-  InternalError,
-} from "../util/errors.js";
+import { DeadlineExceededError, FailedPreconditionError, InternalError } from "../util/errors.js";
 
 // ---------------------------------------------------------------------------------------
 // Types
@@ -231,11 +227,15 @@ function pickVersion(file: string, obj: Record<string, unknown>): string {
     const readable = obj.cniVersions.filter((v): v is string => typeof v === "string" && READABLE_VERSIONS.includes(v));
     version = readable.sort(compareVersions).pop();
     if (version === undefined) {
-      throw new CniConfigError(file, `none of cniVersions ${JSON.stringify(obj.cniVersions)} is supported (supported: ${READABLE_VERSIONS.join(", ")})`);
+      throw new CniConfigError(
+        file,
+        `none of cniVersions ${JSON.stringify(obj.cniVersions)} is supported (supported: ${READABLE_VERSIONS.join(", ")})`,
+      );
     }
   }
   if (typeof version !== "string" || version === "") throw new CniConfigError(file, `missing "cniVersion"`);
-  if (!parseVersion(version)) throw new CniConfigError(file, `cniVersion ${JSON.stringify(version)} is not of the form X.Y.Z`);
+  if (!parseVersion(version))
+    throw new CniConfigError(file, `cniVersion ${JSON.stringify(version)} is not of the form X.Y.Z`);
   if (compareVersions(version, "0.3.0") < 0) {
     throw new CniConfigError(file, `cniVersion ${version} is not supported (berth reads results of 0.3.0 and newer)`);
   }
@@ -256,7 +256,10 @@ export function parseNetworkConfig(text: string, file: string): CniNetworkConfig
   if (!isObject(obj)) throw new CniConfigError(file, "not a JSON object");
   if (typeof obj.name !== "string" || obj.name === "") throw new CniConfigError(file, `missing "name"`);
   if (!NAME_RE.test(obj.name)) {
-    throw new CniConfigError(file, `name ${JSON.stringify(obj.name)} must start with a letter or digit and contain only letters, digits, "_", "." and "-"`);
+    throw new CniConfigError(
+      file,
+      `name ${JSON.stringify(obj.name)} must start with a letter or digit and contain only letters, digits, "_", "." and "-"`,
+    );
   }
   const cniVersion = pickVersion(file, obj);
   const isList = file.endsWith(".conflist") || obj.plugins !== undefined;
@@ -456,7 +459,14 @@ export class CniExec {
     });
     const parsed = out as { supportedVersions?: unknown };
     if (!Array.isArray(parsed.supportedVersions)) {
-      throw new CniPluginError(type, "VERSION", "", 0, "no supportedVersions in the VERSION answer", JSON.stringify(out));
+      throw new CniPluginError(
+        type,
+        "VERSION",
+        "",
+        0,
+        "no supportedVersions in the VERSION answer",
+        JSON.stringify(out),
+      );
     }
     return parsed.supportedVersions.filter((v): v is string => typeof v === "string");
   }
@@ -508,7 +518,12 @@ export class CniExec {
       });
       child.on("close", (code) => {
         clearTimeout(timer);
-        resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), timedOut: false });
+        resolve({
+          code,
+          stdout: Buffer.concat(out).toString("utf8"),
+          stderr: Buffer.concat(err).toString("utf8"),
+          timedOut: false,
+        });
       });
       // A plugin that exits without reading stdin gives EPIPE here; its exit status tells the story.
       child.stdin.on("error", () => undefined);
@@ -533,13 +548,27 @@ export class CniExec {
         );
       }
       const text = (stdout.trim() || stderr.trim() || "(no output)").slice(0, 2000);
-      throw new CniPluginError(r.plugin, r.command, r.network, 0, `exited with ${code === null ? "a signal" : `status ${code}`}: ${text}`, "");
+      throw new CniPluginError(
+        r.plugin,
+        r.command,
+        r.network,
+        0,
+        `exited with ${code === null ? "a signal" : `status ${code}`}: ${text}`,
+        "",
+      );
     }
     if (stdout.trim() === "") return undefined;
     try {
       return JSON.parse(stdout);
     } catch (err) {
-      throw new CniPluginError(r.plugin, r.command, r.network, 0, `printed invalid JSON: ${(err as Error).message}`, stdout.slice(0, 2000));
+      throw new CniPluginError(
+        r.plugin,
+        r.command,
+        r.network,
+        0,
+        `printed invalid JSON: ${(err as Error).message}`,
+        stdout.slice(0, 2000),
+      );
     }
   }
 }
@@ -562,7 +591,12 @@ function envFor(command: CniCommand, rt: RuntimeConf): Record<string, string> {
 }
 
 /** The stdin of one plugin: its config with the list's name and version, capabilities filled in. */
-export function pluginStdin(list: CniNetworkConfigList, plugin: CniPluginConf, rt: RuntimeConf, prevResult?: CniResult): string {
+export function pluginStdin(
+  list: CniNetworkConfigList,
+  plugin: CniPluginConf,
+  rt: RuntimeConf,
+  prevResult?: CniResult,
+): string {
   const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
   const runtimeConfig: Record<string, unknown> = isObject(plugin.runtimeConfig) ? { ...plugin.runtimeConfig } : {};
   for (const [cap, on] of Object.entries(plugin.capabilities ?? {})) {
@@ -582,10 +616,24 @@ function checkResult(list: CniNetworkConfigList, plugin: string, out: unknown): 
   }
   const res = out as CniResult;
   if (res.ips !== undefined && !Array.isArray(res.ips)) {
-    throw new CniPluginError(plugin, "ADD", list.name, 0, "result has a non-array ips", JSON.stringify(out).slice(0, 2000));
+    throw new CniPluginError(
+      plugin,
+      "ADD",
+      list.name,
+      0,
+      "result has a non-array ips",
+      JSON.stringify(out).slice(0, 2000),
+    );
   }
   if (res.interfaces !== undefined && !Array.isArray(res.interfaces)) {
-    throw new CniPluginError(plugin, "ADD", list.name, 0, "result has a non-array interfaces", JSON.stringify(out).slice(0, 2000));
+    throw new CniPluginError(
+      plugin,
+      "ADD",
+      list.name,
+      0,
+      "result has a non-array interfaces",
+      JSON.stringify(out).slice(0, 2000),
+    );
   }
   return res;
 }
@@ -615,7 +663,9 @@ export async function addNetworkList(exec: CniExec, list: CniNetworkConfigList, 
 export function isAlreadyGone(err: unknown): boolean {
   if (!(err instanceof CniPluginError)) return false;
   if (err.cniCode === CNI_ERR_UNKNOWN_CONTAINER) return true;
-  return /no such file or directory|not found|does not exist|no such device|no such process/i.test(`${err.cniMsg} ${err.details}`);
+  return /no such file or directory|not found|does not exist|no such device|no such process/i.test(
+    `${err.cniMsg} ${err.details}`,
+  );
 }
 
 /**

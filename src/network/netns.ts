@@ -4,14 +4,10 @@
 // what the OCI spec's network namespace path points at, so the namespace outlives the
 // processes in it until removeNetns unmounts it.
 
-import { execFile } from "node:child_process";
 import { mkdir, readdir, statfs, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import * as sys from "../sys/index.js";
+import { MNT_DETACH, netnsCreate, umount2 } from "../sys/index.js";
 import { AlreadyExistsError, InternalError, InvalidArgumentError } from "../util/errors.js";
-
-const execFileAsync = promisify(execFile);
 
 /** statfs f_type of a bind-mounted namespace file (linux/magic.h NSFS_MAGIC). */
 const NSFS_MAGIC = 0x6e736673;
@@ -24,10 +20,6 @@ export interface NetnsInfo {
   /** false for a leftover file whose namespace is no longer mounted (a crash mid-create or mid-remove). */
   mounted: boolean;
 }
-
-// The native binding is optional at load time so this module stays usable while it is
-// being built; util-linux does the same job through a child process.
-const native = sys as Partial<typeof sys>;
 
 function checkName(name: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,250}$/.test(name)) {
@@ -63,13 +55,9 @@ export async function createNetns(dir: string, name: string): Promise<string> {
     throw new AlreadyExistsError(`network namespace ${path} already exists`);
   }
   try {
-    if (typeof native.netnsCreate === "function") {
-      native.netnsCreate(path);
-    } else {
-      await unlink(path).catch(() => undefined);
-      await execFileAsync("touch", [path]);
-      await execFileAsync("unshare", [`--net=${path}`, "true"]);
-    }
+    // The binding unshares in a thread of its own, so the event loop's thread never
+    // leaves the host namespace; the file is created if missing.
+    netnsCreate(path);
   } catch (err) {
     await removeNetns(path).catch(() => undefined);
     throw new InternalError(`create network namespace ${path}: ${(err as Error).message}`, { cause: err });
@@ -85,11 +73,7 @@ export async function removeNetns(path: string): Promise<void> {
   // A path can carry stacked mounts if something went wrong before; unmount them all.
   for (let i = 0; i < 8 && (await isNetnsMounted(path)); i++) {
     try {
-      if (typeof native.umount2 === "function") {
-        native.umount2(path, sys.MNT_DETACH);
-      } else {
-        await execFileAsync("umount", ["--lazy", path]);
-      }
+      umount2(path, MNT_DETACH);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (code === "ENOENT" || code === "EINVAL") break;

@@ -128,7 +128,10 @@ export class NetworkManager {
     this.confDir = opts.confDir ?? "/etc/cni/net.d";
     this.maxConfNum = opts.maxConfNum ?? 1;
     this.defaultNetwork = opts.defaultNetwork ?? {};
-    this.exec = new CniExec({ binDirs: opts.binDirs ?? ["/opt/cni/bin", "/usr/lib/cni"], timeoutMs: opts.pluginTimeoutMs });
+    this.exec = new CniExec({
+      binDirs: opts.binDirs ?? ["/opt/cni/bin", "/usr/lib/cni"],
+      timeoutMs: opts.pluginTimeoutMs,
+    });
   }
 
   private get podsDir(): string {
@@ -171,7 +174,9 @@ export class NetworkManager {
     if (lists.length === 0) return notReady(`cni config uninitialized: no network config found in ${this.confDir}`);
     const missing = await this.exec.missingPlugins(lists, ["loopback"]);
     if (missing.length > 0) {
-      return notReady(`cni plugin(s) ${missing.join(", ")} not found in ${this.exec.binDirs.join(":")} (needed by ${lists.map((l) => l.source).join(", ")})`);
+      return notReady(
+        `cni plugin(s) ${missing.join(", ")} not found in ${this.exec.binDirs.join(":")} (needed by ${lists.map((l) => l.source).join(", ")})`,
+      );
     }
     return { ready: true, reason: "", message: "" };
   }
@@ -210,7 +215,11 @@ export class NetworkManager {
   async setupPod(req: PodNetworkRequest): Promise<PodNetwork> {
     if (req.hostNetwork) return { netnsPath: "", ips: [], result: null, attachments: [] };
     const nsPath = netnsPath(this.netnsDir, req.podId); // also validates podId as a file name
-    for (const [k, v] of [["name", req.name], ["namespace", req.namespace], ["uid", req.uid]] as const) {
+    for (const [k, v] of [
+      ["name", req.name],
+      ["namespace", req.namespace],
+      ["uid", req.uid],
+    ] as const) {
       if (/[;=]/.test(v)) throw new InvalidArgumentError(`pod ${k} ${JSON.stringify(v)} must not contain ";" or "="`);
     }
     return this.withPodLock(req.podId, async () => {
@@ -267,10 +276,10 @@ export class NetworkManager {
           await this.teardownLocked(state);
         } catch (cleanupErr) {
           // The state file stays behind, so a later teardownPod (or recovery) can finish.
-          throw new AggregateError(
-            [err, cleanupErr],
-            `${(err as Error).message}; cleaning up after it also failed (retry teardownPod(${req.podId})): ${(cleanupErr as Error).message}`,
-          );
+          // The setup error keeps its type (it is the cause the caller must act on).
+          if (err instanceof Error) {
+            err.message += `; cleaning up after it also failed, retry teardownPod(${req.podId}): ${(cleanupErr as Error).message}`;
+          }
         }
         throw err;
       }

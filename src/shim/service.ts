@@ -18,6 +18,7 @@ import {
   TaskStart,
 } from "../gen/containerd/events/task.js";
 import { CheckpointOptions, Options, ProcessDetails } from "../gen/containerd/runc/options/oci.js";
+// eslint-disable-next-line no-restricted-imports -- generated wire types (src/gen), not the daemon's runtime/ layer
 import type {
   CheckpointTaskRequest,
   CloseIORequest,
@@ -689,7 +690,7 @@ function nowExit(status: number): ExitRecord {
  */
 function openLogFifo(bundle: string): number | undefined {
   try {
-    return openSync(join(bundle, "log"), fsc.O_WRONLY | fsc.O_NONBLOCK | fsc.O_CLOEXEC);
+    return openSync(join(bundle, "log"), fsc.O_WRONLY | fsc.O_NONBLOCK);
   } catch {
     return undefined;
   }

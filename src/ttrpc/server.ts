@@ -2,6 +2,7 @@
 // requests are dispatched by full service name and method name, answered with a
 // ttrpc.Response carrying a gRPC status, many calls in flight per connection.
 import { chmod, lstat, mkdtemp, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { once } from "node:events";
 import net from "node:net";
 import { basename, dirname, join } from "node:path";
 
@@ -462,7 +463,12 @@ class ServerConnection {
           const bytes = def.responseType.encode(msg).finish();
           if (bytes.length > this.server.maxMessageSize)
             throw oversizedResponse(ctx, bytes.length, this.server.maxMessageSize);
-          this.send(encodeFrame(id, MessageType.DATA, bytes.length === 0 ? Flags.NO_DATA : 0, bytes));
+          // An empty message is still a message: Go peers send it as data with no flags too.
+          this.send(encodeFrame(id, MessageType.DATA, 0, bytes));
+          // A handler can produce faster than the client reads; wait rather than buffer without bound.
+          if (this.socket.writableNeedDrain) {
+            await Promise.race([once(this.socket, "drain").catch(() => {}), this.closed]);
+          }
         }
         if (!this.calls.has(id)) return;
         this.send(encodeFrame(id, MessageType.DATA, Flags.REMOTE_CLOSED | Flags.NO_DATA, Buffer.alloc(0)));

@@ -1,0 +1,547 @@
+// The image service: pull (resolve, download, verify, unpack), list, status, remove,
+// disk usage, garbage collection, and rootfs preparation for the runtime. The CRI
+// ImageService is a thin translation on top of this class.
+//
+// Durability: blobs are committed by the content store (verified, fsynced, renamed); the
+// snapshots are committed per layer; the image record is written last, in one transaction.
+// Until then a lease keeps GC away from what the pull has written; after a crash the lease
+// expires and GC reclaims whatever was not recorded.
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import type { Db } from "../metadata/db.js";
+import { ImageMetadata, type ImageRow } from "../metadata/images.js";
+import { LeaseMetadata, type LeaseResource } from "../metadata/leases.js";
+import { createSnapshotter } from "../snapshots/index.js";
+import type { Mount, Snapshotter, Usage } from "../snapshots/types.js";
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import type { AuthConfig } from "./auth.js";
+import { ContentStore, sha256Digest } from "./content-store.js";
+import { Semaphore, SharedLock, SingleFlight } from "./limit.js";
+import {
+  isIndex,
+  isManifest,
+  type Descriptor,
+  type ImageConfigJson,
+  type ImageRuntimeConfig,
+  type IndexJson,
+  type ManifestJson,
+  type Platform,
+} from "./mediatypes.js";
+import { formatPlatform, hostPlatform, selectManifest } from "./platform.js";
+import { digestName, formatReference, isDigest, parseReference, repositoryName, tagName, type ImageReference } from "./reference.js";
+import { RegistryClient, type RegistryClientOptions } from "./registry.js";
+import { applyLayer } from "./unpack.js";
+
+export interface ImageServiceOptions {
+  /** state directory: <root>/content, <root>/snapshots/<snapshotter> */
+  root: string;
+  db: Db;
+  /** snapshotter name ("overlayfs" default, or "native") or an instance */
+  snapshotter?: string | Snapshotter;
+  registry?: RegistryClientOptions;
+  /** layer downloads in flight at once, over all pulls (default 3) */
+  maxConcurrentDownloads?: number;
+  /** platform to pull from indexes (default: this host) */
+  platform?: Platform;
+  /** how long a pull's lease protects its content if the process dies (default 1 h) */
+  pullLeaseMs?: number;
+}
+
+export interface PullProgress {
+  ref: string;
+  phase: "resolved" | "downloading" | "downloaded" | "unpacking" | "unpacked" | "done";
+  digest?: string;
+  /** bytes so far, and expected, for "downloading" */
+  done?: number;
+  total?: number;
+}
+
+export interface PullOptions {
+  onProgress?: (p: PullProgress) => void;
+  platform?: Platform;
+  labels?: Record<string, string>;
+}
+
+export interface ImageRecord {
+  /** config digest "sha256:..." */
+  id: string;
+  /** "docker.io/library/busybox:latest" */
+  repoTags: string[];
+  /** "docker.io/library/busybox@sha256:<manifest or index digest>" */
+  repoDigests: string[];
+  /** bytes of manifest, config and compressed layers */
+  size: number;
+  manifestDigest: string;
+  /** chain ID of the top layer (committed snapshot key); "" for an image without layers */
+  chainId: string;
+  snapshotter: string;
+  labels: Record<string, string>;
+  createdAt: number;
+  os: string;
+  architecture: string;
+  variant?: string;
+  /** User, Env, Cmd, Entrypoint, WorkingDir, ExposedPorts, Volumes, StopSignal, Labels as in the image config */
+  config: ImageRuntimeConfig;
+}
+
+export interface RemoveResult {
+  imageId: string;
+  removedNames: string[];
+  imageRemoved: boolean;
+}
+
+export interface FsUsage {
+  content: Usage & { path: string };
+  snapshots: Usage & { path: string };
+}
+
+export interface GcResult {
+  removedBlobs: string[];
+  removedSnapshots: string[];
+}
+
+/** Extra GC roots from the runtime: snapshots (keys in this service's snapshotter) and blobs it uses. */
+export type GcRootProvider = () => { snapshots?: string[]; content?: string[] };
+
+/** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)) (image-spec config.md). */
+export function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) out.push(out.length === 0 ? d : sha256Digest(`${out[out.length - 1]} ${d}`));
+  return out;
+}
+
+const layerTypes = /^application\/vnd\.(oci\.image\.layer\.(nondistributable\.)?v1\.tar(\+gzip|\+zstd)?|docker\.image\.rootfs\.(foreign\.)?diff\.tar(\.gzip)?)$/;
+
+export class ImageService {
+  readonly content: ContentStore;
+  readonly snapshotter: Snapshotter;
+  readonly images: ImageMetadata;
+  readonly leases: LeaseMetadata;
+  readonly registry: RegistryClient;
+  private readonly downloads: Semaphore;
+  private readonly pulls = new SingleFlight<ImageRecord>();
+  private readonly unpacks = new SingleFlight<void>();
+  private readonly gcLock = new SharedLock();
+  private readonly gcRoots: GcRootProvider[] = [];
+  private readonly configs = new Map<string, ImageConfigJson>();
+  private readonly platform: Platform;
+  private readonly pullLeaseMs: number;
+
+  private constructor(readonly opts: ImageServiceOptions) {
+    this.content = new ContentStore(join(opts.root, "content"));
+    this.snapshotter =
+      typeof opts.snapshotter === "object" ? opts.snapshotter : createSnapshotter(opts.snapshotter ?? "overlayfs", opts.db, opts.root);
+    this.images = new ImageMetadata(opts.db);
+    this.leases = new LeaseMetadata(opts.db);
+    this.registry = new RegistryClient(opts.registry);
+    this.downloads = new Semaphore(opts.maxConcurrentDownloads ?? 3);
+    this.platform = opts.platform ?? hostPlatform();
+    this.pullLeaseMs = opts.pullLeaseMs ?? 3600_000;
+  }
+
+  /** Builds the service and clears what a crash left half-made (orphan snapshot dirs). */
+  static async create(opts: ImageServiceOptions): Promise<ImageService> {
+    const s = new ImageService(opts);
+    await s.content.init();
+    await s.snapshotter.cleanup();
+    return s;
+  }
+
+  // ---------------------------------------------------------------- pull
+
+  /** Pulls `ref` for this host's platform and unpacks it; concurrent pulls of one ref share the work. */
+  pull(ref: string, auth?: AuthConfig, opts: PullOptions = {}): Promise<ImageRecord> {
+    const parsed = parseReference(ref);
+    const platform = opts.platform ?? this.platform;
+    const key = `${formatReference(parsed)}|${formatPlatform(platform)}`;
+    return this.pulls.do(key, () => this.gcLock.withShared(() => this.doPull(parsed, auth, { ...opts, platform })));
+  }
+
+  private async doPull(ref: ImageReference, auth: AuthConfig | undefined, opts: PullOptions & { platform: Platform }): Promise<ImageRecord> {
+    const name = formatReference(ref);
+    const progress = (p: Omit<PullProgress, "ref">) => opts.onProgress?.({ ref: name, ...p });
+    const lease = this.leases.create({ expiresInMs: this.pullLeaseMs, labels: { purpose: `pull ${name}` } });
+    const hold = (r: LeaseResource) => this.leases.addResource(lease, r);
+    try {
+      const top = await this.registry.fetchManifest(ref, auth);
+      const target = top.descriptor;
+      hold({ type: "content", resource: target.digest });
+      await this.content.writeBuffer(top.body, target);
+      progress({ phase: "resolved", digest: target.digest });
+      const blobs = [target.digest];
+
+      let manifestDesc = target;
+      let manifestBody = top.body;
+      if (isIndex(target.mediaType)) {
+        const index = JSON.parse(top.body.toString("utf8")) as IndexJson;
+        const chosen = selectManifest(index.manifests ?? [], opts.platform);
+        if (!chosen) {
+          const have = (index.manifests ?? []).filter((m) => m.platform).map((m) => formatPlatform(m.platform!));
+          throw new NotFoundError(
+            `${name} has no image for platform ${formatPlatform(opts.platform)} (it has: ${have.join(", ") || "none"})`,
+          );
+        }
+        const m = await this.registry.fetchManifest(ref, auth, chosen.digest);
+        if (!isManifest(m.descriptor.mediaType)) {
+          throw new InvalidArgumentError(`${name}: index entry ${chosen.digest} is not an image manifest (${m.descriptor.mediaType})`);
+        }
+        manifestDesc = m.descriptor;
+        manifestBody = m.body;
+        hold({ type: "content", resource: manifestDesc.digest });
+        await this.content.writeBuffer(m.body, { digest: chosen.digest, size: chosen.size });
+        blobs.push(manifestDesc.digest);
+      }
+      const manifest = parseManifest(manifestBody, name);
+
+      const fetchBlob = (d: Descriptor) =>
+        this.content.ingest(d, this.registry.blobSource(ref, d, auth), {
+          onProgress: (done, total) => progress({ phase: "downloading", digest: d.digest, done, total }),
+        });
+      hold({ type: "content", resource: manifest.config.digest });
+      await fetchBlob(manifest.config);
+      // Every layer starts downloading now (under the global limit); unpacking follows in order.
+      const layerReady = manifest.layers.map((l) => {
+        hold({ type: "content", resource: l.digest });
+        const p = this.downloads.run(() => fetchBlob(l)).then(() => progress({ phase: "downloaded", digest: l.digest }));
+        p.catch(() => {}); // observed below, in order; avoid an unhandled rejection meanwhile
+        return p;
+      });
+      try {
+        const record = await this.storeImage({
+          target,
+          manifestDesc,
+          manifest,
+          names: [tagName(ref.digest ? { ...ref, tag: undefined } : ref), digestName(ref, target.digest)].filter(
+            (n): n is string => !!n,
+          ),
+          blobs,
+          labels: opts.labels ?? {},
+          layerReady,
+          onLayer: (digest, phase) => progress({ phase, digest }),
+          hold,
+        });
+        progress({ phase: "done", digest: record.id });
+        return record;
+      } finally {
+        await Promise.allSettled(layerReady);
+      }
+    } finally {
+      this.leases.delete(lease);
+    }
+  }
+
+  /**
+   * Unpacks a manifest whose blobs are (or are becoming: `layerReady`) in the content store
+   * and records the image with `names`. Shared by pull and the archive importers.
+   */
+  async storeImage(args: {
+    target: Descriptor;
+    manifestDesc: Descriptor;
+    manifest: ManifestJson;
+    names: string[];
+    blobs: string[];
+    labels: Record<string, string>;
+    layerReady?: Promise<void>[];
+    onLayer?: (digest: string, phase: "unpacking" | "unpacked") => void;
+    hold?: (r: LeaseResource) => void;
+  }): Promise<ImageRecord> {
+    const { manifest } = args;
+    const config = await this.readConfig(manifest.config.digest);
+    const diffIds = config.rootfs?.diff_ids ?? [];
+    if (diffIds.length !== manifest.layers.length) {
+      throw new InvalidArgumentError(
+        `image ${manifest.config.digest}: config lists ${diffIds.length} diff IDs for ${manifest.layers.length} layers`,
+      );
+    }
+    const chain = chainIds(diffIds);
+    for (let i = 0; i < manifest.layers.length; i++) {
+      args.hold?.({ type: `snapshot/${this.snapshotter.name}`, resource: chain[i] });
+      await args.layerReady?.[i];
+      args.onLayer?.(manifest.layers[i].digest, "unpacking");
+      await this.unpackLayer(manifest.layers[i], diffIds[i], chain[i], i > 0 ? chain[i - 1] : undefined);
+      args.onLayer?.(manifest.layers[i].digest, "unpacked");
+    }
+    const size = args.manifestDesc.size + manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
+    const row: ImageRow = {
+      id: manifest.config.digest,
+      manifestDigest: args.manifestDesc.digest,
+      manifestMediaType: args.manifestDesc.mediaType,
+      chainId: chain.length > 0 ? chain[chain.length - 1] : "",
+      snapshotter: this.snapshotter.name,
+      size,
+      labels: args.labels,
+      createdAt: Date.now(),
+    };
+    const blobs = [...new Set([...args.blobs, args.manifestDesc.digest, manifest.config.digest, ...manifest.layers.map((l) => l.digest)])];
+    this.images.put(
+      row,
+      blobs,
+      args.names.map((n) => ({ name: n, targetDigest: args.target.digest, targetMediaType: args.target.mediaType })),
+    );
+    return this.record(this.images.get(row.id)!);
+  }
+
+  private unpackLayer(layer: Descriptor, diffId: string, chainId: string, parent: string | undefined): Promise<void> {
+    return this.unpacks.do(chainId, async () => {
+      if (this.snapshotter.exists(chainId)) return;
+      const key = `extract-${randomBytes(6).toString("hex")} ${chainId}`;
+      await this.snapshotter.prepare(key, parent, { labels: { "berth.io/unpacking": chainId } });
+      try {
+        await applyLayer(this.content.openRead(layer.digest), this.snapshotter.applyDir(key), {
+          whiteouts: this.snapshotter.whiteouts,
+          expectedDiffId: diffId,
+        });
+        await this.snapshotter.commit(chainId, key);
+      } catch (err) {
+        await this.snapshotter.remove(key).catch(() => {});
+        if (err instanceof AlreadyExistsError && this.snapshotter.exists(chainId)) return;
+        throw err;
+      }
+    });
+  }
+
+  private async readConfig(digest: string): Promise<ImageConfigJson> {
+    let c = this.configs.get(digest);
+    if (!c) {
+      c = await this.content.readJson<ImageConfigJson>(digest);
+      this.configs.set(digest, c);
+    }
+    return c;
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  private async record(row: ImageRow): Promise<ImageRecord> {
+    const names = this.images.namesOf(row.id);
+    const repoTags = names.filter((n) => !n.name.includes("@")).map((n) => n.name);
+    const repoDigests = [...new Set(names.map((n) => `${repoOf(n.name)}@${n.targetDigest}`))];
+    const config = await this.readConfig(row.id);
+    return {
+      id: row.id,
+      repoTags,
+      repoDigests,
+      size: row.size,
+      manifestDigest: row.manifestDigest,
+      chainId: row.chainId,
+      snapshotter: row.snapshotter,
+      labels: row.labels,
+      createdAt: row.createdAt,
+      os: config.os,
+      architecture: config.architecture,
+      variant: config.variant,
+      config: config.config ?? {},
+    };
+  }
+
+  /** Finds the image an ID, ID prefix, digest or reference names; undefined when none. */
+  resolveId(s: string): string | undefined {
+    const t = s.trim();
+    const hexId = /^[a-f0-9]{64}$/.test(t) ? `sha256:${t}` : t;
+    if (isDigest(hexId)) {
+      if (this.images.get(hexId)) return hexId;
+      const byTarget = this.images.idsByTargetDigest(hexId);
+      return byTarget.length === 1 ? byTarget[0] : undefined;
+    }
+    const short = /^(?:sha256:)?([a-f0-9]{4,63})$/.exec(t);
+    if (short) {
+      const ids = this.images.idsWithPrefix(`sha256:${short[1]}`);
+      if (ids.length === 1) return ids[0];
+      if (ids.length > 1) throw new InvalidArgumentError(`short image ID ${t} is ambiguous (${ids.length} images match)`);
+      // else: may still be a one-word name like "abcd" -> docker.io/library/abcd
+    }
+    let ref: ImageReference;
+    try {
+      ref = parseReference(t);
+    } catch {
+      return undefined;
+    }
+    if (ref.digest) {
+      const exact = this.images.nameRow(digestName(ref, ref.digest));
+      if (exact) return exact.imageId;
+      const repo = repositoryName(ref);
+      const match = this.images.allNames().find((n) => repoOf(n.name) === repo && n.targetDigest === ref.digest);
+      if (match) return match.imageId;
+      const m = this.images
+        .list()
+        .find((i) => i.manifestDigest === ref.digest && this.images.namesOf(i.id).some((n) => repoOf(n.name) === repo));
+      return m?.id;
+    }
+    return this.images.nameRow(tagName(ref)!)?.imageId;
+  }
+
+  /** The image `ref` (name, ID, short ID or digest) names, or undefined. */
+  async status(ref: string): Promise<ImageRecord | undefined> {
+    const id = this.resolveId(ref);
+    const row = id ? this.images.get(id) : undefined;
+    return row ? this.record(row) : undefined;
+  }
+
+  /** All images, or those a reference/ID filter names. */
+  async list(filter: { ref?: string } = {}): Promise<ImageRecord[]> {
+    if (filter.ref) {
+      const r = await this.status(filter.ref);
+      return r ? [r] : [];
+    }
+    return Promise.all(this.images.list().map((r) => this.record(r)));
+  }
+
+  /** The full image config JSON (for the runtime: env, user, entrypoint, ...). */
+  async imageConfig(imageId: string): Promise<ImageConfigJson> {
+    if (!this.images.get(imageId)) throw new NotFoundError(`image ${imageId} not found`);
+    return this.readConfig(imageId);
+  }
+
+  // ---------------------------------------------------------------- remove
+
+  /**
+   * Removes by ID (or digest): the image and all its names. By tag: that name only, and the
+   * image when it was its last tag (digest names do not keep it). Content and snapshots are
+   * reclaimed by gc(). NotFoundError when nothing matches.
+   */
+  async remove(ref: string): Promise<RemoveResult> {
+    const t = ref.trim();
+    let parsed: ImageReference | undefined;
+    try {
+      parsed = parseReference(t);
+    } catch {
+      parsed = undefined;
+    }
+    const looksLikeId = /^(sha256:)?[a-f0-9]{4,64}$/.test(t);
+    if (parsed && !looksLikeId) {
+      const name = parsed.digest ? digestName(parsed, parsed.digest) : tagName(parsed)!;
+      const r = this.images.removeName(name);
+      if (r) {
+        if (r.imageRemoved) this.configs.delete(r.imageId);
+        return r;
+      }
+    }
+    const id = this.resolveId(t);
+    if (!id) throw new NotFoundError(`image ${JSON.stringify(ref)} not found`);
+    const names = this.images.removeImage(id) ?? [];
+    this.configs.delete(id);
+    return { imageId: id, removedNames: names, imageRemoved: true };
+  }
+
+  // ---------------------------------------------------------------- runtime hooks
+
+  /** Creates container `containerKey`'s writable snapshot on the image's layers and returns its mounts. */
+  async prepareRootfs(imageId: string, containerKey: string, opts: { readonly?: boolean; labels?: Record<string, string> } = {}): Promise<Mount[]> {
+    const id = this.resolveId(imageId);
+    const row = id ? this.images.get(id) : undefined;
+    if (!row) throw new NotFoundError(`image ${imageId} not found`);
+    if (row.snapshotter !== this.snapshotter.name) {
+      throw new FailedPreconditionError(`image ${row.id} was unpacked by snapshotter ${row.snapshotter}, not ${this.snapshotter.name}`);
+    }
+    const parent = row.chainId || undefined;
+    return opts.readonly
+      ? this.snapshotter.view(containerKey, parent, { labels: opts.labels })
+      : this.snapshotter.prepare(containerKey, parent, { labels: opts.labels });
+  }
+
+  rootfsMounts(containerKey: string): Mount[] {
+    return this.snapshotter.mounts(containerKey);
+  }
+
+  /** Removes a container's snapshot (idempotent). */
+  async removeRootfs(containerKey: string): Promise<void> {
+    if (this.snapshotter.exists(containerKey)) await this.snapshotter.remove(containerKey);
+  }
+
+  /** Registers extra GC roots (e.g. the runtime's containers' snapshots). */
+  addGcRoots(provider: GcRootProvider): void {
+    this.gcRoots.push(provider);
+  }
+
+  // ---------------------------------------------------------------- usage and GC
+
+  async fsUsage(): Promise<FsUsage> {
+    let size = 0;
+    let inodes = 0;
+    for (const s of this.snapshotter.list()) {
+      const u = await this.snapshotter.usage(s.key);
+      size += u.size;
+      inodes += u.inodes;
+    }
+    const content = await this.content.usage();
+    return {
+      content: { path: this.content.root, ...content },
+      snapshots: { path: join(this.opts.root, "snapshots", this.snapshotter.name), size, inodes },
+    };
+  }
+
+  /**
+   * Removes blobs and committed snapshots nothing references. Roots: every image's blobs and
+   * top snapshot, live leases, active and view snapshots (containers' rootfs), and the
+   * registered providers; the ancestors of every kept snapshot are kept. Runs exclusive of pulls.
+   */
+  gc(): Promise<GcResult> {
+    return this.gcLock.withExclusive(async () => {
+      const keepBlobs = this.images.allBlobs();
+      const keepSnaps = new Set<string>();
+      const snapType = `snapshot/${this.snapshotter.name}`;
+      for (const r of this.leases.liveResources()) {
+        if (r.type === "content") keepBlobs.add(r.resource);
+        else if (r.type === snapType) keepSnaps.add(r.resource);
+      }
+      for (const img of this.images.list()) if (img.chainId && img.snapshotter === this.snapshotter.name) keepSnaps.add(img.chainId);
+      for (const p of this.gcRoots) {
+        const roots = p();
+        for (const s of roots.snapshots ?? []) keepSnaps.add(s);
+        for (const c of roots.content ?? []) keepBlobs.add(c);
+      }
+      const all = this.snapshotter.list();
+      const byKey = new Map(all.map((s) => [s.key, s]));
+      for (const s of all) if (s.kind !== "committed") keepSnaps.add(s.key);
+      // Keep the ancestors of everything kept.
+      for (const k of [...keepSnaps]) {
+        for (let p = byKey.get(k)?.parent; p && !keepSnaps.has(p); p = byKey.get(p)?.parent) keepSnaps.add(p);
+      }
+      const removedBlobs: string[] = [];
+      for (const b of await this.content.list()) {
+        if (!keepBlobs.has(b.digest)) {
+          await this.content.delete(b.digest);
+          removedBlobs.push(b.digest);
+        }
+      }
+      // Remove unreferenced snapshots leaves first.
+      const removedSnapshots: string[] = [];
+      const doomed = new Set(all.filter((s) => !keepSnaps.has(s.key)).map((s) => s.key));
+      while (doomed.size > 0) {
+        const parents = new Set([...doomed].map((k) => byKey.get(k)?.parent).filter((p): p is string => !!p));
+        const leaves = [...doomed].filter((k) => !parents.has(k));
+        if (leaves.length === 0) break;
+        for (const k of leaves) {
+          await this.snapshotter.remove(k);
+          removedSnapshots.push(k);
+          doomed.delete(k);
+        }
+      }
+      for (const id of [...this.configs.keys()]) if (!this.images.get(id)) this.configs.delete(id);
+      return { removedBlobs, removedSnapshots };
+    });
+  }
+}
+
+/** "repo" of a stored name "repo:tag" or "repo@digest". */
+function repoOf(name: string): string {
+  const at = name.indexOf("@");
+  if (at >= 0) return name.slice(0, at);
+  const colon = name.lastIndexOf(":");
+  return colon > name.lastIndexOf("/") ? name.slice(0, colon) : name;
+}
+
+export function parseManifest(body: Buffer, name: string): ManifestJson {
+  let m: ManifestJson;
+  try {
+    m = JSON.parse(body.toString("utf8")) as ManifestJson;
+  } catch {
+    throw new InvalidArgumentError(`${name}: manifest is not valid JSON`);
+  }
+  if (!m.config?.digest || !Array.isArray(m.layers)) throw new InvalidArgumentError(`${name}: manifest lacks config or layers`);
+  for (const l of m.layers) {
+    if (!layerTypes.test(l.mediaType)) {
+      throw new InvalidArgumentError(`${name}: unsupported layer media type ${JSON.stringify(l.mediaType)}`);
+    }
+  }
+  return m;
+}

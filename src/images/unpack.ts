@@ -1,0 +1,416 @@
+// Applying a layer (tar, tar+gzip, tar+zstd) to a directory, with the layer's whiteouts
+// written the way the snapshotter needs them:
+//   "overlay": `.wh.NAME` -> a 0/0 character device NAME; `.wh..wh..opq` -> the directory
+//              gets trusted.overlay.opaque=y (the directory is an overlay upperdir)
+//   "native":  deletions are applied to the (copied) tree directly
+//
+// Confinement. Layer content is hostile input and nothing may be written outside `root`:
+//   - names are cleaned; a name whose `..` climbs above the root is refused; a leading "/"
+//     is stripped (absolute names are relative to the root);
+//   - parent components are resolved one at a time with lstat, never by the kernel: a
+//     symlink among them is followed *inside* the root (absolute targets restart at the
+//     root, `..` stops at it), as if the root were "/", the way the container will see it;
+//   - the last component is never followed: it is removed and created afresh (files with
+//     O_CREAT|O_EXCL|O_NOFOLLOW), and owner/mode/times are set on the new object itself;
+//   - hard link targets are resolved the same way and must be existing non-directories in
+//     the root; link(2) does not follow a symlink target, so linking to a symlink that
+//     points outside yields another symlink, which is only ever resolved in the container.
+// The layer is applied by this process alone, so the lstat checks cannot be raced.
+import { createHash } from "node:crypto";
+import { constants as fsc } from "node:fs";
+import { lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, chmod, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import { Transform, type TransformCallback } from "node:stream";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import { Decompress as ZstdDecompress } from "fzstd";
+import tar from "tar-stream";
+import * as sys from "../sys/index.js";
+import { InvalidArgumentError } from "../util/errors.js";
+import { DigestMismatchError } from "./content-store.js";
+
+export type WhiteoutMode = "overlay" | "native";
+
+export interface ApplyOptions {
+  whiteouts: WhiteoutMode;
+  /** the layer's diff ID from the image config; a mismatch fails the apply */
+  expectedDiffId?: string;
+}
+
+export interface ApplyResult {
+  /** sha256 of the uncompressed tar */
+  diffId: string;
+  /** uncompressed bytes */
+  size: number;
+}
+
+const WH_PREFIX = ".wh.";
+const WH_OPAQUE = ".wh..wh..opq";
+const MAX_PATH = 4096;
+const MAX_NAME = 255;
+const MAX_LINK_HOPS = 40;
+
+/** Hashes (and counts) what flows through: the diff ID of the uncompressed tar. */
+class HashStream extends Transform {
+  readonly hash = createHash("sha256");
+  size = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+/** zstd frames through fzstd (Node 20's zlib has no zstd); pure JS, streaming. */
+class ZstdStream extends Transform {
+  private readonly d = new ZstdDecompress((chunk) => {
+    this.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  });
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.d.push(chunk);
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.d.push(new Uint8Array(0), true);
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+}
+
+/** Picks the decompressor from the first bytes (media types lie more often than magic does). */
+class AutoDecompress extends Transform {
+  private inner: Transform | null | undefined;
+  private head = Buffer.alloc(0);
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.inner === undefined) {
+      this.head = Buffer.concat([this.head, chunk]);
+      if (this.head.length < 4) return cb();
+      chunk = this.head;
+      if (chunk[0] === 0x1f && chunk[1] === 0x8b) this.inner = createGunzip({ chunkSize: 256 << 10 });
+      else if (chunk.readUInt32LE(0) === 0xfd2fb528) this.inner = new ZstdStream();
+      else this.inner = null;
+      if (this.inner) {
+        this.inner.on("data", (d: Buffer) => this.push(d));
+        this.inner.on("error", (e) => this.destroy(e));
+      }
+    }
+    if (!this.inner) return cb(null, chunk);
+    if (this.inner.write(chunk)) cb();
+    else this.inner.once("drain", () => cb());
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.inner === undefined && this.head.length > 0) {
+      this.push(this.head);
+      return cb();
+    }
+    if (!this.inner) return cb();
+    this.inner.once("end", () => cb());
+    this.inner.once("error", (e) => cb(e));
+    this.inner.end();
+  }
+}
+
+function refuse(name: string, why: string): InvalidArgumentError {
+  return new InvalidArgumentError(`layer entry ${JSON.stringify(name)}: ${why}`);
+}
+
+/** Cleans a tar name to root-relative components; refuses names that climb out or are too long. */
+export function cleanName(name: string): string[] {
+  if (Buffer.byteLength(name) > MAX_PATH) throw refuse(name.slice(0, 64) + "...", "name longer than PATH_MAX");
+  if (name.includes("\0")) throw refuse(name, "name contains NUL");
+  const out: string[] = [];
+  for (const c of name.split("/")) {
+    if (c === "" || c === ".") continue;
+    if (c === "..") {
+      if (out.length === 0) throw refuse(name, "path escapes the root");
+      out.pop();
+      continue;
+    }
+    if (Buffer.byteLength(c) > MAX_NAME) throw refuse(name.slice(0, 64) + "...", "component longer than NAME_MAX");
+    out.push(c);
+  }
+  return out;
+}
+
+async function lstatOrNull(p: string) {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+}
+
+/** Resolves paths inside one root without ever letting the kernel follow a symlink. */
+class ConfinedRoot {
+  /** parent components (joined) -> host path of that directory, known to be a real directory */
+  private dirs = new Map<string, string>();
+
+  constructor(readonly root: string) {}
+
+  /** Forget cached directories (after anything was removed or replaced). */
+  invalidate(): void {
+    this.dirs.clear();
+  }
+
+  /**
+   * The host path of the directory reached by `components`, following symlinks inside the
+   * root; missing directories are created (0755, root-owned, as tar does) when `create`.
+   */
+  async dir(components: string[], name: string, create: boolean): Promise<string> {
+    const key = components.join("/");
+    const hit = this.dirs.get(key);
+    if (hit !== undefined) return hit;
+    const stack: string[] = [];
+    const todo = [...components];
+    let hops = 0;
+    while (todo.length > 0) {
+      const c = todo.shift()!;
+      if (c === "" || c === ".") continue;
+      if (c === "..") {
+        stack.pop(); // clamps at the root
+        continue;
+      }
+      const p = join(this.root, ...stack, c);
+      const st = await lstatOrNull(p);
+      if (st === null) {
+        if (!create) throw refuse(name, `parent ${[...stack, c].join("/")} does not exist`);
+        await mkdir(p, { mode: 0o755 });
+        stack.push(c);
+      } else if (st.isDirectory()) {
+        stack.push(c);
+      } else if (st.isSymbolicLink()) {
+        if (++hops > MAX_LINK_HOPS) throw refuse(name, "too many levels of symbolic links");
+        const target = await readlink(p);
+        if (target.startsWith("/")) stack.length = 0;
+        todo.unshift(...target.split("/"));
+      } else {
+        throw refuse(name, `parent ${[...stack, c].join("/")} is not a directory`);
+      }
+    }
+    const host = join(this.root, ...stack);
+    this.dirs.set(key, host);
+    return host;
+  }
+
+  /** Host path for entry `components` (the last component itself not followed). */
+  async entry(components: string[], name: string, create = true): Promise<string> {
+    if (components.length === 0) return this.root;
+    const parent = await this.dir(components.slice(0, -1), name, create);
+    return join(parent, components[components.length - 1]);
+  }
+}
+
+/** Removes whatever is at `p` (never following it). */
+async function removeAny(p: string): Promise<boolean> {
+  const st = await lstatOrNull(p);
+  if (!st) return false;
+  await rm(p, { recursive: st.isDirectory(), force: true });
+  return true;
+}
+
+function xattrsOf(header: tar.Header): [string, Buffer][] {
+  const pax = (header as { pax?: Record<string, string> | null }).pax;
+  if (!pax) return [];
+  const out: [string, Buffer][] = [];
+  for (const [k, v] of Object.entries(pax)) {
+    if (!k.startsWith("SCHILY.xattr.")) continue;
+    const name = k.slice("SCHILY.xattr.".length);
+    // A layer must not steer overlayfs of the snapshot it lands in.
+    if (name.startsWith("trusted.overlay.")) continue;
+    out.push([name, Buffer.from(v, "utf8")]);
+  }
+  return out;
+}
+
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of stream) {
+    // discard
+  }
+}
+
+/**
+ * Applies the layer read from `input` (compressed or not) to directory `root`.
+ * Returns the diff ID; throws DigestMismatchError when it differs from `expectedDiffId`,
+ * InvalidArgumentError for an entry that would escape the root.
+ */
+export async function applyLayer(input: Readable, root: string, opts: ApplyOptions): Promise<ApplyResult> {
+  const confined = new ConfinedRoot(root);
+  const added = new Set<string>();
+  const opaqueDirs: { key: string; host: string }[] = [];
+  const dirTimes: { path: string; mtime: Date }[] = [];
+  const hasher = new HashStream();
+  const extract = tar.extract();
+
+  async function applyEntry(header: tar.Header, stream: AsyncIterable<unknown>): Promise<void> {
+    const type: string = header.type ?? "file";
+    if (type === "pax-global-header" || type === "pax-header") return drain(stream);
+    const comps = cleanName(header.name);
+    if (comps.length === 0) {
+      // "./" itself: the root's metadata; nothing to create.
+      return drain(stream);
+    }
+    const base = comps[comps.length - 1];
+    const parentComps = comps.slice(0, -1);
+
+    if (base.startsWith(WH_PREFIX)) {
+      await drain(stream);
+      const dir = await confined.dir(parentComps, header.name, true);
+      if (base === WH_OPAQUE) {
+        if (opts.whiteouts === "overlay") sys.lsetxattr(dir, "trusted.overlay.opaque", Buffer.from("y"));
+        else opaqueDirs.push({ key: parentComps.join("/"), host: dir });
+        return;
+      }
+      if (base.startsWith(WH_PREFIX + WH_PREFIX.slice(0, -1))) return; // other .wh..wh. metadata (aufs)
+      const victim = base.slice(WH_PREFIX.length);
+      if (victim === "" || victim === "." || victim === "..") throw refuse(header.name, "bad whiteout name");
+      const p = join(dir, victim);
+      if (await removeAny(p)) confined.invalidate();
+      if (opts.whiteouts === "overlay") {
+        sys.mknod(p, sys.S_IFCHR | 0, sys.makedev(0, 0));
+        added.add([...parentComps, victim].join("/"));
+      }
+      return;
+    }
+
+    const target = await confined.entry(comps, header.name);
+    const key = comps.join("/");
+    const existing = await lstatOrNull(target);
+    if (existing && !(existing.isDirectory() && type === "directory")) {
+      await rm(target, { recursive: existing.isDirectory(), force: true });
+      confined.invalidate();
+    }
+    for (let i = 1; i <= comps.length; i++) added.add(comps.slice(0, i).join("/"));
+    const mode = (header.mode ?? 0o644) & 0o7777;
+    const uid = header.uid ?? 0;
+    const gid = header.gid ?? 0;
+    const mtime = header.mtime ?? new Date(0);
+
+    switch (type) {
+      case "file":
+      case "contiguous-file": {
+        const fh = await open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        try {
+          let pos = 0;
+          for await (const chunk of stream) {
+            const b = chunk as Buffer;
+            await fh.write(b, 0, b.length, pos);
+            pos += b.length;
+          }
+          await fh.chown(uid, gid);
+          await fh.chmod(mode); // after chown, which clears setuid/setgid
+          await fh.utimes(mtime, mtime);
+        } finally {
+          await fh.close();
+        }
+        break;
+      }
+      case "directory": {
+        await drain(stream);
+        if (!existing) await mkdir(target, { mode: 0o700 });
+        await lchown(target, uid, gid);
+        await chmod(target, mode);
+        dirTimes.push({ path: target, mtime });
+        break;
+      }
+      case "symlink": {
+        await drain(stream);
+        if (!header.linkname) throw refuse(header.name, "symlink without a target");
+        await symlink(header.linkname, target);
+        await lchown(target, uid, gid);
+        await lutimes(target, mtime, mtime);
+        break;
+      }
+      case "link": {
+        await drain(stream);
+        if (!header.linkname) throw refuse(header.name, "hard link without a target");
+        const lcomps = cleanName(header.linkname);
+        if (lcomps.length === 0) throw refuse(header.name, "hard link to the root");
+        const src = await confined.entry(lcomps, header.name, false);
+        const st = await lstatOrNull(src);
+        if (!st) throw refuse(header.name, `hard link target ${header.linkname} does not exist in the layer's root`);
+        if (st.isDirectory()) throw refuse(header.name, `hard link target ${header.linkname} is a directory`);
+        await link(src, target);
+        return; // a hard link shares the target's inode: owner, mode and times are the target's
+      }
+      case "character-device":
+      case "block-device":
+      case "fifo": {
+        await drain(stream);
+        const kind = type === "fifo" ? sys.S_IFIFO : type === "block-device" ? sys.S_IFBLK : sys.S_IFCHR;
+        const dev = type === "fifo" ? 0 : sys.makedev(header.devmajor ?? 0, header.devminor ?? 0);
+        sys.mknod(target, kind | (mode & 0o777), dev);
+        await lchown(target, uid, gid);
+        await chmod(target, mode);
+        await utimes(target, mtime, mtime);
+        break;
+      }
+      default:
+        // gnu-long-* are consumed by tar-stream; anything else (sockets, sparse...) is skipped like containerd does.
+        await drain(stream);
+        return;
+    }
+    for (const [name, value] of xattrsOf(header)) {
+      try {
+        sys.lsetxattr(target, name, value);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        // user.* is not allowed on symlinks; a filesystem may lack xattrs: skip, like tar does.
+        if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw err;
+      }
+    }
+  }
+
+  extract.on("entry", (header, stream, next) => {
+    applyEntry(header, stream).then(
+      () => next(),
+      (err: unknown) => {
+        stream.resume();
+        next(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+
+  await pipeline(input, new AutoDecompress(), hasher, extract);
+
+  // Opaque directories (native): drop everything this layer did not add beneath them.
+  for (const o of opaqueDirs) await pruneNotAdded(o.host, o.key, added);
+  // Directory times last: creating children bumped them.
+  for (const d of dirTimes.reverse()) {
+    const st = await lstatOrNull(d.path);
+    if (st?.isDirectory()) await utimes(d.path, d.mtime, d.mtime);
+  }
+  const diffId = `sha256:${hasher.hash.digest("hex")}`;
+  if (opts.expectedDiffId && opts.expectedDiffId !== diffId) {
+    throw new DigestMismatchError(`layer diff ID mismatch: expected ${opts.expectedDiffId} got ${diffId}`);
+  }
+  return { diffId, size: hasher.size };
+}
+
+async function pruneNotAdded(host: string, key: string, added: Set<string>): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(host);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const k = key ? `${key}/${n}` : n;
+    const p = join(host, n);
+    if (!added.has(k)) {
+      await rm(p, { recursive: true, force: true });
+      continue;
+    }
+    const st = await lstat(p);
+    if (st.isDirectory()) await pruneNotAdded(p, k, added);
+  }
+}
+

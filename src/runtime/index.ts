@@ -1,0 +1,51 @@
+// The runtime manager: berthd's client side of shim v2 (see manager.ts).
+export {
+  EVENTS_SOCKET_NAME,
+  OCI_LINUX_RESOURCES_TYPE_URL,
+  OCI_PROCESS_TYPE_URL,
+  SANDBOX_ID_ANNOTATION,
+  ShimManager,
+} from "./manager.js";
+export type {
+  CreateTaskOptions,
+  CreatedTask,
+  ExecOptions,
+  ExitResult,
+  RecoveredTask,
+  ShimInfo,
+  ShimManagerOptions,
+  TaskState,
+  TaskStats,
+  TaskStatus,
+} from "./manager.js";
+export {
+  BERTH_RUNTIME_TYPE,
+  RUNC_OPTIONS_TYPE_URL,
+  RUNC_RUNTIME_TYPE,
+  RuntimeHandlers,
+  makeRuntimeHandler,
+  repoBinDir,
+  resolveShimBinary,
+  runcOptionsAny,
+  shimBinaryName,
+} from "./handlers.js";
+export type { RuntimeHandler, RuntimeHandlerConfig, ShimLookupOptions } from "./handlers.js";
+export { FileShimRecordStore, validateIdentifier } from "./records.js";
+export type { ShimRecord, ShimRecordStore } from "./records.js";
+export { decodeEnvelope } from "./events.js";
+export type {
+  EventListener,
+  RuntimeEvent,
+  TaskCheckpointedEvent,
+  TaskCreateEvent,
+  TaskDeleteEvent,
+  TaskExecAddedEvent,
+  TaskExecStartedEvent,
+  TaskExitEvent,
+  TaskOOMEvent,
+  TaskPausedEvent,
+  TaskResumedEvent,
+  TaskStartEvent,
+  UnknownEvent,
+} from "./events.js";
+export { parseStartOutput } from "./shim-command.js";

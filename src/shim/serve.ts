@@ -1,0 +1,116 @@
+// The serving shim: one process per (namespace, caller address) group, serving the Task
+// API for all of that group's tasks on <root>/<group>.sock. Spawned by `start`; tells it
+// "ready" (or "exists", when another serving shim won the socket) on fd 3.
+import { closeSync, mkdirSync, writeSync } from "node:fs";
+import { link, unlink } from "node:fs/promises";
+import net from "node:net";
+import { basename, dirname, join } from "node:path";
+
+// eslint-disable-next-line no-restricted-imports -- generated wire types (src/gen), not the daemon's runtime/ layer
+import { TaskDefinition } from "../gen/containerd/runtime/v2/task/shim.js";
+import { TtrpcServer } from "../ttrpc/index.js";
+import { TtrpcPublisher } from "./events.js";
+import type { ShimFlags } from "./flags.js";
+import { monitorPath } from "./paths.js";
+import { startReaper } from "./reaper.js";
+import { TaskService } from "./service.js";
+
+export function log(msg: string): void {
+  process.stderr.write(`${new Date().toISOString()} berth-shim[${process.pid}] ${msg}\n`);
+}
+
+/** True when something accepts connections on the socket. */
+export function probe(path: string, timeoutMs = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createConnection({ path });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, timeoutMs);
+    s.once("connect", () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => {
+      clearTimeout(t);
+      resolve(false);
+    });
+  });
+}
+
+function tellParent(word: string): void {
+  try {
+    writeSync(3, `${word}\n`);
+    closeSync(3);
+  } catch {
+    // not started by `start` (e.g. run by hand)
+  }
+}
+
+export async function serve(flags: ShimFlags): Promise<void> {
+  const sockPath = flags.socket;
+  if (!sockPath) throw new Error("serving needs -socket");
+  const root = dirname(sockPath);
+  const group = basename(sockPath, ".sock");
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  process.chdir(root);
+  startReaper();
+
+  const publisher = new TtrpcPublisher(process.env.TTRPC_ADDRESS ?? "", log);
+  let exiting = false;
+  const server = new TtrpcServer({ logger: { warn: (o, m) => log(`${m} ${String(o.err ?? "")}`) } });
+  const exit = async (why: string) => {
+    if (exiting) return;
+    exiting = true;
+    log(`exiting: ${why}`);
+    // Unlink first: a `start` from now on spawns a fresh shim instead of finding us.
+    await unlink(sockPath).catch(() => {});
+    service.detachAll();
+    await server.close({ timeoutMs: 1000 }).catch(() => {});
+    await publisher.close();
+    process.exit(0);
+  };
+  const service: TaskService = new TaskService({
+    root,
+    group,
+    namespace: flags.namespace,
+    publisher,
+    monitorBin: monitorPath(),
+    logFd: 2,
+    log,
+    onEmpty: () => void exit("shutdown with no tasks left"),
+  });
+  server.register(TaskDefinition, service);
+
+  // Listen on a private name, then claim the group's name with link(2), which fails if
+  // it exists: of two shims racing for a group exactly one wins, atomically.
+  const tmp = join(root, `.${group}.${process.pid}.sock`);
+  await server.listen(tmp, { mode: 0o600 });
+  for (;;) {
+    try {
+      await link(tmp, sockPath);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      if (await probe(sockPath)) {
+        await server.close({ timeoutMs: 0 });
+        await unlink(tmp).catch(() => {});
+        tellParent("exists");
+        log("another shim serves this group");
+        process.exit(0);
+      }
+      await unlink(sockPath).catch(() => {});
+    }
+  }
+  await unlink(tmp).catch(() => {});
+
+  const adopted = await service.adopt();
+  log(`serving ${sockPath} (namespace ${flags.namespace}, ${adopted} task(s) adopted)`);
+  tellParent("ready");
+
+  process.on("SIGTERM", () => void exit("SIGTERM"));
+  process.on("SIGINT", () => void exit("SIGINT"));
+  // The parent (`start`) and any client may go away; nothing here depends on them.
+  process.on("SIGHUP", () => {});
+}

@@ -1,0 +1,62 @@
+// `containerd-shim-berth-v2 start`: finds or spawns the serving shim of the caller's group,
+// writes the bundle's `address` file and prints the ttrpc address (unix:///path).
+import { spawn } from "node:child_process";
+import { chmodSync, closeSync, mkdirSync, openSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { InvalidArgumentError } from "../util/errors.js";
+import type { ShimFlags } from "./flags.js";
+import { groupId, groupSocketPath, socketDir } from "./paths.js";
+import { probe } from "./serve.js";
+
+export function ensureRootDir(root: string): void {
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  // sockets and container state live here: root only
+  if ((statSync(root).mode & 0o077) !== 0) chmodSync(root, 0o700);
+}
+
+export async function start(flags: ShimFlags): Promise<string> {
+  if (!flags.namespace) throw new InvalidArgumentError("shim namespace cannot be empty");
+  const bundle = flags.bundle || process.cwd();
+  const root = socketDir();
+  ensureRootDir(root);
+  const group = groupId(flags.namespace, flags.address);
+  const sock = groupSocketPath(root, group);
+  const address = `unix://${sock}`;
+
+  if (!(await probe(sock))) await spawnServer(flags, sock, join(root, `${group}.log`));
+  writeFileSync(join(bundle, "address"), address, { mode: 0o600 });
+  return address;
+}
+
+async function spawnServer(flags: ShimFlags, sock: string, logPath: string): Promise<void> {
+  const main = fileURLToPath(new URL("./main.js", import.meta.url));
+  const args = [main, "-namespace", flags.namespace, "-address", flags.address, "-socket", sock];
+  if (flags.publishBinary) args.push("-publish-binary", flags.publishBinary);
+  if (flags.id) args.push("-id", flags.id);
+  if (flags.debug) args.push("-debug");
+  args.push("-berth-serve");
+  const logFd = openSync(logPath, "a", 0o600);
+  const child = spawn(process.execPath, args, {
+    cwd: "/",
+    detached: true, // its own session: it outlives `start` and containerd
+    stdio: ["ignore", logFd, logFd, "pipe"],
+    env: process.env,
+  });
+  closeSync(logFd);
+  const answer = await new Promise<string>((resolve) => {
+    let text = "";
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.setEncoding("utf8");
+    pipe.on("data", (d: string) => (text += d));
+    pipe.on("end", () => resolve(text.trim()));
+    pipe.on("error", () => resolve(text.trim()));
+    child.once("exit", (code) => resolve(text.trim() || `exit ${code}`));
+  });
+  child.unref();
+  (child.stdio[3] as unknown as { destroy(): void }).destroy();
+  if (answer !== "ready" && answer !== "exists") {
+    throw new Error(`serving shim did not start (${answer || "no answer"}); see ${logPath}`);
+  }
+}

@@ -1,0 +1,85 @@
+// A WebSocket client for the streaming tests, speaking the channel protocols of apimachinery's
+// wsstream as client-go's WebSocket executor (v5) and older channel.k8s.io clients do: one
+// channel byte (or ASCII digit + base64 in the base64 variants) before each message, and in v5
+// the [255, channel] close signal.
+import WebSocket from "ws";
+
+export interface WsOpenResult {
+  ws?: WebSocket;
+  protocol?: string;
+  status?: number;
+}
+
+/** Opens the WebSocket; resolves with the HTTP status instead when the upgrade is refused. */
+export function wsOpen(url: string, protocols: string[]): Promise<WsOpenResult> {
+  const target = url.replace(/^http/, "ws");
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(target, protocols, { rejectUnauthorized: false, perMessageDeflate: false });
+    ws.once("open", () => resolve({ ws, protocol: ws.protocol }));
+    ws.once("unexpected-response", (_req, res) => {
+      resolve({ status: res.statusCode });
+      res.resume();
+      ws.terminate();
+    });
+    ws.once("error", reject);
+  });
+}
+
+/** Demultiplexes a channel WebSocket. */
+export class ChannelClient {
+  readonly chunks = new Map<number, Buffer[]>();
+  /** Every message as received, for assertions on framing. */
+  readonly messages: { channel: number; data: Buffer }[] = [];
+  readonly closed: Promise<{ code: number }>;
+  private listeners: (() => void)[] = [];
+
+  constructor(
+    readonly ws: WebSocket,
+    private readonly base64 = false,
+  ) {
+    ws.on("message", (raw: Buffer) => {
+      if (raw.length === 0) return;
+      let channel = raw[0];
+      let data = raw.subarray(1);
+      if (this.base64) {
+        channel -= 48;
+        data = Buffer.from(data.toString("latin1"), "base64");
+      }
+      this.messages.push({ channel, data });
+      const list = this.chunks.get(channel) ?? [];
+      list.push(data);
+      this.chunks.set(channel, list);
+      for (const l of this.listeners) l();
+    });
+    this.closed = new Promise((resolve) => ws.once("close", (code: number) => resolve({ code })));
+  }
+
+  send(channel: number, data: Buffer | string): void {
+    const buf = Buffer.from(data);
+    if (this.base64) this.ws.send(String.fromCharCode(48 + channel) + buf.toString("base64"));
+    else this.ws.send(Buffer.concat([Buffer.from([channel]), buf]));
+  }
+
+  /** v5.channel.k8s.io CLOSE signal: the client will send nothing more on `channel`. */
+  closeChannel(channel: number): void {
+    this.ws.send(Buffer.from([255, channel]));
+  }
+
+  output(channel: number): Buffer {
+    return Buffer.concat(this.chunks.get(channel) ?? []);
+  }
+
+  /** Resolves once `pred` holds for the output received so far. */
+  waitFor(pred: () => boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (pred()) return resolve();
+      const check = () => {
+        if (!pred()) return;
+        this.listeners = this.listeners.filter((l) => l !== check);
+        resolve();
+      };
+      this.listeners.push(check);
+      void this.closed.then(() => (pred() ? resolve() : reject(new Error("connection closed before the condition held"))));
+    });
+  }
+}
