@@ -140,13 +140,19 @@ test("more validation: wrong tables, keys in the wrong table, paths, ranges, mod
   assert.match(one(`[nonsense]\nx = 1`), /^nonsense: unknown key \(known keys here: version, root, state, grpc/);
   assert.equal(one(`root = "var/lib/berth"`), 'root: must be an absolute path, got "var/lib/berth"');
   assert.equal(one(`version = 2`), "version: must be between 1 and 1, got 2");
-  assert.equal(one(`[grpc]\nmax_recv_message_size = 1.5`), "grpc.max_recv_message_size: expected an integer, got a float (1.5)");
+  assert.equal(
+    one(`[grpc]\nmax_recv_message_size = 1.5`),
+    "grpc.max_recv_message_size: expected an integer, got a float (1.5)",
+  );
   assert.equal(one(`[streaming]\nport = 70000`), "streaming.port: must be between 0 and 65535, got 70000");
   assert.equal(
     one(`[grpc]\nmode = 660`),
     'grpc.mode: permission bits must be within 0o777 (decimal 660); write octal: 0o660 or "0660"',
   );
-  assert.equal(one(`[grpc]\nmode = "rw-rw----"`), 'grpc.mode: expected a file mode (0o660 or "0660"), got a string ("rw-rw----")');
+  assert.equal(
+    one(`[grpc]\nmode = "rw-rw----"`),
+    'grpc.mode: expected a file mode (0o660 or "0660"), got a string ("rw-rw----")',
+  );
   assert.equal(
     one(`[streaming]\ntoken_ttl = "1 minute"`),
     'streaming.token_ttl: "1 minute" is not a duration (examples: "30s", "1m", "1h30m")',
@@ -160,7 +166,10 @@ test("more validation: wrong tables, keys in the wrong table, paths, ranges, mod
     'runtime.handlers.kata.runtime_type: "kata" is not of the form io.containerd.NAME.v2',
   );
   assert.equal(one(`[runtime.handlers]\nkata = 1`), "runtime.handlers.kata: expected a table, got an integer (1)");
-  assert.equal(one(`[streaming]\ntls_cert_file = "/etc/x.crt"`), "streaming.tls_key_file: tls_cert_file and tls_key_file must be set together");
+  assert.equal(
+    one(`[streaming]\ntls_cert_file = "/etc/x.crt"`),
+    "streaming.tls_key_file: tls_cert_file and tls_key_file must be set together",
+  );
 });
 
 test("socket modes may be written as TOML octal or an octal string", () => {
@@ -238,7 +247,11 @@ test("berthd starts with the `config default` output as its config file", async 
 });
 
 test("`berthd config dump` shows defaults + file + flags; relative flag paths resolve against the cwd", async (t) => {
-  const file = tempFile(t, "c.toml", `root = "/from/file"\nstate = "/state/from/file"\n[log]\nlevel = "warn"\nformat = "text"\n`);
+  const file = tempFile(
+    t,
+    "c.toml",
+    `root = "/from/file"\nstate = "/state/from/file"\n[log]\nlevel = "warn"\nformat = "text"\n`,
+  );
   const r = await runBerthd(["config", "dump", "-c", file, "--root", "rel/root", "-l", "debug"], { cwd: "/tmp" });
   assert.equal(r.code, 0, r.stderr);
   const cfg = parseConfig(r.stdout, "dump");
@@ -253,7 +266,11 @@ test("berthd refuses to start on a bad config, naming file, key and problem", as
   const cases: [string, string, RegExp][] = [
     ["syntax", `[grpc]\naddress = "/run/x.sock"\nmode = \n`, /syntax\.toml:3:\d+: TOML syntax error/],
     ["type", `[grpc]\naddress = 5\n`, /type\.toml: grpc\.address: expected a string, got an integer \(5\)/],
-    ["unknown", `[grpc]\nadress = "/run/x.sock"\n`, /unknown\.toml: grpc\.adress: unknown key; did you mean "grpc\.address"\?/],
+    [
+      "unknown",
+      `[grpc]\nadress = "/run/x.sock"\n`,
+      /unknown\.toml: grpc\.adress: unknown key; did you mean "grpc\.address"\?/,
+    ],
     ["level", `[log]\nlevel = "verbose"\n`, /level\.toml: log\.level: "verbose" is not one of/],
   ];
   for (const [name, text, expected] of cases) {

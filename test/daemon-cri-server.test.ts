@@ -23,7 +23,11 @@ import { criClients } from "./helpers/daemon.js";
 async function serve(t: TestContext, handlers: CriHandlers) {
   const dir = mkdtempSync(join(tmpdir(), "berth-crisrv-"));
   const socket = join(dir, "cri.sock");
-  const server = createCriServer(handlers, { log: silentLogger(), maxRecvMessageSize: 1 << 24, maxSendMessageSize: 1 << 24 });
+  const server = createCriServer(handlers, {
+    log: silentLogger(),
+    maxRecvMessageSize: 1 << 24,
+    maxSendMessageSize: 1 << 24,
+  });
   await listenUnix(server, socket);
   const clients = criClients(socket);
   t.after(() => {
@@ -35,7 +39,11 @@ async function serve(t: TestContext, handlers: CriHandlers) {
 }
 
 /** Calls any method (unary or server-streaming) by its generic definition and returns the final status. */
-function callAny(client: grpc.Client, name: string, def: { requestType: { fromPartial(o: object): unknown }; responseStream: boolean }) {
+function callAny(
+  client: grpc.Client,
+  name: string,
+  def: { requestType: { fromPartial(o: object): unknown }; responseStream: boolean },
+) {
   const fn = (client as unknown as Record<string, (...a: unknown[]) => unknown>)[name].bind(client);
   const request = def.requestType.fromPartial({});
   const deadline = Date.now() + 10_000;

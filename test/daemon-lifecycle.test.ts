@@ -78,7 +78,10 @@ test("a second daemon on the same state directory is refused", async (t) => {
     join(dir, "other.sock"),
   ]);
   assert.notEqual(second.code, 0);
-  assert.match(second.stderr, new RegExp(`another berthd \\(pid ${first.pid}\\) is using the state directory ${first.state}`));
+  assert.match(
+    second.stderr,
+    new RegExp(`another berthd \\(pid ${first.pid}\\) is using the state directory ${first.state}`),
+  );
   assert.ok(!existsSync(join(dir, "other.sock")));
   assert.equal((await first.rt.version({})).runtimeName, "berth");
 });

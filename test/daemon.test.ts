@@ -62,7 +62,10 @@ test("Status: RuntimeReady, and NetworkReady follows the CNI config and plugin b
   assert.deepEqual(net, { type: "NetworkReady", status: true, reason: "", message: "" });
 
   // A config sorting first that names a plugin binary that does not exist.
-  writeFileSync(join(confDir, "05-bad.conf"), JSON.stringify({ cniVersion: "1.0.0", name: "bad", type: "no-such-plugin" }));
+  writeFileSync(
+    join(confDir, "05-bad.conf"),
+    JSON.stringify({ cniVersion: "1.0.0", name: "bad", type: "no-such-plugin" }),
+  );
   net = await condition("NetworkReady");
   assert.equal(net.status, false);
   assert.equal(net.reason, "NetworkPluginNotReady");

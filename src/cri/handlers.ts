@@ -31,7 +31,10 @@ export interface StreamContext<Res> extends CallContext {
   send(message: Res): Promise<void>;
 }
 
-export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext & { call: ServerUnaryCall<Req, Res> }) => Promise<Res>;
+export type UnaryHandler<Req, Res> = (
+  request: Req,
+  ctx: CallContext & { call: ServerUnaryCall<Req, Res> },
+) => Promise<Res>;
 export type ServerStreamHandler<Req, Res> = (
   request: Req,
   ctx: StreamContext<Res> & { call: ServerWritableStream<Req, Res> },

@@ -69,7 +69,11 @@ export function cniConfigProbe(loc: CniLocations): NetworkStatusProbe {
         files = (await readdir(loc.confDir)).filter((f) => CONF_EXTENSIONS.some((e) => f.endsWith(e))).sort();
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        return { ready: false, reason: NOT_READY, message: `cni config uninitialized: cannot read ${loc.confDir} (${code})` };
+        return {
+          ready: false,
+          reason: NOT_READY,
+          message: `cni config uninitialized: cannot read ${loc.confDir} (${code})`,
+        };
       }
       if (files.length === 0) {
         return {

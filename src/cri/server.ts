@@ -19,7 +19,10 @@ export interface CriServerOptions {
 }
 
 // Handlers are stored untyped here; handlers.ts types them per method for their authors.
-type AnyUnary = (request: unknown, ctx: CallContext & { call: grpc.ServerUnaryCall<unknown, unknown> }) => Promise<unknown>;
+type AnyUnary = (
+  request: unknown,
+  ctx: CallContext & { call: grpc.ServerUnaryCall<unknown, unknown> },
+) => Promise<unknown>;
 type AnyStream = (
   request: unknown,
   ctx: StreamContext<unknown> & { call: grpc.ServerWritableStream<unknown, unknown> },

@@ -167,7 +167,7 @@ export function oneOf<const V extends readonly string[]>(
   };
 }
 
-const durationUnits: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const durationUnits: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** Milliseconds in a Go-style duration ("1m", "1h30m", "500ms", "0"), or undefined if it is not one. */
 export function parseDuration(text: string): number | undefined {
@@ -188,7 +188,9 @@ export function parseDuration(text: string): number | undefined {
 export function duration(def: string, description: string): FieldSpec<string> {
   return str(def, description, {
     check: (v) =>
-      parseDuration(v) === undefined ? `${JSON.stringify(v)} is not a duration (examples: "30s", "1m", "1h30m")` : undefined,
+      parseDuration(v) === undefined
+        ? `${JSON.stringify(v)} is not a duration (examples: "30s", "1m", "1h30m")`
+        : undefined,
   });
 }
 

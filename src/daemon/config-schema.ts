@@ -3,19 +3,7 @@
 // prints it with its description, and the loader validates it. Keys are snake_case like
 // containerd's config.toml. Checks that span several keys go in `crossChecks` below.
 
-import {
-  bool,
-  duration,
-  fileMode,
-  int,
-  mapOf,
-  oneOf,
-  path,
-  section,
-  str,
-  table,
-  type ConfigValue,
-} from "./config-fields.js";
+import { duration, fileMode, int, mapOf, oneOf, path, section, str, table, type ConfigValue } from "./config-fields.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
 
@@ -23,9 +11,16 @@ const MiB = 1024 * 1024;
 
 /** The layout of [runtime.handlers.<name>]: one CRI runtime handler (RuntimeClass handler). */
 const runtimeHandler = section("A runtime handler, selected by a pod's RuntimeClass handler name.", {
-  runtime_type: str("io.containerd.berth.v2", "Shim v2 runtime name: io.containerd.NAME.v2 runs containerd-shim-NAME-v2.", {
-    check: (v) => (/^io\.containerd\.[a-z0-9-]+\.v2$/.test(v) ? undefined : `${JSON.stringify(v)} is not of the form io.containerd.NAME.v2`),
-  }),
+  runtime_type: str(
+    "io.containerd.berth.v2",
+    "Shim v2 runtime name: io.containerd.NAME.v2 runs containerd-shim-NAME-v2.",
+    {
+      check: (v) =>
+        /^io\.containerd\.[a-z0-9-]+\.v2$/.test(v)
+          ? undefined
+          : `${JSON.stringify(v)} is not of the form io.containerd.NAME.v2`,
+    },
+  ),
   binary_name: str("runc", "OCI runtime binary the shim runs (a name on PATH or an absolute path)."),
   root: path("", "OCI runtime state directory (its --root); empty means the runtime's own default.", {
     allowEmpty: true,
@@ -94,7 +89,7 @@ export const configSchema = section("berthd configuration", {
   }),
 
   metrics: section("Prometheus metrics.", {
-    address: str("", 'host:port of the metrics endpoint; empty disables it.'),
+    address: str("", "host:port of the metrics endpoint; empty disables it."),
   }),
 });
 

@@ -144,7 +144,11 @@ export function parseConfig(text: string, source: string): BerthConfig {
   } catch (err) {
     if (err instanceof TomlError) {
       const [summary, ...excerpt] = err.message.replace(/^Invalid TOML document: /, "").split("\n");
-      throw new ConfigError(`${source}:${err.line}:${err.column}`, [{ key: "", problem: `TOML syntax error: ${summary}` }], excerpt.join("\n").trim());
+      throw new ConfigError(
+        `${source}:${err.line}:${err.column}`,
+        [{ key: "", problem: `TOML syntax error: ${summary}` }],
+        excerpt.join("\n").trim(),
+      );
     }
     throw err;
   }

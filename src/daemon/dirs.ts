@@ -10,8 +10,8 @@ export function ensurePrivateDir(path: string, mode: number, log: Logger): void 
   const st = statSync(path);
   if (!st.isDirectory()) throw new Error(`${path} exists and is not a directory`);
   const current = st.mode & 0o7777;
-  if ((current & ~mode) !== 0 || current !== mode) {
-    // mkdir's mode is filtered by the umask; set it exactly.
+  if (current !== mode) {
+    // mkdir's mode is filtered by the umask, and an old directory may be looser: set it exactly.
     chmodSync(path, mode);
     if ((current & ~mode) !== 0) {
       log.info({ path, from: current.toString(8), to: mode.toString(8) }, "tightened directory permissions");

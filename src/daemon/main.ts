@@ -41,14 +41,18 @@ function effectiveConfig(flags: GlobalFlags): BerthConfig {
     const { config } = loadConfigFile(flags.config === undefined ? undefined : resolve(flags.config));
     // Paths on the command line are relative to the working directory, as users expect.
     const overrides: Override[] = [];
-    if (flags.address !== undefined) overrides.push({ key: "grpc.address", value: resolve(flags.address), flag: "--address" });
+    if (flags.address !== undefined)
+      overrides.push({ key: "grpc.address", value: resolve(flags.address), flag: "--address" });
     if (flags.root !== undefined) overrides.push({ key: "root", value: resolve(flags.root), flag: "--root" });
     if (flags.state !== undefined) overrides.push({ key: "state", value: resolve(flags.state), flag: "--state" });
     if (flags.logLevel !== undefined) overrides.push({ key: "log.level", value: flags.logLevel, flag: "--log-level" });
     return applyOverrides(config, overrides);
   } catch (err) {
     if (err instanceof ConfigError) {
-      refuse(["invalid configuration", ...err.problems.map((p) => formatProblem(err.source, p))].join("\n"), err.detail);
+      refuse(
+        ["invalid configuration", ...err.problems.map((p) => formatProblem(err.source, p))].join("\n"),
+        err.detail,
+      );
     }
     throw err;
   }

@@ -63,10 +63,7 @@ export class Daemon {
       undo.push(() => removeSocket(address, socketIno));
       setSocketAccess(address, { mode: config.grpc.mode, uid: config.grpc.uid, gid: config.grpc.gid });
 
-      log.info(
-        { address, root: config.root, state: config.state, version: BERTH_VERSION },
-        "berthd serving CRI",
-      );
+      log.info({ address, root: config.root, state: config.state, version: BERTH_VERSION }, "berthd serving CRI");
       return new Daemon(config, log, pidFile, services, server, socketIno);
     } catch (err) {
       for (const u of undo.reverse()) {

@@ -196,6 +196,7 @@ export class ImageService {
       const fetchBlob = (d: Descriptor) =>
         this.content.ingest(d, this.registry.blobSource(ref, d, auth), {
           onProgress: (done, total) => progress({ phase: "downloading", digest: d.digest, done, total }),
+          retry: this.opts.registry?.retry,
         });
       hold({ type: "content", resource: manifest.config.digest });
       await fetchBlob(manifest.config);

@@ -169,7 +169,7 @@ export class OciRuntime {
 /** Maps a runtime's message to the typed error a caller can act on. */
 export function runtimeError(what: string, msg: string): Error {
   const text = `${what}: ${msg}`;
-  if (/does not exist|not exist|container .* not found|no such file or directory/i.test(msg)) return new NotFoundError(text);
+  if (/container does not exist|container .* not found|container not found/i.test(msg)) return new NotFoundError(text);
   if (/not running|is paused|not paused|container not running|cannot .* in .* state|is not running|already stopped|is stopped/i.test(msg)) {
     return new FailedPreconditionError(text);
   }

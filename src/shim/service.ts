@@ -559,7 +559,7 @@ export class TaskService {
     return {};
   }
 
-  async closeIo(req: CloseIORequest): Promise<Empty> {
+  async closeIO(req: CloseIORequest): Promise<Empty> {
     const { proc } = this.proc(req.id, req.execId);
     if (req.stdin) proc.monitor?.closeStdin();
     return {};

@@ -10,6 +10,7 @@ import { Request, Response } from "../gen/ttrpc/request.js";
 import {
   AlreadyExistsError,
   DeadlineExceededError,
+  FailedPreconditionError,
   GrpcCode,
   InvalidArgumentError,
   UnavailableError,
@@ -138,7 +139,7 @@ export class TtrpcServer {
 
   /** Listens on a filesystem unix socket (a `unix://` prefix is accepted; abstract sockets are refused). */
   async listen(address: string, opts: ListenOptions = {}): Promise<void> {
-    if (this.listening || this.closing) throw new InvalidArgumentError("ttrpc: server already listening or closed");
+    if (this.listening || this.closing) throw new FailedPreconditionError("ttrpc: server already listening or closed");
     const path = socketPath(address);
     const mode = opts.mode ?? 0o600;
     await removeStaleSocket(path);
@@ -267,7 +268,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 }
 
 interface ActiveCall {
-  controller: AbortController;
+  controller: LazyAbort;
   timer: NodeJS.Timeout | undefined;
   /** Client-to-server messages of a streaming-request call. */
   inbox: MessageQueue<unknown> | undefined;
@@ -389,7 +390,7 @@ class ServerConnection {
     }
     const { def, impl } = found;
 
-    const controller = new AbortController();
+    const controller = new LazyAbort();
     let deadline: number | undefined;
     let timer: NodeJS.Timeout | undefined;
     if (req.timeoutNano !== 0n) {
@@ -441,7 +442,10 @@ class ServerConnection {
       service: req.service,
       method: req.method,
       metadata: metadataFromKeyValues(req.metadata),
-      signal: controller.signal,
+      // Most handlers never look at their signal, and creating one costs more than the rest of a call.
+      get signal() {
+        return controller.signal;
+      },
       deadline,
     };
     void this.run(id, call, impl, def.requestStream ? inbox : first, ctx);
@@ -485,7 +489,7 @@ class ServerConnection {
         this.send(encodeFrame(id, MessageType.RESPONSE, 0, frame));
       }
     } catch (err) {
-      if (this.calls.has(id)) this.sendStatus(id, statusOfError(err, controller.signal));
+      if (this.calls.has(id)) this.sendStatus(id, statusOfError(err, controller));
     } finally {
       this.finishCall(id);
     }
@@ -588,7 +592,35 @@ function oversizedResponse(ctx: CallContext, length: number, limit: number): Err
   );
 }
 
-function statusOfError(err: unknown, signal: AbortSignal): ErrorStatus {
+/** An AbortController made only when someone asks for its signal. */
+class LazyAbort {
+  private controller: AbortController | undefined;
+  private abortedWith: { reason: unknown } | undefined;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortedWith) this.controller.abort(this.abortedWith.reason);
+    }
+    return this.controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.abortedWith !== undefined;
+  }
+
+  get reason(): unknown {
+    return this.abortedWith?.reason;
+  }
+
+  abort(reason: unknown): void {
+    if (this.abortedWith) return;
+    this.abortedWith = { reason };
+    this.controller?.abort(reason);
+  }
+}
+
+function statusOfError(err: unknown, signal: { aborted: boolean; reason: unknown }): ErrorStatus {
   // A handler that passes its signal on (timers, fetch, child processes) gets a generic
   // AbortError back; report why the signal fired instead.
   const abortLike = err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");

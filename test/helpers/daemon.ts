@@ -41,7 +41,9 @@ type DeepPartial<T> = T extends bigint | string | number | boolean | Buffer | un
 
 /** The unary methods of a generated grpc-js server interface, as promise-returning calls taking partial requests. */
 export type PromiseClient<S> = {
-  [K in keyof S as string extends K ? never : S[K] extends grpc.handleServerStreamingCall<never, never> ? never : K]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
+  [
+    K in keyof S as string extends K ? never : S[K] extends grpc.handleServerStreamingCall<never, never> ? never : K
+  ]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
     ? (request: DeepPartial<Req>, options?: { deadlineMs?: number; metadata?: grpc.Metadata }) => Promise<Res>
     : never;
 };

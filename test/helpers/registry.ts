@@ -89,3 +89,103 @@ ${authBlock}`;
   }
   return { host: `127.0.0.1:${port}`, port, dir, log: () => log, stop };
 }
+
+export interface ProxyRequest {
+  method: string;
+  path: string;
+  range?: string;
+  status: number;
+  /** body bytes sent to the client */
+  bytes: number;
+}
+
+export interface ProxyOptions {
+  /** flip one byte in the body of responses whose path contains this string */
+  tamper?: string;
+  /** for paths containing `match`: send `bytes` body bytes then drop the connection, `times` times */
+  cut?: { match: string; bytes: number; times: number };
+  /** answer 404 to paths containing this string */
+  refuse?: string;
+  /** slow the body of paths containing `match`: `chunk` bytes per `everyMs` */
+  throttle?: { match: string; chunk: number; everyMs: number };
+}
+
+export interface TestProxy {
+  host: string;
+  requests: ProxyRequest[];
+  options: ProxyOptions;
+  stop(): Promise<void>;
+}
+
+/** A plain HTTP forwarding proxy in front of a registry that counts, cuts, slows or corrupts bodies. */
+export async function startProxy(target: string, options: ProxyOptions = {}): Promise<TestProxy> {
+  const http = await import("node:http");
+  const requests: ProxyRequest[] = [];
+  const server = http.createServer((req, res) => {
+    const path = req.url ?? "/";
+    const o = options;
+    const rec: ProxyRequest = { method: req.method ?? "GET", path, range: req.headers.range, status: 0, bytes: 0 };
+    requests.push(rec);
+    if (o.refuse && path.includes(o.refuse)) {
+      rec.status = 404;
+      res.writeHead(404).end();
+      return;
+    }
+    const headers = { ...req.headers, host: target };
+    const up = http.request(`http://${target}${path}`, { method: req.method, headers }, (ures) => {
+      rec.status = ures.statusCode ?? 0;
+      const h = { ...ures.headers };
+      res.writeHead(ures.statusCode ?? 502, h);
+      let tampered = false;
+      const cut = o.cut && path.includes(o.cut.match) && o.cut.times > 0 && ures.statusCode! < 300 ? o.cut : undefined;
+      if (cut) cut.times--;
+      const throttle = o.throttle && path.includes(o.throttle.match) ? o.throttle : undefined;
+      const pump = async () => {
+        for await (const c of ures) {
+          let chunk = c as Buffer;
+          if (o.tamper && path.includes(o.tamper) && !tampered && chunk.length > 0) {
+            chunk = Buffer.from(chunk);
+            chunk[Math.floor(chunk.length / 2)] ^= 0xff;
+            tampered = true;
+          }
+          if (cut && rec.bytes + chunk.length >= cut.bytes) {
+            const part = chunk.subarray(0, cut.bytes - rec.bytes);
+            rec.bytes += part.length;
+            await new Promise<void>((r) => res.write(part, () => r()));
+            res.destroy();
+            ures.destroy();
+            return;
+          }
+          if (throttle) {
+            for (let i = 0; i < chunk.length; i += throttle.chunk) {
+              const part = chunk.subarray(i, i + throttle.chunk);
+              rec.bytes += part.length;
+              if (!res.write(part)) await new Promise((r) => res.once("drain", r));
+              await sleep(throttle.everyMs);
+              if (res.destroyed) return;
+            }
+            continue;
+          }
+          rec.bytes += chunk.length;
+          if (!res.write(chunk)) await new Promise((r) => res.once("drain", r));
+        }
+        res.end();
+      };
+      pump().catch(() => res.destroy());
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : 0;
+  return {
+    host: `127.0.0.1:${port}`,
+    requests,
+    options,
+    stop: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
