@@ -6,12 +6,14 @@ import tseslint from "typescript-eslint";
 
 const daemonSide = ["cri", "daemon", "images", "snapshots", "metadata", "network", "oci", "runtime", "streaming", "cli"];
 
-/** Patterns forbidding imports of the given src/ folders from a file anywhere under src/. */
+/** A pattern forbidding relative imports of the given src/ folders. */
 function forbid(folders, why) {
   return {
     patterns: [
       {
-        group: folders.flatMap((f) => [`**/${f}/*`, `**/${f}`, `../${f}/*`, `./${f}/*`]),
+        // Relative imports that land in src/<folder>/ (e.g. "../cri/x.js", "../../runtime/y.js"),
+        // but not generated code such as "../gen/cri/runtime/v1/api.js".
+        regex: `^(\\.\\.?/)+(${folders.join("|")})(/|$)`,
         message: why,
       },
     ],

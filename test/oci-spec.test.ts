@@ -27,6 +27,11 @@ import { KNOWN_CAPABILITIES, DEFAULT_CAPABILITIES } from "../src/oci/capabilitie
 import { resolveInRoot, rootfsUserLookup, resolveProcessUser } from "../src/oci/user.js";
 import { clampOomScoreAdj } from "../src/oci/resources.js";
 import { splitDev } from "../src/oci/devices.js";
+import type { ImageRuntimeConfig } from "../src/images/mediatypes.js";
+
+// The images layer's config type is accepted as the image config as it is.
+const _imageConfigFits: ContainerSpecInput["image"]["config"] = {} as ImageRuntimeConfig;
+void _imageConfigFits;
 
 // The daemon here lacks CAP_SYS_RESOURCE, like the test machine.
 const HOST_CAPS = KNOWN_CAPABILITIES.filter((c) => c !== "CAP_SYS_RESOURCE");
@@ -136,7 +141,12 @@ describe("process args", () => {
 describe("environment and working dir", () => {
   test("image env first, CRI env overrides by key, HOSTNAME from the pod", () => {
     const spec = build(
-      { envs: [{ key: "A", value: Buffer.from("cri") }, { key: "C", value: Buffer.from("3") }] },
+      {
+        envs: [
+          { key: "A", value: Buffer.from("cri") },
+          { key: "C", value: Buffer.from("3") },
+        ],
+      },
       { image: { Cmd: ["sh"], Env: ["PATH=/image/bin", "A=image", "B=2"] } },
     );
     assert.deepEqual(spec.process.env, ["PATH=/image/bin", "HOSTNAME=pod-host", "A=cri", "B=2", "C=3"]);
@@ -177,7 +187,11 @@ describe("user", () => {
   test("RunAsUser + RunAsGroup + supplemental groups (merged, sorted, unique)", () => {
     const spec = build({
       linux: {
-        securityContext: { runAsUser: { value: 1002n }, runAsGroup: { value: 3000n }, supplementalGroups: [5000n, 2000n] },
+        securityContext: {
+          runAsUser: { value: 1002n },
+          runAsGroup: { value: 3000n },
+          supplementalGroups: [5000n, 2000n],
+        },
       },
     });
     assert.deepEqual(spec.process.user, { uid: 1002, gid: 3000, additionalGids: [2000, 2002, 5000] });
@@ -185,7 +199,10 @@ describe("user", () => {
   test("RunAsUsername is looked up in the image's /etc/passwd", () => {
     const spec = build({ linux: { securityContext: { runAsUsername: "bob" } } });
     assert.deepEqual(spec.process.user, { uid: 1002, gid: 1002, additionalGids: [2000, 2002] });
-    expectInvalid(() => build({ linux: { securityContext: { runAsUsername: "nobody-here" } } }), /"nobody-here".*\/etc\/passwd/);
+    expectInvalid(
+      () => build({ linux: { securityContext: { runAsUsername: "nobody-here" } } }),
+      /"nobody-here".*\/etc\/passwd/,
+    );
   });
   test("image USER forms: name, uid, name:group, uid:gid", () => {
     const u = (User: string) => build({}, { image: { Cmd: ["x"], User } }).process.user;
@@ -198,7 +215,10 @@ describe("user", () => {
     expectInvalid(() => u("99999999999"), /out of range/);
   });
   test("CRI user wins over the image USER", () => {
-    const spec = build({ linux: { securityContext: { runAsUser: { value: 7n } } } }, { image: { Cmd: ["x"], User: "alice" } });
+    const spec = build(
+      { linux: { securityContext: { runAsUser: { value: 7n } } } },
+      { image: { Cmd: ["x"], User: "alice" } },
+    );
     assert.deepEqual(spec.process.user, { uid: 7, gid: 0 });
   });
   test("RunAsGroup without a user is an InvalidArgumentError", () => {
@@ -206,7 +226,9 @@ describe("user", () => {
   });
   test("Strict supplemental groups policy ignores /etc/group", () => {
     const spec = build({
-      linux: { securityContext: { runAsUser: { value: 1001n }, supplementalGroups: [9n], supplementalGroupsPolicy: 1 } },
+      linux: {
+        securityContext: { runAsUser: { value: 1001n }, supplementalGroups: [9n], supplementalGroupsPolicy: 1 },
+      },
     });
     assert.deepEqual(spec.process.user, { uid: 1001, gid: 1001, additionalGids: [9] });
   });
@@ -227,7 +249,11 @@ describe("user", () => {
     writeFileSync(join(r, "data/passwd"), "carol:x:3000:3000::/:/bin/sh\n");
     rmSync(join(r, "etc/passwd"));
     symlinkSync("/data/passwd", join(r, "etc/passwd"));
-    assert.deepEqual(resolveProcessUser({ imageUser: "carol" }, rootfsUserLookup(r)), { uid: 3000, gid: 3000, additionalGids: [] });
+    assert.deepEqual(resolveProcessUser({ imageUser: "carol" }, rootfsUserLookup(r)), {
+      uid: 3000,
+      gid: 3000,
+      additionalGids: [],
+    });
   });
   test("a directory or special file at /etc/passwd is refused, not read", () => {
     const r = join(dir, "dir-rootfs");
@@ -237,7 +263,11 @@ describe("user", () => {
   test("lookup() of the caller is used instead of the rootfs", () => {
     const spec = build(
       { linux: { securityContext: { runAsUsername: "zed" } } },
-      { extra: { userLookup: { passwd: () => [{ name: "zed", uid: 55, gid: 66, home: "/", shell: "" }], group: () => null } } },
+      {
+        extra: {
+          userLookup: { passwd: () => [{ name: "zed", uid: 55, gid: 66, home: "/", shell: "" }], group: () => null },
+        },
+      },
     );
     assert.deepEqual(spec.process.user, { uid: 55, gid: 66 });
     void lookup;
@@ -255,20 +285,42 @@ describe("capabilities and privileges", () => {
     assert.deepEqual(c.inheritable, []);
   });
   test("drop CHOWN, add NET_ADMIN (with or without CAP_ prefix, any case)", () => {
-    const c = caps(build({ linux: { securityContext: { capabilities: { dropCapabilities: ["chown"], addCapabilities: ["CAP_NET_ADMIN"] } } } }));
+    const c = caps(
+      build({
+        linux: {
+          securityContext: { capabilities: { dropCapabilities: ["chown"], addCapabilities: ["CAP_NET_ADMIN"] } },
+        },
+      }),
+    );
     assert.ok(!c.bounding.includes("CAP_CHOWN"));
     assert.ok(c.bounding.includes("CAP_NET_ADMIN"));
   });
   test("add ALL + drop CHOWN = every capability the daemon has but CHOWN", () => {
-    const c = caps(build({ linux: { securityContext: { capabilities: { addCapabilities: ["ALL"], dropCapabilities: ["CHOWN"] } } } }));
-    assert.deepEqual(c.bounding, HOST_CAPS.filter((x) => x !== "CAP_CHOWN"));
+    const c = caps(
+      build({
+        linux: { securityContext: { capabilities: { addCapabilities: ["ALL"], dropCapabilities: ["CHOWN"] } } },
+      }),
+    );
+    assert.deepEqual(
+      c.bounding,
+      HOST_CAPS.filter((x) => x !== "CAP_CHOWN"),
+    );
   });
   test("drop ALL + add NET_BIND_SERVICE = only that one", () => {
-    const c = caps(build({ linux: { securityContext: { capabilities: { dropCapabilities: ["ALL"], addCapabilities: ["NET_BIND_SERVICE"] } } } }));
+    const c = caps(
+      build({
+        linux: {
+          securityContext: { capabilities: { dropCapabilities: ["ALL"], addCapabilities: ["NET_BIND_SERVICE"] } },
+        },
+      }),
+    );
     assert.deepEqual(c.bounding, ["CAP_NET_BIND_SERVICE"]);
   });
   test("an unknown capability name is an InvalidArgumentError", () => {
-    expectInvalid(() => build({ linux: { securityContext: { capabilities: { addCapabilities: ["FLY"] } } } }), /unknown capability "FLY"/);
+    expectInvalid(
+      () => build({ linux: { securityContext: { capabilities: { addCapabilities: ["FLY"] } } } }),
+      /unknown capability "FLY"/,
+    );
   });
   test("no_new_privs and readonly rootfs", () => {
     const spec = build({ linux: { securityContext: { noNewPrivs: true, readonlyRootfs: true } } });
@@ -278,7 +330,11 @@ describe("capabilities and privileges", () => {
   });
   test("privileged: daemon's caps, no seccomp, no masked/readonly paths, rw sysfs and cgroup, all devices", () => {
     const spec = build(
-      { linux: { securityContext: { privileged: true, seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } } },
+      {
+        linux: {
+          securityContext: { privileged: true, seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault } },
+        },
+      },
       { pod: { linux: { securityContext: { privileged: true } } } },
     );
     assert.deepEqual(caps(spec).bounding, HOST_CAPS);
@@ -312,19 +368,27 @@ describe("seccomp", () => {
     const s = sec({ seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault } })!;
     assert.equal(s.defaultAction, "SCMP_ACT_ERRNO");
     assert.equal(s.defaultErrnoRet, 1);
-    const allowed = new Set(s.syscalls!.filter((x) => x.action === "SCMP_ACT_ALLOW" && !x.args).flatMap((x) => x.names));
+    const allowed = new Set(
+      s.syscalls!.filter((x) => x.action === "SCMP_ACT_ALLOW" && !x.args).flatMap((x) => x.names),
+    );
     for (const n of ["read", "write", "execve", "openat", "chown", "setuid", "ptrace"]) assert.ok(allowed.has(n), n);
-    for (const n of ["unshare", "mount", "setns", "keyctl", "add_key", "reboot", "init_module", "bpf"]) assert.ok(!allowed.has(n), n);
+    for (const n of ["unshare", "mount", "setns", "keyctl", "add_key", "reboot", "init_module", "bpf"])
+      assert.ok(!allowed.has(n), n);
     const clone = s.syscalls!.find((x) => x.names.includes("clone"))!;
     assert.deepEqual(clone.args, [{ index: 0, value: 0x7e020000, valueTwo: 0, op: "SCMP_CMP_MASKED_EQ" }]);
-    assert.deepEqual(s.syscalls!.find((x) => x.names.includes("clone3")), { names: ["clone3"], action: "SCMP_ACT_ERRNO", errnoRet: 38 });
+    assert.deepEqual(
+      s.syscalls!.find((x) => x.names.includes("clone3")),
+      { names: ["clone3"], action: "SCMP_ACT_ERRNO", errnoRet: 38 },
+    );
   });
   test("RuntimeDefault with CAP_SYS_ADMIN allows mount/unshare/setns and unfiltered clone", () => {
     const s = sec({
       seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault },
       capabilities: { addCapabilities: ["SYS_ADMIN", "SYS_PTRACE"] },
     })!;
-    const allowed = new Set(s.syscalls!.filter((x) => x.action === "SCMP_ACT_ALLOW" && !x.args).flatMap((x) => x.names));
+    const allowed = new Set(
+      s.syscalls!.filter((x) => x.action === "SCMP_ACT_ALLOW" && !x.args).flatMap((x) => x.names),
+    );
     for (const n of ["mount", "unshare", "setns", "clone", "clone3", "kcmp"]) assert.ok(allowed.has(n), n);
     assert.ok(!s.syscalls!.some((x) => x.names.includes("clone3") && x.action === "SCMP_ACT_ERRNO"));
   });
@@ -337,12 +401,16 @@ describe("seccomp", () => {
   });
   test("Localhost profiles: loaded; missing or invalid ones are InvalidArgumentErrors", () => {
     const p = join(dir, "profile.json");
-    writeFileSync(p, JSON.stringify({ defaultAction: "SCMP_ACT_LOG", syscalls: [{ names: ["read"], action: "SCMP_ACT_ALLOW" }] }));
+    writeFileSync(
+      p,
+      JSON.stringify({ defaultAction: "SCMP_ACT_LOG", syscalls: [{ names: ["read"], action: "SCMP_ACT_ALLOW" }] }),
+    );
     const s = sec({ seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: p } })!;
     assert.deepEqual(s, { defaultAction: "SCMP_ACT_LOG", syscalls: [{ names: ["read"], action: "SCMP_ACT_ALLOW" }] });
     assert.deepEqual(sec({ seccompProfilePath: "localhost/" + p }), s);
     expectInvalid(
-      () => sec({ seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: join(dir, "nope.json") } }),
+      () =>
+        sec({ seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: join(dir, "nope.json") } }),
       /cannot read seccomp profile .*nope\.json/,
     );
     const bad = join(dir, "bad.json");
@@ -350,12 +418,23 @@ describe("seccomp", () => {
     expectInvalid(() => sec({ seccompProfilePath: "localhost/" + bad }), /not valid JSON/);
     writeFileSync(bad, JSON.stringify({ defaultAction: "ALLOW_ALL" }));
     expectInvalid(() => sec({ seccompProfilePath: "localhost/" + bad }), /defaultAction/);
-    expectInvalid(() => sec({ seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault, localhostRef: p } }), /localhost_ref/);
+    expectInvalid(
+      () => sec({ seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault, localhostRef: p } }),
+      /localhost_ref/,
+    );
   });
   test("AppArmor: RuntimeDefault ignored and Localhost refused where the kernel lacks it", () => {
-    assert.equal(build({ linux: { securityContext: { apparmorProfile: "runtime/default" } } }).process.apparmorProfile, undefined);
+    assert.equal(
+      build({ linux: { securityContext: { apparmorProfile: "runtime/default" } } }).process.apparmorProfile,
+      undefined,
+    );
     expectInvalid(
-      () => build({ linux: { securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "p" } } } }),
+      () =>
+        build({
+          linux: {
+            securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "p" } },
+          },
+        }),
       /AppArmor is not enabled/,
     );
   });
@@ -365,7 +444,14 @@ describe("resources", () => {
   test("cpu, cpuset, memory with swap = limit", () => {
     const spec = build({
       linux: {
-        resources: { cpuShares: 512n, cpuQuota: 50000n, cpuPeriod: 100000n, cpusetCpus: "0", cpusetMems: "0", memoryLimitInBytes: 64n << 20n },
+        resources: {
+          cpuShares: 512n,
+          cpuQuota: 50000n,
+          cpuPeriod: 100000n,
+          cpusetCpus: "0",
+          cpusetMems: "0",
+          memoryLimitInBytes: 64n << 20n,
+        },
       },
     });
     assert.deepEqual(spec.linux.resources!.cpu, { shares: 512, quota: 50000, period: 100000, cpus: "0", mems: "0" });
@@ -396,12 +482,27 @@ describe("mounts", () => {
   const bind = (spec: Spec, dst: string) => spec.mounts.find((m) => m.destination === dst);
 
   test("defaults, pod files and CRI binds; depth order", () => {
-    const spec = build({ mounts: [{ containerPath: "/data/deep", hostPath: dir }, { containerPath: "/data", hostPath: dir, readonly: true }] });
+    const spec = build({
+      mounts: [
+        { containerPath: "/data/deep", hostPath: dir },
+        { containerPath: "/data", hostPath: dir, readonly: true },
+      ],
+    });
     const dests = spec.mounts.map((m) => m.destination);
     assert.deepEqual(dests.slice(0, 6), ["/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]);
     assert.ok(dests.indexOf("/data") < dests.indexOf("/data/deep"));
-    assert.deepEqual(bind(spec, "/data"), { destination: "/data", type: "bind", source: dir, options: ["rbind", "rprivate", "ro"] });
-    assert.deepEqual(bind(spec, "/etc/hosts"), { destination: "/etc/hosts", type: "bind", source: join(dir, "hosts"), options: ["rbind", "rprivate", "rw"] });
+    assert.deepEqual(bind(spec, "/data"), {
+      destination: "/data",
+      type: "bind",
+      source: dir,
+      options: ["rbind", "rprivate", "ro"],
+    });
+    assert.deepEqual(bind(spec, "/etc/hosts"), {
+      destination: "/etc/hosts",
+      type: "bind",
+      source: join(dir, "hosts"),
+      options: ["rbind", "rprivate", "rw"],
+    });
     assert.equal(bind(spec, "/dev/shm")!.source, join(dir, "shm"));
     assert.equal(bind(spec, "/etc/resolv.conf")!.source, join(dir, "resolv.conf"));
     assert.equal(bind(spec, "/etc/hostname")!.source, join(dir, "hostname"));
@@ -409,7 +510,10 @@ describe("mounts", () => {
     assert.ok(bind(spec, "/sys")!.options!.includes("ro"));
   });
   test("a CRI mount overrides the pod's file; readonly rootfs makes pod files ro", () => {
-    const spec = build({ mounts: [{ containerPath: "/etc/hosts/", hostPath: join(dir, "resolv.conf") }], linux: { securityContext: { readonlyRootfs: true } } });
+    const spec = build({
+      mounts: [{ containerPath: "/etc/hosts/", hostPath: join(dir, "resolv.conf") }],
+      linux: { securityContext: { readonlyRootfs: true } },
+    });
     assert.equal(spec.mounts.filter((m) => m.destination.startsWith("/etc/hosts")).length, 1);
     assert.equal(bind(spec, "/etc/hosts/")!.source, join(dir, "resolv.conf"));
     assert.ok(bind(spec, "/etc/hostname")!.options!.includes("ro"));
@@ -437,7 +541,10 @@ describe("mounts", () => {
   });
   test("a missing host path is an InvalidArgumentError naming it", () => {
     const missing = join(dir, "does-not-exist");
-    expectInvalid(() => build({ mounts: [{ containerPath: "/m", hostPath: missing }] }), new RegExp(`"${missing}" does not exist`));
+    expectInvalid(
+      () => build({ mounts: [{ containerPath: "/m", hostPath: missing }] }),
+      new RegExp(`"${missing}" does not exist`),
+    );
   });
   test("host IPC pods get the host's /dev/shm", () => {
     const spec = build({}, { pod: { linux: { securityContext: { namespaceOptions: { ipc: NamespaceMode.NODE } } } } });
@@ -455,12 +562,21 @@ describe("devices", () => {
       { type: "c", path: "/dev/mynull", major: 1, minor: 3, fileMode: undefined, uid: undefined, gid: undefined },
     );
     assert.deepEqual(spec.linux.resources!.devices![1], { allow: true, type: "c", major: 1, minor: 3, access: "rw" });
-    expectInvalid(() => build({ devices: [{ hostPath: "/dev/nope", containerPath: "/dev/x", permissions: "r" }] }), /\/dev\/nope does not exist/);
-    expectInvalid(() => build({ devices: [{ hostPath: "/dev/null", containerPath: "/dev/x", permissions: "rx" }] }), /permissions/);
+    expectInvalid(
+      () => build({ devices: [{ hostPath: "/dev/nope", containerPath: "/dev/x", permissions: "r" }] }),
+      /\/dev\/nope does not exist/,
+    );
+    expectInvalid(
+      () => build({ devices: [{ hostPath: "/dev/null", containerPath: "/dev/x", permissions: "rx" }] }),
+      /permissions/,
+    );
   });
   test("dev_t decoding", () => {
     assert.deepEqual(splitDev(0x103n), { major: 1, minor: 3 });
-    assert.deepEqual(splitDev((259n << 8n) | 0x12n | (0x34500n << 12n) | (0x1000n << 32n)), { major: 0x1000 | 259, minor: 0x34512 });
+    assert.deepEqual(splitDev((259n << 8n) | 0x12n | (0x34500n << 12n) | (0x1000n << 32n)), {
+      major: 0x1000 | 259,
+      minor: 0x34512,
+    });
   });
 });
 
@@ -477,14 +593,25 @@ describe("namespaces and annotations", () => {
   });
   test("PID modes POD, NODE, TARGET", () => {
     const pid = (mode: NamespaceMode, extra?: object) =>
-      ns(build({ linux: { securityContext: { namespaceOptions: { pid: mode, targetId: "t1" } } } }, { extra: extra as never })).pid;
+      ns(
+        build(
+          { linux: { securityContext: { namespaceOptions: { pid: mode, targetId: "t1" } } } },
+          { extra: extra as never },
+        ),
+      ).pid;
     assert.equal(pid(NamespaceMode.POD), "/proc/42/ns/pid");
     assert.equal(pid(NamespaceMode.NODE), undefined);
-    assert.equal(pid(NamespaceMode.TARGET, { podPaths: { ...podPaths(), targetPidNamespacePath: "/proc/7/ns/pid" } }), "/proc/7/ns/pid");
+    assert.equal(
+      pid(NamespaceMode.TARGET, { podPaths: { ...podPaths(), targetPidNamespacePath: "/proc/7/ns/pid" } }),
+      "/proc/7/ns/pid",
+    );
     assert.throws(() => pid(NamespaceMode.TARGET), InternalError);
   });
   test("host network pods: no network or uts namespace", () => {
-    const spec = build({}, { pod: { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } } } });
+    const spec = build(
+      {},
+      { pod: { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } } } },
+    );
     assert.equal(ns(spec).network, undefined);
     assert.equal(ns(spec).uts, undefined);
   });
@@ -502,21 +629,39 @@ describe("namespaces and annotations", () => {
 });
 
 describe("sandbox spec", () => {
-  const files = () => ({ resolvConf: join(dir, "resolv.conf"), hosts: join(dir, "hosts"), hostname: join(dir, "hostname"), shm: join(dir, "shm") });
+  const files = () => ({
+    resolvConf: join(dir, "resolv.conf"),
+    hosts: join(dir, "hosts"),
+    hostname: join(dir, "hostname"),
+    shm: join(dir, "shm"),
+  });
   const sandbox = (pod: PodPartial, netnsPath: string | null = "/var/run/netns/p", hostFacts = host) =>
     buildSandboxSpec({
       id: "s1",
-      config: PodSandboxConfig.fromPartial({ metadata: { name: "pod", namespace: "ns", uid: "u" }, hostname: "pod-host", logDirectory: "/logs", ...pod }),
+      config: PodSandboxConfig.fromPartial({
+        metadata: { name: "pod", namespace: "ns", uid: "u" },
+        hostname: "pod-host",
+        logDirectory: "/logs",
+        ...pod,
+      }),
       rootfsPath: "/sandbox-root",
       netnsPath,
       files: files(),
       host: hostFacts,
     });
   test("pause process: no privileges, read-only root, pod namespaces, hostname, sysctls", () => {
-    const s = sandbox({ linux: { cgroupParent: "/kubepods/p", sysctls: { "net.ipv4.ip_forward": "1", "kernel.shmmax": "1000" } } });
+    const s = sandbox({
+      linux: { cgroupParent: "/kubepods/p", sysctls: { "net.ipv4.ip_forward": "1", "kernel.shmmax": "1000" } },
+    });
     assert.deepEqual(s.process.args, ["/pause"]);
     assert.deepEqual(s.process.user, { uid: 65535, gid: 65535 });
-    assert.deepEqual(s.process.capabilities, { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] });
+    assert.deepEqual(s.process.capabilities, {
+      bounding: [],
+      effective: [],
+      inheritable: [],
+      permitted: [],
+      ambient: [],
+    });
     assert.equal(s.process.noNewPrivileges, true);
     assert.equal(s.process.oomScoreAdj, 0); // -998 clamped to the daemon's 0
     assert.deepEqual(s.root, { path: "/sandbox-root", readonly: true });
@@ -524,16 +669,37 @@ describe("sandbox spec", () => {
     assert.deepEqual(s.linux.sysctl, { "net.ipv4.ip_forward": "1", "kernel.shmmax": "1000" });
     assert.equal(s.linux.cgroupsPath, "/kubepods/p/s1");
     assert.equal(s.linux.seccomp!.defaultAction, "SCMP_ACT_ERRNO");
-    assert.deepEqual(s.linux.namespaces, [{ type: "mount" }, { type: "pid" }, { type: "ipc" }, { type: "network", path: "/var/run/netns/p" }, { type: "uts" }]);
+    assert.deepEqual(s.linux.namespaces, [
+      { type: "mount" },
+      { type: "pid" },
+      { type: "ipc" },
+      { type: "network", path: "/var/run/netns/p" },
+      { type: "uts" },
+    ]);
     assert.equal(s.annotations!["io.kubernetes.cri.container-type"], "sandbox");
     assert.equal(s.annotations!["io.kubernetes.cri.sandbox-log-directory"], "/logs");
     const shm = s.mounts.find((m) => m.destination === "/dev/shm")!;
-    assert.deepEqual(shm, { destination: "/dev/shm", type: "bind", source: join(dir, "shm"), options: ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"] });
-    for (const f of ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"]) assert.ok(s.mounts.some((m) => m.destination === f), f);
+    assert.deepEqual(shm, {
+      destination: "/dev/shm",
+      type: "bind",
+      source: join(dir, "shm"),
+      options: ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"],
+    });
+    for (const f of ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"])
+      assert.ok(
+        s.mounts.some((m) => m.destination === f),
+        f,
+      );
   });
   test("host network, pid and ipc: no namespaces, no hostname, host /dev/shm", () => {
     const s = sandbox(
-      { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.NODE, ipc: NamespaceMode.NODE } } } },
+      {
+        linux: {
+          securityContext: {
+            namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.NODE, ipc: NamespaceMode.NODE },
+          },
+        },
+      },
       null,
     );
     assert.deepEqual(s.linux.namespaces, [{ type: "mount" }]);
@@ -542,14 +708,31 @@ describe("sandbox spec", () => {
   });
   test("sysctls that would change the host are refused", () => {
     expectInvalid(
-      () => sandbox({ linux: { sysctls: { "net.core.somaxconn": "1" }, securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } } }, null),
+      () =>
+        sandbox(
+          {
+            linux: {
+              sysctls: { "net.core.somaxconn": "1" },
+              securityContext: { namespaceOptions: { network: NamespaceMode.NODE } },
+            },
+          },
+          null,
+        ),
       /host's/,
     );
     expectInvalid(() => sandbox({ linux: { sysctls: { "vm.swappiness": "1" } } }), /not namespaced/);
   });
   test("pod RunAsUser, unconfined seccomp, oom above the daemon's", () => {
     const s = sandbox(
-      { linux: { securityContext: { runAsUser: { value: 1000n }, supplementalGroups: [3n], seccomp: { profileType: SecurityProfile_ProfileType.Unconfined } } } },
+      {
+        linux: {
+          securityContext: {
+            runAsUser: { value: 1000n },
+            supplementalGroups: [3n],
+            seccomp: { profileType: SecurityProfile_ProfileType.Unconfined },
+          },
+        },
+      },
       "/n",
       { ...host, oomScoreAdj: -999 },
     );

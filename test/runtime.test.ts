@@ -27,7 +27,11 @@ import {
   type TaskExitEvent,
 } from "../src/runtime/index.js";
 import { InvalidArgumentError, NotFoundError } from "../src/util/errors.js";
+import { createLogger, silentLogger } from "../src/util/log.js";
 import { makeBundle } from "./helpers/bundle.js";
+
+/** BERTH_TEST_LOG=debug shows the manager's and the shims' logs. */
+const logger = process.env.BERTH_TEST_LOG ? createLogger({ level: "debug", format: "text" }) : silentLogger();
 
 const NS = "berth-test";
 const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -104,6 +108,7 @@ class Env {
       handlers: this.handlers,
       records: this.records,
       shimEnv: { BERTH_SHIM_SOCKET_DIR: this.shimSocketDir },
+      logger,
     });
     m.onEvent((e) => this.events.push(e));
     return m;

@@ -182,9 +182,9 @@ describe("streaming server", () => {
     assert.equal(sha256(r.stdout), bigHash);
     assert.equal(exitCodeOf(r.error), 0);
 
-    const { ws } = await wsOpen(exec(["cat", bigFile]), ["v5.channel.k8s.io"]);
-    assert.ok(ws);
-    const c = new ChannelClient(ws);
+    const { client } = await wsOpen(exec(["cat", bigFile]), ["v5.channel.k8s.io"]);
+    assert.ok(client);
+    const c = client;
     await c.closed;
     assert.equal(sha256(c.output(1)), bigHash);
     assert.equal(c.output(3).toString(), '{"metadata":{},"status":"Success"}');
@@ -198,10 +198,10 @@ describe("streaming server", () => {
     assert.equal(r.stdout.toString(), "hello\nworld\n");
     assert.equal(exitCodeOf(r.error), 0);
 
-    const { ws, protocol } = await wsOpen(exec(["cat"], { stdin: true }), ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
-    assert.ok(ws);
+    const { client, protocol } = await wsOpen(exec(["cat"], { stdin: true }), ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
+    assert.ok(client);
     assert.equal(protocol, "v5.channel.k8s.io");
-    const c = new ChannelClient(ws);
+    const c = client;
     c.send(0, "over websocket\n");
     await c.waitFor(() => c.output(1).toString() === "over websocket\n");
     c.closeChannel(0);
@@ -216,7 +216,7 @@ describe("streaming server", () => {
     const cmd = ["sh", "-c", "echo out; echo err >&2; exit 2"];
     const v4 = await wsOpen(exec(cmd), ["v4.channel.k8s.io", "channel.k8s.io"]);
     assert.equal(v4.protocol, "v4.channel.k8s.io");
-    const c = new ChannelClient(v4.ws as NonNullable<typeof v4.ws>);
+    const c = v4.client as ChannelClient;
     await c.closed;
     assert.equal(c.output(1).toString(), "out\n");
     assert.equal(c.output(2).toString(), "err\n");
@@ -224,14 +224,14 @@ describe("streaming server", () => {
 
     const b64 = await wsOpen(exec(cmd), ["v4.base64.channel.k8s.io"]);
     assert.equal(b64.protocol, "v4.base64.channel.k8s.io");
-    const cb = new ChannelClient(b64.ws as NonNullable<typeof b64.ws>, true);
+    const cb = b64.client as ChannelClient;
     await cb.closed;
     assert.equal(cb.output(1).toString(), "out\n");
     assert.equal(exitCodeOf(cb.output(3)), 2);
 
     // The unversioned protocol reports failures as text.
     const v1 = await wsOpen(exec(cmd), ["channel.k8s.io"]);
-    const c1 = new ChannelClient(v1.ws as NonNullable<typeof v1.ws>);
+    const c1 = v1.client as ChannelClient;
     await c1.closed;
     assert.match(c1.output(3).toString(), /^command terminated with non-zero exit code/);
 
@@ -239,8 +239,8 @@ describe("streaming server", () => {
   });
 
   test("WebSocket exec with a tty delivers resizes on channel 4", async () => {
-    const { ws } = await wsOpen(exec(["sh"], { tty: true, stdin: true, stderr: false }), ["v5.channel.k8s.io"]);
-    const c = new ChannelClient(ws as NonNullable<typeof ws>);
+    const { client } = await wsOpen(exec(["sh"], { tty: true, stdin: true, stderr: false }), ["v5.channel.k8s.io"]);
+    const c = client as ChannelClient;
     c.send(4, JSON.stringify({ Width: 90, Height: 30 }));
     c.send(0, 'while [ "$(stty size)" != "30 90" ]; do sleep 0.05; done; echo "size=$(stty size)"\n');
     await c.waitFor(() => /size=30 90/.test(c.output(1).toString()));
@@ -264,8 +264,8 @@ describe("streaming server", () => {
 
     // A second client attaches over WebSocket and sees the same container.
     const wsUrl = server.getAttachUrl({ containerId: "ctr1", tty: false, stdin: true, stdout: true, stderr: false });
-    const { ws } = await wsOpen(wsUrl, ["v5.channel.k8s.io"]);
-    const c = new ChannelClient(ws as NonNullable<typeof ws>);
+    const { client } = await wsOpen(wsUrl, ["v5.channel.k8s.io"]);
+    const c = client as ChannelClient;
     c.send(0, "from-ws\n");
     await c.waitFor(() => /got:from-ws/.test(c.output(1).toString()));
     await out.until(/got:from-ws/);
@@ -315,9 +315,9 @@ describe("streaming server", () => {
     const b = await startTarget("B");
     try {
       const url = server.getPortForwardUrl({ podSandboxId: "pod1", ports: [a.port, b.port] });
-      const { ws, protocol } = await wsOpen(url, ["v4.channel.k8s.io"]);
+      const { client, protocol } = await wsOpen(url, ["v4.channel.k8s.io"]);
       assert.equal(protocol, "v4.channel.k8s.io");
-      const c = new ChannelClient(ws as NonNullable<typeof ws>);
+      const c = client as ChannelClient;
       await c.waitFor(() => [0, 1, 2, 3].every((ch) => c.chunks.has(ch)));
       const le = (p: number) => Buffer.from([p & 0xff, p >> 8]);
       for (const [ch, port] of [
@@ -409,11 +409,11 @@ describe("streaming server", () => {
     s.conn.destroy();
     await eventually(() => !alive(pid) && backend.running.size === 0 && server.activeSessions === 0, "cleanup after SPDY disconnect");
 
-    const { ws } = await wsOpen(exec(cmd, { stdin: true }), ["v5.channel.k8s.io"]);
-    const c = new ChannelClient(ws as NonNullable<typeof ws>);
+    const { client } = await wsOpen(exec(cmd, { stdin: true }), ["v5.channel.k8s.io"]);
+    const c = client as ChannelClient;
     await c.waitFor(() => /tick/.test(c.output(1).toString()));
     const wsPid = backend.pids[backend.pids.length - 1];
-    ws?.terminate();
+    c.ws.terminate();
     await eventually(() => !alive(wsPid) && backend.running.size === 0 && server.activeSessions === 0, "cleanup after WebSocket disconnect");
   });
 
@@ -457,8 +457,8 @@ describe("streaming server", () => {
       const s = await SpdyCommandSession.open(tls.getExecUrl(req), V4, { stdout: true, stderr: true });
       assert.equal((await s.result()).stdout.toString(), "secure\n");
       await s.close();
-      const { ws } = await wsOpen(tls.getExecUrl(req), ["v5.channel.k8s.io"]);
-      const c = new ChannelClient(ws as NonNullable<typeof ws>);
+      const { client } = await wsOpen(tls.getExecUrl(req), ["v5.channel.k8s.io"]);
+      const c = client as ChannelClient;
       await c.closed;
       assert.equal(c.output(1).toString(), "secure\n");
     } finally {

@@ -322,6 +322,33 @@ static void close_stream(struct stream *s) {
   s->src = -1;
 }
 
+static void close_stdin_now(void) {
+  if (in.src >= 0) close(in.src), in.src = -1;
+  if (stdin_pipe >= 0) close(stdin_pipe), stdin_pipe = -1;
+  in.dst = -1;
+  in.len = in.off = 0;
+}
+
+// "closestdin": what the client wrote before closing must still reach the process, so
+// stdin closes once the fifo holds nothing more (or when the pending bytes are written).
+static int stdin_closing;
+static void try_close_stdin(void) {
+  while (in.src >= 0 && in.dst >= 0) {
+    if (in.len > in.off) {
+      ssize_t w = write(in.dst, in.buf + in.off, in.len - in.off);
+      if (w < 0 && errno == EAGAIN) return;  // the process is not reading yet: wait for POLLOUT
+      if (w < 0) break;
+      in.off += (size_t)w;
+      continue;
+    }
+    ssize_t n = read(in.src, in.buf, BUF_SIZE);
+    if (n <= 0) break;  // EOF, EAGAIN (nothing more written), or an error
+    in.len = (size_t)n;
+    in.off = 0;
+  }
+  close_stdin_now();
+}
+
 static void handle_ctl_line(char *line) {
   unsigned w, h;
   if (sscanf(line, "resize %u %u", &w, &h) == 2) {
@@ -330,9 +357,8 @@ static void handle_ctl_line(char *line) {
       ioctl(master, TIOCSWINSZ, &ws);
     }
   } else if (strcmp(line, "closestdin") == 0) {
-    if (in.src >= 0) close(in.src), in.src = -1;
-    if (stdin_pipe >= 0) close(stdin_pipe), stdin_pipe = -1;
-    in.dst = -1;
+    stdin_closing = 1;
+    try_close_stdin();
   }
 }
 
@@ -560,8 +586,9 @@ int main(int argc, char **argv) {
     if (i_con >= 0 && fds[i_con].revents) receive_console();
     if (i_out >= 0 && fds[i_out].revents && pump(&out) < 0) close_stream(&out);
     if (i_err >= 0 && fds[i_err].revents && pump(&err) < 0) close_stream(&err);
-    if (i_in >= 0 && in.src >= 0 && fds[i_in].revents && pump(&in) < 0) {
-      handle_ctl_line("closestdin");
+    if (i_in >= 0 && in.src >= 0 && fds[i_in].revents) {
+      if (pump(&in) < 0) close_stdin_now();
+      else if (stdin_closing) try_close_stdin();
     }
     if (i_oom >= 0 && fds[i_oom].revents) {
       uint64_t v;

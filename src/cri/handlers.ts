@@ -11,6 +11,8 @@ import type {
   Metadata,
   ServerUnaryCall,
   ServerWritableStream,
+  ServiceDefinition,
+  UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import type { ImageServiceServer, RuntimeServiceServer } from "../gen/cri/runtime/v1/api.js";
 import type { Logger } from "../util/log.js";
@@ -58,4 +60,6 @@ export type ImageHandlers = { [K in keyof MethodsOf<ImageServiceServer>]: AsyncH
 export interface CriHandlers {
   runtime: Partial<RuntimeHandlers>;
   image: Partial<ImageHandlers>;
+  /** Other services served on the same socket, e.g. berth.v1.Berth (cri/berth-service.ts). */
+  extra?: { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];
 }

@@ -135,6 +135,8 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
   const log = opts.log.child({ component: "cri" });
   server.addService(RuntimeServiceService, implement(RuntimeServiceService, handlers.runtime, log));
   server.addService(ImageServiceService, implement(ImageServiceService, handlers.image, log));
+  // Non-CRI services on the same socket (berth.v1.Berth for the CLI); they map their own errors.
+  for (const extra of handlers.extra ?? []) server.addService(extra.definition, extra.implementation);
   return server;
 }
 

@@ -7,6 +7,7 @@
 // those dependencies here, and spread its handlers into `runtime` / `image` below. A later
 // spread wins, so a real handler replaces the UNIMPLEMENTED default by name.
 
+import { berthService, type DaemonSummary } from "../cri/berth-service.js";
 import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
@@ -22,7 +23,34 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/** The static part of `berth info`. */
+function daemonSummary(config: BerthConfig, startedAt: bigint): DaemonSummary {
+  const handlers = Object.entries(config.runtime.handlers);
+  return {
+    version: BERTH_VERSION,
+    root: config.root,
+    state: config.state,
+    address: config.grpc.address,
+    cgroupDriver: config.cgroup.driver,
+    snapshotter: config.image.snapshotter,
+    runtimes: handlers.map(([name, h]) => ({
+      name,
+      runtimeType: h.runtime_type,
+      binaryName: h.binary_name,
+      default: name === config.runtime.default_runtime_name,
+    })),
+    cniConfDir: config.cni.conf_dir,
+    cniBinDir: config.cni.bin_dir,
+    sandboxImage: config.image.sandbox_image,
+    registryConfigPath: config.registry.config_path,
+    pid: BigInt(process.pid),
+    startedAt,
+    logLevel: config.log.level,
+  };
+}
+
 export async function compose(config: BerthConfig, log: Logger): Promise<Services> {
+  const startedAt = BigInt(Date.now()) * 1_000_000n;
   // Each opened resource pushes its closer; close() runs them last-in first-out.
   const closers: (() => Promise<void> | void)[] = [];
   const close = async () => {
@@ -56,6 +84,16 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       image: {
         ...imageServiceHandlers({}),
       },
+      // berth.v1.Berth for the CLI (pull progress, archives, info). Pass `images` (the
+      // images/service.ts ImageService) and `archives` once they are built here.
+      extra: [
+        berthService({
+          log,
+          summary: () => daemonSummary(config, startedAt),
+          images: undefined,
+          archives: undefined,
+        }),
+      ],
     };
     return { cri, close };
   } catch (err) {

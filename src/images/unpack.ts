@@ -118,6 +118,24 @@ class AutoDecompress extends Transform {
   }
 }
 
+/** sha256 and size of the uncompressed content of a (possibly gzip/zstd) layer stream: its diff ID. */
+export async function diffIdOf(input: Readable): Promise<ApplyResult> {
+  const hasher = new HashStream();
+  await pipeline(input, new AutoDecompress(), hasher, async function (source: AsyncIterable<unknown>) {
+    for await (const _ of source) {
+      // consume
+    }
+  });
+  return { diffId: `sha256:${hasher.hash.digest("hex")}`, size: hasher.size };
+}
+
+/** Whether `head` starts a gzip or zstd stream. */
+export function compressionOf(head: Buffer): "gzip" | "zstd" | "none" {
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
+  return "none";
+}
+
 function refuse(name: string, why: string): InvalidArgumentError {
   return new InvalidArgumentError(`layer entry ${JSON.stringify(name)}: ${why}`);
 }
@@ -284,7 +302,8 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
     const target = await confined.entry(comps, header.name);
     const key = comps.join("/");
     const existing = await lstatOrNull(target);
-    if (existing && !(existing.isDirectory() && type === "directory")) {
+    const keepDir = !!existing?.isDirectory() && type === "directory";
+    if (existing && !keepDir) {
       await rm(target, { recursive: existing.isDirectory(), force: true });
       confined.invalidate();
     }
@@ -315,7 +334,7 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
       }
       case "directory": {
         await drain(stream);
-        if (!existing) await mkdir(target, { mode: 0o700 });
+        if (!keepDir) await mkdir(target, { mode: 0o700 });
         await lchown(target, uid, gid);
         await chmod(target, mode);
         dirTimes.push({ path: target, mtime });

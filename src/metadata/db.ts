@@ -5,6 +5,8 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { containersMigration } from "./containers.js";
+import { podsMigration } from "./pods.js";
 
 export type Db = Database.Database;
 
@@ -91,6 +93,11 @@ export const migrations: Migration[] = [
           PRIMARY KEY (lease_id, type, resource)
         );
       `),
+  },
+  {
+    version: 3,
+    name: "pods, containers and shim records",
+    up: (db) => db.exec(podsMigration + containersMigration),
   },
 ];
 

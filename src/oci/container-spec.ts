@@ -27,7 +27,15 @@ import { cgroupsPath, type CgroupDriver } from "./cgroups-path.js";
 import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS } from "./defaults.js";
 import { criDevices, hostDevices } from "./devices.js";
 import { probeHost, type HostFacts } from "./host.js";
-import { cgroupMount, cleanPath, criBindMount, defaultMounts, mountDepth, podBindMount, type BindOptions } from "./mounts.js";
+import {
+  cgroupMount,
+  cleanPath,
+  criBindMount,
+  defaultMounts,
+  mountDepth,
+  podBindMount,
+  type BindOptions,
+} from "./mounts.js";
 import { applyResources, clampOomScoreAdj, int64 } from "./resources.js";
 import { podNamespaceModes, type PodFiles } from "./sandbox-spec.js";
 import { loadedAppArmorProfiles, resolveAppArmor, resolveSeccomp } from "./security-profiles.js";
@@ -88,7 +96,11 @@ export interface ContainerSpecInput {
  * a CRI command replaces the entrypoint AND drops the image Cmd; CRI args replace Cmd;
  * an Entrypoint of [""] means none.
  */
-export function mergeProcessArgs(command: readonly string[], args: readonly string[], image: ImageProcessConfig): string[] {
+export function mergeProcessArgs(
+  command: readonly string[],
+  args: readonly string[],
+  image: ImageProcessConfig,
+): string[] {
   let cmd = [...command];
   let rest = [...args];
   if (cmd.length === 0) {
@@ -98,7 +110,9 @@ export function mergeProcessArgs(command: readonly string[], args: readonly stri
   }
   const all = [...cmd, ...rest];
   if (all.length === 0) {
-    throw new InvalidArgumentError("no command specified: set the container's command or args, or use an image with an entrypoint or cmd");
+    throw new InvalidArgumentError(
+      "no command specified: set the container's command or args, or use an image with an entrypoint or cmd",
+    );
   }
   return all;
 }
@@ -187,7 +201,9 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
       );
 
   const resources = cfg.linux?.resources;
-  const oomScoreAdj = resources ? clampOomScoreAdj(int64(resources.oomScoreAdj, "oom_score_adj"), host.oomScoreAdj) : undefined;
+  const oomScoreAdj = resources
+    ? clampOomScoreAdj(int64(resources.oomScoreAdj, "oom_score_adj"), host.oomScoreAdj)
+    : undefined;
 
   const apparmorProfile = resolveAppArmor({
     profile: sc?.apparmor,
@@ -313,13 +329,21 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
   // (containerd would mask nothing then; kubelet always sends the defaults, crictl
   // does not, and an unmasked /proc/kcore is not a safe default). Privileged: none.
   const maskedPaths = privileged ? [] : sc?.maskedPaths?.length ? [...sc.maskedPaths] : [...DEFAULT_MASKED_PATHS];
-  const readonlyPaths = privileged ? [] : sc?.readonlyPaths?.length ? [...sc.readonlyPaths] : [...DEFAULT_READONLY_PATHS];
+  const readonlyPaths = privileged
+    ? []
+    : sc?.readonlyPaths?.length
+      ? [...sc.readonlyPaths]
+      : [...DEFAULT_READONLY_PATHS];
 
   const spec: Spec = {
     ociVersion: OCI_VERSION,
     process: {
       terminal: cfg.tty,
-      user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: user.additionalGids } : {}) },
+      user: {
+        uid: user.uid,
+        gid: user.gid,
+        ...(user.additionalGids.length > 0 ? { additionalGids: user.additionalGids } : {}),
+      },
       args,
       env,
       cwd,

@@ -107,7 +107,12 @@ export interface CriContainerConfig {
   mounts: CriMount[];
   devices: CriDevice[];
   tty: boolean;
-  linux?: { resources?: CriLinuxContainerResources | undefined; securityContext?: CriLinuxContainerSecurityContext | undefined } | undefined;
+  linux?:
+    | {
+        resources?: CriLinuxContainerResources | undefined;
+        securityContext?: CriLinuxContainerSecurityContext | undefined;
+      }
+    | undefined;
 }
 
 export interface CriLinuxSandboxSecurityContext {

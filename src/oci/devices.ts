@@ -75,7 +75,6 @@ export function hostDevices(): Device[] {
   return devicesAt("/dev");
 }
 
-
 /**
  * The devices a CRI config asks for, with an allow rule each. The host path may be a
  * symlink (e.g. /dev/disk/by-id/...); it is resolved first, as containerd does.

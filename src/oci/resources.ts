@@ -61,7 +61,10 @@ export function applyResources(
   // Without the hugetlb controller containerd's default config
   // (tolerate_missing_hugetlb_controller = true) skips the limits.
   if (r.hugepageLimits.length > 0 && host.hugetlbAvailable) {
-    out.hugepageLimits = r.hugepageLimits.map((h) => ({ pageSize: h.pageSize, limit: int64(h.limit, "hugepage limit") }));
+    out.hugepageLimits = r.hugepageLimits.map((h) => ({
+      pageSize: h.pageSize,
+      limit: int64(h.limit, "hugepage limit"),
+    }));
   }
   if (Object.keys(r.unified).length > 0) out.unified = { ...(out.unified ?? {}), ...r.unified };
 }

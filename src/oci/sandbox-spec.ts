@@ -68,7 +68,11 @@ export interface SandboxSpecInput {
 /** Namespace modes of a pod, with containerd's defaults for unset options (all POD). */
 export function podNamespaceModes(config: PodSandboxConfig): { network: number; pid: number; ipc: number } {
   const ns = config.linux?.securityContext?.namespaceOptions;
-  return { network: ns?.network ?? NamespaceMode.POD, pid: ns?.pid ?? NamespaceMode.POD, ipc: ns?.ipc ?? NamespaceMode.POD };
+  return {
+    network: ns?.network ?? NamespaceMode.POD,
+    pid: ns?.pid ?? NamespaceMode.POD,
+    ipc: ns?.ipc ?? NamespaceMode.POD,
+  };
 }
 
 export function buildSandboxSpec(input: SandboxSpecInput): Spec {

@@ -73,10 +73,29 @@ const ALLOWED_PERSONAS = [0x0, 0x0008, 0x20000, 0x20008, 0xffffffff];
 const BY_CAPABILITY: Record<string, string[]> = {
   CAP_DAC_READ_SEARCH: ["open_by_handle_at"],
   CAP_SYS_ADMIN: [
-    "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
-    "lookup_dcookie", "mount", "mount_setattr", "move_mount", "open_tree", "perf_event_open",
-    "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns", "syslog", "umount",
-    "umount2", "unshare",
+    "bpf",
+    "clone",
+    "clone3",
+    "fanotify_init",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "lookup_dcookie",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "open_tree",
+    "perf_event_open",
+    "quotactl",
+    "quotactl_fd",
+    "setdomainname",
+    "sethostname",
+    "setns",
+    "syslog",
+    "umount",
+    "umount2",
+    "unshare",
   ],
   CAP_SYS_BOOT: ["reboot"],
   CAP_SYS_CHROOT: ["chroot"],
@@ -141,12 +160,28 @@ export function defaultSeccompProfile(opts: DefaultProfileOptions): Seccomp {
   // (host/VM sockets). Three single-condition rules: runc turns several conditions on
   // the same argument into separate rules (an OR), so "!= ALG && != VSOCK" cannot be
   // written as one rule. socketcall(2) ABIs are covered by the unconditional allow.
-  syscalls.push({ names: ["socket"], action: "SCMP_ACT_ALLOW", args: [{ index: 0, value: AF_ALG, op: "SCMP_CMP_LT" }] });
-  syscalls.push({ names: ["socket"], action: "SCMP_ACT_ALLOW", args: [{ index: 0, value: AF_ALG + 1, op: "SCMP_CMP_EQ" }] });
-  syscalls.push({ names: ["socket"], action: "SCMP_ACT_ALLOW", args: [{ index: 0, value: AF_VSOCK, op: "SCMP_CMP_GT" }] });
+  syscalls.push({
+    names: ["socket"],
+    action: "SCMP_ACT_ALLOW",
+    args: [{ index: 0, value: AF_ALG, op: "SCMP_CMP_LT" }],
+  });
+  syscalls.push({
+    names: ["socket"],
+    action: "SCMP_ACT_ALLOW",
+    args: [{ index: 0, value: AF_ALG + 1, op: "SCMP_CMP_EQ" }],
+  });
+  syscalls.push({
+    names: ["socket"],
+    action: "SCMP_ACT_ALLOW",
+    args: [{ index: 0, value: AF_VSOCK, op: "SCMP_CMP_GT" }],
+  });
 
   for (const persona of ALLOWED_PERSONAS) {
-    syscalls.push({ names: ["personality"], action: "SCMP_ACT_ALLOW", args: [{ index: 0, value: persona, op: "SCMP_CMP_EQ" }] });
+    syscalls.push({
+      names: ["personality"],
+      action: "SCMP_ACT_ALLOW",
+      args: [{ index: 0, value: persona, op: "SCMP_CMP_EQ" }],
+    });
   }
 
   if (kernelAtLeast(opts.kernelRelease ?? release(), 4, 8)) {

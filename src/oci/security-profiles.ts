@@ -76,7 +76,9 @@ export function loadSeccompProfile(path: string): Seccomp {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new InvalidArgumentError(`seccomp profile ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    throw new InvalidArgumentError(`seccomp profile ${path} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const bad = (why: string) => new InvalidArgumentError(`seccomp profile ${path} is invalid: ${why}`);
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw bad("expected a JSON object");
@@ -109,7 +111,8 @@ export function loadSeccompProfile(path: string): Seccomp {
       const e = s as Record<string, unknown>;
       const names = Array.isArray(e.names) ? e.names.map(String) : typeof e.name === "string" ? [e.name] : null;
       if (!names || names.length === 0) throw bad(`syscalls[${i}] names no system call`);
-      if (typeof e.action !== "string" || !ACTIONS.has(e.action)) throw bad(`syscalls[${i}].action is not a seccomp action`);
+      if (typeof e.action !== "string" || !ACTIONS.has(e.action))
+        throw bad(`syscalls[${i}].action is not a seccomp action`);
       const entry: SeccompSyscall = { names, action: e.action as SeccompSyscall["action"] };
       if (typeof e.errnoRet === "number") entry.errnoRet = e.errnoRet;
       if (Array.isArray(e.args) && e.args.length > 0) entry.args = e.args as SeccompSyscall["args"];
@@ -137,7 +140,8 @@ export function resolveSeccomp(req: SeccompRequest): Seccomp | undefined {
       const ref = sp.localhostRef.startsWith(LOCALHOST_PREFIX)
         ? sp.localhostRef.slice(LOCALHOST_PREFIX.length)
         : sp.localhostRef;
-      if (ref === "") throw new InvalidArgumentError("seccomp profile type Localhost needs a localhost_ref (a file path)");
+      if (ref === "")
+        throw new InvalidArgumentError("seccomp profile type Localhost needs a localhost_ref (a file path)");
       return loadSeccompProfile(ref);
     }
     default:

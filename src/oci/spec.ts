@@ -164,13 +164,7 @@ export type SeccompAction =
   | "SCMP_ACT_NOTIFY";
 
 export type SeccompOperator =
-  | "SCMP_CMP_NE"
-  | "SCMP_CMP_LT"
-  | "SCMP_CMP_LE"
-  | "SCMP_CMP_EQ"
-  | "SCMP_CMP_GE"
-  | "SCMP_CMP_GT"
-  | "SCMP_CMP_MASKED_EQ";
+  "SCMP_CMP_NE" | "SCMP_CMP_LT" | "SCMP_CMP_LE" | "SCMP_CMP_EQ" | "SCMP_CMP_GE" | "SCMP_CMP_GT" | "SCMP_CMP_MASKED_EQ";
 
 export interface SeccompArg {
   index: number;

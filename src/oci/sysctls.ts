@@ -30,7 +30,9 @@ export function validateSysctls(
   for (const name of Object.keys(sysctls)) {
     const ns = sysctlNamespace(name);
     if (ns === null) {
-      throw new InvalidArgumentError(`sysctl ${JSON.stringify(name)} is not namespaced: it would change the whole node`);
+      throw new InvalidArgumentError(
+        `sysctl ${JSON.stringify(name)} is not namespaced: it would change the whole node`,
+      );
     }
     if (!own[ns]) {
       throw new InvalidArgumentError(

@@ -83,6 +83,16 @@ export function resolveInRoot(root: string, path: string): string {
 /** Reads a regular file at `path` inside `root` (symlinks kept inside); null when it does not exist. */
 export function readFileInRoot(root: string, path: string, maxBytes = MAX_USER_FILE): string | null {
   const hostPath = resolveInRoot(root, path);
+  // Refuse anything but a regular file before opening: opening a device node the image
+  // placed there could have side effects on the host.
+  try {
+    if (!lstatSync(hostPath).isFile()) throw new InvalidArgumentError(`${path} of the image is not a regular file`);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return null;
+    throw new InvalidArgumentError(`cannot read ${path} of the image: ${(err as Error).message}`, { cause: err });
+  }
   let fd: number;
   try {
     // O_NOFOLLOW: the last component was resolved above, a symlink there now is a race.

@@ -62,7 +62,7 @@ const optionFields: Record<string, { field: keyof RuncOptions; kind: "boolean" |
 };
 
 function snake(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return key.replace(/^[A-Z]/, (c) => c.toLowerCase()).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
 /** The shim executable's name for a runtime type: io.containerd.NAME.v2 -> containerd-shim-NAME-v2. */

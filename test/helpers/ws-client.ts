@@ -7,6 +7,8 @@ import WebSocket from "ws";
 export interface WsOpenResult {
   ws?: WebSocket;
   protocol?: string;
+  /** The demultiplexer, attached when the socket opened so no early message is missed. */
+  client?: ChannelClient;
   status?: number;
 }
 
@@ -15,7 +17,10 @@ export function wsOpen(url: string, protocols: string[]): Promise<WsOpenResult> 
   const target = url.replace(/^http/, "ws");
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(target, protocols, { rejectUnauthorized: false, perMessageDeflate: false });
-    ws.once("open", () => resolve({ ws, protocol: ws.protocol }));
+    // The server may send its first message in the same packet as the 101: listen synchronously.
+    ws.once("open", () =>
+      resolve({ ws, protocol: ws.protocol, client: new ChannelClient(ws, ws.protocol.includes("base64")) }),
+    );
     ws.once("unexpected-response", (_req, res) => {
       resolve({ status: res.statusCode });
       res.resume();

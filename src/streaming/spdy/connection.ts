@@ -139,6 +139,9 @@ export class SpdyConnection extends EventEmitter {
   private readonly receiveWindow = DEFAULT_WINDOW;
   private windowWaiters: (() => void)[] = [];
   private goAwaySent = false;
+  private peerEnded = false;
+  private peerEndHandled = false;
+  private socketClosed = false;
   private peerWentAway = false;
   private closed = false;
 
@@ -154,8 +157,16 @@ export class SpdyConnection extends EventEmitter {
     this.peerFlowControl = opts.enforcePeerWindows ?? false;
     this.isServer = opts.server;
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("end", () => this.onPeerEnd());
-    socket.on("close", () => this.onClose());
+    // Frames already received are handled before the end of the socket is: handling can wait
+    // on the header decompressor, and a stream's data must not be cut off by its EOF.
+    socket.on("end", () => {
+      this.peerEnded = true;
+      this.afterPump();
+    });
+    socket.on("close", () => {
+      this.socketClosed = true;
+      this.afterPump();
+    });
     socket.on("error", () => {
       // 'close' follows; the session ends there.
     });
@@ -270,7 +281,7 @@ export class SpdyConnection extends EventEmitter {
   // ---- outgoing queue: header blocks are compressed asynchronously, frames keep their order.
 
   private enqueue(item: Buffer | Promise<Buffer>): void {
-    if (this.closed) return;
+    if (this.closed || this.socketClosed) return;
     if (!Buffer.isBuffer(item)) item.catch(() => undefined);
     if (!this.flushingOut && this.outq.length === 0 && Buffer.isBuffer(item)) {
       this.socket.write(item);
@@ -291,7 +302,7 @@ export class SpdyConnection extends EventEmitter {
         this.fail(err);
         break;
       }
-      if (!this.closed) this.socket.write(buf);
+      if (!this.closed && !this.socketClosed) this.socket.write(buf);
     }
     this.flushingOut = false;
     this.wakeWindowWaiters();
@@ -320,6 +331,16 @@ export class SpdyConnection extends EventEmitter {
       this.fail(err);
     }
     this.pumping = false;
+    this.afterPump();
+  }
+
+  private afterPump(): void {
+    if (this.pumping) return;
+    if (this.peerEnded && !this.peerEndHandled) {
+      this.peerEndHandled = true;
+      this.onPeerEnd();
+    }
+    if (this.socketClosed) this.onClose();
   }
 
   private async handle(f: Frame): Promise<void> {
@@ -477,7 +498,7 @@ export class SpdyConnection extends EventEmitter {
     // The peer hung up its side; nothing more will arrive on any stream.
     for (const s of this.streams.values()) s.endRemote();
     void this.flushed().then(() => {
-      if (!this.closed) this.socket.end();
+      if (!this.closed && !this.socketClosed) this.socket.end();
     });
   }
 

@@ -1,0 +1,68 @@
+// What the pod and container services share: their dependencies, the on-disk layout under
+// berthd's root and state directories, and the containerd namespace their tasks live in.
+import { join } from "node:path";
+import type { ImageService } from "../images/service.js";
+import type { ContainerMetadata } from "../metadata/containers.js";
+import type { PodMetadata } from "../metadata/pods.js";
+import type { NetworkManager } from "../network/index.js";
+import type { CgroupDriver } from "../oci/index.js";
+import type { RuntimeHandlers, ShimManager } from "../runtime/index.js";
+import type { Logger } from "../util/log.js";
+import type { CriEvents } from "./events.js";
+
+/** The containerd namespace of every CRI task (the one containerd's CRI plugin uses). */
+export const CRI_NAMESPACE = "k8s.io";
+
+export interface CriContext {
+  pods: PodMetadata;
+  containers: ContainerMetadata;
+  images: ImageService;
+  network: NetworkManager;
+  shims: ShimManager;
+  handlers: RuntimeHandlers;
+  events: CriEvents;
+  log: Logger;
+  /** berthd's state dir (bundles, fifos, pod files live below it). */
+  stateDir: string;
+  /** The shared read-only sandbox rootfs holding /pause. */
+  sandboxRootfs: string;
+  cgroupDriver: CgroupDriver;
+  /** Longest CRI log record before a line is split into P records. */
+  maxLogLineSize?: number;
+}
+
+export const paths = {
+  bundle: (ctx: CriContext, id: string) => join(ctx.stateDir, "bundles", id),
+  podDir: (ctx: CriContext, id: string) => join(ctx.stateDir, "pods", id),
+  ioRoot: (ctx: CriContext) => join(ctx.stateDir, "io"),
+};
+
+/** ns since the epoch, as CRI timestamps are. */
+export function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+export function dateNs(d: Date | undefined): bigint {
+  return d ? BigInt(d.getTime()) * 1_000_000n : 0n;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Runs undo steps last-first, logging (not throwing) their failures: the original error matters. */
+export async function runUndo(steps: (() => unknown)[], log: Logger, what: string): Promise<void> {
+  for (const step of steps.reverse()) {
+    try {
+      await step();
+    } catch (err) {
+      log.warn({ err }, `cleanup after failed ${what}`);
+    }
+  }
+}
+
+/** True when every key=value of `selector` is among `labels`. */
+export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
+  for (const [k, v] of Object.entries(selector ?? {})) if (labels[k] !== v) return false;
+  return true;
+}
