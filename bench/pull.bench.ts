@@ -17,7 +17,9 @@ const FILES_PER_LAYER = 20;
 
 /** Text-like data: random words from a small vocabulary, compresses about 3-4x like real files. */
 function compressible(bytes: number, seed: number): Buffer {
-  const words = Array.from({ length: 512 }, (_, i) => ((i * 2654435761 + seed) >>> 0).toString(36).slice(0, 3 + (i % 7)));
+  const words = Array.from({ length: 512 }, (_, i) =>
+    ((i * 2654435761 + seed) >>> 0).toString(36).slice(0, 3 + (i % 7)),
+  );
   const buf = Buffer.allocUnsafe(bytes);
   let x = seed >>> 0 || 1;
   let pos = 0;
@@ -77,8 +79,12 @@ async function main(): Promise<void> {
     db.close();
 
     const mb = (b: number) => b / (1 << 20);
-    console.log(`image: ${LAYERS} layers, ${mb(uncompressed).toFixed(0)} MiB uncompressed, ${mb(compressed).toFixed(0)} MiB gzip`);
-    console.log(`gzip -d floor:       ${floorS.toFixed(2)} s  ${(mb(uncompressed) / floorS).toFixed(0)} MiB/s uncompressed`);
+    console.log(
+      `image: ${LAYERS} layers, ${mb(uncompressed).toFixed(0)} MiB uncompressed, ${mb(compressed).toFixed(0)} MiB gzip`,
+    );
+    console.log(
+      `gzip -d floor:       ${floorS.toFixed(2)} s  ${(mb(uncompressed) / floorS).toFixed(0)} MiB/s uncompressed`,
+    );
     console.log(
       `berth pull+unpack (${snapshotter}): ${pullS.toFixed(2)} s  ${(mb(uncompressed) / pullS).toFixed(0)} MiB/s uncompressed, ${(mb(compressed) / pullS).toFixed(0)} MiB/s transferred`,
     );

@@ -39,7 +39,13 @@ before(async () => {
   imageId = img.config.digest;
   await writeOciLayout(layout, [{ tag: "v1", image: img }]);
   await run("tar", ["-C", layout, "-cf", join(work, "oci.tar"), "."]);
-  await run("skopeo", ["--insecure-policy", "copy", "-q", `oci:${layout}:v1`, `docker-archive:${join(work, "docker.tar")}:example.com/offline/app:v1`]);
+  await run("skopeo", [
+    "--insecure-policy",
+    "copy",
+    "-q",
+    `oci:${layout}:v1`,
+    `docker-archive:${join(work, "docker.tar")}:example.com/offline/app:v1`,
+  ]);
 });
 
 after(async () => {
@@ -54,7 +60,9 @@ async function rootfsOf(svc: ImageService, id: string, key: string): Promise<str
 
 test("imports an OCI image layout archive", async () => {
   const svc = await newService();
-  const [img] = await importArchive(svc, createReadStream(join(work, "oci.tar")), { baseName: "example.com/offline/app" });
+  const [img] = await importArchive(svc, createReadStream(join(work, "oci.tar")), {
+    baseName: "example.com/offline/app",
+  });
   assert.equal(img.id, imageId);
   assert.deepEqual(img.repoTags, ["example.com/offline/app:v1"]);
   assert.equal(img.config.User, "berth");
@@ -104,10 +112,21 @@ test("an archive whose blob does not match its digest is refused", async () => {
   const svc = await newService();
   const bad = await tarOf([
     { name: "oci-layout", content: '{"imageLayoutVersion":"1.0.0"}' },
-    { name: "index.json", content: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: `sha256:${"a".repeat(64)}`, size: 2 }] }) },
+    {
+      name: "index.json",
+      content: JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: `sha256:${"a".repeat(64)}`, size: 2 },
+        ],
+      }),
+    },
     { name: `blobs/sha256/${"a".repeat(64)}`, content: "{}" },
   ]);
   await assert.rejects(importArchive(svc, Readable.from([bad])), /digest mismatch/);
-  await assert.rejects(importArchive(svc, Readable.from([await tarOf([{ name: "x", content: "" }])])), InvalidArgumentError);
+  await assert.rejects(
+    importArchive(svc, Readable.from([await tarOf([{ name: "x", content: "" }])])),
+    InvalidArgumentError,
+  );
   assert.deepEqual(await svc.list(), []);
 });

@@ -1,7 +1,7 @@
 // Layer application: file types and metadata, and confinement against hostile layers.
 import { test, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { lstat, mkdtemp, readFile, readdir, readlink, rm, writeFile } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -23,7 +23,11 @@ afterEach(async () => {
   await rm(outside, { recursive: true, force: true });
 });
 
-async function apply(entries: EntrySpec[], whiteouts: WhiteoutMode = "native", compression: "gzip" | "zstd" | "none" = "gzip") {
+async function apply(
+  entries: EntrySpec[],
+  whiteouts: WhiteoutMode = "native",
+  compression: "gzip" | "zstd" | "none" = "gzip",
+) {
   const layer = await makeLayer(entries, compression);
   return applyLayer(Readable.from([layer.blob]), root, { whiteouts, expectedDiffId: layer.diffId });
 }
@@ -37,14 +41,21 @@ test("applies files, dirs, symlinks, hard links, devices, fifos, modes, owners, 
   const mtime = new Date("2020-02-02T02:02:02Z");
   for (const compression of ["gzip", "zstd", "none"] as const) {
     await rm(root, { recursive: true, force: true });
-    await mkdtemp(root).catch(() => {});
-    await import("node:fs/promises").then((f) => f.mkdir(root, { recursive: true }));
+    await mkdir(root);
     const r = await apply(
       [
         { name: "usr/", type: "directory", mode: 0o755, mtime },
         { name: "usr/bin/su", content: "#!/bin/sh\n", mode: 0o4755, uid: 0, gid: 0 },
         { name: "usr/share/", type: "directory", mode: 0o1777 },
-        { name: "usr/owned", content: "x", uid: 1234, gid: 5678, mode: 0o640, mtime, pax: { "SCHILY.xattr.user.test": "value" } },
+        {
+          name: "usr/owned",
+          content: "x",
+          uid: 1234,
+          gid: 5678,
+          mode: 0o640,
+          mtime,
+          pax: { "SCHILY.xattr.user.test": "value" },
+        },
         { name: "usr/link", type: "symlink", linkname: "/usr/bin/su" },
         { name: "usr/hard", type: "link", linkname: "usr/owned" },
         { name: "dev/null", type: "character-device", devmajor: 1, devminor: 3, mode: 0o666 },
@@ -123,13 +134,19 @@ test("a diff ID mismatch fails the apply", async () => {
 test("../escape is refused", async () => {
   await assert.rejects(apply([{ name: "../escape", content: "x" }]), InvalidArgumentError);
   await assert.rejects(apply([{ name: "a/../../escape", content: "x" }]), InvalidArgumentError);
-  await assert.rejects(apply([{ name: `../${outside.split("/").pop()}/secret`, content: "pwned" }]), InvalidArgumentError);
+  await assert.rejects(
+    apply([{ name: `../${outside.split("/").pop()}/secret`, content: "pwned" }]),
+    InvalidArgumentError,
+  );
   await assertOutsideUntouched();
   assert.ok(!(await readdir(join(root, ".."))).includes("escape"));
 });
 
 test("absolute names are confined to the root", async () => {
-  await apply([{ name: `${outside}/secret`, content: "pwned" }, { name: `${outside}/new`, content: "x" }]);
+  await apply([
+    { name: `${outside}/secret`, content: "pwned" },
+    { name: `${outside}/new`, content: "x" },
+  ]);
   await assertOutsideUntouched();
   assert.equal(await readFile(join(root, outside, "secret"), "utf8"), "pwned");
 });
@@ -152,7 +169,10 @@ test("a write through a symlinked parent stays inside the root", async () => {
 
 test("hard links to files outside the root are refused", async () => {
   await assert.rejects(apply([{ name: "h", type: "link", linkname: `${outside}/secret` }]), InvalidArgumentError);
-  await assert.rejects(apply([{ name: "h", type: "link", linkname: `../${outside.split("/").pop()}/secret` }]), InvalidArgumentError);
+  await assert.rejects(
+    apply([{ name: "h", type: "link", linkname: `../${outside.split("/").pop()}/secret` }]),
+    InvalidArgumentError,
+  );
   await assert.rejects(
     apply([
       { name: "p", type: "symlink", linkname: outside },

@@ -244,8 +244,8 @@ test("two containers of one pod (same sandbox-id) and another pod share one shim
   // Shutdown while tasks remain does not end the shim
   await task.shutdown({ id: "pod-a-1", now: false }, h.md);
   for (const id of ["pod-a-1", "pod-a-2", "pod-b-1"]) {
-    await task.kill({ id, execId: "", signal: 15, all: true }, h.md);
-    assert.equal((await task.wait({ id, execId: "" }, h.md)).exitStatus, 143);
+    await task.kill({ id, execId: "", signal: 9, all: true }, h.md);
+    assert.equal((await task.wait({ id, execId: "" }, h.md)).exitStatus, 137);
     await task.delete({ id, execId: "" }, h.md);
   }
   assert.ok(alive([...shims][0]!));

@@ -79,7 +79,10 @@ async function unpackAll(sn: Snapshotter): Promise<string> {
   for (let i = 0; i < built.length; i++) {
     const key = `extract ${chain[i]}`;
     await sn.prepare(key, i > 0 ? chain[i - 1] : undefined);
-    await applyLayer(Readable.from([built[i].blob]), sn.applyDir(key), { whiteouts: sn.whiteouts, expectedDiffId: built[i].diffId });
+    await applyLayer(Readable.from([built[i].blob]), sn.applyDir(key), {
+      whiteouts: sn.whiteouts,
+      expectedDiffId: built[i].diffId,
+    });
     await sn.commit(chain[i], key);
   }
   return chain[chain.length - 1];
@@ -123,7 +126,10 @@ for (const name of ["overlayfs", "native"]) {
       assert.ok(u.size > 0 && u.inodes > 0);
       for (const k of ["container", "container-2", "view"]) await sn.remove(k);
       // now leaves first
-      const committed = sn.list().map((s) => s.key).reverse();
+      const committed = sn
+        .list()
+        .map((s) => s.key)
+        .reverse();
       for (const k of committed) await sn.remove(k);
       assert.deepEqual(sn.list(), []);
       assert.deepEqual(await readdir(join(state, "snapshots", name, "snapshots")), []);

@@ -134,13 +134,16 @@ describe("streaming server", () => {
   });
 
   test("SPDY negotiation picks the client's most preferred protocol the server speaks", async () => {
-    const v5 = await SpdyCommandSession.open(exec(["true"]), ["v5.channel.k8s.io", ...V4], { stdout: true });
+    const v5 = await SpdyCommandSession.open(exec(["true"], { stderr: false }), ["v5.channel.k8s.io", ...V4], {
+      stdout: true,
+    });
     assert.equal(v5.protocol, "v5.channel.k8s.io");
     assert.equal(exitCodeOf((await v5.result()).error), 0);
     await v5.close();
 
     // v2/v3 report a failure as plain text and success as nothing.
-    const v3 = await SpdyCommandSession.open(exec(["sh", "-c", "exit 4"]), ["v3.channel.k8s.io", "v2.channel.k8s.io"], {
+    const v3cmd = exec(["sh", "-c", "exit 4"], { stderr: false });
+    const v3 = await SpdyCommandSession.open(v3cmd, ["v3.channel.k8s.io", "v2.channel.k8s.io"], {
       stdout: true,
     });
     assert.equal(v3.protocol, "v3.channel.k8s.io");

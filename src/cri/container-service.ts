@@ -186,8 +186,10 @@ export class ContainerService {
       created = true;
       logger.release();
       this.loggers.set(row.id, logger);
+      // Taken before Start so that a process that exits at once never finishes before it started.
+      const startedAt = nowNs();
       await this.ctx.shims.start(NS, row.id);
-      this.ctx.containers.setStarted(row.id, nowNs());
+      this.ctx.containers.setStarted(row.id, startedAt);
     } catch (err) {
       this.loggers.delete(row.id);
       if (created) {
@@ -470,8 +472,9 @@ export class ContainerService {
     try {
       await this.ctx.shims.exec(NS, row.id, execId, { spec: processSpec, stdout: cap.path("stdout"), stderr: cap.path("stderr") });
       added = true;
-      cap.release();
       await this.ctx.shims.start(NS, row.id, execId);
+      // The shim opens the exec's fifos by the time the process has started.
+      cap.release();
       const ac = new AbortController();
       const onAbort = () => ac.abort();
       signal.addEventListener("abort", onAbort, { once: true });

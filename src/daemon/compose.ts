@@ -12,6 +12,17 @@ import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
 import { runtimeInfoHandlers } from "../cri/runtime-service.js";
+import { join } from "node:path";
+import { CriEvents } from "../cri/events.js";
+import { fallbackImageHandlers } from "../cri/image-fallback.js";
+import { createPodRuntime } from "../cri/pod-runtime.js";
+import { ensureSandboxRootfs } from "../cri/sandbox-rootfs.js";
+import { ImageService } from "../images/service.js";
+import { ContainerMetadata, ShimRecordMetadata } from "../metadata/containers.js";
+import { openDatabase } from "../metadata/db.js";
+import { PodMetadata } from "../metadata/pods.js";
+import { NetworkManager } from "../network/index.js";
+import { RuntimeHandlers as ShimRuntimeHandlers, ShimManager } from "../runtime/index.js";
 import type { Logger } from "../util/log.js";
 import type { BerthConfig } from "./config.js";
 import { BERTH_VERSION } from "./version.js";
@@ -70,8 +81,66 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       maxConfNum: config.cni.max_conf_num,
     });
 
+    // Pods and containers: the metadata store, images, CNI, shims, then recovery of what a
+    // previous berthd left running (or half done) before the socket serves anything.
+    const db = openDatabase(join(config.root, "metadata.db"));
+    closers.push(() => {
+      db.close();
+    });
+    const images = await ImageService.create({
+      root: config.root,
+      db,
+      snapshotter: config.image.snapshotter,
+      registry: { configPath: config.registry.config_path },
+    });
+    const podNetwork = new NetworkManager({
+      stateDir: join(config.root, "network"),
+      netnsDir: join(config.state, "netns"),
+      confDir: config.cni.conf_dir,
+      binDirs: [config.cni.bin_dir],
+      maxConfNum: config.cni.max_conf_num,
+    });
+    await podNetwork.init();
+    const shims = await ShimManager.create({
+      stateDir: join(config.state, "runtime"),
+      address: config.grpc.address,
+      handlers: new ShimRuntimeHandlers(
+        Object.fromEntries(
+          Object.entries(config.runtime.handlers).map(([name, h]) => [
+            name,
+            { runtimeType: h.runtime_type, binaryName: h.binary_name, root: h.root, options: h.options as Record<string, unknown> },
+          ]),
+        ),
+        config.runtime.default_runtime_name,
+      ),
+      records: new ShimRecordMetadata(db),
+      // berth's shim keeps its sockets and monitors' state under berthd's state dir.
+      shimEnv: { BERTH_SHIM_SOCKET_DIR: join(config.state, "shim") },
+      logger: log.child({ component: "runtime" }),
+    });
+    closers.push(() => shims.close());
+    const podRuntime = createPodRuntime({
+      pods: new PodMetadata(db),
+      containers: new ContainerMetadata(db),
+      images,
+      network: podNetwork,
+      shims,
+      handlers: new ShimRuntimeHandlers(
+        Object.fromEntries(Object.entries(config.runtime.handlers).map(([name, h]) => [name, { runtimeType: h.runtime_type, binaryName: h.binary_name, root: h.root }])),
+        config.runtime.default_runtime_name,
+      ),
+      events: new CriEvents(),
+      log: log.child({ component: "cri-runtime" }),
+      stateDir: config.state,
+      sandboxRootfs: await ensureSandboxRootfs(config.root),
+      cgroupDriver: config.cgroup.driver,
+    });
+    closers.push(() => podRuntime.close());
+    await podRuntime.recover();
+
     const cri: CriHandlers = {
       runtime: {
+        ...podRuntime.handlers,
         ...runtimeInfoHandlers({
           version: BERTH_VERSION,
           cgroupDriver: config.cgroup.driver,
@@ -82,6 +151,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         }),
       },
       image: {
+        ...fallbackImageHandlers(images),
         ...imageServiceHandlers({}),
       },
       // berth.v1.Berth for the CLI (pull progress, archives, info). Pass `images` (the
@@ -90,7 +160,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         berthService({
           log,
           summary: () => daemonSummary(config, startedAt),
-          images: undefined,
+          images,
           archives: undefined,
         }),
       ],

@@ -66,7 +66,11 @@ async function fileDigest(path: string): Promise<{ digest: string; size: number 
   return { digest: `sha256:${h.digest("hex")}`, size };
 }
 
-async function ingestFile(svc: ImageService, path: string, expected?: Descriptor): Promise<{ digest: string; size: number }> {
+async function ingestFile(
+  svc: ImageService,
+  path: string,
+  expected?: Descriptor,
+): Promise<{ digest: string; size: number }> {
   const d = expected ? { digest: expected.digest, size: expected.size } : await fileDigest(path);
   await svc.content.ingest(d, async (offset) => ({ offset, stream: createReadStream(path, { start: offset }) }));
   return d;
@@ -90,12 +94,22 @@ function nameFor(annotation: string | undefined, opts: ImportOptions): string | 
 }
 
 /** Imports an OCI layout archive or a `docker save` archive; returns the images it named. */
-export async function importArchive(svc: ImageService, input: Readable, opts: ImportOptions = {}): Promise<ImageRecord[]> {
+export async function importArchive(
+  svc: ImageService,
+  input: Readable,
+  opts: ImportOptions = {},
+): Promise<ImageRecord[]> {
   const dir = await scratch(svc);
   try {
     await applyLayer(input, dir, { whiteouts: "native" });
-    const hasIndex = await lstat(join(dir, "index.json")).then(() => true, () => false);
-    const hasManifest = await lstat(join(dir, "manifest.json")).then(() => true, () => false);
+    const hasIndex = await lstat(join(dir, "index.json")).then(
+      () => true,
+      () => false,
+    );
+    const hasManifest = await lstat(join(dir, "manifest.json")).then(
+      () => true,
+      () => false,
+    );
     if (hasIndex) {
       const index = JSON.parse(await readFile(await inside(dir, "index.json"), "utf8")) as IndexJson;
       if ((index.manifests ?? []).length > 0) return await importOciLayout(svc, dir, index, opts);
@@ -107,11 +121,19 @@ export async function importArchive(svc: ImageService, input: Readable, opts: Im
   }
 }
 
-async function importOciLayout(svc: ImageService, dir: string, index: IndexJson, opts: ImportOptions): Promise<ImageRecord[]> {
+async function importOciLayout(
+  svc: ImageService,
+  dir: string,
+  index: IndexJson,
+  opts: ImportOptions,
+): Promise<ImageRecord[]> {
   const blob = (d: Descriptor) => inside(dir, join("blobs", "sha256", d.digest.replace(/^sha256:/, "")));
   const out: ImageRecord[] = [];
   for (const entry of index.manifests) {
-    const name = nameFor(entry.annotations?.["io.containerd.image.name"] ?? entry.annotations?.["org.opencontainers.image.ref.name"], opts);
+    const name = nameFor(
+      entry.annotations?.["io.containerd.image.name"] ?? entry.annotations?.["org.opencontainers.image.ref.name"],
+      opts,
+    );
     const blobs: string[] = [];
     await ingestFile(svc, await blob(entry), entry);
     blobs.push(entry.digest);
@@ -120,7 +142,8 @@ async function importOciLayout(svc: ImageService, dir: string, index: IndexJson,
       const idx = await svc.content.readJson<IndexJson>(entry.digest);
       const want = opts.platform ?? hostPlatform();
       const chosen = selectManifest(idx.manifests ?? [], want);
-      if (!chosen) throw new NotFoundError(`archive entry ${name ?? entry.digest} has no image for ${formatPlatform(want)}`);
+      if (!chosen)
+        throw new NotFoundError(`archive entry ${name ?? entry.digest} has no image for ${formatPlatform(want)}`);
       await ingestFile(svc, await blob(chosen), chosen);
       manifestDesc = chosen;
       blobs.push(chosen.digest);
@@ -164,14 +187,25 @@ async function importDockerArchive(svc: ImageService, dir: string, opts: ImportO
       layers,
     };
     const body = Buffer.from(JSON.stringify(manifest));
-    const manifestDesc: Descriptor = { mediaType: MediaType.ociManifest, digest: await svc.content.writeBuffer(body), size: body.length };
+    const manifestDesc: Descriptor = {
+      mediaType: MediaType.ociManifest,
+      digest: await svc.content.writeBuffer(body),
+      size: body.length,
+    };
     const names: string[] = [];
     for (const t of e.RepoTags ?? []) {
       const ref = parseReference(t);
       names.push(tagName(ref)!, digestName(ref, manifestDesc.digest));
     }
     out.push(
-      await svc.storeImage({ target: manifestDesc, manifestDesc, manifest, names, blobs: [manifestDesc.digest], labels: opts.labels ?? {} }),
+      await svc.storeImage({
+        target: manifestDesc,
+        manifestDesc,
+        manifest,
+        names,
+        blobs: [manifestDesc.digest],
+        labels: opts.labels ?? {},
+      }),
     );
   }
   return out;
@@ -209,12 +243,30 @@ export async function importRootfs(
       schemaVersion: 2,
       mediaType: MediaType.ociManifest,
       config: { mediaType: MediaType.ociConfig, digest: configDigest, size: configBody.length },
-      layers: [{ mediaType: c === "gzip" ? MediaType.ociLayerGzip : c === "zstd" ? MediaType.ociLayerZstd : MediaType.ociLayer, ...layerDesc }],
+      layers: [
+        {
+          mediaType: c === "gzip" ? MediaType.ociLayerGzip : c === "zstd" ? MediaType.ociLayerZstd : MediaType.ociLayer,
+          ...layerDesc,
+        },
+      ],
     };
     const body = Buffer.from(JSON.stringify(manifest));
-    const manifestDesc: Descriptor = { mediaType: MediaType.ociManifest, digest: await svc.content.writeBuffer(body), size: body.length };
-    const names = [parsed.digest ? undefined : tagName(parsed), digestName(parsed, manifestDesc.digest)].filter((n): n is string => !!n);
-    return await svc.storeImage({ target: manifestDesc, manifestDesc, manifest, names, blobs: [], labels: opts.labels ?? {} });
+    const manifestDesc: Descriptor = {
+      mediaType: MediaType.ociManifest,
+      digest: await svc.content.writeBuffer(body),
+      size: body.length,
+    };
+    const names = [parsed.digest ? undefined : tagName(parsed), digestName(parsed, manifestDesc.digest)].filter(
+      (n): n is string => !!n,
+    );
+    return await svc.storeImage({
+      target: manifestDesc,
+      manifestDesc,
+      manifest,
+      names,
+      blobs: [],
+      labels: opts.labels ?? {},
+    });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -228,15 +280,22 @@ export async function exportArchive(svc: ImageService, refs: string[], out: Writ
   const pack = tar.pack();
   const done = pipeline(pack, out);
   const add = (name: string, body: Buffer) =>
-    new Promise<void>((resolve, reject) => pack.entry({ name, size: body.length, mode: 0o644 }, body, (e) => (e ? reject(e) : resolve())));
+    new Promise<void>((resolve, reject) =>
+      pack.entry({ name, size: body.length, mode: 0o644 }, body, (e) => (e ? reject(e) : resolve())),
+    );
   const written = new Set<string>();
   const addBlob = async (d: { digest: string }) => {
     if (written.has(d.digest)) return;
     written.add(d.digest);
     const size = (await svc.content.size(d.digest)) ?? 0;
     await new Promise<void>((resolve, reject) => {
-      const sink = pack.entry({ name: `blobs/sha256/${d.digest.slice(7)}`, size, mode: 0o644 }, (e) => (e ? reject(e) : resolve()));
-      svc.content.openRead(d.digest).on("error", reject).pipe(sink as unknown as Writable);
+      const sink = pack.entry({ name: `blobs/sha256/${d.digest.slice(7)}`, size, mode: 0o644 }, (e) =>
+        e ? reject(e) : resolve(),
+      );
+      svc.content
+        .openRead(d.digest)
+        .on("error", reject)
+        .pipe(sink as unknown as Writable);
     });
   };
   try {
@@ -265,7 +324,10 @@ export async function exportArchive(svc: ImageService, refs: string[], out: Writ
       for (const t of tags) {
         manifests.push({
           ...desc,
-          annotations: { "io.containerd.image.name": t, "org.opencontainers.image.ref.name": t.slice(t.lastIndexOf(":") + 1) },
+          annotations: {
+            "io.containerd.image.name": t,
+            "org.opencontainers.image.ref.name": t.slice(t.lastIndexOf(":") + 1),
+          },
         });
       }
       dockerManifest.push({
@@ -274,7 +336,10 @@ export async function exportArchive(svc: ImageService, refs: string[], out: Writ
         Layers: manifest.layers.map((l) => `blobs/sha256/${l.digest.slice(7)}`),
       });
     }
-    await add("index.json", Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })));
+    await add(
+      "index.json",
+      Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })),
+    );
     await add("manifest.json", Buffer.from(JSON.stringify(dockerManifest)));
     pack.finalize();
   } catch (err) {

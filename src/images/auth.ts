@@ -37,7 +37,7 @@ export function parseChallenges(header: string): Challenge[] {
   };
   const token = () => {
     const start = i;
-    while (i < header.length && !" \t,=\"".includes(header[i])) i++;
+    while (i < header.length && !' \t,="'.includes(header[i])) i++;
     return header.slice(start, i);
   };
   while (i < header.length) {
@@ -117,7 +117,12 @@ export class Authorizer {
   }
 
   /** Answers a 401's WWW-Authenticate for `repo` on `host`; throws UnauthenticatedError if it cannot. */
-  async authorize(host: string, repo: string, wwwAuthenticate: string | undefined, auth: AuthConfig | undefined): Promise<string> {
+  async authorize(
+    host: string,
+    repo: string,
+    wwwAuthenticate: string | undefined,
+    auth: AuthConfig | undefined,
+  ): Promise<string> {
     const challenges = parseChallenges(wwwAuthenticate ?? "");
     const bearer = challenges.find((c) => c.scheme === "bearer");
     const basic = challenges.find((c) => c.scheme === "basic");
@@ -130,7 +135,9 @@ export class Authorizer {
     } else if (basic) {
       const creds = basicCredentials(auth);
       if (!creds) {
-        throw new UnauthenticatedError(`registry ${host} requires authentication for ${repo}: no credentials were given`);
+        throw new UnauthenticatedError(
+          `registry ${host} requires authentication for ${repo}: no credentials were given`,
+        );
       }
       header = basicHeader(creds);
       ttl = 3600_000;
@@ -191,7 +198,8 @@ export class Authorizer {
           : `registry ${host} requires authentication for ${repo}: no credentials were given`,
       );
     }
-    if (res.statusCode === 403) throw new PermissionDeniedError(`registry ${host}: access to ${repo} denied by the token server`);
+    if (res.statusCode === 403)
+      throw new PermissionDeniedError(`registry ${host}: access to ${repo} denied by the token server`);
     if (res.statusCode >= 300) {
       throw new UnavailableError(`token server ${url.origin} answered ${res.statusCode}: ${text.slice(0, 200)}`);
     }

@@ -139,7 +139,9 @@ export class ContentStore {
     const existing = await this.size(expected.digest);
     if (existing === expected.size) return;
     if (existing !== undefined) {
-      throw new SizeMismatchError(`stored blob ${expected.digest} is ${existing} bytes, descriptor says ${expected.size}`);
+      throw new SizeMismatchError(
+        `stored blob ${expected.digest} is ${existing} bytes, descriptor says ${expected.size}`,
+      );
     }
     const dir = join(this.ingestDir, hex);
     const dataPath = join(dir, "data");
@@ -176,7 +178,7 @@ export class ContentStore {
       }
       opts.onProgress?.(offset, expected.size);
       const retry = opts.retry ?? defaultRetry;
-      for (let attempt = 0; offset < expected.size; ) {
+      for (let attempt = 0; offset < expected.size;) {
         try {
           const got = await source(offset);
           if (got.offset !== offset) {

@@ -92,7 +92,11 @@ export function defaultServer(namespace: string): string {
 function candidateDirs(namespace: string): string[] {
   const out: string[] = [];
   const h = hostname(namespace);
-  const port = namespace.startsWith("[") ? namespace.slice(namespace.indexOf("]") + 1).replace(/^:/, "") : namespace.includes(":") ? namespace.slice(namespace.lastIndexOf(":") + 1) : "";
+  const port = namespace.startsWith("[")
+    ? namespace.slice(namespace.indexOf("]") + 1).replace(/^:/, "")
+    : namespace.includes(":")
+      ? namespace.slice(namespace.lastIndexOf(":") + 1)
+      : "";
   if (port) out.push(`${namespace.startsWith("[") ? `[${h}]` : h}_${port}_`);
   out.push(namespace);
   out.push("_default");
@@ -103,7 +107,8 @@ async function readIfExists(p: string): Promise<string | undefined> {
   try {
     return await readFile(p, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ENOTDIR")
+      return undefined;
     throw err;
   }
 }
@@ -156,7 +161,8 @@ async function makeHost(
   const urlPath = u.pathname.replace(/\/+$/, "");
   const path = spec.override_path === true ? urlPath : urlPath === "" ? "/v2" : `${urlPath}/v2`;
   const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(spec.header ?? {})) headers[k.toLowerCase()] = Array.isArray(v) ? v.map(String) : String(v);
+  for (const [k, v] of Object.entries(spec.header ?? {}))
+    headers[k.toLowerCase()] = Array.isArray(v) ? v.map(String) : String(v);
   const tls: TlsFiles = {
     ca: asList(spec.ca).map((p) => (isAbsolute(p) ? p : join(base, p))),
     clients: clientPairs(spec.client, base),
@@ -194,7 +200,10 @@ async function dockerCertFiles(dir: string): Promise<TlsFiles | undefined> {
  * The hosts to try for registry `namespace` ("docker.io", "127.0.0.1:5000"), in order.
  * The last is the upstream server (unless hosts.toml's `server` replaced it).
  */
-export async function registryHosts(namespace: string, configPath: string | undefined = defaultConfigPath): Promise<RegistryHost[]> {
+export async function registryHosts(
+  namespace: string,
+  configPath: string | undefined = defaultConfigPath,
+): Promise<RegistryHost[]> {
   const all: Capability[] = ["pull", "resolve", "push"];
   for (const d of configPath ? candidateDirs(namespace) : []) {
     const dir = join(configPath!, d);

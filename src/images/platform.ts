@@ -71,7 +71,8 @@ export function selectManifest(manifests: Descriptor[], want: Platform): Descrip
     let score: number;
     if (p.variant === w.variant) score = 100;
     else if (!p.variant) score = 50;
-    else if (w.architecture === "arm" && w.variant && p.variant < w.variant) score = 40 - (w.variant.charCodeAt(1) - p.variant.charCodeAt(1));
+    else if (w.architecture === "arm" && w.variant && p.variant < w.variant)
+      score = 40 - (w.variant.charCodeAt(1) - p.variant.charCodeAt(1));
     else continue;
     if (!best || score > best.score) best = { d, score };
   }

@@ -19,7 +19,8 @@ const pathComponent = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const tagRe = /^[\w][\w.-]{0,127}$/;
 const digestRe = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 const sha256Re = /^sha256:[a-f0-9]{64}$/;
-const domainRe = /^(?:localhost|\[[a-fA-F0-9:.%]+\]|(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*)(?::[0-9]+)?$/;
+const domainRe =
+  /^(?:localhost|\[[a-fA-F0-9:.%]+\]|(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*)(?::[0-9]+)?$/;
 
 /** Parses and normalises a reference: "busybox" -> docker.io/library/busybox:latest. */
 export function parseReference(input: string): ImageReference {
@@ -32,7 +33,8 @@ export function parseReference(input: string): ImageReference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!digestRe.test(digest)) throw bad(`malformed digest ${JSON.stringify(digest)}`);
-    if (digest.startsWith("sha256:") && !sha256Re.test(digest)) throw bad("a sha256 digest has 64 lowercase hex digits");
+    if (digest.startsWith("sha256:") && !sha256Re.test(digest))
+      throw bad("a sha256 digest has 64 lowercase hex digits");
   }
   let tag: string | undefined;
   const colon = rest.lastIndexOf(":");

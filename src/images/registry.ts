@@ -106,7 +106,9 @@ export class RegistryClient {
         }
         if (res.statusCode === 403) {
           const text = await res.body.text().catch(() => "");
-          throw new PermissionDeniedError(`registry ${host.host} denied access to ${repo} (403 Forbidden) ${text.slice(0, 200)}`.trim());
+          throw new PermissionDeniedError(
+            `registry ${host.host} denied access to ${repo} (403 Forbidden) ${text.slice(0, 200)}`.trim(),
+          );
         }
         if (res.statusCode >= 500 || res.statusCode === 429) {
           await res.body.dump();
@@ -178,7 +180,9 @@ export class RegistryClient {
           );
         }
         if (!isIndex(mediaType) && !isManifest(mediaType)) {
-          throw new UnimplementedError(`${repositoryName(ref)}:${reference}: unsupported manifest media type ${JSON.stringify(mediaType)}`);
+          throw new UnimplementedError(
+            `${repositoryName(ref)}:${reference}: unsupported manifest media type ${JSON.stringify(mediaType)}`,
+          );
         }
         const got = sha256Digest(body);
         if (byDigest && got !== reference) {
@@ -188,7 +192,8 @@ export class RegistryClient {
       } catch (err) {
         lastErr = err;
         // Credentials and format problems are the same on every host; a mirror that is down is not.
-        if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err)) throw err;
+        if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err))
+          throw err;
       }
     }
     throw wrapUnavailable(lastErr, ref);
@@ -210,7 +215,9 @@ export class RegistryClient {
           const res = await this.send(host, ref.path, "GET", `blobs/${desc.digest}`, headers, a);
           if (res.statusCode === 404) {
             await res.body.dump();
-            lastErr = new NotFoundError(`blob ${desc.digest} of ${repositoryName(ref)} not found in registry ${host.host}`);
+            lastErr = new NotFoundError(
+              `blob ${desc.digest} of ${repositoryName(ref)} not found in registry ${host.host}`,
+            );
             continue;
           }
           if (res.statusCode === 416) {
@@ -229,7 +236,8 @@ export class RegistryClient {
           return { offset: start, stream: res.body };
         } catch (err) {
           lastErr = err;
-          if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err)) throw err;
+          if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err))
+            throw err;
         }
       }
       throw lastErr instanceof NotFoundError ? lastErr : wrapUnavailable(lastErr, ref);
@@ -244,7 +252,9 @@ function isNetworkError(err: unknown): boolean {
 
 function wrapUnavailable(err: unknown, ref: ImageReference): Error {
   if (err instanceof Error && "kind" in err) return err;
-  return new UnavailableError(`cannot reach registry ${ref.domain}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  return new UnavailableError(`cannot reach registry ${ref.domain}: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+  });
 }
 
 async function readLimited(res: Response, limit: number): Promise<Buffer> {

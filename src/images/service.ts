@@ -28,7 +28,15 @@ import {
   type Platform,
 } from "./mediatypes.js";
 import { formatPlatform, hostPlatform, selectManifest } from "./platform.js";
-import { digestName, formatReference, isDigest, parseReference, repositoryName, tagName, type ImageReference } from "./reference.js";
+import {
+  digestName,
+  formatReference,
+  isDigest,
+  parseReference,
+  repositoryName,
+  tagName,
+  type ImageReference,
+} from "./reference.js";
 import { RegistryClient, type RegistryClientOptions } from "./registry.js";
 import { applyLayer } from "./unpack.js";
 
@@ -110,7 +118,8 @@ export function chainIds(diffIds: string[]): string[] {
   return out;
 }
 
-const layerTypes = /^application\/vnd\.(oci\.image\.layer\.(nondistributable\.)?v1\.tar(\+gzip|\+zstd)?|docker\.image\.rootfs\.(foreign\.)?diff\.tar(\.gzip)?)$/;
+const layerTypes =
+  /^application\/vnd\.(oci\.image\.layer\.(nondistributable\.)?v1\.tar(\+gzip|\+zstd)?|docker\.image\.rootfs\.(foreign\.)?diff\.tar(\.gzip)?)$/;
 
 export class ImageService {
   readonly content: ContentStore;
@@ -130,7 +139,9 @@ export class ImageService {
   private constructor(readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(join(opts.root, "content"));
     this.snapshotter =
-      typeof opts.snapshotter === "object" ? opts.snapshotter : createSnapshotter(opts.snapshotter ?? "overlayfs", opts.db, opts.root);
+      typeof opts.snapshotter === "object"
+        ? opts.snapshotter
+        : createSnapshotter(opts.snapshotter ?? "overlayfs", opts.db, opts.root);
     this.images = new ImageMetadata(opts.db);
     this.leases = new LeaseMetadata(opts.db);
     this.registry = new RegistryClient(opts.registry);
@@ -157,7 +168,11 @@ export class ImageService {
     return this.pulls.do(key, () => this.gcLock.withShared(() => this.doPull(parsed, auth, { ...opts, platform })));
   }
 
-  private async doPull(ref: ImageReference, auth: AuthConfig | undefined, opts: PullOptions & { platform: Platform }): Promise<ImageRecord> {
+  private async doPull(
+    ref: ImageReference,
+    auth: AuthConfig | undefined,
+    opts: PullOptions & { platform: Platform },
+  ): Promise<ImageRecord> {
     const name = formatReference(ref);
     const progress = (p: Omit<PullProgress, "ref">) => opts.onProgress?.({ ref: name, ...p });
     const lease = this.leases.create({ expiresInMs: this.pullLeaseMs, labels: { purpose: `pull ${name}` } });
@@ -183,7 +198,9 @@ export class ImageService {
         }
         const m = await this.registry.fetchManifest(ref, auth, chosen.digest);
         if (!isManifest(m.descriptor.mediaType)) {
-          throw new InvalidArgumentError(`${name}: index entry ${chosen.digest} is not an image manifest (${m.descriptor.mediaType})`);
+          throw new InvalidArgumentError(
+            `${name}: index entry ${chosen.digest} is not an image manifest (${m.descriptor.mediaType})`,
+          );
         }
         manifestDesc = m.descriptor;
         manifestBody = m.body;
@@ -203,7 +220,9 @@ export class ImageService {
       // Every layer starts downloading now (under the global limit); unpacking follows in order.
       const layerReady = manifest.layers.map((l) => {
         hold({ type: "content", resource: l.digest });
-        const p = this.downloads.run(() => fetchBlob(l)).then(() => progress({ phase: "downloaded", digest: l.digest }));
+        const p = this.downloads
+          .run(() => fetchBlob(l))
+          .then(() => progress({ phase: "downloaded", digest: l.digest }));
         p.catch(() => {}); // observed below, in order; avoid an unhandled rejection meanwhile
         return p;
       });
@@ -273,7 +292,14 @@ export class ImageService {
       labels: args.labels,
       createdAt: Date.now(),
     };
-    const blobs = [...new Set([...args.blobs, args.manifestDesc.digest, manifest.config.digest, ...manifest.layers.map((l) => l.digest)])];
+    const blobs = [
+      ...new Set([
+        ...args.blobs,
+        args.manifestDesc.digest,
+        manifest.config.digest,
+        ...manifest.layers.map((l) => l.digest),
+      ]),
+    ];
     this.images.put(
       row,
       blobs,
@@ -347,7 +373,8 @@ export class ImageService {
     if (short) {
       const ids = this.images.idsWithPrefix(`sha256:${short[1]}`);
       if (ids.length === 1) return ids[0];
-      if (ids.length > 1) throw new InvalidArgumentError(`short image ID ${t} is ambiguous (${ids.length} images match)`);
+      if (ids.length > 1)
+        throw new InvalidArgumentError(`short image ID ${t} is ambiguous (${ids.length} images match)`);
       // else: may still be a one-word name like "abcd" -> docker.io/library/abcd
     }
     let ref: ImageReference;
@@ -426,12 +453,18 @@ export class ImageService {
   // ---------------------------------------------------------------- runtime hooks
 
   /** Creates container `containerKey`'s writable snapshot on the image's layers and returns its mounts. */
-  async prepareRootfs(imageId: string, containerKey: string, opts: { readonly?: boolean; labels?: Record<string, string> } = {}): Promise<Mount[]> {
+  async prepareRootfs(
+    imageId: string,
+    containerKey: string,
+    opts: { readonly?: boolean; labels?: Record<string, string> } = {},
+  ): Promise<Mount[]> {
     const id = this.resolveId(imageId);
     const row = id ? this.images.get(id) : undefined;
     if (!row) throw new NotFoundError(`image ${imageId} not found`);
     if (row.snapshotter !== this.snapshotter.name) {
-      throw new FailedPreconditionError(`image ${row.id} was unpacked by snapshotter ${row.snapshotter}, not ${this.snapshotter.name}`);
+      throw new FailedPreconditionError(
+        `image ${row.id} was unpacked by snapshotter ${row.snapshotter}, not ${this.snapshotter.name}`,
+      );
     }
     const parent = row.chainId || undefined;
     return opts.readonly
@@ -484,7 +517,8 @@ export class ImageService {
         if (r.type === "content") keepBlobs.add(r.resource);
         else if (r.type === snapType) keepSnaps.add(r.resource);
       }
-      for (const img of this.images.list()) if (img.chainId && img.snapshotter === this.snapshotter.name) keepSnaps.add(img.chainId);
+      for (const img of this.images.list())
+        if (img.chainId && img.snapshotter === this.snapshotter.name) keepSnaps.add(img.chainId);
       for (const p of this.gcRoots) {
         const roots = p();
         for (const s of roots.snapshots ?? []) keepSnaps.add(s);
@@ -538,7 +572,8 @@ export function parseManifest(body: Buffer, name: string): ManifestJson {
   } catch {
     throw new InvalidArgumentError(`${name}: manifest is not valid JSON`);
   }
-  if (!m.config?.digest || !Array.isArray(m.layers)) throw new InvalidArgumentError(`${name}: manifest lacks config or layers`);
+  if (!m.config?.digest || !Array.isArray(m.layers))
+    throw new InvalidArgumentError(`${name}: manifest lacks config or layers`);
   for (const l of m.layers) {
     if (!layerTypes.test(l.mediaType)) {
       throw new InvalidArgumentError(`${name}: unsupported layer media type ${JSON.stringify(l.mediaType)}`);

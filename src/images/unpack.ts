@@ -18,7 +18,20 @@
 // The layer is applied by this process alone, so the lstat checks cannot be raced.
 import { createHash } from "node:crypto";
 import { constants as fsc } from "node:fs";
-import { lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, chmod, utimes } from "node:fs/promises";
+import {
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  rm,
+  symlink,
+  chmod,
+  utimes,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import type { Readable } from "node:stream";
@@ -300,7 +313,6 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
     }
 
     const target = await confined.entry(comps, header.name);
-    const key = comps.join("/");
     const existing = await lstatOrNull(target);
     const keepDir = !!existing?.isDirectory() && type === "directory";
     if (existing && !keepDir) {
@@ -432,4 +444,3 @@ async function pruneNotAdded(host: string, key: string, added: Set<string>): Pro
     if (st.isDirectory()) await pruneNotAdded(p, k, added);
   }
 }
-

@@ -115,7 +115,12 @@ function toRow(r: RawContainer): ContainerRow {
     exit:
       r.exit_code === null
         ? undefined
-        : { exitCode: r.exit_code, finishedAt: BigInt(r.finished_at ?? "0"), reason: r.reason ?? "", message: r.message ?? "" },
+        : {
+            exitCode: r.exit_code,
+            finishedAt: BigInt(r.finished_at ?? "0"),
+            reason: r.reason ?? "",
+            message: r.message ?? "",
+          },
   };
 }
 
@@ -129,7 +134,19 @@ export class ContainerMetadata {
           `INSERT INTO containers (id, sandbox_id, name, attempt, config, image_ref, image_id, log_path, stop_signal, phase, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(c.id, c.sandboxId, c.name, c.attempt, c.config, c.imageRef, c.imageId, c.logPath, c.stopSignal, c.phase, c.createdAt.toString());
+        .run(
+          c.id,
+          c.sandboxId,
+          c.name,
+          c.attempt,
+          c.config,
+          c.imageRef,
+          c.imageId,
+          c.logPath,
+          c.stopSignal,
+          c.phase,
+          c.createdAt.toString(),
+        );
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code !== "SQLITE_CONSTRAINT_UNIQUE" && code !== "SQLITE_CONSTRAINT_PRIMARYKEY") throw err;
@@ -152,11 +169,19 @@ export class ContainerMetadata {
   }
 
   bySandbox(sandboxId: string): ContainerRow[] {
-    return (this.db.prepare(`SELECT * FROM containers WHERE sandbox_id = ? ORDER BY created_at`).all(sandboxId) as RawContainer[]).map(toRow);
+    return (
+      this.db
+        .prepare(`SELECT * FROM containers WHERE sandbox_id = ? ORDER BY created_at`)
+        .all(sandboxId) as RawContainer[]
+    ).map(toRow);
   }
 
   idsWithPrefix(prefix: string): string[] {
-    return (this.db.prepare(`SELECT id FROM containers WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as { id: string }[]).map((r) => r.id);
+    return (
+      this.db.prepare(`SELECT id FROM containers WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as {
+        id: string;
+      }[]
+    ).map((r) => r.id);
   }
 
   setPhase(id: string, phase: ContainerPhase): void {
@@ -170,7 +195,9 @@ export class ContainerMetadata {
   /** Records the final exit; the first record wins (an exit happens once). */
   setExit(id: string, e: ContainerExit): void {
     this.db
-      .prepare(`UPDATE containers SET exit_code = ?, finished_at = ?, reason = ?, message = ? WHERE id = ? AND exit_code IS NULL`)
+      .prepare(
+        `UPDATE containers SET exit_code = ?, finished_at = ?, reason = ?, message = ? WHERE id = ? AND exit_code IS NULL`,
+      )
       .run(e.exitCode, e.finishedAt.toString(), e.reason, e.message, id);
   }
 
@@ -216,11 +243,22 @@ export class ShimRecordMetadata {
            runtime_type = excluded.runtime_type, shim_binary = excluded.shim_binary, bundle = excluded.bundle,
            sandbox_id = excluded.sandbox_id, created_at = excluded.created_at`,
       )
-      .run(r.namespace, r.id, r.address, r.handler, r.runtimeType, r.shimBinary, r.bundle, r.sandboxId ?? null, r.createdAt);
+      .run(
+        r.namespace,
+        r.id,
+        r.address,
+        r.handler,
+        r.runtimeType,
+        r.shimBinary,
+        r.bundle,
+        r.sandboxId ?? null,
+        r.createdAt,
+      );
   }
 
   async get(namespace: string, id: string): Promise<ShimRecordRow | undefined> {
-    const r = this.db.prepare(`SELECT * FROM shim_records WHERE namespace = ? AND id = ?`).get(namespace, id) as RawShimRecord | undefined;
+    const r = this.db.prepare(`SELECT * FROM shim_records WHERE namespace = ? AND id = ?`).get(namespace, id) as
+      RawShimRecord | undefined;
     return r ? toShimRecord(r) : undefined;
   }
 
@@ -229,7 +267,9 @@ export class ShimRecordMetadata {
   }
 
   async list(): Promise<ShimRecordRow[]> {
-    return (this.db.prepare(`SELECT * FROM shim_records ORDER BY created_at`).all() as RawShimRecord[]).map(toShimRecord);
+    return (this.db.prepare(`SELECT * FROM shim_records ORDER BY created_at`).all() as RawShimRecord[]).map(
+      toShimRecord,
+    );
   }
 }
 

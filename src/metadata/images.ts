@@ -69,7 +69,11 @@ export class ImageMetadata {
    * pointed at another image moves (like `docker tag`); an image left without names by that
    * move is kept (it may still be in use) and is reported dangling by list().
    */
-  put(image: ImageRow, blobs: string[], names: { name: string; targetDigest: string; targetMediaType: string }[]): void {
+  put(
+    image: ImageRow,
+    blobs: string[],
+    names: { name: string; targetDigest: string; targetMediaType: string }[],
+  ): void {
     const now = Date.now();
     this.db.transaction(() => {
       this.db
@@ -99,9 +103,9 @@ export class ImageMetadata {
 
   /** Image IDs starting with `prefix` (for short IDs as crictl prints them). */
   idsWithPrefix(prefix: string): string[] {
-    const rows = this.db
-      .prepare(`SELECT id FROM images WHERE substr(id, 1, ?) = ?`)
-      .all(prefix.length, prefix) as { id: string }[];
+    const rows = this.db.prepare(`SELECT id FROM images WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as {
+      id: string;
+    }[];
     return rows.map((r) => r.id);
   }
 
@@ -115,9 +119,9 @@ export class ImageMetadata {
   }
 
   namesOf(imageId: string): ImageNameRow[] {
-    return (this.db.prepare(`SELECT * FROM image_names WHERE image_id = ? ORDER BY name`).all(imageId) as RawName[]).map(
-      toName,
-    );
+    return (
+      this.db.prepare(`SELECT * FROM image_names WHERE image_id = ? ORDER BY name`).all(imageId) as RawName[]
+    ).map(toName);
   }
 
   allNames(): ImageNameRow[] {
@@ -136,9 +140,9 @@ export class ImageMetadata {
   }
 
   blobsOf(imageId: string): string[] {
-    return (this.db.prepare(`SELECT digest FROM image_blobs WHERE image_id = ?`).all(imageId) as { digest: string }[]).map(
-      (r) => r.digest,
-    );
+    return (
+      this.db.prepare(`SELECT digest FROM image_blobs WHERE image_id = ?`).all(imageId) as { digest: string }[]
+    ).map((r) => r.digest);
   }
 
   /** Every blob referenced by some image. */

@@ -84,7 +84,10 @@ function toRow(r: RawPod): PodRow {
 }
 
 function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE" || (err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY";
+  return (
+    (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE" ||
+    (err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY"
+  );
 }
 
 export class PodMetadata {
@@ -98,7 +101,20 @@ export class PodMetadata {
           `INSERT INTO pods (id, name, namespace, uid, attempt, config, phase, created_at, runtime_handler, netns_path, ips, pod_dir)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(p.id, p.name, p.namespace, p.uid, p.attempt, p.config, p.phase, p.createdAt.toString(), p.runtimeHandler, p.netnsPath, JSON.stringify(p.ips), p.podDir);
+        .run(
+          p.id,
+          p.name,
+          p.namespace,
+          p.uid,
+          p.attempt,
+          p.config,
+          p.phase,
+          p.createdAt.toString(),
+          p.runtimeHandler,
+          p.netnsPath,
+          JSON.stringify(p.ips),
+          p.podDir,
+        );
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       const holder = this.db
@@ -121,7 +137,9 @@ export class PodMetadata {
 
   /** Ids starting with `prefix` (short-id resolution). */
   idsWithPrefix(prefix: string): string[] {
-    return (this.db.prepare(`SELECT id FROM pods WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as { id: string }[]).map((r) => r.id);
+    return (
+      this.db.prepare(`SELECT id FROM pods WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as { id: string }[]
+    ).map((r) => r.id);
   }
 
   setPhase(id: string, phase: PodPhase): void {

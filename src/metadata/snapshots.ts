@@ -46,9 +46,9 @@ export class SnapshotMetadata {
   ) {}
 
   get(key: string): SnapshotRow | undefined {
-    const r = this.db.prepare(`SELECT * FROM snapshots WHERE snapshotter = ? AND key = ?`).get(this.snapshotter, key) as
-      | Raw
-      | undefined;
+    const r = this.db
+      .prepare(`SELECT * FROM snapshots WHERE snapshotter = ? AND key = ?`)
+      .get(this.snapshotter, key) as Raw | undefined;
     return r && toRow(r);
   }
 

@@ -6,7 +6,7 @@
 // Live facts (running or not, pid, exit code) are always asked of the shim (DESIGN.md
 // principle 2). The only exception is a task whose shim is gone: nothing alive knows about
 // it any more, so the manager keeps a tombstone (exit 255 and the reason) until it is deleted.
-import { access, constants } from "node:fs/promises";
+import { access, constants, lstat, unlink } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 
 import { type Metrics as CgroupsV1Metrics, Metrics as V1Metrics } from "../gen/cgroups/stats/v1/metrics.js";
@@ -300,15 +300,16 @@ export class ShimManager {
       // Recorded before Create: a crash after Create must leave a record that recover() finds.
       await this.opts.records.put(record);
       recorded = true;
+      const io = normalizeIO(req);
       const resp = await conn.task.create(
         {
           id: req.id,
           bundle,
           rootfs: req.rootfs ?? [],
-          terminal: req.terminal ?? false,
-          stdin: req.stdin ?? "",
-          stdout: req.stdout ?? "",
-          stderr: req.stderr ?? "",
+          terminal: io.terminal,
+          stdin: io.stdin,
+          stdout: io.stdout,
+          stderr: io.stderr,
           checkpoint: "",
           parentCheckpoint: "",
           options,
@@ -371,16 +372,8 @@ export class ShimManager {
   async exec(namespace: string, id: string, execId: string, o: ExecOptions): Promise<void> {
     validateIdentifier("exec id", execId);
     const spec: Any = { typeUrl: OCI_PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(o.spec)) };
-    await this.withTask(
-      namespace,
-      id,
-      (c) =>
-        c.exec(
-          { id, execId, terminal: o.terminal ?? false, stdin: o.stdin ?? "", stdout: o.stdout ?? "", stderr: o.stderr ?? "", spec },
-          this.callOpts(namespace),
-        ),
-      deadNotRunning,
-    );
+    const io = normalizeIO(o);
+    await this.withTask(namespace, id, (c) => c.exec({ id, execId, ...io, spec }, this.callOpts(namespace)), deadNotRunning);
   }
 
   /** Signals the init process (or an exec process), or with `all` every process of the task. */
@@ -629,6 +622,7 @@ export class ShimManager {
       conn = await this.restartShim(records.find((r) => this.isRestartable(r))!);
       outcome = "restarted";
     }
+    if (!conn) await this.removeStaleSocket(address);
     const out: RecoveredTask[] = [];
     for (const e of entries) {
       const { namespace, id } = e.record;
@@ -715,6 +709,29 @@ export class ShimManager {
       e.conn = undefined;
       if (next) await this.adopt(e, next);
       else this.markDead(e, `shim exited: ${conn.address} unreachable`);
+    }
+    if (!next) await this.removeStaleSocket(conn.address);
+  }
+
+  /**
+   * A shim killed outright leaves its socket file behind (the runc shim's `delete` does not
+   * remove it). Removed only when nothing accepts connections on it.
+   */
+  private async removeStaleSocket(address: string): Promise<void> {
+    const path = addressKey(address);
+    try {
+      const st = await lstat(path);
+      if (!st.isSocket()) return;
+      const probe = await TtrpcClient.connect(path, { connectTimeoutMs: 1000 }).catch((err: unknown) => err as Error);
+      if (probe instanceof TtrpcClient) {
+        probe.close();
+        return;
+      }
+      if ((probe.cause as NodeJS.ErrnoException | undefined)?.code !== "ECONNREFUSED") return;
+      await unlink(path);
+      this.log.info({ address }, "removed the socket of a dead shim");
+    } catch {
+      // already gone
     }
   }
 
@@ -896,6 +913,24 @@ export class ShimManager {
     this.conns.clear();
     await this.events.close();
   }
+}
+
+/**
+ * IO as the shim needs it. containerd-shim-runc-v2 (1.6) takes the scheme from stdout: with
+ * `file://` it writes stdout AND stderr to stdout's file, but panics (killing the shim and
+ * every task it serves) when stderr is empty, so an empty stderr becomes stdout's URI.
+ */
+function normalizeIO(o: { stdin?: string; stdout?: string; stderr?: string; terminal?: boolean }): {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+} {
+  const terminal = o.terminal ?? false;
+  const stdout = o.stdout ?? "";
+  let stderr = o.stderr ?? "";
+  if (!terminal && !stderr && stdout.startsWith("file://")) stderr = stdout;
+  return { stdin: o.stdin ?? "", stdout, stderr, terminal };
 }
 
 function deadNotRunning(t: Tombstone, e: TaskEntry): never {

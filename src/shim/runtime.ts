@@ -3,8 +3,8 @@
 // Errors come back from the runtime's JSON log (--log, --log-format json), as containerd's
 // runc shim reads them, so a caller sees runc's own message.
 import { execFile } from "node:child_process";
-import { readFile, rm } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { mkdir, readFile, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 
 import { trackChild } from "./reaper.js";
 import { FailedPreconditionError, InternalError, NotFoundError } from "../util/errors.js";
@@ -147,7 +147,9 @@ export class OciRuntime {
   }
 
   /** Runs one command; a failure becomes a typed error with the runtime's own message. */
-  run(args: string[], stdin?: Buffer): Promise<Buffer> {
+  async run(args: string[], stdin?: Buffer): Promise<Buffer> {
+    // the state dir may be gone (containerd's `delete` cleaned it): the runtime needs the log's dir
+    await mkdir(dirname(this.logFile), { recursive: true, mode: 0o700 });
     const logFile = `${this.logFile}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;
     const argv = [...this.globalArgs(logFile), ...args];
     return new Promise((resolve, reject) => {

@@ -206,6 +206,11 @@ export class TaskService {
     if (proc.exit) return;
     proc.setExited(e);
     this.taskLog(task, `${proc.execId ? `exec ${proc.execId}` : "init"} pid ${proc.pid} exited with status ${e.status}`);
+    // An exit that happened while no shim was serving is published by the shim that
+    // re-adopts it; the marker keeps a restarted shim from publishing it twice.
+    const marker = join(proc.stateDir, "exit-published");
+    if (await access(marker).then(() => true, () => false)) return;
+    await writeFile(marker, "").catch(() => {});
     this.publish(task, Topics.exit, [
       "containerd.events.TaskExit",
       TaskExit,
@@ -657,8 +662,8 @@ export class TaskService {
     const r = proc.record;
     if (r.pid === 0) return; // pending restore
     const monitor = await Monitor.adopt(proc.stateDir, r.pid);
-    if (monitor.exit) proc.setExited(monitor.exit);
     this.watch(task, proc, monitor);
+    if (monitor.exit) await this.onExit(task, proc, monitor.exit);
     if (proc.exit) return;
     proc.status = r.started ? Status.RUNNING : Status.CREATED;
     if (!proc.execId) {

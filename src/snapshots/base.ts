@@ -51,7 +51,7 @@ export abstract class DirSnapshotter implements Snapshotter {
   /** The committed ancestors of a snapshot, nearest first. */
   protected parentsOf(row: SnapshotRow): SnapshotRow[] {
     const out: SnapshotRow[] = [];
-    for (let p = row.parent; p; ) {
+    for (let p = row.parent; p;) {
       const r = this.row(p);
       out.push(r);
       p = r.parent;
@@ -75,7 +75,12 @@ export abstract class DirSnapshotter implements Snapshotter {
     return this.meta.list().map((r) => this.info(r));
   }
 
-  private async create(kind: "active" | "view", key: string, parent: string | undefined, labels: Record<string, string>) {
+  private async create(
+    kind: "active" | "view",
+    key: string,
+    parent: string | undefined,
+    labels: Record<string, string>,
+  ) {
     if (!key) throw new InvalidArgumentError("snapshot key must not be empty");
     if (this.meta.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists (${this.name})`);
     let parents: SnapshotRow[] = [];
@@ -111,7 +116,8 @@ export abstract class DirSnapshotter implements Snapshotter {
 
   mounts(key: string): Mount[] {
     const r = this.row(key);
-    if (r.kind === "committed") throw new FailedPreconditionError(`snapshot ${key} is committed; mount a view or prepare on it`);
+    if (r.kind === "committed")
+      throw new FailedPreconditionError(`snapshot ${key} is committed; mount a view or prepare on it`);
     return this.mountsOf(r, this.parentsOf(r));
   }
 
@@ -138,7 +144,9 @@ export abstract class DirSnapshotter implements Snapshotter {
     const r = this.row(key);
     const children = this.meta.children(key);
     if (children.length > 0) {
-      throw new FailedPreconditionError(`snapshot ${key} has ${children.length} child snapshot(s) (${children[0]}, ...); remove them first`);
+      throw new FailedPreconditionError(
+        `snapshot ${key} has ${children.length} child snapshot(s) (${children[0]}, ...); remove them first`,
+      );
     }
     // Rename first (with the row deletion, atomically) so a crash mid-rm leaves only an orphan.
     const doomed = join(this.root, `removed-${r.id}-${randomBytes(4).toString("hex")}`);
@@ -165,7 +173,8 @@ export abstract class DirSnapshotter implements Snapshotter {
       if (!known.has(name)) await rm(join(this.snapshotsDir, name), { recursive: true, force: true });
     }
     for (const name of await readdir(this.root)) {
-      if (name.startsWith("new-") || name.startsWith("removed-")) await rm(join(this.root, name), { recursive: true, force: true });
+      if (name.startsWith("new-") || name.startsWith("removed-"))
+        await rm(join(this.root, name), { recursive: true, force: true });
     }
   }
 }

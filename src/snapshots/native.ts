@@ -36,6 +36,8 @@ export class NativeSnapshotter extends DirSnapshotter {
   }
 
   protected mountsOf(row: SnapshotRow): Mount[] {
-    return [{ type: "bind", source: join(this.dirOf(row), "fs"), options: ["rbind", row.kind === "view" ? "ro" : "rw"] }];
+    return [
+      { type: "bind", source: join(this.dirOf(row), "fs"), options: ["rbind", row.kind === "view" ? "ro" : "rw"] },
+    ];
   }
 }

@@ -107,6 +107,10 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long to wait for the socket to answer Version (default 30 s). */
   readyTimeoutMs?: number;
+  /** Use this existing directory instead of a new temp dir (e.g. to restart on the same root and state). */
+  dir?: string;
+  /** stop() leaves the directory in place (the caller removes it). */
+  keepDir?: boolean;
 }
 
 export interface Exit {
@@ -137,11 +141,11 @@ export interface TestDaemon {
   logs(): string;
 }
 
-const live = new Set<{ child: ChildProcess; dir: string }>();
+const live = new Set<{ child: ChildProcess; dir: string; keep: boolean }>();
 process.on("exit", () => {
-  for (const { child, dir } of live) {
+  for (const { child, dir, keep } of live) {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
+    if (!keep) rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -160,7 +164,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts berthd and resolves once its socket answers Version; rejects (after cleaning up) with its output if it exits first. */
 export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> {
-  const dir = mkdtempSync(join(tmpdir(), "berth-d-"));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "berth-d-"));
   const socket = opts.socket ?? join(dir, "berth.sock");
   const root = join(dir, "root");
   const state = opts.state ?? join(dir, "state");
@@ -185,7 +189,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  const entry = { child, dir };
+  const entry = { child, dir, keep: opts.keepDir ?? false };
   live.add(entry);
   let output = "";
   child.stdout!.on("data", (b: Buffer) => (output += b.toString()));
@@ -209,7 +213,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
         await exited;
         clearTimeout(timer);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
       live.delete(entry);
       return exit!;
     })());

@@ -68,7 +68,10 @@ export interface Layer {
   mediaType: string;
 }
 
-export async function makeLayer(entries: EntrySpec[] | Buffer, compression: "gzip" | "zstd" | "none" = "gzip"): Promise<Layer> {
+export async function makeLayer(
+  entries: EntrySpec[] | Buffer,
+  compression: "gzip" | "zstd" | "none" = "gzip",
+): Promise<Layer> {
   const raw = Buffer.isBuffer(entries) ? entries : await tarOf(entries);
   let blob = raw;
   let mediaType = "application/vnd.oci.image.layer.v1.tar";
@@ -100,7 +103,12 @@ export async function busyboxEntries(): Promise<EntrySpec[]> {
 }
 
 export interface BuiltImage {
-  manifest: { digest: string; size: number; mediaType: string; platform: { os: string; architecture: string; variant?: string } };
+  manifest: {
+    digest: string;
+    size: number;
+    mediaType: string;
+    platform: { os: string; architecture: string; variant?: string };
+  };
   config: { digest: string; size: number };
   blobs: Map<string, Buffer>;
 }
@@ -110,7 +118,11 @@ export function buildImage(
   opts: { architecture?: string; variant?: string; config?: Record<string, unknown> } = {},
 ): BuiltImage {
   const blobs = new Map<string, Buffer>();
-  const platform = { os: "linux", architecture: opts.architecture ?? "amd64", ...(opts.variant ? { variant: opts.variant } : {}) };
+  const platform = {
+    os: "linux",
+    architecture: opts.architecture ?? "amd64",
+    ...(opts.variant ? { variant: opts.variant } : {}),
+  };
   const config = Buffer.from(
     JSON.stringify({
       created: "2024-01-01T00:00:00Z",
@@ -132,7 +144,12 @@ export function buildImage(
   );
   blobs.set(sha256(manifest), manifest);
   return {
-    manifest: { digest: sha256(manifest), size: manifest.length, mediaType: "application/vnd.oci.image.manifest.v1+json", platform },
+    manifest: {
+      digest: sha256(manifest),
+      size: manifest.length,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      platform,
+    },
     config: { digest: sha256(config), size: config.length },
     blobs,
   };
@@ -150,21 +167,35 @@ export function buildIndex(images: BuiltImage[]): BuiltIndex {
     JSON.stringify({
       schemaVersion: 2,
       mediaType: "application/vnd.oci.image.index.v1+json",
-      manifests: images.map((i) => ({ mediaType: i.manifest.mediaType, digest: i.manifest.digest, size: i.manifest.size, platform: i.manifest.platform })),
+      manifests: images.map((i) => ({
+        mediaType: i.manifest.mediaType,
+        digest: i.manifest.digest,
+        size: i.manifest.size,
+        platform: i.manifest.platform,
+      })),
     }),
   );
   blobs.set(sha256(index), index);
-  return { index: { digest: sha256(index), size: index.length, mediaType: "application/vnd.oci.image.index.v1+json" }, blobs };
+  return {
+    index: { digest: sha256(index), size: index.length, mediaType: "application/vnd.oci.image.index.v1+json" },
+    blobs,
+  };
 }
 
 /** Writes an OCI image layout at `dir` with each entry tagged (org.opencontainers.image.ref.name). */
-export async function writeOciLayout(dir: string, entries: { tag: string; image: BuiltImage | BuiltIndex }[]): Promise<void> {
+export async function writeOciLayout(
+  dir: string,
+  entries: { tag: string; image: BuiltImage | BuiltIndex }[],
+): Promise<void> {
   await mkdir(join(dir, "blobs", "sha256"), { recursive: true });
   await writeFile(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
   const manifests = [];
   for (const { tag, image } of entries) {
     for (const [d, b] of image.blobs) await writeFile(join(dir, "blobs", "sha256", d.slice(7)), b);
-    const desc = "index" in image ? image.index : { mediaType: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.size };
+    const desc =
+      "index" in image
+        ? image.index
+        : { mediaType: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.size };
     manifests.push({ ...desc, annotations: { "org.opencontainers.image.ref.name": tag } });
   }
   await writeFile(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests }));

@@ -31,7 +31,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startRegistry(opts: { auth?: { username: string; password: string } } = {}): Promise<TestRegistry> {
+export async function startRegistry(
+  opts: { auth?: { username: string; password: string } } = {},
+): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), "berth-registry-"));
   const port = await freePort();
   let authBlock = "";
@@ -97,6 +99,7 @@ export interface ProxyRequest {
   status: number;
   /** body bytes sent to the client */
   bytes: number;
+  headers: Record<string, string | string[] | undefined>;
 }
 
 export interface ProxyOptions {
@@ -108,6 +111,14 @@ export interface ProxyOptions {
   refuse?: string;
   /** slow the body of paths containing `match`: `chunk` bytes per `everyMs` */
   throttle?: { match: string; chunk: number; everyMs: number };
+  /** answer 503 to paths containing `match`, `times` times */
+  unavailable?: { match: string; times: number };
+  /**
+   * Act as a token-auth registry: /v2/ requests need `Authorization: Bearer <token>`, else
+   * 401 with a Bearer challenge whose realm is this proxy's /token, which issues the token
+   * for Basic `username:password`.
+   */
+  bearer?: { username: string; password: string };
 }
 
 export interface TestProxy {
@@ -124,8 +135,41 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
   const server = http.createServer((req, res) => {
     const path = req.url ?? "/";
     const o = options;
-    const rec: ProxyRequest = { method: req.method ?? "GET", path, range: req.headers.range, status: 0, bytes: 0 };
+    const rec: ProxyRequest = {
+      method: req.method ?? "GET",
+      path,
+      range: req.headers.range,
+      status: 0,
+      bytes: 0,
+      headers: { ...req.headers },
+    };
     requests.push(rec);
+    if (o.bearer) {
+      const token = "token-" + Buffer.from(`${o.bearer.username}`).toString("hex");
+      if (path.startsWith("/token")) {
+        const want = `Basic ${Buffer.from(`${o.bearer.username}:${o.bearer.password}`).toString("base64")}`;
+        rec.status = req.headers.authorization === want ? 200 : 401;
+        if (rec.status === 200)
+          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token, expires_in: 300 }));
+        else res.writeHead(401).end();
+        return;
+      }
+      if (req.headers.authorization !== `Bearer ${token}`) {
+        rec.status = 401;
+        res
+          .writeHead(401, {
+            "www-authenticate": `Bearer realm="http://${req.headers.host}/token",service="berth-test",scope="repository:x:pull"`,
+          })
+          .end();
+        return;
+      }
+    }
+    if (o.unavailable && path.includes(o.unavailable.match) && o.unavailable.times > 0) {
+      o.unavailable.times--;
+      rec.status = 503;
+      res.writeHead(503).end();
+      return;
+    }
     if (o.refuse && path.includes(o.refuse)) {
       rec.status = 404;
       res.writeHead(404).end();

@@ -112,7 +112,7 @@ export class SpdyCommandSession {
 
 /** Parses a v4 error-stream Status into the exit code client-go's errorDecoderV4 would report. */
 export function exitCodeOf(errorStream: Buffer): number {
-  if (errorStream.length === 0) return 0;
+  if (errorStream.length === 0) throw new Error("no Status on the error stream");
   const status = JSON.parse(errorStream.toString()) as {
     status: string;
     reason?: string;

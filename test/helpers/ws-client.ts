@@ -74,13 +74,18 @@ export class ChannelClient {
     return Buffer.concat(this.chunks.get(channel) ?? []);
   }
 
-  /** Resolves once `pred` holds for the output received so far. */
-  waitFor(pred: () => boolean): Promise<void> {
+  /** Resolves once `pred` holds for the output received so far (rejects after `timeoutMs`). */
+  waitFor(pred: () => boolean, timeoutMs = 10_000): Promise<void> {
     return new Promise((resolve, reject) => {
       if (pred()) return resolve();
+      const timer = setTimeout(() => {
+        const seen = this.messages.map((m) => `${m.channel}:${JSON.stringify(m.data.toString())}`).join(" ");
+        reject(new Error(`timed out; received ${seen}`));
+      }, timeoutMs);
       const check = () => {
         if (!pred()) return;
         this.listeners = this.listeners.filter((l) => l !== check);
+        clearTimeout(timer);
         resolve();
       };
       this.listeners.push(check);

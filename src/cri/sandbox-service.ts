@@ -1,0 +1,288 @@
+// CRI pod sandboxes: run, stop, remove, status, list. A pod is a network namespace set up by
+// CNI, a directory of shared files (hostname, hosts, resolv.conf, /dev/shm) and a sandbox
+// process (berth's static pause) holding the pod's IPC/UTS/PID namespaces, started as a task
+// in the pod's shim. Every step of RunPodSandbox is undone in reverse when a later one fails.
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  NamespaceMode,
+  PodSandboxConfig,
+  PodSandboxState,
+  Protocol,
+  type PodSandbox,
+  type PodSandboxFilter,
+  type PodSandboxStatus,
+} from "../gen/cri/runtime/v1/api.js";
+import type { PodRow } from "../metadata/pods.js";
+import type { PortMapping } from "../network/index.js";
+import { buildSandboxSpec, podNamespaceModes } from "../oci/index.js";
+import { InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import { CRI_NAMESPACE as NS, type CriContext, matchesLabels, nowNs, paths, runUndo } from "./context.js";
+import type { ContainerService, PodView } from "./container-service.js";
+import { newId, resolveId } from "./ids.js";
+import { mountShm, podFiles, unmountShm, writePodFiles } from "./pod-files.js";
+
+const protocols: Record<number, PortMapping["protocol"]> = { [Protocol.TCP]: "tcp", [Protocol.UDP]: "udp", [Protocol.SCTP]: "sctp" };
+
+export class SandboxService {
+  constructor(
+    private readonly ctx: CriContext,
+    private readonly containers: ContainerService,
+  ) {}
+
+  resolve(ref: string): PodView {
+    const id = resolveId(ref, "pod sandbox", (p) => this.ctx.pods.idsWithPrefix(p));
+    const row = this.ctx.pods.get(id)!;
+    return { row, config: PodSandboxConfig.decode(row.config) };
+  }
+
+  /** The pod a container request names (full id or unique prefix). */
+  view(id: string): PodView {
+    return this.resolve(id);
+  }
+
+  // ---- run -----------------------------------------------------------------------------
+
+  async run(config: PodSandboxConfig, runtimeHandler: string): Promise<string> {
+    const md = config.metadata;
+    if (!md?.name || !md.namespace) throw new InvalidArgumentError("pod sandbox config must have metadata.name and metadata.namespace");
+    let handler;
+    try {
+      handler = this.ctx.handlers.get(runtimeHandler);
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        throw new NotFoundError(`unknown runtime handler ${JSON.stringify(runtimeHandler)}: configure it under [runtime.handlers] (have: ${this.ctx.handlers.names().join(", ")})`);
+      }
+      throw err;
+    }
+    const modes = podNamespaceModes(config);
+    const hostNetwork = modes.network === NamespaceMode.NODE;
+    const hostIpc = modes.ipc === NamespaceMode.NODE;
+
+    const id = newId();
+    const podDir = paths.podDir(this.ctx, id);
+    const bundle = paths.bundle(this.ctx, id);
+    this.ctx.pods.insert({
+      id,
+      name: md.name,
+      namespace: md.namespace,
+      uid: md.uid,
+      attempt: md.attempt,
+      config: Buffer.from(PodSandboxConfig.encode(config).finish()),
+      phase: "creating",
+      createdAt: nowNs(),
+      runtimeHandler: handler.name,
+      netnsPath: "",
+      ips: [],
+      podDir,
+    });
+    const undo: (() => unknown)[] = [() => this.ctx.pods.delete(id)];
+    try {
+      await mkdir(podDir, { recursive: true, mode: 0o711 });
+      undo.push(() => rm(podDir, { recursive: true, force: true }));
+
+      let netnsPath = "";
+      let ips: string[] = [];
+      if (!hostNetwork) {
+        undo.push(() => this.ctx.network.teardownPod(id));
+        const net = await this.ctx.network.setupPod({
+          podId: id,
+          name: md.name,
+          namespace: md.namespace,
+          uid: md.uid,
+          portMappings: config.portMappings
+            .filter((p) => p.hostPort > 0)
+            .map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: protocols[p.protocol] ?? "tcp", hostIP: p.hostIp || undefined })),
+          dns: config.dnsConfig ? { servers: config.dnsConfig.servers, searches: config.dnsConfig.searches, options: config.dnsConfig.options } : undefined,
+        });
+        netnsPath = net.netnsPath;
+        ips = net.ips.map((i) => i.address);
+        this.ctx.pods.setNetwork(id, netnsPath, ips);
+      }
+
+      const files = await writePodFiles({ podDir, hostname: config.hostname, hostNetwork, dns: config.dnsConfig, ip: ips[0] });
+      if (!hostIpc) {
+        await mountShm(files.shm);
+        undo.push(() => unmountShm(files.shm));
+      }
+
+      const spec = buildSandboxSpec({
+        id,
+        config,
+        rootfsPath: this.ctx.sandboxRootfs,
+        netnsPath: netnsPath || null,
+        files,
+        cgroupDriver: this.ctx.cgroupDriver,
+        runtimeHandler: handler.name,
+      });
+      await mkdir(bundle, { recursive: true, mode: 0o711 });
+      undo.push(() => rm(bundle, { recursive: true, force: true }));
+      await writeFile(join(bundle, "config.json"), JSON.stringify(spec));
+
+      await this.ctx.shims.createTask({ namespace: NS, id, bundle, handler: handler.name, sandboxId: id });
+      undo.push(async () => {
+        await this.ctx.shims.kill(NS, id, 9).catch(() => {});
+        await this.ctx.shims.delete(NS, id);
+      });
+      await this.ctx.shims.start(NS, id);
+      this.ctx.pods.setPhase(id, "ready");
+    } catch (err) {
+      await runUndo(undo, this.ctx.log, `RunPodSandbox ${id}`);
+      throw err;
+    }
+    return id;
+  }
+
+  // ---- stop / remove -------------------------------------------------------------------
+
+  /** Stops every container, the sandbox process and the pod's network. Safe to repeat. */
+  async stop(ref: string): Promise<void> {
+    const pod = this.resolve(ref);
+    await this.stopRow(pod.row);
+  }
+
+  private async stopRow(row: PodRow): Promise<void> {
+    const id = row.id;
+    for (const c of this.ctx.containers.bySandbox(id)) await this.containers.stopRow(c, 0);
+    if (this.hasTask(id)) {
+      await this.ctx.shims.kill(NS, id, 9, { all: true }).catch(() => {});
+      await this.ctx.shims.wait(NS, id).catch(() => {});
+      await this.ctx.shims.delete(NS, id).catch((err: unknown) => this.ctx.log.warn({ err, pod: id }, "deleting the sandbox task"));
+    }
+    unmountShm(podFiles(row.podDir).shm);
+    await this.ctx.network.teardownPod(id);
+    if (row.phase !== "removing" && row.phase !== "creating") this.ctx.pods.setPhase(id, "stopped");
+  }
+
+  /** Removes the pod with everything in it; OK when it does not exist. */
+  async remove(ref: string): Promise<void> {
+    let pod: PodView;
+    try {
+      pod = this.resolve(ref);
+    } catch (err) {
+      if (err instanceof NotFoundError) return;
+      throw err;
+    }
+    await this.removeRow(pod.row);
+  }
+
+  private async removeRow(row: PodRow): Promise<void> {
+    this.ctx.pods.setPhase(row.id, "removing");
+    await this.stopRow({ ...row, phase: "removing" });
+    for (const c of this.ctx.containers.bySandbox(row.id)) await this.containers.removeRow(c);
+    await rm(paths.bundle(this.ctx, row.id), { recursive: true, force: true });
+    await rm(row.podDir, { recursive: true, force: true });
+    this.ctx.pods.delete(row.id);
+  }
+
+  private hasTask(id: string): boolean {
+    return this.ctx.shims.list().some((r) => r.namespace === NS && r.id === id);
+  }
+
+  // ---- status / list -------------------------------------------------------------------
+
+  private async liveState(row: PodRow): Promise<{ state: PodSandboxState; pid: number; status: string }> {
+    if (row.phase !== "ready" || !this.hasTask(row.id)) return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "deleted" };
+    try {
+      const s = await this.ctx.shims.state(NS, row.id);
+      return { state: s.status === "running" ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY, pid: s.pid, status: s.status };
+    } catch {
+      return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "unknown" };
+    }
+  }
+
+  async statusOf(row: PodRow, verbose: boolean): Promise<{ status: PodSandboxStatus; info: Record<string, string> }> {
+    const config = PodSandboxConfig.decode(row.config);
+    const live = await this.liveState(row);
+    const ns = config.linux?.securityContext?.namespaceOptions;
+    const status: PodSandboxStatus = {
+      id: row.id,
+      metadata: config.metadata,
+      state: live.state,
+      createdAt: row.createdAt,
+      // containerd reports no IP once the network is gone (stopped pods).
+      network: { ip: row.phase === "ready" ? (row.ips[0] ?? "") : "", additionalIps: row.phase === "ready" ? row.ips.slice(1).map((ip) => ({ ip })) : [] },
+      linux: {
+        namespaces: {
+          options: { network: ns?.network ?? NamespaceMode.POD, pid: ns?.pid ?? NamespaceMode.POD, ipc: ns?.ipc ?? NamespaceMode.POD, targetId: ns?.targetId ?? "", usernsOptions: ns?.usernsOptions },
+        },
+      },
+      labels: config.labels,
+      annotations: config.annotations,
+      runtimeHandler: row.runtimeHandler,
+    };
+    const info: Record<string, string> = {};
+    if (verbose) {
+      const rec = this.ctx.shims.list().find((r) => r.id === row.id);
+      info.info = JSON.stringify({
+        pid: live.pid,
+        processStatus: live.status,
+        phase: row.phase,
+        netNamespacePath: row.netnsPath,
+        podDir: row.podDir,
+        runtimeHandler: row.runtimeHandler,
+        runtimeType: rec?.runtimeType ?? "",
+        shimAddress: rec?.address ?? "",
+        config: PodSandboxConfig.toJSON(config),
+      });
+    }
+    return { status, info };
+  }
+
+  async status(ref: string, verbose: boolean) {
+    return this.statusOf(this.resolve(ref).row, verbose);
+  }
+
+  /** The status of a pod by exact id, or undefined (for events). */
+  async statusById(id: string): Promise<PodSandboxStatus | undefined> {
+    const row = this.ctx.pods.get(id);
+    return row ? (await this.statusOf(row, false)).status : undefined;
+  }
+
+  async list(filter: PodSandboxFilter | undefined): Promise<PodSandbox[]> {
+    let rows = this.ctx.pods.list().filter((r) => r.phase !== "creating");
+    if (filter?.id) rows = rows.filter((r) => r.id.startsWith(filter.id));
+    const out: PodSandbox[] = [];
+    for (const row of rows) {
+      const config = PodSandboxConfig.decode(row.config);
+      if (!matchesLabels(config.labels, filter?.labelSelector)) continue;
+      const { state } = await this.liveState(row);
+      if (filter?.state && filter.state.state !== state) continue;
+      out.push({ id: row.id, metadata: config.metadata, state, createdAt: row.createdAt, labels: config.labels, annotations: config.annotations, runtimeHandler: row.runtimeHandler });
+    }
+    return out;
+  }
+
+  // ---- recovery ------------------------------------------------------------------------
+
+  /** After a restart: rolls back half-run pods, finishes half-removed ones; returns the ids whose network must stay. */
+  async recover(): Promise<Set<string>> {
+    const keep = new Set<string>();
+    for (const row of this.ctx.pods.list()) {
+      try {
+        if (row.phase === "creating") {
+          if (this.hasTask(row.id)) {
+            await this.ctx.shims.kill(NS, row.id, 9, { all: true }).catch(() => {});
+            await this.ctx.shims.wait(NS, row.id).catch(() => {});
+            await this.ctx.shims.delete(NS, row.id).catch(() => {});
+          }
+          unmountShm(podFiles(row.podDir).shm);
+          await this.ctx.network.teardownPod(row.id);
+          await rm(paths.bundle(this.ctx, row.id), { recursive: true, force: true });
+          await rm(row.podDir, { recursive: true, force: true });
+          this.ctx.pods.delete(row.id);
+          this.ctx.log.info({ pod: row.id }, "rolled back an interrupted RunPodSandbox");
+        } else if (row.phase === "removing") {
+          await this.removeRow(row);
+          this.ctx.log.info({ pod: row.id }, "finished an interrupted RemovePodSandbox");
+        } else if (row.phase === "ready") {
+          keep.add(row.id);
+        }
+      } catch (err) {
+        this.ctx.log.warn({ err, pod: row.id }, "recovering a pod failed");
+        if (row.phase === "ready") keep.add(row.id);
+      }
+    }
+    return keep;
+  }
+}
