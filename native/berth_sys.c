@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -671,6 +672,104 @@ out:
 }
 
 // ---------------------------------------------------------------------------------------
+// fsmount(fstype, target, attrFlags, params): the new mount API (Linux >= 5.2):
+// fsopen(fstype) + one fsconfig() per [key, value|null] pair + FSCONFIG_CMD_CREATE +
+// fsmount(attrFlags) + move_mount onto target. Each fsconfig call carries one value, so the
+// whole option set is not bound by mount(2)'s one-page data limit: overlayfs takes one
+// "lowerdir+" per layer (Linux >= 6.8), which is how images with 100+ layers mount.
+// A null value is a flag (FSCONFIG_SET_FLAG). On failure the kernel's own message for the
+// fs context (read from the fs fd) is appended to the error path, e.g. "lowerdir+: ...".
+
+static void fs_context_message(int fsfd, char *buf, size_t len) {
+  buf[0] = '\0';
+  char msg[256];
+  // Messages queue up; the last one is the most specific. Non-blocking: read fails with ENODATA.
+  for (;;) {
+    ssize_t n = read(fsfd, msg, sizeof msg - 1);
+    if (n <= 0) break;
+    msg[n] = '\0';
+    snprintf(buf, len, "%s", msg);
+  }
+}
+
+static napi_value js_fsmount(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  char *fstype = NULL, *target = NULL, *key = NULL, *value = NULL;
+  int64_t attr;
+  int fsfd = -1, mfd = -1;
+  napi_value ret = NULL;
+  char where[1024];
+  if ((fstype = get_string(env, argv[0], "fstype")) == NULL) goto out;
+  if ((target = get_string(env, argv[1], "target")) == NULL) goto out;
+  if (!get_int64(env, argv[2], "attrFlags", &attr)) goto out;
+  bool is_array = false;
+  napi_is_array(env, argv[3], &is_array);
+  if (!is_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "params must be an array of [key, value|null]");
+    goto out;
+  }
+  fsfd = fsopen(fstype, FSOPEN_CLOEXEC);
+  if (fsfd < 0) {
+    throw_sys_error(env, "fsopen", errno, fstype);
+    goto out;
+  }
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[3], &n);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value pair, k, v;
+    napi_get_element(env, argv[3], i, &pair);
+    napi_get_element(env, pair, 0, &k);
+    napi_get_element(env, pair, 1, &v);
+    if ((key = get_string(env, k, "param key")) == NULL) goto out;
+    int rc;
+    if (is_nullish(env, v)) {
+      rc = fsconfig(fsfd, FSCONFIG_SET_FLAG, key, NULL, 0);
+    } else {
+      if ((value = get_string(env, v, "param value")) == NULL) goto out;
+      rc = fsconfig(fsfd, FSCONFIG_SET_STRING, key, value, 0);
+    }
+    if (rc != 0) {
+      int err = errno;
+      char msg[256];
+      fs_context_message(fsfd, msg, sizeof msg);
+      snprintf(where, sizeof where, "%s=%s%s%s", key, value ? value : "", msg[0] ? " " : "", msg);
+      throw_sys_error(env, "fsconfig", err, where);
+      goto out;
+    }
+    free(key);
+    free(value);
+    key = value = NULL;
+  }
+  if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0) {
+    int err = errno;
+    char msg[256];
+    fs_context_message(fsfd, msg, sizeof msg);
+    snprintf(where, sizeof where, "%s%s%s", target, msg[0] ? " " : "", msg);
+    throw_sys_error(env, "fsconfig", err, where);
+    goto out;
+  }
+  mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, (unsigned int)attr);
+  if (mfd < 0) {
+    throw_sys_error(env, "fsmount", errno, target);
+    goto out;
+  }
+  if (move_mount(mfd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    throw_sys_error(env, "move_mount", errno, target);
+    goto out;
+  }
+  ret = undefined(env);
+out:
+  if (mfd >= 0) close(mfd);
+  if (fsfd >= 0) close(fsfd);
+  free(fstype);
+  free(target);
+  free(key);
+  free(value);
+  return ret;
+}
+
+// ---------------------------------------------------------------------------------------
 // setErrorClass(ctor): the JS side registers SysError once at load.
 
 static napi_value js_set_error_class(napi_env env, napi_callback_info info) {
@@ -710,6 +809,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pidfdOpen", NULL, js_pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectInNetns", NULL, js_connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fsmount", NULL, js_fsmount, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -106,20 +106,20 @@ test("RuntimeConfig reports the configured cgroup driver", async (t) => {
 test("methods that have not landed answer UNIMPLEMENTED naming the method", async (t) => {
   const d = await startDaemon();
   t.after(() => d.stop());
-  await assert.rejects(d.rt.runPodSandbox({}), {
+  await assert.rejects(d.rt.checkpointContainer({}), {
     code: status.UNIMPLEMENTED,
-    details: "runtime.v1.RuntimeService/RunPodSandbox is not implemented yet",
+    details: "runtime.v1.RuntimeService/CheckpointContainer is not implemented yet",
   });
-  await assert.rejects(d.img.listImages({}), {
+  await assert.rejects(d.rt.listMetricDescriptors({}), {
     code: status.UNIMPLEMENTED,
-    details: "runtime.v1.ImageService/ListImages is not implemented yet",
+    details: "runtime.v1.RuntimeService/ListMetricDescriptors is not implemented yet",
   });
   // Each call is logged at debug level with its method, code and duration.
   const line = d
     .logs()
     .split("\n")
-    .find((l) => l.includes('"method":"runtime.v1.ImageService/ListImages"') && l.includes('"code":"UNIMPLEMENTED"'));
-  assert.ok(line, `no call log line for ListImages in:\n${d.logs()}`);
+    .find((l) => l.includes('"method":"runtime.v1.RuntimeService/ListMetricDescriptors"') && l.includes('"code":"UNIMPLEMENTED"'));
+  assert.ok(line, `no call log line for ListMetricDescriptors in:\n${d.logs()}`);
   assert.equal(typeof (JSON.parse(line) as { durationMs?: unknown }).durationMs, "number");
 });
 
@@ -128,5 +128,5 @@ test("the server accepts 16 MiB messages", async (t) => {
   t.after(() => d.stop());
   // gRPC's default limit is 4 MiB; a 10 MiB request must get past the transport to the handler.
   const big = "x".repeat(10 * 1024 * 1024);
-  await assert.rejects(d.rt.runPodSandbox({ runtimeHandler: big }), { code: status.UNIMPLEMENTED });
+  await assert.rejects(d.rt.checkpointContainer({ containerId: big }), { code: status.UNIMPLEMENTED });
 });

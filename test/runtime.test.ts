@@ -2,7 +2,16 @@
 // containerd-shim-runc-v2 (Debian's containerd 1.6) and berth's shim, with real runc and a
 // busybox bundle. Every test cleans up its shims, containers, mounts and files.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -36,6 +45,8 @@ import { makeBundle } from "./helpers/bundle.js";
 const logger = process.env.BERTH_TEST_LOG ? createLogger({ level: "debug", format: "text" }) : silentLogger();
 
 const NS = "berth-test";
+
+type ShimKind = "runc" | "berth";
 const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const BERTH_SHIM = join(REPO, "bin/containerd-shim-berth-v2");
 
@@ -85,7 +96,10 @@ class Env {
   readonly records: FileShimRecordStore;
   readonly handlers: RuntimeHandlers;
 
-  private constructor(readonly root: string) {
+  private constructor(
+    readonly root: string,
+    readonly kind: ShimKind,
+  ) {
     this.stateDir = join(root, "state");
     this.recordsDir = join(root, "records");
     this.runcRoot = join(root, "runc");
@@ -97,12 +111,12 @@ class Env {
         runc: { runtimeType: RUNC_RUNTIME_TYPE, binaryName: "runc", root: this.runcRoot },
         berth: { runtimeType: BERTH_RUNTIME_TYPE, binaryName: "runc", root: this.runcRoot },
       },
-      "runc",
+      kind,
     );
   }
 
-  static async create(): Promise<Env> {
-    const env = new Env(mkdtempSync("/tmp/berth-rt-"));
+  static async create(kind: ShimKind = "runc"): Promise<Env> {
+    const env = new Env(mkdtempSync("/tmp/berth-rt-"), kind);
     live.add(env);
     env.manager = await env.newManager();
     return env;
@@ -123,7 +137,12 @@ class Env {
 
   bundle(id: string, args: string[], opts: { annotations?: Record<string, string>; rootfsDir?: string } = {}): string {
     const dir = join(this.root, "bundles", id);
-    makeBundle(dir, { args, annotations: opts.annotations, rootfsDir: opts.rootfsDir, cgroupsPath: `/berth-rt-test/${id}-${process.pid}` });
+    makeBundle(dir, {
+      args,
+      annotations: opts.annotations,
+      rootfsDir: opts.rootfsDir,
+      cgroupsPath: `/berth-rt-test/${id}-${process.pid}`,
+    });
     return dir;
   }
 
@@ -165,9 +184,21 @@ class Env {
     return out;
   }
 
+  /** The runc shim uses <root>/<namespace> as runc's root; berth's shim uses the root as given. */
+  get runcRoots(): string[] {
+    return [join(this.runcRoot, NS), this.runcRoot];
+  }
+
   runcContainers(): string[] {
-    const r = spawnSync("runc", ["--root", join(this.runcRoot, NS), "list", "-q"], { encoding: "utf8" });
-    return r.status === 0 ? r.stdout.split("\n").filter(Boolean) : [];
+    return this.runcRoots.flatMap((root) => {
+      const r = spawnSync("runc", ["--root", root, "list", "-q"], { encoding: "utf8" });
+      return r.status === 0
+        ? r.stdout
+            .split("\n")
+            .filter(Boolean)
+            .map((id) => `${root}:${id}`)
+        : [];
+    });
   }
 
   mountsUnderRoot(): string[] {
@@ -188,8 +219,14 @@ class Env {
     for (const r of this.readers) r.kill("SIGKILL");
     const m = this.manager;
     for (const r of m.list()) {
-      await withTimeout(m.kill(r.namespace, r.id, 9, { all: true }).catch(() => {}), 5000);
-      await withTimeout(m.delete(r.namespace, r.id).catch(() => {}), 10_000);
+      await withTimeout(
+        m.kill(r.namespace, r.id, 9, { all: true }).catch(() => {}),
+        5000,
+      );
+      await withTimeout(
+        m.delete(r.namespace, r.id).catch(() => {}),
+        10_000,
+      );
     }
     await m.close();
     for (const pid of this.shimPids()) {
@@ -199,7 +236,10 @@ class Env {
         // gone
       }
     }
-    for (const id of this.runcContainers()) spawnSync("runc", ["--root", join(this.runcRoot, NS), "delete", "--force", id]);
+    for (const c of this.runcContainers()) {
+      const [root, id] = c.split(":") as [string, string];
+      spawnSync("runc", ["--root", root, "delete", "--force", id]);
+    }
     for (const mnt of this.mountsUnderRoot().sort((a, b) => b.length - a.length)) spawnSync("umount", ["-l", mnt]);
     for (const ctl of readdirSync("/sys/fs/cgroup")) {
       const dir = join("/sys/fs/cgroup", ctl, "berth-rt-test");
@@ -207,6 +247,7 @@ class Env {
       for (const sub of readdirSync(dir)) {
         if (sub.endsWith(`-${process.pid}`)) spawnSync("rmdir", [join(dir, sub)]);
       }
+      spawnSync("rmdir", [dir]); // only succeeds when no other run uses it
     }
     rmSync(this.root, { recursive: true, force: true });
   }
@@ -246,15 +287,21 @@ describe("runtime handlers", () => {
     assert.equal(repoBinDir(), join(REPO, "bin"));
     // Not on PATH: found in place in the repository.
     assert.equal(resolveShimBinary(BERTH_RUNTIME_TYPE, { path: "/nonexistent" }), BERTH_SHIM);
-    assert.throws(() => resolveShimBinary("io.containerd.nosuch.v2"), (err: Error) => {
-      assert.ok(err instanceof NotFoundError);
-      assert.match(err.message, /containerd-shim-nosuch-v2 is not installed/);
-      return true;
-    });
+    assert.throws(
+      () => resolveShimBinary("io.containerd.nosuch.v2"),
+      (err: Error) => {
+        assert.ok(err instanceof NotFoundError);
+        assert.match(err.message, /containerd-shim-nosuch-v2 is not installed/);
+        return true;
+      },
+    );
   });
 
   test("handlers default sensibly, validate options, and unknown names fail clearly", () => {
-    const hs = new RuntimeHandlers({ runc: {}, gvisor: { binaryName: "runsc", options: { systemd_cgroup: false, NoPivotRoot: true } } }, "runc");
+    const hs = new RuntimeHandlers(
+      { runc: {}, gvisor: { binaryName: "runsc", options: { systemd_cgroup: false, NoPivotRoot: true } } },
+      "runc",
+    );
     const def = hs.get("");
     assert.equal(def.name, "runc");
     assert.equal(def.runtimeType, BERTH_RUNTIME_TYPE);
@@ -262,7 +309,10 @@ describe("runtime handlers", () => {
     assert.equal(def.restartableShim, true);
     assert.equal(hs.get("gvisor").runcOptions.binaryName, "runsc");
     assert.equal(hs.get("gvisor").runcOptions.noPivotRoot, true);
-    assert.throws(() => hs.get("kata"), (err: Error) => err instanceof NotFoundError && /no runtime handler named "kata"/.test(err.message));
+    assert.throws(
+      () => hs.get("kata"),
+      (err: Error) => err instanceof NotFoundError && /no runtime handler named "kata"/.test(err.message),
+    );
     assert.throws(() => makeRuntimeHandler("x", { options: { bogus: 1 } }), InvalidArgumentError);
     assert.throws(() => makeRuntimeHandler("x", { options: { systemd_cgroup: "yes" } }), InvalidArgumentError);
     assert.throws(() => new RuntimeHandlers({ runc: {} }, "missing"), InvalidArgumentError);
@@ -270,14 +320,26 @@ describe("runtime handlers", () => {
 
   test("start output: plain address and the JSON bootstrap form", () => {
     assert.equal(parseStartOutput("unix:///run/containerd/s/abc"), "unix:///run/containerd/s/abc");
-    assert.equal(parseStartOutput('{"version":2,"address":"unix:///run/x.sock","protocol":"ttrpc"}\n'), "unix:///run/x.sock");
+    assert.equal(
+      parseStartOutput('{"version":2,"address":"unix:///run/x.sock","protocol":"ttrpc"}\n'),
+      "unix:///run/x.sock",
+    );
     assert.throws(() => parseStartOutput(""), InvalidArgumentError);
-    assert.throws(() => parseStartOutput('{"version":2,"address":"unix:///x","protocol":"grpc"}'), InvalidArgumentError);
+    assert.throws(
+      () => parseStartOutput('{"version":2,"address":"unix:///x","protocol":"grpc"}'),
+      InvalidArgumentError,
+    );
   });
 
   test("events: a forwarded TaskExit envelope decodes to a typed exit event", () => {
     const value = Buffer.from(
-      TaskExit.encode({ containerId: "c1", id: "c1", pid: 42, exitStatus: 3, exitedAt: { seconds: 1700000000n, nanos: 5_000_000 } }).finish(),
+      TaskExit.encode({
+        containerId: "c1",
+        id: "c1",
+        pid: 42,
+        exitStatus: 3,
+        exitedAt: { seconds: 1700000000n, nanos: 5_000_000 },
+      }).finish(),
     );
     const ev = decodeEnvelope({
       timestamp: { seconds: 1700000001n, nanos: 0 },
@@ -292,7 +354,12 @@ describe("runtime handlers", () => {
     assert.equal(ev.exitStatus, 3);
     assert.equal(ev.exitedAt.getTime(), 1700000000005);
     assert.equal(ev.namespace, "k8s.io");
-    const unknown = decodeEnvelope({ timestamp: undefined, namespace: "n", topic: "/x", event: { typeUrl: "x.Y", value: Buffer.from([1]) } });
+    const unknown = decodeEnvelope({
+      timestamp: undefined,
+      namespace: "n",
+      topic: "/x",
+      event: { typeUrl: "x.Y", value: Buffer.from([1]) },
+    });
     assert.equal(unknown.type, "unknown");
   });
 });
@@ -318,7 +385,10 @@ describe("file record store", () => {
       assert.equal(statSync(join(dir, "k8s.io", "c1.json")).mode & 0o777, 0o600);
       const again = new FileShimRecordStore(dir);
       assert.deepEqual(await again.get("k8s.io", "c1"), rec);
-      assert.deepEqual((await again.list()).map((r) => r.id), ["c1", "c2"]);
+      assert.deepEqual(
+        (await again.list()).map((r) => r.id),
+        ["c1", "c2"],
+      );
       await again.delete("k8s.io", "c1");
       assert.equal(await again.get("k8s.io", "c1"), undefined);
       assert.deepEqual(readdirSync(join(dir, "k8s.io")), ["c2.json"], "no temporary files left");
@@ -331,64 +401,71 @@ describe("file record store", () => {
 
 // ---- against containerd-shim-runc-v2 -----------------------------------------------------
 
-describe("with containerd-shim-runc-v2", () => {
-  test("create/start/wait gives the container's output and exit code; delete leaves nothing behind", { timeout: 90_000 }, async () => {
-    const env = await Env.create();
-    try {
-      const m = env.manager;
-      const image = join(env.root, "image-c1");
-      const bundle = env.bundle("c1", ["/bin/sh", "-c", "echo hello from busybox; echo oops >&2; exit 3"], { rootfsDir: image });
-      // stdout and stderr through fifos, as the CRI layer passes them.
-      const stdout = env.fifoReader("c1-stdout");
-      const stderr = env.fifoReader("c1-stderr");
-      const created = await env.create({
-        namespace: NS,
-        id: "c1",
-        bundle,
-        rootfs: bindRootfs(image),
-        stdout: stdout.path,
-        stderr: stderr.path,
-        handler: "runc",
-      });
-      assert.ok(created.pid > 0);
-      assert.match(created.address, /^unix:\/\//);
-      assert.equal((await m.state(NS, "c1")).status, "created");
-      assert.equal(statSync(join(env.stateDir, EVENTS_SOCKET_NAME)).mode & 0o777, 0o600, "events socket is 0600");
-      const rec = await env.records.get(NS, "c1");
-      assert.equal(rec?.address, created.address);
-      assert.equal(rec?.bundle, bundle);
-      const { shimPid } = await m.connect(NS, "c1");
-      assert.ok(alive(shimPid));
+/** The tests every shim must pass, plus the ones where the two shims differ by design. */
+function shimSuite(kind: ShimKind): void {
+  test(
+    "create/start/wait gives the container's output and exit code; delete leaves nothing behind",
+    { timeout: 90_000 },
+    async () => {
+      const env = await Env.create(kind);
+      try {
+        const m = env.manager;
+        const image = join(env.root, "image-c1");
+        const bundle = env.bundle("c1", ["/bin/sh", "-c", "echo hello from busybox; echo oops >&2; exit 3"], {
+          rootfsDir: image,
+        });
+        // stdout and stderr through fifos, as the CRI layer passes them.
+        const stdout = env.fifoReader("c1-stdout");
+        const stderr = env.fifoReader("c1-stderr");
+        const created = await env.create({
+          namespace: NS,
+          id: "c1",
+          bundle,
+          rootfs: bindRootfs(image),
+          stdout: stdout.path,
+          stderr: stderr.path,
+          handler: kind,
+        });
+        assert.ok(created.pid > 0);
+        assert.match(created.address, /^unix:\/\//);
+        assert.equal((await m.state(NS, "c1")).status, "created");
+        assert.equal(statSync(join(env.stateDir, EVENTS_SOCKET_NAME)).mode & 0o777, 0o600, "events socket is 0600");
+        const rec = await env.records.get(NS, "c1");
+        assert.equal(rec?.address, created.address);
+        assert.equal(rec?.bundle, bundle);
+        const { shimPid } = await m.connect(NS, "c1");
+        assert.ok(alive(shimPid));
 
-      assert.equal(await m.start(NS, "c1"), created.pid);
-      const exit = await m.wait(NS, "c1");
-      assert.equal(exit.exitStatus, 3);
-      assert.equal(await stdout.text, "hello from busybox\n");
-      assert.equal(await stderr.text, "oops\n");
-      const st = await m.state(NS, "c1");
-      assert.equal(st.status, "stopped");
-      assert.equal(st.exitStatus, 3);
-      assert.equal(st.bundle, bundle);
+        assert.equal(await m.start(NS, "c1"), created.pid);
+        const exit = await m.wait(NS, "c1");
+        assert.equal(exit.exitStatus, 3);
+        assert.equal(await stdout.text, "hello from busybox\n");
+        assert.equal(await stderr.text, "oops\n");
+        const st = await m.state(NS, "c1");
+        assert.equal(st.status, "stopped");
+        assert.equal(st.exitStatus, 3);
+        assert.equal(st.bundle, bundle);
 
-      const del = await m.delete(NS, "c1");
-      assert.equal(del.exitStatus, 3);
-      await until(() => !alive(shimPid), "the shim to exit after Shutdown");
-      await assertNothingLeft(env);
-      await assert.rejects(m.state(NS, "c1"), NotFoundError);
+        const del = await m.delete(NS, "c1");
+        assert.equal(del.exitStatus, 3);
+        await until(() => !alive(shimPid), "the shim to exit after Shutdown");
+        await assertNothingLeft(env);
+        await assert.rejects(m.state(NS, "c1"), NotFoundError);
 
-      const topics = await until(() => {
-        const t = env.events.filter((e) => e.type !== "unknown" && e.containerId === "c1").map((e) => e.type);
-        return t.includes("delete") ? t : undefined;
-      }, "the delete event");
-      assert.deepEqual(topics, ["create", "start", "exit", "delete"]);
-      assert.equal(env.exits("c1")[0]?.exitStatus, 3);
-    } finally {
-      await env.cleanup();
-    }
-  });
+        const topics = await until(() => {
+          const t = env.events.filter((e) => e.type !== "unknown" && e.containerId === "c1").map((e) => e.type);
+          return t.includes("delete") ? t : undefined;
+        }, "the delete event");
+        assert.deepEqual(topics, ["create", "start", "exit", "delete"]);
+        assert.equal(env.exits("c1")[0]?.exitStatus, 3);
+      } finally {
+        await env.cleanup();
+      }
+    },
+  );
 
   test("exec, pids, pause/resume, update, stats and SIGKILL on a running container", { timeout: 90_000 }, async () => {
-    const env = await Env.create();
+    const env = await Env.create(kind);
     try {
       const m = env.manager;
       const bundle = env.bundle("c2", ["sleep", "1000"]);
@@ -398,7 +475,10 @@ describe("with containerd-shim-runc-v2", () => {
 
       const execOut = env.out("e1.out");
       // file:// with no stderr: the runc shim would panic; the manager passes stdout's URI for both.
-      await m.exec(NS, "c2", "e1", { spec: execSpec(["/bin/sh", "-c", "echo from exec; exit 7"]), stdout: `file://${execOut}` });
+      await m.exec(NS, "c2", "e1", {
+        spec: execSpec(["/bin/sh", "-c", "echo from exec; exit 7"]),
+        stdout: `file://${execOut}`,
+      });
       const execPid = await m.start(NS, "c2", "e1");
       assert.ok(execPid > 0 && execPid !== pid);
       const execExit = await m.wait(NS, "c2", "e1");
@@ -423,7 +503,10 @@ describe("with containerd-shim-runc-v2", () => {
       const stats = await m.stats(NS, "c2");
       assert.match(stats.typeUrl, /io\.containerd\.cgroups\.v1\.Metrics$/);
       assert.ok(stats.v1?.pids && stats.v1.pids.current >= 1n, "the pids metric counts the sleeping process");
-      assert.ok(stats.v1?.memory && stats.v1.memory.usage && stats.v1.memory.usage.usage > 0n, "memory usage is reported");
+      assert.ok(
+        stats.v1?.memory && stats.v1.memory.usage && stats.v1.memory.usage.usage > 0n,
+        "memory usage is reported",
+      );
 
       await m.kill(NS, "c2", 9);
       const exit = await m.wait(NS, "c2");
@@ -436,60 +519,78 @@ describe("with containerd-shim-runc-v2", () => {
     }
   });
 
-  test("two containers with one sandbox id share one shim, which exits after the last delete", { timeout: 90_000 }, async () => {
-    const env = await Env.create();
-    try {
-      const m = env.manager;
-      const annotations = { [SANDBOX_ID_ANNOTATION]: "pod-a" };
-      const a = await env.create({ namespace: NS, id: "pa", bundle: env.bundle("pa", ["sleep", "1000"], { annotations }), sandboxId: "pod-a" });
-      const b = await env.create({ namespace: NS, id: "pb", bundle: env.bundle("pb", ["sleep", "1000"], { annotations }), sandboxId: "pod-a" });
-      assert.equal(a.address, b.address);
-      const sa = await m.connect(NS, "pa");
-      const sb = await m.connect(NS, "pb");
-      assert.equal(sa.shimPid, sb.shimPid);
-      assert.deepEqual(env.shimPids(), [sa.shimPid]);
-      assert.equal((await env.records.get(NS, "pb"))?.sandboxId, "pod-a");
-      await m.start(NS, "pa");
-      await m.start(NS, "pb");
+  test(
+    "two containers with one sandbox id share one shim, which exits after the last delete",
+    { timeout: 90_000 },
+    async () => {
+      const env = await Env.create(kind);
+      try {
+        const m = env.manager;
+        const annotations = { [SANDBOX_ID_ANNOTATION]: "pod-a" };
+        const a = await env.create({
+          namespace: NS,
+          id: "pa",
+          bundle: env.bundle("pa", ["sleep", "1000"], { annotations }),
+          sandboxId: "pod-a",
+        });
+        const b = await env.create({
+          namespace: NS,
+          id: "pb",
+          bundle: env.bundle("pb", ["sleep", "1000"], { annotations }),
+          sandboxId: "pod-a",
+        });
+        assert.equal(a.address, b.address);
+        const sa = await m.connect(NS, "pa");
+        const sb = await m.connect(NS, "pb");
+        assert.equal(sa.shimPid, sb.shimPid);
+        assert.deepEqual(env.shimPids(), [sa.shimPid]);
+        assert.equal((await env.records.get(NS, "pb"))?.sandboxId, "pod-a");
+        await m.start(NS, "pa");
+        await m.start(NS, "pb");
 
-      await m.kill(NS, "pa", 9);
-      await m.wait(NS, "pa");
-      await m.delete(NS, "pa");
-      assert.ok(alive(sa.shimPid), "the shim stays for its other task");
-      assert.equal((await m.state(NS, "pb")).status, "running");
+        await m.kill(NS, "pa", 9);
+        await m.wait(NS, "pa");
+        await m.delete(NS, "pa");
+        assert.ok(alive(sa.shimPid), "the shim stays for its other task");
+        assert.equal((await m.state(NS, "pb")).status, "running");
 
-      await m.kill(NS, "pb", 9);
-      assert.equal((await m.wait(NS, "pb")).exitStatus, 137);
-      await m.delete(NS, "pb");
-      await assertNothingLeft(env);
-    } finally {
-      await env.cleanup();
-    }
-  });
+        await m.kill(NS, "pb", 9);
+        assert.equal((await m.wait(NS, "pb")).exitStatus, 137);
+        await m.delete(NS, "pb");
+        await assertNothingLeft(env);
+      } finally {
+        await env.cleanup();
+      }
+    },
+  );
 
-  test("a manager killed with SIGKILL leaves containers running; a new one recovers states and exit codes", { timeout: 90_000 }, async () => {
-    const env = await Env.create();
-    try {
-      // The first manager lives in a child process that we kill -9.
-      await env.manager.close();
-      const bundles = {
-        r1: env.bundle("r1", ["sleep", "1000"]),
-        r2: env.bundle("r2", ["sleep", "1000"]),
-        x1: env.bundle("x1", ["/bin/sh", "-c", "sleep 2; exit 5"]),
-      };
-      const runtimeIndex = new URL("../src/runtime/index.js", import.meta.url).href;
-      const child = spawn(
-        process.execPath,
-        [
-          "--input-type=module",
-          "-e",
-          `
+  test(
+    "a manager killed with SIGKILL leaves containers running; a new one recovers states and exit codes",
+    { timeout: 90_000 },
+    async () => {
+      const env = await Env.create(kind);
+      try {
+        // The first manager lives in a child process that we kill -9.
+        await env.manager.close();
+        const bundles = {
+          r1: env.bundle("r1", ["sleep", "1000"]),
+          r2: env.bundle("r2", ["sleep", "1000"]),
+          x1: env.bundle("x1", ["/bin/sh", "-c", "sleep 2; exit 5"]),
+        };
+        const runtimeIndex = new URL("../src/runtime/index.js", import.meta.url).href;
+        const child = spawn(
+          process.execPath,
+          [
+            "--input-type=module",
+            "-e",
+            `
           import { ShimManager, FileShimRecordStore, RuntimeHandlers } from ${JSON.stringify(runtimeIndex)};
           const cfg = JSON.parse(process.argv[1]);
           const m = await ShimManager.create({
             stateDir: cfg.stateDir, address: cfg.address,
             records: new FileShimRecordStore(cfg.recordsDir),
-            handlers: new RuntimeHandlers({ runc: { runtimeType: "io.containerd.runc.v2", root: cfg.runcRoot } }, "runc"),
+            handlers: new RuntimeHandlers({ [cfg.kind]: { runtimeType: cfg.runtimeType, root: cfg.runcRoot } }, cfg.kind),
+            shimEnv: cfg.shimEnv,
           });
           const pids = {};
           for (const [id, bundle] of Object.entries(cfg.bundles)) {
@@ -499,130 +600,229 @@ describe("with containerd-shim-runc-v2", () => {
           console.log("READY " + JSON.stringify(pids));
           setInterval(() => {}, 1000);
           `,
-          JSON.stringify({ stateDir: env.stateDir, address: env.address, recordsDir: env.recordsDir, runcRoot: env.runcRoot, ns: NS, bundles }),
-        ],
-        { stdio: ["ignore", "pipe", "inherit"] },
-      );
-      let text = "";
-      child.stdout.setEncoding("utf8").on("data", (d: string) => (text += d));
-      const pids = await until(
-        () => {
-          if (child.exitCode !== null) throw new Error(`the child manager exited with ${child.exitCode}`);
-          return /READY (.*)\n/.exec(text)?.[1];
-        },
-        "the child manager to start its containers",
-        60_000,
-      ).then(
-        (j) => JSON.parse(j) as Record<string, number>,
-      );
-      child.kill("SIGKILL");
-      await new Promise((r) => child.once("exit", r));
-      assert.equal(env.shimPids().length, 3, "each container has its own shim (no sandbox id)");
-      for (const id of ["r1", "r2"]) assert.ok(alive(pids[id]!), `${id} survives its manager`);
-      await until(() => !alive(pids.x1!), "x1 to exit on its own");
+            JSON.stringify({
+              stateDir: env.stateDir,
+              address: env.address,
+              recordsDir: env.recordsDir,
+              runcRoot: env.runcRoot,
+              ns: NS,
+              bundles,
+              kind,
+              runtimeType: kind === "runc" ? RUNC_RUNTIME_TYPE : BERTH_RUNTIME_TYPE,
+              shimEnv: { BERTH_SHIM_SOCKET_DIR: env.shimSocketDir },
+            }),
+          ],
+          { stdio: ["ignore", "pipe", "inherit"] },
+        );
+        let text = "";
+        child.stdout.setEncoding("utf8").on("data", (d: string) => (text += d));
+        const pids = await until(
+          () => {
+            if (child.exitCode !== null) throw new Error(`the child manager exited with ${child.exitCode}`);
+            return /READY (.*)\n/.exec(text)?.[1];
+          },
+          "the child manager to start its containers",
+          60_000,
+        ).then((j) => JSON.parse(j) as Record<string, number>);
+        child.kill("SIGKILL");
+        await new Promise((r) => child.once("exit", r));
+        // The runc shim: one per container without a sandbox id; berth's: one for all.
+        assert.equal(env.shimPids().length, kind === "runc" ? 3 : 1);
+        for (const id of ["r1", "r2"]) assert.ok(alive(pids[id]!), `${id} survives its manager`);
+        await until(() => !alive(pids.x1!), "x1 to exit on its own");
 
-      env.manager = await env.newManager();
-      const recovered = await env.manager.recover();
-      for (const r of recovered) env.addresses.add(r.address);
-      assert.deepEqual(recovered.map((r) => [r.id, r.outcome, r.status]).sort(), [
-        ["r1", "live", "running"],
-        ["r2", "live", "running"],
-        ["x1", "live", "stopped"],
-      ]);
-      const m = env.manager;
-      assert.equal((await m.state(NS, "r1")).pid, pids.r1);
-      assert.equal((await m.state(NS, "r2")).status, "running");
-      const x1 = await m.state(NS, "x1");
-      assert.equal(x1.status, "stopped");
-      assert.equal(x1.exitStatus, 5, "the real exit code, kept by the shim while no manager listened");
-      assert.equal((await m.wait(NS, "x1")).exitStatus, 5);
+        env.manager = await env.newManager();
+        const recovered = await env.manager.recover();
+        for (const r of recovered) env.addresses.add(r.address);
+        assert.deepEqual(recovered.map((r) => [r.id, r.outcome, r.status]).sort(), [
+          ["r1", "live", "running"],
+          ["r2", "live", "running"],
+          ["x1", "live", "stopped"],
+        ]);
+        const m = env.manager;
+        assert.equal((await m.state(NS, "r1")).pid, pids.r1);
+        assert.equal((await m.state(NS, "r2")).status, "running");
+        const x1 = await m.state(NS, "x1");
+        assert.equal(x1.status, "stopped");
+        assert.equal(x1.exitStatus, 5, "the real exit code, kept by the shim while no manager listened");
+        assert.equal((await m.wait(NS, "x1")).exitStatus, 5);
 
-      for (const id of ["r1", "r2"]) {
-        await m.kill(NS, id, 9);
-        assert.equal((await m.wait(NS, id)).exitStatus, 137);
+        for (const id of ["r1", "r2"]) {
+          await m.kill(NS, id, 9);
+          assert.equal((await m.wait(NS, id)).exitStatus, 137);
+        }
+        for (const id of ["r1", "r2", "x1"]) await m.delete(NS, id);
+        await assertNothingLeft(env);
+      } finally {
+        await env.cleanup();
       }
-      for (const id of ["r1", "r2", "x1"]) await m.delete(NS, id);
-      await assertNothingLeft(env);
-    } finally {
-      await env.cleanup();
-    }
-  });
+    },
+  );
 
-  test("a shim killed with SIGKILL: its task is reported exited with the reason, and delete cleans up", { timeout: 90_000 }, async () => {
-    const env = await Env.create();
-    try {
-      const m = env.manager;
-      const { pid } = await env.create({ namespace: NS, id: "d1", bundle: env.bundle("d1", ["sleep", "1000"]) });
-      await m.start(NS, "d1");
-      const { shimPid, address } = await m.connect(NS, "d1");
-      const waiting = m.wait(NS, "d1");
+  if (kind === "runc")
+    test(
+      "a shim killed with SIGKILL: its task is reported exited with the reason, and delete cleans up",
+      { timeout: 90_000 },
+      async () => {
+        const env = await Env.create();
+        try {
+          const m = env.manager;
+          const { pid } = await env.create({ namespace: NS, id: "d1", bundle: env.bundle("d1", ["sleep", "1000"]) });
+          await m.start(NS, "d1");
+          const { shimPid, address } = await m.connect(NS, "d1");
+          const waiting = m.wait(NS, "d1");
 
-      process.kill(shimPid, "SIGKILL");
-      const ev = await until(() => env.exits("d1")[0], "the exit event for the dead shim's task");
-      assert.equal(ev.exitStatus, 255);
-      assert.equal(ev.reason, `shim exited: ${address} unreachable`);
-      const w = await waiting;
-      assert.equal(w.exitStatus, 255, "a pending Wait resolves instead of hanging");
-      assert.equal(w.reason, ev.reason);
-      const st = await m.state(NS, "d1");
-      assert.equal(st.status, "stopped");
-      assert.equal(st.exitStatus, 255);
-      assert.equal(st.reason, ev.reason);
-      await assert.rejects(m.kill(NS, "d1", 9), NotFoundError);
+          process.kill(shimPid, "SIGKILL");
+          const ev = await until(() => env.exits("d1")[0], "the exit event for the dead shim's task");
+          assert.equal(ev.exitStatus, 255);
+          assert.equal(ev.reason, `shim exited: ${address} unreachable`);
+          const w = await waiting;
+          assert.equal(w.exitStatus, 255, "a pending Wait resolves instead of hanging");
+          assert.equal(w.reason, ev.reason);
+          const st = await m.state(NS, "d1");
+          assert.equal(st.status, "stopped");
+          assert.equal(st.exitStatus, 255);
+          assert.equal(st.reason, ev.reason);
+          await assert.rejects(m.kill(NS, "d1", 9), NotFoundError);
 
-      const del = await m.delete(NS, "d1");
-      assert.equal(del.exitStatus, 255);
-      // The runc shim's delete command force-deletes the orphaned container.
-      await until(() => !alive(pid), "the orphaned container to be killed");
-      await assertNothingLeft(env);
-      assert.equal(env.exits("d1").length, 1, "reported once");
-    } finally {
-      await env.cleanup();
-    }
-  });
+          const del = await m.delete(NS, "d1");
+          assert.equal(del.exitStatus, 255);
+          // The runc shim's delete command force-deletes the orphaned container.
+          await until(() => !alive(pid), "the orphaned container to be killed");
+          await assertNothingLeft(env);
+          assert.equal(env.exits("d1").length, 1, "reported once");
+        } finally {
+          await env.cleanup();
+        }
+      },
+    );
 
-  test("bad input fails with typed errors and leaves no shim, record or mount behind", { timeout: 90_000 }, async () => {
-    const env = await Env.create();
-    try {
-      const m = env.manager;
-      const good = env.bundle("b1", ["true"]);
-      await assert.rejects(m.createTask({ namespace: NS, id: "b1", bundle: good, handler: "kata" }), (err: Error) => {
-        assert.ok(err instanceof NotFoundError);
-        assert.match(err.message, /no runtime handler named "kata"/);
-        return true;
-      });
-      await assert.rejects(m.createTask({ namespace: NS, id: "nob", bundle: join(env.root, "bundles", "nob") }), (err: Error) => {
-        assert.ok(err instanceof InvalidArgumentError);
-        assert.match(err.message, /does not exist/);
-        return true;
-      });
-      const noConfig = join(env.root, "bundles", "nocfg");
-      mkdirSync(noConfig, { recursive: true });
-      await assert.rejects(m.createTask({ namespace: NS, id: "nocfg", bundle: noConfig }), (err: Error) => {
-        assert.ok(err instanceof InvalidArgumentError);
-        assert.match(err.message, /has no config\.json/);
-        return true;
-      });
-      await assert.rejects(m.createTask({ namespace: NS, id: "other", bundle: good }), InvalidArgumentError);
-      await assert.rejects(m.createTask({ namespace: NS, id: "bad/id", bundle: good }), InvalidArgumentError);
+  if (kind === "runc")
+    test(
+      "bad input fails with typed errors and leaves no shim, record or mount behind",
+      { timeout: 90_000 },
+      async () => {
+        const env = await Env.create();
+        try {
+          const m = env.manager;
+          const good = env.bundle("b1", ["true"]);
+          await assert.rejects(
+            m.createTask({ namespace: NS, id: "b1", bundle: good, handler: "kata" }),
+            (err: Error) => {
+              assert.ok(err instanceof NotFoundError);
+              assert.match(err.message, /no runtime handler named "kata"/);
+              return true;
+            },
+          );
+          await assert.rejects(
+            m.createTask({ namespace: NS, id: "nob", bundle: join(env.root, "bundles", "nob") }),
+            (err: Error) => {
+              assert.ok(err instanceof InvalidArgumentError);
+              assert.match(err.message, /does not exist/);
+              return true;
+            },
+          );
+          const noConfig = join(env.root, "bundles", "nocfg");
+          mkdirSync(noConfig, { recursive: true });
+          await assert.rejects(m.createTask({ namespace: NS, id: "nocfg", bundle: noConfig }), (err: Error) => {
+            assert.ok(err instanceof InvalidArgumentError);
+            assert.match(err.message, /has no config\.json/);
+            return true;
+          });
+          await assert.rejects(m.createTask({ namespace: NS, id: "other", bundle: good }), InvalidArgumentError);
+          await assert.rejects(m.createTask({ namespace: NS, id: "bad/id", bundle: good }), InvalidArgumentError);
 
-      // runc refuses the bundle at create time: the shim it started must be gone afterwards.
-      const image = join(env.root, "image-b2");
-      const broken = env.bundle("b2", ["/no/such/binary"], { rootfsDir: image });
-      await assert.rejects(m.createTask({ namespace: NS, id: "b2", bundle: broken, rootfs: bindRootfs(image) }), (err: Error) => {
-        assert.match(err.message, /no such file or directory/);
-        return true;
-      });
-      assert.deepEqual(m.list(), []);
-      await assertNothingLeft(env);
+          // runc refuses the bundle at create time: the shim it started must be gone afterwards.
+          const image = join(env.root, "image-b2");
+          const broken = env.bundle("b2", ["/no/such/binary"], { rootfsDir: image });
+          await assert.rejects(
+            m.createTask({ namespace: NS, id: "b2", bundle: broken, rootfs: bindRootfs(image) }),
+            (err: Error) => {
+              assert.match(err.message, /no such file or directory/);
+              return true;
+            },
+          );
+          assert.deepEqual(m.list(), []);
+          await assertNothingLeft(env);
 
-      // A broken config.json: the runc shim's start fails to read it.
-      const garbled = env.bundle("b3", ["true"]);
-      writeFileSync(join(garbled, "config.json"), "{ not json");
-      await assert.rejects(m.createTask({ namespace: NS, id: "b3", bundle: garbled }), /shim start for task b3/);
-      await assertNothingLeft(env);
-    } finally {
-      await env.cleanup();
-    }
-  });
-});
+          // A broken config.json: the runc shim's start fails to read it.
+          const garbled = env.bundle("b3", ["true"]);
+          writeFileSync(join(garbled, "config.json"), "{ not json");
+          await assert.rejects(m.createTask({ namespace: NS, id: "b3", bundle: garbled }), /shim start for task b3/);
+          await assertNothingLeft(env);
+        } finally {
+          await env.cleanup();
+        }
+      },
+    );
+
+  if (kind === "berth") {
+    test(
+      "berth's shim killed with SIGKILL is started again and re-adopts its running containers",
+      { timeout: 90_000 },
+      async () => {
+        const env = await Env.create(kind);
+        try {
+          const m = env.manager;
+          const { pid } = await env.create({ namespace: NS, id: "k1", bundle: env.bundle("k1", ["sleep", "1000"]) });
+          await m.start(NS, "k1");
+          const before = await m.connect(NS, "k1");
+          const waiting = m.wait(NS, "k1");
+
+          process.kill(before.shimPid, "SIGKILL");
+          const after = await until(async () => {
+            const info = await m.connect(NS, "k1").catch(() => undefined);
+            return info && info.shimPid !== before.shimPid ? info : undefined;
+          }, "a new shim to serve k1");
+          assert.equal(after.taskPid, pid);
+          assert.ok(alive(pid), "the container lived through its shim's death");
+          const st = await m.state(NS, "k1");
+          assert.equal(st.status, "running");
+          assert.equal(st.reason, undefined);
+          assert.deepEqual(env.exits("k1"), [], "no exit reported for a re-adopted container");
+
+          await m.kill(NS, "k1", 9);
+          assert.equal((await waiting).exitStatus, 137, "a Wait pending across the restart gets the real exit");
+          await m.delete(NS, "k1");
+          await assertNothingLeft(env);
+        } finally {
+          await env.cleanup();
+        }
+      },
+    );
+
+    test(
+      "recover() starts berth's shim again when it died while no manager was running",
+      { timeout: 90_000 },
+      async () => {
+        const env = await Env.create(kind);
+        try {
+          const { pid } = await env.create({ namespace: NS, id: "k2", bundle: env.bundle("k2", ["sleep", "1000"]) });
+          await env.manager.start(NS, "k2");
+          const { shimPid } = await env.manager.connect(NS, "k2");
+          await env.manager.close();
+          process.kill(shimPid, "SIGKILL");
+          await until(() => !alive(shimPid), "the shim to die");
+
+          env.manager = await env.newManager();
+          const m = env.manager;
+          const recovered = await m.recover();
+          assert.deepEqual(
+            recovered.map((r) => [r.id, r.outcome, r.status]),
+            [["k2", "restarted", "running"]],
+          );
+          assert.equal((await m.state(NS, "k2")).pid, pid);
+          await m.kill(NS, "k2", 9);
+          assert.equal((await m.wait(NS, "k2")).exitStatus, 137);
+          await m.delete(NS, "k2");
+          await assertNothingLeft(env);
+        } finally {
+          await env.cleanup();
+        }
+      },
+    );
+  }
+}
+
+describe("with containerd-shim-runc-v2", () => shimSuite("runc"));
+describe("with containerd-shim-berth-v2", () => shimSuite("berth"));

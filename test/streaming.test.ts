@@ -16,7 +16,7 @@ import { RequestCache } from "../src/streaming/tokens.js";
 import { InvalidArgumentError, ResourceExhaustedError } from "../src/util/errors.js";
 import { HostBackend } from "./helpers/streaming-host-backend.js";
 import { SpdyCommandSession, exitCodeOf, forwardOnce, spdyUpgrade } from "./helpers/spdy-client.js";
-import { ChannelClient, wsOpen } from "./helpers/ws-client.js";
+import { ChannelClient, wsOpen, wsOpenRaw } from "./helpers/ws-client.js";
 
 const V4 = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -119,7 +119,8 @@ describe("streaming server", () => {
     assert.deepEqual(JSON.parse(r.error.toString()), {
       metadata: {},
       status: "Failure",
-      message: "command terminated with non-zero exit code: error executing command [sh -c echo out; echo err >&2; exit 3], exit code 3",
+      message:
+        "command terminated with non-zero exit code: error executing command [sh -c echo out; echo err >&2; exit 3], exit code 3",
       reason: "NonZeroExitCode",
       details: { causes: [{ reason: "ExitCode", message: "3" }] },
     });
@@ -152,7 +153,10 @@ describe("streaming server", () => {
 
     const refused = await spdyUpgrade(exec(["true"]), ["v9.channel.k8s.io"]);
     assert.equal(refused.status, 403);
-    assert.equal(refused.headers["x-accepted-stream-protocol-versions"], "v5.channel.k8s.io, v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io, channel.k8s.io");
+    assert.equal(
+      refused.headers["x-accepted-stream-protocol-versions"],
+      "v5.channel.k8s.io, v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io, channel.k8s.io",
+    );
   });
 
   test("SPDY exec with a tty runs an interactive shell, applies resizes and returns the last exit code", async () => {
@@ -194,14 +198,21 @@ describe("streaming server", () => {
   });
 
   test("closing stdin ends cat (SPDY FIN, and the v5 WebSocket close signal)", async () => {
-    const s = await SpdyCommandSession.open(exec(["cat"], { stdin: true }), V4, { stdin: true, stdout: true, stderr: true });
+    const s = await SpdyCommandSession.open(exec(["cat"], { stdin: true }), V4, {
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
     s.stdin?.end("hello\nworld\n");
     const r = await s.result();
     await s.close();
     assert.equal(r.stdout.toString(), "hello\nworld\n");
     assert.equal(exitCodeOf(r.error), 0);
 
-    const { client, protocol } = await wsOpen(exec(["cat"], { stdin: true }), ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
+    const { client, protocol } = await wsOpen(exec(["cat"], { stdin: true }), [
+      "v5.channel.k8s.io",
+      "v4.channel.k8s.io",
+    ]);
     assert.ok(client);
     assert.equal(protocol, "v5.channel.k8s.io");
     const c = client;
@@ -339,9 +350,9 @@ describe("streaming server", () => {
 
       // kubectl's WebSocket port-forward tunnels the SPDY protocol through binary messages.
       const tunnelUrl = server.getPortForwardUrl({ podSandboxId: "pod1", ports: [a.port] });
-      const t = await wsOpen(tunnelUrl, ["SPDY/3.1+portforward.k8s.io"]);
+      const t = await wsOpenRaw(tunnelUrl, "SPDY/3.1+portforward.k8s.io");
       assert.equal(t.protocol, "SPDY/3.1+portforward.k8s.io");
-      const conn = new SpdyConnection(createWebSocketStream(t.ws as NonNullable<typeof t.ws>), { server: false });
+      const conn = new SpdyConnection(createWebSocketStream(t.ws), { server: false });
       const r = await forwardOnce(conn, a.port, "1", httpRequest("/tunnel"));
       assert.match(r.data.toString(), /A POST \/tunnel ping$/);
       conn.destroy();
@@ -372,7 +383,14 @@ describe("streaming server", () => {
     const short = new StreamingServer({ backend, tokenTtlMs: 1 });
     await short.start();
     try {
-      const expired = short.getExecUrl({ containerId: "c", cmd: ["true"], tty: false, stdin: false, stdout: true, stderr: false });
+      const expired = short.getExecUrl({
+        containerId: "c",
+        cmd: ["true"],
+        tty: false,
+        stdin: false,
+        stdout: true,
+        stderr: false,
+      });
       await delay(20);
       assert.equal((await spdyUpgrade(expired, V4)).status, 404);
     } finally {
@@ -398,7 +416,10 @@ describe("streaming server", () => {
   test("invalid requests are refused when the URL is made", () => {
     const base = { containerId: "c", cmd: ["sh"], tty: true, stdin: true, stdout: true, stderr: true };
     assert.throws(() => server.getExecUrl(base), InvalidArgumentError);
-    assert.throws(() => server.getExecUrl({ ...base, tty: false, stdin: false, stdout: false, stderr: false }), InvalidArgumentError);
+    assert.throws(
+      () => server.getExecUrl({ ...base, tty: false, stdin: false, stdout: false, stderr: false }),
+      InvalidArgumentError,
+    );
     assert.throws(() => server.getExecUrl({ ...base, containerId: "" }), InvalidArgumentError);
     assert.throws(() => server.getPortForwardUrl({ podSandboxId: "", ports: [] }), InvalidArgumentError);
   });
@@ -410,19 +431,28 @@ describe("streaming server", () => {
     const pid = backend.pids[backend.pids.length - 1];
     assert.ok(alive(pid));
     s.conn.destroy();
-    await eventually(() => !alive(pid) && backend.running.size === 0 && server.activeSessions === 0, "cleanup after SPDY disconnect");
+    await eventually(
+      () => !alive(pid) && backend.running.size === 0 && server.activeSessions === 0,
+      "cleanup after SPDY disconnect",
+    );
 
     const { client } = await wsOpen(exec(cmd, { stdin: true }), ["v5.channel.k8s.io"]);
     const c = client as ChannelClient;
     await c.waitFor(() => /tick/.test(c.output(1).toString()));
     const wsPid = backend.pids[backend.pids.length - 1];
     c.ws.terminate();
-    await eventually(() => !alive(wsPid) && backend.running.size === 0 && server.activeSessions === 0, "cleanup after WebSocket disconnect");
+    await eventually(
+      () => !alive(wsPid) && backend.running.size === 0 && server.activeSessions === 0,
+      "cleanup after WebSocket disconnect",
+    );
   });
 
   test("a client that stops reading holds the command back instead of buffering its output", async () => {
     const size = 64 * 1024 * 1024;
-    const s = await SpdyCommandSession.open(exec(["head", "-c", String(size), "/dev/zero"]), V4, { stdout: true, stderr: true });
+    const s = await SpdyCommandSession.open(exec(["head", "-c", String(size), "/dev/zero"]), V4, {
+      stdout: true,
+      stderr: true,
+    });
     const pid = backend.pids[backend.pids.length - 1];
     s.stdout?.pause();
     await delay(1000);
@@ -449,9 +479,27 @@ describe("streaming server", () => {
   test("serves over TLS", async () => {
     const key = join(tmp, "key.pem");
     const cert = join(tmp, "cert.pem");
-    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"], {
-      stdio: "ignore",
-    });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+      ],
+      {
+        stdio: "ignore",
+      },
+    );
     const tls = new StreamingServer({ backend, tls: { cert: readFileSync(cert), key: readFileSync(key) } });
     const tlsBase = await tls.start();
     try {

@@ -367,3 +367,54 @@ test("connectInNetns: bad namespace path, non-namespace file, bad host, timeout"
   run("nsenter", [`--net=${ns}`, "iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"]);
   assertSysError(() => sys.connectInNetns(ns, "127.0.0.1", 9, 100), "ETIMEDOUT", "connect");
 });
+
+test("fsmount mounts through the new mount API and reports fsconfig errors", () => {
+  const dir = tempDir();
+  try {
+    sys.fsmount("tmpfs", dir, sys.MOUNT_ATTR_NOSUID, [
+      ["size", "1m"],
+      ["mode", "0710"],
+    ]);
+    assert.equal(mounts().get(dir), "tmpfs");
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o710);
+    sys.umount2(dir, 0);
+    const err = assertSysError(() => sys.fsmount("tmpfs", dir, 0, [["nosuchoption", "1"]]), "EINVAL", "fsconfig");
+    assert.match(err.message, /nosuchoption/);
+    assert.equal(mounts().has(dir), false);
+  } finally {
+    unmountAll(dir);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("mount takes an overlay whose lowerdir option is longer than a page (120 layers)", () => {
+  const dir = tempDir();
+  const target = path.join(dir, "merged");
+  try {
+    // Long layer paths, as a snapshotter under a deep root has: 120 of them pass 4 KiB.
+    const lowers: string[] = [];
+    for (let i = 0; i < 120; i++) {
+      const l = path.join(dir, `layer-with-a-rather-long-directory-name-${String(i).padStart(3, "0")}`, "fs");
+      fs.mkdirSync(l, { recursive: true });
+      fs.writeFileSync(path.join(l, `file-${i}`), `layer ${i}\n`);
+      fs.writeFileSync(path.join(l, "top"), `layer ${i}\n`);
+      lowers.push(l);
+    }
+    for (const d of ["upper", "work", "merged"]) fs.mkdirSync(path.join(dir, d));
+    const data = `workdir=${path.join(dir, "work")},upperdir=${path.join(dir, "upper")},lowerdir=${lowers.join(":")}`;
+    assert.ok(Buffer.byteLength(data) > sys.MOUNT_DATA_MAX, `option string is ${data.length} bytes`);
+    sys.mount("overlay", target, "overlay", 0, data);
+    assert.equal(mounts().get(target), "overlay");
+    // Every layer is visible; the first lowerdir is the topmost.
+    for (let i = 0; i < 120; i++) assert.equal(fs.readFileSync(path.join(target, `file-${i}`), "utf8"), `layer ${i}\n`);
+    assert.equal(fs.readFileSync(path.join(target, "top"), "utf8"), "layer 0\n");
+    fs.writeFileSync(path.join(target, "new"), "x");
+    assert.equal(fs.readFileSync(path.join(dir, "upper", "new"), "utf8"), "x");
+    // A read-only remount with the same long options works too (overlayfs ignores them).
+    sys.mount("", target, null, sys.MS_REMOUNT | sys.MS_RDONLY, data);
+    assert.throws(() => fs.writeFileSync(path.join(target, "other"), "x"), { code: "EROFS" });
+  } finally {
+    unmountAll(target);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

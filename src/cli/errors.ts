@@ -50,7 +50,11 @@ export function explain(err: unknown, address: string): unknown {
           "run berth as root, or as a member of the socket's group (grpc.gid in berthd's config)",
         );
       }
-      return new CliError(`berthd at ${address} is unavailable: ${details}`, `is berthd running? ${START_DAEMON_HINT}`);
+      if (/No connection established|Failed to connect|Connection dropped|ECONNRESET|EPIPE/.test(details)) {
+        return new CliError(`lost the connection to berthd at ${address}: ${details}`, `is berthd running? ${START_DAEMON_HINT}`);
+      }
+      // UNAVAILABLE sent by berthd itself (e.g. a registry it cannot reach): its message says what.
+      return new CliError(details);
     }
     case Code.UNIMPLEMENTED:
       return new CliError(details, "this berthd does not support the operation yet; upgrade berthd");

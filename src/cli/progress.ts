@@ -66,8 +66,10 @@ export function ttyProgress(stream: NodeJS.WriteStream, image: string): Progress
   };
   const totalLine = () => {
     const { done, total } = totals();
-    const finished = [...blobs.values()].filter((b) => b.status === "unpacked").length;
-    return `Total: ${" ".repeat(12)}${barOf(done, total)} ${humanSize(done)}/${humanSize(total)} ${rate(done, started)}  (${finished}/${blobs.size} blobs done)`;
+    const finished = [...blobs.values()].filter(
+      (b) => b.status === "unpacked" || b.status === "downloaded" || (b.status === "downloading" && b.total > 0 && b.done >= b.total),
+    ).length;
+    return `Total: ${" ".repeat(12)}${barOf(done, total)} ${humanSize(done)}/${humanSize(total)} ${rate(done, started)}  (${finished}/${blobs.size} done)`;
   };
   let totalBar = multi.create(1, 0, { line: totalLine });
   return {
@@ -79,9 +81,11 @@ export function ttyProgress(stream: NodeJS.WriteStream, image: string): Progress
         const line = () => {
           const s = blobs.get(p.digest)!;
           const name = shortId(p.digest);
+          if (s.status === "downloading" && s.total > 0 && s.done >= s.total) return `${name}: Download complete  ${humanSize(s.total)}`;
           if (s.status === "downloading") {
             return `${name}: ${label.downloading.padEnd(13)} ${barOf(s.done, s.total)} ${humanSize(s.done)}/${humanSize(s.total)} ${rate(s.done, s.startedAt)}`;
           }
+          if (s.status === "unpacked" && s.total === 0) return `${name}: Already exists`;
           return `${name}: ${label[s.status] ?? s.status}${s.total ? `  ${humanSize(s.total)}` : ""}`;
         };
         // New blobs go above the total line: recreate it so it stays last.

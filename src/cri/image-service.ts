@@ -1,15 +1,151 @@
-// ImageService handlers. None has landed yet: every method answers UNIMPLEMENTED through
-// server.ts. The image issue replaces this with handlers backed by the image store, e.g.
-//   export function imageServiceHandlers(deps: { images: ImageStore }): Partial<ImageHandlers> {
-//     return { async listImages(req, ctx) { ... }, async pullImage(req, ctx) { ... } };
-//   }
-// and the composition root (daemon/compose.ts) passes its dependencies.
-
+// The CRI ImageService (kubernetes/cri-api runtime.v1): a translation onto the image service
+// in images/service.ts, with CRI's conventions where they differ from plain errors:
+//   - ImageStatus of an image that is not there answers an empty response, not NotFound;
+//   - RemoveImage of an image that is not there succeeds;
+//   - PullImage answers the image id ("sha256:<config digest>"), which kubelet then uses as
+//     the container's image ref.
+// Credentials: the request's AuthConfig, else the registry's entry in the config
+// (registry.auths, looked up inside the registry client).
+import {
+  ImageFsInfoResponse,
+  ImageStatusResponse,
+  ListImagesResponse,
+  PullImageResponse,
+  type AuthConfig as CriAuthConfig,
+  type FilesystemUsage,
+  type Image,
+} from "../gen/cri/runtime/v1/api.js";
+import type { AuthConfig } from "../images/auth.js";
+import type { FsUsage, GcResult, ImageRecord } from "../images/service.js";
+import type { ImageConfigJson } from "../images/mediatypes.js";
+import { InvalidArgumentError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
 import type { ImageHandlers } from "./handlers.js";
 
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in by the image issue
-export type ImageServiceDeps = {};
+/** The part of images/service.ts ImageService the CRI handlers use. */
+export interface CriImages {
+  pull(ref: string, auth?: AuthConfig): Promise<ImageRecord>;
+  status(ref: string): Promise<ImageRecord | undefined>;
+  list(filter?: { ref?: string }): Promise<ImageRecord[]>;
+  imageConfig(imageId: string): Promise<ImageConfigJson>;
+  remove(ref: string): Promise<{ imageId: string; imageRemoved: boolean }>;
+  fsUsage(): Promise<FsUsage>;
+  /** Background garbage collection after an image is gone (blobs and snapshots nothing uses). */
+  requestGc(): Promise<GcResult | undefined>;
+}
 
-export function imageServiceHandlers(_deps: ImageServiceDeps): Partial<ImageHandlers> {
-  return {};
+export interface ImageServiceDeps {
+  images: CriImages;
+  log?: Logger;
+}
+
+/** CRI AuthConfig -> the registry client's; undefined when it carries nothing. */
+export function authFromCri(a: CriAuthConfig | undefined): AuthConfig | undefined {
+  if (!a) return undefined;
+  const out: AuthConfig = {
+    username: a.username || undefined,
+    password: a.password || undefined,
+    auth: a.auth || undefined,
+    serverAddress: a.serverAddress || undefined,
+    identityToken: a.identityToken || undefined,
+    registryToken: a.registryToken || undefined,
+  };
+  return out.username || out.auth || out.identityToken || out.registryToken ? out : undefined;
+}
+
+/**
+ * uid or username from the image config's User ("uid", "uid:gid", "name", "name:group"),
+ * as containerd reports it: a numeric user part is a uid, anything else a name.
+ */
+export function userOf(user: string | undefined): { uid?: bigint; username: string } {
+  const u = (user ?? "").split(":")[0];
+  if (u === "") return { username: "" };
+  if (/^\d+$/.test(u)) return { uid: BigInt(u), username: "" };
+  return { username: u };
+}
+
+export function toCriImage(r: ImageRecord): Image {
+  const { uid, username } = userOf(r.config.User);
+  return {
+    id: r.id,
+    repoTags: r.repoTags,
+    repoDigests: r.repoDigests,
+    size: BigInt(r.size),
+    uid: uid === undefined ? undefined : { value: uid },
+    username,
+    spec: { image: r.id, annotations: {}, userSpecifiedImage: "", runtimeHandler: "", imageRef: r.id },
+    pinned: false,
+  };
+}
+
+function usageEntry(ts: bigint, mountpoint: string, bytes: number, inodes: number): FilesystemUsage {
+  return { timestamp: ts, fsId: { mountpoint }, usedBytes: { value: BigInt(bytes) }, inodesUsed: { value: BigInt(inodes) } };
+}
+
+export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandlers> {
+  const { images } = deps;
+  const refOf = (spec: { image: string } | undefined, method: string): string => {
+    const ref = spec?.image?.trim() ?? "";
+    if (!ref) throw new InvalidArgumentError(`${method}: image.image must name an image (reference, id or digest)`);
+    return ref;
+  };
+  return {
+    async pullImage(req) {
+      // sandbox_config is for runtime-specific pulls (e.g. per-pod platform); berth pulls for the host.
+      const record = await images.pull(refOf(req.image, "PullImage"), authFromCri(req.auth));
+      return PullImageResponse.fromPartial({ imageRef: record.id });
+    },
+
+    async listImages(req) {
+      const ref = req.filter?.image?.image?.trim();
+      const list = await images.list(ref ? { ref } : {});
+      return ListImagesResponse.fromPartial({ images: list.map(toCriImage) });
+    },
+
+    async imageStatus(req) {
+      const record = await images.status(refOf(req.image, "ImageStatus"));
+      // CRI: an absent image is an empty response, so kubelet knows to pull it.
+      if (!record) return ImageStatusResponse.fromPartial({});
+      const info: Record<string, string> = {};
+      if (req.verbose) {
+        // containerd's verbose info: {"chainID", "imageSpec"} under the key "info".
+        const imageSpec = await images.imageConfig(record.id);
+        info.info = JSON.stringify({
+          chainID: record.chainId,
+          imageSpec,
+          manifestDigest: record.manifestDigest,
+          snapshotter: record.snapshotter,
+          labels: record.labels,
+        });
+      }
+      return ImageStatusResponse.fromPartial({ image: toCriImage(record), info });
+    },
+
+    async removeImage(req) {
+      let result: { imageRemoved: boolean } | undefined;
+      try {
+        result = await images.remove(refOf(req.image, "RemoveImage"));
+      } catch (err) {
+        // CRI: removing an image that is not there succeeds.
+        if ((err as { kind?: string }).kind !== "NotFound") throw err;
+      }
+      // Like containerd, reclaim the image's blobs and snapshots once it is gone; in the
+      // background, so a removal never waits behind a long pull (which GC excludes).
+      if (result?.imageRemoved) {
+        void images.requestGc().then((r) => {
+          if (r) deps.log?.debug({ blobs: r.removedBlobs.length, snapshots: r.removedSnapshots.length }, "image gc");
+        });
+      }
+      return {};
+    },
+
+    async imageFsInfo() {
+      const u = await images.fsUsage();
+      const ts = BigInt(Date.now()) * 1_000_000n;
+      // Image layers and their blobs live on the same filesystem under berth's root; the
+      // containers' writable layers are snapshots there too, so both lists name it.
+      const imageFs = usageEntry(ts, u.snapshots.path, u.snapshots.size + u.content.size, u.snapshots.inodes + u.content.inodes);
+      return ImageFsInfoResponse.fromPartial({ imageFilesystems: [imageFs], containerFilesystems: [imageFs] });
+    },
+  };
 }

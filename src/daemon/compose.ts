@@ -7,7 +7,7 @@
 // those dependencies here, and spread its handlers into `runtime` / `image` below. A later
 // spread wins, so a real handler replaces the UNIMPLEMENTED default by name.
 
-import { berthService, type DaemonSummary } from "../cri/berth-service.js";
+import { berthService, imageArchives, type DaemonSummary } from "../cri/berth-service.js";
 import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
@@ -17,6 +17,7 @@ import { CriEvents } from "../cri/events.js";
 import { fallbackImageHandlers } from "../cri/image-fallback.js";
 import { createPodRuntime } from "../cri/pod-runtime.js";
 import { ensureSandboxRootfs } from "../cri/sandbox-rootfs.js";
+import { configuredCredentials } from "../images/auth.js";
 import { ImageService } from "../images/service.js";
 import { ContainerMetadata, ShimRecordMetadata } from "../metadata/containers.js";
 import { openDatabase } from "../metadata/db.js";
@@ -25,11 +26,14 @@ import { NetworkManager } from "../network/index.js";
 import { RuntimeHandlers as ShimRuntimeHandlers, ShimManager } from "../runtime/index.js";
 import type { Logger } from "../util/log.js";
 import type { BerthConfig } from "./config.js";
+import { parseDuration } from "./config-fields.js";
 import { BERTH_VERSION } from "./version.js";
 
 export interface Services {
   /** The CRI handlers the gRPC server serves. */
   cri: CriHandlers;
+  /** The image service (pull, status, imageConfig, prepareRootfs, removeRootfs, gc) for other services. */
+  images: ImageService;
   /** Releases what compose() opened (stores, servers, watchers), in reverse order of opening. */
   close(): Promise<void>;
 }
@@ -91,7 +95,10 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       root: config.root,
       db,
       snapshotter: config.image.snapshotter,
-      registry: { configPath: config.registry.config_path },
+      registry: { configPath: config.registry.config_path, credentials: configuredCredentials(config.registry.auths) },
+      maxConcurrentDownloads: config.image.max_concurrent_downloads,
+      staleIngestMs: parseDuration(config.image.stale_ingest_timeout),
+      onGcError: (err) => log.warn({ err }, "image garbage collection failed"),
     });
     const podNetwork = new NetworkManager({
       stateDir: join(config.root, "network"),
@@ -152,20 +159,19 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       },
       image: {
         ...fallbackImageHandlers(images),
-        ...imageServiceHandlers({}),
+        ...imageServiceHandlers({ images, log: log.child({ component: "cri-images" }) }),
       },
-      // berth.v1.Berth for the CLI (pull progress, archives, info). Pass `images` (the
-      // images/service.ts ImageService) and `archives` once they are built here.
+      // berth.v1.Berth for the CLI: pull progress, image archives, info.
       extra: [
         berthService({
           log,
           summary: () => daemonSummary(config, startedAt),
           images,
-          archives: undefined,
+          archives: imageArchives(images),
         }),
       ],
     };
-    return { cri, close };
+    return { cri, images, close };
   } catch (err) {
     await close();
     throw err;

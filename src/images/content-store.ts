@@ -246,25 +246,56 @@ export class ContentStore {
     return out;
   }
 
-  /** Ingests in progress or interrupted: digest and bytes so far. */
-  async ingests(): Promise<{ digest: string; offset: number; total?: number }[]> {
-    const out: { digest: string; offset: number; total?: number }[] = [];
+  /** Ingests in progress or interrupted: digest, bytes so far, and when data last arrived (ms). */
+  async ingests(): Promise<{ digest: string; offset: number; total?: number; updatedAt: number }[]> {
+    const out: { digest: string; offset: number; total?: number; updatedAt: number }[] = [];
     for (const name of await readdir(this.ingestDir)) {
+      if (!/^[a-f0-9]{64}$/.test(name)) continue;
       let offset = 0;
       let total: number | undefined;
+      let updatedAt = 0;
       try {
-        offset = (await stat(join(this.ingestDir, name, "data"))).size;
+        const st = await stat(join(this.ingestDir, name, "data"));
+        offset = st.size;
+        updatedAt = st.mtimeMs;
       } catch {
         offset = 0;
+        updatedAt = await stat(join(this.ingestDir, name)).then(
+          (st) => st.mtimeMs,
+          () => 0,
+        );
       }
       try {
         total = (JSON.parse(await readFile(join(this.ingestDir, name, "ref"), "utf8")) as Expected).size;
       } catch {
         total = undefined;
       }
-      out.push({ digest: `sha256:${name}`, offset, total });
+      out.push({ digest: `sha256:${name}`, offset, total, updatedAt });
     }
     return out;
+  }
+
+  /** Whether an ingest of `digest` is running in this process now. */
+  isIngesting(digest: string): boolean {
+    return this.flights.has(hexOf(digest));
+  }
+
+  /**
+   * Removes interrupted ingests that received no data for `maxAgeMs` (a pull that never came
+   * back for them), and leftovers of an abort that a crash cut short. Running ingests stay.
+   * Returns the digests removed.
+   */
+  async pruneIngests(maxAgeMs: number, now = Date.now()): Promise<string[]> {
+    const removed: string[] = [];
+    for (const i of await this.ingests()) {
+      if (now - i.updatedAt < maxAgeMs || this.isIngesting(i.digest)) continue;
+      await this.abortIngest(i.digest);
+      removed.push(i.digest);
+    }
+    for (const name of await readdir(this.ingestDir)) {
+      if (name.startsWith(".removed-")) await rm(join(this.ingestDir, name), { recursive: true, force: true });
+    }
+    return removed;
   }
 
   async abortIngest(digest: string): Promise<void> {

@@ -28,6 +28,11 @@ export class SingleFlight<T> {
     this.inflight.set(key, p);
     return p;
   }
+
+  /** Whether a call for `key` is running now. */
+  has(key: string): boolean {
+    return this.inflight.has(key);
+  }
 }
 
 /** Many shared holders (pulls) or one exclusive holder (GC). Writers wait for readers to drain. */

@@ -82,7 +82,12 @@ export class RegistryClient {
       let authorization = this.authorizer.cached(host.host, repo, auth);
       let answered = false;
       for (;;) {
-        const res = await this.follow(url, method, { ...host.headers, ...headers }, authorization, host.dispatcher);
+        let res: Response;
+        try {
+          res = await this.follow(url, method, { ...host.headers, ...headers }, authorization, host.dispatcher);
+        } catch (err) {
+          throw tlsProblem(err, host, this.configPath) ?? err;
+        }
         if (res.statusCode === 401) {
           await res.body.dump();
           if (answered) {
@@ -243,6 +248,21 @@ export class RegistryClient {
       throw lastErr instanceof NotFoundError ? lastErr : wrapUnavailable(lastErr, ref);
     };
   }
+}
+
+/** A TLS failure (unknown CA, bad name, refused client certificate) as an error saying where to fix it. */
+function tlsProblem(err: unknown, host: RegistryHost, configPath: string | undefined): UnavailableError | undefined {
+  for (let e: unknown = err; e && typeof e === "object"; e = (e as { cause?: unknown }).cause) {
+    const code = String((e as { code?: unknown }).code ?? "");
+    if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ISSUER/.test(code)) {
+      const where = configPath ? `${configPath}/${host.namespace}/hosts.toml` : "the registry's hosts.toml";
+      return new UnavailableError(
+        `TLS with registry ${host.host} failed: ${(e as Error).message} (${code}); set its CA (\`ca\`), a client certificate (\`client\`) or \`skip_verify\` in ${where}`,
+        { cause: err },
+      );
+    }
+  }
+  return undefined;
 }
 
 function isNetworkError(err: unknown): boolean {

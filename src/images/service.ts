@@ -53,6 +53,10 @@ export interface ImageServiceOptions {
   platform?: Platform;
   /** how long a pull's lease protects its content if the process dies (default 1 h) */
   pullLeaseMs?: number;
+  /** gc() removes interrupted downloads that got no data for this long (default 24 h) */
+  staleIngestMs?: number;
+  /** where requestGc() reports a failed background collection */
+  onGcError?: (err: unknown) => void;
 }
 
 export interface PullProgress {
@@ -106,6 +110,8 @@ export interface FsUsage {
 export interface GcResult {
   removedBlobs: string[];
   removedSnapshots: string[];
+  /** interrupted downloads older than the stale-ingest bound */
+  removedIngests: string[];
 }
 
 /** Extra GC roots from the runtime: snapshots (keys in this service's snapshotter) and blobs it uses. */
@@ -135,6 +141,10 @@ export class ImageService {
   private readonly configs = new Map<string, ImageConfigJson>();
   private readonly platform: Platform;
   private readonly pullLeaseMs: number;
+  private readonly staleIngestMs: number;
+  /** the background collection requestGc() started, and whether another must follow it */
+  private gcRunning: Promise<GcResult> | undefined;
+  private gcAgain: Promise<GcResult> | undefined;
 
   private constructor(readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(join(opts.root, "content"));
@@ -148,6 +158,7 @@ export class ImageService {
     this.downloads = new Semaphore(opts.maxConcurrentDownloads ?? 3);
     this.platform = opts.platform ?? hostPlatform();
     this.pullLeaseMs = opts.pullLeaseMs ?? 3600_000;
+    this.staleIngestMs = opts.staleIngestMs ?? 24 * 3600_000;
   }
 
   /** Builds the service and clears what a crash left half-made (orphan snapshot dirs). */
@@ -510,6 +521,7 @@ export class ImageService {
    */
   gc(): Promise<GcResult> {
     return this.gcLock.withExclusive(async () => {
+      const removedIngests = await this.content.pruneIngests(this.staleIngestMs);
       const keepBlobs = this.images.allBlobs();
       const keepSnaps = new Set<string>();
       const snapType = `snapshot/${this.snapshotter.name}`;
@@ -552,7 +564,37 @@ export class ImageService {
         }
       }
       for (const id of [...this.configs.keys()]) if (!this.images.get(id)) this.configs.delete(id);
-      return { removedBlobs, removedSnapshots };
+      return { removedBlobs, removedSnapshots, removedIngests };
+    });
+  }
+
+  /**
+   * Collects garbage in the background, as containerd does after an image is deleted:
+   * requests made while one collection runs share the single collection that follows it,
+   * so it sees their deletions. Failures go to `onGcError`; the promise never rejects.
+   */
+  requestGc(): Promise<GcResult | undefined> {
+    const run = (): Promise<GcResult> => {
+      const p = this.gc().finally(() => {
+        if (this.gcRunning === p) this.gcRunning = undefined;
+      });
+      this.gcRunning = p;
+      return p;
+    };
+    let p: Promise<GcResult>;
+    if (!this.gcRunning) p = run();
+    else {
+      this.gcAgain ??= this.gcRunning
+        .catch(() => undefined)
+        .then(() => {
+          this.gcAgain = undefined;
+          return run();
+        });
+      p = this.gcAgain;
+    }
+    return p.catch((err: unknown) => {
+      this.opts.onGcError?.(err);
+      return undefined;
     });
   }
 }

@@ -42,6 +42,7 @@ import tar from "tar-stream";
 import * as sys from "../sys/index.js";
 import { InvalidArgumentError } from "../util/errors.js";
 import { DigestMismatchError } from "./content-store.js";
+import { PaxTap, xattrsFromPax, type PaxRecords } from "./tar-pax.js";
 
 export type WhiteoutMode = "overlay" | "native";
 
@@ -248,18 +249,11 @@ async function removeAny(p: string): Promise<boolean> {
   return true;
 }
 
-function xattrsOf(header: tar.Header): [string, Buffer][] {
-  const pax = (header as { pax?: Record<string, string> | null }).pax;
-  if (!pax) return [];
-  const out: [string, Buffer][] = [];
-  for (const [k, v] of Object.entries(pax)) {
-    if (!k.startsWith("SCHILY.xattr.")) continue;
-    const name = k.slice("SCHILY.xattr.".length);
-    // A layer must not steer overlayfs of the snapshot it lands in.
-    if (name.startsWith("trusted.overlay.")) continue;
-    out.push([name, Buffer.from(v, "utf8")]);
-  }
-  return out;
+/** The xattrs to set from an entry's raw PAX records (binary values intact, see tar-pax.ts). */
+function xattrsOf(header: tar.Header, raw: PaxRecords | undefined): [string, Buffer][] {
+  const decoded = (header as { pax?: Record<string, string> | null }).pax;
+  // A layer must not steer overlayfs of the snapshot it lands in.
+  return xattrsFromPax(raw, decoded, header.name).filter(([name]) => !name.startsWith("trusted.overlay."));
 }
 
 async function drain(stream: AsyncIterable<unknown>): Promise<void> {
@@ -280,8 +274,10 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
   const dirTimes: { path: string; mtime: Date }[] = [];
   const hasher = new HashStream();
   const extract = tar.extract();
+  const paxTap = new PaxTap();
 
   async function applyEntry(header: tar.Header, stream: AsyncIterable<unknown>): Promise<void> {
+    const paxRaw = paxTap.next();
     const type: string = header.type ?? "file";
     if (type === "pax-global-header" || type === "pax-header") return drain(stream);
     const comps = cleanName(header.name);
@@ -389,7 +385,7 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
         await drain(stream);
         return;
     }
-    for (const [name, value] of xattrsOf(header)) {
+    for (const [name, value] of xattrsOf(header, paxRaw)) {
       try {
         sys.lsetxattr(target, name, value);
       } catch (err) {
@@ -410,7 +406,7 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
     );
   });
 
-  await pipeline(input, new AutoDecompress(), hasher, extract);
+  await pipeline(input, new AutoDecompress(), hasher, paxTap, extract);
 
   // Opaque directories (native): drop everything this layer did not add beneath them.
   for (const o of opaqueDirs) await pruneNotAdded(o.host, o.key, added);

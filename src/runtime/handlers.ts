@@ -121,7 +121,10 @@ export function resolveShimBinary(runtimeType: string, opts: ShimLookupOptions =
     throw new NotFoundError(`shim binary ${runtimeType} does not exist or is not executable`);
   }
   const name = shimBinaryName(runtimeType);
-  const dirs = [...(opts.path ?? process.env.PATH ?? "").split(delimiter).filter(Boolean), ...(opts.extraDirs ?? [repoBinDir()])];
+  const dirs = [
+    ...(opts.path ?? process.env.PATH ?? "").split(delimiter).filter(Boolean),
+    ...(opts.extraDirs ?? [repoBinDir()]),
+  ];
   for (const dir of dirs) {
     const candidate = resolve(dir, name);
     if (isExecutable(candidate)) return candidate;
@@ -147,7 +150,9 @@ export function makeRuntimeHandler(name: string, cfg: RuntimeHandlerConfig = {})
       );
     }
     if (typeof value !== spec.kind) {
-      throw new InvalidArgumentError(`runtime handler ${JSON.stringify(name)}: option ${key} must be a ${spec.kind}, not ${typeof value}`);
+      throw new InvalidArgumentError(
+        `runtime handler ${JSON.stringify(name)}: option ${key} must be a ${spec.kind}, not ${typeof value}`,
+      );
     }
     (runcOptions as unknown as Record<string, unknown>)[spec.field] = value;
   }
@@ -167,9 +172,12 @@ export class RuntimeHandlers {
     handlers: Record<string, RuntimeHandlerConfig> | RuntimeHandler[],
     readonly defaultName: string,
   ) {
-    const list = Array.isArray(handlers) ? handlers : Object.entries(handlers).map(([n, c]) => makeRuntimeHandler(n, c));
+    const list = Array.isArray(handlers)
+      ? handlers
+      : Object.entries(handlers).map(([n, c]) => makeRuntimeHandler(n, c));
     for (const h of list) {
-      if (this.byName.has(h.name)) throw new InvalidArgumentError(`runtime handler ${JSON.stringify(h.name)} is defined twice`);
+      if (this.byName.has(h.name))
+        throw new InvalidArgumentError(`runtime handler ${JSON.stringify(h.name)} is defined twice`);
       this.byName.set(h.name, h);
     }
     if (!this.byName.has(defaultName)) {
@@ -188,7 +196,9 @@ export class RuntimeHandlers {
     const key = name || this.defaultName;
     const h = this.byName.get(key);
     if (!h) {
-      throw new NotFoundError(`no runtime handler named ${JSON.stringify(key)} is configured (have: ${this.names().join(", ")})`);
+      throw new NotFoundError(
+        `no runtime handler named ${JSON.stringify(key)} is configured (have: ${this.names().join(", ")})`,
+      );
     }
     return h;
   }

@@ -16,15 +16,23 @@ import type { Mount } from "../gen/containerd/types/mount.js";
 import { type ProcessInfo, Status } from "../gen/containerd/types/task/task.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import { NAMESPACE_METADATA_KEY, type ServiceClient, TtrpcClient, createClient, socketPath } from "../ttrpc/index.js";
-import {
-  AlreadyExistsError,
-  InvalidArgumentError,
-  NotFoundError,
-  UnavailableError,
-} from "../util/errors.js";
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, UnavailableError } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/log.js";
-import { EventHub, type EventListener, EventsServer, type RuntimeEvent, decodeEnvelope, timestampToDate } from "./events.js";
-import { type RuntimeHandler, type RuntimeHandlers, type ShimLookupOptions, resolveShimBinary, runcOptionsAny } from "./handlers.js";
+import {
+  EventHub,
+  type EventListener,
+  EventsServer,
+  type RuntimeEvent,
+  decodeEnvelope,
+  timestampToDate,
+} from "./events.js";
+import {
+  type RuntimeHandler,
+  type RuntimeHandlers,
+  type ShimLookupOptions,
+  resolveShimBinary,
+  runcOptionsAny,
+} from "./handlers.js";
 import { type ShimRecord, type ShimRecordStore, validateIdentifier } from "./records.js";
 import { type ShimCommandOptions, shimDelete, shimStart } from "./shim-command.js";
 import { ShimLogReader } from "./shim-log.js";
@@ -270,7 +278,12 @@ export class ShimManager {
     }
   }
 
-  private async createTaskIn(req: CreateTaskOptions, handler: RuntimeHandler, bundle: string, shimBinary: string): Promise<CreatedTask> {
+  private async createTaskIn(
+    req: CreateTaskOptions,
+    handler: RuntimeHandler,
+    bundle: string,
+    shimBinary: string,
+  ): Promise<CreatedTask> {
     const k = key(req.namespace, req.id);
     const log = this.log.child({ namespace: req.namespace, task: req.id });
     const options = runcOptionsAny(handler);
@@ -294,7 +307,8 @@ export class ShimManager {
         record.address = await shimStart(this.commandOptions(record), options);
         conn = await this.connection(record.address);
         if (conn) break;
-        if (attempt >= 2) throw new UnavailableError(`shim at ${record.address} kept shutting down while task ${req.id} was created`);
+        if (attempt >= 2)
+          throw new UnavailableError(`shim at ${record.address} kept shutting down while task ${req.id} was created`);
       }
       conn.tasks.add(k);
       // Recorded before Create: a crash after Create must leave a record that recover() finds.
@@ -321,7 +335,9 @@ export class ShimManager {
       return { pid: resp.pid, address: record.address };
     } catch (err) {
       log.warn({ err }, "task create failed; cleaning up");
-      await this.undoCreate(record, conn, recorded).catch((e: unknown) => log.warn({ err: e }, "cleanup after failed create"));
+      await this.undoCreate(record, conn, recorded).catch((e: unknown) =>
+        log.warn({ err: e }, "cleanup after failed create"),
+      );
       shimLog.close();
       throw err;
     }
@@ -344,7 +360,8 @@ export class ShimManager {
   }
 
   private async checkBundle(bundle: string, id: string): Promise<string> {
-    if (!bundle || !isAbsolute(bundle)) throw new InvalidArgumentError(`bundle path ${JSON.stringify(bundle)} must be absolute`);
+    if (!bundle || !isAbsolute(bundle))
+      throw new InvalidArgumentError(`bundle path ${JSON.stringify(bundle)} must be absolute`);
     const dir = resolve(bundle);
     if (basename(dir) !== id) {
       // containerd-shim-runc-v2's delete finds the bundle as <dirname(cwd)>/<id>.
@@ -365,7 +382,12 @@ export class ShimManager {
 
   /** Starts a created task (execId "") or exec process; resolves with its pid. */
   async start(namespace: string, id: string, execId = ""): Promise<number> {
-    return this.withTask(namespace, id, async (c) => (await c.start({ id, execId }, this.callOpts(namespace))).pid, deadNotRunning);
+    return this.withTask(
+      namespace,
+      id,
+      async (c) => (await c.start({ id, execId }, this.callOpts(namespace))).pid,
+      deadNotRunning,
+    );
   }
 
   /** Adds an exec process to a running task (start it with start(namespace, id, execId)). */
@@ -373,7 +395,12 @@ export class ShimManager {
     validateIdentifier("exec id", execId);
     const spec: Any = { typeUrl: OCI_PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(o.spec)) };
     const io = normalizeIO(o);
-    await this.withTask(namespace, id, (c) => c.exec({ id, execId, ...io, spec }, this.callOpts(namespace)), deadNotRunning);
+    await this.withTask(
+      namespace,
+      id,
+      (c) => c.exec({ id, execId, ...io, spec }, this.callOpts(namespace)),
+      deadNotRunning,
+    );
   }
 
   /** Signals the init process (or an exec process), or with `all` every process of the task. */
@@ -445,7 +472,12 @@ export class ShimManager {
   }
 
   async pids(namespace: string, id: string): Promise<ProcessInfo[]> {
-    return this.withTask(namespace, id, async (c) => (await c.pids({ id }, this.callOpts(namespace))).processes, deadNotRunning);
+    return this.withTask(
+      namespace,
+      id,
+      async (c) => (await c.pids({ id }, this.callOpts(namespace))).processes,
+      deadNotRunning,
+    );
   }
 
   async pause(namespace: string, id: string): Promise<void> {
@@ -457,9 +489,19 @@ export class ShimManager {
   }
 
   /** Updates resources (an OCI LinuxResources object) and annotations of a running task. */
-  async update(namespace: string, id: string, resources: object, annotations: Record<string, string> = {}): Promise<void> {
+  async update(
+    namespace: string,
+    id: string,
+    resources: object,
+    annotations: Record<string, string> = {},
+  ): Promise<void> {
     const any: Any = { typeUrl: OCI_LINUX_RESOURCES_TYPE_URL, value: Buffer.from(JSON.stringify(resources)) };
-    await this.withTask(namespace, id, (c) => c.update({ id, resources: any, annotations }, this.callOpts(namespace)), deadNotRunning);
+    await this.withTask(
+      namespace,
+      id,
+      (c) => c.update({ id, resources: any, annotations }, this.callOpts(namespace)),
+      deadNotRunning,
+    );
   }
 
   /** Resource usage, decoded when it is cgroups v1 or v2 metrics. */
@@ -481,12 +523,22 @@ export class ShimManager {
   }
 
   async resizePty(namespace: string, id: string, execId: string, width: number, height: number): Promise<void> {
-    await this.withTask(namespace, id, (c) => c.resizePty({ id, execId, width, height }, this.callOpts(namespace)), deadNotRunning);
+    await this.withTask(
+      namespace,
+      id,
+      (c) => c.resizePty({ id, execId, width, height }, this.callOpts(namespace)),
+      deadNotRunning,
+    );
   }
 
   /** Closes the stdin of the init process (execId "") or an exec process. */
   async closeIO(namespace: string, id: string, execId = ""): Promise<void> {
-    await this.withTask(namespace, id, (c) => c.closeIO({ id, execId, stdin: true }, this.callOpts(namespace)), deadNotRunning);
+    await this.withTask(
+      namespace,
+      id,
+      (c) => c.closeIO({ id, execId, stdin: true }, this.callOpts(namespace)),
+      deadNotRunning,
+    );
   }
 
   /** The shim's pid, the task's pid and the shim's version (the Connect call). */
@@ -496,7 +548,12 @@ export class ShimManager {
       id,
       async (c) => {
         const r = await c.connect({ id }, this.callOpts(namespace));
-        return { shimPid: r.shimPid, taskPid: r.taskPid, version: r.version, address: this.entry(namespace, id).record.address };
+        return {
+          shimPid: r.shimPid,
+          taskPid: r.taskPid,
+          version: r.version,
+          address: this.entry(namespace, id).record.address,
+        };
       },
       deadNotRunning,
     );
@@ -599,7 +656,9 @@ export class ShimManager {
       list.push(r);
       byAddress.set(r.address, list);
     }
-    const results = await Promise.all([...byAddress.entries()].map(([address, recs]) => this.recoverShim(address, recs)));
+    const results = await Promise.all(
+      [...byAddress.entries()].map(([address, recs]) => this.recoverShim(address, recs)),
+    );
     return results.flat();
   }
 
@@ -632,7 +691,8 @@ export class ShimManager {
         continue;
       }
       const status = await this.adopt(e, conn);
-      if (status === undefined) out.push({ namespace, id, address, outcome: "dead", status: "stopped", reason: e.dead!.reason });
+      if (status === undefined)
+        out.push({ namespace, id, address, outcome: "dead", status: "stopped", reason: e.dead!.reason });
       else out.push({ namespace, id, address: conn.address, outcome, status });
     }
     if (conn && conn.tasks.size === 0) await this.shutdownConnection(conn, records[0]!);
@@ -652,7 +712,10 @@ export class ShimManager {
       }
       return statusNames[s.status] ?? "unknown";
     } catch (err) {
-      const why = err instanceof NotFoundError ? `shim at ${conn.address} has no task ${id}` : `shim at ${conn.address} did not answer: ${(err as Error).message}`;
+      const why =
+        err instanceof NotFoundError
+          ? `shim at ${conn.address} has no task ${id}`
+          : `shim at ${conn.address} did not answer: ${(err as Error).message}`;
       this.markDead(e, why);
       return undefined;
     }
@@ -691,7 +754,9 @@ export class ShimManager {
     if (this.conns.get(conn.key) === conn) this.conns.delete(conn.key);
     if (conn.closingOnPurpose || this.closed || reason === undefined || conn.tasks.size === 0) return;
     this.log.warn({ address: conn.address, err: reason }, "shim connection lost");
-    conn.recovering = this.recoverConnection(conn).catch((err: unknown) => this.log.error({ err }, "shim connection recovery failed"));
+    conn.recovering = this.recoverConnection(conn).catch((err: unknown) =>
+      this.log.error({ err }, "shim connection recovery failed"),
+    );
   }
 
   /** One quick reconnect; for berth's shim a restart; otherwise every task of the shim is reported exited. */
@@ -706,7 +771,8 @@ export class ShimManager {
     for (const e of entries) {
       conn.tasks.delete(key(e.record.namespace, e.record.id));
       if (e.conn !== conn) continue;
-      e.conn = undefined;
+      // e.conn stays on the old connection until adopt() or markDead() decides, so calls
+      // meanwhile wait on conn.recovering instead of failing.
       if (next) await this.adopt(e, next);
       else this.markDead(e, `shim exited: ${conn.address} unreachable`);
     }
@@ -805,9 +871,13 @@ export class ShimManager {
       if (e.dead) return onDead(e.dead, e);
       const conn = e.conn;
       if (!conn) throw new UnavailableError(`task ${id}: no shim connection`);
-      if (conn.recovering) {
-        await conn.recovering;
-        continue;
+      if (conn.recovering || conn.client.closed) {
+        // Its tasks are being moved to a new connection or marked dead: wait for the verdict.
+        if (conn.recovering && attempt < 3) {
+          await conn.recovering;
+          continue;
+        }
+        throw new UnavailableError(`task ${id}: the connection to its shim at ${conn.address} is closed`);
       }
       try {
         return await fn(conn.task);
@@ -893,7 +963,10 @@ export class ShimManager {
     return { [NAMESPACE_METADATA_KEY]: namespace };
   }
 
-  private callOpts(namespace: string, timeoutMs = this.callTimeoutMs): { metadata: Record<string, string>; timeoutMs: number } {
+  private callOpts(
+    namespace: string,
+    timeoutMs = this.callTimeoutMs,
+  ): { metadata: Record<string, string>; timeoutMs: number } {
     return { metadata: this.md(namespace), timeoutMs };
   }
 

@@ -60,7 +60,12 @@ function run(o: ShimCommandOptions, args: string[], stdin: Buffer | undefined, w
       clearTimeout(timer);
       clearTimeout(lingerTimer);
       if (e) return reject(e);
-      resolve({ code: exit!.code, signal: exit!.signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8").trim() });
+      resolve({
+        code: exit!.code,
+        signal: exit!.signal,
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err).toString("utf8").trim(),
+      });
     };
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
@@ -115,7 +120,9 @@ export function parseStartOutput(output: string): string {
       throw new InvalidArgumentError(`shim start printed JSON without an address: ${text}`);
     }
     if (parsed.protocol !== undefined && parsed.protocol !== "ttrpc") {
-      throw new InvalidArgumentError(`shim start offers protocol ${JSON.stringify(parsed.protocol)}; berth speaks ttrpc only`);
+      throw new InvalidArgumentError(
+        `shim start offers protocol ${JSON.stringify(parsed.protocol)}; berth speaks ttrpc only`,
+      );
     }
     return parsed.address;
   }
@@ -145,6 +152,8 @@ export async function shimDelete(o: ShimCommandOptions): Promise<DeleteResponse>
   try {
     return DeleteResponse.decode(r.stdout);
   } catch (err) {
-    throw new InternalError(`shim delete for task ${o.id}: undecodable DeleteResponse: ${(err as Error).message}`, { cause: err });
+    throw new InternalError(`shim delete for task ${o.id}: undecodable DeleteResponse: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }

@@ -5,12 +5,11 @@
 // errors, and the server starts each with the port number as two little-endian bytes.
 import type { WebSocket } from "ws";
 import type { StreamingBackend } from "./backend.js";
-import { PROTOCOL_V4 } from "./remotecommand.js";
+import { PROTOCOL_V4, endWritable } from "./remotecommand.js";
 import { RstStatus } from "./spdy/frames.js";
 import type { SpdyConnection, SpdyStream } from "./spdy/connection.js";
 import { BASE64_V4 } from "./remotecommand-ws.js";
 import { WsChannels } from "./ws-channels.js";
-import { endWritable } from "./remotecommand.js";
 
 export const PORTFORWARD_PROTOCOL = "portforward.k8s.io";
 /** kubectl's WebSocket port-forward tunnels a SPDY session through binary messages. */

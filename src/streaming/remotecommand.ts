@@ -1,7 +1,7 @@
 // The transport-independent half of exec and attach: the request a token stands for, the resize
 // events, running the backend and turning its outcome into the Status the client expects
 // (kubelet pkg/cri/streaming/remotecommand, client-go tools/remotecommand).
-import { Writable } from "node:stream";
+import { type Readable, Writable } from "node:stream";
 import type { StreamingBackend, TerminalSize } from "./backend.js";
 import { type Status, exitCodeStatus, internalErrorStatus, successStatus } from "./status.js";
 
@@ -175,7 +175,7 @@ function toTerminalSize(v: unknown): TerminalSize | undefined {
 }
 
 export interface CommandStreams {
-  stdin?: import("node:stream").Readable;
+  stdin?: Readable;
   stdout?: Writable;
   stderr?: Writable;
   resize: ResizeQueue;

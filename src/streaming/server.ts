@@ -20,7 +20,13 @@ import {
   servePortForwardSpdy,
   servePortForwardWs,
 } from "./portforward.js";
-import { type AttachRequest, type ExecRequest, type PortForwardRequest, type StreamRequest, SPDY_REMOTECOMMAND_PROTOCOLS } from "./remotecommand.js";
+import {
+  type AttachRequest,
+  type ExecRequest,
+  type PortForwardRequest,
+  type StreamRequest,
+  SPDY_REMOTECOMMAND_PROTOCOLS,
+} from "./remotecommand.js";
 import { serveRemoteCommandSpdy } from "./remotecommand-spdy.js";
 import { WS_REMOTECOMMAND_PROTOCOLS, serveRemoteCommandWs } from "./remotecommand-ws.js";
 import { SpdyConnection } from "./spdy/connection.js";
@@ -55,7 +61,6 @@ export class StreamingServer {
     noServer: true,
     perMessageDeflate: false,
     maxPayload: 32 * 1024 * 1024,
-    handleProtocols: (_offered, req) => this.chosenWsProtocol.get(req) ?? false,
   });
   private readonly chosenWsProtocol = new WeakMap<http.IncomingMessage, string>();
   private readonly cache: RequestCache<StreamRequest>;
@@ -70,6 +75,11 @@ export class StreamingServer {
     this.server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
     this.server.on("request", (req, res) => this.onRequest(req, res));
     this.server.on("upgrade", (req, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    // The subprotocol is chosen before the handshake (see upgradeWebSocket) and answered here.
+    this.wss.on("headers", (headers: string[], req: http.IncomingMessage) => {
+      const p = this.chosenWsProtocol.get(req);
+      if (p) headers.push(`Sec-WebSocket-Protocol: ${p}`);
+    });
     this.server.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
@@ -186,10 +196,16 @@ export class StreamingServer {
     this.runSession(socket, (signal) => this.serveSpdy(conn, protocol ?? "", request, signal));
   }
 
-  private serveSpdy(conn: SpdyConnection, protocol: string, request: StreamRequest, signal: AbortSignal): Promise<void> {
+  private serveSpdy(
+    conn: SpdyConnection,
+    protocol: string,
+    request: StreamRequest,
+    signal: AbortSignal,
+  ): Promise<void> {
     signal.addEventListener("abort", () => conn.destroy(), { once: true });
     const opts = { streamCreationTimeoutMs: this.streamCreationTimeoutMs, signal };
-    if (request.kind === "portforward") return servePortForwardSpdy(conn, request.req.podSandboxId, this.opts.backend, opts);
+    if (request.kind === "portforward")
+      return servePortForwardSpdy(conn, request.req.podSandboxId, this.opts.backend, opts);
     return serveRemoteCommandSpdy(conn, protocol, request, this.opts.backend, opts);
   }
 
@@ -201,6 +217,9 @@ export class StreamingServer {
       return rawResponse(socket, 403, `requested protocol(s) are not supported: [${offered.join(" ")}]\n`);
     }
     if (protocol) this.chosenWsProtocol.set(req, protocol);
+    // `ws` refuses subprotocol names that are not RFC 7230 tokens, and kubectl's tunnel protocol
+    // "SPDY/3.1+portforward.k8s.io" contains a "/": negotiate ourselves and hide the header.
+    delete req.headers["sec-websocket-protocol"];
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.runSession(socket, (signal) => this.serveWebSocket(ws, protocol, request, signal));
     });
@@ -213,7 +232,10 @@ export class StreamingServer {
     const { podSandboxId, ports } = request.req;
     if (protocol === PORTFORWARD_TUNNEL_PROTOCOL) {
       const conn = new SpdyConnection(createWebSocketStream(ws), { server: true });
-      return servePortForwardSpdy(conn, podSandboxId, backend, { streamCreationTimeoutMs: this.streamCreationTimeoutMs, signal });
+      return servePortForwardSpdy(conn, podSandboxId, backend, {
+        streamCreationTimeoutMs: this.streamCreationTimeoutMs,
+        signal,
+      });
     }
     return servePortForwardWs(ws, protocol, podSandboxId, ports, backend, signal);
   }
@@ -250,7 +272,10 @@ function validateCommand(req: AttachRequest, what: string): void {
 /** Values of a possibly repeated, comma-separated header. */
 function headerList(v: string | string[] | undefined): string[] {
   const all = Array.isArray(v) ? v : v === undefined ? [] : [v];
-  return all.flatMap((h) => h.split(",")).map((s) => s.trim()).filter((s) => s.length > 0);
+  return all
+    .flatMap((h) => h.split(","))
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 function rawResponse(socket: Duplex, code: number, body: string, extraHeaders = ""): void {

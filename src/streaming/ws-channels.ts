@@ -75,7 +75,8 @@ export class WsChannels {
       return;
     }
     const done = () => cb();
-    if (this.opts.base64) this.ws.send(String.fromCharCode(48 + num) + data.toString("base64"), { binary: false }, done);
+    if (this.opts.base64)
+      this.ws.send(String.fromCharCode(48 + num) + data.toString("base64"), { binary: false }, done);
     else this.ws.send(Buffer.concat([Buffer.from([num]), data]), { binary: true }, done);
   }
 

@@ -80,6 +80,7 @@ interface Binding {
   pidfdOpen(pid: number): number;
   netnsCreate(path: string): void;
   connectInNetns(nsPath: string, host: string, port: number, timeoutMs: number | null): number;
+  fsmount(fstype: string, target: string, attrFlags: number, params: [string, string | null][]): void;
 }
 
 // From dist/src/sys/index.js the package root is three levels up; from src/sys/index.ts
@@ -115,7 +116,74 @@ export function mount(
   flags: number,
   data?: string | null,
 ): void {
+  if (data && Buffer.byteLength(data) >= MOUNT_DATA_MAX) {
+    // mount(2) copies one page of data: longer options would be cut off mid-path. An overlay
+    // of many layers goes through the new mount API instead (one fsconfig per lowerdir); a
+    // remount ignores overlayfs' options anyway (legacy API), so it needs none.
+    if (flags & MS_REMOUNT) data = null;
+    else if (fstype === "overlay") return mountOverlayParams(source, target, flags, data);
+  }
   native().mount(source, target, fstype, flags, data ?? null);
+}
+
+/** mount(2)'s data limit: one page including the terminating NUL. */
+export const MOUNT_DATA_MAX = 4096;
+
+/** fsmount attribute flags (linux/mount.h MOUNT_ATTR_*). */
+export const MOUNT_ATTR_RDONLY = 0x1;
+export const MOUNT_ATTR_NOSUID = 0x2;
+export const MOUNT_ATTR_NODEV = 0x4;
+export const MOUNT_ATTR_NOEXEC = 0x8;
+
+/**
+ * The new mount API (fsopen, fsconfig per parameter, fsmount, move_mount): mounts a new
+ * `fstype` filesystem on `target` with `params` ([key, value], or [key, null] for a flag),
+ * free of mount(2)'s one-page option limit. `attrFlags` are MOUNT_ATTR_* flags.
+ */
+export function fsmount(fstype: string, target: string, attrFlags: number, params: [string, string | null][]): void {
+  native().fsmount(fstype, target, attrFlags, params);
+}
+
+/** Splits on `sep` where it is not escaped with a backslash; the escapes stay in the pieces. */
+function splitUnescaped(s: string, sep: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === "\\" && i + 1 < s.length) cur += s[i] + s[++i];
+    else if (s[i] === sep) {
+      out.push(cur);
+      cur = "";
+    } else cur += s[i];
+  }
+  out.push(cur);
+  return out;
+}
+
+const unescape = (s: string) => s.replace(/\\(.)/g, "$1");
+
+/** An overlay mount from a legacy option string, as fsconfig parameters: each lower layer one "lowerdir+". */
+function mountOverlayParams(source: string, target: string, flags: number, data: string): void {
+  const params: [string, string | null][] = [["source", source || "overlay"]];
+  for (const opt of splitUnescaped(data, ",")) {
+    if (opt === "") continue;
+    const eq = opt.indexOf("=");
+    const key = eq < 0 ? opt : opt.slice(0, eq);
+    const value = eq < 0 ? null : opt.slice(eq + 1);
+    if (key === "lowerdir" && value !== null) {
+      // "::" separates data-only layers (lowerdir=a:b::c); they take "datadir+".
+      const [lower, ...data] = value.split("::");
+      for (const d of splitUnescaped(lower, ":")) params.push(["lowerdir+", unescape(d)]);
+      for (const d of data.flatMap((x) => splitUnescaped(x, ":"))) params.push(["datadir+", unescape(d)]);
+    } else {
+      params.push([key, value === null ? null : unescape(value)]);
+    }
+  }
+  let attr = 0;
+  if (flags & MS_RDONLY) attr |= MOUNT_ATTR_RDONLY;
+  if (flags & MS_NOSUID) attr |= MOUNT_ATTR_NOSUID;
+  if (flags & MS_NODEV) attr |= MOUNT_ATTR_NODEV;
+  if (flags & MS_NOEXEC) attr |= MOUNT_ATTR_NOEXEC;
+  fsmount("overlay", target, attr, params);
 }
 
 /** umount2(2); flags MNT_DETACH / MNT_FORCE. A target that is not a mount point fails with EINVAL. */

@@ -161,7 +161,7 @@ function writeCniConfig(dir: string, o: CriEnvOptions): void {
           isGateway: true,
           ipMasq: false,
           hairpinMode: true,
-          ipam: { type: "host-local", ranges: [[{ subnet: o.subnet, gateway: gw }]], dataDir: join(dir, "ipam") },
+          ipam: { type: "host-local", ranges: [[{ subnet: o.subnet, gateway: gw }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "ipam") },
         },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
@@ -221,18 +221,15 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
       env.d = d;
     },
     async stop() {
-      try {
-        const pods = await env.d.rt.listPodSandbox({}).catch(() => ({ items: [] }));
-        for (const p of pods.items) {
-          await env.d.rt.stopPodSandbox({ podSandboxId: p.id }, { deadlineMs: 120_000 }).catch(() => {});
-          await env.d.rt.removePodSandbox({ podSandboxId: p.id }, { deadlineMs: 120_000 }).catch(() => {});
-        }
-      } finally {
-        await env.d.stop();
-        const left = env.leftovers();
-        rmSync(dir, { recursive: true, force: true });
-        if (left.length > 0) throw new Error(`berth left things behind:\n${left.join("\n")}`);
+      const pods = await env.d.rt.listPodSandbox({}).catch(() => ({ items: [] }));
+      for (const p of pods.items) {
+        await env.d.rt.stopPodSandbox({ podSandboxId: p.id }, { deadlineMs: 120_000 }).catch(() => {});
+        await env.d.rt.removePodSandbox({ podSandboxId: p.id }, { deadlineMs: 120_000 }).catch(() => {});
       }
+      await env.d.stop();
+      const left = env.leftovers();
+      rmSync(dir, { recursive: true, force: true });
+      if (left.length > 0) throw new Error(`berth left things behind:\n${left.join("\n")}`);
     },
     leftovers() {
       const out: string[] = [];

@@ -169,7 +169,11 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   const root = join(dir, "root");
   const state = opts.state ?? join(dir, "state");
   const configPath = join(dir, "config.toml");
-  writeFileSync(configPath, (opts.config ?? "").replaceAll("{{dir}}", dir));
+  // berthd writes a default CNI network into cni.conf_dir when it has none: keep a test's
+  // daemon out of the host's /etc/cni/net.d unless the test configures [cni] itself.
+  let configText = opts.config ?? "";
+  if (!/^\[cni\]/m.test(configText)) configText = `[cni]\nconf_dir = "{{dir}}/net.d"\n\n${configText}`;
+  writeFileSync(configPath, configText.replaceAll("{{dir}}", dir));
   const args = [
     BERTHD,
     "--config",

@@ -23,12 +23,54 @@ export interface EntrySpec {
   devminor?: number;
   mtime?: Date;
   pax?: Record<string, string>;
+  /** xattrs written as raw SCHILY.xattr.* PAX records (binary values kept, as Go and GNU tar write them) */
+  xattrs?: Record<string, Buffer>;
 }
 
 export const sha256 = (b: Buffer | string) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
+/** A PAX extended header ('x') block and its padded body carrying `records` byte for byte. */
+export function paxHeader(records: [string, Buffer][]): Buffer {
+  const body = Buffer.concat(
+    records.map(([k, v]) => {
+      const rest = Buffer.concat([Buffer.from(` ${k}=`), v, Buffer.from("\n")]);
+      let len = rest.length + 1;
+      while (String(len).length + rest.length !== len) len = String(len).length + rest.length;
+      return Buffer.concat([Buffer.from(String(len)), rest]);
+    }),
+  );
+  const h = Buffer.alloc(512);
+  h.write("PaxHeaders/entry", 0, "utf8");
+  h.write("0000644\0", 100, "latin1");
+  h.write("0000000\0", 108, "latin1");
+  h.write("0000000\0", 116, "latin1");
+  h.write(body.length.toString(8).padStart(11, "0") + "\0", 124, "latin1");
+  h.write("00000000000\0", 136, "latin1");
+  h.write("        ", 148, "latin1");
+  h.write("x", 156, "latin1");
+  h.write("ustar\0", 257, "latin1");
+  h.write("00", 263, "latin1");
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  const pad = Buffer.alloc((512 - (body.length % 512)) % 512);
+  return Buffer.concat([h, body, pad]);
+}
+
 /** An uncompressed tar of `entries`, in order. */
 export async function tarOf(entries: EntrySpec[]): Promise<Buffer> {
+  if (entries.some((e) => e.xattrs)) {
+    // tar-stream writes PAX values as text; entries with binary xattrs get a raw PAX header
+    // in front of their own one-entry tar (each without the 1024-byte end-of-archive mark).
+    const parts: Buffer[] = [];
+    for (const e of entries) {
+      const one = await tarOf([{ ...e, xattrs: undefined }]);
+      if (e.xattrs) parts.push(paxHeader(Object.entries(e.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v])));
+      parts.push(one.subarray(0, one.length - 1024));
+    }
+    parts.push(Buffer.alloc(1024));
+    return Buffer.concat(parts);
+  }
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = (async () => {

@@ -30,14 +30,27 @@ export function spdyUpgrade(url: string, protocols: string[], method: "GET" | "P
       rejectUnauthorized: false,
     });
     req.on("upgrade", (res, socket, head) => {
-      const conn = new SpdyConnection(socket, { server: false, enforcePeerWindows: true, announceSettings: true }, head);
+      const conn = new SpdyConnection(
+        socket,
+        { server: false, enforcePeerWindows: true, announceSettings: true },
+        head,
+      );
       const p = res.headers["x-stream-protocol-version"];
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: "", conn, protocol: Array.isArray(p) ? p[0] : p, socket });
+      resolve({
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        body: "",
+        conn,
+        protocol: Array.isArray(p) ? p[0] : p,
+        socket,
+      });
     });
     req.on("response", (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+      );
     });
     req.on("error", reject);
     req.end();
@@ -101,7 +114,11 @@ export class SpdyCommandSession {
 
   /** Waits for stdout, stderr and the error stream to end, as client-go's stream() does. */
   async result(): Promise<{ stdout: Buffer; stderr: Buffer; error: Buffer }> {
-    const [stdout, stderr, error] = await Promise.all([collect(this.stdout), collect(this.stderr), collect(this.error)]);
+    const [stdout, stderr, error] = await Promise.all([
+      collect(this.stdout),
+      collect(this.stderr),
+      collect(this.error),
+    ]);
     return { stdout, stderr, error };
   }
 

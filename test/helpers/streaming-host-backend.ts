@@ -20,7 +20,9 @@ async function ptyOf(scriptPid: number): Promise<string | undefined> {
   for (let i = 0; i < 100; i++) {
     try {
       const children = (await readFile(`/proc/${scriptPid}/task/${scriptPid}/children`, "utf8")).trim();
-      if (children) return await readlink(`/proc/${children.split(" ")[0]}/fd/0`);
+      // Right after the fork the child still has script's stdin (a pipe); wait for the pty.
+      const link = children ? await readlink(`/proc/${children.split(" ")[0]}/fd/0`) : "";
+      if (link.startsWith("/dev/pts/")) return link;
     } catch {
       // not there yet, or already gone
     }

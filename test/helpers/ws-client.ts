@@ -2,6 +2,8 @@
 // wsstream as client-go's WebSocket executor (v5) and older channel.k8s.io clients do: one
 // channel byte (or ASCII digit + base64 in the base64 variants) before each message, and in v5
 // the [255, channel] close signal.
+import { createHash, randomBytes } from "node:crypto";
+import http from "node:http";
 import WebSocket from "ws";
 
 export interface WsOpenResult {
@@ -89,7 +91,47 @@ export class ChannelClient {
         resolve();
       };
       this.listeners.push(check);
-      void this.closed.then(() => (pred() ? resolve() : reject(new Error("connection closed before the condition held"))));
+      void this.closed.then(() =>
+        pred() ? resolve() : reject(new Error("connection closed before the condition held")),
+      );
     });
   }
+}
+
+/**
+ * Opens a WebSocket offering one subprotocol that the `ws` client refuses to send because it is
+ * not an RFC 7230 token: kubectl's "SPDY/3.1+portforward.k8s.io". The handshake is done here;
+ * the socket is then handed to `ws` the way its own server does (`setSocket`), as a client.
+ */
+export function wsOpenRaw(url: string, protocol: string): Promise<{ ws: WebSocket; protocol: string }> {
+  const key = randomBytes(16).toString("base64");
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      headers: {
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": key,
+        "Sec-WebSocket-Protocol": protocol,
+      },
+    });
+    req.on("upgrade", (res, socket, head) => {
+      const accept = createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+      if (res.headers["sec-websocket-accept"] !== accept) return reject(new Error("bad Sec-WebSocket-Accept"));
+      type Internal = WebSocket & {
+        _isServer: boolean;
+        setSocket(s: unknown, h: Buffer, o: { maxPayload: number; skipUTF8Validation: boolean }): void;
+      };
+      const ws = new (WebSocket as unknown as new (a: null, p: undefined, o: object) => Internal)(null, undefined, {
+        autoPong: true,
+        closeTimeout: 30_000,
+      });
+      ws._isServer = false; // mask what we send, expect unmasked frames
+      ws.setSocket(socket, head, { maxPayload: 0, skipUTF8Validation: false });
+      resolve({ ws, protocol: String(res.headers["sec-websocket-protocol"] ?? "") });
+    });
+    req.on("response", (res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    req.on("error", reject);
+    req.end();
+  });
 }

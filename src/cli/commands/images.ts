@@ -267,7 +267,7 @@ Examples:
     .description("Create an image from a filesystem tarball (like `docker import`)")
     .argument("<file>", "a tar of a root filesystem, or - for stdin")
     .argument("[reference]", "name for the new image, e.g. myroot:1")
-    .option("-c, --change <instruction>", "apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL)", collect, [])
+    .option("-c, --change <instruction>", "apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL)", collect)
     .addHelpText(
       "after",
       `
@@ -276,14 +276,14 @@ Examples:
   tar -C ./rootfs -c . | berth import - myroot:latest
   berth import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' rootfs.tar`,
     )
-    .action(async (file: string, reference: string | undefined, opts: { change: string[] }, cmd: Command) => {
+    .action(async (file: string, reference: string | undefined, opts: { change?: string[] }, cmd: Command) => {
       const { c } = ctxOf(cmd);
       const source: Readable = file === "-" ? process.stdin : createReadStream(file);
       const res = await new Promise<{ imageId: string; imageRef: string }>((resolve, reject) => {
         const call = c.berth.importImage((err, r) => (err ? reject(err) : resolve(r!)));
         void (async () => {
           try {
-            call.write(ImportImageRequest.fromPartial({ reference: reference ?? "", changes: opts.change }));
+            call.write(ImportImageRequest.fromPartial({ reference: reference ?? "", changes: opts.change ?? [] }));
             for await (const chunk of source as AsyncIterable<Buffer>) {
               for (let off = 0; off < chunk.length; off += CHUNK) {
                 if (!call.write(ImportImageRequest.fromPartial({ data: chunk.subarray(off, off + CHUNK) }))) {
@@ -302,6 +302,6 @@ Examples:
     });
 }
 
-export function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }

@@ -43,9 +43,9 @@ export interface RunOptions {
   interactive?: boolean;
   tty?: boolean;
   name?: string;
-  publish: string[];
-  env: string[];
-  volume: string[];
+  publish?: string[];
+  env?: string[];
+  volume?: string[];
   runtime?: string;
   memory?: string;
   cpus?: string;
@@ -152,9 +152,9 @@ async function logRoot(c: Clients): Promise<string> {
 
 export async function run(c: Clients, image: string, cmd: string[], o: RunOptions): Promise<number> {
   // Check everything the user typed before touching the daemon.
-  const ports = o.publish.map(parsePublish);
-  const envs = o.env.map(parseEnv);
-  const mounts = o.volume.map(parseVolume);
+  const ports = (o.publish ?? []).map(parsePublish);
+  const envs = (o.env ?? []).map(parseEnv);
+  const mounts = (o.volume ?? []).map(parseVolume);
   const memory = o.memory ? parseMemory(o.memory) : undefined;
   const cpus = o.cpus ? parseCpus(o.cpus) : undefined;
   if (!["missing", "always", "never"].includes(o.pull)) throw usage(`--pull must be missing, always or never, not ${o.pull}`);
@@ -296,9 +296,9 @@ export function registerRunCommand(program: Command): void {
     .option("-i, --interactive", "keep stdin open and attach it")
     .option("-t, --tty", "allocate a terminal")
     .option("--name <name>", "container (and pod) name")
-    .option("-p, --publish <host:ctr>", "publish a port: [IP:]HOST_PORT:CONTAINER_PORT[/udp] (repeatable)", collect, [])
-    .option("-e, --env <K=V>", "set an environment variable (repeatable; K alone copies it from here)", collect, [])
-    .option("-v, --volume <src:dst[:ro]>", "bind-mount a host path (repeatable)", collect, [])
+    .option("-p, --publish <host:ctr>", "publish a port: [IP:]HOST_PORT:CONTAINER_PORT[/udp] (repeatable)", collect)
+    .option("-e, --env <K=V>", "set an environment variable (repeatable; K alone copies it from here)", collect)
+    .option("-v, --volume <src:dst[:ro]>", "bind-mount a host path (repeatable)", collect)
     .option("--runtime <handler>", "runtime handler, e.g. runc or runsc (default: the daemon's)")
     .option("-m, --memory <size>", "memory limit, e.g. 256m or 1g")
     .option("--cpus <n>", "CPU limit, e.g. 0.5 or 2")

@@ -6,7 +6,7 @@ import { ContainerState } from "../../gen/cri/runtime/v1/api.js";
 import type { Clients } from "../client.js";
 import { ctxOf } from "../context.js";
 import { CliError, EXIT_USAGE, isCode } from "../errors.js";
-import { bold, green, humanDuration, humanSize, parseFormat, red, structured } from "../output.js";
+import { bold, green, humanDuration, humanSize, parseFormat, plain, red, structured } from "../output.js";
 import { CLIENT_VERSION } from "../version.js";
 import { bashCompletion, zshCompletion } from "../completion.js";
 
@@ -88,7 +88,7 @@ Examples:
         process.stdout.write(
           structured(
             {
-              ...(info ? InfoResponse.toJSON(info) as object : {}),
+              ...(info ? (plain(info) as object) : {}),
               conditions: status.status?.conditions ?? [],
               pods: pods?.items.length,
               containers: ctrs?.containers.length,

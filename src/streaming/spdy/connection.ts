@@ -184,7 +184,10 @@ export class SpdyConnection extends EventEmitter {
   }
 
   /** Opens a stream and waits for the peer's SYN_REPLY, as spdystream's CreateStream does. */
-  createStream(headers: SpdyHeaders | Record<string, string | string[]>, opts: { fin?: boolean } = {}): Promise<SpdyStream> {
+  createStream(
+    headers: SpdyHeaders | Record<string, string | string[]>,
+    opts: { fin?: boolean } = {},
+  ): Promise<SpdyStream> {
     if (this.closed || this.goAwaySent || this.peerWentAway) {
       return Promise.reject(new Error("SPDY session is closing"));
     }

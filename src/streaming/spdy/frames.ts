@@ -95,13 +95,22 @@ export function parseFrame(buf: Buffer, maxLength = MAX_FRAME_LENGTH): { frame: 
       };
     case FrameType.SynReply:
       need(4);
-      return { frame: { kind: "synReply", flags, streamId: body.readUInt32BE(0) & 0x7fffffff, block: body.subarray(4) }, size };
+      return {
+        frame: { kind: "synReply", flags, streamId: body.readUInt32BE(0) & 0x7fffffff, block: body.subarray(4) },
+        size,
+      };
     case FrameType.Headers:
       need(4);
-      return { frame: { kind: "headers", flags, streamId: body.readUInt32BE(0) & 0x7fffffff, block: body.subarray(4) }, size };
+      return {
+        frame: { kind: "headers", flags, streamId: body.readUInt32BE(0) & 0x7fffffff, block: body.subarray(4) },
+        size,
+      };
     case FrameType.RstStream:
       need(8);
-      return { frame: { kind: "rstStream", streamId: body.readUInt32BE(0) & 0x7fffffff, status: body.readUInt32BE(4) }, size };
+      return {
+        frame: { kind: "rstStream", streamId: body.readUInt32BE(0) & 0x7fffffff, status: body.readUInt32BE(4) },
+        size,
+      };
     case FrameType.Settings: {
       need(4);
       const n = body.readUInt32BE(0);

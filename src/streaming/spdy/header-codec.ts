@@ -82,11 +82,16 @@ class ZlibContext {
       () =>
         new Promise<Buffer>((resolve, reject) => {
           if (this.failure) return reject(this.failure);
+          // After an error zlib never calls the flush callback: fail the block from here.
+          const onError = (err: Error) => reject(err);
+          this.z.once("error", onError);
           this.z.write(input);
           this.z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+            this.z.off("error", onError);
             if (this.failure) return reject(this.failure);
             const out: Buffer[] = [];
-            for (let chunk = this.z.read() as Buffer | null; chunk; chunk = this.z.read() as Buffer | null) out.push(chunk);
+            for (let chunk = this.z.read() as Buffer | null; chunk; chunk = this.z.read() as Buffer | null)
+              out.push(chunk);
             resolve(Buffer.concat(out));
           });
         }),
