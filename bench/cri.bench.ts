@@ -5,7 +5,7 @@
 //   ExecSync `true`                  vs  runc exec `true`
 //   20 pods started concurrently     vs  20 concurrent runc run -d
 // Run: npx tsc -p tsconfig.json && node dist/bench/cri.bench.js [iterations]
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,12 +48,18 @@ class RuncFloor {
     return { id, path };
   }
 
-  async runD(b: { id: string; path: string }): Promise<void> {
-    await run("runc", ["--root", this.root, "run", "-d", "--bundle", b.path, b.id], { timeout: 60_000 });
+  /** `runc run -d`; the container inherits runc's stdio, so it gets /dev/null (a pipe would stay open). */
+  runD(b: { id: string; path: string }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const child = spawn("runc", ["--root", this.root, "run", "-d", "--bundle", b.path, b.id], { stdio: "ignore" });
+      child.once("error", reject);
+      child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`runc run -d exited with ${code}`))));
+    });
   }
 
   async exec(id: string): Promise<void> {
     await run("runc", ["--root", this.root, "exec", id, "true"], { timeout: 60_000 });
+
   }
 
   async remove(id: string): Promise<void> {

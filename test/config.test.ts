@@ -63,7 +63,13 @@ test("an empty file gives the documented defaults", () => {
   assert.equal(cfg.runtime.handlers.runsc.binary_name, "runsc");
   assert.deepEqual(cfg.cni, { bin_dir: "/usr/lib/cni", conf_dir: "/etc/cni/net.d", max_conf_num: 1 });
   assert.equal(cfg.registry.config_path, "/etc/berth/certs.d");
-  assert.deepEqual(cfg.image, { snapshotter: "overlayfs", sandbox_image: "" });
+  assert.deepEqual(cfg.registry.auths, {});
+  assert.deepEqual(cfg.image, {
+    snapshotter: "overlayfs",
+    sandbox_image: "",
+    max_concurrent_downloads: 3,
+    stale_ingest_timeout: "24h",
+  });
   assert.deepEqual(cfg.streaming, {
     address: "127.0.0.1",
     port: 0,

@@ -229,7 +229,7 @@ test("exec, ps, pause/resume, metrics, kill and delete through ctr; a signal dea
   const run = spawn("ctr", ["-a", sock, "-n", NS, "run", "--rm", "--runtime", RUNTIME, IMAGE, "sig1", "sleep", "1000"], { env, stdio: "ignore" });
   await until(() => /sig1\s+\d+\s+RUNNING/.test(ctrOk(["task", "ls"])), "sig1 to run");
   ctrOk(["task", "kill", "-s", "SIGKILL", "sig1"]);
-  const [code] = (await new Promise((r) => run.once("exit", (...a) => r(a)))) as [number];
+  const code = await new Promise<number | null>((r) => run.once("exit", (c) => r(c)));
   assert.equal(code, 137);
 
   ctrOk(["task", "kill", "-s", "SIGKILL", "long2"]);

@@ -7,6 +7,8 @@ import { ago, humanDuration } from "./output.js";
 export const LABEL_RUN = "io.berth.cli.run";
 /** Annotation on a run-made pod: the log directory the CLI created for it (removed with it). */
 export const ANNOTATION_LOG_DIR = "io.berth.cli.log-dir";
+/** Annotation on a run-made container: the image as the user named it. */
+export const ANNOTATION_IMAGE = "io.berth.cli.image";
 
 export function stateName(s: ContainerState): string {
   switch (s) {
@@ -41,6 +43,10 @@ export function statusText(st: ContainerStatus | undefined, c: Container, now = 
   }
 }
 
-export function imageOf(c: { image?: { image: string; userSpecifiedImage: string } | undefined; imageRef: string }): string {
-  return c.image?.userSpecifiedImage || c.image?.image || c.imageRef;
+export function imageOf(c: {
+  image?: { image: string; userSpecifiedImage: string } | undefined;
+  imageRef: string;
+  annotations: Record<string, string>;
+}): string {
+  return c.annotations[ANNOTATION_IMAGE] || c.image?.userSpecifiedImage || c.image?.image || c.imageRef;
 }

@@ -79,7 +79,12 @@ export function toCriImage(r: ImageRecord): Image {
 }
 
 function usageEntry(ts: bigint, mountpoint: string, bytes: number, inodes: number): FilesystemUsage {
-  return { timestamp: ts, fsId: { mountpoint }, usedBytes: { value: BigInt(bytes) }, inodesUsed: { value: BigInt(inodes) } };
+  return {
+    timestamp: ts,
+    fsId: { mountpoint },
+    usedBytes: { value: BigInt(bytes) },
+    inodesUsed: { value: BigInt(inodes) },
+  };
 }
 
 export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandlers> {
@@ -144,7 +149,12 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
       const ts = BigInt(Date.now()) * 1_000_000n;
       // Image layers and their blobs live on the same filesystem under berth's root; the
       // containers' writable layers are snapshots there too, so both lists name it.
-      const imageFs = usageEntry(ts, u.snapshots.path, u.snapshots.size + u.content.size, u.snapshots.inodes + u.content.inodes);
+      const imageFs = usageEntry(
+        ts,
+        u.snapshots.path,
+        u.snapshots.size + u.content.size,
+        u.snapshots.inodes + u.content.inodes,
+      );
       return ImageFsInfoResponse.fromPartial({ imageFilesystems: [imageFs], containerFilesystems: [imageFs] });
     },
   };

@@ -38,6 +38,18 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/** The configuration as Status (verbose) shows it: registry credentials masked. */
+function withoutSecrets(config: BerthConfig): BerthConfig {
+  const mask = (v: string) => (v ? "<redacted>" : "");
+  const auths = Object.fromEntries(
+    Object.entries(config.registry.auths).map(([host, a]) => [
+      host,
+      { ...a, password: mask(a.password), auth: mask(a.auth), identity_token: mask(a.identity_token) },
+    ]),
+  );
+  return { ...config, registry: { ...config.registry, auths } };
+}
+
 /** The static part of `berth info`. */
 function daemonSummary(config: BerthConfig, startedAt: bigint): DaemonSummary {
   const handlers = Object.entries(config.runtime.handlers);
@@ -154,7 +166,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
           runtimeHandlers: Object.keys(config.runtime.handlers),
           defaultRuntimeHandler: config.runtime.default_runtime_name,
           network,
-          effectiveConfig: () => config,
+          effectiveConfig: () => withoutSecrets(config),
         }),
       },
       image: {

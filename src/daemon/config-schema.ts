@@ -32,7 +32,7 @@ const runtimeHandler = section("A runtime handler, selected by a pod's RuntimeCl
 const registryAuth = section("Credentials for one registry host.", {
   username: str("", "User name (with password)."),
   password: str("", "Password (with username)."),
-  auth: str("", "base64 of \"username:password\", as in a Docker config.json."),
+  auth: str("", 'base64 of "username:password", as in a Docker config.json.'),
   identity_token: str("", "An OAuth2 refresh token exchanged at the registry's token server."),
 });
 
@@ -79,7 +79,11 @@ export const configSchema = section("berthd configuration", {
 
   registry: section("Image registries.", {
     config_path: path("/etc/berth/certs.d", "Per-registry host configs (certs.d/<host>/hosts.toml layout)."),
-    auths: mapOf("Credentials by registry host (\"127.0.0.1:5000\", \"docker.io\"), used when a pull brings none.", registryAuth, {}),
+    auths: mapOf(
+      'Credentials by registry host ("127.0.0.1:5000", "docker.io"), used when a pull brings none.',
+      registryAuth,
+      {},
+    ),
   }),
 
   image: section("Images.", {
@@ -88,7 +92,10 @@ export const configSchema = section("berthd configuration", {
     }),
     sandbox_image: str("", "Pause image for pod sandboxes; empty means berth's built-in pause."),
     max_concurrent_downloads: int(3, "Layer downloads in flight at once, over all pulls.", { min: 1, max: 64 }),
-    stale_ingest_timeout: duration("24h", "Image GC removes an interrupted layer download that got no data for this long."),
+    stale_ingest_timeout: duration(
+      "24h",
+      "Image GC removes an interrupted layer download that got no data for this long.",
+    ),
   }),
 
   streaming: section("The exec/attach/port-forward streaming server.", {

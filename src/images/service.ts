@@ -161,10 +161,14 @@ export class ImageService {
     this.staleIngestMs = opts.staleIngestMs ?? 24 * 3600_000;
   }
 
-  /** Builds the service and clears what a crash left half-made (orphan snapshot dirs). */
+  /**
+   * Builds the service and clears what a crash left half-made: orphan snapshot dirs, and
+   * interrupted downloads past the stale bound (recent ones stay for the pull to resume).
+   */
   static async create(opts: ImageServiceOptions): Promise<ImageService> {
     const s = new ImageService(opts);
     await s.content.init();
+    await s.content.pruneIngests(s.staleIngestMs);
     await s.snapshotter.cleanup();
     return s;
   }

@@ -42,7 +42,10 @@ function numeric(field: Buffer): number {
     for (let i = 1; i < field.length; i++) n = n * 256 + field[i];
     return n;
   }
-  const text = field.toString("latin1").replace(/[\0 ].*$/s, "").trim();
+  const text = field
+    .toString("latin1")
+    .replace(/[\0 ].*$/s, "")
+    .trim();
   return text === "" ? 0 : Number.parseInt(text, 8);
 }
 
@@ -138,13 +141,18 @@ export class PaxTap extends Transform {
  * The xattrs of an entry from its raw PAX records, checked against tar-stream's decoded
  * `pax` for the same entry (they must be the same records, or the framing disagreed).
  */
-export function xattrsFromPax(raw: PaxRecords | undefined, decoded: Record<string, string> | null | undefined, name: string): [string, Buffer][] {
+export function xattrsFromPax(
+  raw: PaxRecords | undefined,
+  decoded: Record<string, string> | null | undefined,
+  name: string,
+): [string, Buffer][] {
   const rawKeys = [...(raw?.keys() ?? [])].sort();
   const decodedKeys = Object.keys(decoded ?? {}).sort();
   const agree =
     rawKeys.length === decodedKeys.length &&
     rawKeys.every((k, i) => k === decodedKeys[i] && raw!.get(k)!.toString("utf8") === decoded![k]);
-  if (!agree) throw new InvalidArgumentError(`layer entry ${JSON.stringify(name)}: PAX headers could not be read consistently`);
+  if (!agree)
+    throw new InvalidArgumentError(`layer entry ${JSON.stringify(name)}: PAX headers could not be read consistently`);
   const out: [string, Buffer][] = [];
   for (const [k, v] of raw ?? []) if (k.startsWith("SCHILY.xattr.")) out.push([k.slice("SCHILY.xattr.".length), v]);
   return out;

@@ -63,6 +63,8 @@ export function servePortForwardSpdy(
       return;
     }
     s.reply();
+    // Only the data stream carries anything from the client; drop whatever else arrives.
+    if (type === "error") s.resume();
     // Clients too old to send a request id pair their streams by id (kubelet's fallback).
     const requestId = s.header("requestid") ?? String(type === "error" ? s.id : s.id - 2);
     let pair = pairs.get(requestId);
@@ -109,7 +111,11 @@ export async function servePortForwardWs(
   backend: StreamingBackend,
   signal: AbortSignal,
 ): Promise<void> {
-  const mux = new WsChannels(ws, ports.length * 2, { base64: protocol === BASE64_V4, closeSignal: false });
+  const mux = new WsChannels(ws, ports.length * 2, {
+    base64: protocol === BASE64_V4,
+    closeSignal: false,
+    readable: (ch) => ch % 2 === 0,
+  });
   await Promise.all(
     ports.map(async (port, i) => {
       const data = mux.channel(2 * i);

@@ -84,6 +84,9 @@ async function waitForStreams(
       // Every stream is accepted, as kubelet does; only the known ones count towards the start.
       s.reply();
       const type = s.header("streamtype") ?? "";
+      // Only stdin and resize carry anything from the client; drop data sent on the others so
+      // it can never fill a buffer nobody reads.
+      if (type !== "stdin" && type !== "resize") s.resume();
       if (!CHANNELS.includes(type) || (type === "resize" && version < 3)) return;
       got[type as ChannelName] = s;
       if (++received === expected) finish(got);

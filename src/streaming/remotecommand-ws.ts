@@ -39,7 +39,11 @@ export async function serveRemoteCommandWs(
   const { req } = request;
   const base64 = protocol === BASE64_V1 || protocol === BASE64_V4;
   const jsonStatus = protocol === PROTOCOL_V5 || protocol === PROTOCOL_V4 || protocol === BASE64_V4;
-  const mux = new WsChannels(ws, 5, { base64, closeSignal: protocol === PROTOCOL_V5 });
+  const mux = new WsChannels(ws, 5, {
+    base64,
+    closeSignal: protocol === PROTOCOL_V5,
+    readable: (ch) => ch === RESIZE || (ch === STDIN && req.stdin),
+  });
   const stderrWanted = req.stderr && !req.tty;
 
   const first = req.stdout ? STDOUT : stderrWanted ? STDERR : ERROR;

@@ -11,6 +11,8 @@ export interface ChannelOptions {
   base64: boolean;
   /** v5: honour [255, channel] from the client. */
   closeSignal: boolean;
+  /** Channels the client may send on; data on the others is dropped (wsstream's IgnoreChannel). */
+  readable: (channel: number) => boolean;
 }
 
 /**
@@ -106,7 +108,7 @@ export class WsChannels {
       payload = Buffer.from(payload.toString("latin1"), "base64");
     }
     const ch = this.channels[num];
-    if (!ch) return; // unknown channel: ignored, as upstream does
+    if (!ch || !this.opts.readable(num)) return; // ignored, as upstream does
     if (!ch.deliver(payload) && !this.pausedInput) {
       this.pausedInput = true;
       this.ws.pause();

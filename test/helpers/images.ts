@@ -243,14 +243,16 @@ export async function writeOciLayout(
   await writeFile(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests }));
 }
 
-/** skopeo copy oci:<dir>:<tag> docker://<dest> (plain HTTP registry). */
+/** skopeo copy oci:<dir>:<tag> docker://<dest> (plain HTTP, or HTTPS without verification). */
 export async function pushLayout(
   dir: string,
   tag: string,
   dest: string,
-  opts: { format?: "v2s2" | "oci"; all?: boolean; creds?: string } = {},
+  opts: { format?: "v2s2" | "oci"; all?: boolean; creds?: string; certDir?: string } = {},
 ): Promise<void> {
   const args = ["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"];
+  // Docker's cert dir layout: <name>.cert + <name>.key is a client certificate, *.crt a CA.
+  if (opts.certDir) args.push("--dest-cert-dir", opts.certDir);
   if (opts.format) args.push("--format", opts.format);
   if (opts.all) args.push("--all");
   if (opts.creds) args.push("--dest-creds", opts.creds);

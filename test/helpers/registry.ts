@@ -3,7 +3,7 @@
 // bcryptjs devDependency, since apache2-utils' htpasswd is not installed).
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,6 +12,8 @@ import bcrypt from "bcryptjs";
 export interface TestRegistry {
   /** "127.0.0.1:PORT" */
   host: string;
+  /** "http" or, with `tls`, "https" */
+  scheme: "http" | "https";
   port: number;
   dir: string;
   /** the registry's log so far (stderr + stdout), includes its access log */
@@ -31,8 +33,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export interface RegistryTls {
+  /** PEM files: the server certificate (for 127.0.0.1) and its key */
+  certificate: string;
+  key: string;
+  /** CA certificates client certificates must chain to; set, a client certificate is required */
+  clientCAs?: string[];
+}
+
 export async function startRegistry(
-  opts: { auth?: { username: string; password: string } } = {},
+  opts: { auth?: { username: string; password: string }; tls?: RegistryTls } = {},
 ): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), "berth-registry-"));
   const port = await freePort();
@@ -41,6 +51,12 @@ export async function startRegistry(
     const hash = bcrypt.hashSync(opts.auth.password, 8);
     await writeFile(join(dir, "htpasswd"), `${opts.auth.username}:${hash}\n`);
     authBlock = `auth:\n  htpasswd:\n    realm: berth-test\n    path: ${join(dir, "htpasswd")}\n`;
+  }
+  let tlsBlock = "";
+  if (opts.tls) {
+    tlsBlock = `  tls:\n    certificate: ${opts.tls.certificate}\n    key: ${opts.tls.key}\n`;
+    if (opts.tls.clientCAs?.length)
+      tlsBlock += `    clientcas:\n${opts.tls.clientCAs.map((c) => `      - ${c}\n`).join("")}`;
   }
   const config = `version: 0.1
 log:
@@ -54,7 +70,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:${port}
-${authBlock}`;
+${tlsBlock}${authBlock}`;
   await writeFile(join(dir, "config.yml"), config);
   const proc: ChildProcess = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -77,9 +93,14 @@ ${authBlock}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/v2/`);
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) break;
+      if (opts.tls) {
+        // An HTTPS registry (maybe demanding a client certificate): listening is enough.
+        if (await canConnect(port)) break;
+      } else {
+        const res = await fetch(`http://127.0.0.1:${port}/v2/`);
+        await res.arrayBuffer();
+        if (res.status === 200 || res.status === 401) break;
+      }
     } catch {
       // not listening yet
     }
@@ -89,7 +110,88 @@ ${authBlock}`;
     }
     await sleep(50);
   }
-  return { host: `127.0.0.1:${port}`, port, dir, log: () => log, stop };
+  return { host: `127.0.0.1:${port}`, scheme: opts.tls ? "https" : "http", port, dir, log: () => log, stop };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+export interface TestPki {
+  dir: string;
+  /** the CA that signed both certificates below */
+  ca: string;
+  /** server certificate for IP 127.0.0.1 and localhost, and its key */
+  serverCert: string;
+  serverKey: string;
+  /** client certificate (clientAuth), and its key */
+  clientCert: string;
+  clientKey: string;
+  /** a second CA that signed nothing here: a client trusting only it rejects the server */
+  otherCa: string;
+}
+
+/** A throwaway CA with a server and a client certificate, made with openssl (EC P-256). */
+export async function makeTestPki(dir: string): Promise<TestPki> {
+  const { execFile } = await import("node:child_process");
+  const { promisify } = await import("node:util");
+  const run = promisify(execFile);
+  const p = (n: string) => join(dir, n);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  for (const ca of ["ca", "other-ca"]) {
+    await run("openssl", [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      p(`${ca}.key`),
+      "-out",
+      p(`${ca}.crt`),
+      "-days",
+      "2",
+      "-subj",
+      `/CN=berth test ${ca}`,
+    ]);
+  }
+  const sign = async (name: string, cn: string, ext: string) => {
+    await run("openssl", ["req", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.csr`), "-subj", `/CN=${cn}`]);
+    await writeFile(p(`${name}.ext`), ext);
+    await run("openssl", [
+      "x509",
+      "-req",
+      "-in",
+      p(`${name}.csr`),
+      "-CA",
+      p("ca.crt"),
+      "-CAkey",
+      p("ca.key"),
+      "-CAcreateserial",
+      "-out",
+      p(`${name}.crt`),
+      "-days",
+      "2",
+      "-extfile",
+      p(`${name}.ext`),
+    ]);
+  };
+  await sign("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  await sign("client", "berth-client", "extendedKeyUsage=clientAuth\n");
+  return {
+    dir,
+    ca: p("ca.crt"),
+    serverCert: p("server.crt"),
+    serverKey: p("server.key"),
+    clientCert: p("client.crt"),
+    clientKey: p("client.key"),
+    otherCa: p("other-ca.crt"),
+  };
 }
 
 export interface ProxyRequest {
@@ -119,6 +221,8 @@ export interface ProxyOptions {
    * for Basic `username:password`.
    */
   bearer?: { username: string; password: string };
+  /** answer 307 to paths containing `match` (after auth), pointing at the same path on host `to` */
+  redirect?: { match: string; to: string };
 }
 
 export interface TestProxy {
@@ -163,6 +267,11 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
           .end();
         return;
       }
+    }
+    if (o.redirect && path.includes(o.redirect.match)) {
+      rec.status = 307;
+      res.writeHead(307, { location: `http://${o.redirect.to}${path}` }).end();
+      return;
     }
     if (o.unavailable && path.includes(o.unavailable.match) && o.unavailable.times > 0) {
       o.unavailable.times--;

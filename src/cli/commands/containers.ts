@@ -1,8 +1,16 @@
 // Container and pod commands: ps, pods, stop, rm, inspect, logs, stats, events, exec.
+import { status as Code } from "@grpc/grpc-js";
 import type { Command } from "commander";
 import { rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  Container as ContainerMsg,
+  ContainerEventResponse as ContainerEventResponseMsg,
+  ContainerStats as ContainerStatsMsg,
+  ContainerStatus as ContainerStatusMsg,
+  Image as ImageMsg,
+  PodSandbox as PodSandboxMsg,
+  PodSandboxStatus as PodSandboxStatusMsg,
   ContainerEventType,
   ContainerState,
   type Container,
@@ -12,9 +20,9 @@ import {
 } from "../../gen/cri/runtime/v1/api.js";
 import type { Clients } from "../client.js";
 import { ctxOf } from "../context.js";
-import { CliError, EXIT_USAGE } from "../errors.js";
+import { CliError, EXIT_USAGE, isCode } from "../errors.js";
 import { LineAssembler, LogFileReader, parseSince, type LogLine } from "../logs.js";
-import { ago, emit, humanBinary, humanSize, parseFormat, plain, shortId, structured, table } from "../output.js";
+import { ago, emit, humanBinary, humanSize, parseFormat, shortId, structured, table } from "../output.js";
 import { streamSession } from "../remotecommand.js";
 import { findContainer, findImage, findPod } from "../resolve.js";
 import { ANNOTATION_LOG_DIR, LABEL_RUN, imageOf, podStateName, stateName, statusText } from "../state.js";
@@ -135,6 +143,7 @@ Examples:
         headers: ["CONTAINER ID", "IMAGE", "CREATED", "STATUS", "NAME", "POD ID"],
         row: (x) => [id(x.id), imageOf(x), ago(x.createdAt), statusText(st.get(x.id), x), x.metadata?.name ?? "", id(x.podSandboxId)],
         id: (x) => id(x.id),
+        data: (x) => ContainerMsg.toJSON(x),
       });
     });
 
@@ -162,6 +171,7 @@ Examples:
         headers: ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "RUNTIME"],
         row: (p) => [id(p.id), ago(p.createdAt), podStateName(p.state), p.metadata?.name ?? "", p.metadata?.namespace ?? "", p.runtimeHandler || "(default)"],
         id: (p) => id(p.id),
+        data: (p) => PodSandboxMsg.toJSON(p),
       });
     });
 
@@ -253,17 +263,22 @@ Examples:
           if (t === "container") {
             const ctr = await findContainer(c, ref);
             const r = await c.rt.containerStatus({ containerId: ctr.id, verbose: true });
-            return { type: "container", status: r.status, info: parseInfo(r.info) };
+            return { type: "container", status: r.status && ContainerStatusMsg.toJSON(r.status), info: parseInfo(r.info) };
           }
           if (t === "pod") {
             const pod = await findPod(c, ref);
             const r = await c.rt.podSandboxStatus({ podSandboxId: pod.id, verbose: true });
-            return { type: "pod", status: r.status, info: parseInfo(r.info), containers: r.containersStatuses };
+            return {
+              type: "pod",
+              status: r.status && PodSandboxStatusMsg.toJSON(r.status),
+              info: parseInfo(r.info),
+              containers: r.containersStatuses.map((x) => ContainerStatusMsg.toJSON(x)),
+            };
           }
           const img = await findImage(c, ref);
           if (!img) throw new CliError(`no such image: ${ref}`, `pull it with berth pull ${ref}`);
           const r = await c.img.imageStatus({ image: { image: ref }, verbose: true });
-          return { type: "image", status: r.image, info: parseInfo(r.info) };
+          return { type: "image", status: r.image && ImageMsg.toJSON(r.image), info: parseInfo(r.info) };
         };
         const order = opts.type ? [opts.type] : ["container", "pod", "image"];
         let found: unknown;
@@ -336,7 +351,7 @@ Examples:
         return stats.filter((s) => ids.length === 0 || ids.includes(s.attributes?.id ?? ""));
       };
       if (format !== "table") {
-        process.stdout.write(structured(await sample(), format) + "\n");
+        process.stdout.write(structured((await sample()).map((x) => ContainerStatsMsg.toJSON(x)), format) + "\n");
         return;
       }
       const live = opts.stream && process.stdout.isTTY;
@@ -406,7 +421,7 @@ Examples:
       try {
         for await (const ev of call as AsyncIterable<ContainerEventResponse>) {
           if (format === "json") {
-            process.stdout.write(JSON.stringify(plain(ev)) + "\n");
+            process.stdout.write(JSON.stringify(ContainerEventResponseMsg.toJSON(ev)) + "\n");
             continue;
           }
           const t = new Date(Number(ev.createdAt / 1_000_000n)).toISOString();
@@ -450,7 +465,18 @@ Exits with the command's exit code. With -t, Ctrl-C goes into the container's te
       if (tty && !process.stdin.isTTY && opts.interactive) {
         process.stderr.write("berth: warning: -t given but stdin is not a terminal\n");
       }
-      const { url } = await c.rt.exec({ containerId: ctr.id, cmd: command, tty, stdin: !!opts.interactive, stdout: true, stderr: !tty });
+      let url: string;
+      try {
+        ({ url } = await c.rt.exec({ containerId: ctr.id, cmd: command, tty, stdin: !!opts.interactive, stdout: true, stderr: !tty }));
+      } catch (err) {
+        if (!isCode(err, Code.UNIMPLEMENTED) || opts.interactive || tty) throw err;
+        // No streaming server in this berthd: ExecSync gives the same result, just not live.
+        const r = await c.rt.execSync({ containerId: ctr.id, cmd: command, timeout: 0n }, { timeoutMs: 24 * 3600_000 });
+        process.stdout.write(r.stdout);
+        process.stderr.write(r.stderr);
+        process.exitCode = r.exitCode;
+        return;
+      }
       const r = await streamSession(url, { stdin: !!opts.interactive, tty });
       if (r.error) throw new CliError(r.error);
       process.exitCode = r.exitCode ?? 0;

@@ -5,11 +5,11 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import type { Readable, Writable } from "node:stream";
 import { ArchiveChunk, ImportImageRequest, PullImageRequest, type PullImageProgress } from "../../gen/berth/v1/berth.js";
-import type { Image } from "../../gen/cri/runtime/v1/api.js";
+import { Image as ImageMsg, type Image } from "../../gen/cri/runtime/v1/api.js";
 import type { Clients } from "../client.js";
 import { ctxOf } from "../context.js";
 import { CliError, EXIT_USAGE, isCode } from "../errors.js";
-import { emit, humanSize, shortId } from "../output.js";
+import { emit, humanSize, parseFormat, shortId } from "../output.js";
 import { plainProgress, ttyProgress, type ProgressView } from "../progress.js";
 import { findImage } from "../resolve.js";
 
@@ -145,6 +145,7 @@ Examples:
   berth images --output json | jq '.[].repoTags'`,
     )
     .action(async (reference: string | undefined, opts: { quiet?: boolean; digests?: boolean; trunc: boolean; output?: string }, cmd: Command) => {
+      parseFormat(opts.output);
       const { c } = ctxOf(cmd);
       const { images } = await c.img.listImages(reference ? { filter: { image: { image: reference } } } : {});
       images.sort((a, b) => (a.repoTags[0] ?? "~").localeCompare(b.repoTags[0] ?? "~"));
@@ -152,7 +153,7 @@ Examples:
         for (const id of new Set(images.map((i) => (opts.trunc ? shortId(i.id) : i.id)))) process.stdout.write(`${id}\n`);
         return;
       }
-      if (opts.output) return emit(images, opts, { headers: [], row: () => [], id: (i) => i.id });
+      if (opts.output) return emit(images, opts, { headers: [], row: () => [], id: (i) => i.id, data: (i) => ImageMsg.toJSON(i) });
       emit(imageRows(images), opts, {
         headers: ["REPOSITORY", "TAG", ...(opts.digests ? ["DIGEST"] : []), "IMAGE ID", "SIZE"],
         row: (r) => [r.repo, r.tag, ...(opts.digests ? [r.digest] : []), opts.trunc ? shortId(r.image.id) : r.image.id, humanSize(r.image.size)],

@@ -33,7 +33,7 @@ import { ctxOf } from "../context.js";
 import { CliError, EXIT_RUN_FAILED, isCode, isServiceError } from "../errors.js";
 import { streamSession } from "../remotecommand.js";
 import { findImage, missingImage } from "../resolve.js";
-import { ANNOTATION_LOG_DIR, LABEL_RUN } from "../state.js";
+import { ANNOTATION_IMAGE, ANNOTATION_LOG_DIR, LABEL_RUN } from "../state.js";
 import { printLogs, removeRunPod } from "./containers.js";
 import { collect, pullImage, splitRepoTag } from "./images.js";
 
@@ -212,6 +212,7 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
       envs: envs.map((e) => ({ key: e.key, value: Buffer.from(e.value) })) as never,
       mounts: mounts as never,
       labels: { [LABEL_RUN]: "true" },
+      annotations: { [ANNOTATION_IMAGE]: image },
       logPath: `${name}_0.log`,
       stdin: !!o.interactive,
       stdinOnce: !!o.interactive,
@@ -241,6 +242,7 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
   }
 
   let detached = false;
+  let finished = false;
   let interrupts = 0;
   const onSigint = () => {
     interrupts++;
@@ -278,8 +280,15 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
       return 0;
     }
     const code = await waitExit(c, containerId);
+    finished = true;
     if (o.rm) await removeRunPod(c, podSandboxId);
     return code;
+  } catch (err) {
+    // Could not follow the container: with --rm nothing may stay behind; otherwise it keeps
+    // running and the user is told how to reach it.
+    if (o.rm && !finished) await removeRunPod(c, podSandboxId).catch(() => {});
+    else process.stderr.write(`berth: container ${containerId.slice(0, 12)} was started; see berth logs ${name}, remove with berth rm -f ${name}\n`);
+    throw err;
   } finally {
     process.off("SIGINT", onSigint);
   }
