@@ -1,38 +1,14 @@
 // The berth CLI as a user runs it: spawned, reading stdout, stderr and the exit code. These
 // cases need no pods: help, versions, usage errors, the daemon-not-running message,
 // completion scripts and colours. test/cli-e2e.test.ts drives pods, images and terminals.
+/* eslint-disable no-control-regex -- terminal output is matched for its escape sequences */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { REPO_ROOT, startDaemon, type TestDaemon } from "./helpers/daemon.js";
+import { berth, BERTH } from "./helpers/cli.js";
 import { runInPty } from "./helpers/pty.js";
-
-export const BERTH = join(REPO_ROOT, "bin/berth");
-
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs bin/berth to completion with stdin from `input` (or closed). */
-export function berth(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BERTH, ...args], { env: { ...process.env, NO_COLOR: "", ...opts.env }, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? "");
-  });
-}
 
 const NO_DAEMON = "/nonexistent/berth-test/berth.sock";
 
@@ -124,7 +100,7 @@ describe("berth without a daemon", () => {
   });
 
   test("colours only on a terminal, and never with NO_COLOR", async () => {
-    const env = { ...process.env, BERTH_ADDRESS: NO_DAEMON };
+    const env: NodeJS.ProcessEnv = { ...process.env, BERTH_ADDRESS: NO_DAEMON };
     delete env.NO_COLOR;
     const tty = runInPty([process.execPath, BERTH, "ps"], { env });
     const r = await tty.exited;

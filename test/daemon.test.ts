@@ -1,7 +1,7 @@
 // berthd's CRI answers as kubelet and crictl see them: a real berthd process over its socket.
 
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { status } from "@grpc/grpc-js";
@@ -35,6 +35,12 @@ test("Status: RuntimeReady, and NetworkReady follows the CNI config and plugin b
   };
 
   assert.deepEqual(await condition("RuntimeReady"), { type: "RuntimeReady", status: true, reason: "", message: "" });
+
+  // At startup berthd wrote its default network (bridge + host-local + portmap) into the
+  // empty config directory, so the node is network-ready without any setup.
+  assert.ok(existsSync(join(confDir, "10-berth-default.conflist")));
+  assert.deepEqual(await condition("NetworkReady"), { type: "NetworkReady", status: true, reason: "", message: "" });
+  rmSync(confDir, { recursive: true });
 
   // No config directory at all.
   let net = await condition("NetworkReady");
@@ -118,8 +124,8 @@ test("methods that have not landed answer UNIMPLEMENTED naming the method", asyn
   const line = d
     .logs()
     .split("\n")
-    .find((l) => l.includes('"method":"runtime.v1.RuntimeService/ListMetricDescriptors"') && l.includes('"code":"UNIMPLEMENTED"'));
-  assert.ok(line, `no call log line for ListMetricDescriptors in:\n${d.logs()}`);
+    .find((l) => l.includes('"method":"runtime.v1.RuntimeService/CheckpointContainer"') && l.includes('"code":"UNIMPLEMENTED"'));
+  assert.ok(line, `no call log line for CheckpointContainer in:\n${d.logs()}`);
   assert.equal(typeof (JSON.parse(line) as { durationMs?: unknown }).durationMs, "number");
 });
 

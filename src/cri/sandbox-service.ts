@@ -77,6 +77,10 @@ export class SandboxService {
       podDir,
     });
     const undo: (() => unknown)[] = [() => this.ctx.pods.delete(id)];
+    // Phase durations, logged at debug: where RunPodSandbox time goes (bench/cri.bench.ts).
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
+    const mark = (name: string) => (phases[name] = Math.round(performance.now() - t0));
     try {
       await mkdir(podDir, { recursive: true, mode: 0o711 });
       undo.push(() => rm(podDir, { recursive: true, force: true }));
@@ -99,6 +103,7 @@ export class SandboxService {
         ips = net.ips.map((i) => i.address);
         this.ctx.pods.setNetwork(id, netnsPath, ips);
       }
+      mark("network");
 
       const files = await writePodFiles({ podDir, hostname: config.hostname, hostNetwork, dns: config.dnsConfig, ip: ips[0] });
       if (!hostIpc) {
@@ -118,14 +123,18 @@ export class SandboxService {
       await mkdir(bundle, { recursive: true, mode: 0o711 });
       undo.push(() => rm(bundle, { recursive: true, force: true }));
       await writeFile(join(bundle, "config.json"), JSON.stringify(spec));
+      mark("spec");
 
       await this.ctx.shims.createTask({ namespace: NS, id, bundle, handler: handler.name, sandboxId: id });
+      mark("createTask");
       undo.push(async () => {
         await this.ctx.shims.kill(NS, id, 9).catch(() => {});
         await this.ctx.shims.delete(NS, id);
       });
       await this.ctx.shims.start(NS, id);
+      mark("start");
       this.ctx.pods.setPhase(id, "ready");
+      this.ctx.log.debug({ pod: id, phasesMs: phases }, "pod sandbox running");
     } catch (err) {
       await runUndo(undo, this.ctx.log, `RunPodSandbox ${id}`);
       throw err;
