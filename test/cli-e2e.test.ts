@@ -44,12 +44,19 @@ async function podNames(): Promise<string[]> {
 
 describe("images", () => {
   test("pull draws live per-layer bars with a total on a terminal", async () => {
-    const p = runInPty([process.execPath, BERTH, "pull", env.images.busybox], { env: { ...process.env, ...addr }, cols: 120 });
+    const p = runInPty([process.execPath, BERTH, "pull", env.images.busybox], {
+      env: { ...process.env, ...addr },
+      cols: 120,
+    });
     const r = await p.exited;
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /Pulling 127\.0\.0\.1:\d+\/test\/busybox:1/);
     assert.match(r.output, /Total: +\[=+\] [\d.]+[kM]?B\/[\d.]+[kM]?B/, "a total bar with bytes");
-    assert.match(r.output, /[0-9a-f]{12}: (Downloading +\[[=> ]+\]|Download complete|Pull complete)/, "a line per layer");
+    assert.match(
+      r.output,
+      /[0-9a-f]{12}: (Downloading +\[[=> ]+\]|Download complete|Pull complete)/,
+      "a line per layer",
+    );
     assert.match(r.output, /\x1b\[\d*[AG]/, "redrawn in place");
     assert.match(r.output, /Pulled 127\.0\.0\.1:\d+\/test\/busybox:1/);
   });
@@ -136,13 +143,27 @@ describe("containers", () => {
   });
 
   test("a detached container: ps, logs, exec, inspect, stats, stop and rm", async () => {
-    const run = await b(["run", "-d", "--name", "web", "-e", "GREETING=hello", env.images.busybox, "sh", "-c", 'i=0; while true; do echo "$GREETING $i"; i=$((i+1)); sleep 0.2; done']);
+    const run = await b([
+      "run",
+      "-d",
+      "--name",
+      "web",
+      "-e",
+      "GREETING=hello",
+      env.images.busybox,
+      "sh",
+      "-c",
+      'i=0; while true; do echo "$GREETING $i"; i=$((i+1)); sleep 0.2; done',
+    ]);
     assert.equal(run.code, 0, run.stderr);
     const id = run.stdout.trim();
     assert.match(id, /^[0-9a-f]{64}$/);
 
     const ps = await b(["ps"]);
-    assert.match(ps.stdout, new RegExp(`^${id.slice(0, 12)} +127\\.0\\.0\\.1:\\d+/test/busybox:1 +.+ago +Up .+ +web +[0-9a-f]{12}$`, "m"));
+    assert.match(
+      ps.stdout,
+      new RegExp(`^${id.slice(0, 12)} +127\\.0\\.0\\.1:\\d+/test/busybox:1 +.+ago +Up .+ +web +[0-9a-f]{12}$`, "m"),
+    );
     assert.equal((await b(["ps", "-q"])).stdout, `${id.slice(0, 12)}\n`);
     assert.match((await b(["pods"])).stdout, /^[0-9a-f]{12} +.+ago +ready +web +berth +runc$/m);
 
@@ -158,7 +179,10 @@ describe("containers", () => {
     assert.equal(exec.code, 5);
     assert.equal(exec.stdout, "hello from exec\n");
 
-    const inspect = JSON.parse((await b(["inspect", "web"])).stdout) as { type: string; status: { state: string; logPath: string } }[];
+    const inspect = JSON.parse((await b(["inspect", "web"])).stdout) as {
+      type: string;
+      status: { state: string; logPath: string };
+    }[];
     assert.equal(inspect[0].type, "container");
     assert.equal(inspect[0].status.state, "CONTAINER_RUNNING");
     assert.ok(existsSync(inspect[0].status.logPath));
@@ -186,7 +210,16 @@ describe("containers", () => {
     events.stdout.on("data", (d: Buffer) => (evOut += d.toString()));
     try {
       await new Promise((r) => setTimeout(r, 500));
-      const run = await b(["run", "-d", "--name", "counter", env.images.busybox, "sh", "-c", "for i in 1 2 3; do echo n$i; sleep 0.3; done; exit 4"]);
+      const run = await b([
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        env.images.busybox,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo n$i; sleep 0.3; done; exit 4",
+      ]);
       assert.equal(run.code, 0, run.stderr);
       const f = await b(["logs", "-f", "counter"]);
       assert.equal(f.stdout, "n1\nn2\nn3\n");
@@ -201,7 +234,9 @@ describe("containers", () => {
 
   test("run -it gives a terminal; Ctrl-C goes into it; exit code comes back", async (t) => {
     if (!(await serves("attach"))) return t.skip("this berthd does not serve Attach yet (streaming server)");
-    const p = runInPty([process.execPath, BERTH, "run", "-it", "--rm", env.images.busybox, "sh"], { env: { ...process.env, ...addr } });
+    const p = runInPty([process.execPath, BERTH, "run", "-it", "--rm", env.images.busybox, "sh"], {
+      env: { ...process.env, ...addr },
+    });
     await new Promise((r) => setTimeout(r, 1500));
     p.write("tty; echo tty-ok\r");
     await p.waitFor(/\/dev\/pts\/\d+\r?\ntty-ok/);
@@ -221,7 +256,9 @@ describe("containers", () => {
     const run = await b(["run", "-d", "--name", "shellhost", env.images.busybox, "sleep", "60"]);
     assert.equal(run.code, 0, run.stderr);
     try {
-      const p = runInPty([process.execPath, BERTH, "exec", "-it", "shellhost", "sh"], { env: { ...process.env, ...addr } });
+      const p = runInPty([process.execPath, BERTH, "exec", "-it", "shellhost", "sh"], {
+        env: { ...process.env, ...addr },
+      });
       p.write("stty size; echo exec-ok\r");
       await p.waitFor(/30 100\r?\nexec-ok/);
       p.write("exit 9\r");
@@ -235,11 +272,12 @@ describe("containers", () => {
 
   test("run -it fails cleanly (125, nothing left) when the daemon cannot attach", async (t) => {
     if (await serves("attach")) return t.skip("Attach is served: covered by the run -it test");
-    const p = runInPty([process.execPath, BERTH, "run", "-it", "--rm", env.images.busybox, "sh"], { env: { ...process.env, ...addr } });
+    const p = runInPty([process.execPath, BERTH, "run", "-it", "--rm", env.images.busybox, "sh"], {
+      env: { ...process.env, ...addr },
+    });
     const r = await p.exited;
     assert.equal(r.code, 125);
     assert.match(r.output, /Attach is not implemented/);
     assert.deepEqual(await podNames(), []);
   });
 });
-

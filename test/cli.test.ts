@@ -18,7 +18,27 @@ describe("berth without a daemon", () => {
     assert.equal(top.code, 0);
     const section = top.stdout.slice(top.stdout.indexOf("Commands:"), top.stdout.indexOf("Examples:"));
     const commands = [...section.matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]).filter((c) => c !== "help");
-    for (const expected of ["pull", "images", "rmi", "run", "ps", "pods", "exec", "logs", "stop", "rm", "inspect", "stats", "load", "save", "import", "info", "version", "events", "completion"]) {
+    for (const expected of [
+      "pull",
+      "images",
+      "rmi",
+      "run",
+      "ps",
+      "pods",
+      "exec",
+      "logs",
+      "stop",
+      "rm",
+      "inspect",
+      "stats",
+      "load",
+      "save",
+      "import",
+      "info",
+      "version",
+      "events",
+      "completion",
+    ]) {
       assert.ok(commands.includes(expected), `berth --help lists ${expected}`);
     }
     for (const cmd of commands) {
@@ -88,7 +108,10 @@ describe("berth without a daemon", () => {
     const check = spawnSync("bash", ["-n"], { input: bash.stdout });
     assert.equal(check.status, 0, check.stderr.toString());
     // The script completes subcommands when sourced.
-    const comp = spawnSync("bash", ["-c", `${bash.stdout}\nCOMP_WORDS=(berth pu); COMP_CWORD=1; _berth; echo "\${COMPREPLY[@]}"`]);
+    const comp = spawnSync("bash", [
+      "-c",
+      `${bash.stdout}\nCOMP_WORDS=(berth pu); COMP_CWORD=1; _berth; echo "\${COMPREPLY[@]}"`,
+    ]);
     assert.match(comp.stdout.toString(), /\bpull\b/);
     const zsh = await berth(["completion", "zsh"]);
     assert.equal(zsh.code, 0);
@@ -131,7 +154,10 @@ describe("berth against a daemon", () => {
     const v = JSON.parse(j.stdout) as { client: { version: string }; server: { runtimeName: string; address: string } };
     assert.equal(v.server.runtimeName, "berth");
     assert.equal(v.server.address, d.socket);
-    assert.equal(v.client.version, JSON.parse((await import("node:fs")).readFileSync(join(REPO_ROOT, "package.json"), "utf8")).version);
+    assert.equal(
+      v.client.version,
+      JSON.parse((await import("node:fs")).readFileSync(join(REPO_ROOT, "package.json"), "utf8")).version,
+    );
   });
 
   test("info summarises the daemon through berth.v1.Berth/Info", async () => {
@@ -148,7 +174,10 @@ describe("berth against a daemon", () => {
 
   test("empty lists print only their headers, -q prints nothing", async () => {
     const env = { BERTH_ADDRESS: d.socket };
-    assert.equal((await berth(["ps", "-a"], { env })).stdout, "CONTAINER ID   IMAGE   CREATED   STATUS   NAME   POD ID\n");
+    assert.equal(
+      (await berth(["ps", "-a"], { env })).stdout,
+      "CONTAINER ID   IMAGE   CREATED   STATUS   NAME   POD ID\n",
+    );
     assert.equal((await berth(["images", "-q"], { env })).stdout, "");
     assert.deepEqual(JSON.parse((await berth(["pods", "-o", "json"], { env })).stdout), []);
     const missing = await berth(["logs", "nosuch"], { env });

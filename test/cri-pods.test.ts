@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { request as httpRequest } from "node:http";
-import { networkInterfaces } from "node:os";
+import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { status as grpcStatus } from "@grpc/grpc-js";
@@ -29,7 +29,15 @@ function code(err: unknown): number {
 
 describe("pod and container lifecycle", () => {
   test("a pod runs, a container in it logs, exits with its code, and everything goes away", async () => {
-    const pod = await env.runPod("life");
+    const pod = await env.runPod("life", { labels: { app: "life", tier: "test" } });
+    const other = await env.runPod("life-other", { labels: { app: "other" } });
+    const byLabel = await env.d.rt.listPodSandbox({ filter: { labelSelector: { app: "life" } } });
+    assert.deepEqual(byLabel.items.map((p) => p.id), [pod.id]);
+    assert.deepEqual((await env.d.rt.listPodSandbox({ filter: { id: other.id.slice(0, 10) } })).items.map((p) => p.id), [other.id]);
+    await env.d.rt.stopPodSandbox({ podSandboxId: other.id });
+    const notReady = await env.d.rt.listPodSandbox({ filter: { state: { state: PodSandboxState.SANDBOX_NOTREADY } } });
+    assert.deepEqual(notReady.items.map((p) => p.id), [other.id]);
+    await env.d.rt.removePodSandbox({ podSandboxId: other.id });
     const st = await env.d.rt.podSandboxStatus({ podSandboxId: pod.id, verbose: true });
     assert.equal(st.status?.state, PodSandboxState.SANDBOX_READY);
     assert.match(st.status?.network?.ip ?? "", /^10\.234\.0\.\d+$/);
@@ -168,6 +176,23 @@ describe("pod networking and pod files", () => {
   });
 });
 
+describe("namespace options", () => {
+  test("a host-network pod gets no netns and the node's hostname; a shared PID namespace shows the sandbox", async () => {
+    const pod = await env.runPod("hostnet", { linux: { securityContext: { namespaceOptions: { network: 2, pid: 0, ipc: 0 } } } });
+    const st = (await env.d.rt.podSandboxStatus({ podSandboxId: pod.id })).status!;
+    assert.equal(st.state, PodSandboxState.SANDBOX_READY);
+    assert.equal(st.network?.ip, "");
+    assert.equal(st.linux?.namespaces?.options?.network, 2);
+    assert.ok(!existsSync(join(env.d.state, "netns", pod.id)));
+    const cid = await env.runContainer(pod, "c", ["sleep", "1000"], { linux: { securityContext: { namespaceOptions: { network: 2, pid: 0, ipc: 0 } } } });
+    const h = await env.d.rt.execSync({ containerId: cid, cmd: ["hostname"], timeout: 10n });
+    assert.equal(h.stdout.toString().trim(), hostname());
+    const ps = await env.d.rt.execSync({ containerId: cid, cmd: ["ps", "-o", "pid,comm"], timeout: 10n });
+    assert.match(ps.stdout.toString(), /^\s*1 pause$/m, "the pod's PID namespace is shared: pause is pid 1");
+    await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
+  });
+});
+
 describe("security context", () => {
   let pod: { id: string; config: Parameters<CriEnv["runContainer"]>[0]["config"] };
   before(async () => {
@@ -295,7 +320,14 @@ describe("exec, logs, OOM, stats, events", () => {
 
     await env.d.rt.stopContainer({ containerId: cid, timeout: 0n });
     await env.d.rt.removeContainer({ containerId: cid });
+    const evPod = await env.runPod("events-pod");
+    await env.d.rt.removePodSandbox({ podSandboxId: evPod.id });
     await until(() => events.filter((e) => e.containerId === cid).length >= 4, "four events");
+    await until(() => events.filter((e) => e.containerId === evPod.id).length >= 4, "four pod events");
+    assert.deepEqual(
+      events.filter((e) => e.containerId === evPod.id).map((e) => e.containerEventType),
+      [ContainerEventType.CONTAINER_CREATED_EVENT, ContainerEventType.CONTAINER_STARTED_EVENT, ContainerEventType.CONTAINER_STOPPED_EVENT, ContainerEventType.CONTAINER_DELETED_EVENT],
+    );
     stream.cancel();
     const mine = events.filter((e) => e.containerId === cid);
     assert.deepEqual(mine.map((e) => e.containerEventType), [

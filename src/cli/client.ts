@@ -29,11 +29,9 @@ export interface CallOptions {
 
 /** Promise-returning unary calls of a generated grpc-js server interface. */
 export type PromiseClient<S> = {
-  [K in keyof S as string extends K
-    ? never
-    : S[K] extends grpc.handleServerStreamingCall<never, never>
-      ? never
-      : K]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
+  [
+    K in keyof S as string extends K ? never : S[K] extends grpc.handleServerStreamingCall<never, never> ? never : K
+  ]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
     ? (request: DeepPartial<Req>, options?: CallOptions) => Promise<Res>
     : never;
 };

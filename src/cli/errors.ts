@@ -42,7 +42,10 @@ export function explain(err: unknown, address: string): unknown {
         return new CliError(`cannot reach berthd: no socket at ${address}`, `is berthd running? ${START_DAEMON_HINT}`);
       }
       if (/ECONNREFUSED/.test(details)) {
-        return new CliError(`cannot reach berthd: nothing is listening on ${address}`, `is berthd running? ${START_DAEMON_HINT}`);
+        return new CliError(
+          `cannot reach berthd: nothing is listening on ${address}`,
+          `is berthd running? ${START_DAEMON_HINT}`,
+        );
       }
       if (/EACCES|EPERM/.test(details)) {
         return new CliError(
@@ -51,7 +54,10 @@ export function explain(err: unknown, address: string): unknown {
         );
       }
       if (/No connection established|Failed to connect|Connection dropped|ECONNRESET|EPIPE/.test(details)) {
-        return new CliError(`lost the connection to berthd at ${address}: ${details}`, `is berthd running? ${START_DAEMON_HINT}`);
+        return new CliError(
+          `lost the connection to berthd at ${address}: ${details}`,
+          `is berthd running? ${START_DAEMON_HINT}`,
+        );
       }
       // UNAVAILABLE sent by berthd itself (e.g. a registry it cannot reach): its message says what.
       return new CliError(details);

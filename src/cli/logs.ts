@@ -153,6 +153,7 @@ export function parseSince(v: string, now = Date.now()): number {
   }
   if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
   const t = timeMs(v);
-  if (Number.isNaN(t)) throw new Error(`--since: ${JSON.stringify(v)} is neither a duration (10m, 1h) nor a time (2024-01-02T15:04:05Z)`);
+  if (Number.isNaN(t))
+    throw new Error(`--since: ${JSON.stringify(v)} is neither a duration (10m, 1h) nor a time (2024-01-02T15:04:05Z)`);
   return t;
 }

@@ -102,7 +102,8 @@ export function humanDuration(s: number): string {
 
 /** Plain data for JSON/YAML: bigints become numbers (or strings past 2^53), Buffers base64. */
 export function plain(v: unknown): unknown {
-  if (typeof v === "bigint") return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (typeof v === "bigint")
+    return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
   if (Buffer.isBuffer(v)) return v.toString("base64");
   if (Array.isArray(v)) return v.map(plain);
   if (v && typeof v === "object") {
@@ -130,7 +131,12 @@ export function emit<T>(
     return;
   }
   if (format !== "table") {
-    process.stdout.write(structured(items.map((i) => (view.data ? view.data(i) : i)), format) + "\n");
+    process.stdout.write(
+      structured(
+        items.map((i) => (view.data ? view.data(i) : i)),
+        format,
+      ) + "\n",
+    );
     return;
   }
   process.stdout.write(table(view.headers, items.map(view.row)) + "\n");

@@ -36,23 +36,27 @@ export function ttyProgress(stream: NodeJS.WriteStream, image: string): Progress
   const blobs = new Map<string, BlobState & { bar: ReturnType<MultiBar["create"]> }>();
   const started = Date.now();
   const format = (_o: Options, _params: Params, payload: { line: () => string }) => payload.line();
-  const multi = new MultiBar(
-    {
-      stream,
-      format,
-      hideCursor: true,
-      clearOnComplete: false,
-      stopOnComplete: false,
-      linewrap: false,
-      fps: 10,
-      barsize: 30,
-      gracefulExit: true,
-    },
-  );
+  const multi = new MultiBar({
+    stream,
+    format,
+    hideCursor: true,
+    clearOnComplete: false,
+    stopOnComplete: false,
+    linewrap: false,
+    fps: 10,
+    barsize: 30,
+    gracefulExit: true,
+  });
   const barOf = (done: number, total: number, width = 30) => {
     const frac = total > 0 ? Math.min(1, done / total) : 0;
     const full = Math.round(frac * width);
-    return "[" + "=".repeat(Math.max(0, full - 1)) + (full > 0 ? (full === width ? "=" : ">") : "") + " ".repeat(width - full) + "]";
+    return (
+      "[" +
+      "=".repeat(Math.max(0, full - 1)) +
+      (full > 0 ? (full === width ? "=" : ">") : "") +
+      " ".repeat(width - full) +
+      "]"
+    );
   };
   multi.create(1, 0, { line: () => `Pulling ${image}` });
   const totals = () => {
@@ -67,7 +71,10 @@ export function ttyProgress(stream: NodeJS.WriteStream, image: string): Progress
   const totalLine = () => {
     const { done, total } = totals();
     const finished = [...blobs.values()].filter(
-      (b) => b.status === "unpacked" || b.status === "downloaded" || (b.status === "downloading" && b.total > 0 && b.done >= b.total),
+      (b) =>
+        b.status === "unpacked" ||
+        b.status === "downloaded" ||
+        (b.status === "downloading" && b.total > 0 && b.done >= b.total),
     ).length;
     return `Total: ${" ".repeat(12)}${barOf(done, total)} ${humanSize(done)}/${humanSize(total)} ${rate(done, started)}  (${finished}/${blobs.size} done)`;
   };
@@ -81,7 +88,8 @@ export function ttyProgress(stream: NodeJS.WriteStream, image: string): Progress
         const line = () => {
           const s = blobs.get(p.digest)!;
           const name = shortId(p.digest);
-          if (s.status === "downloading" && s.total > 0 && s.done >= s.total) return `${name}: Download complete  ${humanSize(s.total)}`;
+          if (s.status === "downloading" && s.total > 0 && s.done >= s.total)
+            return `${name}: Download complete  ${humanSize(s.total)}`;
           if (s.status === "downloading") {
             return `${name}: ${label.downloading.padEnd(13)} ${barOf(s.done, s.total)} ${humanSize(s.done)}/${humanSize(s.total)} ${rate(s.done, s.startedAt)}`;
           }

@@ -88,7 +88,9 @@ export function streamSession(url: string, opts: SessionOptions): Promise<Sessio
     ws.on("unexpected-response", (_req, res) => {
       let body = "";
       res.on("data", (b: Buffer) => (body += b.toString()));
-      res.on("end", () => reject(new Error(`streaming server refused the session: HTTP ${res.statusCode} ${body.trim()}`)));
+      res.on("end", () =>
+        reject(new Error(`streaming server refused the session: HTTP ${res.statusCode} ${body.trim()}`)),
+      );
     });
     ws.on("error", (err) => {
       if (!opened) reject(new Error(`cannot connect to the streaming server at ${url}: ${err.message}`));

@@ -4,7 +4,13 @@ import type { Container, Image, PodSandbox } from "../gen/cri/runtime/v1/api.js"
 import type { Clients } from "./client.js";
 import { CliError } from "./errors.js";
 
-function pick<T extends { id: string }>(items: T[], ref: string, nameOf: (t: T) => string, what: string, listCmd: string): T {
+function pick<T extends { id: string }>(
+  items: T[],
+  ref: string,
+  nameOf: (t: T) => string,
+  what: string,
+  listCmd: string,
+): T {
   const exact = items.find((i) => i.id === ref);
   if (exact) return exact;
   const named = items.filter((i) => nameOf(i) === ref);
@@ -15,7 +21,11 @@ function pick<T extends { id: string }>(items: T[], ref: string, nameOf: (t: T) 
   }
   const prefixed = items.filter((i) => i.id.startsWith(ref));
   if (prefixed.length === 1 && ref.length > 0) return prefixed[0];
-  if (prefixed.length > 1) throw new CliError(`${what} id prefix ${JSON.stringify(ref)} is ambiguous (${prefixed.length} match)`, "give more characters of the id");
+  if (prefixed.length > 1)
+    throw new CliError(
+      `${what} id prefix ${JSON.stringify(ref)} is ambiguous (${prefixed.length} match)`,
+      "give more characters of the id",
+    );
   throw new CliError(`no such ${what}: ${ref}`, `list them with \`${listCmd}\``);
 }
 

@@ -83,7 +83,8 @@ function signalOf(call: { cancelled: boolean; once(ev: "cancelled", fn: () => vo
 function logged(log: Logger, method: string, started: bigint, err?: unknown): void {
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
   if (err === undefined) log.debug({ method, code: "OK", durationMs }, "berth call");
-  else if (isExpected(err)) log.debug({ method, code: codeName(toGrpcStatus(err, method).code), durationMs, error: String(err) }, "berth call");
+  else if (isExpected(err))
+    log.debug({ method, code: codeName(toGrpcStatus(err, method).code), durationMs, error: String(err) }, "berth call");
   else log.error({ method, durationMs, err }, "berth call failed");
 }
 
@@ -97,7 +98,10 @@ function writeTo<T>(call: grpc.ServerWritableStream<unknown, T>, msg: T, signal:
 }
 
 /** The bytes of a client stream of {data} messages, as a Readable; `first` receives message 0. */
-function incoming<M extends { data: Buffer }>(call: grpc.ServerReadableStream<M, unknown>, first?: (m: M) => void): Readable {
+function incoming<M extends { data: Buffer }>(
+  call: grpc.ServerReadableStream<M, unknown>,
+  first?: (m: M) => void,
+): Readable {
   const out = new PassThrough({ highWaterMark: 4 * CHUNK });
   let n = 0;
   call.on("data", (m: M) => {
@@ -182,7 +186,11 @@ export function berthServiceImplementation(deps: BerthServiceDeps): grpc.Untyped
       return InfoResponse.fromPartial({
         ...base,
         images: BigInt(list.length),
-        content: { path: usage.content.path, usedBytes: BigInt(usage.content.size), inodesUsed: BigInt(usage.content.inodes) },
+        content: {
+          path: usage.content.path,
+          usedBytes: BigInt(usage.content.size),
+          inodesUsed: BigInt(usage.content.inodes),
+        },
         snapshots: {
           path: usage.snapshots.path,
           usedBytes: BigInt(usage.snapshots.size),
@@ -297,7 +305,8 @@ export function configFromChanges(changes: string[]): ImageRuntimeConfig {
   const argv = (rest: string): string[] => {
     if (rest.startsWith("[")) {
       const v = JSON.parse(rest) as unknown;
-      if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw new InvalidArgumentError(`--change: ${rest} is not a JSON string array`);
+      if (!Array.isArray(v) || !v.every((x) => typeof x === "string"))
+        throw new InvalidArgumentError(`--change: ${rest} is not a JSON string array`);
       return v;
     }
     return ["/bin/sh", "-c", rest];
@@ -326,22 +335,32 @@ export function configFromChanges(changes: string[]): ImageRuntimeConfig {
           config.User = rest.trim();
           break;
         case "EXPOSE":
-          for (const p of rest.trim().split(/\s+/)) config.ExposedPorts = { ...config.ExposedPorts, [p.includes("/") ? p : `${p}/tcp`]: {} };
+          for (const p of rest.trim().split(/\s+/))
+            config.ExposedPorts = { ...config.ExposedPorts, [p.includes("/") ? p : `${p}/tcp`]: {} };
           break;
         case "LABEL": {
           const eq = rest.indexOf("=");
           if (eq < 1) throw new InvalidArgumentError(`--change LABEL ${rest}: expected KEY=VALUE`);
-          config.Labels = { ...config.Labels, [rest.slice(0, eq).trim()]: rest.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1") };
+          config.Labels = {
+            ...config.Labels,
+            [rest.slice(0, eq).trim()]: rest
+              .slice(eq + 1)
+              .trim()
+              .replace(/^"(.*)"$/, "$1"),
+          };
           break;
         }
         case "STOPSIGNAL":
           config.StopSignal = rest.trim();
           break;
         default:
-          throw new InvalidArgumentError(`--change: ${instr} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, STOPSIGNAL are)`);
+          throw new InvalidArgumentError(
+            `--change: ${instr} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, STOPSIGNAL are)`,
+          );
       }
     } catch (err) {
-      if (err instanceof SyntaxError) throw new InvalidArgumentError(`--change ${JSON.stringify(change)}: ${err.message}`);
+      if (err instanceof SyntaxError)
+        throw new InvalidArgumentError(`--change ${JSON.stringify(change)}: ${err.message}`);
       throw err;
     }
   }
@@ -371,6 +390,9 @@ export function imageArchives(images: ImageService): BerthArchives {
 }
 
 /** What the CRI server registers next to the CRI services (see server.ts ExtraService). */
-export function berthService(deps: BerthServiceDeps): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
+export function berthService(deps: BerthServiceDeps): {
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+} {
   return { definition: BerthService, implementation: berthServiceImplementation(deps) };
 }

@@ -17,6 +17,7 @@ import { Socket } from "node:net";
 import { join } from "node:path";
 import { CriLineSplitter, CriLogFile, type LogStream } from "../runtime/cri-log.js";
 import * as sys from "../sys/index.js";
+import { FifoWriter } from "./fifo-streams.js";
 
 export function makeFifo(path: string): void {
   try {
@@ -66,14 +67,18 @@ export class FifoReader {
 
 export interface ContainerIoPaths {
   dir: string;
+  stdin: string;
   stdout: string;
   stderr: string;
 }
 
 export function containerIoPaths(ioRoot: string, containerId: string): ContainerIoPaths {
   const dir = join(ioRoot, containerId);
-  return { dir, stdout: join(dir, "stdout"), stderr: join(dir, "stderr") };
+  return { dir, stdin: join(dir, "stdin"), stdout: join(dir, "stdout"), stderr: join(dir, "stderr") };
 }
+
+/** Receives a copy of a container's live output (attach); called synchronously, must not block. */
+export type OutputListener = (stream: LogStream, chunk: Buffer) => void;
 
 /**
  * A container's stdout and stderr fifos pumped into its CRI log file (or discarded when the
@@ -84,21 +89,34 @@ export class ContainerLogger {
   private readonly readers: FifoReader[];
   private readonly log: CriLogFile | undefined;
   private closed = false;
+  private readonly listeners = new Set<OutputListener>();
+  /** The writer of the container's stdin fifo, when it was created with stdin (attach writes here). */
+  readonly stdin: FifoWriter | undefined;
   /** Resolves when both streams reached EOF (the process exited and its output is all written). */
   readonly done: Promise<void>;
 
   constructor(
     readonly paths: ContainerIoPaths,
     logPath: string,
-    opts: { hold: boolean; maxLineSize?: number },
+    opts: { hold: boolean; maxLineSize?: number; stdin?: boolean },
   ) {
     mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
     this.log = logPath ? new CriLogFile(logPath) : undefined;
+    // Opened before the task exists and kept open for the container's life: the shim reads
+    // EOF (and closes the process's stdin) only when berthd closes it.
+    this.stdin = opts.stdin ? new FifoWriter(paths.stdin) : undefined;
     const sink = { write: (stream: LogStream, tag: "P" | "F", message: Buffer) => this.log?.write(stream, tag, message) };
     const readers: FifoReader[] = [];
     for (const stream of ["stdout", "stderr"] as const) {
       const splitter = new CriLineSplitter(stream, sink, opts.maxLineSize);
-      const r = new FifoReader(paths[stream], (c) => splitter.push(c), opts.hold);
+      const r = new FifoReader(
+        paths[stream],
+        (c) => {
+          splitter.push(c);
+          for (const l of this.listeners) l(stream, c);
+        },
+        opts.hold,
+      );
       void r.done.then(() => splitter.end());
       readers.push(r);
     }
@@ -114,10 +132,18 @@ export class ContainerLogger {
     this.log?.reopen();
   }
 
+  /** Tees the live output to `listener` (the log is written regardless); returns the unsubscribe. */
+  subscribe(listener: OutputListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const r of this.readers) r.close();
+    this.stdin?.destroy();
+    this.listeners.clear();
     this.log?.close();
   }
 }

@@ -31,7 +31,7 @@ import {
   NotFoundError,
 } from "../util/errors.js";
 import { ContainerLogger, ExecCapture, containerIoPaths } from "./container-io.js";
-import { CRI_NAMESPACE as NS, type CriContext, dateNs, matchesLabels, nowNs, paths, runUndo, sleep } from "./context.js";
+import { CRI_NAMESPACE as NS, type CriContext, dateNs, KeyedLock, matchesLabels, nowNs, paths, runUndo, sleep } from "./context.js";
 import { newId, resolveId } from "./ids.js";
 
 /** ExecSync output kept per stream (kubelet's gRPC limit is 16 MiB per message). */
@@ -51,6 +51,8 @@ export class ContainerService {
   private readonly exiting = new Map<string, Promise<void>>();
   /** Containers the shim reported an OOM for. */
   private readonly oom = new Set<string>();
+  /** Start, stop and remove of one container never overlap. */
+  private readonly lock = new KeyedLock();
 
   constructor(
     private readonly ctx: CriContext,
@@ -136,6 +138,7 @@ export class ContainerService {
           ipcPath: `/proc/${sandboxPid}/ns/ipc`,
           utsPath: `/proc/${sandboxPid}/ns/uts`,
           pidNamespacePath: `/proc/${sandboxPid}/ns/pid`,
+          targetPidNamespacePath: await this.targetPidNamespace(config, pod.row.id),
         },
         cgroupDriver: this.ctx.cgroupDriver,
         runtimeHandler: pod.row.runtimeHandler,
@@ -148,6 +151,17 @@ export class ContainerService {
     }
     await this.publish(id, ContainerEventType.CONTAINER_CREATED_EVENT);
     return id;
+  }
+
+  /** For PID namespace mode TARGET: the running target container's PID namespace (same pod only). */
+  private async targetPidNamespace(config: ContainerConfig, sandboxId: string): Promise<string | undefined> {
+    const ns = config.linux?.securityContext?.namespaceOptions;
+    if (ns?.pid !== 3 || !ns.targetId) return undefined;
+    const target = this.resolve(ns.targetId);
+    if (target.sandboxId !== sandboxId) throw new InvalidArgumentError(`PID namespace target ${target.id} is not in pod ${sandboxId}`);
+    const s = this.hasTask(target.id) ? await this.ctx.shims.state(NS, target.id).catch(() => undefined) : undefined;
+    if (!s || s.status !== "running") throw new FailedPreconditionError(`PID namespace target container ${target.id} is not running`);
+    return `/proc/${s.pid}/ns/pid`;
   }
 
   private async sandboxPid(sandboxId: string): Promise<number> {
@@ -163,20 +177,27 @@ export class ContainerService {
   // ---- start ---------------------------------------------------------------------------
 
   async start(ref: string, pod: PodView): Promise<void> {
-    const row = this.resolve(ref);
+    const id = this.resolve(ref).id;
+    return this.lock.run(id, () => this.startLocked(id, pod));
+  }
+
+  private async startLocked(id: string, pod: PodView): Promise<void> {
+    const row = this.ctx.containers.get(id);
+    if (!row) throw new NotFoundError(`container ${id} not found`);
     if (row.phase !== "created" || row.startedAt !== 0n || row.exit || this.hasTask(row.id)) {
       throw new FailedPreconditionError(`container ${row.id} is not in the created state: it was started before`);
     }
     if (pod.row.phase !== "ready") throw new FailedPreconditionError(`pod sandbox ${pod.row.id} is not ready`);
     const config = this.config(row);
     const io = containerIoPaths(paths.ioRoot(this.ctx), row.id);
-    const logger = new ContainerLogger(io, row.logPath, { hold: true, maxLineSize: this.ctx.maxLogLineSize });
+    const logger = new ContainerLogger(io, row.logPath, { hold: true, maxLineSize: this.ctx.maxLogLineSize, stdin: config.stdin });
     let created = false;
     try {
       await this.ctx.shims.createTask({
         namespace: NS,
         id: row.id,
         bundle: paths.bundle(this.ctx, row.id),
+        stdin: config.stdin ? io.stdin : "",
         stdout: io.stdout,
         stderr: config.tty ? "" : io.stderr,
         terminal: config.tty,
@@ -202,6 +223,11 @@ export class ContainerService {
       throw err;
     }
     await this.publish(row.id, ContainerEventType.CONTAINER_STARTED_EVENT);
+  }
+
+  /** The live IO of a container whose task exists (its output tee and stdin), for attach. */
+  liveIo(id: string): ContainerLogger | undefined {
+    return this.loggers.get(id);
   }
 
   private hasTask(id: string): boolean {
@@ -255,8 +281,11 @@ export class ContainerService {
 
   /** Sends the stop signal, then SIGKILL after `timeoutS` seconds; returns once the exit is recorded. Idempotent. */
   async stop(ref: string, timeoutS: number): Promise<void> {
-    const row = this.resolve(ref);
-    await this.stopRow(row, timeoutS);
+    const id = this.resolve(ref).id;
+    await this.lock.run(id, async () => {
+      const row = this.ctx.containers.get(id);
+      if (row) await this.stopRow(row, timeoutS);
+    });
   }
 
   async stopRow(row: ContainerRow, timeoutS: number): Promise<void> {
@@ -300,7 +329,10 @@ export class ContainerService {
       if (err instanceof NotFoundError) return;
       throw err;
     }
-    await this.removeRow(row);
+    await this.lock.run(row.id, async () => {
+      const current = this.ctx.containers.get(row.id);
+      if (current) await this.removeRow(current);
+    });
   }
 
   async removeRow(row: ContainerRow): Promise<void> {

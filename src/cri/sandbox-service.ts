@@ -5,6 +5,7 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  ContainerEventType,
   NamespaceMode,
   PodSandboxConfig,
   PodSandboxState,
@@ -17,7 +18,7 @@ import type { PodRow } from "../metadata/pods.js";
 import type { PortMapping } from "../network/index.js";
 import { buildSandboxSpec, podNamespaceModes } from "../oci/index.js";
 import { InvalidArgumentError, NotFoundError } from "../util/errors.js";
-import { CRI_NAMESPACE as NS, type CriContext, matchesLabels, nowNs, paths, runUndo } from "./context.js";
+import { CRI_NAMESPACE as NS, type CriContext, KeyedLock, matchesLabels, nowNs, paths, runUndo } from "./context.js";
 import type { ContainerService, PodView } from "./container-service.js";
 import { newId, resolveId } from "./ids.js";
 import { mountShm, podFiles, unmountShm, writePodFiles } from "./pod-files.js";
@@ -25,6 +26,9 @@ import { mountShm, podFiles, unmountShm, writePodFiles } from "./pod-files.js";
 const protocols: Record<number, PortMapping["protocol"]> = { [Protocol.TCP]: "tcp", [Protocol.UDP]: "udp", [Protocol.SCTP]: "sctp" };
 
 export class SandboxService {
+  /** Stop and remove of one pod never overlap. */
+  private readonly lock = new KeyedLock();
+
   constructor(
     private readonly ctx: CriContext,
     private readonly containers: ContainerService,
@@ -139,6 +143,9 @@ export class SandboxService {
       await runUndo(undo, this.ctx.log, `RunPodSandbox ${id}`);
       throw err;
     }
+    // Pod lifecycle events carry the sandbox id as the container id, as containerd sends them.
+    await this.publish(id, ContainerEventType.CONTAINER_CREATED_EVENT);
+    await this.publish(id, ContainerEventType.CONTAINER_STARTED_EVENT);
     return id;
   }
 
@@ -146,12 +153,16 @@ export class SandboxService {
 
   /** Stops every container, the sandbox process and the pod's network. Safe to repeat. */
   async stop(ref: string): Promise<void> {
-    const pod = this.resolve(ref);
-    await this.stopRow(pod.row);
+    const id = this.resolve(ref).row.id;
+    await this.lock.run(id, async () => {
+      const row = this.ctx.pods.get(id);
+      if (row) await this.stopRow(row);
+    });
   }
 
   private async stopRow(row: PodRow): Promise<void> {
     const id = row.id;
+    const hadTask = this.hasTask(id);
     for (const c of this.ctx.containers.bySandbox(id)) await this.containers.stopRow(c, 0);
     if (this.hasTask(id)) {
       await this.ctx.shims.kill(NS, id, 9, { all: true }).catch(() => {});
@@ -161,6 +172,15 @@ export class SandboxService {
     unmountShm(podFiles(row.podDir).shm);
     await this.ctx.network.teardownPod(id);
     if (row.phase !== "removing" && row.phase !== "creating") this.ctx.pods.setPhase(id, "stopped");
+    if (hadTask) await this.publish(id, ContainerEventType.CONTAINER_STOPPED_EVENT);
+  }
+
+  private async publish(id: string, type: ContainerEventType, status?: PodSandboxStatus): Promise<void> {
+    try {
+      this.ctx.events.publish({ containerId: id, containerEventType: type, createdAt: nowNs(), podSandboxStatus: status ?? (await this.statusById(id)), containersStatuses: [] });
+    } catch (err) {
+      this.ctx.log.debug({ err }, "publishing a pod event failed");
+    }
   }
 
   /** Removes the pod with everything in it; OK when it does not exist. */
@@ -172,7 +192,10 @@ export class SandboxService {
       if (err instanceof NotFoundError) return;
       throw err;
     }
-    await this.removeRow(pod.row);
+    await this.lock.run(pod.row.id, async () => {
+      const row = this.ctx.pods.get(pod.row.id);
+      if (row) await this.removeRow(row);
+    });
   }
 
   private async removeRow(row: PodRow): Promise<void> {
@@ -181,7 +204,9 @@ export class SandboxService {
     for (const c of this.ctx.containers.bySandbox(row.id)) await this.containers.removeRow(c);
     await rm(paths.bundle(this.ctx, row.id), { recursive: true, force: true });
     await rm(row.podDir, { recursive: true, force: true });
+    const last = (await this.statusOf(row, false)).status;
     this.ctx.pods.delete(row.id);
+    await this.publish(row.id, ContainerEventType.CONTAINER_DELETED_EVENT, last);
   }
 
   private hasTask(id: string): boolean {

@@ -12,11 +12,14 @@ import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
 import { runtimeInfoHandlers } from "../cri/runtime-service.js";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { CriContext } from "../cri/context.js";
 import { CriEvents } from "../cri/events.js";
-import { fallbackImageHandlers } from "../cri/image-fallback.js";
 import { createPodRuntime } from "../cri/pod-runtime.js";
 import { ensureSandboxRootfs } from "../cri/sandbox-rootfs.js";
+import { CriStreamingBackend } from "../cri/streaming-backend.js";
+import { streamingHandlers } from "../cri/streaming-handlers.js";
 import { configuredCredentials } from "../images/auth.js";
 import { ImageService } from "../images/service.js";
 import { ContainerMetadata, ShimRecordMetadata } from "../metadata/containers.js";
@@ -24,6 +27,7 @@ import { openDatabase } from "../metadata/db.js";
 import { PodMetadata } from "../metadata/pods.js";
 import { NetworkManager } from "../network/index.js";
 import { RuntimeHandlers as ShimRuntimeHandlers, ShimManager } from "../runtime/index.js";
+import { StreamingServer } from "../streaming/server.js";
 import type { Logger } from "../util/log.js";
 import type { BerthConfig } from "./config.js";
 import { parseDuration } from "./config-fields.js";
@@ -138,7 +142,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       logger: log.child({ component: "runtime" }),
     });
     closers.push(() => shims.close());
-    const podRuntime = createPodRuntime({
+    const criContext: CriContext = {
       pods: new PodMetadata(db),
       containers: new ContainerMetadata(db),
       images,
@@ -153,13 +157,30 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       stateDir: config.state,
       sandboxRootfs: await ensureSandboxRootfs(config.root),
       cgroupDriver: config.cgroup.driver,
-    });
+    };
+    const podRuntime = createPodRuntime(criContext);
     closers.push(() => podRuntime.close());
     await podRuntime.recover();
+
+    // The exec/attach/port-forward server; stopped (its sessions aborted: exec processes
+    // killed, attaches detached) before the pod runtime and the shims close.
+    const streaming = new StreamingServer({
+      address: config.streaming.address,
+      port: config.streaming.port,
+      tls: config.streaming.tls_cert_file
+        ? { cert: readFileSync(config.streaming.tls_cert_file), key: readFileSync(config.streaming.tls_key_file) }
+        : undefined,
+      tokenTtlMs: parseDuration(config.streaming.token_ttl),
+      backend: new CriStreamingBackend({ ctx: criContext, containers: podRuntime.containers, sandboxes: podRuntime.sandboxes }),
+    });
+    const streamingUrl = await streaming.start();
+    closers.push(() => streaming.stop());
+    log.info({ url: streamingUrl }, "streaming server listening");
 
     const cri: CriHandlers = {
       runtime: {
         ...podRuntime.handlers,
+        ...streamingHandlers({ server: streaming, containers: podRuntime.containers, sandboxes: podRuntime.sandboxes }),
         ...runtimeInfoHandlers({
           version: BERTH_VERSION,
           cgroupDriver: config.cgroup.driver,
@@ -170,7 +191,6 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         }),
       },
       image: {
-        ...fallbackImageHandlers(images),
         ...imageServiceHandlers({ images, log: log.child({ component: "cri-images" }) }),
       },
       // berth.v1.Berth for the CLI: pull progress, image archives, info.

@@ -13,9 +13,15 @@ export interface CliResult {
 }
 
 /** Runs bin/berth to completion with stdin from `input` (or closed). */
-export function berth(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
+export function berth(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BERTH, ...args], { env: { ...process.env, NO_COLOR: "", ...opts.env }, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [BERTH, ...args], {
+      env: { ...process.env, NO_COLOR: "", ...opts.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -29,4 +35,3 @@ export function berth(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: s
     child.stdin.end(opts.input ?? "");
   });
 }
-

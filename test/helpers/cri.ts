@@ -229,6 +229,12 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
       await env.d.stop();
       const left = env.leftovers();
       rmSync(dir, { recursive: true, force: true });
+      // The bridge plugin creates the test's bridge and never deletes it: the test does.
+      try {
+        execFileSync("ip", ["link", "del", o.bridge], { stdio: "ignore" });
+      } catch {
+        // never created
+      }
       if (left.length > 0) throw new Error(`berth left things behind:\n${left.join("\n")}`);
     },
     leftovers() {

@@ -31,7 +31,10 @@ import { ANNOTATION_LOG_DIR, LABEL_RUN, imageOf, podStateName, stateName, status
 export async function removeContainer(c: Clients, ctr: Container, force: boolean): Promise<void> {
   if (ctr.state === ContainerState.CONTAINER_RUNNING) {
     if (!force) {
-      throw new CliError(`container ${shortId(ctr.id)} is running`, `stop it first (berth stop ${shortId(ctr.id)}) or use berth rm -f`);
+      throw new CliError(
+        `container ${shortId(ctr.id)} is running`,
+        `stop it first (berth stop ${shortId(ctr.id)}) or use berth rm -f`,
+      );
     }
     await c.rt.stopContainer({ containerId: ctr.id, timeout: 0n });
   }
@@ -78,7 +81,11 @@ export async function printLogs(
     const out = l.stream === "stderr" ? process.stderr : process.stdout;
     out.write(opts.timestamps ? Buffer.concat([Buffer.from(`${l.time} `), l.content]) : l.content);
   };
-  const take = () => reader.read().map((r) => lines.push(r)).filter((l): l is LogLine => l !== undefined);
+  const take = () =>
+    reader
+      .read()
+      .map((r) => lines.push(r))
+      .filter((l): l is LogLine => l !== undefined);
   try {
     let first = take();
     if (opts.tail !== undefined) first = opts.tail <= 0 ? [] : first.slice(-opts.tail);
@@ -86,11 +93,14 @@ export async function printLogs(
     if (opts.follow) {
       for (;;) {
         const st = await c.rt.containerStatus({ containerId }).catch(() => undefined);
-        const running = st?.status?.state === ContainerState.CONTAINER_RUNNING || st?.status?.state === ContainerState.CONTAINER_CREATED;
+        // Follow until the container has exited (or is gone); UNKNOWN can be a passing state.
+        const over = !st?.status || st.status.state === ContainerState.CONTAINER_EXITED;
         take().forEach(write);
-        if (!running) break;
+        if (over) break;
         await sleep(150);
       }
+      // The last output may land in the file just after the exit is reported.
+      await sleep(100);
       take().forEach(write);
     }
     lines.flush().forEach(write);
@@ -128,24 +138,38 @@ Examples:
   berth ps -aq | xargs berth rm -f
   berth ps --output yaml`,
     )
-    .action(async (opts: { all?: boolean; quiet?: boolean; pod?: string; trunc: boolean; output?: string }, cmd: Command) => {
-      parseFormat(opts.output);
-      const { c } = ctxOf(cmd);
-      const podSandboxId = opts.pod ? (await findPod(c, opts.pod)).id : "";
-      const { containers } = await c.rt.listContainers({
-        filter: { podSandboxId, state: opts.all ? undefined : { state: ContainerState.CONTAINER_RUNNING } },
-      });
-      containers.sort((a, b) => Number(b.createdAt - a.createdAt));
-      const id = (s: string) => (opts.trunc ? shortId(s) : s);
-      if (opts.quiet) return emit(containers, opts, { headers: [], row: () => [], id: (x) => id(x.id) });
-      const st = opts.output ? new Map<string, ContainerStatus>() : await statuses(c, containers.map((x) => x.id));
-      emit(containers, opts, {
-        headers: ["CONTAINER ID", "IMAGE", "CREATED", "STATUS", "NAME", "POD ID"],
-        row: (x) => [id(x.id), imageOf(x), ago(x.createdAt), statusText(st.get(x.id), x), x.metadata?.name ?? "", id(x.podSandboxId)],
-        id: (x) => id(x.id),
-        data: (x) => ContainerMsg.toJSON(x),
-      });
-    });
+    .action(
+      async (opts: { all?: boolean; quiet?: boolean; pod?: string; trunc: boolean; output?: string }, cmd: Command) => {
+        parseFormat(opts.output);
+        const { c } = ctxOf(cmd);
+        const podSandboxId = opts.pod ? (await findPod(c, opts.pod)).id : "";
+        const { containers } = await c.rt.listContainers({
+          filter: { podSandboxId, state: opts.all ? undefined : { state: ContainerState.CONTAINER_RUNNING } },
+        });
+        containers.sort((a, b) => Number(b.createdAt - a.createdAt));
+        const id = (s: string) => (opts.trunc ? shortId(s) : s);
+        if (opts.quiet) return emit(containers, opts, { headers: [], row: () => [], id: (x) => id(x.id) });
+        const st = opts.output
+          ? new Map<string, ContainerStatus>()
+          : await statuses(
+              c,
+              containers.map((x) => x.id),
+            );
+        emit(containers, opts, {
+          headers: ["CONTAINER ID", "IMAGE", "CREATED", "STATUS", "NAME", "POD ID"],
+          row: (x) => [
+            id(x.id),
+            imageOf(x),
+            ago(x.createdAt),
+            statusText(st.get(x.id), x),
+            x.metadata?.name ?? "",
+            id(x.podSandboxId),
+          ],
+          id: (x) => id(x.id),
+          data: (x) => ContainerMsg.toJSON(x),
+        });
+      },
+    );
 
   program
     .command("pods")
@@ -169,7 +193,14 @@ Examples:
       const id = (s: string) => (opts.trunc ? shortId(s) : s);
       emit(items, opts, {
         headers: ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "RUNTIME"],
-        row: (p) => [id(p.id), ago(p.createdAt), podStateName(p.state), p.metadata?.name ?? "", p.metadata?.namespace ?? "", p.runtimeHandler || "(default)"],
+        row: (p) => [
+          id(p.id),
+          ago(p.createdAt),
+          podStateName(p.state),
+          p.metadata?.name ?? "",
+          p.metadata?.namespace ?? "",
+          p.runtimeHandler || "(default)",
+        ],
         id: (p) => id(p.id),
         data: (p) => PodSandboxMsg.toJSON(p),
       });
@@ -189,11 +220,15 @@ Examples:
     )
     .action(async (refs: string[], opts: { time: string }, cmd: Command) => {
       const timeout = Number(opts.time);
-      if (!Number.isInteger(timeout) || timeout < 0) throw new CliError(`--time must be a whole number of seconds, not ${opts.time}`, undefined, EXIT_USAGE);
+      if (!Number.isInteger(timeout) || timeout < 0)
+        throw new CliError(`--time must be a whole number of seconds, not ${opts.time}`, undefined, EXIT_USAGE);
       const { c } = ctxOf(cmd);
       for (const ref of refs) {
         const ctr = await findContainer(c, ref);
-        await c.rt.stopContainer({ containerId: ctr.id, timeout: BigInt(timeout) }, { timeoutMs: (timeout + 30) * 1000 });
+        await c.rt.stopContainer(
+          { containerId: ctr.id, timeout: BigInt(timeout) },
+          { timeoutMs: (timeout + 30) * 1000 },
+        );
         process.stdout.write(`${ref}\n`);
       }
     });
@@ -244,7 +279,11 @@ Examples:
     .action(async (refs: string[], opts: { type?: string; output?: string }, cmd: Command) => {
       const format = parseFormat(opts.output ?? "json");
       if (opts.type && !["container", "pod", "image"].includes(opts.type)) {
-        throw new CliError(`--type must be container, pod or image, not ${JSON.stringify(opts.type)}`, undefined, EXIT_USAGE);
+        throw new CliError(
+          `--type must be container, pod or image, not ${JSON.stringify(opts.type)}`,
+          undefined,
+          EXIT_USAGE,
+        );
       }
       const { c } = ctxOf(cmd);
       const parseInfo = (info: Record<string, string>) =>
@@ -263,7 +302,11 @@ Examples:
           if (t === "container") {
             const ctr = await findContainer(c, ref);
             const r = await c.rt.containerStatus({ containerId: ctr.id, verbose: true });
-            return { type: "container", status: r.status && ContainerStatusMsg.toJSON(r.status), info: parseInfo(r.info) };
+            return {
+              type: "container",
+              status: r.status && ContainerStatusMsg.toJSON(r.status),
+              info: parseInfo(r.info),
+            };
           }
           if (t === "pod") {
             const pod = await findPod(c, ref);
@@ -290,7 +333,11 @@ Examples:
             if (!(err instanceof CliError) || order.length === 1) throw err;
           }
         }
-        if (found === undefined) throw new CliError(`no container, pod or image named ${ref}`, "list them with berth ps -a, berth pods, berth images");
+        if (found === undefined)
+          throw new CliError(
+            `no container, pod or image named ${ref}`,
+            "list them with berth ps -a, berth pods, berth images",
+          );
         out.push(found);
       }
       process.stdout.write(structured(out, format === "table" ? "json" : format) + "\n");
@@ -312,21 +359,37 @@ Examples:
   berth logs -f --tail 20 web
   berth logs --since 5m -t web`,
     )
-    .action(async (ref: string, opts: { follow?: boolean; since?: string; tail?: string; timestamps?: boolean }, cmd: Command) => {
-      let since: number | undefined;
-      try {
-        since = opts.since ? parseSince(opts.since) : undefined;
-      } catch (err) {
-        throw new CliError((err as Error).message, undefined, EXIT_USAGE);
-      }
-      const tail = opts.tail === undefined || opts.tail === "all" ? undefined : Number(opts.tail);
-      if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new CliError(`--tail must be a number of lines, not ${opts.tail}`, undefined, EXIT_USAGE);
-      const { c } = ctxOf(cmd);
-      const ctr = await findContainer(c, ref);
-      const st = await c.rt.containerStatus({ containerId: ctr.id });
-      if (!st.status?.logPath) throw new CliError(`container ${shortId(ctr.id)} has no log file`, "it was created without a log directory (pods made by kubelet or berth run have one)");
-      await printLogs(c, ctr.id, st.status.logPath, { follow: opts.follow, since, tail, timestamps: opts.timestamps });
-    });
+    .action(
+      async (
+        ref: string,
+        opts: { follow?: boolean; since?: string; tail?: string; timestamps?: boolean },
+        cmd: Command,
+      ) => {
+        let since: number | undefined;
+        try {
+          since = opts.since ? parseSince(opts.since) : undefined;
+        } catch (err) {
+          throw new CliError((err as Error).message, undefined, EXIT_USAGE);
+        }
+        const tail = opts.tail === undefined || opts.tail === "all" ? undefined : Number(opts.tail);
+        if (tail !== undefined && (!Number.isInteger(tail) || tail < 0))
+          throw new CliError(`--tail must be a number of lines, not ${opts.tail}`, undefined, EXIT_USAGE);
+        const { c } = ctxOf(cmd);
+        const ctr = await findContainer(c, ref);
+        const st = await c.rt.containerStatus({ containerId: ctr.id });
+        if (!st.status?.logPath)
+          throw new CliError(
+            `container ${shortId(ctr.id)} has no log file`,
+            "it was created without a log directory (pods made by kubelet or berth run have one)",
+          );
+        await printLogs(c, ctr.id, st.status.logPath, {
+          follow: opts.follow,
+          since,
+          tail,
+          timestamps: opts.timestamps,
+        });
+      },
+    );
 
   program
     .command("stats")
@@ -351,7 +414,12 @@ Examples:
         return stats.filter((s) => ids.length === 0 || ids.includes(s.attributes?.id ?? ""));
       };
       if (format !== "table") {
-        process.stdout.write(structured((await sample()).map((x) => ContainerStatsMsg.toJSON(x)), format) + "\n");
+        process.stdout.write(
+          structured(
+            (await sample()).map((x) => ContainerStatsMsg.toJSON(x)),
+            format,
+          ) + "\n",
+        );
         return;
       }
       const live = opts.stream && process.stdout.isTTY;
@@ -428,8 +496,13 @@ Examples:
           const ctr = ev.containersStatuses.find((s) => s.id === ev.containerId);
           const name = ctr?.metadata?.name ? ` name=${ctr.metadata.name}` : "";
           const pod = ev.podSandboxStatus ? ` pod=${shortId(ev.podSandboxStatus.id)}` : "";
-          const exit = ev.containerEventType === ContainerEventType.CONTAINER_STOPPED_EVENT && ctr ? ` exitCode=${ctr.exitCode}` : "";
-          process.stdout.write(`${t} container ${names[ev.containerEventType] ?? "unknown"} ${shortId(ev.containerId)}${name}${pod}${exit}\n`);
+          const exit =
+            ev.containerEventType === ContainerEventType.CONTAINER_STOPPED_EVENT && ctr
+              ? ` exitCode=${ctr.exitCode}`
+              : "";
+          process.stdout.write(
+            `${t} container ${names[ev.containerEventType] ?? "unknown"} ${shortId(ev.containerId)}${name}${pod}${exit}\n`,
+          );
         }
       } catch (err) {
         if ((err as { code?: number }).code === 1) return; // CANCELLED by Ctrl-C
@@ -459,7 +532,10 @@ Exits with the command's exit code. With -t, Ctrl-C goes into the container's te
       const { c } = ctxOf(cmd);
       const ctr = await findContainer(c, ref);
       if (ctr.state !== ContainerState.CONTAINER_RUNNING) {
-        throw new CliError(`container ${shortId(ctr.id)} is ${stateName(ctr.state)}, not running`, "start a new one with berth run");
+        throw new CliError(
+          `container ${shortId(ctr.id)} is ${stateName(ctr.state)}, not running`,
+          "start a new one with berth run",
+        );
       }
       const tty = !!opts.tty;
       if (tty && !process.stdin.isTTY && opts.interactive) {
@@ -467,7 +543,14 @@ Exits with the command's exit code. With -t, Ctrl-C goes into the container's te
       }
       let url: string;
       try {
-        ({ url } = await c.rt.exec({ containerId: ctr.id, cmd: command, tty, stdin: !!opts.interactive, stdout: true, stderr: !tty }));
+        ({ url } = await c.rt.exec({
+          containerId: ctr.id,
+          cmd: command,
+          tty,
+          stdin: !!opts.interactive,
+          stdout: true,
+          stderr: !tty,
+        }));
       } catch (err) {
         if (!isCode(err, Code.UNIMPLEMENTED) || opts.interactive || tty) throw err;
         // No streaming server in this berthd: ExecSync gives the same result, just not live.

@@ -4,7 +4,12 @@ import type { Command } from "commander";
 import { createReadStream, createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import type { Readable, Writable } from "node:stream";
-import { ArchiveChunk, ImportImageRequest, PullImageRequest, type PullImageProgress } from "../../gen/berth/v1/berth.js";
+import {
+  ArchiveChunk,
+  ImportImageRequest,
+  PullImageRequest,
+  type PullImageProgress,
+} from "../../gen/berth/v1/berth.js";
 import { Image as ImageMsg, type Image } from "../../gen/cri/runtime/v1/api.js";
 import type { Clients } from "../client.js";
 import { ctxOf } from "../context.js";
@@ -38,9 +43,18 @@ export async function pullImage(
   ref: string,
   opts: { out: NodeJS.WriteStream; quiet?: boolean; platform?: string; user?: string; password?: string },
 ): Promise<PullResult> {
-  const req = PullImageRequest.fromPartial({ image: ref, platform: opts.platform ?? "", username: opts.user ?? "", password: opts.password ?? "" });
+  const req = PullImageRequest.fromPartial({
+    image: ref,
+    platform: opts.platform ?? "",
+    username: opts.user ?? "",
+    password: opts.password ?? "",
+  });
   const call = c.berth.pullImage(req);
-  const view: ProgressView | undefined = opts.quiet ? undefined : opts.out.isTTY ? ttyProgress(opts.out, ref) : plainProgress(opts.out);
+  const view: ProgressView | undefined = opts.quiet
+    ? undefined
+    : opts.out.isTTY
+      ? ttyProgress(opts.out, ref)
+      : plainProgress(opts.out);
   const onSigint = () => {
     call.cancel();
     view?.stop();
@@ -121,7 +135,13 @@ When stdout is a pipe or file, one plain line per layer and phase is printed ins
     .action(async (image: string, opts: { quiet?: boolean; platform?: string; user?: string }, cmd: Command) => {
       const { c } = ctxOf(cmd);
       const [user, ...pw] = (opts.user ?? "").split(":");
-      const r = await pullImage(c, image, { out: process.stdout, quiet: opts.quiet, platform: opts.platform, user, password: pw.join(":") });
+      const r = await pullImage(c, image, {
+        out: process.stdout,
+        quiet: opts.quiet,
+        platform: opts.platform,
+        user,
+        password: pw.join(":"),
+      });
       if (opts.quiet) process.stdout.write(`${r.id}\n`);
       else process.stdout.write(`Image: ${r.id}\nPulled ${r.ref}\n`);
     });
@@ -144,22 +164,36 @@ Examples:
   berth images -q
   berth images --output json | jq '.[].repoTags'`,
     )
-    .action(async (reference: string | undefined, opts: { quiet?: boolean; digests?: boolean; trunc: boolean; output?: string }, cmd: Command) => {
-      parseFormat(opts.output);
-      const { c } = ctxOf(cmd);
-      const { images } = await c.img.listImages(reference ? { filter: { image: { image: reference } } } : {});
-      images.sort((a, b) => (a.repoTags[0] ?? "~").localeCompare(b.repoTags[0] ?? "~"));
-      if (opts.quiet) {
-        for (const id of new Set(images.map((i) => (opts.trunc ? shortId(i.id) : i.id)))) process.stdout.write(`${id}\n`);
-        return;
-      }
-      if (opts.output) return emit(images, opts, { headers: [], row: () => [], id: (i) => i.id, data: (i) => ImageMsg.toJSON(i) });
-      emit(imageRows(images), opts, {
-        headers: ["REPOSITORY", "TAG", ...(opts.digests ? ["DIGEST"] : []), "IMAGE ID", "SIZE"],
-        row: (r) => [r.repo, r.tag, ...(opts.digests ? [r.digest] : []), opts.trunc ? shortId(r.image.id) : r.image.id, humanSize(r.image.size)],
-        id: (r) => r.image.id,
-      });
-    });
+    .action(
+      async (
+        reference: string | undefined,
+        opts: { quiet?: boolean; digests?: boolean; trunc: boolean; output?: string },
+        cmd: Command,
+      ) => {
+        parseFormat(opts.output);
+        const { c } = ctxOf(cmd);
+        const { images } = await c.img.listImages(reference ? { filter: { image: { image: reference } } } : {});
+        images.sort((a, b) => (a.repoTags[0] ?? "~").localeCompare(b.repoTags[0] ?? "~"));
+        if (opts.quiet) {
+          for (const id of new Set(images.map((i) => (opts.trunc ? shortId(i.id) : i.id))))
+            process.stdout.write(`${id}\n`);
+          return;
+        }
+        if (opts.output)
+          return emit(images, opts, { headers: [], row: () => [], id: (i) => i.id, data: (i) => ImageMsg.toJSON(i) });
+        emit(imageRows(images), opts, {
+          headers: ["REPOSITORY", "TAG", ...(opts.digests ? ["DIGEST"] : []), "IMAGE ID", "SIZE"],
+          row: (r) => [
+            r.repo,
+            r.tag,
+            ...(opts.digests ? [r.digest] : []),
+            opts.trunc ? shortId(r.image.id) : r.image.id,
+            humanSize(r.image.size),
+          ],
+          id: (r) => r.image.id,
+        });
+      },
+    );
 
   program
     .command("rmi")
@@ -209,7 +243,11 @@ Examples:
       const { c } = ctxOf(cmd);
       const source: Readable = opts.input && opts.input !== "-" ? createReadStream(opts.input) : process.stdin;
       if (source === process.stdin && process.stdin.isTTY) {
-        throw new CliError("berth load reads an archive from stdin, which is a terminal", "give a file with -i FILE or redirect one: berth load < images.tar", EXIT_USAGE);
+        throw new CliError(
+          "berth load reads an archive from stdin, which is a terminal",
+          "give a file with -i FILE or redirect one: berth load < images.tar",
+          EXIT_USAGE,
+        );
       }
       const names = await new Promise<string[]>((resolve, reject) => {
         const call = c.berth.loadImages((err, res) => (err ? reject(err) : resolve(res!.images)));
@@ -250,7 +288,11 @@ Examples:
         throw new CliError(`--format must be docker or oci, not ${JSON.stringify(opts.format)}`, undefined, EXIT_USAGE);
       }
       if ((!opts.output || opts.output === "-") && process.stdout.isTTY) {
-        throw new CliError("refusing to write an archive to a terminal", "use -o FILE or redirect stdout: berth save busybox > busybox.tar", EXIT_USAGE);
+        throw new CliError(
+          "refusing to write an archive to a terminal",
+          "use -o FILE or redirect stdout: berth save busybox > busybox.tar",
+          EXIT_USAGE,
+        );
       }
       const { c } = ctxOf(cmd);
       const call = c.berth.saveImages({ images, format: opts.format });
@@ -268,7 +310,11 @@ Examples:
     .description("Create an image from a filesystem tarball (like `docker import`)")
     .argument("<file>", "a tar of a root filesystem, or - for stdin")
     .argument("[reference]", "name for the new image, e.g. myroot:1")
-    .option("-c, --change <instruction>", "apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL)", collect)
+    .option(
+      "-c, --change <instruction>",
+      "apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL)",
+      collect,
+    )
     .addHelpText(
       "after",
       `

@@ -88,9 +88,11 @@ export function parseEnv(spec: string): { key: string; value: string } {
 /** "SRC:DST[:ro|rw]" with a host path SRC. */
 export function parseVolume(spec: string): { hostPath: string; containerPath: string; readonly: boolean } {
   const parts = spec.split(":");
-  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) throw usage(`-v ${spec}: expected HOST_PATH:CONTAINER_PATH[:ro]`);
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1])
+    throw usage(`-v ${spec}: expected HOST_PATH:CONTAINER_PATH[:ro]`);
   const [src, dst, mode] = parts;
-  if (mode !== undefined && mode !== "ro" && mode !== "rw") throw usage(`-v ${spec}: mode must be ro or rw, not ${mode}`);
+  if (mode !== undefined && mode !== "ro" && mode !== "rw")
+    throw usage(`-v ${spec}: mode must be ro or rw, not ${mode}`);
   if (!src.startsWith("/") && !src.startsWith(".")) {
     throw usage(`-v ${spec}: named volumes are not supported; give a host path (absolute, or starting with ./)`);
   }
@@ -130,11 +132,27 @@ function startFailureCode(err: unknown): number {
   return EXIT_RUN_FAILED;
 }
 
+/**
+ * Waits for the container's exit and returns its code. UNKNOWN is not taken as final: berthd
+ * may answer it for a moment while it records an exit; only a lasting UNKNOWN ends the wait.
+ */
 async function waitExit(c: Clients, id: string): Promise<number> {
+  let unknownSince: number | undefined;
   for (;;) {
     const { status } = await c.rt.containerStatus({ containerId: id });
-    if (!status || status.state === ContainerState.CONTAINER_EXITED || status.state === ContainerState.CONTAINER_UNKNOWN) {
-      return status?.exitCode ?? EXIT_RUN_FAILED;
+    if (!status) return EXIT_RUN_FAILED;
+    if (status.state === ContainerState.CONTAINER_EXITED) return status.exitCode;
+    if (status.state === ContainerState.CONTAINER_UNKNOWN) {
+      unknownSince ??= Date.now();
+      if (Date.now() - unknownSince > 10_000) {
+        throw new CliError(
+          `container ${id.slice(0, 12)} is in an unknown state: ${status.message || status.reason}`,
+          undefined,
+          EXIT_RUN_FAILED,
+        );
+      }
+    } else {
+      unknownSince = undefined;
     }
     await sleep(100);
   }
@@ -142,7 +160,9 @@ async function waitExit(c: Clients, id: string): Promise<number> {
 
 async function logRoot(c: Clients): Promise<string> {
   try {
-    const info = await new Promise<InfoResponse>((resolve, reject) => c.berth.info({}, (err, r) => (err ? reject(err) : resolve(r!))));
+    const info = await new Promise<InfoResponse>((resolve, reject) =>
+      c.berth.info({}, (err, r) => (err ? reject(err) : resolve(r!))),
+    );
     if (info.root) return join(info.root, "pod-logs");
   } catch (err) {
     if (!isCode(err, Code.UNIMPLEMENTED)) throw err;
@@ -157,10 +177,13 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
   const mounts = (o.volume ?? []).map(parseVolume);
   const memory = o.memory ? parseMemory(o.memory) : undefined;
   const cpus = o.cpus ? parseCpus(o.cpus) : undefined;
-  if (!["missing", "always", "never"].includes(o.pull)) throw usage(`--pull must be missing, always or never, not ${o.pull}`);
+  if (!["missing", "always", "never"].includes(o.pull))
+    throw usage(`--pull must be missing, always or never, not ${o.pull}`);
   if (o.net && o.net !== "host" && o.net !== "pod") throw usage(`--net must be pod or host, not ${o.net}`);
-  if (o.net === "host" && ports.length > 0) throw usage("-p has no effect with --net host: the container uses the node's ports directly");
-  if (o.name !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(o.name)) throw usage(`--name ${o.name}: use letters, digits, _ . and -`);
+  if (o.net === "host" && ports.length > 0)
+    throw usage("-p has no effect with --net host: the container uses the node's ports directly");
+  if (o.name !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(o.name))
+    throw usage(`--name ${o.name}: use letters, digits, _ . and -`);
 
   let img = o.pull === "always" ? undefined : await findImage(c, image);
   if (!img) {
@@ -175,7 +198,11 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
   const { containers } = await c.rt.listContainers({});
   const clash = containers.find((x) => x.metadata?.name === name);
   if (clash) {
-    throw new CliError(`the name ${name} is already in use by container ${clash.id.slice(0, 12)}`, `remove it (berth rm -f ${name}) or choose another --name`, EXIT_RUN_FAILED);
+    throw new CliError(
+      `the name ${name} is already in use by container ${clash.id.slice(0, 12)}`,
+      `remove it (berth rm -f ${name}) or choose another --name`,
+      EXIT_RUN_FAILED,
+    );
   }
 
   const uid = randomUUID();
@@ -196,10 +223,12 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
       securityContext: o.net === "host" ? ({ namespaceOptions: { network: NamespaceMode.NODE } } as never) : undefined,
     },
   };
-  const { podSandboxId } = await c.rt.runPodSandbox({ config: podConfig, runtimeHandler: o.runtime ?? "" }, { timeoutMs: 5 * 60_000 }).catch((err: unknown) => {
-    rmSync(logDir, { recursive: true, force: true });
-    throw err;
-  });
+  const { podSandboxId } = await c.rt
+    .runPodSandbox({ config: podConfig, runtimeHandler: o.runtime ?? "" }, { timeoutMs: 5 * 60_000 })
+    .catch((err: unknown) => {
+      rmSync(logDir, { recursive: true, force: true });
+      throw err;
+    });
 
   let containerId = "";
   try {
@@ -219,16 +248,25 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
       tty: !!o.tty,
       linux: {
         resources: memory || cpus ? ({ memoryLimitInBytes: memory ?? 0n, ...cpus } as never) : undefined,
-        securityContext: o.user ? (/^\d+$/.test(o.user) ? { runAsUser: { value: BigInt(o.user) } } : { runAsUsername: o.user }) as never : undefined,
+        securityContext: o.user
+          ? ((/^\d+$/.test(o.user) ? { runAsUser: { value: BigInt(o.user) } } : { runAsUsername: o.user }) as never)
+          : undefined,
       },
     };
-    ({ containerId } = await c.rt.createContainer({ podSandboxId, config, sandboxConfig: podConfig }, { timeoutMs: 5 * 60_000 }));
+    ({ containerId } = await c.rt.createContainer(
+      { podSandboxId, config, sandboxConfig: podConfig },
+      { timeoutMs: 5 * 60_000 },
+    ));
     try {
       await c.rt.startContainer({ containerId }, { timeoutMs: 5 * 60_000 });
     } catch (err) {
       const code = startFailureCode(err);
       const e = err as Error & { details?: string };
-      throw new CliError(`container ${containerId.slice(0, 12)} failed to start: ${e.details ?? e.message}`, undefined, code);
+      throw new CliError(
+        `container ${containerId.slice(0, 12)} failed to start: ${e.details ?? e.message}`,
+        undefined,
+        code,
+      );
     }
   } catch (err) {
     // Nothing half-made stays behind: the pod (and container) go.
@@ -259,7 +297,13 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
     if (o.interactive || o.tty) {
       let url: string | undefined;
       try {
-        ({ url } = await c.rt.attach({ containerId, stdin: !!o.interactive, tty: !!o.tty, stdout: true, stderr: !o.tty }));
+        ({ url } = await c.rt.attach({
+          containerId,
+          stdin: !!o.interactive,
+          tty: !!o.tty,
+          stdout: true,
+          stderr: !o.tty,
+        }));
       } catch (err) {
         // Already gone (a command that exits at once): show what it printed instead.
         if (!isCode(err, Code.FAILED_PRECONDITION) && !isCode(err, Code.NOT_FOUND)) throw err;
@@ -276,7 +320,9 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
       if (status?.logPath) await printLogs(c, containerId, status.logPath, { follow: true });
     }
     if (detached) {
-      process.stderr.write(`\nberth: detached; container ${containerId.slice(0, 12)} keeps running (berth logs -f ${name}, berth rm -f ${name})\n`);
+      process.stderr.write(
+        `\nberth: detached; container ${containerId.slice(0, 12)} keeps running (berth logs -f ${name}, berth rm -f ${name})\n`,
+      );
       return 0;
     }
     const code = await waitExit(c, containerId);
@@ -287,7 +333,10 @@ export async function run(c: Clients, image: string, cmd: string[], o: RunOption
     // Could not follow the container: with --rm nothing may stay behind; otherwise it keeps
     // running and the user is told how to reach it.
     if (o.rm && !finished) await removeRunPod(c, podSandboxId).catch(() => {});
-    else process.stderr.write(`berth: container ${containerId.slice(0, 12)} was started; see berth logs ${name}, remove with berth rm -f ${name}\n`);
+    else
+      process.stderr.write(
+        `berth: container ${containerId.slice(0, 12)} was started; see berth logs ${name}, remove with berth rm -f ${name}\n`,
+      );
     throw err;
   } finally {
     process.off("SIGINT", onSigint);

@@ -44,7 +44,12 @@ Examples:
       let failure: unknown;
       try {
         const v = await ctx.c.rt.version({ version: "v1" }, { timeoutMs: 10_000 });
-        server = { runtimeName: v.runtimeName, runtimeVersion: v.runtimeVersion, runtimeApiVersion: v.runtimeApiVersion, address: ctx.address };
+        server = {
+          runtimeName: v.runtimeName,
+          runtimeVersion: v.runtimeVersion,
+          runtimeApiVersion: v.runtimeApiVersion,
+          address: ctx.address,
+        };
       } catch (err) {
         failure = err;
       }
@@ -100,11 +105,15 @@ Examples:
         return;
       }
       const lines: string[] = [];
-      const kv = (k: string, v: string | number | undefined) => v !== undefined && v !== "" && lines.push(` ${(k + ":").padEnd(18)}${v}`);
+      const kv = (k: string, v: string | number | undefined) =>
+        v !== undefined && v !== "" && lines.push(` ${(k + ":").padEnd(18)}${v}`);
       lines.push(bold("Server:"));
       if (info) {
         kv("Version", info.version);
-        const up = info.startedAt > 0n ? `, up ${humanDuration(Math.floor((Date.now() - Number(info.startedAt / 1_000_000n)) / 1000))}` : "";
+        const up =
+          info.startedAt > 0n
+            ? `, up ${humanDuration(Math.floor((Date.now() - Number(info.startedAt / 1_000_000n)) / 1000))}`
+            : "";
         kv("Pid", `${info.pid}${up}`);
         kv("Socket", info.address);
         kv("Root", info.root);
@@ -120,14 +129,25 @@ Examples:
         lines.push(" (this berthd does not serve berth.v1.Berth/Info; only CRI facts below)");
       }
       for (const cond of status.status?.conditions ?? []) {
-        kv(cond.type, cond.status ? green("true") : `${red("false")}${cond.reason ? ` (${cond.reason}: ${cond.message})` : ""}`);
+        kv(
+          cond.type,
+          cond.status ? green("true") : `${red("false")}${cond.reason ? ` (${cond.reason}: ${cond.message})` : ""}`,
+        );
       }
       kv("Pods", pods?.items.length ?? "n/a");
       kv("Containers", ctrs ? `${ctrs.containers.length} (${running} running)` : "n/a");
       if (info) {
         kv("Images", Number(info.images));
-        if (info.content) kv("Content store", `${humanSize(info.content.usedBytes)} in ${info.content.inodesUsed} files (${info.content.path})`);
-        if (info.snapshots) kv("Snapshots", `${humanSize(info.snapshots.usedBytes)} in ${info.snapshots.inodesUsed} inodes (${info.snapshots.path})`);
+        if (info.content)
+          kv(
+            "Content store",
+            `${humanSize(info.content.usedBytes)} in ${info.content.inodesUsed} files (${info.content.path})`,
+          );
+        if (info.snapshots)
+          kv(
+            "Snapshots",
+            `${humanSize(info.snapshots.usedBytes)} in ${info.snapshots.inodesUsed} inodes (${info.snapshots.path})`,
+          );
       }
       process.stdout.write(lines.join("\n") + "\n");
     });
@@ -158,7 +178,8 @@ Examples:
       try {
         const { c } = ctxOf(cmd);
         let names: string[] = [];
-        if (kind === "containers") names = (await c.rt.listContainers({})).containers.map((x) => x.metadata?.name ?? x.id);
+        if (kind === "containers")
+          names = (await c.rt.listContainers({})).containers.map((x) => x.metadata?.name ?? x.id);
         else if (kind === "pods") names = (await c.rt.listPodSandbox({})).items.map((x) => x.metadata?.name ?? x.id);
         else if (kind === "images") names = (await c.img.listImages({})).images.flatMap((x) => x.repoTags);
         process.stdout.write(names.join("\n") + (names.length ? "\n" : ""));
