@@ -239,12 +239,12 @@ describe("containers", () => {
     });
     await new Promise((r) => setTimeout(r, 1500));
     p.write("tty; echo tty-ok\r");
-    await p.waitFor(/\/dev\/pts\/\d+\r?\ntty-ok/);
+    await p.waitFor(/\/dev\/pts\/\d+\r*\ntty-ok/);
     p.write("sleep 30\r");
     await new Promise((r) => setTimeout(r, 500));
     p.write("\x03"); // ^C interrupts sleep inside the container; the shell lives on
     p.write("echo after-ctrl-c\r");
-    await p.waitFor(/after-ctrl-c\r?\n/);
+    await p.waitFor(/\r*\nafter-ctrl-c\r*\n/);
     p.write("exit 6\r");
     const r = await p.exited;
     assert.equal(r.code, 6, r.output);
@@ -260,7 +260,7 @@ describe("containers", () => {
         env: { ...process.env, ...addr },
       });
       p.write("stty size; echo exec-ok\r");
-      await p.waitFor(/30 100\r?\nexec-ok/);
+      await p.waitFor(/30 100\r*\nexec-ok/);
       p.write("exit 9\r");
       assert.equal((await p.exited).code, 9);
       const piped = await b(["exec", "-i", "shellhost", "cat"], { input: "through stdin\n" });

@@ -310,6 +310,52 @@ describe("CRI streaming", () => {
     }
   });
 
+  test("exec and attach work the same through containerd's runc shim", async () => {
+    const rp = await env.runPod("streams-runc-v2", {}, "runc-v2");
+    try {
+      const cid = await env.runContainer(rp, "chat", ["sh", "-c", 'while read l; do echo "got:$l"; done; echo bye'], { stdin: true, stdinOnce: true });
+      const s = await SpdyCommandSession.open(await execUrl(cid, ["sh", "-c", "cat; echo err >&2; exit 7"], { stdin: true }), V4, {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+      });
+      s.stdin?.end("via runc-v2\n");
+      const r = await s.result();
+      await s.close();
+      assert.equal(r.stdout.toString(), "via runc-v2\n");
+      assert.equal(r.stderr.toString(), "err\n");
+      assert.equal(exitCodeOf(r.error), 7);
+
+      const t = await SpdyCommandSession.open(await execUrl(cid, ["sh"], { tty: true, stdin: true, stderr: false }), V4, { stdin: true, stdout: true, tty: true });
+      const tout = watch(t.stdout);
+      const tdone = t.result();
+      t.sendResize(61, 21);
+      t.stdin?.write('while [ "$(stty size)" != "21 61" ]; do sleep 0.05; done; echo "size=$(stty size)"\n');
+      await tout.until(/size=21 61/);
+      t.stdin?.write("exit 2\n");
+      assert.equal(exitCodeOf((await tdone).error), 2);
+      await t.close();
+
+      const a = await SpdyCommandSession.open((await env.d.rt.attach({ containerId: cid, stdin: true, stdout: true, stderr: true })).url, V4, {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+      });
+      const aout = watch(a.stdout);
+      const adone = a.result();
+      a.stdin?.write("one\n");
+      await aout.until(/got:one/);
+      a.stdin?.end();
+      await aout.until(/bye/);
+      assert.equal((await adone).error.toString(), '{"metadata":{},"status":"Success"}');
+      await a.close();
+      assert.deepEqual(streamFiles(cid), []);
+    } finally {
+      await env.d.rt.stopPodSandbox({ podSandboxId: rp.id });
+      await env.d.rt.removePodSandbox({ podSandboxId: rp.id });
+    }
+  });
+
   test("bad, reused and expired tokens get 404", async () => {
     const base = new URL(await execUrl(box, ["true"])).origin;
     const bad = `${base}/exec/notatoken`;

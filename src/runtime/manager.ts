@@ -6,7 +6,7 @@
 // Live facts (running or not, pid, exit code) are always asked of the shim (DESIGN.md
 // principle 2). The only exception is a task whose shim is gone: nothing alive knows about
 // it any more, so the manager keeps a tombstone (exit 255 and the reason) until it is deleted.
-import { access, constants, lstat, unlink } from "node:fs/promises";
+import { access, constants, lstat, unlink, writeFile } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 
 import { type Metrics as CgroupsV1Metrics, Metrics as V1Metrics } from "../gen/cgroups/stats/v1/metrics.js";
@@ -27,6 +27,7 @@ import {
   timestampToDate,
 } from "./events.js";
 import {
+  BERTH_RUNTIME_TYPE,
   type RuntimeHandler,
   type RuntimeHandlers,
   type ShimLookupOptions,
@@ -304,6 +305,16 @@ export class ShimManager {
     try {
       // A shim that is shutting down may still hand out its address; then start again.
       for (let attempt = 0; ; attempt++) {
+        const warm = attempt === 0 ? this.warmShim(record) : undefined;
+        if (warm) {
+          // berth's shim serves every task of one namespace; its `start` command would only
+          // print this same address after spawning a whole Node process to find it out.
+          record.address = warm.address;
+          warm.tasks.add(k); // claimed before any await, so an idle-shutdown cannot race us
+          await writeFile(join(bundle, "address"), warm.address, { mode: 0o600 });
+          conn = warm;
+          break;
+        }
         record.address = await shimStart(this.commandOptions(record), options);
         conn = await this.connection(record.address);
         if (conn) break;
@@ -341,6 +352,32 @@ export class ShimManager {
       shimLog.close();
       throw err;
     }
+  }
+
+  /**
+   * A live connection to berth's shim already serving tasks of the record's namespace through
+   * the same shim binary, if any. Only for berth's shim, whose grouping (one serving process
+   * per namespace and address) is known; other shims group their own way and get `start`.
+   */
+  private warmShim(record: ShimRecord): ShimConnection | undefined {
+    if (record.runtimeType !== BERTH_RUNTIME_TYPE) return undefined;
+    for (const entry of this.tasks.values()) {
+      const c = entry.conn;
+      if (
+        c &&
+        !entry.dead &&
+        !c.client.closed &&
+        !c.closingOnPurpose &&
+        !c.recovering &&
+        c.tasks.size > 0 &&
+        entry.record.namespace === record.namespace &&
+        entry.record.shimBinary === record.shimBinary &&
+        entry.record.runtimeType === BERTH_RUNTIME_TYPE
+      ) {
+        return c;
+      }
+    }
+    return undefined;
   }
 
   /** What containerd does when Create fails: delete the task in the shim, shut the shim down if idle, run `delete`. */
