@@ -240,6 +240,44 @@ describe("CRI streaming", () => {
     assert.match(log, / stdout F bye\n/);
   });
 
+  test("an attach client that stops reading never holds back the container or its log", async () => {
+    const lines = 30_000;
+    const pad = "x".repeat(60);
+    const script = `read go; i=0; while [ $i -lt ${lines} ]; do echo "line-$i-${pad}"; i=$((i+1)); done; echo all-written; sleep 100000`;
+    const cid = await env.runContainer(pod, "chatty", ["sh", "-c", script], { stdin: true });
+    const url = (await env.d.rt.attach({ containerId: cid, stdin: true, stdout: true, stderr: true })).url;
+    const s = await SpdyCommandSession.open(url, V4, { stdin: true, stdout: true, stderr: true });
+    s.stdout?.pause();
+    // Attached once the server forwards stdin (the container only starts talking after "go").
+    const logPath = join(env.logDir, "streams", "chatty.log");
+    const ticker = setInterval(() => s.stdin?.write("go\n"), 200);
+    try {
+      await until(() => existsSync(logPath) && readFileSync(logPath, "utf8").includes("all-written"), "the whole output in the log", 60_000);
+    } finally {
+      clearInterval(ticker);
+    }
+    // ~2.3 MB went out while the client read nothing: the log has every line, in order.
+    const logged = readFileSync(logPath, "utf8").split("\n").filter((l) => l.includes(" stdout F line-"));
+    assert.equal(logged.length, lines);
+    assert.match(logged[lines - 1], new RegExp(`line-${lines - 1}-`));
+    const got: Buffer[] = [];
+    s.stdout?.on("data", (c: Buffer) => got.push(c));
+    s.stdout?.resume();
+    await until(() => Buffer.concat(got).toString().startsWith("line-"), "the buffered output");
+    // What the client had not taken beyond a bounded buffer was dropped for it, not queued.
+    let size = -1;
+    await until(async () => {
+      const before = size;
+      await sleep(500);
+      size = Buffer.concat(got).length;
+      return size === before;
+    }, "the client to have everything the server kept");
+    const full = logged.reduce((n, l) => n + l.length - l.indexOf("line-") + 1, 0);
+    assert.ok(size < full, `the client got ${size} of ${full} bytes: some must have been dropped`);
+    s.conn.destroy();
+    await env.d.rt.stopContainer({ containerId: cid, timeout: 0n });
+  });
+
   test("attach to a container with a tty: one output stream, input echoed, resize", async () => {
     const cid = await env.runContainer(pod, "term", ["sh"], { stdin: true, tty: true });
     const url = (await env.d.rt.attach({ containerId: cid, stdin: true, tty: true, stdout: true, stderr: false })).url;

@@ -137,6 +137,8 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         config.runtime.default_runtime_name,
       ),
       records: new ShimRecordMetadata(db),
+      // A warm shim saves a Node start (~0.5-0.9 s) on the next pod; close() stops idle ones.
+      keepIdleShims: true,
       // berth's shim keeps its sockets and monitors' state under berthd's state dir.
       shimEnv: { BERTH_SHIM_SOCKET_DIR: join(config.state, "shim") },
       logger: log.child({ component: "runtime" }),

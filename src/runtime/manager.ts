@@ -68,6 +68,11 @@ export interface ShimManagerOptions {
   commandTimeoutMs?: number;
   /** Pause before the one reconnect attempt after a shim connection drops (default 200 ms). */
   reconnectDelayMs?: number;
+  /**
+   * Keep berth's shim running (and connected) when its last task is deleted, so the next pod
+   * does not pay for starting a Node process; idle shims are shut down by close(). Default false.
+   */
+  keepIdleShims?: boolean;
 }
 
 export interface CreateTaskOptions {
@@ -179,6 +184,11 @@ class ShimConnection {
   }
 }
 
+/** The tasks one berth shim serves: one namespace, one shim binary. */
+function groupKey(r: ShimRecord): string {
+  return `${r.namespace}\0${r.shimBinary}`;
+}
+
 function addressKey(address: string): string {
   return socketPath(address);
 }
@@ -224,6 +234,13 @@ export class ShimManager {
   private readonly hub: EventHub;
   private readonly events: EventsServer;
   private readonly tasks = new Map<string, TaskEntry>();
+  /**
+   * berth's shim serves every task of a namespace started through the same shim binary: its
+   * live connection per such group, and the `start` command in flight per group (so pods
+   * created at once start one shim, not one Node process each).
+   */
+  private readonly berthGroups = new Map<string, { conn: ShimConnection; record: ShimRecord }>();
+  private readonly berthStarting = new Map<string, Promise<string>>();
   private readonly conns = new Map<string, ShimConnection>();
   private readonly connecting = new Map<string, Promise<ShimConnection>>();
   private readonly creating = new Set<string>();
@@ -315,9 +332,12 @@ export class ShimManager {
           conn = warm;
           break;
         }
-        record.address = await shimStart(this.commandOptions(record), options);
+        record.address = await this.startShim(record, options);
         conn = await this.connection(record.address);
-        if (conn) break;
+        if (conn) {
+          if (record.runtimeType === BERTH_RUNTIME_TYPE) this.berthGroups.set(groupKey(record), { conn, record });
+          break;
+        }
         if (attempt >= 2)
           throw new UnavailableError(`shim at ${record.address} kept shutting down while task ${req.id} was created`);
       }
@@ -361,23 +381,33 @@ export class ShimManager {
    */
   private warmShim(record: ShimRecord): ShimConnection | undefined {
     if (record.runtimeType !== BERTH_RUNTIME_TYPE) return undefined;
-    for (const entry of this.tasks.values()) {
-      const c = entry.conn;
-      if (
-        c &&
-        !entry.dead &&
-        !c.client.closed &&
-        !c.closingOnPurpose &&
-        !c.recovering &&
-        c.tasks.size > 0 &&
-        entry.record.namespace === record.namespace &&
-        entry.record.shimBinary === record.shimBinary &&
-        entry.record.runtimeType === BERTH_RUNTIME_TYPE
-      ) {
-        return c;
-      }
+    const g = groupKey(record);
+    const found = this.berthGroups.get(g);
+    if (!found) return undefined;
+    const c = found.conn;
+    if (c.client.closed || c.closingOnPurpose || c.recovering || this.conns.get(c.key) !== c) {
+      this.berthGroups.delete(g);
+      return undefined;
     }
-    return undefined;
+    return c;
+  }
+
+  /** Runs the shim's `start` command; for berth's shim, once per group at a time. */
+  private async startShim(record: ShimRecord, options: Any | undefined): Promise<string> {
+    if (record.runtimeType !== BERTH_RUNTIME_TYPE) return shimStart(this.commandOptions(record), options);
+    const g = groupKey(record);
+    let pending = this.berthStarting.get(g);
+    if (!pending) {
+      pending = shimStart(this.commandOptions(record), options);
+      this.berthStarting.set(g, pending);
+      void pending.finally(() => this.berthStarting.delete(g)).catch(() => {});
+      return pending;
+    }
+    // Another task of the group is starting the shim; its address is ours too, but the
+    // bundle's `address` file is per task.
+    const address = await pending;
+    await writeFile(join(record.bundle, "address"), address, { mode: 0o600 });
+    return address;
   }
 
   /** What containerd does when Create fails: delete the task in the shim, shut the shim down if idle, run `delete`. */
@@ -654,7 +684,13 @@ export class ShimManager {
     e.conn = undefined;
     if (conn) {
       conn.tasks.delete(k);
-      if (conn.tasks.size === 0) await this.shutdownConnection(conn, e.record);
+      if (conn.tasks.size === 0) {
+        if (this.opts.keepIdleShims && this.isRestartable(e.record) && !conn.client.closed) {
+          this.log.debug({ address: conn.address }, "shim idle; kept running for the next task");
+        } else {
+          await this.shutdownConnection(conn, e.record);
+        }
+      }
     }
     await this.opts.records.delete(e.record.namespace, e.record.id);
   }
@@ -1018,6 +1054,17 @@ export class ShimManager {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Idle shims have nothing to keep running for; shims with tasks outlive berthd.
+    await Promise.all(
+      [...this.berthGroups.values()]
+        .filter(({ conn }) => conn.tasks.size === 0 && !conn.client.closed && !conn.closingOnPurpose)
+        .map(({ conn, record }) =>
+          this.shutdownConnection(conn, record).catch((err: unknown) =>
+            this.log.warn({ err, address: conn.address }, "idle shim shutdown failed"),
+          ),
+        ),
+    );
+    this.berthGroups.clear();
     for (const e of this.tasks.values()) e.log?.close();
     for (const conn of this.conns.values()) conn.client.close();
     this.conns.clear();
