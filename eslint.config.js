@@ -3,6 +3,7 @@
 // never up, and the shim is a separate program that imports nothing from the daemon.
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import globals from "globals";
 
 const daemonSide = ["cri", "daemon", "images", "snapshots", "metadata", "network", "oci", "runtime", "streaming", "cli"];
 
@@ -24,6 +25,7 @@ export default tseslint.config(
   { ignores: ["dist/**", "build/**", "node_modules/**", "src/gen/**", "native/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  { languageOptions: { globals: globals.node } },
   {
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],

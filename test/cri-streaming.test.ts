@@ -465,4 +465,23 @@ describe("CRI streaming", () => {
     slow.conn.destroy();
     await until(async () => !/cat \/dev\/zero/.test(await ps(box)) && streamFiles(box).length === 0, "cleanup of the blocked exec");
   });
+
+  test("after berthd restarts, exec and attach reach the containers that kept running", async () => {
+    const ticker = await env.runContainer(pod, "ticker", ["sh", "-c", "i=0; while :; do echo tick$i; i=$((i+1)); sleep 0.1; done"]);
+    env.d.kill("SIGKILL");
+    await env.restart();
+    const url = new URL(await execUrl(box, ["echo", "still here"]));
+    assert.equal(url.hostname, "127.0.0.1");
+    const s = await SpdyCommandSession.open(url.href, V4, { stdout: true, stderr: true });
+    const r = await s.result();
+    await s.close();
+    assert.equal(r.stdout.toString(), "still here\n");
+
+    const a = await SpdyCommandSession.open((await env.d.rt.attach({ containerId: ticker, stdout: true, stderr: true })).url, V4, {
+      stdout: true,
+      stderr: true,
+    });
+    await watch(a.stdout).until(/tick\d+\n/);
+    a.conn.destroy();
+  });
 });

@@ -71,7 +71,24 @@ function abortError(): Error {
 }
 
 export class CriStreamingBackend implements StreamingBackend {
+  /** Exec sessions still running or cleaning up, so shutdown can let their cleanup finish. */
+  private readonly execs = new Set<Promise<unknown>>();
+
   constructor(private readonly deps: CriStreamingDeps) {}
+
+  /**
+   * Waits (bounded) for exec sessions to finish their cleanup; call after the streaming server
+   * stopped (which aborts them) and before the shims are let go, so no exec process outlives
+   * its session.
+   */
+  async close(timeoutMs = 15_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.execs]),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+  }
 
   private get shims() {
     return this.deps.ctx.shims;
@@ -79,7 +96,14 @@ export class CriStreamingBackend implements StreamingBackend {
 
   // ---- exec ----------------------------------------------------------------------------
 
-  async exec(containerId: string, cmd: string[], streams: ExecStreams, signal: AbortSignal): Promise<ExecResult> {
+  exec(containerId: string, cmd: string[], streams: ExecStreams, signal: AbortSignal): Promise<ExecResult> {
+    const run = this.runExec(containerId, cmd, streams, signal);
+    this.execs.add(run);
+    void run.catch(() => {}).finally(() => this.execs.delete(run));
+    return run;
+  }
+
+  private async runExec(containerId: string, cmd: string[], streams: ExecStreams, signal: AbortSignal): Promise<ExecResult> {
     const { ctx } = this.deps;
     const row = await runningContainer(this.deps.containers, containerId);
     const id = row.id;
@@ -96,6 +120,7 @@ export class CriStreamingBackend implements StreamingBackend {
     let stderr: FifoSource | undefined;
     let stdin: FifoWriter | undefined;
     let added = false;
+    let started = false;
     let exited = false;
     let detachStdin = () => {};
     try {
@@ -122,6 +147,7 @@ export class CriStreamingBackend implements StreamingBackend {
       added = true;
       if (signal.aborted) throw abortError();
       await this.shims.start(NS, id, execId);
+      started = true;
       // The shim has its ends of the fifos open once the process started.
       stdout?.release();
       stderr?.release();
@@ -146,7 +172,7 @@ export class CriStreamingBackend implements StreamingBackend {
     } finally {
       exited = true;
       detachStdin();
-      if (added) await this.reap(id, execId);
+      if (added) await this.reap(id, execId, started);
       stdout?.close();
       stderr?.close();
       stdin?.destroy();
@@ -155,8 +181,9 @@ export class CriStreamingBackend implements StreamingBackend {
   }
 
   /** Kills the exec process if it still runs, waits for it (bounded) and deletes it from the shim. */
-  private async reap(id: string, execId: string): Promise<void> {
-    const state = await this.shims.state(NS, id, execId).catch(() => undefined);
+  private async reap(id: string, execId: string, started: boolean): Promise<void> {
+    // One whose start failed never ran: there is nothing to kill or wait for.
+    const state = started ? await this.shims.state(NS, id, execId).catch(() => undefined) : undefined;
     if (state && state.status !== "stopped") {
       await this.shims.kill(NS, id, 9, { execId }).catch(() => {});
       const ac = new AbortController();

@@ -166,6 +166,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
 
     // The exec/attach/port-forward server; stopped (its sessions aborted: exec processes
     // killed, attaches detached) before the pod runtime and the shims close.
+    const streamingBackend = new CriStreamingBackend({ ctx: criContext, containers: podRuntime.containers, sandboxes: podRuntime.sandboxes });
     const streaming = new StreamingServer({
       address: config.streaming.address,
       port: config.streaming.port,
@@ -173,10 +174,13 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         ? { cert: readFileSync(config.streaming.tls_cert_file), key: readFileSync(config.streaming.tls_key_file) }
         : undefined,
       tokenTtlMs: parseDuration(config.streaming.token_ttl),
-      backend: new CriStreamingBackend({ ctx: criContext, containers: podRuntime.containers, sandboxes: podRuntime.sandboxes }),
+      backend: streamingBackend,
     });
     const streamingUrl = await streaming.start();
-    closers.push(() => streaming.stop());
+    closers.push(async () => {
+      await streaming.stop();
+      await streamingBackend.close();
+    });
     log.info({ url: streamingUrl }, "streaming server listening");
 
     const cri: CriHandlers = {
