@@ -6,7 +6,7 @@
 //
 //   node dist/bench/shim.bench.js [pods...]      (default 1 5 20)
 import { execFileSync, spawnSync } from "node:child_process";
-import { createReadStream, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 import { Options } from "../src/gen/containerd/runc/options/oci.js";
@@ -85,19 +85,17 @@ async function run(f: Flavor, pods: number): Promise<Result> {
   const clients = new Map<string, { conn: TtrpcClient; task: Task }>();
   const res: Result = { flavor: f.name, pods, pssKiB: 0, rssKiB: 0, procs: 0, firstStartMs: [], laterStartMs: [] };
   const ids: { id: string; addr: string }[] = [];
-  const logReaders: ReturnType<typeof createReadStream>[] = [];
+  const logReaders: number[] = [];
   try {
     for (let p = 0; p < pods; p++) {
       for (let c = 0; c < 2; c++) {
         const id = `pod${p}-c${c}`;
         const dir = join(root, id);
         makeBundle(dir, { args: ["sleep", "100000"], annotations: { "io.kubernetes.cri.sandbox-id": `pod${p}` }, cgroupsPath: `/berth-bench/${f.name}-${id}` });
-        // containerd opens the shim log fifo before `start`; do the same
+        // containerd opens the shim log fifo before `start`; do the same (non-blocking, and
+        // never read: a blocking fifo open would sit in libuv's threadpool until a writer came)
         execFileSync("mkfifo", [join(dir, "log")]);
-        const r = createReadStream(join(dir, "log"));
-        r.on("data", () => {});
-        r.on("error", () => {});
-        logReaders.push(r);
+        logReaders.push(openSync(join(dir, "log"), constants.O_RDONLY | constants.O_NONBLOCK));
         const t0 = performance.now();
         const s = spawnSync(f.bin, ["-namespace", ns, "-address", address, "-publish-binary", "/usr/bin/containerd", "-id", id, "start"], { cwd: dir, env, encoding: "utf8" });
         const ms = performance.now() - t0;
@@ -146,7 +144,7 @@ async function run(f: Flavor, pods: number): Promise<Result> {
         // gone
       }
     }
-    for (const r of logReaders) r.destroy();
+    for (const fd of logReaders) closeSync(fd);
     for (const id of spawnSync("runc", ["--root", join(root, "runc"), "list", "-q"], { encoding: "utf8" }).stdout?.split("\n").filter(Boolean) ?? []) {
       spawnSync("runc", ["--root", join(root, "runc"), "delete", "-f", id]);
     }

@@ -685,7 +685,17 @@ export class ShimManager {
     if (conn) {
       conn.tasks.delete(k);
       if (conn.tasks.size === 0) {
-        if (this.opts.keepIdleShims && this.isRestartable(e.record) && !conn.client.closed) {
+        const g = groupKey(e.record);
+        const holder = this.berthGroups.get(g);
+        if (
+          this.opts.keepIdleShims &&
+          this.isRestartable(e.record) &&
+          !conn.client.closed &&
+          (!holder || holder.conn === conn || holder.conn.client.closed)
+        ) {
+          // Registered here too (a shim recovered after a restart was not started by us), so
+          // that close() finds and stops it.
+          this.berthGroups.set(g, { conn, record: e.record });
           this.log.debug({ address: conn.address }, "shim idle; kept running for the next task");
         } else {
           await this.shutdownConnection(conn, e.record);
@@ -769,6 +779,9 @@ export class ShimManager {
       else out.push({ namespace, id, address: conn.address, outcome, status });
     }
     if (conn && conn.tasks.size === 0) await this.shutdownConnection(conn, records[0]!);
+    else if (conn && this.isRestartable(records[0]!) && !this.berthGroups.has(groupKey(records[0]!))) {
+      this.berthGroups.set(groupKey(records[0]!), { conn, record: records[0]! });
+    }
     return out;
   }
 

@@ -5,7 +5,6 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 
-// eslint-disable-next-line no-restricted-imports -- generated wire types (src/gen), not the daemon's runtime/ layer
 import { DeleteResponse } from "../gen/containerd/runtime/v2/task/shim.js";
 import type { ShimFlags } from "./flags.js";
 import { readExitFile } from "./monitor.js";

@@ -1,30 +1,34 @@
 // containerd-shim-berth-v2: the shim v2 command protocol (start, delete, serving).
+// Each action loads only its own modules: `start` runs once per container and must be quick.
 import { parseFlags } from "./flags.js";
-import { deleteTask } from "./delete.js";
-import { log, serve } from "./serve.js";
-import { start } from "./start.js";
-import { SHIM_VERSION } from "./service.js";
+
+const VERSION = "berth-shim 0.1.0";
+
+function log(msg: string): void {
+  process.stderr.write(`${new Date().toISOString()} berth-shim[${process.pid}] ${msg}\n`);
+}
 
 async function main(): Promise<number> {
   const flags = parseFlags(process.argv.slice(2));
   if (flags.version) {
-    process.stdout.write(`containerd-shim-berth-v2:\n  Version:  ${SHIM_VERSION}\n`);
+    process.stdout.write(`containerd-shim-berth-v2:\n  Version:  ${VERSION}\n`);
     return 0;
   }
   if (flags.serve) {
+    const { serve } = await import("./serve.js");
     await serve(flags);
     return -1; // keeps running
   }
   if (!flags.namespace) throw new Error("shim namespace cannot be empty");
   switch (flags.action) {
     case "start": {
-      const address = await start(flags);
-      process.stdout.write(address);
+      const { start } = await import("./start.js");
+      process.stdout.write(await start(flags));
       return 0;
     }
     case "delete": {
-      const out = await deleteTask(flags);
-      process.stdout.write(out);
+      const { deleteTask } = await import("./delete.js");
+      process.stdout.write(await deleteTask(flags));
       return 0;
     }
     default:

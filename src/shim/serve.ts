@@ -3,40 +3,19 @@
 // "ready" (or "exists", when another serving shim won the socket) on fd 3.
 import { closeSync, mkdirSync, writeSync } from "node:fs";
 import { link, unlink } from "node:fs/promises";
-import net from "node:net";
 import { basename, dirname, join } from "node:path";
 
-// eslint-disable-next-line no-restricted-imports -- generated wire types (src/gen), not the daemon's runtime/ layer
 import { TaskDefinition } from "../gen/containerd/runtime/v2/task/shim.js";
 import { TtrpcServer } from "../ttrpc/index.js";
 import { TtrpcPublisher } from "./events.js";
 import type { ShimFlags } from "./flags.js";
 import { monitorPath } from "./paths.js";
+import { probe } from "./probe.js";
 import { startReaper } from "./reaper.js";
 import { TaskService } from "./service.js";
 
 export function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} berth-shim[${process.pid}] ${msg}\n`);
-}
-
-/** True when something accepts connections on the socket. */
-export function probe(path: string, timeoutMs = 2000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createConnection({ path });
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve(false);
-    }, timeoutMs);
-    s.once("connect", () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => {
-      clearTimeout(t);
-      resolve(false);
-    });
-  });
 }
 
 function tellParent(word: string): void {

@@ -18,7 +18,6 @@ import {
   TaskStart,
 } from "../gen/containerd/events/task.js";
 import { CheckpointOptions, Options, ProcessDetails } from "../gen/containerd/runc/options/oci.js";
-// eslint-disable-next-line no-restricted-imports -- generated wire types (src/gen), not the daemon's runtime/ layer
 import type {
   CheckpointTaskRequest,
   CloseIORequest,

@@ -5,10 +5,9 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync, writeFileSync } fr
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { InvalidArgumentError } from "../util/errors.js";
 import type { ShimFlags } from "./flags.js";
 import { groupId, groupSocketPath, socketDir } from "./paths.js";
-import { probe } from "./serve.js";
+import { probe } from "./probe.js";
 
 export function ensureRootDir(root: string): void {
   mkdirSync(root, { recursive: true, mode: 0o700 });
@@ -17,7 +16,6 @@ export function ensureRootDir(root: string): void {
 }
 
 export async function start(flags: ShimFlags): Promise<string> {
-  if (!flags.namespace) throw new InvalidArgumentError("shim namespace cannot be empty");
   const bundle = flags.bundle || process.cwd();
   const root = socketDir();
   ensureRootDir(root);

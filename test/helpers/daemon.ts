@@ -172,7 +172,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   // berthd writes a default CNI network into cni.conf_dir when it has none: keep a test's
   // daemon out of the host's /etc/cni/net.d unless the test configures [cni] itself.
   let configText = opts.config ?? "";
-  if (!/^\[cni\]/m.test(configText)) configText = `[cni]\nconf_dir = "{{dir}}/net.d"\n\n${configText}`;
+  // Appended, not prepended: top-level keys of the test's own text must stay top-level.
+  if (!/^\[cni\]/m.test(configText)) configText = `${configText}\n\n[cni]\nconf_dir = "{{dir}}/net.d"\n`;
   writeFileSync(configPath, configText.replaceAll("{{dir}}", dir));
   const args = [
     BERTHD,
