@@ -9,9 +9,11 @@
 //   <group>.sock               the serving shim's ttrpc socket (0600)
 //   <group>.log                the serving shim's log
 //   <group>/p/<key>/           one per process (init or exec), <key> = processKey(id, execId)
-//       process.json           what the shim needs to re-adopt it (ProcessRecord)
+//       record.json            what the shim needs to re-adopt it (ProcessRecord, process.ts)
+//       process.json           an exec's OCI process spec (runc exec --process)
 //       ctl.sock, console.sock the monitor's control socket and the runtime's console socket
-//       pid, exit, failed, oom files written by the runtime and the monitor
+//       pid, exit ("STATUS SEC NSEC"), failed, oom, exit-published: runtime/monitor/shim records
+//       runtime-log.json       the OCI runtime's --log (errors are read back from it)
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";

@@ -58,6 +58,18 @@ interface PendingCall {
 
 const MAX_STREAM_ID = 0xffffffff;
 
+/** Wraps every unary call of this process, e.g. to trace berthd's calls to its shims. */
+export type CallObserver = (label: string, run: () => Promise<Buffer>) => Promise<Buffer>;
+let callObserver: CallObserver | undefined;
+
+/** Installs the process-wide unary call observer; returns a function that removes it. */
+export function setCallObserver(fn: CallObserver): () => void {
+  callObserver = fn;
+  return () => {
+    if (callObserver === fn) callObserver = undefined;
+  };
+}
+
 /** Events: 'close' (err: Error | undefined), once, when the connection is gone. */
 export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
   private readonly parser: FrameParser;
@@ -166,6 +178,12 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
 
   /** A unary call with an encoded request; resolves with the encoded response. */
   call(service: string, method: string, payload: Uint8Array, opts: CallOptions = {}): Promise<Buffer> {
+    const observer = callObserver;
+    if (observer) return observer(`${service}/${method}`, () => this.unary(service, method, payload, opts));
+    return this.unary(service, method, payload, opts);
+  }
+
+  private unary(service: string, method: string, payload: Uint8Array, opts: CallOptions): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
       const label = `${service}/${method}`;
       let timer: NodeJS.Timeout | undefined;

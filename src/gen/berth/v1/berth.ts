@@ -120,6 +120,45 @@ export interface ImportImageResponse {
   imageRef: string;
 }
 
+export interface ListTracesRequest {
+  /** One trace by id (or a unique prefix of it); empty lists the most recent traces. */
+  traceId: string;
+  /** How many recent traces to return when trace_id is empty; 0 means 10. */
+  limit: number;
+  /** Only traces whose root span name contains this text (e.g. "RunPodSandbox"). */
+  nameContains: string;
+}
+
+export interface TraceSpan {
+  spanId: string;
+  /** Empty for the root span (the CRI call). */
+  parentSpanId: string;
+  /** e.g. "runtime.v1.RuntimeService/RunPodSandbox", "network.setUp", "ttrpc containerd.task.v2.Task/Create". */
+  name: string;
+  /** Unix nanoseconds. */
+  startTime: bigint;
+  durationNanos: bigint;
+  /** gRPC code name of the outcome: "OK", "NOT_FOUND", ... */
+  status: string;
+  error: string;
+  attributes: { [key: string]: string };
+}
+
+export interface TraceSpan_AttributesEntry {
+  key: string;
+  value: string;
+}
+
+export interface Trace {
+  traceId: string;
+  /** Spans in start order; the first is the root. */
+  spans: TraceSpan[];
+}
+
+export interface ListTracesResponse {
+  traces: Trace[];
+}
+
 function createBasePullImageRequest(): PullImageRequest {
   return { image: "", username: "", password: "", auth: "", platform: "" };
 }
@@ -1511,6 +1550,600 @@ export const ImportImageResponse: MessageFns<ImportImageResponse> = {
   },
 };
 
+function createBaseListTracesRequest(): ListTracesRequest {
+  return { traceId: "", limit: 0, nameContains: "" };
+}
+
+export const ListTracesRequest: MessageFns<ListTracesRequest> = {
+  encode(message: ListTracesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.traceId !== "") {
+      writer.uint32(10).string(message.traceId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).int32(message.limit);
+    }
+    if (message.nameContains !== "") {
+      writer.uint32(26).string(message.nameContains);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTracesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTracesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nameContains = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTracesRequest {
+    return {
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      nameContains: isSet(object.nameContains)
+        ? globalThis.String(object.nameContains)
+        : isSet(object.name_contains)
+        ? globalThis.String(object.name_contains)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTracesRequest): unknown {
+    const obj: any = {};
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.nameContains !== "") {
+      obj.nameContains = message.nameContains;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTracesRequest>): ListTracesRequest {
+    return ListTracesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTracesRequest>): ListTracesRequest {
+    const message = createBaseListTracesRequest();
+    message.traceId = object.traceId ?? "";
+    message.limit = object.limit ?? 0;
+    message.nameContains = object.nameContains ?? "";
+    return message;
+  },
+};
+
+function createBaseTraceSpan(): TraceSpan {
+  return {
+    spanId: "",
+    parentSpanId: "",
+    name: "",
+    startTime: 0n,
+    durationNanos: 0n,
+    status: "",
+    error: "",
+    attributes: {},
+  };
+}
+
+export const TraceSpan: MessageFns<TraceSpan> = {
+  encode(message: TraceSpan, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.spanId !== "") {
+      writer.uint32(10).string(message.spanId);
+    }
+    if (message.parentSpanId !== "") {
+      writer.uint32(18).string(message.parentSpanId);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.startTime !== 0n) {
+      if (BigInt.asIntN(64, message.startTime) !== message.startTime) {
+        throw new globalThis.Error("value provided for field message.startTime of type int64 too large");
+      }
+      writer.uint32(32).int64(message.startTime);
+    }
+    if (message.durationNanos !== 0n) {
+      if (BigInt.asIntN(64, message.durationNanos) !== message.durationNanos) {
+        throw new globalThis.Error("value provided for field message.durationNanos of type int64 too large");
+      }
+      writer.uint32(40).int64(message.durationNanos);
+    }
+    if (message.status !== "") {
+      writer.uint32(50).string(message.status);
+    }
+    if (message.error !== "") {
+      writer.uint32(58).string(message.error);
+    }
+    globalThis.Object.entries(message.attributes).forEach(([key, value]: [string, string]) => {
+      TraceSpan_AttributesEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TraceSpan {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTraceSpan();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.spanId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.parentSpanId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startTime = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.durationNanos = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = TraceSpan_AttributesEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.attributes[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TraceSpan {
+    return {
+      spanId: isSet(object.spanId)
+        ? globalThis.String(object.spanId)
+        : isSet(object.span_id)
+        ? globalThis.String(object.span_id)
+        : "",
+      parentSpanId: isSet(object.parentSpanId)
+        ? globalThis.String(object.parentSpanId)
+        : isSet(object.parent_span_id)
+        ? globalThis.String(object.parent_span_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      startTime: isSet(object.startTime)
+        ? BigInt(object.startTime)
+        : isSet(object.start_time)
+        ? BigInt(object.start_time)
+        : 0n,
+      durationNanos: isSet(object.durationNanos)
+        ? BigInt(object.durationNanos)
+        : isSet(object.duration_nanos)
+        ? BigInt(object.duration_nanos)
+        : 0n,
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      attributes: isObject(object.attributes)
+        ? (globalThis.Object.entries(object.attributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: TraceSpan): unknown {
+    const obj: any = {};
+    if (message.spanId !== "") {
+      obj.spanId = message.spanId;
+    }
+    if (message.parentSpanId !== "") {
+      obj.parentSpanId = message.parentSpanId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.startTime !== 0n) {
+      obj.startTime = message.startTime.toString();
+    }
+    if (message.durationNanos !== 0n) {
+      obj.durationNanos = message.durationNanos.toString();
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.attributes) {
+      const entries = globalThis.Object.entries(message.attributes) as [string, string][];
+      if (entries.length > 0) {
+        obj.attributes = {};
+        entries.forEach(([k, v]) => {
+          obj.attributes[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TraceSpan>): TraceSpan {
+    return TraceSpan.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TraceSpan>): TraceSpan {
+    const message = createBaseTraceSpan();
+    message.spanId = object.spanId ?? "";
+    message.parentSpanId = object.parentSpanId ?? "";
+    message.name = object.name ?? "";
+    message.startTime = (object.startTime !== undefined && object.startTime !== null) ? BigInt(object.startTime) : 0n;
+    message.durationNanos = (object.durationNanos !== undefined && object.durationNanos !== null)
+      ? BigInt(object.durationNanos)
+      : 0n;
+    message.status = object.status ?? "";
+    message.error = object.error ?? "";
+    message.attributes = (globalThis.Object.entries(object.attributes ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTraceSpan_AttributesEntry(): TraceSpan_AttributesEntry {
+  return { key: "", value: "" };
+}
+
+export const TraceSpan_AttributesEntry: MessageFns<TraceSpan_AttributesEntry> = {
+  encode(message: TraceSpan_AttributesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TraceSpan_AttributesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTraceSpan_AttributesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TraceSpan_AttributesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: TraceSpan_AttributesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TraceSpan_AttributesEntry>): TraceSpan_AttributesEntry {
+    return TraceSpan_AttributesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TraceSpan_AttributesEntry>): TraceSpan_AttributesEntry {
+    const message = createBaseTraceSpan_AttributesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseTrace(): Trace {
+  return { traceId: "", spans: [] };
+}
+
+export const Trace: MessageFns<Trace> = {
+  encode(message: Trace, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.traceId !== "") {
+      writer.uint32(10).string(message.traceId);
+    }
+    for (const v of message.spans) {
+      TraceSpan.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Trace {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrace();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.spans.push(TraceSpan.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Trace {
+    return {
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      spans: globalThis.Array.isArray(object?.spans) ? object.spans.map((e: any) => TraceSpan.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Trace): unknown {
+    const obj: any = {};
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.spans?.length) {
+      obj.spans = message.spans.map((e) => TraceSpan.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Trace>): Trace {
+    return Trace.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Trace>): Trace {
+    const message = createBaseTrace();
+    message.traceId = object.traceId ?? "";
+    message.spans = object.spans?.map((e) => TraceSpan.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListTracesResponse(): ListTracesResponse {
+  return { traces: [] };
+}
+
+export const ListTracesResponse: MessageFns<ListTracesResponse> = {
+  encode(message: ListTracesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.traces) {
+      Trace.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTracesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTracesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.traces.push(Trace.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTracesResponse {
+    return { traces: globalThis.Array.isArray(object?.traces) ? object.traces.map((e: any) => Trace.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListTracesResponse): unknown {
+    const obj: any = {};
+    if (message.traces?.length) {
+      obj.traces = message.traces.map((e) => Trace.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListTracesResponse>): ListTracesResponse {
+    return ListTracesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListTracesResponse>): ListTracesResponse {
+    const message = createBaseListTracesResponse();
+    message.traces = object.traces?.map((e) => Trace.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type BerthDefinition = typeof BerthDefinition;
 export const BerthDefinition = {
   name: "Berth",
@@ -1564,6 +2197,15 @@ export const BerthDefinition = {
       requestType: ImportImageRequest as typeof ImportImageRequest,
       requestStream: true,
       responseType: ImportImageResponse as typeof ImportImageResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Recent traces of CRI calls (the daemon keeps the last few in memory), newest last. */
+    listTraces: {
+      name: "ListTraces",
+      requestType: ListTracesRequest as typeof ListTracesRequest,
+      requestStream: false,
+      responseType: ListTracesResponse as typeof ListTracesResponse,
       responseStream: false,
       options: {},
     },
@@ -1628,6 +2270,16 @@ export const BerthService = {
     responseSerialize: (value: ImportImageResponse): Buffer => Buffer.from(ImportImageResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ImportImageResponse => ImportImageResponse.decode(value),
   },
+  /** Recent traces of CRI calls (the daemon keeps the last few in memory), newest last. */
+  listTraces: {
+    path: "/berth.v1.Berth/ListTraces" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTracesRequest): Buffer => Buffer.from(ListTracesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTracesRequest => ListTracesRequest.decode(value),
+    responseSerialize: (value: ListTracesResponse): Buffer => Buffer.from(ListTracesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTracesResponse => ListTracesResponse.decode(value),
+  },
 } as const;
 
 export interface BerthServer extends UntypedServiceImplementation {
@@ -1647,6 +2299,8 @@ export interface BerthServer extends UntypedServiceImplementation {
    * first message names the image; every message may carry data.
    */
   importImage: handleClientStreamingCall<ImportImageRequest, ImportImageResponse>;
+  /** Recent traces of CRI calls (the daemon keeps the last few in memory), newest last. */
+  listTraces: handleUnaryCall<ListTracesRequest, ListTracesResponse>;
 }
 
 export interface BerthClient extends Client {
@@ -1717,6 +2371,22 @@ export interface BerthClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ImportImageResponse) => void,
   ): ClientWritableStream<ImportImageRequest>;
+  /** Recent traces of CRI calls (the daemon keeps the last few in memory), newest last. */
+  listTraces(
+    request: ListTracesRequest,
+    callback: (error: ServiceError | null, response: ListTracesResponse) => void,
+  ): ClientUnaryCall;
+  listTraces(
+    request: ListTracesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTracesResponse) => void,
+  ): ClientUnaryCall;
+  listTraces(
+    request: ListTracesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTracesResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const BerthClient = makeGenericClientConstructor(BerthService, "berth.v1.Berth") as unknown as {
@@ -1741,6 +2411,10 @@ type DeepPartial<T> = T extends bigint ? string | number | bigint
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -1,0 +1,121 @@
+// berthd's observability, built once by the composition root: the tracer, the metrics, and
+// the small wrappers that feed them from the CRI server, core services and the ttrpc client.
+
+import { setCallObserver } from "../ttrpc/client.js";
+import { BerthMetrics, type MetricsSources } from "./metrics.js";
+import { codeNameOf, Tracer } from "./tracer.js";
+
+export { BerthMetrics, isLoopback, parseHostPort, serveMetrics, type MetricsSources } from "./metrics.js";
+export { OtlpExporter, otlpBody, tracesUrl } from "./otlp.js";
+export { listTraces, listTracesHandler, traceToProto } from "./trace-service.js";
+export { codeNameOf, Tracer, type SpanRecord, type TraceRecord } from "./tracer.js";
+
+/** Shape of the CRI server's per-call hook (cri/handlers.ts CriCallObserver). */
+export interface CallObserver {
+  run<T>(method: string, handler: () => Promise<T>): Promise<T>;
+}
+
+type AsyncMethod = (...args: never[]) => Promise<unknown>;
+type AsyncMethodNames<T> = { [K in keyof T]: T[K] extends AsyncMethod ? K : never }[keyof T] & string;
+
+function seconds(startedHr: bigint): number {
+  return Number(process.hrtime.bigint() - startedHr) / 1e9;
+}
+
+export class Observability {
+  readonly tracer: Tracer;
+  readonly metrics: BerthMetrics;
+  private uninstallTtrpc: (() => void) | undefined;
+
+  constructor(opts: { traceBufferSize: number; sources?: MetricsSources }) {
+    this.tracer = new Tracer(opts.traceBufferSize);
+    this.metrics = new BerthMetrics(opts.sources);
+  }
+
+  /** The CRI server's hook: each call is the root span of a trace and one sample of the CRI metrics. */
+  readonly cri: CallObserver = {
+    run: <T>(method: string, handler: () => Promise<T>): Promise<T> => {
+      const started = process.hrtime.bigint();
+      return this.tracer.root(method, {}, handler).then(
+        (v) => {
+          this.metrics.criCall(method, "OK", seconds(started));
+          return v;
+        },
+        (err: unknown) => {
+          this.metrics.criCall(method, codeNameOf(err), seconds(started));
+          throw err;
+        },
+      );
+    },
+  };
+
+  /**
+   * The same object with the named async methods each run as a span "<prefix>.<method>".
+   * Methods are called on the target itself, so private state and internal calls work as before.
+   */
+  traced<T extends object>(target: T, prefix: string, methods: AsyncMethodNames<T>[]): T {
+    const names = new Set<string | symbol>(methods);
+    const tracer = this.tracer;
+    return new Proxy(target, {
+      get(t, prop) {
+        const v = Reflect.get(t, prop, t) as unknown;
+        if (typeof v !== "function") return v;
+        if (!names.has(prop)) return v.bind(t);
+        return (...args: unknown[]) =>
+          tracer.span(`${prefix}.${String(prop)}`, {}, () => (v as (...a: unknown[]) => Promise<unknown>).apply(t, args));
+      },
+    });
+  }
+
+  /** An image service whose pulls count downloaded bytes (from their progress events) into the metrics. */
+  countingPulls<
+    T extends {
+      pull(ref: string, auth?: never, opts?: { onProgress?: (p: { phase: string; digest?: string; done?: number }) => void }): Promise<unknown>;
+    },
+  >(images: T): T {
+    const metrics = this.metrics;
+    return new Proxy(images, {
+      get(t, prop) {
+        const v = Reflect.get(t, prop, t) as unknown;
+        if (typeof v !== "function") return v;
+        if (prop !== "pull") return v.bind(t);
+        return (ref: string, auth?: never, opts: Parameters<T["pull"]>[2] = {}) => {
+          const seen = new Map<string, number>();
+          const onProgress = opts?.onProgress;
+          return t.pull(ref, auth, {
+            ...opts,
+            onProgress: (p) => {
+              if (p.phase === "downloading" && p.digest && p.done !== undefined) {
+                metrics.addPullBytes(p.done - (seen.get(p.digest) ?? 0));
+                seen.set(p.digest, p.done);
+              }
+              onProgress?.(p);
+            },
+          });
+        };
+      },
+    });
+  }
+
+  /** Makes every ttrpc call of this process (berthd -> shims) a span and a metrics sample. */
+  instrumentTtrpc(): void {
+    this.uninstallTtrpc = setCallObserver((label, run) => {
+      const started = process.hrtime.bigint();
+      return this.tracer.span(`ttrpc ${label}`, {}, run).then(
+        (v) => {
+          this.metrics.shimCall(label, "OK", seconds(started));
+          return v;
+        },
+        (err: unknown) => {
+          this.metrics.shimCall(label, codeNameOf(err), seconds(started));
+          throw err;
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.uninstallTtrpc?.();
+    this.uninstallTtrpc = undefined;
+  }
+}

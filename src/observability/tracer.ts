@@ -1,0 +1,148 @@
+// In-process tracing of CRI calls. Every CRI call opens a root span; code below it (core
+// services, the ttrpc call to the shim) opens child spans through `span()`, which finds its
+// parent through AsyncLocalStorage, so no layer has to pass a context argument down. Finished
+// traces are kept in a ring buffer (the last N) for `berth trace`, and handed to an optional
+// exporter (OTLP). Spans opened outside any CRI call (background monitors, metric scrapes)
+// are not recorded: a trace always starts at a CRI call.
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import { randomBytes } from "node:crypto";
+import { statusCodeOf } from "../util/errors.js";
+
+export interface SpanRecord {
+  spanId: string;
+  /** Empty for the root span. */
+  parentSpanId: string;
+  name: string;
+  /** Unix nanoseconds. */
+  startNs: bigint;
+  /** Undefined while the span is open. */
+  durationNs?: bigint;
+  /** gRPC code name of the outcome ("OK", "NOT_FOUND", ...). */
+  status: string;
+  error: string;
+  attributes: Record<string, string>;
+}
+
+export interface TraceRecord {
+  traceId: string;
+  /** In start order; the first is the root. */
+  spans: SpanRecord[];
+}
+
+export type TraceExporter = (trace: TraceRecord) => void;
+
+interface Active {
+  trace: TraceRecord;
+  span: SpanRecord;
+}
+
+/** gRPC code names by number, for span status. */
+const CODE_NAMES = [
+  "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+  "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+];
+
+export function codeNameOf(err: unknown): string {
+  if (err === undefined) return "OK";
+  const code = statusCodeOf(err);
+  return CODE_NAMES[code] ?? String(code);
+}
+
+// Wall-clock start plus a monotonic offset: span starts are comparable within a trace even
+// if the clock steps, and still read as Unix times.
+const originNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+function nowNs(): bigint {
+  return originNs + process.hrtime.bigint();
+}
+
+export class Tracer {
+  private readonly als = new AsyncLocalStorage<Active>();
+  private readonly ring: TraceRecord[] = [];
+  private readonly exporters: TraceExporter[] = [];
+
+  constructor(private readonly capacity: number) {}
+
+  /** Sends every finished trace to `fn` too (e.g. the OTLP exporter). */
+  addExporter(fn: TraceExporter): void {
+    this.exporters.push(fn);
+  }
+
+  /** The trace id of the current call, if any. */
+  currentTraceId(): string | undefined {
+    return this.als.getStore()?.trace.traceId;
+  }
+
+  /** Runs `fn` as the root span of a new trace (one CRI call). */
+  root<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+    const trace: TraceRecord = { traceId: randomBytes(16).toString("hex"), spans: [] };
+    return this.run(trace, "", name, attributes, fn, () => this.finish(trace));
+  }
+
+  /** Runs `fn` as a child span of the current one; outside a trace it just runs `fn`. */
+  span<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+    const parent = this.als.getStore();
+    if (!parent) return fn();
+    return this.run(parent.trace, parent.span.spanId, name, attributes, fn, () => undefined);
+  }
+
+  private run<T>(
+    trace: TraceRecord,
+    parentSpanId: string,
+    name: string,
+    attributes: Record<string, string>,
+    fn: () => Promise<T>,
+    done: () => void,
+  ): Promise<T> {
+    const span: SpanRecord = {
+      spanId: randomBytes(8).toString("hex"),
+      parentSpanId,
+      name,
+      startNs: nowNs(),
+      status: "OK",
+      error: "",
+      attributes,
+    };
+    trace.spans.push(span);
+    const end = (err: unknown) => {
+      span.durationNs = nowNs() - span.startNs;
+      if (err !== undefined) {
+        span.status = codeNameOf(err);
+        span.error = err instanceof Error ? err.message : String(err);
+      }
+      done();
+    };
+    return this.als.run({ trace, span }, () =>
+      Promise.resolve()
+        .then(fn)
+        .then(
+          (v) => {
+            end(undefined);
+            return v;
+          },
+          (err: unknown) => {
+            end(err ?? new Error("rejected without a reason"));
+            throw err;
+          },
+        ),
+    );
+  }
+
+  private finish(trace: TraceRecord): void {
+    this.ring.push(trace);
+    if (this.ring.length > this.capacity) this.ring.splice(0, this.ring.length - this.capacity);
+    for (const e of this.exporters) e(trace);
+  }
+
+  /** The most recent finished traces, oldest first; optionally only roots whose name contains `nameContains`. */
+  recent(limit: number, nameContains = ""): TraceRecord[] {
+    const match = nameContains ? this.ring.filter((t) => t.spans[0]?.name.includes(nameContains)) : this.ring;
+    return limit > 0 ? match.slice(-limit) : [...match];
+  }
+
+  /** A finished trace by id or unique id prefix. */
+  find(idOrPrefix: string): TraceRecord[] {
+    return this.ring.filter((t) => t.traceId.startsWith(idOrPrefix.toLowerCase()));
+  }
+}
