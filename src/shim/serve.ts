@@ -90,6 +90,23 @@ export async function serve(flags: ShimFlags): Promise<void> {
 
   process.on("SIGTERM", () => void exit("SIGTERM"));
   process.on("SIGINT", () => void exit("SIGINT"));
+  // A shim with no task and no client is of use to nobody: berthd keeps an idle shim warm
+  // for its next pod, but if berthd then dies nobody would ever call Shutdown. containerd
+  // always connects right after `start`, so the grace period never cuts a real user short.
+  const idleExitMs = Number(process.env.BERTH_SHIM_IDLE_EXIT_MS ?? 60_000);
+  let idleSince: number | undefined;
+  setInterval(
+    () => {
+      if (service.taskCount > 0 || server.connectionCount > 0) {
+        idleSince = undefined;
+      } else if (idleSince === undefined) {
+        idleSince = Date.now();
+      } else if (Date.now() - idleSince >= idleExitMs) {
+        void exit(`idle for ${Math.round(idleExitMs / 1000)} s with no task and no client`);
+      }
+    },
+    Math.min(5000, Math.max(100, idleExitMs / 4)),
+  );
   // The parent (`start`) and any client may go away; nothing here depends on them.
   process.on("SIGHUP", () => {});
 }

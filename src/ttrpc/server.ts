@@ -180,6 +180,11 @@ export class TtrpcServer {
   }
 
   /** The socket path being served, once listening. */
+  /** Open client connections (a shim with none and no tasks is idle). */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
   get path(): string | undefined {
     return this.listening?.path;
   }
