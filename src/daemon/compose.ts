@@ -28,10 +28,20 @@ import { PodMetadata } from "../metadata/pods.js";
 import { NetworkManager } from "../network/index.js";
 import { RuntimeHandlers as ShimRuntimeHandlers, ShimManager } from "../runtime/index.js";
 import { StreamingServer } from "../streaming/server.js";
+import { containerStateToJSON, podSandboxStateToJSON } from "../gen/cri/runtime/v1/api.js";
+import {
+  isLoopback,
+  listTracesHandler,
+  Observability,
+  OtlpExporter,
+  parseHostPort,
+  serveMetrics,
+  type MetricsSources,
+} from "../observability/index.js";
 import type { Logger } from "../util/log.js";
 import type { BerthConfig } from "./config.js";
 import { parseDuration } from "./config-fields.js";
-import { BERTH_VERSION } from "./version.js";
+import { BERTH_VERSION } from "../util/version.js";
 
 export interface Services {
   /** The CRI handlers the gRPC server serves. */
@@ -80,6 +90,14 @@ function daemonSummary(config: BerthConfig, startedAt: bigint): DaemonSummary {
   };
 }
 
+/** berth.v1.Berth with ListTraces served from the tracer. */
+function withTraces(
+  svc: ReturnType<typeof berthService>,
+  obs: Observability,
+): ReturnType<typeof berthService> {
+  return { ...svc, implementation: { ...svc.implementation, listTraces: listTracesHandler(obs.tracer) } };
+}
+
 export async function compose(config: BerthConfig, log: Logger): Promise<Services> {
   const startedAt = BigInt(Date.now()) * 1_000_000n;
   // Each opened resource pushes its closer; close() runs them last-in first-out.
@@ -103,11 +121,26 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
 
     // Pods and containers: the metadata store, images, CNI, shims, then recovery of what a
     // previous berthd left running (or half done) before the socket serves anything.
+    // Metrics and traces (src/observability): CRI calls, core service calls and ttrpc calls to
+    // shims become spans; gauges read their sources (filled in below) at scrape time.
+    const metricSources: MetricsSources = {};
+    const obs = new Observability({ traceBufferSize: config.tracing.buffer_size, sources: metricSources });
+    obs.instrumentTtrpc();
+    closers.push(() => obs.close());
+    if (config.tracing.otlp_endpoint) {
+      const otlp = new OtlpExporter({
+        endpoint: config.tracing.otlp_endpoint,
+        onError: (err) => log.warn({ err: err.message }, "OTLP trace export failed"),
+      });
+      obs.tracer.addExporter(otlp.export);
+      closers.push(() => otlp.flush());
+    }
+
     const db = openDatabase(join(config.root, "metadata.db"));
     closers.push(() => {
       db.close();
     });
-    const images = await ImageService.create({
+    const images = obs.countingPulls(await ImageService.create({
       root: config.root,
       db,
       snapshotter: config.image.snapshotter,
@@ -115,7 +148,8 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       maxConcurrentDownloads: config.image.max_concurrent_downloads,
       staleIngestMs: parseDuration(config.image.stale_ingest_timeout),
       onGcError: (err) => log.warn({ err }, "image garbage collection failed"),
-    });
+    }));
+    const tracedImages = obs.traced(images, "images", ["pull", "imageConfig", "prepareRootfs", "removeRootfs", "remove"]);
     const podNetwork = new NetworkManager({
       stateDir: join(config.root, "network"),
       netnsDir: join(config.state, "netns"),
@@ -147,9 +181,12 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     const criContext: CriContext = {
       pods: new PodMetadata(db),
       containers: new ContainerMetadata(db),
-      images,
-      network: podNetwork,
-      shims,
+      images: tracedImages,
+      network: obs.traced(podNetwork, "network", ["setupPod", "teardownPod", "checkPod"]),
+      shims: obs.traced(shims, "runtime", [
+        "createTask", "start", "exec", "kill", "state", "pids", "pause", "resume", "update", "stats",
+        "closeIO", "resizePty", "connect", "deleteProcess", "delete",
+      ]),
       handlers: new ShimRuntimeHandlers(
         Object.fromEntries(Object.entries(config.runtime.handlers).map(([name, h]) => [name, { runtimeType: h.runtime_type, binaryName: h.binary_name, root: h.root }])),
         config.runtime.default_runtime_name,
@@ -163,6 +200,22 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     const podRuntime = createPodRuntime(criContext);
     closers.push(() => podRuntime.close());
     await podRuntime.recover();
+    metricSources.shims = () => shims.shimCount;
+    const countBy = <T>(items: T[], key: (x: T) => string) => {
+      const out: Record<string, number> = {};
+      for (const x of items) out[key(x)] = (out[key(x)] ?? 0) + 1;
+      return out;
+    };
+    metricSources.pods = async () => countBy(await podRuntime.sandboxes.list(undefined), (p) => podSandboxStateToJSON(p.state));
+    metricSources.containers = async () =>
+      countBy(await podRuntime.containers.list(undefined), (c) => containerStateToJSON(c.state));
+    if (config.metrics.address) {
+      const { host } = parseHostPort(config.metrics.address);
+      if (!isLoopback(host)) log.warn({ address: config.metrics.address }, "metrics endpoint is not on a loopback address");
+      const metricsServer = await serveMetrics(obs.metrics, config.metrics.address);
+      closers.push(() => metricsServer.close());
+      log.info({ url: metricsServer.url }, "metrics endpoint listening");
+    }
 
     // The exec/attach/port-forward server; stopped (its sessions aborted: exec processes
     // killed, attaches detached) before the pod runtime and the shims close.
@@ -197,18 +250,22 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         }),
       },
       image: {
-        ...imageServiceHandlers({ images, log: log.child({ component: "cri-images" }) }),
+        ...imageServiceHandlers({ images: tracedImages, log: log.child({ component: "cri-images" }) }),
       },
       // berth.v1.Berth for the CLI: pull progress, image archives, info.
       extra: [
-        berthService({
-          log,
-          summary: () => daemonSummary(config, startedAt),
-          images,
-          archives: imageArchives(images),
-        }),
+        withTraces(
+          berthService({
+            log,
+            summary: () => daemonSummary(config, startedAt),
+            images,
+            archives: imageArchives(images),
+          }),
+          obs,
+        ),
       ],
     };
+    cri.observer = obs.cri;
     return { cri, images, close };
   } catch (err) {
     await close();

@@ -109,6 +109,11 @@ export const configSchema = section("berthd configuration", {
   metrics: section("Prometheus metrics.", {
     address: str("", "host:port of the metrics endpoint; empty disables it."),
   }),
+
+  tracing: section("Traces of CRI calls (shown by `berth trace`).", {
+    buffer_size: int(256, "How many recent traces berthd keeps in memory; 0 turns tracing off.", { min: 0, max: 100000 }),
+    otlp_endpoint: str("", 'OTLP/HTTP (JSON) collector to export traces to, e.g. "http://127.0.0.1:4318"; empty: none.'),
+  }),
 });
 
 export type BerthConfig = ConfigValue<typeof configSchema>;

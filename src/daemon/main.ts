@@ -18,7 +18,7 @@ import {
 } from "./config.js";
 import { DaemonConflictError } from "./pidfile.js";
 import { Daemon } from "./server.js";
-import { BERTH_VERSION } from "./version.js";
+import { BERTH_VERSION } from "../util/version.js";
 
 interface GlobalFlags {
   config?: string;

@@ -13,7 +13,7 @@ import { compose, type Services } from "./compose.js";
 import { ensurePrivateDir } from "./dirs.js";
 import { PidFile } from "./pidfile.js";
 import { claimSocketPath, setSocketAccess } from "./socket.js";
-import { BERTH_VERSION } from "./version.js";
+import { BERTH_VERSION } from "../util/version.js";
 
 export const PID_FILE = "berthd.pid";
 

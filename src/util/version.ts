@@ -1,5 +1,6 @@
-// berth's version, from package.json, found by walking up from this module (src/daemon in
-// development, dist/src/daemon when built) so it is right in both layouts.
+// berth's version, from package.json, found by walking up from this module (src/util in
+// development, dist/src/util when built) so it is right in both layouts. Shared by the
+// daemon and the CLI.
 
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
