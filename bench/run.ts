@@ -7,7 +7,7 @@
 //                                      [--compare-self]
 //
 // It starts its own registry (with a busybox image), a private berthd on bridge berthbench0
-// (10.234.30.0/24) and, for --compare-self, a second one on berthbench1 (10.234.31.0/24);
+// (10.234.30.0/24) and, for --compare-self, a second one on berthbench0c (10.234.31.0/24);
 // everything is removed at the end. Progress goes to stderr, the table to stdout.
 import { Command } from "commander";
 import { cpus, totalmem } from "node:os";
@@ -28,6 +28,15 @@ interface Opts {
   comparePid?: string;
   compareSelf?: boolean;
   compareName?: string;
+  bridge: string;
+  subnet: string;
+}
+
+/** The /24 after `subnet` (for the --compare-self daemon's network). */
+function nextSubnet(subnet: string): string {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.0\/24$/.exec(subnet);
+  if (!m) throw new Error(`--subnet must be a /24 ending in .0, got ${subnet}`);
+  return `${m[1]}.${m[2]}.${Number(m[3]) + 1}.0/24`;
 }
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -40,27 +49,106 @@ function machine(): Record<string, string | number> {
   } catch {
     // unknown
   }
-  return { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "", memGiB: Math.round(totalmem() / 2 ** 30), os, kernel: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(), node: process.version };
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "",
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    os,
+    kernel: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
+    node: process.version,
+  };
 }
 
-function rows(s: Sizes, floor: Awaited<ReturnType<typeof measureFloor>>, b: CriResults, c: CriResults | undefined | null, pull: { berth: number; floor: number; compare?: number | null; mib: number }): Row[] {
+function rows(
+  s: Sizes,
+  floor: Awaited<ReturnType<typeof measureFloor>>,
+  b: CriResults,
+  c: CriResults | undefined | null,
+  pull: { berth: number; floor: number; compare?: number | null; mib: number },
+): Row[] {
   const p = (xs: number[] | undefined, q: number) => (xs && xs.length ? percentile(xs, q) : null);
-  const mem = (m: { rssKiB: number; pssKiB: number } | undefined, k: "rssKiB" | "pssKiB", per = 1) => (m ? m[k] / 1024 / per : null);
+  const mem = (m: { rssKiB: number; pssKiB: number } | undefined, k: "rssKiB" | "pssKiB", per = 1) =>
+    m ? m[k] / 1024 / per : null;
   const time = { unit: "ms", lowerIsBetter: true };
   const size = { unit: "MiB", lowerIsBetter: true, floor: null, floorWhat: "-" };
   return [
-    { metric: "RunPodSandbox p50", ...time, berth: p(b.podStartMs, 50), floor: p(floor.runMs, 50), floorWhat: "runc run -d p50", compare: p(c?.podStartMs, 50) },
-    { metric: "RunPodSandbox p90", ...time, berth: p(b.podStartMs, 90), floor: p(floor.runMs, 90), floorWhat: "runc run -d p90", compare: p(c?.podStartMs, 90) },
-    { metric: "CreateContainer+StartContainer p50", ...time, berth: p(b.ctrStartMs, 50), floor: p(floor.runMs, 50), floorWhat: "runc run -d p50", compare: p(c?.ctrStartMs, 50) },
-    { metric: "ExecSync `true` p50", ...time, berth: p(b.execMs, 50), floor: p(floor.execMs, 50), floorWhat: "runc exec p50", compare: p(c?.execMs, 50) },
-    { metric: `pod churn: ${s.churnPods} pods run+remove @${s.churnConcurrency}`, ...time, berth: b.churnMs, floor: floor.churnMs, floorWhat: "runc run -d + delete -f", compare: c?.churnMs ?? null },
-    { metric: `ListContainers, ${b.listedContainers} containers p50`, ...time, berth: p(b.listMs, 50), floor: p(b.versionMs, 50), floorWhat: "Version RPC p50", compare: p(c?.listMs, 50) },
-    { metric: `pull+unpack ${pull.mib.toFixed(0)} MiB (uncompressed)`, unit: "MiB/s", lowerIsBetter: false, berth: pull.mib / pull.berth, floor: pull.mib / pull.floor, floorWhat: "gzip -d same layers", compare: pull.compare ? pull.mib / pull.compare : null },
+    {
+      metric: "RunPodSandbox p50",
+      ...time,
+      berth: p(b.podStartMs, 50),
+      floor: p(floor.runMs, 50),
+      floorWhat: "runc run -d p50",
+      compare: p(c?.podStartMs, 50),
+    },
+    {
+      metric: "RunPodSandbox p90",
+      ...time,
+      berth: p(b.podStartMs, 90),
+      floor: p(floor.runMs, 90),
+      floorWhat: "runc run -d p90",
+      compare: p(c?.podStartMs, 90),
+    },
+    {
+      metric: "CreateContainer+StartContainer p50",
+      ...time,
+      berth: p(b.ctrStartMs, 50),
+      floor: p(floor.runMs, 50),
+      floorWhat: "runc run -d p50",
+      compare: p(c?.ctrStartMs, 50),
+    },
+    {
+      metric: "ExecSync `true` p50",
+      ...time,
+      berth: p(b.execMs, 50),
+      floor: p(floor.execMs, 50),
+      floorWhat: "runc exec p50",
+      compare: p(c?.execMs, 50),
+    },
+    {
+      metric: `pod churn: ${s.churnPods} pods run+remove @${s.churnConcurrency}`,
+      ...time,
+      berth: b.churnMs,
+      floor: floor.churnMs,
+      floorWhat: "runc run -d + delete -f",
+      compare: c?.churnMs ?? null,
+    },
+    {
+      metric: `ListContainers, ${b.listedContainers} containers p50`,
+      ...time,
+      berth: p(b.listMs, 50),
+      floor: p(b.versionMs, 50),
+      floorWhat: "Version RPC p50",
+      compare: p(c?.listMs, 50),
+    },
+    {
+      metric: `pull+unpack ${pull.mib.toFixed(0)} MiB (uncompressed)`,
+      unit: "MiB/s",
+      lowerIsBetter: false,
+      berth: pull.mib / pull.berth,
+      floor: pull.mib / pull.floor,
+      floorWhat: "gzip -d same layers",
+      compare: pull.compare ? pull.mib / pull.compare : null,
+    },
     { metric: "berthd RSS idle", ...size, berth: mem(b.daemonIdle, "rssKiB"), compare: mem(c?.daemonIdle, "rssKiB") },
     { metric: "berthd PSS idle", ...size, berth: mem(b.daemonIdle, "pssKiB"), compare: mem(c?.daemonIdle, "pssKiB") },
-    { metric: `berthd RSS with ${s.memPods} pods`, ...size, berth: mem(b.daemonLoaded, "rssKiB"), compare: mem(c?.daemonLoaded, "rssKiB") },
-    { metric: `berthd PSS with ${s.memPods} pods`, ...size, berth: mem(b.daemonLoaded, "pssKiB"), compare: mem(c?.daemonLoaded, "pssKiB") },
-    { metric: `shim PSS per pod (${s.memPods} pods)`, ...size, berth: mem(b.shims, "pssKiB", s.memPods), compare: mem(c?.shims, "pssKiB", s.memPods) },
+    {
+      metric: `berthd RSS with ${s.memPods} pods`,
+      ...size,
+      berth: mem(b.daemonLoaded, "rssKiB"),
+      compare: mem(c?.daemonLoaded, "rssKiB"),
+    },
+    {
+      metric: `berthd PSS with ${s.memPods} pods`,
+      ...size,
+      berth: mem(b.daemonLoaded, "pssKiB"),
+      compare: mem(c?.daemonLoaded, "pssKiB"),
+    },
+    {
+      metric: `shim PSS per pod (${s.memPods} pods, ${b.shims?.procs ?? 0} shim procs)`,
+      ...size,
+      berth: mem(b.shims, "pssKiB", s.memPods),
+      compare: mem(c?.shims, "pssKiB", s.memPods),
+    },
   ];
 }
 
@@ -70,10 +158,15 @@ async function main(): Promise<void> {
     .option("--quick", "small sizes for a fast run (about two minutes)")
     .option("--json <file>", "also write the results as JSON")
     .option("--svg <file>", "also write a bar chart (berth vs floor, and compare) as SVG")
-    .option("--compare <address>", "a second CRI endpoint to measure the same way, e.g. unix:///run/containerd/containerd.sock")
+    .option(
+      "--compare <address>",
+      "a second CRI endpoint to measure the same way, e.g. unix:///run/containerd/containerd.sock",
+    )
     .option("--compare-pid <pid>", "the --compare daemon's pid, for its memory rows")
     .option("--compare-name <name>", "label of the compared runtime", "")
     .option("--compare-self", "compare against a second private berthd started by the bench (tests --compare)")
+    .option("--bridge <name>", "CNI bridge of the bench's berthd (--compare-self adds a 'c')", "berthbench0")
+    .option("--subnet <cidr>", "its pod /24 (--compare-self uses the next one)", "10.234.30.0/24")
     .parse()
     .opts<Opts>();
   const sizes = o.quick ? QUICK : FULL;
@@ -84,11 +177,15 @@ async function main(): Promise<void> {
   const cleanups: (() => Promise<void>)[] = [];
   try {
     log("starting berthd");
-    const berth = await startBerthd({ name: "berth", bridge: "berthbench0", subnet: "10.234.30.0/24" });
+    const berth = await startBerthd({ name: "berth", bridge: o.bridge, subnet: o.subnet });
     targets.push(berth);
     let compare: CriTarget | undefined;
     if (o.compareSelf) {
-      compare = await startBerthd({ name: o.compareName || "berth-2", bridge: "berthbench1", subnet: "10.234.31.0/24" });
+      compare = await startBerthd({
+        name: o.compareName || "berth-2",
+        bridge: `${o.bridge}c`,
+        subnet: nextSubnet(o.subnet),
+      });
     } else if (o.compare) {
       compare = connectCri(o.compareName || "compare", o.compare, o.comparePid ? Number(o.comparePid) : undefined);
     }
@@ -124,21 +221,53 @@ async function main(): Promise<void> {
     const text = table(all, compareName);
     const info = machine();
     console.log(`berth benchmarks (${o.quick ? "--quick" : "full"}), ${started.toISOString()}`);
-    console.log(`machine: ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, ${info.os}, kernel ${info.kernel}, node ${info.node}; loadavg before ${load0}, after ${load1}`);
+    console.log(
+      `machine: ${info.cpus} x ${info.cpuModel}, ${info.memGiB} GiB, ${info.os}, kernel ${info.kernel}, node ${info.node}; loadavg before ${load0}, after ${load1}`,
+    );
     console.log(text);
-    console.log("ratios: how many times the reference's cost berth's figure is (time, memory, or 1/throughput); below 1 is better than the reference");
+    console.log(
+      "ratios: how many times the reference's cost berth's figure is (time, memory, or 1/throughput); below 1 is better than the reference",
+    );
     if (o.json) {
-      writeJson(o.json, { started: started.toISOString(), mode: o.quick ? "quick" : "full", machine: info, load: { before: load0, after: load1 }, sizes, compare: compareName ?? null, rows: all, raw: { floor, berth: b, compare: c ?? null, pull: { berthS: pb, gzipS: gz, compareS: pc ?? null, uncompressedBytes: big.uncompressedBytes, compressedBytes: big.compressedBytes } } });
+      writeJson(o.json, {
+        started: started.toISOString(),
+        mode: o.quick ? "quick" : "full",
+        machine: info,
+        load: { before: load0, after: load1 },
+        sizes,
+        compare: compareName ?? null,
+        rows: all,
+        raw: {
+          floor,
+          berth: b,
+          compare: c ?? null,
+          pull: {
+            berthS: pb,
+            gzipS: gz,
+            compareS: pc ?? null,
+            uncompressedBytes: big.uncompressedBytes,
+            compressedBytes: big.compressedBytes,
+          },
+        },
+      });
       log(`wrote ${o.json}`);
     }
     if (o.svg) {
       const { writeFileSync } = await import("node:fs");
-      writeFileSync(o.svg, svg(all, `berth benchmarks (${o.quick ? "quick" : "full"}), ${info.cpus} CPUs, kernel ${info.kernel}`, compareName));
+      writeFileSync(
+        o.svg,
+        svg(
+          all,
+          `berth benchmarks (${o.quick ? "quick" : "full"}), ${info.cpus} CPUs, kernel ${info.kernel}`,
+          compareName,
+        ),
+      );
       log(`wrote ${o.svg}`);
     }
   } finally {
     log("cleaning up");
-    for (const t of targets.reverse()) await t.close().catch((err: Error) => log(`cleanup of ${t.name}: ${err.message}`));
+    for (const t of targets.reverse())
+      await t.close().catch((err: Error) => log(`cleanup of ${t.name}: ${err.message}`));
     for (const f of cleanups) await f().catch(() => {});
     await images.stop();
   }

@@ -1,7 +1,7 @@
 // The bare-runc floor: what the OCI runtime alone costs on a busybox rootfs, measured in the
 // same run as berth so both see the same machine and load.
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -48,8 +48,13 @@ export class RuncFloor {
     const list = await run("runc", ["--root", this.root, "list", "-q"]).catch(() => ({ stdout: "" }));
     for (const id of list.stdout.split("\n").filter(Boolean)) await this.remove(id);
     rmSync(this.dir, { recursive: true, force: true });
-    for (const ctl of ["memory", "cpu,cpuacct", "pids", "cpuset", "blkio", "devices", "freezer"]) {
-      rmSync(join("/sys/fs/cgroup", ctl, "berth-bench"), { recursive: true, force: true });
+    // runc delete removes each container's cgroup; the shared parent is left to us (rmdir: cgroupfs files cannot be unlinked)
+    for (const ctl of readdirSync("/sys/fs/cgroup")) {
+      try {
+        rmdirSync(join("/sys/fs/cgroup", ctl, "berth-bench"));
+      } catch {
+        // absent, or not a hierarchy
+      }
     }
   }
 }

@@ -49,19 +49,22 @@ function processes(): Proc[] {
 }
 
 /**
- * The shim processes serving a CRI daemon: every containerd-shim* whose command line names
- * the daemon's socket (or its containerd address), plus their berth-monitor descendants.
+ * The shim processes serving a CRI daemon: every shim whose command line names the daemon's
+ * socket (its -address), plus their berth-monitor descendants.
  * Container processes (pause, sleep) are left out: they are the workload, not the shim.
  */
 export function shimPids(addressMarker: string): number[] {
   const all = processes();
-  const shims = all.filter((p) => p.cmd.includes("containerd-shim") && p.cmd.includes(addressMarker));
+  // berth's serving shim runs as `node .../shim/main.js ... -address ADDR ... -berth-serve`
+  // (one per daemon address and namespace, not one per pod); containerd's, one per pod.
+  const isShim = (cmd: string) => cmd.includes("containerd-shim") || cmd.includes("-berth-serve");
+  const shims = all.filter((p) => isShim(p.cmd) && p.cmd.includes(addressMarker));
   const picked = new Set(shims.map((p) => p.pid));
   let grew = true;
   while (grew) {
     grew = false;
     for (const p of all) {
-      if (!picked.has(p.pid) && picked.has(p.ppid) && (p.cmd.includes("berth-monitor") || p.cmd.includes("containerd-shim"))) {
+      if (!picked.has(p.pid) && picked.has(p.ppid) && (p.cmd.includes("berth-monitor") || isShim(p.cmd))) {
         picked.add(p.pid);
         grew = true;
       }

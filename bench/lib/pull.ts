@@ -10,7 +10,9 @@ const FILES_PER_LAYER = 20;
 
 /** Text-like data: random words from a small vocabulary, compresses about 3-4x like real files. */
 export function compressible(bytes: number, seed: number): Buffer {
-  const words = Array.from({ length: 512 }, (_, i) => ((i * 2654435761 + seed) >>> 0).toString(36).slice(0, 3 + (i % 7)));
+  const words = Array.from({ length: 512 }, (_, i) =>
+    ((i * 2654435761 + seed) >>> 0).toString(36).slice(0, 3 + (i % 7)),
+  );
   const buf = Buffer.allocUnsafe(bytes);
   let x = seed >>> 0 || 1;
   let pos = 0;
@@ -62,7 +64,13 @@ export async function pushBigImage(host: string, layers: number, layerMiB: numbe
       await writeFile(p, l.blob);
       files.push(p);
     }
-    return { ref, files, uncompressedBytes: uncompressed, compressedBytes: compressed, cleanup: () => rm(work, { recursive: true, force: true }) };
+    return {
+      ref,
+      files,
+      uncompressedBytes: uncompressed,
+      compressedBytes: compressed,
+      cleanup: () => rm(work, { recursive: true, force: true }),
+    };
   } catch (err) {
     await rm(work, { recursive: true, force: true });
     throw err;

@@ -16,7 +16,16 @@ export interface Row {
 
 /** How many times the reference's cost berth's figure is (>1: berth is slower or bigger). */
 export function ratio(row: Row, ref: number | null | undefined): number | null {
-  if (row.berth === null || ref === null || ref === undefined || !Number.isFinite(row.berth) || !Number.isFinite(ref) || ref === 0 || row.berth === 0) return null;
+  if (
+    row.berth === null ||
+    ref === null ||
+    ref === undefined ||
+    !Number.isFinite(row.berth) ||
+    !Number.isFinite(ref) ||
+    ref === 0 ||
+    row.berth === 0
+  )
+    return null;
   return row.lowerIsBetter ? row.berth / ref : ref / row.berth;
 }
 
@@ -35,7 +44,8 @@ export function table(rows: Row[], compareName?: string): string {
     return cells;
   });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (i >= 2 && i !== 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(" | ")} |`;
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i >= 2 && i !== 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(" | ")} |`;
   const sep = `|${widths.map((w, i) => (i >= 2 && i !== 4 ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`;
   return [line(head), sep, ...body.map(line)].join("\n");
 }
@@ -62,7 +72,10 @@ export function svg(rows: Row[], title: string, compareName?: string): string {
     `<text x="10" y="20" font-size="15" font-weight="bold">${esc(title)}</text>`,
   ];
   series.forEach((s, i) => {
-    out.push(`<rect x="${left + i * 130}" y="30" width="12" height="12" fill="${s.color}"/>`, `<text x="${left + i * 130 + 16}" y="40">${esc(s.label)}</text>`);
+    out.push(
+      `<rect x="${left + i * 130}" y="30" width="12" height="12" fill="${s.color}"/>`,
+      `<text x="${left + i * 130 + 16}" y="40">${esc(s.label)}</text>`,
+    );
   });
   rows.forEach((r, i) => {
     const y = top + i * rowH;
@@ -70,13 +83,19 @@ export function svg(rows: Row[], title: string, compareName?: string): string {
     const max = Math.max(...vals.map((v) => (v !== null && Number.isFinite(v) ? v : 0)));
     out.push(`<text x="10" y="${y + barH}">${esc(`${r.metric} (${r.unit})`)}</text>`);
     const rf = ratio(r, r.floor);
-    if (rf !== null) out.push(`<text x="10" y="${y + 2 * barH + 2}" fill="#555">${esc(`${rf.toFixed(2)}x floor (${r.floorWhat})`)}</text>`);
+    if (rf !== null)
+      out.push(
+        `<text x="10" y="${y + 2 * barH + 2}" fill="#555">${esc(`${rf.toFixed(2)}x floor (${r.floorWhat})`)}</text>`,
+      );
     series.forEach((s, j) => {
       const v = vals[j];
       const by = y + j * (barH + 2);
       if (v === null || !Number.isFinite(v)) return;
       const w = max > 0 ? Math.max(1, (v / max) * barMax) : 1;
-      out.push(`<rect x="${left}" y="${by}" width="${w.toFixed(1)}" height="${barH}" fill="${s.color}"/>`, `<text x="${left + w + 4}" y="${by + barH - 3}">${fmt(v)}</text>`);
+      out.push(
+        `<rect x="${left}" y="${by}" width="${w.toFixed(1)}" height="${barH}" fill="${s.color}"/>`,
+        `<text x="${left + w + 4}" y="${by + barH - 3}">${fmt(v)}</text>`,
+      );
     });
   });
   out.push("</svg>");

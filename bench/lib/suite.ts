@@ -2,7 +2,7 @@
 import { RuncFloor } from "./floor.js";
 import { memOf, shimPids, sumMem, type Mem } from "./memory.js";
 import { percentile, pool, timed } from "./stats.js";
-import { createContainer, removePod, runPod, startContainer, type CriTarget } from "./target.js";
+import { createContainer, removePod, runPod, startContainer, type CriTarget, type Pod } from "./target.js";
 
 export interface Sizes {
   /** serial pod start / container start / exec samples */
@@ -18,8 +18,30 @@ export interface Sizes {
   pullLayerMiB: number;
 }
 
-export const QUICK: Sizes = { iterations: 5, execPerContainer: 3, churnPods: 8, churnConcurrency: 4, listContainers: 100, listPods: 2, listSamples: 10, memPods: 3, pullLayers: 2, pullLayerMiB: 10 };
-export const FULL: Sizes = { iterations: 20, execPerContainer: 3, churnPods: 50, churnConcurrency: 8, listContainers: 1000, listPods: 4, listSamples: 20, memPods: 10, pullLayers: 4, pullLayerMiB: 50 };
+export const QUICK: Sizes = {
+  iterations: 5,
+  execPerContainer: 3,
+  churnPods: 8,
+  churnConcurrency: 4,
+  listContainers: 100,
+  listPods: 2,
+  listSamples: 10,
+  memPods: 3,
+  pullLayers: 2,
+  pullLayerMiB: 10,
+};
+export const FULL: Sizes = {
+  iterations: 20,
+  execPerContainer: 3,
+  churnPods: 50,
+  churnConcurrency: 8,
+  listContainers: 1000,
+  listPods: 4,
+  listSamples: 20,
+  memPods: 10,
+  pullLayers: 4,
+  pullLayerMiB: 50,
+};
 
 export interface FloorResults {
   runMs: number[];
@@ -71,7 +93,15 @@ const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 export async function measureCri(t: CriTarget, image: string, s: Sizes): Promise<CriResults> {
   await t.img.pullImage({ image: { image } }, { deadlineMs: 180_000 });
-  const r: CriResults = { podStartMs: [], ctrStartMs: [], execMs: [], churnMs: NaN, listMs: [], versionMs: [], listedContainers: 0 };
+  const r: CriResults = {
+    podStartMs: [],
+    ctrStartMs: [],
+    execMs: [],
+    churnMs: NaN,
+    listMs: [],
+    versionMs: [],
+    listedContainers: 0,
+  };
   await new Promise((res) => setTimeout(res, 1000));
   if (t.pid) r.daemonIdle = memOf(t.pid);
 
@@ -86,7 +116,11 @@ export async function measureCri(t: CriTarget, image: string, s: Sizes): Promise
     });
     r.ctrStartMs.push(ctrMs);
     for (let j = 0; j < s.execPerContainer; j++) {
-      r.execMs.push((await timed(() => t.rt.execSync({ containerId: cid, cmd: ["true"], timeout: 30n }, { deadlineMs: 60_000 })))[0]);
+      r.execMs.push(
+        (
+          await timed(() => t.rt.execSync({ containerId: cid, cmd: ["true"], timeout: 30n }, { deadlineMs: 60_000 }))
+        )[0],
+      );
     }
     await removePod(t, pod.id);
   }
@@ -100,7 +134,7 @@ export async function measureCri(t: CriTarget, image: string, s: Sizes): Promise
   );
 
   log(`${t.name}: memory with ${s.memPods} pods`);
-  const memPods = [];
+  const memPods: string[] = [];
   for (let i = 0; i < s.memPods; i++) {
     const pod = await runPod(t, `mem${i}`);
     await startContainer(t, await createContainer(t, pod, image, "c", ["sleep", "100000"]));
@@ -115,9 +149,11 @@ export async function measureCri(t: CriTarget, image: string, s: Sizes): Promise
   for (const id of memPods) await removePod(t, id);
 
   log(`${t.name}: ListContainers with ${s.listContainers} created containers in ${s.listPods} pods`);
-  const listPods = [];
+  const listPods: Pod[] = [];
   for (let i = 0; i < s.listPods; i++) listPods.push(await runPod(t, `list${i}`));
-  await pool(s.listContainers, 4, (i) => createContainer(t, listPods[i % s.listPods]!, image, `c${i}`, ["sleep", "100000"]));
+  await pool(s.listContainers, 4, (i) =>
+    createContainer(t, listPods[i % s.listPods]!, image, `c${i}`, ["sleep", "100000"]),
+  );
   for (let i = 0; i < s.listSamples; i++) {
     const [ms, res] = await timed(() => t.rt.listContainers({}, { deadlineMs: 60_000 }));
     r.listMs.push(ms);

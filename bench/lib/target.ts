@@ -9,7 +9,7 @@ import type { ImageServiceServer, PodSandboxConfig, RuntimeServiceServer } from 
 import { criClients, startDaemon, type PromiseClient, type TestDaemon } from "../../test/helpers/daemon.js";
 import { daemonConfig } from "../../test/helpers/cri.js";
 
-type Pod = { id: string; config: Partial<PodSandboxConfig> };
+export type Pod = { id: string; config: Partial<PodSandboxConfig> };
 
 export interface CriTarget {
   /** label in the table */
@@ -53,7 +53,12 @@ export async function startBerthd(o: BerthdOptions): Promise<CriTarget> {
           isGateway: true,
           ipMasq: false,
           hairpinMode: true,
-          ipam: { type: "host-local", ranges: [[{ subnet: o.subnet, gateway: gw }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "ipam") },
+          ipam: {
+            type: "host-local",
+            ranges: [[{ subnet: o.subnet, gateway: gw }]],
+            routes: [{ dst: "0.0.0.0/0" }],
+            dataDir: join(dir, "ipam"),
+          },
         },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
@@ -61,7 +66,13 @@ export async function startBerthd(o: BerthdOptions): Promise<CriTarget> {
   );
   let d: TestDaemon;
   try {
-    d = await startDaemon({ config: daemonConfig({ bridge: o.bridge, subnet: o.subnet }), dir, keepDir: true, readyTimeoutMs: 60_000, args: ["--log-level", "info"] });
+    d = await startDaemon({
+      config: daemonConfig({ bridge: o.bridge, subnet: o.subnet }),
+      dir,
+      keepDir: true,
+      readyTimeoutMs: 60_000,
+      args: ["--log-level", "info"],
+    });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -136,7 +147,13 @@ export async function runPod(t: CriTarget, name: string): Promise<Pod> {
   return { id: r.podSandboxId, config: config as Partial<PodSandboxConfig> };
 }
 
-export async function createContainer(t: CriTarget, pod: Pod, image: string, name: string, args: string[]): Promise<string> {
+export async function createContainer(
+  t: CriTarget,
+  pod: Pod,
+  image: string,
+  name: string,
+  args: string[],
+): Promise<string> {
   const config = { metadata: { name, attempt: 0 }, image: { image }, args, logPath: `${name}.log`, linux: {} };
   const r = await t.rt.createContainer({ podSandboxId: pod.id, config, sandboxConfig: pod.config }, DEADLINE);
   return r.containerId;

@@ -6,6 +6,7 @@ import { registerContainerCommands } from "./commands/containers.js";
 import { registerImageCommands } from "./commands/images.js";
 import { registerRunCommand } from "./commands/run.js";
 import { registerSystemCommands } from "./commands/system.js";
+import { registerTraceCommand } from "./commands/trace.js";
 import { DEFAULT_ADDRESS } from "./client.js";
 import { currentCtx } from "./context.js";
 import { CliError, EXIT_FAILURE, EXIT_RUN_FAILED, EXIT_USAGE, explain } from "./errors.js";
@@ -36,6 +37,7 @@ Run 'berth COMMAND --help' for more on a command.`,
   registerRunCommand(program);
   registerContainerCommands(program);
   registerSystemCommands(program);
+  registerTraceCommand(program);
   for (const cmd of [program, ...program.commands]) {
     // Commander prints its own usage errors; we only choose the exit code (docker run: 125).
     cmd.exitOverride();

@@ -56,8 +56,15 @@ type MethodsOf<S> = { [K in keyof S as string extends K ? never : K]: S[K] };
 export type RuntimeHandlers = { [K in keyof MethodsOf<RuntimeServiceServer>]: AsyncHandler<RuntimeServiceServer[K]> };
 export type ImageHandlers = { [K in keyof MethodsOf<ImageServiceServer>]: AsyncHandler<ImageServiceServer[K]> };
 
+/** Wraps every CRI call's handler (tracing, metrics); learns the outcome from the promise. */
+export interface CriCallObserver {
+  run<T>(method: string, handler: () => Promise<T>): Promise<T>;
+}
+
 /** Everything the CRI server serves; missing methods answer UNIMPLEMENTED. */
 export interface CriHandlers {
+  /** Runs around every CRI call, UNIMPLEMENTED ones included (src/observability). */
+  observer?: CriCallObserver;
   runtime: Partial<RuntimeHandlers>;
   image: Partial<ImageHandlers>;
   /** Other services served on the same socket, e.g. berth.v1.Berth (cri/berth-service.ts). */

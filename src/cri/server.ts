@@ -8,7 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ImageServiceService, RuntimeServiceService } from "../gen/cri/runtime/v1/api.js";
 import { UnimplementedError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
-import type { CallContext, CriHandlers, StreamContext } from "./handlers.js";
+import type { CallContext, CriCallObserver, CriHandlers, StreamContext } from "./handlers.js";
 import { codeName, isExpected, toGrpcStatus } from "./status.js";
 
 export interface CriServerOptions {
@@ -51,10 +51,14 @@ function finish(log: Logger, method: string, started: bigint, err: unknown): voi
   else log.error({ method, code, durationMs, err }, "cri call failed");
 }
 
+/** Without an observer a handler just runs. */
+const noObserver: CriCallObserver = { run: (_method, handler) => handler() };
+
 function implement(
   definition: grpc.ServiceDefinition,
   given: Record<string, unknown>,
   log: Logger,
+  observer: CriCallObserver = noObserver,
 ): grpc.UntypedServiceImplementation {
   for (const name of Object.keys(given)) {
     if (given[name] !== undefined && !Object.hasOwn(definition, name)) {
@@ -72,7 +76,7 @@ function implement(
         const started = process.hrtime.bigint();
         const ctx = { method, signal: signalFor(call), metadata: call.metadata, log: callLog, call };
         Promise.resolve()
-          .then(() => (handler as AnyUnary)(call.request, ctx))
+          .then(() => observer.run(method, () => (handler as AnyUnary)(call.request, ctx)))
           .then(
             (response) => {
               finish(log, method, started, undefined);
@@ -105,7 +109,7 @@ function implement(
           });
         const ctx = { method, signal, metadata: call.metadata, log: callLog, call, send };
         Promise.resolve()
-          .then(() => (handler as AnyStream)(call.request, ctx))
+          .then(() => observer.run(method, () => (handler as AnyStream)(call.request, ctx)))
           .then(
             () => {
               finish(log, method, started, undefined);
@@ -133,8 +137,8 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
     "grpc.max_send_message_length": opts.maxSendMessageSize,
   });
   const log = opts.log.child({ component: "cri" });
-  server.addService(RuntimeServiceService, implement(RuntimeServiceService, handlers.runtime, log));
-  server.addService(ImageServiceService, implement(ImageServiceService, handlers.image, log));
+  server.addService(RuntimeServiceService, implement(RuntimeServiceService, handlers.runtime, log, handlers.observer));
+  server.addService(ImageServiceService, implement(ImageServiceService, handlers.image, log, handlers.observer));
   // Non-CRI services on the same socket (berth.v1.Berth for the CLI); they map their own errors.
   for (const extra of handlers.extra ?? []) server.addService(extra.definition, extra.implementation);
   return server;

@@ -22,11 +22,20 @@ export function isExpected(err: unknown): boolean {
   return err instanceof BerthError && err.kind !== "Internal";
 }
 
+/** Out of disk space (a write's ENOSPC or EDQUOT, SQLite's SQLITE_FULL): the node ran out, not a berth bug. */
+function isDiskFull(err: unknown): boolean {
+  const c = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
+  return c === "ENOSPC" || c === "EDQUOT" || c === "SQLITE_FULL";
+}
+
 /** Maps any thrown value to the status sent to the caller of `method` (e.g. "runtime.v1.RuntimeService/Version"). */
 export function toGrpcStatus(err: unknown, method: string): CriStatus {
-  const code = statusCodeOf(err);
+  let code = statusCodeOf(err);
   let details: string;
-  if (err instanceof BerthError) details = err.message;
+  if (code === GrpcCode.UNKNOWN && isDiskFull(err)) {
+    code = GrpcCode.RESOURCE_EXHAUSTED;
+    details = `${method}: no space left on the disk: ${(err as Error).message}`;
+  } else if (err instanceof BerthError) details = err.message;
   else if (code !== GrpcCode.UNKNOWN && err instanceof Error) details = err.message;
   else details = `${method}: unexpected error: ${err instanceof Error ? err.message : String(err)}`;
   const out = new Error(details) as CriStatus;

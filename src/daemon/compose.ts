@@ -91,10 +91,7 @@ function daemonSummary(config: BerthConfig, startedAt: bigint): DaemonSummary {
 }
 
 /** berth.v1.Berth with ListTraces served from the tracer. */
-function withTraces(
-  svc: ReturnType<typeof berthService>,
-  obs: Observability,
-): ReturnType<typeof berthService> {
+function withTraces(svc: ReturnType<typeof berthService>, obs: Observability): ReturnType<typeof berthService> {
   return { ...svc, implementation: { ...svc.implementation, listTraces: listTracesHandler(obs.tracer) } };
 }
 
@@ -140,16 +137,27 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     closers.push(() => {
       db.close();
     });
-    const images = obs.countingPulls(await ImageService.create({
-      root: config.root,
-      db,
-      snapshotter: config.image.snapshotter,
-      registry: { configPath: config.registry.config_path, credentials: configuredCredentials(config.registry.auths) },
-      maxConcurrentDownloads: config.image.max_concurrent_downloads,
-      staleIngestMs: parseDuration(config.image.stale_ingest_timeout),
-      onGcError: (err) => log.warn({ err }, "image garbage collection failed"),
-    }));
-    const tracedImages = obs.traced(images, "images", ["pull", "imageConfig", "prepareRootfs", "removeRootfs", "remove"]);
+    const images = obs.countingPulls(
+      await ImageService.create({
+        root: config.root,
+        db,
+        snapshotter: config.image.snapshotter,
+        registry: {
+          configPath: config.registry.config_path,
+          credentials: configuredCredentials(config.registry.auths),
+        },
+        maxConcurrentDownloads: config.image.max_concurrent_downloads,
+        staleIngestMs: parseDuration(config.image.stale_ingest_timeout),
+        onGcError: (err) => log.warn({ err }, "image garbage collection failed"),
+      }),
+    );
+    const tracedImages = obs.traced(images, "images", [
+      "pull",
+      "imageConfig",
+      "prepareRootfs",
+      "removeRootfs",
+      "remove",
+    ]);
     const podNetwork = new NetworkManager({
       stateDir: join(config.root, "network"),
       netnsDir: join(config.state, "netns"),
@@ -184,8 +192,21 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       images: tracedImages,
       network: obs.traced(podNetwork, "network", ["setupPod", "teardownPod", "checkPod"]),
       shims: obs.traced(shims, "runtime", [
-        "createTask", "start", "exec", "kill", "state", "pids", "pause", "resume", "update", "stats",
-        "closeIO", "resizePty", "connect", "deleteProcess", "delete",
+        "createTask",
+        "start",
+        "exec",
+        "kill",
+        "state",
+        "pids",
+        "pause",
+        "resume",
+        "update",
+        "stats",
+        "closeIO",
+        "resizePty",
+        "connect",
+        "deleteProcess",
+        "delete",
       ]),
       handlers: new ShimRuntimeHandlers(
         Object.fromEntries(Object.entries(config.runtime.handlers).map(([name, h]) => [name, { runtimeType: h.runtime_type, binaryName: h.binary_name, root: h.root }])),
@@ -206,12 +227,14 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       for (const x of items) out[key(x)] = (out[key(x)] ?? 0) + 1;
       return out;
     };
-    metricSources.pods = async () => countBy(await podRuntime.sandboxes.list(undefined), (p) => podSandboxStateToJSON(p.state));
+    metricSources.pods = async () =>
+      countBy(await podRuntime.sandboxes.list(undefined), (p) => podSandboxStateToJSON(p.state));
     metricSources.containers = async () =>
       countBy(await podRuntime.containers.list(undefined), (c) => containerStateToJSON(c.state));
     if (config.metrics.address) {
       const { host } = parseHostPort(config.metrics.address);
-      if (!isLoopback(host)) log.warn({ address: config.metrics.address }, "metrics endpoint is not on a loopback address");
+      if (!isLoopback(host))
+        log.warn({ address: config.metrics.address }, "metrics endpoint is not on a loopback address");
       const metricsServer = await serveMetrics(obs.metrics, config.metrics.address);
       closers.push(() => metricsServer.close());
       log.info({ url: metricsServer.url }, "metrics endpoint listening");

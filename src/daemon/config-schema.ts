@@ -107,12 +107,28 @@ export const configSchema = section("berthd configuration", {
   }),
 
   metrics: section("Prometheus metrics.", {
-    address: str("", "host:port of the metrics endpoint; empty disables it."),
+    address: str(
+      "",
+      'host:port of the metrics endpoint (keep it on loopback, e.g. "127.0.0.1:9101"); empty disables it.',
+      {
+        check: (v) =>
+          v === "" || /^(\[[^\]]+\]|[^:[\]]*):\d{1,5}$/.test(v)
+            ? undefined
+            : 'must be host:port, e.g. "127.0.0.1:9101"',
+      },
+    ),
   }),
 
   tracing: section("Traces of CRI calls (shown by `berth trace`).", {
-    buffer_size: int(256, "How many recent traces berthd keeps in memory; 0 turns tracing off.", { min: 0, max: 100000 }),
-    otlp_endpoint: str("", 'OTLP/HTTP (JSON) collector to export traces to, e.g. "http://127.0.0.1:4318"; empty: none.'),
+    buffer_size: int(256, "How many recent traces berthd keeps in memory for `berth trace`; 0 keeps none.", {
+      min: 0,
+      max: 100000,
+    }),
+    otlp_endpoint: str(
+      "",
+      'OTLP/HTTP (JSON) collector that traces are exported to, e.g. "http://127.0.0.1:4318"; empty: none.',
+      { check: (v) => (v === "" || /^https?:\/\/[^/]/.test(v) ? undefined : "must be an http:// or https:// URL") },
+    ),
   }),
 });
 

@@ -62,7 +62,9 @@ export class Observability {
         if (typeof v !== "function") return v;
         if (!names.has(prop)) return v.bind(t);
         return (...args: unknown[]) =>
-          tracer.span(`${prefix}.${String(prop)}`, {}, () => (v as (...a: unknown[]) => Promise<unknown>).apply(t, args));
+          tracer.span(`${prefix}.${String(prop)}`, {}, () =>
+            (v as (...a: unknown[]) => Promise<unknown>).apply(t, args),
+          );
       },
     });
   }
@@ -70,7 +72,11 @@ export class Observability {
   /** An image service whose pulls count downloaded bytes (from their progress events) into the metrics. */
   countingPulls<
     T extends {
-      pull(ref: string, auth?: never, opts?: { onProgress?: (p: { phase: string; digest?: string; done?: number }) => void }): Promise<unknown>;
+      pull(
+        ref: string,
+        auth?: never,
+        opts?: { onProgress?: (p: { phase: string; digest?: string; done?: number }) => void },
+      ): Promise<unknown>;
     },
   >(images: T): T {
     const metrics = this.metrics;

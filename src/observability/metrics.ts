@@ -51,7 +51,8 @@ export class BerthMetrics {
       help: "Image blob bytes downloaded from registries.",
       registers,
     });
-    const byState = (name: string, help: string, read: (() => Promise<Record<string, number>>) | undefined) =>
+    // Sources are looked up at each scrape: the composition root fills them in after building the services.
+    const byState = (name: string, help: string, which: "pods" | "containers") =>
       new Gauge({
         name,
         help,
@@ -59,12 +60,13 @@ export class BerthMetrics {
         registers,
         async collect() {
           this.reset();
+          const read = sources[which];
           if (!read) return;
           for (const [state, n] of Object.entries(await read())) this.set({ state }, n);
         },
       });
-    byState("berth_pods", "Pod sandboxes by CRI state.", sources.pods);
-    byState("berth_containers", "Containers by CRI state.", sources.containers);
+    byState("berth_pods", "Pod sandboxes by CRI state.", "pods");
+    byState("berth_containers", "Containers by CRI state.", "containers");
     new Gauge({
       name: "berth_shims",
       help: "Shim processes berthd is connected to.",

@@ -269,6 +269,11 @@ export class ShimManager {
     return this.hub.subscribe(fn);
   }
 
+  /** Shims berthd holds a live ttrpc connection to (the berth_shims metric). */
+  get shimCount(): number {
+    return this.conns.size;
+  }
+
   /** Tasks the manager knows, as their records. */
   list(): ShimRecord[] {
     return [...this.tasks.values()].map((e) => ({ ...e.record }));
