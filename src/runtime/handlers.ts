@@ -121,10 +121,11 @@ export function resolveShimBinary(runtimeType: string, opts: ShimLookupOptions =
     throw new NotFoundError(`shim binary ${runtimeType} does not exist or is not executable`);
   }
   const name = shimBinaryName(runtimeType);
-  const dirs = [
-    ...(opts.path ?? process.env.PATH ?? "").split(delimiter).filter(Boolean),
-    ...(opts.extraDirs ?? [repoBinDir()]),
-  ];
+  const onPath = (opts.path ?? process.env.PATH ?? "").split(delimiter).filter(Boolean);
+  const own = opts.extraDirs ?? [repoBinDir()];
+  // berth's own shim comes from berthd's own installation first, so daemon and shim always
+  // match (an older checkout's shim on PATH must not serve this daemon); others from PATH.
+  const dirs = runtimeType === BERTH_RUNTIME_TYPE ? [...own, ...onPath] : [...onPath, ...own];
   for (const dir of dirs) {
     const candidate = resolve(dir, name);
     if (isExecutable(candidate)) return candidate;
