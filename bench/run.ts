@@ -175,6 +175,22 @@ async function main(): Promise<void> {
   const images = await testImages();
   const targets: CriTarget[] = [];
   const cleanups: (() => Promise<void>)[] = [];
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      log("cleaning up");
+      for (const t of targets.reverse())
+        await t.close().catch((err: Error) => log(`cleanup of ${t.name}: ${err.message}`));
+      for (const f of cleanups) await f().catch(() => {});
+      await images.stop();
+    })());
+  // Ctrl-C mid-run: remove the pods, daemons and registry before leaving (measurements in flight may fail meanwhile).
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      log(`${sig}: stopping`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
   try {
     log("starting berthd");
     const berth = await startBerthd({ name: "berth", bridge: o.bridge, subnet: o.subnet });
@@ -265,11 +281,7 @@ async function main(): Promise<void> {
       log(`wrote ${o.svg}`);
     }
   } finally {
-    log("cleaning up");
-    for (const t of targets.reverse())
-      await t.close().catch((err: Error) => log(`cleanup of ${t.name}: ${err.message}`));
-    for (const f of cleanups) await f().catch(() => {});
-    await images.stop();
+    await cleanup();
   }
 }
 

@@ -23,6 +23,10 @@ export interface CriTarget {
   shimMarker?: string;
   /** pods this run created: removed by cleanup() */
   pods: Set<string>;
+  /** CRI calls of ours that create things, still running (close() waits for them) */
+  inflight: number;
+  /** set by close(): no new pods or containers */
+  closing: boolean;
   logDir: string;
   close(): Promise<void>;
 }
@@ -85,17 +89,20 @@ export async function startBerthd(o: BerthdOptions): Promise<CriTarget> {
     pid: d.pid,
     shimMarker: d.socket,
     pods: new Set(),
+    inflight: 0,
+    closing: false,
     logDir: join(dir, "logs"),
     async close() {
       await removeAllPods(t);
       await d.stop();
-      rmSync(dir, { recursive: true, force: true });
       // the bridge plugin creates the bridge and never deletes it
       try {
         execFileSync("ip", ["link", "del", o.bridge], { stdio: "ignore" });
       } catch {
         // never created
       }
+      // last: it fails (EBUSY) only if a pod's mounts survived, and then says where
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   return t;
@@ -114,6 +121,8 @@ export function connectCri(name: string, address: string, pid?: number): CriTarg
     pid,
     shimMarker: undefined,
     pods: new Set(),
+    inflight: 0,
+    closing: false,
     logDir,
     async close() {
       await removeAllPods(t);
@@ -124,8 +133,29 @@ export function connectCri(name: string, address: string, pid?: number): CriTarg
   return t;
 }
 
+/**
+ * Removes every pod this run made, also after an interrupted run: waits for our creating
+ * calls still in flight, then removes the pods we know of and those the endpoint lists
+ * under this run's name prefix (a RunPodSandbox may have finished after we stopped waiting).
+ */
 async function removeAllPods(t: CriTarget): Promise<void> {
-  for (const id of t.pods) await removePod(t, id).catch(() => {});
+  t.closing = true;
+  const deadline = Date.now() + 120_000;
+  while (t.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const listed = await t.rt.listPodSandbox({}).catch(() => ({ items: [] }));
+  for (const p of listed.items) if (p.metadata?.name.startsWith(`bench-${tag}-`)) t.pods.add(p.id);
+  for (const id of [...t.pods]) await removePod(t, id).catch(() => {});
+}
+
+/** Counts a creating call as in flight; refused once close() has begun. */
+async function creating<T>(t: CriTarget, fn: () => Promise<T>): Promise<T> {
+  if (t.closing) throw new Error(`${t.name} is closing`);
+  t.inflight++;
+  try {
+    return await fn();
+  } finally {
+    t.inflight--;
+  }
 }
 
 export async function removePod(t: CriTarget, id: string): Promise<void> {
@@ -142,7 +172,7 @@ export async function runPod(t: CriTarget, name: string): Promise<Pod> {
     logDirectory: join(t.logDir, n),
     linux: {},
   };
-  const r = await t.rt.runPodSandbox({ config, runtimeHandler: "" }, DEADLINE);
+  const r = await creating(t, () => t.rt.runPodSandbox({ config, runtimeHandler: "" }, DEADLINE));
   t.pods.add(r.podSandboxId);
   return { id: r.podSandboxId, config: config as Partial<PodSandboxConfig> };
 }
@@ -155,10 +185,12 @@ export async function createContainer(
   args: string[],
 ): Promise<string> {
   const config = { metadata: { name, attempt: 0 }, image: { image }, args, logPath: `${name}.log`, linux: {} };
-  const r = await t.rt.createContainer({ podSandboxId: pod.id, config, sandboxConfig: pod.config }, DEADLINE);
+  const r = await creating(t, () =>
+    t.rt.createContainer({ podSandboxId: pod.id, config, sandboxConfig: pod.config }, DEADLINE),
+  );
   return r.containerId;
 }
 
 export async function startContainer(t: CriTarget, id: string): Promise<void> {
-  await t.rt.startContainer({ containerId: id }, DEADLINE);
+  await creating(t, () => t.rt.startContainer({ containerId: id }, DEADLINE));
 }

@@ -186,6 +186,8 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       logger: log.child({ component: "runtime" }),
     });
     closers.push(() => shims.close());
+    // The OCI runtime commands the shim runs for a traced call come back as events: add them to the trace.
+    obs.followShimSpans(shims);
     const criContext: CriContext = {
       pods: new PodMetadata(db),
       containers: new ContainerMetadata(db),

@@ -137,7 +137,11 @@ export class ContentStore {
   private async doIngest(hex: string, expected: Expected, source: BlobSource, opts: IngestOptions): Promise<void> {
     const final = join(this.blobsDir, hex);
     const existing = await this.size(expected.digest);
-    if (existing === expected.size) return;
+    if (existing === expected.size) {
+      // A crash between the commit's rename and the ingest's removal leaves the ingest behind.
+      await rm(join(this.ingestDir, hex), { recursive: true, force: true });
+      return;
+    }
     if (existing !== undefined) {
       throw new SizeMismatchError(
         `stored blob ${expected.digest} is ${existing} bytes, descriptor says ${expected.size}`,

@@ -1,6 +1,7 @@
 // berthd's observability, built once by the composition root: the tracer, the metrics, and
 // the small wrappers that feed them from the CRI server, core services and the ttrpc client.
 
+import { TraceSpanEvent } from "../gen/berth/v1/berth.js";
 import { setCallObserver } from "../ttrpc/client.js";
 import { BerthMetrics, type MetricsSources } from "./metrics.js";
 import { codeNameOf, Tracer } from "./tracer.js";
@@ -13,6 +14,18 @@ export { codeNameOf, Tracer, type SpanRecord, type TraceRecord } from "./tracer.
 /** Shape of the CRI server's per-call hook (cri/handlers.ts CriCallObserver). */
 export interface CallObserver {
   run<T>(method: string, handler: () => Promise<T>): Promise<T>;
+}
+
+/** Request metadata that asks berth's shim to report its OCI runtime commands as spans (src/shim/trace.ts). */
+export const TRACE_ID_METADATA_KEY = "berth-trace-id";
+export const SPAN_ID_METADATA_KEY = "berth-span-id";
+/** Topic and message name of those reports, forwarded like any task event. */
+export const TRACE_SPAN_TOPIC = "/berth/trace/span";
+export const TRACE_SPAN_TYPE = "berth.v1.TraceSpanEvent";
+
+/** The part of the shim manager (runtime/) the tracer follows: its stream of shim events. */
+export interface ShimEventSource {
+  onEvent(fn: (ev: { type: string; topic: string; typeUrl?: string; value?: Buffer }) => void): () => void;
 }
 
 type AsyncMethod = (...args: never[]) => Promise<unknown>;
@@ -107,7 +120,12 @@ export class Observability {
   instrumentTtrpc(): void {
     this.uninstallTtrpc = setCallObserver((label, run) => {
       const started = process.hrtime.bigint();
-      return this.tracer.span(`ttrpc ${label}`, {}, run).then(
+      // Inside a trace, the shim is asked to report its runtime commands under this span.
+      const traced = () => {
+        const ids = this.tracer.currentIds();
+        return run(ids && { [TRACE_ID_METADATA_KEY]: ids.traceId, [SPAN_ID_METADATA_KEY]: ids.spanId });
+      };
+      return this.tracer.span(`ttrpc ${label}`, {}, traced).then(
         (v) => {
           this.metrics.shimCall(label, "OK", seconds(started));
           return v;
@@ -117,6 +135,32 @@ export class Observability {
           throw err;
         },
       );
+    });
+  }
+
+  /**
+   * Adds the spans shims report (`/berth/trace/span` events) to their traces. The runtime
+   * manager hands them on as events of a type it does not know; they are decoded here.
+   * Returns the function that stops following.
+   */
+  followShimSpans(source: ShimEventSource): () => void {
+    return source.onEvent((ev) => {
+      if (ev.type !== "unknown" || ev.topic !== TRACE_SPAN_TOPIC || !ev.value) return;
+      if ((ev.typeUrl ?? "").split("/").pop() !== TRACE_SPAN_TYPE) return;
+      let e: TraceSpanEvent;
+      try {
+        e = TraceSpanEvent.decode(ev.value);
+      } catch {
+        return; // a malformed report costs a span, nothing more
+      }
+      this.tracer.addRemoteSpan({
+        traceId: e.traceId,
+        parentSpanId: e.parentSpanId,
+        name: e.name,
+        startNs: e.startUnixNano,
+        durationNs: e.durationNano,
+        attributes: e.attributes,
+      });
     });
   }
 

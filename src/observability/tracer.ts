@@ -32,6 +32,16 @@ export interface TraceRecord {
 
 export type TraceExporter = (trace: TraceRecord) => void;
 
+/** A span measured in another process (the shim's OCI runtime command), reported after the fact. */
+export interface RemoteSpan {
+  traceId: string;
+  parentSpanId: string;
+  name: string;
+  startNs: bigint;
+  durationNs: bigint;
+  attributes: Record<string, string>;
+}
+
 interface Active {
   trace: TraceRecord;
   span: SpanRecord;
@@ -74,6 +84,8 @@ function nowNs(): bigint {
 export class Tracer {
   private readonly als = new AsyncLocalStorage<Active>();
   private readonly ring: TraceRecord[] = [];
+  /** Traces whose root span is still open, by id: remote spans may arrive before they finish. */
+  private readonly active = new Map<string, TraceRecord>();
   private readonly exporters: TraceExporter[] = [];
 
   constructor(private readonly capacity: number) {}
@@ -88,10 +100,47 @@ export class Tracer {
     return this.als.getStore()?.trace.traceId;
   }
 
+  /** The trace and span ids of the current span, if any (e.g. to send along to a shim). */
+  currentIds(): { traceId: string; spanId: string } | undefined {
+    const a = this.als.getStore();
+    return a ? { traceId: a.trace.traceId, spanId: a.span.spanId } : undefined;
+  }
+
   /** Runs `fn` as the root span of a new trace (one CRI call). */
   root<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
     const trace: TraceRecord = { traceId: randomBytes(16).toString("hex"), spans: [] };
+    this.active.set(trace.traceId, trace);
     return this.run(trace, "", name, attributes, fn, () => this.finish(trace));
+  }
+
+  /**
+   * Appends a span measured elsewhere under its parent, in the trace that is still running or
+   * already sits in the ring buffer. Spans of unknown (or evicted) traces or parents are dropped:
+   * returns whether it was kept. A span added to a finished trace goes to the exporters alone.
+   */
+  addRemoteSpan(r: RemoteSpan): boolean {
+    const running = this.active.get(r.traceId);
+    const trace = running ?? this.ring.findLast((t) => t.traceId === r.traceId);
+    if (!trace) return false;
+    const parentAt = trace.spans.findIndex((sp) => sp.spanId === r.parentSpanId);
+    if (parentAt < 0) return false;
+    const { error, ...attributes } = r.attributes;
+    const span: SpanRecord = {
+      spanId: randomBytes(8).toString("hex"),
+      parentSpanId: r.parentSpanId,
+      name: r.name,
+      startNs: r.startNs,
+      durationNs: r.durationNs,
+      status: error ? "UNKNOWN" : "OK",
+      error: error ?? "",
+      attributes,
+    };
+    // Keep start order, but never ahead of the parent (the two clocks may differ slightly).
+    let at = trace.spans.length;
+    while (at > parentAt + 1 && trace.spans[at - 1]!.startNs > span.startNs) at--;
+    trace.spans.splice(at, 0, span);
+    if (!running) for (const e of this.exporters) e({ traceId: trace.traceId, spans: [span] });
+    return true;
   }
 
   /** Runs `fn` as a child span of the current one; outside a trace it just runs `fn`. */
@@ -144,6 +193,7 @@ export class Tracer {
   }
 
   private finish(trace: TraceRecord): void {
+    this.active.delete(trace.traceId);
     this.ring.push(trace);
     if (this.ring.length > this.capacity) this.ring.splice(0, this.ring.length - this.capacity);
     for (const e of this.exporters) e(trace);

@@ -7,6 +7,7 @@ import { mkdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 import { trackChild } from "./reaper.js";
+import { traceRuntime } from "./trace.js";
 import { FailedPreconditionError, InternalError, NotFoundError } from "../util/errors.js";
 
 export interface RuntimeConfig {
@@ -147,7 +148,12 @@ export class OciRuntime {
   }
 
   /** Runs one command; a failure becomes a typed error with the runtime's own message. */
-  async run(args: string[], stdin?: Buffer): Promise<Buffer> {
+  run(args: string[], stdin?: Buffer): Promise<Buffer> {
+    // inside a call berthd traces, the command becomes a span of that trace ("runc start")
+    return traceRuntime(`${this.kind} ${args[0] ?? ""}`, { "runtime.args": args.join(" ") }, () => this.runCommand(args, stdin));
+  }
+
+  private async runCommand(args: string[], stdin?: Buffer): Promise<Buffer> {
     // the state dir may be gone (containerd's `delete` cleaned it): the runtime needs the log's dir
     await mkdir(dirname(this.logFile), { recursive: true, mode: 0o700 });
     const logFile = `${this.logFile}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;

@@ -13,6 +13,7 @@ import { monitorPath } from "./paths.js";
 import { probe } from "./probe.js";
 import { startReaper } from "./reaper.js";
 import { TaskService } from "./service.js";
+import { publishingSink, setSpanSink, withTraceContext } from "./trace.js";
 
 export function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} berth-shim[${process.pid}] ${msg}\n`);
@@ -60,7 +61,9 @@ export async function serve(flags: ShimFlags): Promise<void> {
     log,
     onEmpty: () => void exit("shutdown with no tasks left"),
   });
-  server.register(TaskDefinition, service);
+  // Runtime commands run for a call berthd traces are published back to it as spans.
+  setSpanSink(publishingSink((ns, topic, type, codec, ev) => publisher.publish(ns || flags.namespace, topic, type, codec, ev), log));
+  server.register(TaskDefinition, withTraceContext(service));
 
   // Listen on a private name, then claim the group's name with link(2), which fails if
   // it exists: of two shims racing for a group exactly one wins, atomically.

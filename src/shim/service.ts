@@ -61,6 +61,7 @@ import { processStateDir } from "./paths.js";
 import { Proc, loadRecord, toTimestamp, type ProcessRecord } from "./process.js";
 import { OciRuntime, lastRuntimeError, runtimeError, runtimeLogPath, type RuntimeConfig } from "./runtime.js";
 import { cgroupPathsOf, collectMetrics, metricsAny } from "./stats.js";
+import { traceRuntime } from "./trace.js";
 
 export const SHIM_VERSION = "berth-shim 0.1.0";
 const OPTIONS_TYPES = new Set(["containerd.runc.v1.Options", "type.googleapis.com/containerd.runc.v1.Options"]);
@@ -220,22 +221,27 @@ export class TaskService {
   /** Spawns a monitor that runs argv and waits for the process to exist. */
   private async spawnProcess(task: Task, proc: Proc, argv: string[], logFile: string): Promise<number> {
     const r = proc.record;
-    const monitor = Monitor.spawn(this.cfg.monitorBin, {
-      stateDir: proc.stateDir,
-      argv,
-      consoleSocket: r.terminal ? join(proc.stateDir, "console.sock") : undefined,
-      ...(await this.stdio(r)),
-      watchOom: !proc.execId && task.runtime.kind !== "runsc",
-      logFd: this.cfg.logFd,
+    const stdio = await this.stdio(r);
+    const sub = argv.includes("exec") ? "exec" : argv.includes("restore") ? "restore" : "create";
+    // The monitor runs the command; it is done when the monitor reports the pid (or a failure).
+    return traceRuntime(`${task.runtime.kind} ${sub}`, { "container.id": task.id, "runtime.via": "berth-monitor" }, async () => {
+      const monitor = Monitor.spawn(this.cfg.monitorBin, {
+        stateDir: proc.stateDir,
+        argv,
+        consoleSocket: r.terminal ? join(proc.stateDir, "console.sock") : undefined,
+        ...stdio,
+        watchOom: !proc.execId && task.runtime.kind !== "runsc",
+        logFd: this.cfg.logFd,
+      });
+      this.watch(task, proc, monitor);
+      try {
+        return await monitor.ready();
+      } catch {
+        const msg = (await lastRuntimeError(logFile)) || `${task.runtime.kind} failed`;
+        monitor.close();
+        throw runtimeError(`${task.runtime.kind} ${sub === "exec" ? "exec" : "create"}`, msg);
+      }
     });
-    this.watch(task, proc, monitor);
-    try {
-      return await monitor.ready();
-    } catch {
-      const msg = (await lastRuntimeError(logFile)) || `${task.runtime.kind} failed`;
-      monitor.close();
-      throw runtimeError(`${task.runtime.kind} ${argv.includes("exec") ? "exec" : "create"}`, msg);
-    }
   }
 
   // ---- Task service --------------------------------------------------------------------

@@ -58,8 +58,11 @@ interface PendingCall {
 
 const MAX_STREAM_ID = 0xffffffff;
 
-/** Wraps every unary call of this process, e.g. to trace berthd's calls to its shims. */
-export type CallObserver = (label: string, run: () => Promise<Buffer>) => Promise<Buffer>;
+/**
+ * Wraps every unary call of this process, e.g. to trace berthd's calls to its shims. `run` may
+ * be given extra request metadata (e.g. trace ids), sent alongside the caller's own.
+ */
+export type CallObserver = (label: string, run: (extraMetadata?: Record<string, string>) => Promise<Buffer>) => Promise<Buffer>;
 let callObserver: CallObserver | undefined;
 
 /** Installs the process-wide unary call observer; returns a function that removes it. */
@@ -68,6 +71,13 @@ export function setCallObserver(fn: CallObserver): () => void {
   return () => {
     if (callObserver === fn) callObserver = undefined;
   };
+}
+
+/** The caller's metadata plus `extra` (the caller's own keys win). */
+function withMetadata(md: MetadataInit | undefined, extra: Record<string, string>): MetadataInit {
+  const out = new Map<string, string | string[]>(Object.entries(extra));
+  if (md) for (const [k, v] of md instanceof Map ? md.entries() : Object.entries(md)) out.set(k.toLowerCase(), v);
+  return out;
 }
 
 /** Events: 'close' (err: Error | undefined), once, when the connection is gone. */
@@ -179,7 +189,11 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
   /** A unary call with an encoded request; resolves with the encoded response. */
   call(service: string, method: string, payload: Uint8Array, opts: CallOptions = {}): Promise<Buffer> {
     const observer = callObserver;
-    if (observer) return observer(`${service}/${method}`, () => this.unary(service, method, payload, opts));
+    if (observer) {
+      return observer(`${service}/${method}`, (extra) =>
+        this.unary(service, method, payload, extra ? { ...opts, metadata: withMetadata(opts.metadata, extra) } : opts),
+      );
+    }
     return this.unary(service, method, payload, opts);
   }
 

@@ -159,6 +159,26 @@ export interface ListTracesResponse {
   traces: Trace[];
 }
 
+/**
+ * Published by berth's shim (topic "/berth/trace/span", through containerd's Events/Forward)
+ * when a Task call carried berth-trace-id / berth-span-id request metadata: one OCI runtime
+ * command (e.g. "runc create") that berthd attaches to its trace under parent_span_id.
+ */
+export interface TraceSpanEvent {
+  traceId: string;
+  parentSpanId: string;
+  /** "<runtime binary> <subcommand>", e.g. "runc create". */
+  name: string;
+  startUnixNano: bigint;
+  durationNano: bigint;
+  attributes: { [key: string]: string };
+}
+
+export interface TraceSpanEvent_AttributesEntry {
+  key: string;
+  value: string;
+}
+
 function createBasePullImageRequest(): PullImageRequest {
   return { image: "", username: "", password: "", auth: "", platform: "" };
 }
@@ -2140,6 +2160,296 @@ export const ListTracesResponse: MessageFns<ListTracesResponse> = {
   fromPartial(object: DeepPartial<ListTracesResponse>): ListTracesResponse {
     const message = createBaseListTracesResponse();
     message.traces = object.traces?.map((e) => Trace.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTraceSpanEvent(): TraceSpanEvent {
+  return { traceId: "", parentSpanId: "", name: "", startUnixNano: 0n, durationNano: 0n, attributes: {} };
+}
+
+export const TraceSpanEvent: MessageFns<TraceSpanEvent> = {
+  encode(message: TraceSpanEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.traceId !== "") {
+      writer.uint32(10).string(message.traceId);
+    }
+    if (message.parentSpanId !== "") {
+      writer.uint32(18).string(message.parentSpanId);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.startUnixNano !== 0n) {
+      if (BigInt.asIntN(64, message.startUnixNano) !== message.startUnixNano) {
+        throw new globalThis.Error("value provided for field message.startUnixNano of type int64 too large");
+      }
+      writer.uint32(32).int64(message.startUnixNano);
+    }
+    if (message.durationNano !== 0n) {
+      if (BigInt.asIntN(64, message.durationNano) !== message.durationNano) {
+        throw new globalThis.Error("value provided for field message.durationNano of type int64 too large");
+      }
+      writer.uint32(40).int64(message.durationNano);
+    }
+    globalThis.Object.entries(message.attributes).forEach(([key, value]: [string, string]) => {
+      TraceSpanEvent_AttributesEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TraceSpanEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTraceSpanEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.parentSpanId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startUnixNano = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.durationNano = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = TraceSpanEvent_AttributesEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.attributes[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TraceSpanEvent {
+    return {
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      parentSpanId: isSet(object.parentSpanId)
+        ? globalThis.String(object.parentSpanId)
+        : isSet(object.parent_span_id)
+        ? globalThis.String(object.parent_span_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      startUnixNano: isSet(object.startUnixNano)
+        ? BigInt(object.startUnixNano)
+        : isSet(object.start_unix_nano)
+        ? BigInt(object.start_unix_nano)
+        : 0n,
+      durationNano: isSet(object.durationNano)
+        ? BigInt(object.durationNano)
+        : isSet(object.duration_nano)
+        ? BigInt(object.duration_nano)
+        : 0n,
+      attributes: isObject(object.attributes)
+        ? (globalThis.Object.entries(object.attributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: TraceSpanEvent): unknown {
+    const obj: any = {};
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.parentSpanId !== "") {
+      obj.parentSpanId = message.parentSpanId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.startUnixNano !== 0n) {
+      obj.startUnixNano = message.startUnixNano.toString();
+    }
+    if (message.durationNano !== 0n) {
+      obj.durationNano = message.durationNano.toString();
+    }
+    if (message.attributes) {
+      const entries = globalThis.Object.entries(message.attributes) as [string, string][];
+      if (entries.length > 0) {
+        obj.attributes = {};
+        entries.forEach(([k, v]) => {
+          obj.attributes[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TraceSpanEvent>): TraceSpanEvent {
+    return TraceSpanEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TraceSpanEvent>): TraceSpanEvent {
+    const message = createBaseTraceSpanEvent();
+    message.traceId = object.traceId ?? "";
+    message.parentSpanId = object.parentSpanId ?? "";
+    message.name = object.name ?? "";
+    message.startUnixNano = (object.startUnixNano !== undefined && object.startUnixNano !== null)
+      ? BigInt(object.startUnixNano)
+      : 0n;
+    message.durationNano = (object.durationNano !== undefined && object.durationNano !== null)
+      ? BigInt(object.durationNano)
+      : 0n;
+    message.attributes = (globalThis.Object.entries(object.attributes ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTraceSpanEvent_AttributesEntry(): TraceSpanEvent_AttributesEntry {
+  return { key: "", value: "" };
+}
+
+export const TraceSpanEvent_AttributesEntry: MessageFns<TraceSpanEvent_AttributesEntry> = {
+  encode(message: TraceSpanEvent_AttributesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TraceSpanEvent_AttributesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTraceSpanEvent_AttributesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TraceSpanEvent_AttributesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: TraceSpanEvent_AttributesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TraceSpanEvent_AttributesEntry>): TraceSpanEvent_AttributesEntry {
+    return TraceSpanEvent_AttributesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TraceSpanEvent_AttributesEntry>): TraceSpanEvent_AttributesEntry {
+    const message = createBaseTraceSpanEvent_AttributesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
