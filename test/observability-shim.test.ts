@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { join } from "node:path";
 import { TraceSpanEvent } from "../src/gen/berth/v1/berth.js";
+import { Tracer, type TraceRecord } from "../src/observability/tracer.js";
 import { makeBundle } from "./helpers/bundle.js";
 import { berth } from "./helpers/cli.js";
 import { startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
@@ -45,10 +46,12 @@ function createReq(id: string) {
 }
 
 function spanEvents(): TraceSpanEvent[] {
-  return h.events.filter((e) => e.topic === TOPIC).map((e) => {
-    assert.equal(e.event?.typeUrl, "berth.v1.TraceSpanEvent");
-    return TraceSpanEvent.decode(e.event.value);
-  });
+  return h.events
+    .filter((e) => e.topic === TOPIC)
+    .map((e) => {
+      assert.equal(e.event?.typeUrl, "berth.v1.TraceSpanEvent");
+      return TraceSpanEvent.decode(e.event.value);
+    });
 }
 
 test("the shim reports runtime commands only for calls that carry berth's trace metadata", async () => {
@@ -68,7 +71,9 @@ test("the shim reports runtime commands only for calls that carry berth's trace 
 
   // As berthd calls it inside a traced CRI call.
   const traceId = "0123456789abcdef0123456789abcdef";
-  const traced = (spanId: string) => ({ metadata: { ...h.md.metadata, "berth-trace-id": traceId, "berth-span-id": spanId } });
+  const traced = (spanId: string) => ({
+    metadata: { ...h.md.metadata, "berth-trace-id": traceId, "berth-span-id": spanId },
+  });
   const before = BigInt(Date.now()) * 1_000_000n;
   await task.create(createReq("traced"), traced("00000000000000c1"));
   await task.start({ id: "traced", execId: "" }, traced("00000000000000c2"));
@@ -133,4 +138,43 @@ test("berth trace nests the shim's `runc create` under the ttrpc Create call of 
     return l.length - l.trimStart().length;
   };
   assert.ok(indent("runc create") > indent("ttrpc containerd.task.v2.Task/Create"), r.stdout);
+});
+
+test("a reported span joins its trace even after it finished; unknown or evicted traces drop it", async () => {
+  const tracer = new Tracer(1);
+  const exported: TraceRecord[] = [];
+  tracer.addExporter((t) => exported.push(structuredClone(t)));
+  let ids: { traceId: string; spanId: string } | undefined;
+  await tracer.root("cri", {}, () => tracer.span("ttrpc Create", {}, async () => (ids = tracer.currentIds())));
+  assert.ok(ids);
+  const report = (traceId: string, parentSpanId: string) =>
+    tracer.addRemoteSpan({
+      traceId,
+      parentSpanId,
+      name: "runc create",
+      startNs: 1n,
+      durationNs: 5n,
+      attributes: { error: "boom" },
+    });
+  assert.equal(report(ids.traceId, ids.spanId), true);
+  const [t] = tracer.find(ids.traceId);
+  assert.deepEqual(
+    t.spans.map((s) => [s.name, s.parentSpanId === "" ? "" : t.spans.find((p) => p.spanId === s.parentSpanId)?.name]),
+    [
+      ["cri", ""],
+      ["ttrpc Create", "cri"],
+      ["runc create", "ttrpc Create"],
+    ],
+  );
+  assert.equal(t.spans[2].status, "UNKNOWN");
+  assert.equal(t.spans[2].error, "boom");
+  // the finished trace was exported already: the late span goes out on its own
+  assert.deepEqual(
+    exported.map((e) => e.spans.map((s) => s.name)),
+    [["cri", "ttrpc Create"], ["runc create"]],
+  );
+  assert.equal(report(ids.traceId, "ffffffffffffffff"), false, "unknown parent");
+  assert.equal(report("f".repeat(32), ids.spanId), false, "unknown trace");
+  await tracer.root("next", {}, async () => undefined); // evicts the first trace (capacity 1)
+  assert.equal(report(ids.traceId, ids.spanId), false, "evicted trace");
 });

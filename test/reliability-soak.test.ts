@@ -9,7 +9,7 @@ import { startCriEnv, testImages, type CriEnv } from "./helpers/cri.js";
 import { leaks, processesNaming } from "./helpers/leaks.js";
 
 const LONG = process.env.BERTH_LONG === "1";
-const CYCLES = Number(process.env.BERTH_SOAK_CYCLES ?? (LONG ? 3000 : 150));
+const CYCLES = Number(process.env.BERTH_SOAK_CYCLES ?? (LONG ? 3000 : 200));
 const CONCURRENCY = 8;
 
 let env: CriEnv;

@@ -76,7 +76,11 @@ const originNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
  * Runs `fn` (one OCI runtime command) and, inside a traced call, reports it as a span named
  * `name` ("runc create"). Failures are reported too (attribute "error"), then rethrown.
  */
-export async function traceRuntime<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+export async function traceRuntime<T>(
+  name: string,
+  attributes: Record<string, string>,
+  fn: () => Promise<T>,
+): Promise<T> {
   const tc = als.getStore();
   const to = sink;
   if (!tc || !to) return fn();
@@ -84,7 +88,12 @@ export async function traceRuntime<T>(name: string, attributes: Record<string, s
   const report = (extra: Record<string, string>) => {
     const ended = process.hrtime.bigint();
     try {
-      to(tc, { name, startUnixNano: originNs + started, durationNano: ended - started, attributes: { ...attributes, ...extra } });
+      to(tc, {
+        name,
+        startUnixNano: originNs + started,
+        durationNano: ended - started,
+        attributes: { ...attributes, ...extra },
+      });
     } catch {
       // tracing never fails the command it observes
     }
