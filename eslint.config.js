@@ -5,7 +5,18 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 import globals from "globals";
 
-const daemonSide = ["cri", "daemon", "images", "snapshots", "metadata", "network", "oci", "runtime", "streaming", "cli"];
+const daemonSide = [
+  "cri",
+  "daemon",
+  "images",
+  "snapshots",
+  "metadata",
+  "network",
+  "oci",
+  "runtime",
+  "streaming",
+  "cli",
+];
 
 /** A pattern forbidding relative imports of the given src/ folders. */
 function forbid(folders, why) {
@@ -46,16 +57,29 @@ export default tseslint.config(
     rules: {
       "no-restricted-imports": [
         "error",
-        forbid(["shim", "ttrpc", "daemon", "cli"], "The CRI layer talks to shims only through runtime/ (DESIGN.md principle 1)."),
+        forbid(
+          ["shim", "ttrpc", "daemon", "cli"],
+          "The CRI layer talks to shims only through runtime/ (DESIGN.md principle 1).",
+        ),
       ],
     },
   },
   {
-    files: ["src/runtime/**/*.ts", "src/images/**/*.ts", "src/snapshots/**/*.ts", "src/metadata/**/*.ts", "src/network/**/*.ts", "src/oci/**/*.ts"],
+    files: [
+      "src/runtime/**/*.ts",
+      "src/images/**/*.ts",
+      "src/snapshots/**/*.ts",
+      "src/metadata/**/*.ts",
+      "src/network/**/*.ts",
+      "src/oci/**/*.ts",
+    ],
     rules: {
       "no-restricted-imports": [
         "error",
-        forbid(["cri", "daemon", "cli", "shim", "streaming"], "Core services never reach up to the CRI layer or the daemon, nor into the shim (DESIGN.md principle 1)."),
+        forbid(
+          ["cri", "daemon", "cli", "shim", "streaming"],
+          "Core services never reach up to the CRI layer or the daemon, nor into the shim (DESIGN.md principle 1).",
+        ),
       ],
     },
   },
@@ -64,7 +88,10 @@ export default tseslint.config(
     rules: {
       "no-restricted-imports": [
         "error",
-        forbid([...daemonSide, "shim"], "ttrpc, sys and util are leaf libraries shared by daemon and shim; they import neither."),
+        forbid(
+          [...daemonSide, "shim"],
+          "ttrpc, sys and util are leaf libraries shared by daemon and shim; they import neither.",
+        ),
       ],
     },
   },
@@ -73,7 +100,10 @@ export default tseslint.config(
     rules: {
       "no-restricted-imports": [
         "error",
-        forbid(["shim", "runtime", "cri", "daemon", "images", "snapshots", "metadata", "network"], "The CLI is a client of berthd's socket only."),
+        forbid(
+          ["shim", "runtime", "cri", "daemon", "images", "snapshots", "metadata", "network"],
+          "The CLI is a client of berthd's socket only.",
+        ),
       ],
     },
   },

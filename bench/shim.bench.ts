@@ -33,7 +33,8 @@ const flavors: Flavor[] = [
   {
     name: "runc-v2",
     bin: "containerd-shim-runc-v2",
-    match: (cmd, root) => cmd.startsWith("containerd-shim-runc-v2") || (cmd.includes("containerd-shim-runc-v2") && cmd.includes(root)),
+    match: (cmd, root) =>
+      cmd.startsWith("containerd-shim-runc-v2") || (cmd.includes("containerd-shim-runc-v2") && cmd.includes(root)),
   },
 ];
 
@@ -91,13 +92,21 @@ async function run(f: Flavor, pods: number): Promise<Result> {
       for (let c = 0; c < 2; c++) {
         const id = `pod${p}-c${c}`;
         const dir = join(root, id);
-        makeBundle(dir, { args: ["sleep", "100000"], annotations: { "io.kubernetes.cri.sandbox-id": `pod${p}` }, cgroupsPath: `/berth-bench/${f.name}-${id}` });
+        makeBundle(dir, {
+          args: ["sleep", "100000"],
+          annotations: { "io.kubernetes.cri.sandbox-id": `pod${p}` },
+          cgroupsPath: `/berth-bench/${f.name}-${id}`,
+        });
         // containerd opens the shim log fifo before `start`; do the same (non-blocking, and
         // never read: a blocking fifo open would sit in libuv's threadpool until a writer came)
         execFileSync("mkfifo", [join(dir, "log")]);
         logReaders.push(openSync(join(dir, "log"), constants.O_RDONLY | constants.O_NONBLOCK));
         const t0 = performance.now();
-        const s = spawnSync(f.bin, ["-namespace", ns, "-address", address, "-publish-binary", "/usr/bin/containerd", "-id", id, "start"], { cwd: dir, env, encoding: "utf8" });
+        const s = spawnSync(
+          f.bin,
+          ["-namespace", ns, "-address", address, "-publish-binary", "/usr/bin/containerd", "-id", id, "start"],
+          { cwd: dir, env, encoding: "utf8" },
+        );
         const ms = performance.now() - t0;
         if (s.status !== 0) throw new Error(`${f.name} start: ${s.stderr}`);
         let addr = s.stdout.trim();
@@ -110,7 +119,18 @@ async function run(f: Flavor, pods: number): Promise<Result> {
         }
         const { task } = clients.get(addr)!;
         await task.create(
-          { id, bundle: dir, rootfs: [], terminal: false, stdin: "", stdout: "", stderr: "", checkpoint: "", parentCheckpoint: "", options },
+          {
+            id,
+            bundle: dir,
+            rootfs: [],
+            terminal: false,
+            stdin: "",
+            stdout: "",
+            stderr: "",
+            checkpoint: "",
+            parentCheckpoint: "",
+            options,
+          },
           md,
         );
         await task.start({ id, execId: "" }, md);
@@ -145,7 +165,9 @@ async function run(f: Flavor, pods: number): Promise<Result> {
       }
     }
     for (const fd of logReaders) closeSync(fd);
-    for (const id of spawnSync("runc", ["--root", join(root, "runc"), "list", "-q"], { encoding: "utf8" }).stdout?.split("\n").filter(Boolean) ?? []) {
+    for (const id of spawnSync("runc", ["--root", join(root, "runc"), "list", "-q"], { encoding: "utf8" })
+      .stdout?.split("\n")
+      .filter(Boolean) ?? []) {
       spawnSync("runc", ["--root", join(root, "runc"), "delete", "-f", id]);
     }
     rmSync(root, { recursive: true, force: true });
@@ -158,12 +180,17 @@ const avg = (xs: number[]) => (xs.length ? (xs.reduce((a, b) => a + b, 0) / xs.l
 
 async function main(): Promise<void> {
   ensureMonitor();
-  const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
+  const counts = process.argv
+    .slice(2)
+    .map(Number)
+    .filter((n) => n > 0);
   const podCounts = counts.length ? counts : [1, 5, 20];
   const rows: Result[] = [];
   for (const pods of podCounts) for (const f of flavors) rows.push(await run(f, pods));
   console.log("shim memory per pod (2 containers each), PSS/RSS from /proc/PID/smaps_rollup, MiB");
-  console.log("pods | shim        | procs | PSS total | PSS/pod | RSS total | RSS/pod | start new shim ms | start existing ms");
+  console.log(
+    "pods | shim        | procs | PSS total | PSS/pod | RSS total | RSS/pod | start new shim ms | start existing ms",
+  );
   for (const r of rows) {
     console.log(
       [

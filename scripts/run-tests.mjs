@@ -10,7 +10,8 @@ const root = new URL("..", import.meta.url).pathname;
 // does not hide everyone's results, but the run then fails.
 const build = spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });
 const typeErrors = build.status !== 0;
-if (typeErrors) console.error("run-tests: tsc reported type errors (see above); running the tests anyway, the run will fail");
+if (typeErrors)
+  console.error("run-tests: tsc reported type errors (see above); running the tests anyway, the run will fail");
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {

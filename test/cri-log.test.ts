@@ -7,7 +7,10 @@ import { CriLineSplitter, CriLogFile, rfc3339Nano, type LogStream } from "../src
 
 function collect() {
   const records: { stream: LogStream; tag: string; msg: string }[] = [];
-  return { records, sink: { write: (stream: LogStream, tag: "P" | "F", m: Buffer) => records.push({ stream, tag, msg: m.toString() }) } };
+  return {
+    records,
+    sink: { write: (stream: LogStream, tag: "P" | "F", m: Buffer) => records.push({ stream, tag, msg: m.toString() }) },
+  };
 }
 
 test("timestamps are RFC3339Nano with trailing zeros trimmed", () => {
@@ -70,7 +73,10 @@ test("log file records keep order and survive a rotation by reopen", () => {
     const after = readFileSync(path, "utf8");
     assert.match(before, /^2023-11-14T22:13:20\.000001Z stdout F one\n$/);
     assert.deepEqual(
-      after.trim().split("\n").map((l) => l.split(" ").slice(1).join(" ")),
+      after
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ").slice(1).join(" ")),
       ["stdout F two", "stdout F three"],
     );
   } finally {

@@ -7,7 +7,12 @@ import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { ContainerEventType, ContainerState, PodSandboxState, type ContainerEventResponse } from "../src/gen/cri/runtime/v1/api.js";
+import {
+  ContainerEventType,
+  ContainerState,
+  PodSandboxState,
+  type ContainerEventResponse,
+} from "../src/gen/cri/runtime/v1/api.js";
 import { sleep, startCriEnv, until, type CriEnv } from "./helpers/cri.js";
 
 let env: CriEnv;
@@ -32,11 +37,20 @@ describe("pod and container lifecycle", () => {
     const pod = await env.runPod("life", { labels: { app: "life", tier: "test" } });
     const other = await env.runPod("life-other", { labels: { app: "other" } });
     const byLabel = await env.d.rt.listPodSandbox({ filter: { labelSelector: { app: "life" } } });
-    assert.deepEqual(byLabel.items.map((p) => p.id), [pod.id]);
-    assert.deepEqual((await env.d.rt.listPodSandbox({ filter: { id: other.id.slice(0, 10) } })).items.map((p) => p.id), [other.id]);
+    assert.deepEqual(
+      byLabel.items.map((p) => p.id),
+      [pod.id],
+    );
+    assert.deepEqual(
+      (await env.d.rt.listPodSandbox({ filter: { id: other.id.slice(0, 10) } })).items.map((p) => p.id),
+      [other.id],
+    );
     await env.d.rt.stopPodSandbox({ podSandboxId: other.id });
     const notReady = await env.d.rt.listPodSandbox({ filter: { state: { state: PodSandboxState.SANDBOX_NOTREADY } } });
-    assert.deepEqual(notReady.items.map((p) => p.id), [other.id]);
+    assert.deepEqual(
+      notReady.items.map((p) => p.id),
+      [other.id],
+    );
     await env.d.rt.removePodSandbox({ podSandboxId: other.id });
     const st = await env.d.rt.podSandboxStatus({ podSandboxId: pod.id, verbose: true });
     assert.equal(st.status?.state, PodSandboxState.SANDBOX_READY);
@@ -49,7 +63,11 @@ describe("pod and container lifecycle", () => {
     assert.equal(short.status?.id, pod.id);
 
     const cid = await env.runContainer(pod, "echo", ["sh", "-c", "echo out; echo err >&2; exit 3"]);
-    await until(async () => (await env.d.rt.containerStatus({ containerId: cid })).status?.state === ContainerState.CONTAINER_EXITED, "container exit");
+    await until(
+      async () =>
+        (await env.d.rt.containerStatus({ containerId: cid })).status?.state === ContainerState.CONTAINER_EXITED,
+      "container exit",
+    );
     const cs = (await env.d.rt.containerStatus({ containerId: cid })).status!;
     assert.equal(cs.exitCode, 3);
     assert.equal(cs.reason, "Error");
@@ -60,7 +78,10 @@ describe("pod and container lifecycle", () => {
     assert.match(log, /^\S+ stderr F err$/m);
 
     const list = await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } });
-    assert.deepEqual(list.containers.map((c) => c.id), [cid]);
+    assert.deepEqual(
+      list.containers.map((c) => c.id),
+      [cid],
+    );
 
     await env.d.rt.stopPodSandbox({ podSandboxId: pod.id });
     await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }); // idempotent
@@ -74,11 +95,23 @@ describe("pod and container lifecycle", () => {
 
   test("a running container is stopped with the image's stop signal, exec works in it, and it is removed", async () => {
     const pod = await env.runPod("runner");
-    const cid = await env.runContainer(pod, "trapper", ["sh", "-c", 'trap "echo got USR1; exit 5" USR1; echo ready; while true; do sleep 0.2; done'], {
-      image: { image: env.images.busyboxUser },
+    const cid = await env.runContainer(
+      pod,
+      "trapper",
+      ["sh", "-c", 'trap "echo got USR1; exit 5" USR1; echo ready; while true; do sleep 0.2; done'],
+      {
+        image: { image: env.images.busyboxUser },
+      },
+    );
+    assert.equal(
+      (await env.d.rt.containerStatus({ containerId: cid })).status?.state,
+      ContainerState.CONTAINER_RUNNING,
+    );
+    const r = await env.d.rt.execSync({
+      containerId: cid,
+      cmd: ["sh", "-c", "echo hi; echo oops >&2; exit 7"],
+      timeout: 10n,
     });
-    assert.equal((await env.d.rt.containerStatus({ containerId: cid })).status?.state, ContainerState.CONTAINER_RUNNING);
-    const r = await env.d.rt.execSync({ containerId: cid, cmd: ["sh", "-c", "echo hi; echo oops >&2; exit 7"], timeout: 10n });
     assert.equal(r.stdout.toString(), "hi\n");
     assert.equal(r.stderr.toString(), "oops\n");
     assert.equal(r.exitCode, 7);
@@ -138,7 +171,11 @@ describe("pod networking and pod files", () => {
     assert.notEqual(ipA, ipB);
     const body = await until(async () => {
       // busybox-static's wget crashes (static glibc resolver); nc speaks HTTP just as well.
-      const r = await env.d.rt.execSync({ containerId: client, cmd: ["sh", "-c", `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${ipA} 80`], timeout: 10n });
+      const r = await env.d.rt.execSync({
+        containerId: client,
+        cmd: ["sh", "-c", `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${ipA} 80`],
+        timeout: 10n,
+      });
       const text = r.stdout.toString();
       return r.exitCode === 0 && text.includes("\r\n\r\n") ? text.slice(text.indexOf("\r\n\r\n") + 4) : undefined;
     }, "pod-to-pod HTTP");
@@ -151,7 +188,10 @@ describe("pod networking and pod files", () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     const pod = await env.runPod("hostport", { portMappings: [{ protocol: 0, containerPort: 80, hostPort: port }] });
     await env.runContainer(pod, "web", ["httpd", "-f", "-p", "80", "-h", "/www"]);
-    const body = await until(() => httpGet(`http://${hostIp()}:${port}/index.html`).catch(() => undefined), "hostPort HTTP");
+    const body = await until(
+      () => httpGet(`http://${hostIp()}:${port}/index.html`).catch(() => undefined),
+      "hostPort HTTP",
+    );
     assert.equal(body, "hello from berth\n");
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
     // the port mapping is gone with the pod
@@ -161,15 +201,26 @@ describe("pod networking and pod files", () => {
   test("DNS config and hostname appear inside the container", async () => {
     const pod = await env.runPod("dns", {
       hostname: "dns-host",
-      dnsConfig: { servers: ["10.234.0.53"], searches: ["berth.test", "svc.berth.test"], options: ["ndots:3", "timeout:1"] },
+      dnsConfig: {
+        servers: ["10.234.0.53"],
+        searches: ["berth.test", "svc.berth.test"],
+        options: ["ndots:3", "timeout:1"],
+      },
     });
     const cid = await env.runContainer(pod, "c", ["sleep", "1000"]);
-    const resolv = (await env.d.rt.execSync({ containerId: cid, cmd: ["cat", "/etc/resolv.conf"], timeout: 10n })).stdout.toString();
+    const resolv = (
+      await env.d.rt.execSync({ containerId: cid, cmd: ["cat", "/etc/resolv.conf"], timeout: 10n })
+    ).stdout.toString();
     assert.match(resolv, /^nameserver 10\.234\.0\.53$/m);
     assert.match(resolv, /^search berth\.test svc\.berth\.test$/m);
     assert.match(resolv, /^options ndots:3 timeout:1$/m);
-    assert.equal((await env.d.rt.execSync({ containerId: cid, cmd: ["hostname"], timeout: 10n })).stdout.toString(), "dns-host\n");
-    const hosts = (await env.d.rt.execSync({ containerId: cid, cmd: ["cat", "/etc/hosts"], timeout: 10n })).stdout.toString();
+    assert.equal(
+      (await env.d.rt.execSync({ containerId: cid, cmd: ["hostname"], timeout: 10n })).stdout.toString(),
+      "dns-host\n",
+    );
+    const hosts = (
+      await env.d.rt.execSync({ containerId: cid, cmd: ["cat", "/etc/hosts"], timeout: 10n })
+    ).stdout.toString();
     const ip = (await env.d.rt.podSandboxStatus({ podSandboxId: pod.id })).status!.network!.ip;
     assert.match(hosts, new RegExp(`^${ip.replace(/\./g, "\\.")}\\tdns-host$`, "m"));
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
@@ -178,13 +229,17 @@ describe("pod networking and pod files", () => {
 
 describe("namespace options", () => {
   test("a host-network pod gets no netns and the node's hostname; a shared PID namespace shows the sandbox", async () => {
-    const pod = await env.runPod("hostnet", { linux: { securityContext: { namespaceOptions: { network: 2, pid: 0, ipc: 0 } } } });
+    const pod = await env.runPod("hostnet", {
+      linux: { securityContext: { namespaceOptions: { network: 2, pid: 0, ipc: 0 } } },
+    });
     const st = (await env.d.rt.podSandboxStatus({ podSandboxId: pod.id })).status!;
     assert.equal(st.state, PodSandboxState.SANDBOX_READY);
     assert.equal(st.network?.ip, "");
     assert.equal(st.linux?.namespaces?.options?.network, 2);
     assert.ok(!existsSync(join(env.d.state, "netns", pod.id)));
-    const cid = await env.runContainer(pod, "c", ["sleep", "1000"], { linux: { securityContext: { namespaceOptions: { network: 2, pid: 0, ipc: 0 } } } });
+    const cid = await env.runContainer(pod, "c", ["sleep", "1000"], {
+      linux: { securityContext: { namespaceOptions: { network: 2, pid: 0, ipc: 0 } } },
+    });
     const h = await env.d.rt.execSync({ containerId: cid, cmd: ["hostname"], timeout: 10n });
     assert.equal(h.stdout.toString().trim(), hostname());
     const ps = await env.d.rt.execSync({ containerId: cid, cmd: ["ps", "-o", "pid,comm"], timeout: 10n });
@@ -201,37 +256,51 @@ describe("security context", () => {
   after(async () => {
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
   });
-  const sh = async (cid: string, script: string) => env.d.rt.execSync({ containerId: cid, cmd: ["sh", "-c", script], timeout: 20n });
+  const sh = async (cid: string, script: string) =>
+    env.d.rt.execSync({ containerId: cid, cmd: ["sh", "-c", script], timeout: 20n });
 
   test("the image's user by default, RunAsUser when set", async () => {
-    const byImage = await env.runContainer(pod, "user-image", ["sleep", "1000"], { image: { image: env.images.busyboxUser } });
+    const byImage = await env.runContainer(pod, "user-image", ["sleep", "1000"], {
+      image: { image: env.images.busyboxUser },
+    });
     assert.equal((await sh(byImage, "id -u; id -g")).stdout.toString(), "1000\n1000\n");
-    const byCri = await env.runContainer(pod, "user-cri", ["sleep", "1000"], { image: { image: env.images.busyboxUser }, linux: { securityContext: { runAsUser: { value: 1234n } } } });
+    const byCri = await env.runContainer(pod, "user-cri", ["sleep", "1000"], {
+      image: { image: env.images.busyboxUser },
+      linux: { securityContext: { runAsUser: { value: 1234n } } },
+    });
     assert.equal((await sh(byCri, "id -u")).stdout.toString(), "1234\n");
   });
 
   test("dropping CAP_CHOWN makes chown fail", async () => {
     const normal = await env.runContainer(pod, "chown-ok", ["sleep", "1000"]);
     assert.equal((await sh(normal, "touch /tmp/f && chown 1000 /tmp/f")).exitCode, 0);
-    const dropped = await env.runContainer(pod, "chown-dropped", ["sleep", "1000"], { linux: { securityContext: { capabilities: { dropCapabilities: ["CHOWN"] } } } });
+    const dropped = await env.runContainer(pod, "chown-dropped", ["sleep", "1000"], {
+      linux: { securityContext: { capabilities: { dropCapabilities: ["CHOWN"] } } },
+    });
     const r = await sh(dropped, "touch /tmp/f && chown 1000 /tmp/f");
     assert.notEqual(r.exitCode, 0);
     assert.match(r.stderr.toString(), /Operation not permitted/);
   });
 
   test("a read-only rootfs refuses writes", async () => {
-    const cid = await env.runContainer(pod, "ro", ["sleep", "1000"], { linux: { securityContext: { readonlyRootfs: true } } });
+    const cid = await env.runContainer(pod, "ro", ["sleep", "1000"], {
+      linux: { securityContext: { readonlyRootfs: true } },
+    });
     const r = await sh(cid, "touch /newfile");
     assert.notEqual(r.exitCode, 0);
     assert.match(r.stderr.toString(), /Read-only file system/);
   });
 
   test("runtime-default seccomp blocks unshare; unconfined allows it", async () => {
-    const def = await env.runContainer(pod, "seccomp-default", ["sleep", "1000"], { linux: { securityContext: { seccomp: { profileType: 0 } } } });
+    const def = await env.runContainer(pod, "seccomp-default", ["sleep", "1000"], {
+      linux: { securityContext: { seccomp: { profileType: 0 } } },
+    });
     const blocked = await sh(def, "unshare -U true");
     assert.notEqual(blocked.exitCode, 0);
     assert.match(blocked.stderr.toString(), /Operation not permitted/);
-    const unconfined = await env.runContainer(pod, "seccomp-unconfined", ["sleep", "1000"], { linux: { securityContext: { seccomp: { profileType: 1 } } } });
+    const unconfined = await env.runContainer(pod, "seccomp-unconfined", ["sleep", "1000"], {
+      linux: { securityContext: { seccomp: { profileType: 1 } } },
+    });
     assert.equal((await sh(unconfined, "unshare -U true")).exitCode, 0);
   });
 });
@@ -248,10 +317,15 @@ describe("exec, logs, OOM, stats, events", () => {
   test("a timed-out ExecSync returns in time with DEADLINE_EXCEEDED, and the process is killed", async () => {
     const cid = await env.runContainer(pod, "exec-timeout", ["sleep", "1000"]);
     const t0 = Date.now();
-    await assert.rejects(env.d.rt.execSync({ containerId: cid, cmd: ["sleep", "60"], timeout: 2n }, { deadlineMs: 30_000 }), (e) => code(e) === grpcStatus.DEADLINE_EXCEEDED);
+    await assert.rejects(
+      env.d.rt.execSync({ containerId: cid, cmd: ["sleep", "60"], timeout: 2n }, { deadlineMs: 30_000 }),
+      (e) => code(e) === grpcStatus.DEADLINE_EXCEEDED,
+    );
     assert.ok(Date.now() - t0 < 20_000, "returned long before the command would have finished");
     await until(async () => {
-      const ps = (await env.d.rt.execSync({ containerId: cid, cmd: ["ps", "-o", "args"], timeout: 10n })).stdout.toString();
+      const ps = (
+        await env.d.rt.execSync({ containerId: cid, cmd: ["ps", "-o", "args"], timeout: 10n })
+      ).stdout.toString();
       return !ps.includes("sleep 60");
     }, "the timed-out exec process to be gone");
   });
@@ -269,7 +343,10 @@ describe("exec, logs, OOM, stats, events", () => {
     await until(() => readFileSync(logPath, "utf8").includes(" F line19\n"), "line19 in the log");
     renameSync(logPath, `${logPath}.1`);
     await env.d.rt.reopenContainerLog({ containerId: cid });
-    await until(() => existsSync(logPath) && readFileSync(logPath, "utf8").includes(" F line39\n"), "line39 in the new log");
+    await until(
+      () => existsSync(logPath) && readFileSync(logPath, "utf8").includes(" F line39\n"),
+      "line39 in the new log",
+    );
     const records = (readFileSync(`${logPath}.1`, "utf8") + readFileSync(logPath, "utf8")).split("\n").filter(Boolean);
     const lines: string[] = [];
     let partial = "";
@@ -282,16 +359,31 @@ describe("exec, logs, OOM, stats, events", () => {
         partial = "";
       }
     }
-    const expected = ["a".repeat(1048576), ...Array.from({ length: 20 }, (_, i) => `line${i}`), "first-half-second-half", ...Array.from({ length: 20 }, (_, i) => `line${i + 20}`)];
+    const expected = [
+      "a".repeat(1048576),
+      ...Array.from({ length: 20 }, (_, i) => `line${i}`),
+      "first-half-second-half",
+      ...Array.from({ length: 20 }, (_, i) => `line${i + 20}`),
+    ];
     assert.equal(lines.length, expected.length);
     assert.deepEqual(lines, expected);
-    assert.ok(readFileSync(logPath, "utf8").includes(" F first-half-second-half\n"), "the split line was finished in the new file");
+    assert.ok(
+      readFileSync(logPath, "utf8").includes(" F first-half-second-half\n"),
+      "the split line was finished in the new file",
+    );
     await env.d.rt.reopenContainerLog({ containerId: cid });
   });
 
   test("a container over its memory limit is reported OOMKilled", async () => {
-    const cid = await env.runContainer(pod, "oom", ["tail", "/dev/zero"], { linux: { resources: { memoryLimitInBytes: 32n * 1024n * 1024n } } });
-    await until(async () => (await env.d.rt.containerStatus({ containerId: cid })).status?.state === ContainerState.CONTAINER_EXITED, "OOM kill", 60_000);
+    const cid = await env.runContainer(pod, "oom", ["tail", "/dev/zero"], {
+      linux: { resources: { memoryLimitInBytes: 32n * 1024n * 1024n } },
+    });
+    await until(
+      async () =>
+        (await env.d.rt.containerStatus({ containerId: cid })).status?.state === ContainerState.CONTAINER_EXITED,
+      "OOM kill",
+      60_000,
+    );
     const cs = (await env.d.rt.containerStatus({ containerId: cid })).status!;
     assert.equal(cs.reason, "OOMKilled");
     assert.equal(cs.exitCode, 137);
@@ -303,7 +395,11 @@ describe("exec, logs, OOM, stats, events", () => {
     stream.on("data", (e: ContainerEventResponse) => events.push(e));
     stream.on("error", () => {});
     await sleep(200);
-    const cid = await env.runContainer(pod, "stats", ["sh", "-c", "dd if=/dev/zero of=/tmp/blob bs=1M count=4; while true; do :; done"]);
+    const cid = await env.runContainer(pod, "stats", [
+      "sh",
+      "-c",
+      "dd if=/dev/zero of=/tmp/blob bs=1M count=4; while true; do :; done",
+    ]);
     await sleep(1500);
     const s = (await env.d.rt.containerStats({ containerId: cid })).stats!;
     assert.ok((s.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n);
@@ -315,8 +411,14 @@ describe("exec, logs, OOM, stats, events", () => {
     assert.ok((ps.linux?.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n);
     assert.ok((await env.d.rt.listPodSandboxStats({})).stats.some((x) => x.attributes?.id === pod.id));
 
-    await env.d.rt.updateContainerResources({ containerId: cid, linux: { memoryLimitInBytes: 96n * 1024n * 1024n, cpuShares: 512n } });
-    assert.equal(readFileSync(`/sys/fs/cgroup/memory/berth/${cid}/memory.limit_in_bytes`, "utf8").trim(), String(96 * 1024 * 1024));
+    await env.d.rt.updateContainerResources({
+      containerId: cid,
+      linux: { memoryLimitInBytes: 96n * 1024n * 1024n, cpuShares: 512n },
+    });
+    assert.equal(
+      readFileSync(`/sys/fs/cgroup/memory/berth/${cid}/memory.limit_in_bytes`, "utf8").trim(),
+      String(96 * 1024 * 1024),
+    );
 
     await env.d.rt.stopContainer({ containerId: cid, timeout: 0n });
     await env.d.rt.removeContainer({ containerId: cid });
@@ -326,16 +428,24 @@ describe("exec, logs, OOM, stats, events", () => {
     await until(() => events.filter((e) => e.containerId === evPod.id).length >= 4, "four pod events");
     assert.deepEqual(
       events.filter((e) => e.containerId === evPod.id).map((e) => e.containerEventType),
-      [ContainerEventType.CONTAINER_CREATED_EVENT, ContainerEventType.CONTAINER_STARTED_EVENT, ContainerEventType.CONTAINER_STOPPED_EVENT, ContainerEventType.CONTAINER_DELETED_EVENT],
+      [
+        ContainerEventType.CONTAINER_CREATED_EVENT,
+        ContainerEventType.CONTAINER_STARTED_EVENT,
+        ContainerEventType.CONTAINER_STOPPED_EVENT,
+        ContainerEventType.CONTAINER_DELETED_EVENT,
+      ],
     );
     stream.cancel();
     const mine = events.filter((e) => e.containerId === cid);
-    assert.deepEqual(mine.map((e) => e.containerEventType), [
-      ContainerEventType.CONTAINER_CREATED_EVENT,
-      ContainerEventType.CONTAINER_STARTED_EVENT,
-      ContainerEventType.CONTAINER_STOPPED_EVENT,
-      ContainerEventType.CONTAINER_DELETED_EVENT,
-    ]);
+    assert.deepEqual(
+      mine.map((e) => e.containerEventType),
+      [
+        ContainerEventType.CONTAINER_CREATED_EVENT,
+        ContainerEventType.CONTAINER_STARTED_EVENT,
+        ContainerEventType.CONTAINER_STOPPED_EVENT,
+        ContainerEventType.CONTAINER_DELETED_EVENT,
+      ],
+    );
     assert.equal(mine[0]!.podSandboxStatus?.id, pod.id);
     assert.equal(mine[2]!.containersStatuses[0]?.state, ContainerState.CONTAINER_EXITED);
   });
@@ -345,28 +455,61 @@ describe("bad input gets the right code and leaves nothing behind", () => {
   test("image not present, mount host path missing, duplicate names, unknown ids, unknown runtime handler", async () => {
     const before = env.leftovers();
     const bundlesBefore = readdirSync(join(env.d.state, "bundles")).length;
-    await assert.rejects(env.runPod("bad-handler", {}, "no-such-handler"), (e) => code(e) === grpcStatus.NOT_FOUND && /no-such-handler/.test((e as Error).message));
+    await assert.rejects(
+      env.runPod("bad-handler", {}, "no-such-handler"),
+      (e) => code(e) === grpcStatus.NOT_FOUND && /no-such-handler/.test((e as Error).message),
+    );
     assert.equal((await env.d.rt.listPodSandbox({})).items.filter((p) => p.metadata?.name === "bad-handler").length, 0);
 
     const pod = await env.runPod("bad");
     await assert.rejects(env.runPod("bad"), (e) => code(e) === grpcStatus.ALREADY_EXISTS);
     await assert.rejects(
-      env.d.rt.createContainer({ podSandboxId: pod.id, config: env.containerConfig("noimage", ["true"], { image: { image: "127.0.0.1:1/absent:1" } }) }),
+      env.d.rt.createContainer({
+        podSandboxId: pod.id,
+        config: env.containerConfig("noimage", ["true"], { image: { image: "127.0.0.1:1/absent:1" } }),
+      }),
       (e) => code(e) === grpcStatus.NOT_FOUND && /pull it first/.test((e as Error).message),
     );
     await assert.rejects(
-      env.d.rt.createContainer({ podSandboxId: pod.id, config: env.containerConfig("nomount", ["true"], { mounts: [{ containerPath: "/data", hostPath: "/no/such/berth/path" }] }) }),
+      env.d.rt.createContainer({
+        podSandboxId: pod.id,
+        config: env.containerConfig("nomount", ["true"], {
+          mounts: [{ containerPath: "/data", hostPath: "/no/such/berth/path" }],
+        }),
+      }),
       (e) => code(e) === grpcStatus.INVALID_ARGUMENT,
     );
     await env.d.rt.createContainer({ podSandboxId: pod.id, config: env.containerConfig("twice", ["true"]) });
-    await assert.rejects(env.d.rt.createContainer({ podSandboxId: pod.id, config: env.containerConfig("twice", ["true"]) }), (e) => code(e) === grpcStatus.ALREADY_EXISTS);
-    assert.deepEqual((await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers.map((c) => c.metadata?.name), ["twice"]);
-    assert.equal(readdirSync(join(env.d.state, "bundles")).length, bundlesBefore + 2, "only the pod's and the one container's bundles were added");
+    await assert.rejects(
+      env.d.rt.createContainer({ podSandboxId: pod.id, config: env.containerConfig("twice", ["true"]) }),
+      (e) => code(e) === grpcStatus.ALREADY_EXISTS,
+    );
+    assert.deepEqual(
+      (await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers.map((c) => c.metadata?.name),
+      ["twice"],
+    );
+    assert.equal(
+      readdirSync(join(env.d.state, "bundles")).length,
+      bundlesBefore + 2,
+      "only the pod's and the one container's bundles were added",
+    );
 
-    await assert.rejects(env.d.rt.containerStatus({ containerId: "0123456789abcdef" }), (e) => code(e) === grpcStatus.NOT_FOUND);
-    await assert.rejects(env.d.rt.podSandboxStatus({ podSandboxId: "0123456789abcdef" }), (e) => code(e) === grpcStatus.NOT_FOUND);
-    await assert.rejects(env.d.rt.startContainer({ containerId: "0123456789abcdef" }), (e) => code(e) === grpcStatus.NOT_FOUND);
-    await assert.rejects(env.d.rt.stopPodSandbox({ podSandboxId: "0123456789abcdef" }), (e) => code(e) === grpcStatus.NOT_FOUND);
+    await assert.rejects(
+      env.d.rt.containerStatus({ containerId: "0123456789abcdef" }),
+      (e) => code(e) === grpcStatus.NOT_FOUND,
+    );
+    await assert.rejects(
+      env.d.rt.podSandboxStatus({ podSandboxId: "0123456789abcdef" }),
+      (e) => code(e) === grpcStatus.NOT_FOUND,
+    );
+    await assert.rejects(
+      env.d.rt.startContainer({ containerId: "0123456789abcdef" }),
+      (e) => code(e) === grpcStatus.NOT_FOUND,
+    );
+    await assert.rejects(
+      env.d.rt.stopPodSandbox({ podSandboxId: "0123456789abcdef" }),
+      (e) => code(e) === grpcStatus.NOT_FOUND,
+    );
     await env.d.rt.removeContainer({ containerId: "0123456789abcdef" });
 
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id });

@@ -57,7 +57,10 @@ for (const handler of ["runc", "runc-v2"]) {
     const pods = (await env.d.rt.listPodSandbox({})).items.map((p) => p.id);
     assert.ok(pods.includes(pod.id));
     assert.ok(!pods.includes(doomed.id), "the interrupted RunPodSandbox was rolled back");
-    assert.equal((await env.d.rt.podSandboxStatus({ podSandboxId: pod.id })).status?.state, PodSandboxState.SANDBOX_READY);
+    assert.equal(
+      (await env.d.rt.podSandboxStatus({ podSandboxId: pod.id })).status?.state,
+      PodSandboxState.SANDBOX_READY,
+    );
 
     const list = (await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers;
     assert.deepEqual(list.map((c) => c.id).sort(), [runner, exiter].sort(), "the half-removed container is gone");
@@ -75,7 +78,11 @@ for (const handler of ["runc", "runc-v2"]) {
     const before = ticks(runnerLog).length;
     await until(() => ticks(runnerLog).length > before + 10, "ticks after the restart");
     const t = ticks(runnerLog);
-    assert.deepEqual(t, t.map((_, i) => i), "tick lines are complete and in order");
+    assert.deepEqual(
+      t,
+      t.map((_, i) => i),
+      "tick lines are complete and in order",
+    );
 
     const r = await env.d.rt.execSync({ containerId: runner, cmd: ["echo", "still here"], timeout: 10n });
     assert.equal(r.stdout.toString(), "still here\n");

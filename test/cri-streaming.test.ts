@@ -35,10 +35,20 @@ function watch(s: SpdyStream | undefined): { text: () => string; until: (re: Reg
   const chunks: Buffer[] = [];
   s?.on("data", (c: Buffer) => chunks.push(c));
   const text = () => Buffer.concat(chunks).toString();
-  return { text, until: (re) => until(() => re.test(text()), `output matching ${re} (have ${JSON.stringify(text())})`, 15_000).then(() => undefined) };
+  return {
+    text,
+    until: (re) =>
+      until(() => re.test(text()), `output matching ${re} (have ${JSON.stringify(text())})`, 15_000).then(
+        () => undefined,
+      ),
+  };
 }
 
-async function execUrl(containerId: string, cmd: string[], o: Partial<{ tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean }> = {}): Promise<string> {
+async function execUrl(
+  containerId: string,
+  cmd: string[],
+  o: Partial<{ tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean }> = {},
+): Promise<string> {
   const r = await env.d.rt.exec({ containerId, cmd, tty: false, stdin: false, stdout: true, stderr: true, ...o });
   return r.url;
 }
@@ -117,7 +127,10 @@ describe("CRI streaming", () => {
   });
 
   test("exec with a tty over WebSocket: resize on channel 4, exit code in the Status", async () => {
-    const { client, protocol } = await wsOpen(await execUrl(box, ["sh"], { tty: true, stdin: true, stderr: false }), V5);
+    const { client, protocol } = await wsOpen(
+      await execUrl(box, ["sh"], { tty: true, stdin: true, stderr: false }),
+      V5,
+    );
     assert.equal(protocol, "v5.channel.k8s.io");
     const c = client as ChannelClient;
     c.send(4, JSON.stringify({ Width: 90, Height: 30 }));
@@ -146,7 +159,10 @@ describe("CRI streaming", () => {
     assert.equal(exitCodeOf(c.output(3)), 3);
 
     // The exec runs as the container's process does: its working directory and environment.
-    const env1 = await SpdyCommandSession.open(await execUrl(box, ["sh", "-c", 'echo "$PWD $PATH"']), V4, { stdout: true, stderr: true });
+    const env1 = await SpdyCommandSession.open(await execUrl(box, ["sh", "-c", 'echo "$PWD $PATH"']), V4, {
+      stdout: true,
+      stderr: true,
+    });
     const e = await env1.result();
     await env1.close();
     assert.equal(e.stdout.toString(), "/ /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
@@ -162,7 +178,10 @@ describe("CRI streaming", () => {
     const hash = made.stdout.toString().split(" ")[0];
     const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-    const s = await SpdyCommandSession.open(await execUrl(box, ["cat", "/tmp/big"]), V4, { stdout: true, stderr: true });
+    const s = await SpdyCommandSession.open(await execUrl(box, ["cat", "/tmp/big"]), V4, {
+      stdout: true,
+      stderr: true,
+    });
     const r = await s.result();
     await s.close();
     assert.equal(r.stdout.length, BIG);
@@ -178,7 +197,11 @@ describe("CRI streaming", () => {
   });
 
   test("closing stdin ends cat (SPDY half-close, and the v5 WebSocket close signal)", async () => {
-    const s = await SpdyCommandSession.open(await execUrl(box, ["cat"], { stdin: true }), V4, { stdin: true, stdout: true, stderr: true });
+    const s = await SpdyCommandSession.open(await execUrl(box, ["cat"], { stdin: true }), V4, {
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
     s.stdin?.end("hello\nworld\n");
     const r = await s.result();
     await s.close();
@@ -252,12 +275,18 @@ describe("CRI streaming", () => {
     const logPath = join(env.logDir, "streams", "chatty.log");
     const ticker = setInterval(() => s.stdin?.write("go\n"), 200);
     try {
-      await until(() => existsSync(logPath) && readFileSync(logPath, "utf8").includes("all-written"), "the whole output in the log", 60_000);
+      await until(
+        () => existsSync(logPath) && readFileSync(logPath, "utf8").includes("all-written"),
+        "the whole output in the log",
+        60_000,
+      );
     } finally {
       clearInterval(ticker);
     }
     // ~2.3 MB went out while the client read nothing: the log has every line, in order.
-    const logged = readFileSync(logPath, "utf8").split("\n").filter((l) => l.includes(" stdout F line-"));
+    const logged = readFileSync(logPath, "utf8")
+      .split("\n")
+      .filter((l) => l.includes(" stdout F line-"));
     assert.equal(logged.length, lines);
     assert.match(logged[lines - 1], new RegExp(`line-${lines - 1}-`));
     const got: Buffer[] = [];
@@ -305,7 +334,10 @@ describe("CRI streaming", () => {
     const up = await spdyUpgrade(url, ["portforward.k8s.io"]);
     assert.equal(up.protocol, "portforward.k8s.io");
     const conn = up.conn as SpdyConnection;
-    const [a, b] = await Promise.all([forwardOnce(conn, 8080, "1", httpGet("/index.html")), forwardOnce(conn, 8080, "2", httpGet("/"))]);
+    const [a, b] = await Promise.all([
+      forwardOnce(conn, 8080, "1", httpGet("/index.html")),
+      forwardOnce(conn, 8080, "2", httpGet("/")),
+    ]);
     assert.match(a.data.toString(), /^HTTP\/1\.[01] 200 OK\r\n[\s\S]*\r\n\r\nhello from berth\n$/);
     assert.match(b.data.toString(), /hello from berth\n$/);
     assert.equal(a.error.length, 0);
@@ -318,7 +350,9 @@ describe("CRI streaming", () => {
     assert.match(again.data.toString(), /hello from berth\n$/);
     await conn.close();
 
-    const ws = await wsOpen((await env.d.rt.portForward({ podSandboxId: pod.id, port: [8080] })).url, ["v4.channel.k8s.io"]);
+    const ws = await wsOpen((await env.d.rt.portForward({ podSandboxId: pod.id, port: [8080] })).url, [
+      "v4.channel.k8s.io",
+    ]);
     const c = ws.client as ChannelClient;
     await c.waitFor(() => c.chunks.has(0) && c.chunks.has(1));
     c.send(0, httpGet("/index.html"));
@@ -351,12 +385,19 @@ describe("CRI streaming", () => {
   test("exec and attach work the same through containerd's runc shim", async () => {
     const rp = await env.runPod("streams-runc-v2", {}, "runc-v2");
     try {
-      const cid = await env.runContainer(rp, "chat", ["sh", "-c", 'while read l; do echo "got:$l"; done; echo bye'], { stdin: true, stdinOnce: true });
-      const s = await SpdyCommandSession.open(await execUrl(cid, ["sh", "-c", "cat; echo err >&2; exit 7"], { stdin: true }), V4, {
+      const cid = await env.runContainer(rp, "chat", ["sh", "-c", 'while read l; do echo "got:$l"; done; echo bye'], {
         stdin: true,
-        stdout: true,
-        stderr: true,
+        stdinOnce: true,
       });
+      const s = await SpdyCommandSession.open(
+        await execUrl(cid, ["sh", "-c", "cat; echo err >&2; exit 7"], { stdin: true }),
+        V4,
+        {
+          stdin: true,
+          stdout: true,
+          stderr: true,
+        },
+      );
       s.stdin?.end("via runc-v2\n");
       const r = await s.result();
       await s.close();
@@ -364,7 +405,11 @@ describe("CRI streaming", () => {
       assert.equal(r.stderr.toString(), "err\n");
       assert.equal(exitCodeOf(r.error), 7);
 
-      const t = await SpdyCommandSession.open(await execUrl(cid, ["sh"], { tty: true, stdin: true, stderr: false }), V4, { stdin: true, stdout: true, tty: true });
+      const t = await SpdyCommandSession.open(
+        await execUrl(cid, ["sh"], { tty: true, stdin: true, stderr: false }),
+        V4,
+        { stdin: true, stdout: true, tty: true },
+      );
       const tout = watch(t.stdout);
       const tdone = t.result();
       t.sendResize(61, 21);
@@ -374,11 +419,15 @@ describe("CRI streaming", () => {
       assert.equal(exitCodeOf((await tdone).error), 2);
       await t.close();
 
-      const a = await SpdyCommandSession.open((await env.d.rt.attach({ containerId: cid, stdin: true, stdout: true, stderr: true })).url, V4, {
-        stdin: true,
-        stdout: true,
-        stderr: true,
-      });
+      const a = await SpdyCommandSession.open(
+        (await env.d.rt.attach({ containerId: cid, stdin: true, stdout: true, stderr: true })).url,
+        V4,
+        {
+          stdin: true,
+          stdout: true,
+          stderr: true,
+        },
+      );
       const aout = watch(a.stdout);
       const adone = a.result();
       a.stdin?.write("one\n");
@@ -415,22 +464,47 @@ describe("CRI streaming", () => {
   });
 
   test("the CRI calls refuse what cannot be streamed", async () => {
-    await assert.rejects(env.d.rt.exec({ containerId: "nosuch", cmd: ["sh"], stdout: true }), (e) => code(e) === grpcStatus.NOT_FOUND);
-    await assert.rejects(env.d.rt.exec({ containerId: box, cmd: [], stdout: true }), (e) => code(e) === grpcStatus.INVALID_ARGUMENT);
+    await assert.rejects(
+      env.d.rt.exec({ containerId: "nosuch", cmd: ["sh"], stdout: true }),
+      (e) => code(e) === grpcStatus.NOT_FOUND,
+    );
+    await assert.rejects(
+      env.d.rt.exec({ containerId: box, cmd: [], stdout: true }),
+      (e) => code(e) === grpcStatus.INVALID_ARGUMENT,
+    );
     await assert.rejects(
       env.d.rt.exec({ containerId: box, cmd: ["sh"], tty: true, stdout: true, stderr: true }),
       (e) => code(e) === grpcStatus.INVALID_ARGUMENT,
     );
-    await assert.rejects(env.d.rt.attach({ containerId: "nosuch", stdout: true }), (e) => code(e) === grpcStatus.NOT_FOUND);
-    await assert.rejects(env.d.rt.portForward({ podSandboxId: "nosuch", port: [80] }), (e) => code(e) === grpcStatus.NOT_FOUND);
+    await assert.rejects(
+      env.d.rt.attach({ containerId: "nosuch", stdout: true }),
+      (e) => code(e) === grpcStatus.NOT_FOUND,
+    );
+    await assert.rejects(
+      env.d.rt.portForward({ podSandboxId: "nosuch", port: [80] }),
+      (e) => code(e) === grpcStatus.NOT_FOUND,
+    );
 
     const quick = await env.runContainer(pod, "quick", ["true"]);
-    await until(async () => (await env.d.rt.containerStatus({ containerId: quick })).status?.state === ContainerState.CONTAINER_EXITED, "exit");
-    await assert.rejects(env.d.rt.exec({ containerId: quick, cmd: ["sh"], stdout: true }), (e) => code(e) === grpcStatus.FAILED_PRECONDITION);
-    await assert.rejects(env.d.rt.attach({ containerId: quick, stdout: true }), (e) => code(e) === grpcStatus.FAILED_PRECONDITION);
+    await until(
+      async () =>
+        (await env.d.rt.containerStatus({ containerId: quick })).status?.state === ContainerState.CONTAINER_EXITED,
+      "exit",
+    );
+    await assert.rejects(
+      env.d.rt.exec({ containerId: quick, cmd: ["sh"], stdout: true }),
+      (e) => code(e) === grpcStatus.FAILED_PRECONDITION,
+    );
+    await assert.rejects(
+      env.d.rt.attach({ containerId: quick, stdout: true }),
+      (e) => code(e) === grpcStatus.FAILED_PRECONDITION,
+    );
 
     // A command that does not exist fails in the runtime; the client gets the error as a Status.
-    const s = await SpdyCommandSession.open(await execUrl(box, ["/no/such/binary"]), V4, { stdout: true, stderr: true });
+    const s = await SpdyCommandSession.open(await execUrl(box, ["/no/such/binary"]), V4, {
+      stdout: true,
+      stderr: true,
+    });
     const r = await s.result();
     await s.close();
     const status = JSON.parse(r.error.toString()) as { status: string; message: string };
@@ -444,30 +518,50 @@ describe("CRI streaming", () => {
     const cmd = ["sh", "-c", `while :; do echo ${marker}; sleep 0.05; done`];
     const running = async () => (await ps(box)).split("\n").some((l) => l.includes(marker));
 
-    const s = await SpdyCommandSession.open(await execUrl(box, cmd, { stdin: true }), V4, { stdin: true, stdout: true, stderr: true });
+    const s = await SpdyCommandSession.open(await execUrl(box, cmd, { stdin: true }), V4, {
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
     await watch(s.stdout).until(new RegExp(marker));
     assert.ok(await running());
     assert.ok(streamFiles(box).length > 0, "the exec's fifos exist while it runs");
     s.conn.destroy();
-    await until(async () => !(await running()) && streamFiles(box).length === 0, "cleanup after the SPDY client vanished");
+    await until(
+      async () => !(await running()) && streamFiles(box).length === 0,
+      "cleanup after the SPDY client vanished",
+    );
 
     const { client } = await wsOpen(await execUrl(box, cmd, { tty: true, stdin: true, stderr: false }), V5);
     const c = client as ChannelClient;
     await c.waitFor(() => c.output(1).toString().includes(marker));
     c.ws.terminate();
-    await until(async () => !(await running()) && streamFiles(box).length === 0, "cleanup after the WebSocket client vanished");
+    await until(
+      async () => !(await running()) && streamFiles(box).length === 0,
+      "cleanup after the WebSocket client vanished",
+    );
 
     // A client that stops reading holds the command back; disconnecting then still cleans up.
-    const slow = await SpdyCommandSession.open(await execUrl(box, ["cat", "/dev/zero"]), V4, { stdout: true, stderr: true });
+    const slow = await SpdyCommandSession.open(await execUrl(box, ["cat", "/dev/zero"]), V4, {
+      stdout: true,
+      stderr: true,
+    });
     slow.stdout?.pause();
     await sleep(500);
     assert.match(await ps(box), /cat \/dev\/zero/);
     slow.conn.destroy();
-    await until(async () => !/cat \/dev\/zero/.test(await ps(box)) && streamFiles(box).length === 0, "cleanup of the blocked exec");
+    await until(
+      async () => !/cat \/dev\/zero/.test(await ps(box)) && streamFiles(box).length === 0,
+      "cleanup of the blocked exec",
+    );
   });
 
   test("after berthd restarts, exec and attach reach the containers that kept running", async () => {
-    const ticker = await env.runContainer(pod, "ticker", ["sh", "-c", "i=0; while :; do echo tick$i; i=$((i+1)); sleep 0.1; done"]);
+    const ticker = await env.runContainer(pod, "ticker", [
+      "sh",
+      "-c",
+      "i=0; while :; do echo tick$i; i=$((i+1)); sleep 0.1; done",
+    ]);
     env.d.kill("SIGKILL");
     await env.restart();
     const url = new URL(await execUrl(box, ["echo", "still here"]));
@@ -477,10 +571,14 @@ describe("CRI streaming", () => {
     await s.close();
     assert.equal(r.stdout.toString(), "still here\n");
 
-    const a = await SpdyCommandSession.open((await env.d.rt.attach({ containerId: ticker, stdout: true, stderr: true })).url, V4, {
-      stdout: true,
-      stderr: true,
-    });
+    const a = await SpdyCommandSession.open(
+      (await env.d.rt.attach({ containerId: ticker, stdout: true, stderr: true })).url,
+      V4,
+      {
+        stdout: true,
+        stderr: true,
+      },
+    );
     await watch(a.stdout).until(/tick\d+\n/);
     a.conn.destroy();
   });

@@ -124,7 +124,10 @@ test("methods that have not landed answer UNIMPLEMENTED naming the method", asyn
   const line = d
     .logs()
     .split("\n")
-    .find((l) => l.includes('"method":"runtime.v1.RuntimeService/CheckpointContainer"') && l.includes('"code":"UNIMPLEMENTED"'));
+    .find(
+      (l) =>
+        l.includes('"method":"runtime.v1.RuntimeService/CheckpointContainer"') && l.includes('"code":"UNIMPLEMENTED"'),
+    );
   assert.ok(line, `no call log line for CheckpointContainer in:\n${d.logs()}`);
   assert.equal(typeof (JSON.parse(line) as { durationMs?: unknown }).durationMs, "number");
 });

@@ -46,7 +46,9 @@ before(async () => {
   await env.d.img.pullImage({ image: { image: env.images.busybox } }, { deadlineMs: 120_000 });
   // An image whose pull takes long enough to be cut: three incompressible 8 MiB layers.
   const images = await testImages();
-  const layers = await Promise.all([0, 1, 2].map((i) => makeLayer([{ name: `blob${i}`, content: randomBytes(8 << 20) }])));
+  const layers = await Promise.all(
+    [0, 1, 2].map((i) => makeLayer([{ name: `blob${i}`, content: randomBytes(8 << 20) }])),
+  );
   const dir = mkdtempSync(join(tmpdir(), "berth-rel-img-"));
   try {
     await writeOciLayout(dir, [{ tag: "big", image: buildImage(layers, { config: { Cmd: ["/blob0"] } }) }]);
@@ -77,14 +79,25 @@ async function assertConsistent(when: string): Promise<void> {
   const pods = (await env.d.rt.listPodSandbox({})).items;
   for (const p of pods) {
     const r = await env.d.rt.podSandboxStatus({ podSandboxId: p.id, verbose: true });
-    const info = JSON.parse(r.info.info!) as { pid: number; processStatus: string; phase: string; netNamespacePath: string };
+    const info = JSON.parse(r.info.info!) as {
+      pid: number;
+      processStatus: string;
+      phase: string;
+      netNamespacePath: string;
+    };
     assert.equal(r.status?.state, p.state, `${when}: pod ${p.id} listed and status agree`);
     if (p.state === PodSandboxState.SANDBOX_READY) {
       assert.equal(info.phase, "ready", `${when}: READY pod ${p.id} is fully created (${info.phase})`);
-      assert.ok(alive(info.pid), `${when}: READY pod ${p.id} has its sandbox process (${info.pid}, ${info.processStatus})`);
+      assert.ok(
+        alive(info.pid),
+        `${when}: READY pod ${p.id} has its sandbox process (${info.pid}, ${info.processStatus})`,
+      );
       assert.ok(existsSync(info.netNamespacePath), `${when}: READY pod ${p.id} has its netns`);
     } else {
-      assert.ok(!alive(info.pid) || info.processStatus !== "running", `${when}: NOTREADY pod ${p.id} runs no sandbox (${info.pid} ${info.processStatus})`);
+      assert.ok(
+        !alive(info.pid) || info.processStatus !== "running",
+        `${when}: NOTREADY pod ${p.id} runs no sandbox (${info.pid} ${info.processStatus})`,
+      );
     }
   }
   const podIds = new Set(pods.map((p) => p.id));
@@ -92,7 +105,8 @@ async function assertConsistent(when: string): Promise<void> {
     assert.ok(podIds.has(c.podSandboxId), `${when}: container ${c.id} belongs to a listed pod`);
     const r = await env.d.rt.containerStatus({ containerId: c.id, verbose: true });
     const pid = (JSON.parse(r.info.info!) as { pid: number }).pid;
-    if (r.status?.state === ContainerState.CONTAINER_RUNNING) assert.ok(alive(pid), `${when}: RUNNING container ${c.id} has its process ${pid}`);
+    if (r.status?.state === ContainerState.CONTAINER_RUNNING)
+      assert.ok(alive(pid), `${when}: RUNNING container ${c.id} has its process ${pid}`);
   }
 }
 
@@ -108,7 +122,16 @@ async function cleanAndCheck(when: string): Promise<void> {
   const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
   assert.ok(warm.length <= 1, `${when}: at most the one warm shim`);
   assert.deepEqual(
-    leaks({ dir: d.dir, root: d.root, state: d.state, socket: d.socket, bridge: BRIDGE, ids, excludePids: [d.pid, ...warm.map((p) => p.pid)], allowIngests: true }),
+    leaks({
+      dir: d.dir,
+      root: d.root,
+      state: d.state,
+      socket: d.socket,
+      bridge: BRIDGE,
+      ids,
+      excludePids: [d.pid, ...warm.map((p) => p.pid)],
+      allowIngests: true,
+    }),
     [],
     `${when}: nothing of berth's left`,
   );
@@ -158,7 +181,11 @@ test("SIGKILL during RemovePodSandbox", { timeout: 600_000 }, async () => {
   await cleanAndCheck("probe");
   for (let round = 0; round < ROUNDS; round++) {
     const pod = await setup(`crash-rm-${round}`);
-    const what = await crashDuring(`RemovePodSandbox #${round}`, () => env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 60_000 }), normal * 1.2);
+    const what = await crashDuring(
+      `RemovePodSandbox #${round}`,
+      () => env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 60_000 }),
+      normal * 1.2,
+    );
     console.log(what);
     await assertConsistent(what);
     // The pod is either gone or still fully there (and removable).
@@ -175,7 +202,11 @@ test("SIGKILL during PullImage", { timeout: 600_000 }, async () => {
     await env.d.img.removeImage({ image: { image: bigImage } });
     // Removal frees content through a background collection; let it finish before the next pull.
     await sleep(200);
-    const what = await crashDuring(`PullImage #${round}`, () => env.d.img.pullImage({ image: { image: bigImage } }, { deadlineMs: 120_000 }), normal * 1.2);
+    const what = await crashDuring(
+      `PullImage #${round}`,
+      () => env.d.img.pullImage({ image: { image: bigImage } }, { deadlineMs: 120_000 }),
+      normal * 1.2,
+    );
     console.log(what);
     const blobs = corruptBlobs(env.d.root);
     assert.deepEqual(blobs.bad, [], `${what}: every stored blob verifies (${blobs.checked} checked)`);
@@ -183,7 +214,10 @@ test("SIGKILL during PullImage", { timeout: 600_000 }, async () => {
     console.log(`  image ${st.image ? "present" : "absent"} after the restart`);
     // The pull after the restart completes, and the image runs.
     await env.d.img.pullImage({ image: { image: bigImage } }, { deadlineMs: 120_000 });
-    assert.ok((await env.d.img.imageStatus({ image: { image: bigImage } })).image, `${what}: image present after the re-pull`);
+    assert.ok(
+      (await env.d.img.imageStatus({ image: { image: bigImage } })).image,
+      `${what}: image present after the re-pull`,
+    );
     const after = corruptBlobs(env.d.root);
     assert.deepEqual(after.bad, []);
     assert.ok(after.checked >= 5, "config, manifest and three layers stored");
@@ -193,5 +227,10 @@ test("SIGKILL during PullImage", { timeout: 600_000 }, async () => {
   // After a completed pull no interrupted ingest remains.
   const d = env.d;
   const warm = processesNaming([d.socket], [d.pid]).map((p) => p.pid);
-  assert.deepEqual(leaks({ dir: d.dir, root: d.root, state: d.state, socket: d.socket, excludePids: [d.pid, ...warm] }).filter((l) => l.startsWith("ingest")), []);
+  assert.deepEqual(
+    leaks({ dir: d.dir, root: d.root, state: d.state, socket: d.socket, excludePids: [d.pid, ...warm] }).filter((l) =>
+      l.startsWith("ingest"),
+    ),
+    [],
+  );
 });

@@ -23,7 +23,9 @@ let bigImage: string;
 
 before(async () => {
   const images = await testImages();
-  const layers = await Promise.all([0, 1, 2].map((i) => makeLayer([{ name: `blob${i}`, content: randomBytes(8 << 20) }])));
+  const layers = await Promise.all(
+    [0, 1, 2].map((i) => makeLayer([{ name: `blob${i}`, content: randomBytes(8 << 20) }])),
+  );
   const layout = mkdtempSync(join(tmpdir(), "berth-rel-img-"));
   try {
     await writeOciLayout(layout, [{ tag: "big", image: buildImage(layers, { config: { Cmd: ["/blob0"] } }) }]);
@@ -46,35 +48,47 @@ after(async () => {
   await (await testImages()).stop();
 });
 
-test("a pull that fills the disk fails clearly, corrupts nothing, and succeeds once space is back", { timeout: 300_000 }, async () => {
-  // The bridge is never created: this file runs no pod.
-  d = await startDaemon({ config: daemonConfig({ bridge: "berthrel1d", subnet: "10.234.21.0/24" }), dir, keepDir: true, readyTimeoutMs: 60_000 });
+test(
+  "a pull that fills the disk fails clearly, corrupts nothing, and succeeds once space is back",
+  { timeout: 300_000 },
+  async () => {
+    // The bridge is never created: this file runs no pod.
+    d = await startDaemon({
+      config: daemonConfig({ bridge: "berthrel1d", subnet: "10.234.21.0/24" }),
+      dir,
+      keepDir: true,
+      readyTimeoutMs: 60_000,
+    });
 
-  const err = await d.img.pullImage({ image: { image: bigImage } }, { deadlineMs: 120_000 }).then(
-    () => undefined,
-    (e: grpc.ServiceError) => e,
-  );
-  assert.ok(err, "the pull fails on a full disk");
-  console.log(`pull on a full disk: ${grpc.status[err.code]}: ${err.details}`);
-  assert.match(err.details, /no space|ENOSPC|disk.*full/i, "the error says the disk is full");
-  assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED, grpc.status[err.code]);
+    const err = await d.img.pullImage({ image: { image: bigImage } }, { deadlineMs: 120_000 }).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e,
+    );
+    assert.ok(err, "the pull fails on a full disk");
+    console.log(`pull on a full disk: ${grpc.status[err.code]}: ${err.details}`);
+    assert.match(err.details, /no space|ENOSPC|disk.*full/i, "the error says the disk is full");
+    assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED, grpc.status[err.code]);
 
-  const blobs = corruptBlobs(root);
-  assert.deepEqual(blobs.bad, [], `no stored blob is corrupt (${blobs.checked} checked)`);
-  assert.equal((await d.img.imageStatus({ image: { image: bigImage } })).image, undefined, "no half image listed");
-  assert.equal((await d.rt.version({})).runtimeName, "berth", "berthd keeps serving");
+    const blobs = corruptBlobs(root);
+    assert.deepEqual(blobs.bad, [], `no stored blob is corrupt (${blobs.checked} checked)`);
+    assert.equal((await d.img.imageStatus({ image: { image: bigImage } })).image, undefined, "no half image listed");
+    assert.equal((await d.rt.version({})).runtimeName, "berth", "berthd keeps serving");
 
-  // Space comes back: the next pull succeeds (resuming what it can) and everything verifies.
-  execFileSync("mount", ["-o", "remount,size=200m", root]);
-  await d.img.pullImage({ image: { image: bigImage } }, { deadlineMs: 120_000 });
-  const st = await d.img.imageStatus({ image: { image: bigImage } });
-  assert.ok(st.image, "the image is present");
-  const after = corruptBlobs(root);
-  assert.deepEqual(after.bad, []);
-  assert.ok(after.checked >= 5, `config, manifest and three layers stored (${after.checked})`);
+    // Space comes back: the next pull succeeds (resuming what it can) and everything verifies.
+    execFileSync("mount", ["-o", "remount,size=200m", root]);
+    await d.img.pullImage({ image: { image: bigImage } }, { deadlineMs: 120_000 });
+    const st = await d.img.imageStatus({ image: { image: bigImage } });
+    assert.ok(st.image, "the image is present");
+    const after = corruptBlobs(root);
+    assert.deepEqual(after.bad, []);
+    assert.ok(after.checked >= 5, `config, manifest and three layers stored (${after.checked})`);
 
-  await d.img.removeImage({ image: { image: bigImage } });
-  await d.stop();
-  // The tmpfs itself is the test's mount.
-  assert.deepEqual(leaks({ dir, root, state: d.state, socket: d.socket }).filter((l) => l !== `mount ${root}`), []);
-});
+    await d.img.removeImage({ image: { image: bigImage } });
+    await d.stop();
+    // The tmpfs itself is the test's mount.
+    assert.deepEqual(
+      leaks({ dir, root, state: d.state, socket: d.socket }).filter((l) => l !== `mount ${root}`),
+      [],
+    );
+  },
+);

@@ -60,16 +60,48 @@ test("garbage, truncated and oversized messages on the CRI socket fail only thei
   })();
   try {
     const req = Buffer.from(
-      RunPodSandboxRequest.encode(RunPodSandboxRequest.fromPartial({ config: env.podConfig("garbage", hostNetwork) })).finish(),
+      RunPodSandboxRequest.encode(
+        RunPodSandboxRequest.fromPartial({ config: env.podConfig("garbage", hostNetwork) }),
+      ).finish(),
     );
     const cases: [string, string, Buffer, grpc.status[]][] = [
       // 0xff: field 31, wire type 7, which does not exist.
-      ["garbage", "/runtime.v1.RuntimeService/RunPodSandbox", Buffer.alloc(64, 0xff), [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT]],
-      ["garbage", "/runtime.v1.RuntimeService/Version", Buffer.from("\x0a\xff\xff\xff\xff\x0f"), [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT]],
-      ["truncated", "/runtime.v1.RuntimeService/RunPodSandbox", req.subarray(0, Math.floor(req.length / 2)), [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT]],
-      ["truncated", "/runtime.v1.ImageService/PullImage", Buffer.from([0x0a, 0x20, 0x0a, 0x10, 0x61]), [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT]],
-      ["oversized", "/runtime.v1.RuntimeService/Version", Buffer.alloc(17 * 1024 * 1024, 0x00), [grpc.status.RESOURCE_EXHAUSTED]],
-      ["oversized", "/runtime.v1.RuntimeService/RunPodSandbox", Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x80, 0x09]), Buffer.alloc(18 * 1024 * 1024, 0x41)]), [grpc.status.RESOURCE_EXHAUSTED]],
+      [
+        "garbage",
+        "/runtime.v1.RuntimeService/RunPodSandbox",
+        Buffer.alloc(64, 0xff),
+        [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT],
+      ],
+      [
+        "garbage",
+        "/runtime.v1.RuntimeService/Version",
+        Buffer.from("\x0a\xff\xff\xff\xff\x0f"),
+        [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT],
+      ],
+      [
+        "truncated",
+        "/runtime.v1.RuntimeService/RunPodSandbox",
+        req.subarray(0, Math.floor(req.length / 2)),
+        [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT],
+      ],
+      [
+        "truncated",
+        "/runtime.v1.ImageService/PullImage",
+        Buffer.from([0x0a, 0x20, 0x0a, 0x10, 0x61]),
+        [grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT],
+      ],
+      [
+        "oversized",
+        "/runtime.v1.RuntimeService/Version",
+        Buffer.alloc(17 * 1024 * 1024, 0x00),
+        [grpc.status.RESOURCE_EXHAUSTED],
+      ],
+      [
+        "oversized",
+        "/runtime.v1.RuntimeService/RunPodSandbox",
+        Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x80, 0x09]), Buffer.alloc(18 * 1024 * 1024, 0x41)]),
+        [grpc.status.RESOURCE_EXHAUSTED],
+      ],
     ];
     for (const [kind, method, payload, codes] of cases) {
       const err = await rawCall(bad, method, payload);
@@ -91,7 +123,11 @@ test("garbage, truncated and oversized messages on the CRI socket fail only thei
 });
 
 /** Writes `chunks` to a fresh connection; resolves with what came back and whether the shim closed it. */
-function rawTtrpc(path: string, chunks: Buffer[], opts: { endAfter?: boolean; waitMs?: number } = {}): Promise<{ data: Buffer; closed: boolean }> {
+function rawTtrpc(
+  path: string,
+  chunks: Buffer[],
+  opts: { endAfter?: boolean; waitMs?: number } = {},
+): Promise<{ data: Buffer; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const s: Socket = connect(path);
     const got: Buffer[] = [];
@@ -145,8 +181,11 @@ test("garbage, truncated and oversized frames on a shim socket drop that connect
   // past and the stream is answered RESOURCE_EXHAUSTED; the connection stays usable.
   results.oversized = await rawTtrpc(sock, [header(5 << 20, 5, 1), Buffer.alloc(5 << 20, 0x41)], { waitMs: 5000 });
   // A length far beyond the limit whose bytes never come; the client gives up.
-  results.hugeLength = await rawTtrpc(sock, [header(0x7fffffff, 7, 1), Buffer.alloc(64 * 1024, 0x41)], { endAfter: true });
-  for (const [k, r] of Object.entries(results)) console.log(`shim socket, ${k}: ${r.closed ? "closed" : "open"}, ${r.data.length} bytes answered`);
+  results.hugeLength = await rawTtrpc(sock, [header(0x7fffffff, 7, 1), Buffer.alloc(64 * 1024, 0x41)], {
+    endAfter: true,
+  });
+  for (const [k, r] of Object.entries(results))
+    console.log(`shim socket, ${k}: ${r.closed ? "closed" : "open"}, ${r.data.length} bytes answered`);
   // A frame that can never be valid gets the connection dropped.
   for (const k of ["badType", "badProto"]) assert.ok(results[k]!.closed, `${k}: dropped`);
   const o = results.oversized!;
@@ -163,7 +202,11 @@ test("garbage, truncated and oversized frames on a shim socket drop that connect
   const r = await env.d.rt.execSync({ containerId: cid, cmd: ["echo", "alive"], timeout: 10n });
   assert.equal(r.stdout.toString(), "alive\n");
   await env.d.rt.stopContainer({ containerId: cid, timeout: 0n });
-  await until(async () => (await env.d.rt.containerStatus({ containerId: cid })).status!.state === ContainerState.CONTAINER_EXITED, "stop");
+  await until(
+    async () =>
+      (await env.d.rt.containerStatus({ containerId: cid })).status!.state === ContainerState.CONTAINER_EXITED,
+    "stop",
+  );
   await env.d.rt.stopPodSandbox({ podSandboxId: pod.id });
   await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
 });

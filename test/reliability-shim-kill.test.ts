@@ -71,10 +71,16 @@ for (const handler of ["runc", "runc-v2"]) {
 
     if (berthShim) {
       // A new shim serves the same socket and re-adopts both containers.
-      const next = await until(() => {
-        const s = processesNaming([env.d.socket], [env.d.pid]).find((p) => p.cmd.includes("-berth-serve") && p.pid !== shim);
-        return s && alive(pidA) ? s : undefined;
-      }, "a restarted shim", 10_000);
+      const next = await until(
+        () => {
+          const s = processesNaming([env.d.socket], [env.d.pid]).find(
+            (p) => p.cmd.includes("-berth-serve") && p.pid !== shim,
+          );
+          return s && alive(pidA) ? s : undefined;
+        },
+        "a restarted shim",
+        10_000,
+      );
       assert.notEqual(next.pid, shim);
       for (const [cid, pid] of [
         [a, pidA],
@@ -88,17 +94,23 @@ for (const handler of ["runc", "runc-v2"]) {
       assert.equal(r.stdout.toString(), "adopted\n");
       // The restarted shim still reports exits of adopted containers.
       process.kill(pidA, "SIGKILL");
-      const s = await until(async () => {
-        const st = (await env.d.rt.containerStatus({ containerId: a })).status!;
-        return st.state === ContainerState.CONTAINER_EXITED ? st : undefined;
-      }, "the adopted container's exit", 10_000);
+      const s = await until(
+        async () => {
+          const st = (await env.d.rt.containerStatus({ containerId: a })).status!;
+          return st.state === ContainerState.CONTAINER_EXITED ? st : undefined;
+        },
+        "the adopted container's exit",
+        10_000,
+      );
       assert.equal(s.exitCode, 137);
     } else {
       for (const cid of [a, b]) {
         const s = await until(
           async () => {
             const st = (await env.d.rt.containerStatus({ containerId: cid })).status!;
-            return st.state === ContainerState.CONTAINER_EXITED || st.state === ContainerState.CONTAINER_UNKNOWN ? st : undefined;
+            return st.state === ContainerState.CONTAINER_EXITED || st.state === ContainerState.CONTAINER_UNKNOWN
+              ? st
+              : undefined;
           },
           `${cid} reported exited`,
           10_000,
@@ -122,7 +134,15 @@ for (const handler of ["runc", "runc-v2"]) {
     const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
     assert.ok(warm.length <= 1);
     assert.deepEqual(
-      leaks({ dir: d.dir, root: d.root, state: d.state, socket: d.socket, bridge: "berthrel2", ids: [pod.id, a, b], excludePids: [d.pid, ...warm.map((p) => p.pid)] }),
+      leaks({
+        dir: d.dir,
+        root: d.root,
+        state: d.state,
+        socket: d.socket,
+        bridge: "berthrel2",
+        ids: [pod.id, a, b],
+        excludePids: [d.pid, ...warm.map((p) => p.pid)],
+      }),
       [],
     );
   });

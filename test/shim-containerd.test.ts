@@ -22,7 +22,12 @@ let containerd: ChildProcess;
 let env: NodeJS.ProcessEnv;
 
 function ctr(args: string[], opts: { input?: string } = {}) {
-  const r = spawnSync("ctr", ["-a", sock, "-n", NS, ...args], { env, encoding: "utf8", input: opts.input, timeout: 60_000 });
+  const r = spawnSync("ctr", ["-a", sock, "-n", NS, ...args], {
+    env,
+    encoding: "utf8",
+    input: opts.input,
+    timeout: 60_000,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -114,7 +119,10 @@ before(async () => {
     BERTH_SHIM_SOCKET_DIR: join(tmp, "shim"),
     BERTH_SHIM_RUNTIME_ROOT: join(tmp, "runtime"),
   };
-  containerd = spawn("containerd", ["--config", join(tmp, "config.toml")], { env, stdio: ["ignore", "ignore", "pipe"] });
+  containerd = spawn("containerd", ["--config", join(tmp, "config.toml")], {
+    env,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let log = "";
   containerd.stderr!.on("data", (d: Buffer) => (log += d.toString()));
   (globalThis as { containerdLog?: () => string }).containerdLog = () => log;
@@ -177,7 +185,17 @@ function shimPids(): number[] {
 }
 
 test("ctr run --runtime io.containerd.berth.v2 runs to completion with the right output and exit code", () => {
-  const r = ctr(["run", "--rm", "--runtime", RUNTIME, IMAGE, "run1", "sh", "-c", "echo hello from berth; echo to-stderr >&2; exit 3"]);
+  const r = ctr([
+    "run",
+    "--rm",
+    "--runtime",
+    RUNTIME,
+    IMAGE,
+    "run1",
+    "sh",
+    "-c",
+    "echo hello from berth; echo to-stderr >&2; exit 3",
+  ]);
   assert.equal(r.code, 3, r.err);
   assert.equal(r.out, "hello from berth\n");
   assert.match(r.err, /to-stderr/);
@@ -225,7 +243,11 @@ test("exec, ps, pause/resume, metrics, kill and delete through ctr; a signal dea
   ctrOk(["containers", "rm", "long1"]);
 
   // `ctr run` (attached) returns the task's exit status: SIGKILL -> 137
-  const run = spawn("ctr", ["-a", sock, "-n", NS, "run", "--rm", "--runtime", RUNTIME, IMAGE, "sig1", "sleep", "1000"], { env, stdio: "ignore" });
+  const run = spawn(
+    "ctr",
+    ["-a", sock, "-n", NS, "run", "--rm", "--runtime", RUNTIME, IMAGE, "sig1", "sleep", "1000"],
+    { env, stdio: "ignore" },
+  );
   await until(() => /sig1\s+\d+\s+RUNNING/.test(ctrOk(["task", "ls"])), "sig1 to run");
   ctrOk(["task", "kill", "-s", "SIGKILL", "sig1"]);
   const code = await new Promise<number | null>((r) => run.once("exit", (c) => r(c)));

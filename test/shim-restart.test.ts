@@ -75,7 +75,10 @@ test("kill -9 of the shim: containers keep running with their stdio; a restarted
   await until(() => readFileSync(aOut, "utf8") === "one\ntwo\n", "a's output after the shim died");
   await until(() => readFileSync(bOut, "utf8") === "b-done\n", "b's output");
   assert.ok(alive(aPid), "a still runs");
-  await until(() => h.ourProcesses().filter((p) => p.kind === "monitor").length === 1, "b's and the exec's monitors to finish, a's to stay");
+  await until(
+    () => h.ourProcesses().filter((p) => p.kind === "monitor").length === 1,
+    "b's and the exec's monitors to finish, a's to stay",
+  );
 
   // containerd or berthd runs `start` again: a new shim re-adopts everything
   const eventsBefore = h.events.length;
@@ -92,7 +95,10 @@ test("kill -9 of the shim: containers keep running with their stdio; a restarted
   assert.equal((await again.task.wait({ id: "b", execId: "" }, h.md)).exitStatus, 4);
   assert.equal((await again.task.wait({ id: "a", execId: "slow-exec" }, h.md)).exitStatus, 6);
   // exits nobody heard of are published by the new shim
-  await until(() => h.events.slice(eventsBefore).filter((e) => e.topic === "/tasks/exit").length === 2, "exit events for b and the exec");
+  await until(
+    () => h.events.slice(eventsBefore).filter((e) => e.topic === "/tasks/exit").length === 2,
+    "exit events for b and the exec",
+  );
 
   // and it controls the adopted container as before
   await again.task.pause({ id: "a" }, h.md);
@@ -129,8 +135,13 @@ test("kill -9 of the client (berthd) leaves containers running; a new client see
     console.log("ready");
     setInterval(() => {}, 1000);
   `;
-  const reqs = [createReq("c", c), createReq("d", d)].map((r) => ({ ...r, options: { ...r.options, value: Buffer.from(r.options!.value).toString("base64") } }));
-  const berthd = spawn(process.execPath, ["--input-type=module", "-e", script, JSON.stringify(reqs)], { stdio: ["ignore", "pipe", "inherit"] });
+  const reqs = [createReq("c", c), createReq("d", d)].map((r) => ({
+    ...r,
+    options: { ...r.options, value: Buffer.from(r.options!.value).toString("base64") },
+  }));
+  const berthd = spawn(process.execPath, ["--input-type=module", "-e", script, JSON.stringify(reqs)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   let out = "";
   berthd.stdout.on("data", (x: Buffer) => (out += x.toString()));
   await until(() => out.includes("ready"), "the client to start both containers");

@@ -19,7 +19,9 @@ before(async () => {
 });
 
 after(async () => {
-  const ids = spawnSync("runsc", ["--root", runscRoot, "list", "-q"], { encoding: "utf8" }).stdout?.split("\n").filter(Boolean) ?? [];
+  const ids =
+    spawnSync("runsc", ["--root", runscRoot, "list", "-q"], { encoding: "utf8" }).stdout?.split("\n").filter(Boolean) ??
+    [];
   for (const id of ids) spawnSync("runsc", ["--root", runscRoot, "delete", "-force", id]);
   await h.cleanup();
 });

@@ -28,13 +28,21 @@ after(async () => {
   await h.cleanup();
 });
 
-function bundle(name: string, args: string[], extra: Parameters<typeof makeBundle>[1] extends infer O ? Partial<O> : never = {}) {
+function bundle(
+  name: string,
+  args: string[],
+  extra: Parameters<typeof makeBundle>[1] extends infer O ? Partial<O> : never = {},
+) {
   const dir = join(h.root, name);
   makeBundle(dir, { args, ...extra });
   return dir;
 }
 
-function createReq(id: string, dir: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal?: boolean } = {}) {
+function createReq(
+  id: string,
+  dir: string,
+  io: { stdin?: string; stdout?: string; stderr?: string; terminal?: boolean } = {},
+) {
   return {
     id,
     bundle: dir,
@@ -72,7 +80,10 @@ test("start prints a unix:// address of a 0600 socket in a 0700 dir and writes t
 test("a container prints to a stdout fifo and exits 3; wait, state and delete report it; events in order", async () => {
   const dir = bundle("exit3", ["sh", "-c", "echo hello; echo oops >&2; exit 3"]);
   const out = fifoReader(join(h.root, "exit3.stdout"));
-  const req = createReq("exit3", dir, { stdout: join(h.root, "exit3.stdout"), stderr: `file://${h.root}/exit3.stderr` });
+  const req = createReq("exit3", dir, {
+    stdout: join(h.root, "exit3.stdout"),
+    stderr: `file://${h.root}/exit3.stderr`,
+  });
   const { pid } = await task.create(req, h.md);
   assert.ok(pid > 0);
   assert.equal((await task.state({ id: "exit3", execId: "" }, h.md)).status, Status.CREATED);
@@ -140,7 +151,11 @@ test("exec runs with its own output and exit code; pids, pause/resume, stats, SI
   assert.equal(m.pids!.current, 1n);
 
   await task.update(
-    { id: "long", resources: { typeUrl: "", value: Buffer.from(JSON.stringify({ pids: { limit: 64 } })) }, annotations: {} },
+    {
+      id: "long",
+      resources: { typeUrl: "", value: Buffer.from(JSON.stringify({ pids: { limit: 64 } })) },
+      annotations: {},
+    },
     h.md,
   );
   assert.equal(Metrics.decode((await task.stats({ id: "long" }, h.md)).stats!.value).pids!.limit, 64n);
@@ -195,7 +210,10 @@ test("Create mounts the rootfs mounts it is given on <bundle>/rootfs and Delete 
   makeBundle(dir, { args: ["sh", "-c", "cat /marker"], rootfsDir: src });
   writeFileSync(join(src, "marker"), "from the bind mount\n");
   const out = join(h.root, "mounted.out");
-  const req = { ...createReq("mounted", dir, { stdout: `file://${out}` }), rootfs: [{ type: "bind", source: src, target: "", options: ["rbind", "rw"] }] };
+  const req = {
+    ...createReq("mounted", dir, { stdout: `file://${out}` }),
+    rootfs: [{ type: "bind", source: src, target: "", options: ["rbind", "rw"] }],
+  };
   await task.create(req, h.md);
   assert.ok(readFileSync("/proc/self/mountinfo", "utf8").includes(join(dir, "rootfs")));
   await task.start({ id: "mounted", execId: "" }, h.md);
@@ -238,7 +256,10 @@ test("two containers of one pod (same sandbox-id) and another pod share one shim
   for (const id of ["pod-a-1", "pod-a-2", "pod-b-1"]) shims.add((await task.connect({ id }, h.md)).shimPid);
   assert.equal(shims.size, 1);
   assert.deepEqual(
-    h.ourProcesses().filter((p) => p.kind === "shim").map((p) => p.pid),
+    h
+      .ourProcesses()
+      .filter((p) => p.kind === "shim")
+      .map((p) => p.pid),
     [...shims],
   );
   // Shutdown while tasks remain does not end the shim

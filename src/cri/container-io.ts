@@ -105,7 +105,9 @@ export class ContainerLogger {
     // Opened before the task exists and kept open for the container's life: the shim reads
     // EOF (and closes the process's stdin) only when berthd closes it.
     this.stdin = opts.stdin ? new FifoWriter(paths.stdin) : undefined;
-    const sink = { write: (stream: LogStream, tag: "P" | "F", message: Buffer) => this.log?.write(stream, tag, message) };
+    const sink = {
+      write: (stream: LogStream, tag: "P" | "F", message: Buffer) => this.log?.write(stream, tag, message),
+    };
     const readers: FifoReader[] = [];
     for (const stream of ["stdout", "stderr"] as const) {
       const splitter = new CriLineSplitter(stream, sink, opts.maxLineSize);

@@ -24,14 +24,19 @@ import type { PodRow } from "../metadata/pods.js";
 import { buildContainerSpec, probeHost, type Spec } from "../oci/index.js";
 import { applyResources } from "../oci/resources.js";
 import { mountAll, unmountAll } from "../snapshots/mount.js";
-import {
-  DeadlineExceededError,
-  FailedPreconditionError,
-  InvalidArgumentError,
-  NotFoundError,
-} from "../util/errors.js";
+import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 import { ContainerLogger, ExecCapture, containerIoPaths } from "./container-io.js";
-import { CRI_NAMESPACE as NS, type CriContext, dateNs, KeyedLock, matchesLabels, nowNs, paths, runUndo, sleep } from "./context.js";
+import {
+  CRI_NAMESPACE as NS,
+  type CriContext,
+  dateNs,
+  KeyedLock,
+  matchesLabels,
+  nowNs,
+  paths,
+  runUndo,
+  sleep,
+} from "./context.js";
 import { newId, resolveId } from "./ids.js";
 
 /** ExecSync output kept per stream (kubelet's gRPC limit is 16 MiB per message). */
@@ -62,7 +67,9 @@ export class ContainerService {
     ctx.shims.onEvent((ev) => {
       if (ev.type === "oom") this.oom.add(ev.containerId);
       if (ev.type === "exit" && ev.execId === "" && this.ctx.containers.get(ev.containerId)) {
-        void this.handleExit(ev.containerId).catch((err: unknown) => this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"));
+        void this.handleExit(ev.containerId).catch((err: unknown) =>
+          this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"),
+        );
       }
     });
   }
@@ -83,7 +90,9 @@ export class ContainerService {
     if (!name) throw new InvalidArgumentError("container config must have metadata.name");
     if (!config.image?.image) throw new InvalidArgumentError("container config must name an image");
     if (pod.row.phase !== "ready") {
-      throw new FailedPreconditionError(`pod sandbox ${pod.row.id} is not ready (${pod.row.phase}): cannot create containers in it`);
+      throw new FailedPreconditionError(
+        `pod sandbox ${pod.row.id} is not ready (${pod.row.phase}): cannot create containers in it`,
+      );
     }
     const imageRef = config.image.image;
     const imageId = this.ctx.images.resolveId(imageRef);
@@ -94,8 +103,11 @@ export class ContainerService {
     const bundle = paths.bundle(this.ctx, id);
     const rootfs = join(bundle, "rootfs");
     const logPath = pod.config.logDirectory && config.logPath ? join(pod.config.logDirectory, config.logPath) : "";
-    if (logPath && !isAbsolute(logPath)) throw new InvalidArgumentError(`log path ${logPath} must be absolute (set the pod's log_directory)`);
-    const stopSignal = signalName(config.stopSignal ? signalToJSON(config.stopSignal) : image.config.StopSignal || "SIGTERM");
+    if (logPath && !isAbsolute(logPath))
+      throw new InvalidArgumentError(`log path ${logPath} must be absolute (set the pod's log_directory)`);
+    const stopSignal = signalName(
+      config.stopSignal ? signalToJSON(config.stopSignal) : image.config.StopSignal || "SIGTERM",
+    );
     this.ctx.containers.insert({
       id,
       sandboxId: pod.row.id,
@@ -158,9 +170,11 @@ export class ContainerService {
     const ns = config.linux?.securityContext?.namespaceOptions;
     if (ns?.pid !== 3 || !ns.targetId) return undefined;
     const target = this.resolve(ns.targetId);
-    if (target.sandboxId !== sandboxId) throw new InvalidArgumentError(`PID namespace target ${target.id} is not in pod ${sandboxId}`);
+    if (target.sandboxId !== sandboxId)
+      throw new InvalidArgumentError(`PID namespace target ${target.id} is not in pod ${sandboxId}`);
     const s = this.hasTask(target.id) ? await this.ctx.shims.state(NS, target.id).catch(() => undefined) : undefined;
-    if (!s || s.status !== "running") throw new FailedPreconditionError(`PID namespace target container ${target.id} is not running`);
+    if (!s || s.status !== "running")
+      throw new FailedPreconditionError(`PID namespace target container ${target.id} is not running`);
     return `/proc/${s.pid}/ns/pid`;
   }
 
@@ -190,7 +204,11 @@ export class ContainerService {
     if (pod.row.phase !== "ready") throw new FailedPreconditionError(`pod sandbox ${pod.row.id} is not ready`);
     const config = this.config(row);
     const io = containerIoPaths(paths.ioRoot(this.ctx), row.id);
-    const logger = new ContainerLogger(io, row.logPath, { hold: true, maxLineSize: this.ctx.maxLogLineSize, stdin: config.stdin });
+    const logger = new ContainerLogger(io, row.logPath, {
+      hold: true,
+      maxLineSize: this.ctx.maxLogLineSize,
+      stdin: config.stdin,
+    });
     let created = false;
     try {
       await this.ctx.shims.createTask({
@@ -219,7 +237,12 @@ export class ContainerService {
       }
       logger.close();
       // containerd records a failed start as an exit with code 128 and reason StartError.
-      this.ctx.containers.setExit(row.id, { exitCode: 128, finishedAt: nowNs(), reason: "StartError", message: (err as Error).message });
+      this.ctx.containers.setExit(row.id, {
+        exitCode: 128,
+        finishedAt: nowNs(),
+        reason: "StartError",
+        message: (err as Error).message,
+      });
       throw err;
     }
     await this.publish(row.id, ContainerEventType.CONTAINER_STARTED_EVENT);
@@ -294,12 +317,16 @@ export class ContainerService {
     const state = await this.ctx.shims.state(NS, id).catch(() => undefined);
     if (state && state.status !== "stopped" && timeoutS > 0) {
       const sig = signalNumber(row.stopSignal);
-      await this.ctx.shims.kill(NS, id, sig).catch((err: unknown) => this.ctx.log.debug({ err, container: id }, "stop signal"));
+      await this.ctx.shims
+        .kill(NS, id, sig)
+        .catch((err: unknown) => this.ctx.log.debug({ err, container: id }, "stop signal"));
       const exited = await this.waitExit(id, timeoutS * 1000);
       if (exited) return this.handleExit(id);
     }
     if (state?.status !== "stopped") {
-      await this.ctx.shims.kill(NS, id, 9, { all: true }).catch((err: unknown) => this.ctx.log.debug({ err, container: id }, "SIGKILL"));
+      await this.ctx.shims
+        .kill(NS, id, 9, { all: true })
+        .catch((err: unknown) => this.ctx.log.debug({ err, container: id }, "SIGKILL"));
       await this.waitExit(id, 30_000);
     }
     await this.handleExit(id);
@@ -363,7 +390,16 @@ export class ContainerService {
     return this.statusOf(row, verbose);
   }
 
-  private async liveState(row: ContainerRow): Promise<{ state: ContainerState; pid: number; exitCode: number; finishedAt: bigint; reason: string; message: string }> {
+  private async liveState(
+    row: ContainerRow,
+  ): Promise<{
+    state: ContainerState;
+    pid: number;
+    exitCode: number;
+    finishedAt: bigint;
+    reason: string;
+    message: string;
+  }> {
     if (row.exit) {
       return { state: ContainerState.CONTAINER_EXITED, pid: 0, ...row.exit };
     }
@@ -376,23 +412,61 @@ export class ContainerService {
         case "running":
         case "paused":
         case "pausing":
-          return { state: ContainerState.CONTAINER_RUNNING, pid: s.pid, exitCode: 0, finishedAt: 0n, reason: "", message: "" };
+          return {
+            state: ContainerState.CONTAINER_RUNNING,
+            pid: s.pid,
+            exitCode: 0,
+            finishedAt: 0n,
+            reason: "",
+            message: "",
+          };
         case "created":
-          return { state: ContainerState.CONTAINER_CREATED, pid: s.pid, exitCode: 0, finishedAt: 0n, reason: "", message: "" };
+          return {
+            state: ContainerState.CONTAINER_CREATED,
+            pid: s.pid,
+            exitCode: 0,
+            finishedAt: 0n,
+            reason: "",
+            message: "",
+          };
         case "stopped": {
           // Exited, and the exit is being recorded right now.
           const reason = this.oom.has(row.id) ? "OOMKilled" : s.exitStatus === 0 ? "Completed" : "Error";
-          return { state: ContainerState.CONTAINER_EXITED, pid: 0, exitCode: s.exitStatus, finishedAt: dateNs(s.exitedAt), reason, message: s.reason ?? "" };
+          return {
+            state: ContainerState.CONTAINER_EXITED,
+            pid: 0,
+            exitCode: s.exitStatus,
+            finishedAt: dateNs(s.exitedAt),
+            reason,
+            message: s.reason ?? "",
+          };
         }
         default:
-          return { state: ContainerState.CONTAINER_UNKNOWN, pid: 0, exitCode: 0, finishedAt: 0n, reason: "Unknown", message: "" };
+          return {
+            state: ContainerState.CONTAINER_UNKNOWN,
+            pid: 0,
+            exitCode: 0,
+            finishedAt: 0n,
+            reason: "Unknown",
+            message: "",
+          };
       }
     } catch (err) {
-      return { state: ContainerState.CONTAINER_UNKNOWN, pid: 0, exitCode: 0, finishedAt: 0n, reason: "Unknown", message: (err as Error).message };
+      return {
+        state: ContainerState.CONTAINER_UNKNOWN,
+        pid: 0,
+        exitCode: 0,
+        finishedAt: 0n,
+        reason: "Unknown",
+        message: (err as Error).message,
+      };
     }
   }
 
-  async statusOf(row: ContainerRow, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+  async statusOf(
+    row: ContainerRow,
+    verbose: boolean,
+  ): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
     const config = this.config(row);
     const live = await this.liveState(row);
     const status: ContainerStatus = {
@@ -403,7 +477,13 @@ export class ContainerService {
       startedAt: row.startedAt,
       finishedAt: live.finishedAt,
       exitCode: live.exitCode,
-      image: { image: row.imageRef, annotations: config.image?.annotations ?? {}, userSpecifiedImage: config.image?.userSpecifiedImage ?? "", runtimeHandler: "", imageRef: row.imageId },
+      image: {
+        image: row.imageRef,
+        annotations: config.image?.annotations ?? {},
+        userSpecifiedImage: config.image?.userSpecifiedImage ?? "",
+        runtimeHandler: "",
+        imageRef: row.imageId,
+      },
       imageRef: await this.imageRefOf(row),
       reason: live.reason,
       message: live.message,
@@ -458,7 +538,13 @@ export class ContainerService {
         id: row.id,
         podSandboxId: row.sandboxId,
         metadata: config.metadata,
-        image: { image: row.imageRef, annotations: {}, userSpecifiedImage: "", runtimeHandler: "", imageRef: row.imageId },
+        image: {
+          image: row.imageRef,
+          annotations: {},
+          userSpecifiedImage: "",
+          runtimeHandler: "",
+          imageRef: row.imageId,
+        },
         imageRef: await this.imageRefOf(row),
         state,
         createdAt: row.createdAt,
@@ -472,7 +558,11 @@ export class ContainerService {
 
   // ---- update / exec / logs ------------------------------------------------------------
 
-  async updateResources(ref: string, resources: LinuxContainerResources | undefined, annotations: Record<string, string>): Promise<void> {
+  async updateResources(
+    ref: string,
+    resources: LinuxContainerResources | undefined,
+    annotations: Record<string, string>,
+  ): Promise<void> {
     const row = this.resolve(ref);
     if (row.exit) throw new FailedPreconditionError(`container ${row.id} has exited: its resources cannot change`);
     const specPath = join(paths.bundle(this.ctx, row.id), "config.json");
@@ -489,11 +579,17 @@ export class ContainerService {
     }
   }
 
-  async execSync(ref: string, cmd: string[], timeoutS: number, signal: AbortSignal): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
+  async execSync(
+    ref: string,
+    cmd: string[],
+    timeoutS: number,
+    signal: AbortSignal,
+  ): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
     const row = this.resolve(ref);
     if (cmd.length === 0) throw new InvalidArgumentError("exec needs a command");
     const live = await this.liveState(row);
-    if (live.state !== ContainerState.CONTAINER_RUNNING) throw new FailedPreconditionError(`container ${row.id} is not running`);
+    if (live.state !== ContainerState.CONTAINER_RUNNING)
+      throw new FailedPreconditionError(`container ${row.id} is not running`);
     const spec = JSON.parse(await readFile(join(paths.bundle(this.ctx, row.id), "config.json"), "utf8")) as Spec;
     const processSpec = { ...spec.process, args: cmd, terminal: false };
     const execId = randomBytes(8).toString("hex");
@@ -502,7 +598,11 @@ export class ContainerService {
     const cap = new ExecCapture(io.dir, execId, EXEC_OUTPUT_LIMIT);
     let added = false;
     try {
-      await this.ctx.shims.exec(NS, row.id, execId, { spec: processSpec, stdout: cap.path("stdout"), stderr: cap.path("stderr") });
+      await this.ctx.shims.exec(NS, row.id, execId, {
+        spec: processSpec,
+        stdout: cap.path("stdout"),
+        stderr: cap.path("stderr"),
+      });
       added = true;
       await this.ctx.shims.start(NS, row.id, execId);
       // The shim opens the exec's fifos by the time the process has started.
@@ -571,14 +671,22 @@ export class ContainerService {
           }
           await this.cleanupFiles(row.id);
           this.ctx.containers.delete(row.id);
-          this.ctx.log.info({ container: row.id, phase: row.phase }, row.phase === "creating" ? "rolled back an interrupted container create" : "finished an interrupted container removal");
+          this.ctx.log.info(
+            { container: row.id, phase: row.phase },
+            row.phase === "creating"
+              ? "rolled back an interrupted container create"
+              : "finished an interrupted container removal",
+          );
           continue;
         }
         if (!this.hasTask(row.id)) continue;
         const s = await this.ctx.shims.state(NS, row.id).catch(() => undefined);
         if (s && s.status !== "stopped") {
           const io = containerIoPaths(paths.ioRoot(this.ctx), row.id);
-          this.loggers.set(row.id, new ContainerLogger(io, row.logPath, { hold: false, maxLineSize: this.ctx.maxLogLineSize }));
+          this.loggers.set(
+            row.id,
+            new ContainerLogger(io, row.logPath, { hold: false, maxLineSize: this.ctx.maxLogLineSize }),
+          );
         } else {
           await this.handleExit(row.id);
         }
@@ -615,7 +723,12 @@ export class ContainerService {
 }
 
 function podFilesOf(podDir: string) {
-  return { hostname: join(podDir, "hostname"), hosts: join(podDir, "hosts"), resolvConf: join(podDir, "resolv.conf"), shm: join(podDir, "shm") };
+  return {
+    hostname: join(podDir, "hostname"),
+    hosts: join(podDir, "hosts"),
+    resolvConf: join(podDir, "resolv.conf"),
+    shm: join(podDir, "shm"),
+  };
 }
 
 /** CRI Signal enum value -> name (the enum's names are the signal names). */

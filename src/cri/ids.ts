@@ -13,6 +13,9 @@ export function resolveId(ref: string, kind: string, withPrefix: (prefix: string
   const ids = withPrefix(ref);
   if (ids.length === 0) throw new NotFoundError(`${kind} ${JSON.stringify(ref)} not found`);
   if (ids.includes(ref)) return ref;
-  if (ids.length > 1) throw new InvalidArgumentError(`${kind} id prefix ${JSON.stringify(ref)} is ambiguous: ${ids.length} ${kind}s match`);
+  if (ids.length > 1)
+    throw new InvalidArgumentError(
+      `${kind} id prefix ${JSON.stringify(ref)} is ambiguous: ${ids.length} ${kind}s match`,
+    );
   return ids[0]!;
 }

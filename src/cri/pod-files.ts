@@ -69,7 +69,13 @@ export async function writePodFiles(o: PodFileOptions): Promise<PodFiles> {
 /** Mounts the pod's /dev/shm tmpfs (64 MiB, like containerd). */
 export async function mountShm(shm: string): Promise<void> {
   await mkdir(shm, { recursive: true, mode: 0o755 });
-  sys.mount("shm", shm, "tmpfs", sys.MS_NOSUID | sys.MS_NODEV | sys.MS_NOEXEC, `mode=1777,size=${DEFAULT_SHM_SIZE_BYTES}`);
+  sys.mount(
+    "shm",
+    shm,
+    "tmpfs",
+    sys.MS_NOSUID | sys.MS_NODEV | sys.MS_NOEXEC,
+    `mode=1777,size=${DEFAULT_SHM_SIZE_BYTES}`,
+  );
 }
 
 export function unmountShm(shm: string): void {

@@ -54,7 +54,12 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     async podSandboxStatus(req) {
       const pod = sandboxes.resolve(req.podSandboxId);
       const { status, info } = await sandboxes.statusOf(pod.row, req.verbose);
-      const cs = await Promise.all(ctx.containers.bySandbox(pod.row.id).filter((c) => c.phase !== "creating").map(async (c) => (await containers.statusOf(c, false)).status));
+      const cs = await Promise.all(
+        ctx.containers
+          .bySandbox(pod.row.id)
+          .filter((c) => c.phase !== "creating")
+          .map(async (c) => (await containers.statusOf(c, false)).status),
+      );
       return PodSandboxStatusResponse.fromPartial({ status, info, containersStatuses: cs, timestamp: nowNs() });
     },
     async listPodSandbox(req) {
@@ -132,7 +137,8 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
         ctx.log.info({ task: r.id }, "removed an orphaned task");
       }
       const net = await ctx.network.recover(keep);
-      if (net.cleaned.length > 0) ctx.log.info({ pods: net.cleaned }, "released the networks of pods that no longer exist");
+      if (net.cleaned.length > 0)
+        ctx.log.info({ pods: net.cleaned }, "released the networks of pods that no longer exist");
     },
     close() {
       containers.close();

@@ -23,7 +23,11 @@ import type { ContainerService, PodView } from "./container-service.js";
 import { newId, resolveId } from "./ids.js";
 import { mountShm, podFiles, unmountShm, writePodFiles } from "./pod-files.js";
 
-const protocols: Record<number, PortMapping["protocol"]> = { [Protocol.TCP]: "tcp", [Protocol.UDP]: "udp", [Protocol.SCTP]: "sctp" };
+const protocols: Record<number, PortMapping["protocol"]> = {
+  [Protocol.TCP]: "tcp",
+  [Protocol.UDP]: "udp",
+  [Protocol.SCTP]: "sctp",
+};
 
 export class SandboxService {
   /** Stop and remove of one pod never overlap. */
@@ -49,13 +53,16 @@ export class SandboxService {
 
   async run(config: PodSandboxConfig, runtimeHandler: string): Promise<string> {
     const md = config.metadata;
-    if (!md?.name || !md.namespace) throw new InvalidArgumentError("pod sandbox config must have metadata.name and metadata.namespace");
+    if (!md?.name || !md.namespace)
+      throw new InvalidArgumentError("pod sandbox config must have metadata.name and metadata.namespace");
     let handler;
     try {
       handler = this.ctx.handlers.get(runtimeHandler);
     } catch (err) {
       if (err instanceof NotFoundError) {
-        throw new NotFoundError(`unknown runtime handler ${JSON.stringify(runtimeHandler)}: configure it under [runtime.handlers] (have: ${this.ctx.handlers.names().join(", ")})`);
+        throw new NotFoundError(
+          `unknown runtime handler ${JSON.stringify(runtimeHandler)}: configure it under [runtime.handlers] (have: ${this.ctx.handlers.names().join(", ")})`,
+        );
       }
       throw err;
     }
@@ -100,8 +107,19 @@ export class SandboxService {
           uid: md.uid,
           portMappings: config.portMappings
             .filter((p) => p.hostPort > 0)
-            .map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: protocols[p.protocol] ?? "tcp", hostIP: p.hostIp || undefined })),
-          dns: config.dnsConfig ? { servers: config.dnsConfig.servers, searches: config.dnsConfig.searches, options: config.dnsConfig.options } : undefined,
+            .map((p) => ({
+              hostPort: p.hostPort,
+              containerPort: p.containerPort,
+              protocol: protocols[p.protocol] ?? "tcp",
+              hostIP: p.hostIp || undefined,
+            })),
+          dns: config.dnsConfig
+            ? {
+                servers: config.dnsConfig.servers,
+                searches: config.dnsConfig.searches,
+                options: config.dnsConfig.options,
+              }
+            : undefined,
         });
         netnsPath = net.netnsPath;
         ips = net.ips.map((i) => i.address);
@@ -109,7 +127,13 @@ export class SandboxService {
       }
       mark("network");
 
-      const files = await writePodFiles({ podDir, hostname: config.hostname, hostNetwork, dns: config.dnsConfig, ip: ips[0] });
+      const files = await writePodFiles({
+        podDir,
+        hostname: config.hostname,
+        hostNetwork,
+        dns: config.dnsConfig,
+        ip: ips[0],
+      });
       if (!hostIpc) {
         await mountShm(files.shm);
         undo.push(() => unmountShm(files.shm));
@@ -167,7 +191,9 @@ export class SandboxService {
     if (this.hasTask(id)) {
       await this.ctx.shims.kill(NS, id, 9, { all: true }).catch(() => {});
       await this.ctx.shims.wait(NS, id).catch(() => {});
-      await this.ctx.shims.delete(NS, id).catch((err: unknown) => this.ctx.log.warn({ err, pod: id }, "deleting the sandbox task"));
+      await this.ctx.shims
+        .delete(NS, id)
+        .catch((err: unknown) => this.ctx.log.warn({ err, pod: id }, "deleting the sandbox task"));
     }
     unmountShm(podFiles(row.podDir).shm);
     await this.ctx.network.teardownPod(id);
@@ -177,7 +203,13 @@ export class SandboxService {
 
   private async publish(id: string, type: ContainerEventType, status?: PodSandboxStatus): Promise<void> {
     try {
-      this.ctx.events.publish({ containerId: id, containerEventType: type, createdAt: nowNs(), podSandboxStatus: status ?? (await this.statusById(id)), containersStatuses: [] });
+      this.ctx.events.publish({
+        containerId: id,
+        containerEventType: type,
+        createdAt: nowNs(),
+        podSandboxStatus: status ?? (await this.statusById(id)),
+        containersStatuses: [],
+      });
     } catch (err) {
       this.ctx.log.debug({ err }, "publishing a pod event failed");
     }
@@ -216,10 +248,15 @@ export class SandboxService {
   // ---- status / list -------------------------------------------------------------------
 
   private async liveState(row: PodRow): Promise<{ state: PodSandboxState; pid: number; status: string }> {
-    if (row.phase !== "ready" || !this.hasTask(row.id)) return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "deleted" };
+    if (row.phase !== "ready" || !this.hasTask(row.id))
+      return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "deleted" };
     try {
       const s = await this.ctx.shims.state(NS, row.id);
-      return { state: s.status === "running" ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY, pid: s.pid, status: s.status };
+      return {
+        state: s.status === "running" ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY,
+        pid: s.pid,
+        status: s.status,
+      };
     } catch {
       return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "unknown" };
     }
@@ -235,10 +272,19 @@ export class SandboxService {
       state: live.state,
       createdAt: row.createdAt,
       // containerd reports no IP once the network is gone (stopped pods).
-      network: { ip: row.phase === "ready" ? (row.ips[0] ?? "") : "", additionalIps: row.phase === "ready" ? row.ips.slice(1).map((ip) => ({ ip })) : [] },
+      network: {
+        ip: row.phase === "ready" ? (row.ips[0] ?? "") : "",
+        additionalIps: row.phase === "ready" ? row.ips.slice(1).map((ip) => ({ ip })) : [],
+      },
       linux: {
         namespaces: {
-          options: { network: ns?.network ?? NamespaceMode.POD, pid: ns?.pid ?? NamespaceMode.POD, ipc: ns?.ipc ?? NamespaceMode.POD, targetId: ns?.targetId ?? "", usernsOptions: ns?.usernsOptions },
+          options: {
+            network: ns?.network ?? NamespaceMode.POD,
+            pid: ns?.pid ?? NamespaceMode.POD,
+            ipc: ns?.ipc ?? NamespaceMode.POD,
+            targetId: ns?.targetId ?? "",
+            usernsOptions: ns?.usernsOptions,
+          },
         },
       },
       labels: config.labels,
@@ -282,7 +328,15 @@ export class SandboxService {
       if (!matchesLabels(config.labels, filter?.labelSelector)) continue;
       const { state } = await this.liveState(row);
       if (filter?.state && filter.state.state !== state) continue;
-      out.push({ id: row.id, metadata: config.metadata, state, createdAt: row.createdAt, labels: config.labels, annotations: config.annotations, runtimeHandler: row.runtimeHandler });
+      out.push({
+        id: row.id,
+        metadata: config.metadata,
+        state,
+        createdAt: row.createdAt,
+        labels: config.labels,
+        annotations: config.annotations,
+        runtimeHandler: row.runtimeHandler,
+      });
     }
     return out;
   }

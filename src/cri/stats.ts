@@ -76,15 +76,31 @@ export class StatsService {
     let writable: ContainerStats["writableLayer"];
     try {
       const du = await this.ctx.images.snapshotter.usage(row.id);
-      writable = { timestamp: ts, fsId: { mountpoint: this.ctx.images.opts.root }, usedBytes: u64(BigInt(du.size)), inodesUsed: u64(BigInt(du.inodes)) };
+      writable = {
+        timestamp: ts,
+        fsId: { mountpoint: this.ctx.images.opts.root },
+        usedBytes: u64(BigInt(du.size)),
+        inodesUsed: u64(BigInt(du.inodes)),
+      };
     } catch {
       writable = undefined;
     }
     return {
       attributes: { id: row.id, metadata: config.metadata, labels: config.labels, annotations: config.annotations },
-      cpu: u ? { timestamp: ts, usageCoreNanoSeconds: u64(u.cpuNs), usageNanoCores: undefined, psi: undefined } : undefined,
+      cpu: u
+        ? { timestamp: ts, usageCoreNanoSeconds: u64(u.cpuNs), usageNanoCores: undefined, psi: undefined }
+        : undefined,
       memory: u
-        ? { timestamp: ts, workingSetBytes: u64(u.workingSet), availableBytes: undefined, usageBytes: u64(u.usage), rssBytes: u64(u.rss), pageFaults: u64(u.pageFaults), majorPageFaults: u64(u.majorPageFaults), psi: undefined }
+        ? {
+            timestamp: ts,
+            workingSetBytes: u64(u.workingSet),
+            availableBytes: undefined,
+            usageBytes: u64(u.usage),
+            rssBytes: u64(u.rss),
+            pageFaults: u64(u.pageFaults),
+            majorPageFaults: u64(u.majorPageFaults),
+            psi: undefined,
+          }
         : undefined,
       writableLayer: writable,
       swap: undefined,
@@ -110,7 +126,12 @@ export class StatsService {
   async podStats(row: PodRow): Promise<PodSandboxStats> {
     const config = PodSandboxConfig.decode(row.config);
     const ts = nowNs();
-    const containers = await Promise.all(this.ctx.containers.bySandbox(row.id).filter((c) => c.phase === "created").map((c) => this.containerStats(c)));
+    const containers = await Promise.all(
+      this.ctx.containers
+        .bySandbox(row.id)
+        .filter((c) => c.phase === "created")
+        .map((c) => this.containerStats(c)),
+    );
     // The pod's usage: the sandbox process plus every container (they have sibling cgroups).
     const sandbox = await this.taskUsage(row.id);
     let cpu = sandbox?.cpuNs ?? 0n;
@@ -125,7 +146,16 @@ export class StatsService {
       attributes: { id: row.id, metadata: config.metadata, labels: config.labels, annotations: config.annotations },
       linux: {
         cpu: { timestamp: ts, usageCoreNanoSeconds: u64(cpu), usageNanoCores: undefined, psi: undefined },
-        memory: { timestamp: ts, workingSetBytes: u64(ws), availableBytes: undefined, usageBytes: u64(usage), rssBytes: undefined, pageFaults: undefined, majorPageFaults: undefined, psi: undefined },
+        memory: {
+          timestamp: ts,
+          workingSetBytes: u64(ws),
+          availableBytes: undefined,
+          usageBytes: u64(usage),
+          rssBytes: undefined,
+          pageFaults: undefined,
+          majorPageFaults: undefined,
+          psi: undefined,
+        },
         network: undefined,
         process: undefined,
         containers,

@@ -103,7 +103,12 @@ export class CriStreamingBackend implements StreamingBackend {
     return run;
   }
 
-  private async runExec(containerId: string, cmd: string[], streams: ExecStreams, signal: AbortSignal): Promise<ExecResult> {
+  private async runExec(
+    containerId: string,
+    cmd: string[],
+    streams: ExecStreams,
+    signal: AbortSignal,
+  ): Promise<ExecResult> {
     const { ctx } = this.deps;
     const row = await runningContainer(this.deps.containers, containerId);
     const id = row.id;
@@ -167,7 +172,10 @@ export class CriStreamingBackend implements StreamingBackend {
         throw abortError();
       }
       exited = true;
-      await drain([stdout, stderr].filter((s) => s !== undefined), signal);
+      await drain(
+        [stdout, stderr].filter((s) => s !== undefined),
+        signal,
+      );
       return { exitCode };
     } finally {
       exited = true;
@@ -196,7 +204,12 @@ export class CriStreamingBackend implements StreamingBackend {
     });
   }
 
-  private async applyResizes(id: string, execId: string, sizes: AsyncIterable<TerminalSize>, done: () => boolean): Promise<void> {
+  private async applyResizes(
+    id: string,
+    execId: string,
+    sizes: AsyncIterable<TerminalSize>,
+    done: () => boolean,
+  ): Promise<void> {
     for await (const { width, height } of sizes) {
       if (done()) break;
       await this.shims.resizePty(NS, id, execId, width, height).catch(() => {});
@@ -227,7 +240,8 @@ export class CriStreamingBackend implements StreamingBackend {
     let detachStdin = () => {};
     if (streams.stdin) {
       const target = io.stdin;
-      if (!target) streams.stdin.resume(); // the container has no stdin: what the client sends goes nowhere
+      if (!target)
+        streams.stdin.resume(); // the container has no stdin: what the client sends goes nowhere
       else {
         detachStdin = feed(streams.stdin, target, async () => {
           // stdin_once: the first attach session that closes stdin closes the container's.
@@ -257,7 +271,8 @@ export class CriStreamingBackend implements StreamingBackend {
       over = true;
       unsubscribe();
       detachStdin();
-      if (dropped > 0) this.deps.ctx.log.debug({ container: id, dropped }, "attach client too slow: output dropped for it");
+      if (dropped > 0)
+        this.deps.ctx.log.debug({ container: id, dropped }, "attach client too slow: output dropped for it");
     }
   }
 

@@ -16,7 +16,9 @@ export interface StreamingHandlerDeps {
   sandboxes: SandboxService;
 }
 
-export function streamingHandlers(deps: StreamingHandlerDeps): Pick<RuntimeHandlers, "exec" | "attach" | "portForward"> {
+export function streamingHandlers(
+  deps: StreamingHandlerDeps,
+): Pick<RuntimeHandlers, "exec" | "attach" | "portForward"> {
   const { server, containers, sandboxes } = deps;
   return {
     async exec(req) {
@@ -46,7 +48,9 @@ export function streamingHandlers(deps: StreamingHandlerDeps): Pick<RuntimeHandl
 
     async portForward(req) {
       const pod = readyPod(sandboxes, req.podSandboxId);
-      return PortForwardResponse.fromPartial({ url: server.getPortForwardUrl({ podSandboxId: pod.id, ports: req.port }) });
+      return PortForwardResponse.fromPartial({
+        url: server.getPortForwardUrl({ podSandboxId: pod.id, ports: req.port }),
+      });
     },
   };
 }

@@ -173,7 +173,12 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         Object.fromEntries(
           Object.entries(config.runtime.handlers).map(([name, h]) => [
             name,
-            { runtimeType: h.runtime_type, binaryName: h.binary_name, root: h.root, options: h.options as Record<string, unknown> },
+            {
+              runtimeType: h.runtime_type,
+              binaryName: h.binary_name,
+              root: h.root,
+              options: h.options as Record<string, unknown>,
+            },
           ]),
         ),
         config.runtime.default_runtime_name,
@@ -211,7 +216,12 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         "delete",
       ]),
       handlers: new ShimRuntimeHandlers(
-        Object.fromEntries(Object.entries(config.runtime.handlers).map(([name, h]) => [name, { runtimeType: h.runtime_type, binaryName: h.binary_name, root: h.root }])),
+        Object.fromEntries(
+          Object.entries(config.runtime.handlers).map(([name, h]) => [
+            name,
+            { runtimeType: h.runtime_type, binaryName: h.binary_name, root: h.root },
+          ]),
+        ),
         config.runtime.default_runtime_name,
       ),
       events: new CriEvents(),
@@ -244,7 +254,11 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
 
     // The exec/attach/port-forward server; stopped (its sessions aborted: exec processes
     // killed, attaches detached) before the pod runtime and the shims close.
-    const streamingBackend = new CriStreamingBackend({ ctx: criContext, containers: podRuntime.containers, sandboxes: podRuntime.sandboxes });
+    const streamingBackend = new CriStreamingBackend({
+      ctx: criContext,
+      containers: podRuntime.containers,
+      sandboxes: podRuntime.sandboxes,
+    });
     const streaming = new StreamingServer({
       address: config.streaming.address,
       port: config.streaming.port,

@@ -56,9 +56,13 @@ export class TtrpcPublisher implements Publisher {
       this.log(`events: backlog full, dropped ${dropped?.topic}`);
     }
     // containerd's typeurl names protobuf messages by their full name.
-    this.queue.push({ namespace, topic, event: { typeUrl: typeName, value: Buffer.from(codec.encode(event).finish()) }, at: Date.now() });
+    this.queue.push({
+      namespace,
+      topic,
+      event: { typeUrl: typeName, value: Buffer.from(codec.encode(event).finish()) },
+      at: Date.now(),
+    });
     if (!this.running) void this.loop();
-
   }
 
   /** Waits (briefly) for queued events to go out, then disconnects. */

@@ -230,4 +230,3 @@ function isZombie(pid: number): boolean {
     return false;
   }
 }
-

@@ -48,7 +48,8 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
       done.push(target);
       // A read-only bind needs a remount: the first bind ignores MS_RDONLY.
       if (isBind && flags & sys.MS_RDONLY) sys.mount("", target, null, flags | sys.MS_REMOUNT, null);
-      else if (!isBind && flags & sys.MS_RDONLY) sys.mount("", target, null, sys.MS_REMOUNT | sys.MS_RDONLY, data || null);
+      else if (!isBind && flags & sys.MS_RDONLY)
+        sys.mount("", target, null, sys.MS_REMOUNT | sys.MS_RDONLY, data || null);
     }
   } catch (err) {
     unmountAll(target);

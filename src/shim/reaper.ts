@@ -31,7 +31,8 @@ function ourChildren(): number[] {
   }
   for (const tid of tids) {
     try {
-      for (const p of readFileSync(`/proc/self/task/${tid}/children`, "utf8").trim().split(/\s+/)) if (p) out.push(Number(p));
+      for (const p of readFileSync(`/proc/self/task/${tid}/children`, "utf8").trim().split(/\s+/))
+        if (p) out.push(Number(p));
     } catch {
       // thread gone
     }

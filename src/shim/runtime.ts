@@ -62,7 +62,13 @@ export class OciRuntime {
   }
 
   /** argv of `create`, for the monitor to run (the container process becomes its child). */
-  createArgv(id: string, bundle: string, pidFile: string, consoleSocket: string | undefined, logFile: string): string[] {
+  createArgv(
+    id: string,
+    bundle: string,
+    pidFile: string,
+    consoleSocket: string | undefined,
+    logFile: string,
+  ): string[] {
     const a = [this.command, ...this.globalArgs(logFile), "create", "--bundle", bundle, "--pid-file", pidFile];
     if (consoleSocket) a.push("--console-socket", consoleSocket);
     if (this.config.noPivotRoot) a.push("--no-pivot");
@@ -72,16 +78,48 @@ export class OciRuntime {
   }
 
   /** argv of `exec --detach`, for the monitor to run. */
-  execArgv(id: string, processJson: string, pidFile: string, consoleSocket: string | undefined, logFile: string): string[] {
-    const a = [this.command, ...this.globalArgs(logFile), "exec", "--detach", "--process", processJson, "--pid-file", pidFile];
+  execArgv(
+    id: string,
+    processJson: string,
+    pidFile: string,
+    consoleSocket: string | undefined,
+    logFile: string,
+  ): string[] {
+    const a = [
+      this.command,
+      ...this.globalArgs(logFile),
+      "exec",
+      "--detach",
+      "--process",
+      processJson,
+      "--pid-file",
+      pidFile,
+    ];
     if (consoleSocket) a.push("--console-socket", consoleSocket);
     a.push(id);
     return a;
   }
 
   /** argv of `restore --detach` from a checkpoint image, for the monitor to run. */
-  restoreArgv(id: string, bundle: string, imagePath: string, workPath: string, pidFile: string, consoleSocket: string | undefined, logFile: string): string[] {
-    const a = [this.command, ...this.globalArgs(logFile), "restore", "--detach", "--bundle", bundle, "--image-path", imagePath];
+  restoreArgv(
+    id: string,
+    bundle: string,
+    imagePath: string,
+    workPath: string,
+    pidFile: string,
+    consoleSocket: string | undefined,
+    logFile: string,
+  ): string[] {
+    const a = [
+      this.command,
+      ...this.globalArgs(logFile),
+      "restore",
+      "--detach",
+      "--bundle",
+      bundle,
+      "--image-path",
+      imagePath,
+    ];
     if (workPath) a.push("--work-path", workPath);
     a.push("--pid-file", pidFile);
     if (consoleSocket) a.push("--console-socket", consoleSocket);
@@ -150,7 +188,9 @@ export class OciRuntime {
   /** Runs one command; a failure becomes a typed error with the runtime's own message. */
   run(args: string[], stdin?: Buffer): Promise<Buffer> {
     // inside a call berthd traces, the command becomes a span of that trace ("runc start")
-    return traceRuntime(`${this.kind} ${args[0] ?? ""}`, { "runtime.args": args.join(" ") }, () => this.runCommand(args, stdin));
+    return traceRuntime(`${this.kind} ${args[0] ?? ""}`, { "runtime.args": args.join(" ") }, () =>
+      this.runCommand(args, stdin),
+    );
   }
 
   private async runCommand(args: string[], stdin?: Buffer): Promise<Buffer> {
@@ -159,15 +199,17 @@ export class OciRuntime {
     const logFile = `${this.logFile}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;
     const argv = [...this.globalArgs(logFile), ...args];
     return new Promise((resolve, reject) => {
-      const child = trackChild(execFile(this.command, argv, { encoding: "buffer", maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-        void (async () => {
-          const logged = err ? await lastRuntimeError(logFile) : "";
-          await rm(logFile, { force: true });
-          if (!err) return resolve(stdout);
-          const msg = logged || stderr.toString().trim() || err.message;
-          reject(runtimeError(`${this.kind} ${args[0]}`, msg));
-        })();
-      }));
+      const child = trackChild(
+        execFile(this.command, argv, { encoding: "buffer", maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+          void (async () => {
+            const logged = err ? await lastRuntimeError(logFile) : "";
+            await rm(logFile, { force: true });
+            if (!err) return resolve(stdout);
+            const msg = logged || stderr.toString().trim() || err.message;
+            reject(runtimeError(`${this.kind} ${args[0]}`, msg));
+          })();
+        }),
+      );
       if (stdin) child.stdin?.end(stdin);
       else child.stdin?.end();
     });
@@ -178,7 +220,11 @@ export class OciRuntime {
 export function runtimeError(what: string, msg: string): Error {
   const text = `${what}: ${msg}`;
   if (/container does not exist|container .* not found|container not found/i.test(msg)) return new NotFoundError(text);
-  if (/not running|is paused|not paused|container not running|cannot .* in .* state|is not running|already stopped|is stopped/i.test(msg)) {
+  if (
+    /not running|is paused|not paused|container not running|cannot .* in .* state|is not running|already stopped|is stopped/i.test(
+      msg,
+    )
+  ) {
     return new FailedPreconditionError(text);
   }
   return new RuntimeError(text);

@@ -62,7 +62,12 @@ export async function serve(flags: ShimFlags): Promise<void> {
     onEmpty: () => void exit("shutdown with no tasks left"),
   });
   // Runtime commands run for a call berthd traces are published back to it as spans.
-  setSpanSink(publishingSink((ns, topic, type, codec, ev) => publisher.publish(ns || flags.namespace, topic, type, codec, ev), log));
+  setSpanSink(
+    publishingSink(
+      (ns, topic, type, codec, ev) => publisher.publish(ns || flags.namespace, topic, type, codec, ev),
+      log,
+    ),
+  );
   server.register(TaskDefinition, withTraceContext(service));
 
   // Listen on a private name, then claim the group's name with link(2), which fails if

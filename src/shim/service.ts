@@ -48,12 +48,7 @@ import type {
 import { Status } from "../gen/containerd/types/task/task.js";
 import type { Empty } from "../gen/google/protobuf/empty.js";
 import { NAMESPACE_METADATA_KEY, type CallContext } from "../ttrpc/index.js";
-import {
-  AlreadyExistsError,
-  FailedPreconditionError,
-  InvalidArgumentError,
-  NotFoundError,
-} from "../util/errors.js";
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 import { Topics, type EventEncoder, type Publisher } from "./events.js";
 import { Monitor, type ExitRecord, type MonitorOptions } from "./monitor.js";
 import { mountAll, unmountAll } from "./mounts.js";
@@ -121,7 +116,10 @@ export class TaskService {
     this.cfg.log(`[${task.id}] ${msg}`);
     if (task.logFd === undefined) return;
     try {
-      writeSync(task.logFd, `time="${new Date().toISOString()}" level=info msg=${JSON.stringify(msg)} runtime=io.containerd.berth.v2\n`);
+      writeSync(
+        task.logFd,
+        `time="${new Date().toISOString()}" level=info msg=${JSON.stringify(msg)} runtime=io.containerd.berth.v2\n`,
+      );
     } catch {
       closeQuietly(task.logFd);
       task.logFd = undefined;
@@ -146,7 +144,9 @@ export class TaskService {
     let o: Options = Options.fromPartial({});
     if (options && options.value.length > 0) {
       if (!OPTIONS_TYPES.has(options.typeUrl)) {
-        throw new InvalidArgumentError(`unsupported create options type ${options.typeUrl}: want containerd.runc.v1.Options`);
+        throw new InvalidArgumentError(
+          `unsupported create options type ${options.typeUrl}: want containerd.runc.v1.Options`,
+        );
       }
       o = Options.decode(options.value);
     }
@@ -205,16 +205,31 @@ export class TaskService {
     if (proc.starting) await proc.starting.catch(() => {});
     if (proc.exit) return;
     proc.setExited(e);
-    this.taskLog(task, `${proc.execId ? `exec ${proc.execId}` : "init"} pid ${proc.pid} exited with status ${e.status}`);
+    this.taskLog(
+      task,
+      `${proc.execId ? `exec ${proc.execId}` : "init"} pid ${proc.pid} exited with status ${e.status}`,
+    );
     // An exit that happened while no shim was serving is published by the shim that
     // re-adopts it; the marker keeps a restarted shim from publishing it twice.
     const marker = join(proc.stateDir, "exit-published");
-    if (await access(marker).then(() => true, () => false)) return;
+    if (
+      await access(marker).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     await writeFile(marker, "").catch(() => {});
     this.publish(task, Topics.exit, [
       "containerd.events.TaskExit",
       TaskExit,
-      { containerId: task.id, id: proc.execId || task.id, pid: proc.pid, exitStatus: e.status, exitedAt: toTimestamp(e) },
+      {
+        containerId: task.id,
+        id: proc.execId || task.id,
+        pid: proc.pid,
+        exitStatus: e.status,
+        exitedAt: toTimestamp(e),
+      },
     ]);
   }
 
@@ -224,24 +239,28 @@ export class TaskService {
     const stdio = await this.stdio(r);
     const sub = argv.includes("exec") ? "exec" : argv.includes("restore") ? "restore" : "create";
     // The monitor runs the command; it is done when the monitor reports the pid (or a failure).
-    return traceRuntime(`${task.runtime.kind} ${sub}`, { "container.id": task.id, "runtime.via": "berth-monitor" }, async () => {
-      const monitor = Monitor.spawn(this.cfg.monitorBin, {
-        stateDir: proc.stateDir,
-        argv,
-        consoleSocket: r.terminal ? join(proc.stateDir, "console.sock") : undefined,
-        ...stdio,
-        watchOom: !proc.execId && task.runtime.kind !== "runsc",
-        logFd: this.cfg.logFd,
-      });
-      this.watch(task, proc, monitor);
-      try {
-        return await monitor.ready();
-      } catch {
-        const msg = (await lastRuntimeError(logFile)) || `${task.runtime.kind} failed`;
-        monitor.close();
-        throw runtimeError(`${task.runtime.kind} ${sub === "exec" ? "exec" : "create"}`, msg);
-      }
-    });
+    return traceRuntime(
+      `${task.runtime.kind} ${sub}`,
+      { "container.id": task.id, "runtime.via": "berth-monitor" },
+      async () => {
+        const monitor = Monitor.spawn(this.cfg.monitorBin, {
+          stateDir: proc.stateDir,
+          argv,
+          consoleSocket: r.terminal ? join(proc.stateDir, "console.sock") : undefined,
+          ...stdio,
+          watchOom: !proc.execId && task.runtime.kind !== "runsc",
+          logFd: this.cfg.logFd,
+        });
+        this.watch(task, proc, monitor);
+        try {
+          return await monitor.ready();
+        } catch {
+          const msg = (await lastRuntimeError(logFile)) || `${task.runtime.kind} failed`;
+          monitor.close();
+          throw runtimeError(`${task.runtime.kind} ${sub === "exec" ? "exec" : "create"}`, msg);
+        }
+      },
+    );
   }
 
   // ---- Task service --------------------------------------------------------------------
@@ -286,7 +305,13 @@ export class TaskService {
       if (req.rootfs.length > 0) await mountAll(req.rootfs, rootfs);
       await task.init.save();
       if (!req.checkpoint) {
-        const argv = task.runtime.createArgv(req.id, req.bundle, join(stateDir, "pid"), req.terminal ? join(stateDir, "console.sock") : undefined, logFile);
+        const argv = task.runtime.createArgv(
+          req.id,
+          req.bundle,
+          join(stateDir, "pid"),
+          req.terminal ? join(stateDir, "console.sock") : undefined,
+          logFile,
+        );
         record.pid = await this.spawnProcess(task, task.init, argv, logFile);
         task.cgroups = await cgroupPathsOf(record.pid);
         await task.init.save();
@@ -363,7 +388,11 @@ export class TaskService {
           { containerId: task.id, execId: req.execId, pid: proc.pid },
         ]);
       } else {
-        this.publish(task, Topics.start, ["containerd.events.TaskStart", TaskStart, { containerId: task.id, pid: proc.pid }]);
+        this.publish(task, Topics.start, [
+          "containerd.events.TaskStart",
+          TaskStart,
+          { containerId: task.id, pid: proc.pid },
+        ]);
       }
     };
     const p = run();
@@ -380,7 +409,9 @@ export class TaskService {
   async delete(req: DeleteRequest): Promise<DeleteResponse> {
     const { task, proc } = this.proc(req.id, req.execId);
     if (proc.status !== Status.STOPPED && !(proc.status === Status.CREATED && !proc.record.started)) {
-      throw new FailedPreconditionError(`${req.execId ? `exec ${req.execId}` : `task ${req.id}`} must be stopped before delete`);
+      throw new FailedPreconditionError(
+        `${req.execId ? `exec ${req.execId}` : `task ${req.id}`} must be stopped before delete`,
+      );
     }
     if (req.execId) {
       proc.monitor?.close();
@@ -441,7 +472,10 @@ export class TaskService {
         return {
           pid,
           info: execId
-            ? { typeUrl: "containerd.runc.v1.ProcessDetails", value: Buffer.from(ProcessDetails.encode({ execId }).finish()) }
+            ? {
+                typeUrl: "containerd.runc.v1.ProcessDetails",
+                value: Buffer.from(ProcessDetails.encode({ execId }).finish()),
+              }
             : undefined,
         };
       }),
@@ -474,13 +508,17 @@ export class TaskService {
 
   async checkpoint(req: CheckpointTaskRequest): Promise<Empty> {
     const task = this.task(req.id);
-    if (task.runtime.kind === "runsc") throw new FailedPreconditionError("checkpoint through berth's shim is not supported for runsc");
+    if (task.runtime.kind === "runsc")
+      throw new FailedPreconditionError("checkpoint through berth's shim is not supported for runsc");
     const criu = task.runtime.config.criuPath || (await which("criu"));
     if (!criu) throw new FailedPreconditionError("checkpoint needs CRIU: install criu (Debian package `criu`)");
     if (task.init.status !== Status.RUNNING && task.init.status !== Status.PAUSED) {
       throw new FailedPreconditionError(`task ${req.id} is not running`);
     }
-    const o = req.options && req.options.value.length > 0 ? CheckpointOptions.decode(req.options.value) : CheckpointOptions.fromPartial({});
+    const o =
+      req.options && req.options.value.length > 0
+        ? CheckpointOptions.decode(req.options.value)
+        : CheckpointOptions.fromPartial({});
     const imagePath = o.imagePath || req.path;
     if (!imagePath) throw new InvalidArgumentError("checkpoint: an image path is required");
     const workPath = o.workPath || join(task.init.stateDir, "criu-work");
@@ -514,7 +552,8 @@ export class TaskService {
       try {
         process.kill(proc.pid, req.signal);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ESRCH") throw new NotFoundError(`process ${req.execId} already finished`);
+        if ((err as NodeJS.ErrnoException).code === "ESRCH")
+          throw new NotFoundError(`process ${req.execId} already finished`);
         throw err;
       }
       return {};
@@ -558,7 +597,11 @@ export class TaskService {
     );
     await proc.save();
     task.execs.set(req.execId, proc);
-    this.publish(task, Topics.execAdded, ["containerd.events.TaskExecAdded", TaskExecAdded, { containerId: task.id, execId: req.execId }]);
+    this.publish(task, Topics.execAdded, [
+      "containerd.events.TaskExecAdded",
+      TaskExecAdded,
+      { containerId: task.id, execId: req.execId },
+    ]);
     return {};
   }
 
@@ -577,7 +620,8 @@ export class TaskService {
 
   async update(req: UpdateTaskRequest): Promise<Empty> {
     const task = this.task(req.id);
-    if (!req.resources || req.resources.value.length === 0) throw new InvalidArgumentError("update: resources are required");
+    if (!req.resources || req.resources.value.length === 0)
+      throw new InvalidArgumentError("update: resources are required");
     await task.runtime.update(task.id, Buffer.from(req.resources.value));
     return {};
   }
@@ -590,7 +634,8 @@ export class TaskService {
 
   async stats(req: StatsRequest): Promise<StatsResponse> {
     const task = this.task(req.id);
-    if (task.runtime.kind === "runsc") throw new FailedPreconditionError("stats through berth's shim are not supported for runsc");
+    if (task.runtime.kind === "runsc")
+      throw new FailedPreconditionError("stats through berth's shim are not supported for runsc");
     let paths = task.cgroups;
     if (!paths || paths.size === 0) {
       if (task.init.pid > 0 && !task.init.exit) paths = task.cgroups = await cgroupPathsOf(task.init.pid);

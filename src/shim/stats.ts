@@ -73,7 +73,8 @@ export async function collectMetrics(paths: Map<string, string>): Promise<Metric
   };
   const m = Metrics.fromPartial({});
   const pidsDir = at("pids");
-  if (pidsDir) m.pids = { current: await num(join(pidsDir, "pids.current")), limit: await num(join(pidsDir, "pids.max")) };
+  if (pidsDir)
+    m.pids = { current: await num(join(pidsDir, "pids.current")), limit: await num(join(pidsDir, "pids.max")) };
   const acct = at("cpuacct");
   const cpu = at("cpu");
   if (acct || cpu) {
@@ -86,7 +87,12 @@ export async function collectMetrics(paths: Map<string, string>): Promise<Metric
         total: acct ? await num(join(acct, "cpuacct.usage")) : 0n,
         kernel: ((st.get("system") ?? 0n) * 1_000_000_000n) / hz,
         user: ((st.get("user") ?? 0n) * 1_000_000_000n) / hz,
-        perCpu: perCpuText.trim() ? perCpuText.trim().split(/\s+/).map((x) => BigInt(x)) : [],
+        perCpu: perCpuText.trim()
+          ? perCpuText
+              .trim()
+              .split(/\s+/)
+              .map((x) => BigInt(x))
+          : [],
       },
       throttling: {
         periods: thr.get("nr_periods") ?? 0n,

@@ -62,7 +62,10 @@ const MAX_STREAM_ID = 0xffffffff;
  * Wraps every unary call of this process, e.g. to trace berthd's calls to its shims. `run` may
  * be given extra request metadata (e.g. trace ids), sent alongside the caller's own.
  */
-export type CallObserver = (label: string, run: (extraMetadata?: Record<string, string>) => Promise<Buffer>) => Promise<Buffer>;
+export type CallObserver = (
+  label: string,
+  run: (extraMetadata?: Record<string, string>) => Promise<Buffer>,
+) => Promise<Buffer>;
 let callObserver: CallObserver | undefined;
 
 /** Installs the process-wide unary call observer; returns a function that removes it. */

@@ -29,7 +29,9 @@ export function makeRootfs(dir: string): void {
   mkdirSync(join(dir, "bin"), { recursive: true });
   for (const d of ["proc", "sys", "dev", "tmp", "etc", "root"]) mkdirSync(join(dir, d), { recursive: true });
   copyFileSync(BUSYBOX, join(dir, "bin/busybox"));
-  applets ??= execFileSync(BUSYBOX, ["--list"], { encoding: "utf8" }).split("\n").filter((a) => a && a !== "busybox");
+  applets ??= execFileSync(BUSYBOX, ["--list"], { encoding: "utf8" })
+    .split("\n")
+    .filter((a) => a && a !== "busybox");
   for (const a of applets) symlinkSync("busybox", join(dir, "bin", a));
   writeFileSync(join(dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
   writeFileSync(join(dir, "etc/group"), "root:x:0:\n");
@@ -68,7 +70,10 @@ export function makeBundle(dir: string, opts: BundleOptions): Spec {
   spec.linux.cgroupsPath = opts.cgroupsPath ?? `/berth-test/${name}-${process.pid}`;
   if (opts.hostNetwork) spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== "network");
   if (opts.memoryLimit) {
-    spec.linux.resources = { ...(spec.linux.resources ?? {}), memory: { limit: opts.memoryLimit, swap: opts.memoryLimit } };
+    spec.linux.resources = {
+      ...(spec.linux.resources ?? {}),
+      memory: { limit: opts.memoryLimit, swap: opts.memoryLimit },
+    };
   }
   writeFileSync(join(dir, "config.json"), JSON.stringify(spec, null, 2));
   return spec;

@@ -37,7 +37,9 @@ export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs
 /** Every busybox applet as a symlink, a passwd/group with user berth (1000). */
 export function fullBusyboxEntries(): EntrySpec[] {
   const busybox = readFileSync("/bin/busybox");
-  const applets = execFileSync("/bin/busybox", ["--list"], { encoding: "utf8" }).split("\n").filter((a) => a && a !== "busybox" && !a.includes("/"));
+  const applets = execFileSync("/bin/busybox", ["--list"], { encoding: "utf8" })
+    .split("\n")
+    .filter((a) => a && a !== "busybox" && !a.includes("/"));
   return [
     { name: "bin/", type: "directory" },
     { name: "bin/busybox", content: busybox, mode: 0o755 },
@@ -110,10 +112,19 @@ export interface CriEnv {
   opts: CriEnvOptions;
   logDir: string;
   podConfig(name: string, extra?: DeepPartial<PodSandboxConfig>): DeepPartial<PodSandboxConfig>;
-  runPod(name: string, extra?: DeepPartial<PodSandboxConfig>, handler?: string): Promise<{ id: string; config: DeepPartial<PodSandboxConfig> }>;
+  runPod(
+    name: string,
+    extra?: DeepPartial<PodSandboxConfig>,
+    handler?: string,
+  ): Promise<{ id: string; config: DeepPartial<PodSandboxConfig> }>;
   containerConfig(name: string, args: string[], extra?: DeepPartial<ContainerConfig>): DeepPartial<ContainerConfig>;
   /** Creates and starts a container; returns its id. */
-  runContainer(pod: { id: string; config: DeepPartial<PodSandboxConfig> }, name: string, args: string[], extra?: DeepPartial<ContainerConfig>): Promise<string>;
+  runContainer(
+    pod: { id: string; config: DeepPartial<PodSandboxConfig> },
+    name: string,
+    args: string[],
+    extra?: DeepPartial<ContainerConfig>,
+  ): Promise<string>;
   /** Restarts berthd on the same root/state/socket (after kill(), or a graceful stop). */
   restart(): Promise<void>;
   /** Removes every pod, stops berthd and checks nothing of berth's is left. */
@@ -161,7 +172,12 @@ function writeCniConfig(dir: string, o: CriEnvOptions): void {
           isGateway: true,
           ipMasq: false,
           hairpinMode: true,
-          ipam: { type: "host-local", ranges: [[{ subnet: o.subnet, gateway: gw }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "ipam") },
+          ipam: {
+            type: "host-local",
+            ranges: [[{ subnet: o.subnet, gateway: gw }]],
+            routes: [{ dst: "0.0.0.0/0" }],
+            dataDir: join(dir, "ipam"),
+          },
         },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
@@ -207,10 +223,20 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
       return { id: r.podSandboxId, config };
     },
     containerConfig(name, args, extra = {}) {
-      return { metadata: { name, attempt: 0 }, image: { image: images.busybox }, args, logPath: `${name}.log`, linux: {}, ...extra };
+      return {
+        metadata: { name, attempt: 0 },
+        image: { image: images.busybox },
+        args,
+        logPath: `${name}.log`,
+        linux: {},
+        ...extra,
+      };
     },
     async runContainer(pod, name, args, extra = {}) {
-      const { containerId } = await env.d.rt.createContainer({ podSandboxId: pod.id, config: env.containerConfig(name, args, extra), sandboxConfig: pod.config }, { deadlineMs: 120_000 });
+      const { containerId } = await env.d.rt.createContainer(
+        { podSandboxId: pod.id, config: env.containerConfig(name, args, extra), sandboxConfig: pod.config },
+        { deadlineMs: 120_000 },
+      );
       created.ids.add(containerId);
       await env.d.rt.startContainer({ containerId }, { deadlineMs: 120_000 });
       return containerId;
@@ -242,7 +268,10 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
       const netnsDir = join(env.d.state, "netns");
       if (existsSync(netnsDir)) for (const f of readdirSync(netnsDir)) out.push(`netns ${join(netnsDir, f)}`);
       try {
-        const links = execFileSync("ip", ["-o", "link", "show", "master", o.bridge], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+        const links = execFileSync("ip", ["-o", "link", "show", "master", o.bridge], {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "ignore"],
+        }).trim();
         if (links) out.push(`veths on ${o.bridge}: ${links}`);
       } catch {
         // no bridge: nothing attached
@@ -262,7 +291,8 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
       for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
         try {
           const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-          if (cmd.some((a) => a.includes("containerd-shim")) && cmd.includes(env.d.socket)) out.push(`shim pid ${pid}: ${cmd.join(" ")}`);
+          if (cmd.some((a) => a.includes("containerd-shim")) && cmd.includes(env.d.socket))
+            out.push(`shim pid ${pid}: ${cmd.join(" ")}`);
         } catch {
           // gone
         }

@@ -116,7 +116,10 @@ export function leaks(s: LeakScope): string[] {
 
   if (s.bridge) {
     try {
-      const links = execFileSync("ip", ["-o", "link", "show", "master", s.bridge], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+      const links = execFileSync("ip", ["-o", "link", "show", "master", s.bridge], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      }).trim();
       for (const l of links.split("\n").filter(Boolean)) out.push(`veth on ${s.bridge}: ${l.split(":")[1]?.trim()}`);
     } catch {
       // no bridge: nothing attached
@@ -128,11 +131,14 @@ export function leaks(s: LeakScope): string[] {
     for (const net of readdirSync(ipam)) {
       const nd = join(ipam, net);
       if (!lstatSync(nd).isDirectory()) continue;
-      for (const f of readdirSync(nd)) if (/^\d+\.\d+\.\d+\.\d+$/.test(f) || (f.includes(":") && /^[0-9a-f:]+$/.test(f))) out.push(`IP allocation ${net}/${f}`);
+      for (const f of readdirSync(nd))
+        if (/^\d+\.\d+\.\d+\.\d+$/.test(f) || (f.includes(":") && /^[0-9a-f:]+$/.test(f)))
+          out.push(`IP allocation ${net}/${f}`);
     }
   }
 
-  for (const p of processesNaming([s.dir, s.root, s.state, s.socket], s.excludePids)) out.push(`process ${p.pid}: ${p.cmd}`);
+  for (const p of processesNaming([s.dir, s.root, s.state, s.socket], s.excludePids))
+    out.push(`process ${p.pid}: ${p.cmd}`);
 
   const ids = new Set(s.ids ?? []);
   if (ids.size > 0) {
@@ -155,7 +161,8 @@ export function leaks(s: LeakScope): string[] {
 
   tempFiles(s.root, 4, out);
   if (!s.allowIngests) {
-    for (const ingest of findDirs(s.root, "ingest", 3)) for (const f of readdirSync(ingest)) out.push(`ingest ${join(ingest, f)}`);
+    for (const ingest of findDirs(s.root, "ingest", 3))
+      for (const f of readdirSync(ingest)) out.push(`ingest ${join(ingest, f)}`);
   }
   return [...new Set(out)];
 }
@@ -197,7 +204,9 @@ export function corruptBlobs(root: string): { checked: number; bad: string[] } {
     if (!existsSync(dir)) continue;
     for (const hex of readdirSync(dir)) {
       checked++;
-      const got = createHash("sha256").update(readFileSync(join(dir, hex))).digest("hex");
+      const got = createHash("sha256")
+        .update(readFileSync(join(dir, hex)))
+        .digest("hex");
       if (got !== hex) bad.push(join(dir, hex));
     }
   }

@@ -66,21 +66,29 @@ export class ShimHarness {
 
   /** Runs `containerd-shim-berth-v2 start` in the bundle as containerd does; returns the address. */
   start(bundle: string, id: string, address = this.address): string {
-    const r = spawnSync(SHIM_BIN, ["-namespace", this.namespace, "-address", address, "-publish-binary", "/usr/bin/containerd", "-id", id, "start"], {
-      cwd: bundle,
-      env: this.env,
-      encoding: "utf8",
-    });
+    const r = spawnSync(
+      SHIM_BIN,
+      ["-namespace", this.namespace, "-address", address, "-publish-binary", "/usr/bin/containerd", "-id", id, "start"],
+      {
+        cwd: bundle,
+        env: this.env,
+        encoding: "utf8",
+      },
+    );
     if (r.status !== 0) throw new Error(`shim start failed (${r.status}): ${r.stderr}`);
     return r.stdout;
   }
 
   /** Runs `delete`; returns its raw stdout (a DeleteResponse). */
   deleteCmd(bundle: string, id: string): Buffer {
-    const r = spawnSync(SHIM_BIN, ["-namespace", this.namespace, "-address", this.address, "-id", id, "-bundle", bundle, "delete"], {
-      cwd: bundle,
-      env: this.env,
-    });
+    const r = spawnSync(
+      SHIM_BIN,
+      ["-namespace", this.namespace, "-address", this.address, "-id", id, "-bundle", bundle, "delete"],
+      {
+        cwd: bundle,
+        env: this.env,
+      },
+    );
     if (r.status !== 0) throw new Error(`shim delete failed (${r.status}): ${r.stderr.toString()}`);
     return r.stdout;
   }
@@ -97,7 +105,10 @@ export class ShimHarness {
 
   /** containerd.runc.v1.Options choosing the runtime binary and a private state root. */
   options(binaryName = "runc", root = this.runcRoot): Any {
-    return { typeUrl: "containerd.runc.v1.Options", value: Buffer.from(Options.encode(Options.fromPartial({ binaryName, root })).finish()) };
+    return {
+      typeUrl: "containerd.runc.v1.Options",
+      value: Buffer.from(Options.encode(Options.fromPartial({ binaryName, root })).finish()),
+    };
   }
 
   topics(containerId?: string): string[] {
