@@ -390,9 +390,7 @@ export class ContainerService {
     return this.statusOf(row, verbose);
   }
 
-  private async liveState(
-    row: ContainerRow,
-  ): Promise<{
+  private async liveState(row: ContainerRow): Promise<{
     state: ContainerState;
     pid: number;
     exitCode: number;
