@@ -162,8 +162,11 @@ static int start_logger(int *out_w, int *err_w) {
   if (logger_pid < 0) return -1;
   if (logger_pid == 0) {
     int nul = open("/dev/null", O_RDWR);
-    // Move the fds well above 5 first, so the dup2s below cannot clobber each other.
-    int a = fcntl(po[0], F_DUPFD, 10), b = fcntl(pe[0], F_DUPFD, 10), c = fcntl(pw[1], F_DUPFD, 10);
+    // Move the fds well above 5 first, so the dup2s below cannot clobber each other;
+    // close-on-exec, or the logger would hold a second write end of the ready pipe and
+    // the wait for its readiness could only end by timeout.
+    int a = fcntl(po[0], F_DUPFD_CLOEXEC, 10), b = fcntl(pe[0], F_DUPFD_CLOEXEC, 10),
+        c = fcntl(pw[1], F_DUPFD_CLOEXEC, 10);
     dup2(nul, 0);
     dup2(nul, 1);
     dup2(a, 3);
