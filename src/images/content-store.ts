@@ -195,7 +195,12 @@ export class ContentStore {
             if (offset + chunk.length > expected.size) {
               throw new SizeMismatchError(`size mismatch for ${expected.digest}: got more than ${expected.size} bytes`);
             }
-            await fh.write(chunk, 0, chunk.length, offset);
+            // write(2) may write less than asked when the disk is nearly full, without an error:
+            // loop until every byte is down (the next call then fails with ENOSPC).
+            for (let done = 0; done < chunk.length;) {
+              const { bytesWritten } = await fh.write(chunk, done, chunk.length - done, offset + done);
+              done += bytesWritten;
+            }
             hash.update(chunk);
             offset += chunk.length;
             opts.onProgress?.(offset, expected.size);
@@ -218,6 +223,11 @@ export class ContentStore {
         throw new DigestMismatchError(`digest mismatch: expected ${expected.digest} got ${got}`);
       }
       await fh.sync();
+      // The hash covers what we meant to write; the size on disk proves it was written.
+      const onDisk = (await fh.stat()).size;
+      if (onDisk !== expected.size) {
+        throw new InternalError(`ingest of ${expected.digest}: ${onDisk} bytes on disk, expected ${expected.size}`);
+      }
       ok = true;
     } catch (err) {
       if (err instanceof SizeMismatchError) {

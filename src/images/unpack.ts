@@ -329,7 +329,10 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
           let pos = 0;
           for await (const chunk of stream) {
             const b = chunk as Buffer;
-            await fh.write(b, 0, b.length, pos);
+            // A nearly full disk may take fewer bytes than asked without an error.
+            for (let done = 0; done < b.length;) {
+              done += (await fh.write(b, done, b.length - done, pos + done)).bytesWritten;
+            }
             pos += b.length;
           }
           await fh.chown(uid, gid);

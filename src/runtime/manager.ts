@@ -794,7 +794,7 @@ export class ShimManager {
   private async adopt(e: TaskEntry, conn: ShimConnection): Promise<TaskStatus | undefined> {
     const { namespace, id } = e.record;
     try {
-      const s = await conn.task.state({ id, execId: "" }, this.callOpts(namespace, 5000));
+      const s = await conn.task.state({ id, execId: "" }, this.callOpts(namespace, 15_000));
       e.conn = conn;
       conn.tasks.add(key(namespace, id));
       if (e.record.address !== conn.address) {
@@ -832,7 +832,7 @@ export class ShimManager {
     try {
       const address = await shimStart(this.commandOptions(r), h ? runcOptionsAny(h) : undefined);
       this.log.info({ address, task: r.id }, "restarted shim");
-      return await this.tryConnect(address, 5000);
+      return await this.tryConnect(address, 15_000); // a Node start under load can take seconds
     } catch (err) {
       this.log.warn({ err, task: r.id }, "restarting the shim failed");
       return undefined;
