@@ -7,9 +7,15 @@
 // files kill daemons and shims at chosen moments on a 2-core machine, and a timing-dependent
 // failure must be seen (it is printed) without hiding the rest of the run. A file that fails
 // twice fails the run.
+//
+// A full run (no words given) also audits the machine before and after (leak-audit.mjs): any
+// berth process, mount, netns, test bridge or veth, iptables rule for a test subnet, cgroup or
+// temporary directory that the run added and left fails it.
 import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { audit } from "./leak-audit.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 // tsc emits even when a file has type errors; the tests still run so one engineer's broken file
@@ -54,6 +60,10 @@ function runFile(file) {
   });
 }
 
+// A full run must leave the machine as it found it (see leak-audit.mjs).
+const fullRun = filters.length === 0;
+const before = new Set(fullRun ? audit() : []);
+
 let pass = 0;
 let fail = 0;
 let skipped = 0;
@@ -73,7 +83,19 @@ for (const file of files) {
   skipped += r.skipped;
 }
 console.log("");
+let leftBehind = [];
+if (fullRun) {
+  // Shims and monitors exit a moment after their last task is deleted.
+  for (let i = 0; i < 20; i++) {
+    leftBehind = audit().filter((l) => !before.has(l));
+    if (leftBehind.length === 0) break;
+    await sleep(500);
+  }
+  for (const l of before) console.log(`present before the run (not counted): ${l}`);
+  for (const l of leftBehind) console.log(`LEFT BEHIND by the suite: ${l}`);
+}
 for (const f of flaky) console.log(`FLAKY (failed, then passed on its second run): ${f}`);
 for (const f of failed) console.log(`FAILED twice: ${f}`);
 console.log(`${pass} passed, ${fail} failed, ${skipped} skipped`);
-process.exit(typeErrors || failed.length > 0 ? 1 : 0);
+if (leftBehind.length > 0) console.log(`run-tests: the suite left ${leftBehind.length} thing(s) behind`);
+process.exit(typeErrors || failed.length > 0 || leftBehind.length > 0 ? 1 : 0);
