@@ -160,6 +160,29 @@ function cgroups(systemDaemon) {
   return out;
 }
 
+/** host-local allocations in its default data directory (a test's own dataDir is a temp dir). */
+function ipAllocations(systemDaemon) {
+  const base = "/var/lib/cni/networks";
+  const out = [];
+  let nets = [];
+  try {
+    nets = readdirSync(base);
+  } catch {
+    return out;
+  }
+  for (const net of nets) {
+    // berth-default is the network of a README-started berthd.
+    if (systemDaemon && net === "berth-default") continue;
+    try {
+      for (const f of readdirSync(join(base, net)))
+        if (/^\d+\.\d+\.\d+\.\d+$/.test(f) || /^[0-9a-f]*:[0-9a-f:]+$/.test(f)) out.push(`IP allocation ${net}/${f}`);
+    } catch {
+      // not a directory
+    }
+  }
+  return out;
+}
+
 function tempDirs() {
   const dir = tmpdir();
   return readdirSync(dir)
@@ -177,6 +200,7 @@ export function audit() {
     ...links(),
     ...iptables(),
     ...cgroups(system),
+    ...ipAllocations(system),
     ...tempDirs(),
   ].sort();
 }
