@@ -116,13 +116,15 @@ function iptables() {
 /** Every cgroup below a top-level berth* directory (the top one itself is a shared parent). */
 function cgroups(systemDaemon) {
   const out = [];
+  // Returns whether the subtree at `dir` holds a process.
   const walk = (dir, rel) => {
     let entries;
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch {
-      return;
+      return false;
     }
+    let anyBusy = false;
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       const p = join(dir, e.name);
@@ -133,12 +135,14 @@ function cgroups(systemDaemon) {
       } catch {
         // a controller without cgroup.procs at this level
       }
-      // A system berthd's running pods live under /berth; a cgroup with no process is
-      // garbage whoever made it (runc removes the cgroups of the containers it deletes).
-      if (!(systemDaemon && r.startsWith("/berth/") && procs))
-        out.push(`cgroup ${p}${procs ? " (has processes)" : ""}`);
-      walk(p, r);
+      const busy = walk(p, r) || procs !== "";
+      anyBusy ||= busy;
+      // A system berthd's running pods live under /berth (a pod cgroup holds its containers'
+      // cgroups); a subtree with no process is garbage whoever made it (runc removes the
+      // cgroups of the containers it deletes, berthd the pod cgroups it made).
+      if (!(systemDaemon && r.startsWith("/berth/") && busy)) out.push(`cgroup ${p}${busy ? " (has processes)" : ""}`);
     }
+    return anyBusy;
   };
   let controllers = [];
   try {

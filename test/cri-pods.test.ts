@@ -416,7 +416,7 @@ describe("exec, logs, OOM, stats, events", () => {
       linux: { memoryLimitInBytes: 96n * 1024n * 1024n, cpuShares: 512n },
     });
     assert.equal(
-      readFileSync(`/sys/fs/cgroup/memory/berth/${cid}/memory.limit_in_bytes`, "utf8").trim(),
+      readFileSync(`/sys/fs/cgroup/memory/berth/${pod.id}/${cid}/memory.limit_in_bytes`, "utf8").trim(),
       String(96 * 1024 * 1024),
     );
 

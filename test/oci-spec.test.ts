@@ -26,6 +26,7 @@ import {
 import { KNOWN_CAPABILITIES, DEFAULT_CAPABILITIES } from "../src/oci/capabilities.js";
 import { resolveInRoot, rootfsUserLookup, resolveProcessUser } from "../src/oci/user.js";
 import { clampOomScoreAdj } from "../src/oci/resources.js";
+import { podCgroupOwned, podCgroupParent } from "../src/oci/cgroups-path.js";
 import { splitDev } from "../src/oci/devices.js";
 import type { ImageRuntimeConfig } from "../src/images/mediatypes.js";
 
@@ -472,6 +473,23 @@ describe("resources", () => {
     assert.equal(cgroupsPath("/kubepods.slice/kubepods-pod1.slice", "c1"), "kubepods-pod1.slice:berth:c1");
     assert.equal(cgroupsPath("kubepods-pod1.slice", "c1", "systemd"), "kubepods-pod1.slice:berth:c1");
     assert.equal(cgroupsPath("", "c1"), "/berth/c1");
+  });
+  test("pod cgroup parent: kubelet's when given, else berth's own /berth/<podId>", () => {
+    assert.equal(podCgroupParent("/kubepods/pod1", "p1", "cgroupfs"), "/kubepods/pod1");
+    assert.equal(podCgroupParent("kubepods-pod1.slice", "p1", "systemd"), "kubepods-pod1.slice");
+    assert.equal(podCgroupParent("", "p1", "cgroupfs"), "/berth/p1");
+    assert.equal(podCgroupParent(undefined, "p1"), "/berth/p1");
+    assert.equal(podCgroupParent("", "p1", "systemd"), "", "systemd: no parent slice to nest in");
+    // Sandbox and containers of a parentless pod sit side by side in its pod cgroup.
+    assert.equal(cgroupsPath(podCgroupParent("", "p1", "cgroupfs"), "p1", "cgroupfs"), "/berth/p1/p1");
+    assert.equal(cgroupsPath(podCgroupParent("", "p1", "cgroupfs"), "c1", "cgroupfs"), "/berth/p1/c1");
+    assert.equal(
+      cgroupsPath(podCgroupParent("/kubepods/pod1", "p1", "cgroupfs"), "c1", "cgroupfs"),
+      "/kubepods/pod1/c1",
+    );
+    // Only berth's own pod cgroup is ever removed.
+    assert.equal(podCgroupOwned("", "p1"), "/berth/p1");
+    assert.equal(podCgroupOwned("/kubepods/pod1", "p1"), undefined);
   });
 });
 

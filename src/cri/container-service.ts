@@ -21,7 +21,7 @@ import {
 } from "../gen/cri/runtime/v1/api.js";
 import type { ContainerRow } from "../metadata/containers.js";
 import type { PodRow } from "../metadata/pods.js";
-import { buildContainerSpec, probeHost, type Spec } from "../oci/index.js";
+import { buildContainerSpec, podCgroupParent, probeHost, type Spec } from "../oci/index.js";
 import { applyResources } from "../oci/resources.js";
 import { mountAll, unmountAll } from "../snapshots/mount.js";
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
@@ -152,6 +152,8 @@ export class ContainerService {
           pidNamespacePath: `/proc/${sandboxPid}/ns/pid`,
           targetPidNamespacePath: await this.targetPidNamespace(config, pod.row.id),
         },
+        // Nested in the pod's cgroup (berth's own /berth/<podId> when kubelet gave no parent).
+        cgroupParent: podCgroupParent(pod.config.linux?.cgroupParent, pod.row.id, this.ctx.cgroupDriver),
         cgroupDriver: this.ctx.cgroupDriver,
         runtimeHandler: pod.row.runtimeHandler,
       });

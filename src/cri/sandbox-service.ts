@@ -2,6 +2,10 @@
 // CNI, a directory of shared files (hostname, hosts, resolv.conf, /dev/shm) and a sandbox
 // process (berth's static pause) holding the pod's IPC/UTS/PID namespaces, started as a task
 // in the pod's shim. Every step of RunPodSandbox is undone in reverse when a later one fails.
+// When the sandbox process dies by itself the pod becomes NOTREADY for good, as in containerd:
+// the exit is recorded, its task deleted and CONTAINER_STOPPED sent for the pod; its network
+// and containers stay until kubelet calls StopPodSandbox. A pod kubelet gives no cgroup parent
+// gets its own pod cgroup (/berth/<podId>), removed with the pod.
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -16,11 +20,21 @@ import {
 } from "../gen/cri/runtime/v1/api.js";
 import type { PodRow } from "../metadata/pods.js";
 import type { PortMapping } from "../network/index.js";
-import { buildSandboxSpec, podNamespaceModes } from "../oci/index.js";
+import { buildSandboxSpec, podCgroupOwned, podCgroupParent, podNamespaceModes } from "../oci/index.js";
 import { InvalidArgumentError, NotFoundError } from "../util/errors.js";
-import { CRI_NAMESPACE as NS, type CriContext, KeyedLock, matchesLabels, nowNs, paths, runUndo } from "./context.js";
+import {
+  CRI_NAMESPACE as NS,
+  type CriContext,
+  dateNs,
+  KeyedLock,
+  matchesLabels,
+  nowNs,
+  paths,
+  runUndo,
+} from "./context.js";
 import type { ContainerService, PodView } from "./container-service.js";
 import { newId, resolveId } from "./ids.js";
+import { removePodCgroup } from "./pod-cgroup.js";
 import { mountShm, podFiles, unmountShm, writePodFiles } from "./pod-files.js";
 
 const protocols: Record<number, PortMapping["protocol"]> = {
@@ -30,13 +44,30 @@ const protocols: Record<number, PortMapping["protocol"]> = {
 };
 
 export class SandboxService {
-  /** Stop and remove of one pod never overlap. */
+  /** Stop, remove and exit handling of one pod never overlap. */
   private readonly lock = new KeyedLock();
+  /** Pods whose sandbox process exited while RunPodSandbox was still running: handled when it ends. */
+  private readonly exitedWhileCreating = new Set<string>();
 
   constructor(
     private readonly ctx: CriContext,
     private readonly containers: ContainerService,
-  ) {}
+  ) {
+    ctx.shims.onEvent((ev) => {
+      if (ev.type !== "exit" || ev.execId !== "" || ev.namespace !== NS) return;
+      const row = this.ctx.pods.get(ev.containerId);
+      if (!row) return;
+      if (row.phase === "creating") this.exitedWhileCreating.add(row.id);
+      else this.noticeExit(row.id);
+    });
+  }
+
+  /** Handles a sandbox exit in the background (from the exit event). */
+  private noticeExit(id: string): void {
+    void this.lock
+      .run(id, () => this.sandboxExited(id))
+      .catch((err: unknown) => this.ctx.log.warn({ err, pod: id }, "handling a sandbox exit failed"));
+  }
 
   resolve(ref: string): PodView {
     const id = resolveId(ref, "pod sandbox", (p) => this.ctx.pods.idsWithPrefix(p));
@@ -86,6 +117,7 @@ export class SandboxService {
       netnsPath: "",
       ips: [],
       podDir,
+      sandboxExitedAt: 0n,
     });
     const undo: (() => unknown)[] = [() => this.ctx.pods.delete(id)];
     // Phase durations, logged at debug: where RunPodSandbox time goes (bench/cri.bench.ts).
@@ -145,6 +177,7 @@ export class SandboxService {
         rootfsPath: this.ctx.sandboxRootfs,
         netnsPath: netnsPath || null,
         files,
+        cgroupParent: podCgroupParent(config.linux?.cgroupParent, id, this.ctx.cgroupDriver),
         cgroupDriver: this.ctx.cgroupDriver,
         runtimeHandler: handler.name,
       });
@@ -153,6 +186,8 @@ export class SandboxService {
       await writeFile(join(bundle, "config.json"), JSON.stringify(spec));
       mark("spec");
 
+      // Runs after the task's delete (undo is last-first): runc leaves the pod level behind.
+      undo.push(() => this.removeOwnCgroup(id, config));
       await this.ctx.shims.createTask({ namespace: NS, id, bundle, handler: handler.name, sandboxId: id });
       mark("createTask");
       undo.push(async () => {
@@ -164,12 +199,14 @@ export class SandboxService {
       this.ctx.pods.setPhase(id, "ready");
       this.ctx.log.debug({ pod: id, phasesMs: phases }, "pod sandbox running");
     } catch (err) {
+      this.exitedWhileCreating.delete(id);
       await runUndo(undo, this.ctx.log, `RunPodSandbox ${id}`);
       throw err;
     }
     // Pod lifecycle events carry the sandbox id as the container id, as containerd sends them.
     await this.publish(id, ContainerEventType.CONTAINER_CREATED_EVENT);
     await this.publish(id, ContainerEventType.CONTAINER_STARTED_EVENT);
+    if (this.exitedWhileCreating.delete(id)) this.noticeExit(id);
     return id;
   }
 
@@ -199,6 +236,52 @@ export class SandboxService {
     await this.ctx.network.teardownPod(id);
     if (row.phase !== "removing" && row.phase !== "creating") this.ctx.pods.setPhase(id, "stopped");
     if (hadTask) await this.publish(id, ContainerEventType.CONTAINER_STOPPED_EVENT);
+  }
+
+  /**
+   * The sandbox process of a ready pod exited by itself: record it (the pod is NOTREADY from
+   * now on, across restarts), delete its task so the shim frees it, and tell kubelet with
+   * CONTAINER_STOPPED for the pod. The network and the containers stay: kubelet sees the
+   * NOTREADY pod and calls StopPodSandbox, as with containerd. Idempotent; call it under the
+   * pod's lock. A pod without any task left (its shim record gone) counts as exited too.
+   */
+  private async sandboxExited(id: string): Promise<void> {
+    const row = this.ctx.pods.get(id);
+    if (!row || row.phase !== "ready") return;
+    const known = row.sandboxExitedAt > 0n;
+    if (!known) {
+      let exitedAt = nowNs();
+      let exitStatus: number | undefined;
+      if (this.hasTask(id)) {
+        let s;
+        try {
+          s = await this.ctx.shims.state(NS, id);
+        } catch (err) {
+          // Only a task its shim no longer knows counts as exited; an unanswered call decides nothing.
+          if (!(err instanceof NotFoundError)) throw err;
+        }
+        if (s && s.status !== "stopped") return; // a stale event: it runs
+        if (s?.exitedAt) exitedAt = dateNs(s.exitedAt) || exitedAt;
+        exitStatus = s?.exitStatus;
+      }
+      // Recorded before the delete: a crash in between leaves a known exit whose task recovery deletes.
+      this.ctx.pods.setSandboxExited(id, exitedAt);
+      this.ctx.log.warn({ pod: id, exitStatus }, "the pod's sandbox process exited: the pod is NOTREADY");
+    }
+    if (this.hasTask(id)) {
+      await this.ctx.shims
+        .delete(NS, id)
+        .catch((err: unknown) => this.ctx.log.warn({ err, pod: id }, "deleting the exited sandbox task"));
+    }
+    if (!known) await this.publish(id, ContainerEventType.CONTAINER_STOPPED_EVENT);
+  }
+
+  /** Removes the pod cgroup berth made (never a parent kubelet gave); a busy one is logged, not killed. */
+  private async removeOwnCgroup(id: string, config: PodSandboxConfig): Promise<void> {
+    const own = podCgroupOwned(config.linux?.cgroupParent, id);
+    if (!own) return;
+    const busy = await removePodCgroup(own);
+    if (busy.length > 0) this.ctx.log.warn({ pod: id, cgroups: busy }, "pod cgroups still hold processes: left");
   }
 
   private async publish(id: string, type: ContainerEventType, status?: PodSandboxStatus): Promise<void> {
@@ -234,6 +317,7 @@ export class SandboxService {
     this.ctx.pods.setPhase(row.id, "removing");
     await this.stopRow({ ...row, phase: "removing" });
     for (const c of this.ctx.containers.bySandbox(row.id)) await this.containers.removeRow(c);
+    await this.removeOwnCgroup(row.id, PodSandboxConfig.decode(row.config));
     await rm(paths.bundle(this.ctx, row.id), { recursive: true, force: true });
     await rm(row.podDir, { recursive: true, force: true });
     const last = (await this.statusOf(row, false)).status;
@@ -248,6 +332,7 @@ export class SandboxService {
   // ---- status / list -------------------------------------------------------------------
 
   private async liveState(row: PodRow): Promise<{ state: PodSandboxState; pid: number; status: string }> {
+    if (row.sandboxExitedAt > 0n) return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "exited" };
     if (row.phase !== "ready" || !this.hasTask(row.id))
       return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "deleted" };
     try {
@@ -271,7 +356,8 @@ export class SandboxService {
       metadata: config.metadata,
       state: live.state,
       createdAt: row.createdAt,
-      // containerd reports no IP once the network is gone (stopped pods).
+      // containerd reports the IP until the network is torn down (StopPodSandbox), even for a
+      // pod whose sandbox process exited, and none after.
       network: {
         ip: row.phase === "ready" ? (row.ips[0] ?? "") : "",
         additionalIps: row.phase === "ready" ? row.ips.slice(1).map((ip) => ({ ip })) : [],
@@ -343,7 +429,10 @@ export class SandboxService {
 
   // ---- recovery ------------------------------------------------------------------------
 
-  /** After a restart: rolls back half-run pods, finishes half-removed ones; returns the ids whose network must stay. */
+  /**
+   * After a restart: rolls back half-run pods, finishes half-removed ones, marks pods whose
+   * sandbox process exited meanwhile NOTREADY; returns the ids whose network must stay.
+   */
   async recover(): Promise<Set<string>> {
     const keep = new Set<string>();
     for (const row of this.ctx.pods.list()) {
@@ -356,6 +445,7 @@ export class SandboxService {
           }
           unmountShm(podFiles(row.podDir).shm);
           await this.ctx.network.teardownPod(row.id);
+          await this.removeOwnCgroup(row.id, PodSandboxConfig.decode(row.config));
           await rm(paths.bundle(this.ctx, row.id), { recursive: true, force: true });
           await rm(row.podDir, { recursive: true, force: true });
           this.ctx.pods.delete(row.id);
@@ -365,6 +455,8 @@ export class SandboxService {
           this.ctx.log.info({ pod: row.id }, "finished an interrupted RemovePodSandbox");
         } else if (row.phase === "ready") {
           keep.add(row.id);
+          // A sandbox process that died while berthd was down (no exit event reached us).
+          await this.lock.run(row.id, () => this.sandboxExited(row.id));
         }
       } catch (err) {
         this.ctx.log.warn({ err, pod: row.id }, "recovering a pod failed");

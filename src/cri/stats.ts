@@ -1,6 +1,10 @@
 // Container and pod resource usage for ContainerStats / PodSandboxStats: CPU and memory
 // from the task's cgroup metrics (asked of the shim: cgroups v1 here, v2 where the host
-// has it), the writable layer's disk usage from the snapshotter.
+// has it), the writable layer's disk usage from the snapshotter. A pod's total is read from
+// its pod cgroup (kubelet's cgroup parent, or berth's own /berth/<podId>), as containerd
+// reads it, so it counts every process of the pod, exited containers' page cache included.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import {
   ContainerConfig,
   PodSandboxConfig,
@@ -11,20 +15,15 @@ import {
 } from "../gen/cri/runtime/v1/api.js";
 import type { ContainerRow } from "../metadata/containers.js";
 import type { PodRow } from "../metadata/pods.js";
+import { podCgroupParent, type Spec } from "../oci/index.js";
 import type { TaskStats } from "../runtime/index.js";
-import { CRI_NAMESPACE as NS, type CriContext, matchesLabels, nowNs } from "./context.js";
+import { CRI_NAMESPACE as NS, type CriContext, matchesLabels, nowNs, paths } from "./context.js";
 import { resolveId } from "./ids.js";
+import { readCgroupUsage, type CgroupUsage } from "./pod-cgroup.js";
 
 const u64 = (value: bigint) => ({ value });
 
-interface Usage {
-  cpuNs: bigint;
-  workingSet: bigint;
-  usage: bigint;
-  rss: bigint;
-  pageFaults: bigint;
-  majorPageFaults: bigint;
-}
+type Usage = CgroupUsage;
 
 function usageOf(s: TaskStats): Usage | undefined {
   if (s.v1) {
@@ -132,28 +131,19 @@ export class StatsService {
         .filter((c) => c.phase === "created")
         .map((c) => this.containerStats(c)),
     );
-    // The pod's usage: the sandbox process plus every container (they have sibling cgroups).
-    const sandbox = await this.taskUsage(row.id);
-    let cpu = sandbox?.cpuNs ?? 0n;
-    let ws = sandbox?.workingSet ?? 0n;
-    let usage = sandbox?.usage ?? 0n;
-    for (const c of containers) {
-      cpu += c.cpu?.usageCoreNanoSeconds?.value ?? 0n;
-      ws += c.memory?.workingSetBytes?.value ?? 0n;
-      usage += c.memory?.usageBytes?.value ?? 0n;
-    }
+    const pod = (await this.podCgroupUsage(row, config)) ?? (await this.summedUsage(row.id, containers));
     return {
       attributes: { id: row.id, metadata: config.metadata, labels: config.labels, annotations: config.annotations },
       linux: {
-        cpu: { timestamp: ts, usageCoreNanoSeconds: u64(cpu), usageNanoCores: undefined, psi: undefined },
+        cpu: { timestamp: ts, usageCoreNanoSeconds: u64(pod.cpuNs), usageNanoCores: undefined, psi: undefined },
         memory: {
           timestamp: ts,
-          workingSetBytes: u64(ws),
+          workingSetBytes: u64(pod.workingSet),
           availableBytes: undefined,
-          usageBytes: u64(usage),
-          rssBytes: undefined,
-          pageFaults: undefined,
-          majorPageFaults: undefined,
+          usageBytes: u64(pod.usage),
+          rssBytes: pod.rss === undefined ? undefined : u64(pod.rss),
+          pageFaults: pod.pageFaults === undefined ? undefined : u64(pod.pageFaults),
+          majorPageFaults: pod.majorPageFaults === undefined ? undefined : u64(pod.majorPageFaults),
           psi: undefined,
         },
         network: undefined,
@@ -163,6 +153,42 @@ export class StatsService {
       },
       windows: undefined,
     };
+  }
+
+  /** The pod cgroup's own totals (cgroupfs driver only: a systemd slice name is not a path). */
+  private async podCgroupUsage(row: PodRow, config: PodSandboxConfig): Promise<Usage | undefined> {
+    if (this.ctx.cgroupDriver === "systemd") return undefined;
+    const parent = podCgroupParent(config.linux?.cgroupParent, row.id, this.ctx.cgroupDriver);
+    if (!parent || parent.endsWith(".slice")) return undefined;
+    // A pod run before berth made pod cgroups has its sandbox's own leaf at /berth/<podId>.
+    if (!config.linux?.cgroupParent && !(await this.sandboxNestedIn(row.id, parent))) return undefined;
+    return readCgroupUsage(parent).catch(() => undefined);
+  }
+
+  private async sandboxNestedIn(id: string, parent: string): Promise<boolean> {
+    try {
+      const spec = JSON.parse(await readFile(join(paths.bundle(this.ctx, id), "config.json"), "utf8")) as Spec;
+      return (spec.linux.cgroupsPath ?? "").startsWith(`${parent}/`);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Without a readable pod cgroup: the sandbox process plus every container (sibling cgroups). */
+  private async summedUsage(
+    sandboxId: string,
+    containers: ContainerStats[],
+  ): Promise<Pick<Usage, "cpuNs" | "workingSet" | "usage"> & Partial<Usage>> {
+    const sandbox = await this.taskUsage(sandboxId);
+    let cpuNs = sandbox?.cpuNs ?? 0n;
+    let workingSet = sandbox?.workingSet ?? 0n;
+    let usage = sandbox?.usage ?? 0n;
+    for (const c of containers) {
+      cpuNs += c.cpu?.usageCoreNanoSeconds?.value ?? 0n;
+      workingSet += c.memory?.workingSetBytes?.value ?? 0n;
+      usage += c.memory?.usageBytes?.value ?? 0n;
+    }
+    return { cpuNs, workingSet, usage };
   }
 
   async pod(ref: string): Promise<PodSandboxStats> {

@@ -6,7 +6,7 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { containersMigration } from "./containers.js";
-import { podsMigration } from "./pods.js";
+import { podsMigration, podsSandboxExitMigration } from "./pods.js";
 
 export type Db = Database.Database;
 
@@ -98,6 +98,11 @@ export const migrations: Migration[] = [
     version: 3,
     name: "pods, containers and shim records",
     up: (db) => db.exec(podsMigration + containersMigration),
+  },
+  {
+    version: 4,
+    name: "pod sandbox exit",
+    up: (db) => db.exec(podsSandboxExitMigration),
   },
 ];
 

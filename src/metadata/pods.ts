@@ -30,6 +30,12 @@ export interface PodRow {
   ips: string[];
   /** The directory of the pod's hostname/hosts/resolv.conf/shm. */
   podDir: string;
+  /**
+   * When the sandbox process exited on its own (killed, OOM, crashed) while the pod was
+   * ready, ns since the epoch; 0n while it runs. Such a pod is NOTREADY for good: its
+   * task is deleted, but its network and containers stay until StopPodSandbox.
+   */
+  sandboxExitedAt: bigint;
 }
 
 interface RawPod {
@@ -45,6 +51,7 @@ interface RawPod {
   netns_path: string;
   ips: string;
   pod_dir: string;
+  sandbox_exited_at: string;
 }
 
 export const podsMigration = `
@@ -66,6 +73,11 @@ export const podsMigration = `
   );
 `;
 
+/** Migration 4: the sandbox process's own exit, kept so a restarted berthd still reports the pod NOTREADY. */
+export const podsSandboxExitMigration = `
+  ALTER TABLE pods ADD COLUMN sandbox_exited_at TEXT NOT NULL DEFAULT '0';  -- ns since epoch; '0' = not exited
+`;
+
 function toRow(r: RawPod): PodRow {
   return {
     id: r.id,
@@ -80,6 +92,7 @@ function toRow(r: RawPod): PodRow {
     netnsPath: r.netns_path,
     ips: JSON.parse(r.ips) as string[],
     podDir: r.pod_dir,
+    sandboxExitedAt: BigInt(r.sandbox_exited_at ?? "0"),
   };
 }
 
@@ -144,6 +157,11 @@ export class PodMetadata {
 
   setPhase(id: string, phase: PodPhase): void {
     this.db.prepare(`UPDATE pods SET phase = ? WHERE id = ?`).run(phase, id);
+  }
+
+  /** Records that the sandbox process exited by itself (see PodRow.sandboxExitedAt). */
+  setSandboxExited(id: string, at: bigint): void {
+    this.db.prepare(`UPDATE pods SET sandbox_exited_at = ? WHERE id = ?`).run(at.toString(), id);
   }
 
   setNetwork(id: string, netnsPath: string, ips: string[]): void {

@@ -21,3 +21,22 @@ export function cgroupsPath(parent: string, id: string, driver?: CgroupDriver): 
   if (systemd) return `${base.endsWith(".slice") ? base : ""}:${SYSTEMD_SCOPE_PREFIX}:${id}`;
   return posix.join(parent || DEFAULT_CGROUP_PARENT, id);
 }
+
+/**
+ * The cgroup parent of a pod's sandbox and containers. The CRI's (kubelet's pod cgroup) when
+ * given, as containerd uses it. Without one, a cgroupfs pod gets a pod cgroup of its own,
+ * "/berth/<podId>", so its sandbox and containers are "/berth/<podId>/<id>" and the pod's
+ * total usage is one cgroup's; berth creates it (runc makes the missing levels) and removes it
+ * with the pod (podCgroupOwned). Under systemd there is no parent slice to nest in: the
+ * scopes stay where systemd puts them, as before.
+ */
+export function podCgroupParent(criParent: string | undefined, podId: string, driver?: CgroupDriver): string {
+  if (criParent) return criParent;
+  if (driver === "systemd") return "";
+  return posix.join(DEFAULT_CGROUP_PARENT, podId);
+}
+
+/** The pod cgroup berth made itself (and so must remove), or undefined when the CRI gave the parent. */
+export function podCgroupOwned(criParent: string | undefined, podId: string): string | undefined {
+  return criParent ? undefined : posix.join(DEFAULT_CGROUP_PARENT, podId);
+}

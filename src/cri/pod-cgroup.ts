@@ -1,0 +1,158 @@
+// The pod cgroup as berthd sees it: reading a pod's total CPU and memory from it
+// (PodSandboxStats) and removing the pod cgroup berth made for a pod kubelet gave no cgroup
+// parent (RemovePodSandbox). runc creates a task's cgroup with every missing level above it
+// and removes only its own leaf, so the pod level is berth's to remove, in every hierarchy
+// (each v1 controller, the named name=systemd one, and the unified one of a hybrid host).
+import { readFileSync } from "node:fs";
+import { readdir, readFile, rmdir } from "node:fs/promises";
+import { join, posix } from "node:path";
+import { DEFAULT_CGROUP_PARENT } from "../oci/index.js";
+
+/** What CRI stats report of a cgroup. */
+export interface CgroupUsage {
+  cpuNs: bigint;
+  /** kubelet's working set: usage minus the inactive file cache, never below zero. */
+  workingSet: bigint;
+  usage: bigint;
+  rss: bigint;
+  pageFaults: bigint;
+  majorPageFaults: bigint;
+}
+
+interface CgroupMount {
+  mountpoint: string;
+  v2: boolean;
+  /** v1 controllers of the hierarchy ("memory", "cpuacct", "name=systemd", ...). */
+  controllers: string[];
+}
+
+function decodeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** The cgroup hierarchies mounted in berthd's mount namespace, from /proc/self/mountinfo. */
+export function cgroupMounts(mountinfo = readFileSync("/proc/self/mountinfo", "utf8")): CgroupMount[] {
+  const out: CgroupMount[] = [];
+  for (const line of mountinfo.split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep < 0) continue;
+    const [fstype, , superOpts = ""] = line.slice(sep + 3).split(" ");
+    if (fstype !== "cgroup" && fstype !== "cgroup2") continue;
+    const mountpoint = decodeMountPath(line.slice(0, sep).split(" ")[4] ?? "");
+    if (!mountpoint) continue;
+    const controllers =
+      fstype === "cgroup"
+        ? superOpts
+            .split(",")
+            .filter((o) => o !== "rw" && o !== "ro" && !o.startsWith("release_agent") && o !== "clone_children")
+        : [];
+    out.push({ mountpoint, v2: fstype === "cgroup2", controllers });
+  }
+  return out;
+}
+
+async function text(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+function int(s: string | undefined): bigint | undefined {
+  const t = s?.trim().split(/\s+/)[0];
+  return t && /^\d+$/.test(t) ? BigInt(t) : undefined;
+}
+
+function keyed(s: string | undefined): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const line of (s ?? "").split("\n")) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v && /^\d+$/.test(v)) out.set(k, BigInt(v));
+  }
+  return out;
+}
+
+const workingSet = (usage: bigint, inactive: bigint) => (usage > inactive ? usage - inactive : 0n);
+
+/**
+ * The hierarchical usage of the cgroup at `path` (absolute, as in linux.cgroupsPath with the
+ * cgroupfs driver): v1 memory + cpuacct where the host has v1 controllers, else the unified
+ * hierarchy. undefined when the cgroup does not exist.
+ */
+export async function readCgroupUsage(path: string, mounts = cgroupMounts()): Promise<CgroupUsage | undefined> {
+  const memory = mounts.find((m) => !m.v2 && m.controllers.includes("memory"));
+  if (memory) {
+    const dir = join(memory.mountpoint, path);
+    const usage = int(await text(join(dir, "memory.usage_in_bytes")));
+    if (usage === undefined) return undefined;
+    const stat = keyed(await text(join(dir, "memory.stat")));
+    const acct = mounts.find((m) => !m.v2 && m.controllers.includes("cpuacct"));
+    const cpu = acct ? int(await text(join(acct.mountpoint, path, "cpuacct.usage"))) : undefined;
+    return {
+      cpuNs: cpu ?? 0n,
+      workingSet: workingSet(usage, stat.get("total_inactive_file") ?? 0n),
+      usage,
+      rss: stat.get("total_rss") ?? 0n,
+      pageFaults: stat.get("total_pgfault") ?? 0n,
+      majorPageFaults: stat.get("total_pgmajfault") ?? 0n,
+    };
+  }
+  const unified = mounts.find((m) => m.v2);
+  if (!unified) return undefined;
+  const dir = join(unified.mountpoint, path);
+  const usage = int(await text(join(dir, "memory.current")));
+  if (usage === undefined) return undefined;
+  const stat = keyed(await text(join(dir, "memory.stat")));
+  const cpu = keyed(await text(join(dir, "cpu.stat")));
+  return {
+    cpuNs: (cpu.get("usage_usec") ?? 0n) * 1000n,
+    workingSet: workingSet(usage, stat.get("inactive_file") ?? 0n),
+    usage,
+    rss: stat.get("anon") ?? 0n,
+    pageFaults: stat.get("pgfault") ?? 0n,
+    majorPageFaults: stat.get("pgmajfault") ?? 0n,
+  };
+}
+
+/** rmdir of a cgroup and (deepest first) the cgroups below it; returns the ones still busy. */
+async function rmdirTree(dir: string, busy: string[]): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
+  }
+  for (const e of entries) if (e.isDirectory()) await rmdirTree(join(dir, e.name), busy);
+  try {
+    await rmdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    if (code === "EBUSY") busy.push(dir);
+    else throw err;
+  }
+}
+
+/**
+ * Removes a pod cgroup berth created (podCgroupOwned) in every mounted hierarchy, with any
+ * empty cgroups left below it (a task whose runc delete was interrupted). A cgroup that still
+ * holds processes is left and reported (EBUSY): nothing is killed here. Refuses any path
+ * outside berth's own parent, so a cgroup parent kubelet gave is never touched.
+ */
+export async function removePodCgroup(path: string, mounts = cgroupMounts()): Promise<string[]> {
+  const norm = posix.normalize(path);
+  if (!norm.startsWith(`${DEFAULT_CGROUP_PARENT}/`) || norm.split("/").length !== 3) {
+    throw new Error(`refusing to remove cgroup ${path}: not a pod cgroup of berth's`);
+  }
+  let busy: string[] = [];
+  // A cgroup whose last process was just reaped can answer EBUSY for a moment (v1).
+  for (let attempt = 0; attempt < 5; attempt++) {
+    busy = [];
+    for (const m of mounts) await rmdirTree(join(m.mountpoint, norm), busy);
+    if (busy.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return busy;
+}
