@@ -137,6 +137,11 @@ test("a sandbox process that dies makes the pod NOTREADY for good; Stop and Remo
       PodSandboxState.SANDBOX_NOTREADY,
     );
     await until(() => !runcIds().includes(pod.id), "the sandbox task deleted");
+    await assert.rejects(
+      env.d.rt.portForward({ podSandboxId: pod.id, port: [80] }),
+      (e: { code?: number; message: string }) => e.code === 9 && /sandbox process exited/.test(e.message),
+      "PortForward to a NOTREADY pod is FAILED_PRECONDITION",
+    );
 
     // The container keeps running until kubelet stops the pod.
     const cs = (await env.d.rt.containerStatus({ containerId: cid })).status!;

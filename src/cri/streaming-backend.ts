@@ -55,6 +55,9 @@ export async function runningContainer(containers: ContainerService, ref: string
 export function readyPod(sandboxes: SandboxService, ref: string): PodRow {
   const { row } = sandboxes.resolve(ref);
   if (row.phase !== "ready") throw new FailedPreconditionError(`pod sandbox ${row.id} is not ready (${row.phase})`);
+  // As containerd: a pod whose sandbox process died is NOTREADY until kubelet stops it.
+  if (row.sandboxExitedAt > 0n)
+    throw new FailedPreconditionError(`pod sandbox ${row.id} is not ready (its sandbox process exited)`);
   return row;
 }
 
