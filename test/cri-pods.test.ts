@@ -1,7 +1,7 @@
 // Pods and containers through berthd's CRI socket, as kubelet drives them: real runc, real
 // CNI plugins on a private bridge, images pulled from a real registry.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, renameSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
@@ -245,6 +245,45 @@ describe("namespace options", () => {
     const ps = await env.d.rt.execSync({ containerId: cid, cmd: ["ps", "-o", "pid,comm"], timeout: 10n });
     assert.match(ps.stdout.toString(), /^\s*1 pause$/m, "the pod's PID namespace is shared: pause is pid 1");
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
+  });
+
+  test("pod sysctls apply inside the pod's namespaces only; a pod's IPC namespace is its own unless host IPC", async () => {
+    const hostPortStart = readFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8").trim();
+    const pod = await env.runPod("sysctl", {
+      linux: { sysctls: { "net.ipv4.ip_unprivileged_port_start": "81", "kernel.shm_rmid_forced": "1" } },
+    });
+    const cid = await env.runContainer(pod, "c", ["sleep", "1000"]);
+    const read = async (id: string, path: string) =>
+      (await env.d.rt.execSync({ containerId: id, cmd: ["cat", path], timeout: 10n })).stdout.toString().trim();
+    assert.equal(await read(cid, "/proc/sys/net/ipv4/ip_unprivileged_port_start"), "81");
+    assert.equal(await read(cid, "/proc/sys/kernel/shm_rmid_forced"), "1");
+    assert.equal(
+      readFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8").trim(),
+      hostPortStart,
+      "the host's value is untouched",
+    );
+    const ipcOf = (pid: string | number) => readlinkSync(`/proc/${pid}/ns/ipc`);
+    const inPod = (
+      await env.d.rt.execSync({ containerId: cid, cmd: ["readlink", "/proc/self/ns/ipc"], timeout: 10n })
+    ).stdout
+      .toString()
+      .trim();
+    assert.notEqual(inPod, ipcOf("self"), "a pod has its own IPC namespace");
+
+    const hostIpc = await env.runPod("hostipc", {
+      linux: { securityContext: { namespaceOptions: { ipc: 2 } } },
+    });
+    const hid = await env.runContainer(hostIpc, "c", ["sleep", "1000"], {
+      linux: { securityContext: { namespaceOptions: { ipc: 2 } } },
+    });
+    const inHostIpc = (
+      await env.d.rt.execSync({ containerId: hid, cmd: ["readlink", "/proc/self/ns/ipc"], timeout: 10n })
+    ).stdout
+      .toString()
+      .trim();
+    assert.equal(inHostIpc, ipcOf("self"), "a host-IPC pod shares the node's IPC namespace");
+    await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
+    await env.d.rt.removePodSandbox({ podSandboxId: hostIpc.id });
   });
 });
 
