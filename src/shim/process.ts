@@ -33,6 +33,8 @@ export interface ProcessRecord {
   checkpoint: string;
   pid: number;
   started: boolean;
+  /** init only: a runsc sub-container (runsc.ts), started through a waiter rather than `runsc start`. */
+  runscSubcontainer?: boolean;
 }
 
 export async function saveRecord(stateDir: string, r: ProcessRecord): Promise<void> {

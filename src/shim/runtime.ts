@@ -2,7 +2,7 @@
 // (create, exec, restore) and runs the short commands itself (start, kill, delete, ...).
 // Errors come back from the runtime's JSON log (--log, --log-format json), as containerd's
 // runc shim reads them, so a caller sees runc's own message.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
@@ -128,6 +128,28 @@ export class OciRuntime {
     return a;
   }
 
+  /**
+   * `create` run to completion with no stdio at all: a runsc sub-container takes its stdio at
+   * `start`, and a process runsc leaves behind must not hold a pipe of ours open.
+   */
+  async createDetached(id: string, bundle: string, pidFile: string): Promise<void> {
+    await mkdir(dirname(this.logFile), { recursive: true, mode: 0o700 });
+    const argv = [...this.globalArgs(), "create", "--bundle", bundle, "--pid-file", pidFile];
+    if (this.config.noPivotRoot) argv.push("--no-pivot");
+    argv.push(id);
+    await traceRuntime(`${this.kind} create`, { "runtime.args": argv.join(" ") }, async () => {
+      const status = await new Promise<number>((resolve) => {
+        const child = trackChild(spawn(this.command, argv, { stdio: "ignore" }));
+        child.once("error", () => resolve(127));
+        child.once("exit", (code) => resolve(code ?? 255));
+      });
+      if (status !== 0) {
+        const msg = (await lastRuntimeError(this.logFile)) || `exit status ${status}`;
+        throw runtimeError(`${this.kind} create`, msg);
+      }
+    });
+  }
+
   async start(id: string): Promise<void> {
     await this.run(["start", id]);
   }
@@ -218,7 +240,15 @@ export class OciRuntime {
 
 /** Maps a runtime's message to the typed error a caller can act on. */
 export function runtimeError(what: string, msg: string): Error {
-  const text = `${what}: ${msg}`;
+  let text = `${what}: ${msg}`;
+  if (/cannot run with network enabled in root network namespace/.test(msg)) {
+    // Older runsc (Debian 12's 20221219) tells the host's netns by the presence of
+    // /proc/sys/net/core/rmem_default, which newer kernels (6.x) show in every netns, so the
+    // pod's CNI netns looks like the host's.
+    text +=
+      " (this runsc mistakes the pod's network namespace for the host's on this kernel: configure the handler with" +
+      ' binary_name = "runsc --network=host", or install a newer gVisor release)';
+  }
   if (/container does not exist|container .* not found|container not found/i.test(msg)) return new NotFoundError(text);
   if (
     /not running|is paused|not paused|container not running|cannot .* in .* state|is not running|already stopped|is stopped/i.test(

@@ -1,8 +1,8 @@
 // containerd.task.v2.Task served for many tasks at once: every RPC is routed by container
 // id to its task. A task's processes run under berth-monitors (native/monitor), which hold
 // their stdio and exit statuses; this service drives the OCI runtime and keeps the model.
-import { constants as fsc, openSync, closeSync, writeSync } from "node:fs";
-import { access, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { constants as fsc, openSync, closeSync, statSync, writeSync } from "node:fs";
+import { access, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
 import {
@@ -54,7 +54,15 @@ import { Monitor, type ExitRecord, type MonitorOptions } from "./monitor.js";
 import { mountAll, unmountAll } from "./mounts.js";
 import { processStateDir } from "./paths.js";
 import { Proc, loadRecord, toTimestamp, type ProcessRecord } from "./process.js";
-import { OciRuntime, lastRuntimeError, runtimeError, runtimeLogPath, type RuntimeConfig } from "./runtime.js";
+import {
+  OciRuntime,
+  RuntimeError,
+  lastRuntimeError,
+  runtimeError,
+  runtimeLogPath,
+  type RuntimeConfig,
+} from "./runtime.js";
+import { isSubcontainerBundle, runscMetrics, subcontainerStartArgv } from "./runsc.js";
 import { cgroupPathsOf, collectMetrics, metricsAny } from "./stats.js";
 import { traceRuntime } from "./trace.js";
 
@@ -89,6 +97,11 @@ interface Task {
   cgroups: Map<string, string> | undefined;
   /** containerd's per-task shim log fifo (<bundle>/log), when someone reads it */
   logFd: number | undefined;
+  /**
+   * A runsc sub-container's output fifos, held open from Create until its monitor has them
+   * (at Start): whoever reads them must not see EOF before the process even started.
+   */
+  ioHold: number[];
 }
 
 type Ev<T> = [string, EventEncoder<T>, T];
@@ -234,10 +247,10 @@ export class TaskService {
   }
 
   /** Spawns a monitor that runs argv and waits for the process to exist. */
-  private async spawnProcess(task: Task, proc: Proc, argv: string[], logFile: string): Promise<number> {
+  private async spawnProcess(task: Task, proc: Proc, argv: string[], logFile: string, what?: "start"): Promise<number> {
     const r = proc.record;
     const stdio = await this.stdio(r);
-    const sub = argv.includes("exec") ? "exec" : argv.includes("restore") ? "restore" : "create";
+    const sub = what ?? (argv.includes("exec") ? "exec" : argv.includes("restore") ? "restore" : "create");
     // The monitor runs the command; it is done when the monitor reports the pid (or a failure).
     return traceRuntime(
       `${task.runtime.kind} ${sub}`,
@@ -257,7 +270,7 @@ export class TaskService {
         } catch {
           const msg = (await lastRuntimeError(logFile)) || `${task.runtime.kind} failed`;
           monitor.close();
-          throw runtimeError(`${task.runtime.kind} ${sub === "exec" ? "exec" : "create"}`, msg);
+          throw runtimeError(`${task.runtime.kind} ${sub === "restore" ? "create" : sub}`, msg);
         }
       },
     );
@@ -298,13 +311,30 @@ export class TaskService {
       execs: new Map(),
       cgroups: undefined,
       logFd: openLogFifo(req.bundle),
+      ioHold: [],
     };
     this.tasks.set(req.id, task); // reserve the id while creating
     const rootfs = join(req.bundle, "rootfs");
     try {
       if (req.rootfs.length > 0) await mountAll(req.rootfs, rootfs);
+      if (task.runtime.kind === "runsc" && !req.checkpoint && (await isSubcontainerBundle(req.bundle))) {
+        if (req.terminal) {
+          throw new FailedPreconditionError(
+            "a terminal for a container of a runsc pod is not supported by berth's shim (the pod's sandbox container may have one)",
+          );
+        }
+        record.runscSubcontainer = true;
+      }
       await task.init.save();
-      if (!req.checkpoint) {
+      if (record.runscSubcontainer) {
+        // No monitor yet: the container's process and stdio only come with `runsc start`.
+        task.ioHold = holdFifos([req.stdout, req.stderr]);
+        const pidFile = join(stateDir, "sandbox.pid");
+        await task.runtime.createDetached(req.id, req.bundle, pidFile);
+        record.pid = Number((await readFile(pidFile, "utf8")).trim()) || 0;
+        if (record.pid <= 0) throw new RuntimeError(`runsc create wrote no pid to ${pidFile}`);
+        await task.init.save();
+      } else if (!req.checkpoint) {
         const argv = task.runtime.createArgv(
           req.id,
           req.bundle,
@@ -319,6 +349,7 @@ export class TaskService {
     } catch (err) {
       this.tasks.delete(req.id);
       task.init.monitor?.close();
+      releaseFds(task);
       await task.runtime.delete(req.id, true).catch(() => {});
       if (req.rootfs.length > 0) safeUnmount(rootfs);
       await rm(stateDir, { recursive: true, force: true });
@@ -361,6 +392,14 @@ export class TaskService {
           );
           proc.record.pid = await this.spawnProcess(task, proc, argv, logFile);
           task.cgroups = await cgroupPathsOf(proc.record.pid);
+        } else if (proc.record.runscSubcontainer) {
+          const logFile = runtimeLogPath(proc.stateDir);
+          const argv = subcontainerStartArgv(task.runtime, task.id, join(proc.stateDir, "pid"), logFile);
+          try {
+            proc.record.pid = await this.spawnProcess(task, proc, argv, logFile, "start");
+          } finally {
+            releaseFds(task); // the monitor holds the fifos now (or the start failed)
+          }
         } else {
           await task.runtime.start(task.id);
         }
@@ -430,6 +469,7 @@ export class TaskService {
       await rm(e.stateDir, { recursive: true, force: true });
     }
     proc.monitor?.close();
+    releaseFds(task);
     await rm(proc.stateDir, { recursive: true, force: true });
     this.tasks.delete(task.id);
     const exit = proc.exit;
@@ -634,8 +674,11 @@ export class TaskService {
 
   async stats(req: StatsRequest): Promise<StatsResponse> {
     const task = this.task(req.id);
-    if (task.runtime.kind === "runsc")
-      throw new FailedPreconditionError("stats through berth's shim are not supported for runsc");
+    if (task.runtime.kind === "runsc") {
+      // gVisor's processes run inside its sandbox: only the sentry can account for them.
+      if (task.init.exit) throw new FailedPreconditionError(`task ${req.id} has exited`);
+      return { stats: metricsAny(await runscMetrics(task.runtime, task.id)) };
+    }
     let paths = task.cgroups;
     if (!paths || paths.size === 0) {
       if (task.init.pid > 0 && !task.init.exit) paths = task.cgroups = await cgroupPathsOf(task.init.pid);
@@ -690,6 +733,7 @@ export class TaskService {
           execs: new Map(),
           cgroups: undefined,
           logFd: openLogFifo(r.bundle),
+          ioHold: [],
         };
         this.tasks.set(r.id, task);
         await this.adoptProcess(task, task.init);
@@ -711,6 +755,7 @@ export class TaskService {
   private async adoptProcess(task: Task, proc: Proc): Promise<void> {
     const r = proc.record;
     if (r.pid === 0) return; // pending restore
+    if (r.runscSubcontainer && !r.started) return; // created in the sandbox; no process of its own yet
     const monitor = await Monitor.adopt(proc.stateDir, r.pid);
     this.watch(task, proc, monitor);
     if (monitor.exit) await this.onExit(task, proc, monitor.exit);
@@ -749,6 +794,26 @@ function openLogFifo(bundle: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Opens the fifos among `dests` (plain or fifo:// paths) read-write, as a monitor does. */
+function holdFifos(dests: string[]): number[] {
+  const fds: number[] = [];
+  for (const d of new Set(dests)) {
+    if (!d || d.startsWith("file://") || d.startsWith("binary://")) continue;
+    const path = d.startsWith("fifo://") ? d.slice("fifo://".length) : d;
+    try {
+      if (!statSync(path).isFIFO()) continue;
+      fds.push(openSync(path, fsc.O_RDWR | fsc.O_NONBLOCK));
+    } catch {
+      // not there: the monitor reports it at Start
+    }
+  }
+  return fds;
+}
+
+function releaseFds(task: Task): void {
+  for (const fd of task.ioHold.splice(0)) closeQuietly(fd);
 }
 
 function closeQuietly(fd: number | undefined): void {

@@ -1,0 +1,322 @@
+// gVisor pods through berthd's CRI: a pod whose RuntimeHandler is "runsc" runs its sandbox
+// (berth's pause) as the root of one gVisor sandbox in the pod's CNI netns, and its
+// containers as sub-containers of that sandbox. Real runsc, real CNI on a private bridge,
+// a runc pod beside it in the same berthd. The first part needs no runsc: the shim's runsc
+// pieces (sub-container detection, the start wrapper, stats conversion).
+//
+// On this kernel (6.x) Debian 12's runsc (20221219) cannot use its own network stack: it
+// takes any netns for the host's (see README, runtime handlers), so the probe below picks
+// `--network=host` when plain runsc refuses; the sentry then uses the pod netns's sockets.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { ContainerState, PodSandboxState } from "../src/gen/cri/runtime/v1/api.js";
+import { runtimeError, type OciRuntime } from "../src/shim/runtime.js";
+import { isSubcontainerBundle, runscStatsToMetrics, subcontainerStartArgv } from "../src/shim/runsc.js";
+import { startCriEnv, until, type CriEnv } from "./helpers/cri.js";
+import { leaks, processesNaming } from "./helpers/leaks.js";
+
+const BRIDGE = "berthgv0";
+const SUBNET = "10.234.40.0/24";
+
+/** Whether runsc can run a sandbox here, and the global flags it needs for a pod network. */
+function probeRunsc(): { skip: string | false; flags: string } {
+  const which = spawnSync("runsc", ["--version"], { encoding: "utf8" });
+  if (which.error || which.status !== 0) return { skip: "runsc is not installed", flags: "" };
+  const root = mkdtempSync(join(tmpdir(), "berth-runsc-probe-"));
+  try {
+    const run = (flags: string[]) =>
+      spawnSync("runsc", ["--root", root, ...flags, "do", "/bin/sh", "-c", "exit 3"], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+    const isolated = run(["--network=none"]);
+    if (isolated.status !== 3) {
+      return { skip: `runsc cannot run a sandbox here: ${(isolated.stderr || isolated.stdout).trim()}`, flags: "" };
+    }
+    const netstack = run([]);
+    if (netstack.status === 3) return { skip: false, flags: "" };
+    if (/root network namespace/.test(netstack.stderr + netstack.stdout))
+      return { skip: false, flags: "--network=host" };
+    return { skip: `runsc cannot network a sandbox here: ${(netstack.stderr || netstack.stdout).trim()}`, flags: "" };
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+describe("the shim's runsc pieces (no runsc needed)", () => {
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), "berth-runsc-unit-"))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("a bundle is a sub-container exactly when the CRI container-type annotation says container", async () => {
+    const bundle = (name: string, annotations?: Record<string, string>) => {
+      const b = join(dir, name);
+      spawnSync("mkdir", ["-p", b]);
+      writeFileSync(join(b, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations }));
+      return b;
+    };
+    const cri = "io.kubernetes.cri.container-type";
+    assert.equal(await isSubcontainerBundle(bundle("c", { [cri]: "container" })), true);
+    assert.equal(await isSubcontainerBundle(bundle("s", { [cri]: "sandbox" })), false);
+    assert.equal(
+      await isSubcontainerBundle(bundle("crio", { "io.kubernetes.cri-o.ContainerType": "container" })),
+      true,
+    );
+    assert.equal(await isSubcontainerBundle(bundle("plain")), false);
+    assert.equal(await isSubcontainerBundle(join(dir, "missing")), false);
+  });
+
+  test("the start wrapper gives the container its stdio, leaves a waiter that exits with the container's status", async () => {
+    // A stand-in for runsc: `start` prints through the stdio it was given, `wait` answers
+    // as runsc does; every call is logged with its global flags.
+    const fake = join(dir, "fake-runsc");
+    const calls = join(dir, "calls");
+    writeFileSync(
+      fake,
+      `#!/bin/sh
+echo "$*" >>${calls}
+for last; do :; done
+case " $* " in
+  *" start "*) echo "out of $last"; echo "err of $last" >&2 ;;
+  *" wait "*) sleep 0.2; echo '{"id":"'$last'","exitStatus":137}' ;;
+esac
+`,
+    );
+    chmodSync(fake, 0o755);
+    const runtime = {
+      command: fake,
+      globalArgs: (log: string) => ["--root", "/r", "--log", log],
+    } as unknown as OciRuntime;
+    const pidFile = join(dir, "pid");
+    const argv = subcontainerStartArgv(runtime, "c1", pidFile, "/l");
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const status = await new Promise<number | null>((r) => child.on("close", r));
+    assert.equal(status, 0);
+    assert.equal(out, "out of c1\n");
+    assert.equal(err, "err of c1\n");
+    const waiter = Number(readFileSync(pidFile, "utf8").trim());
+    assert.ok(waiter > 0 && waiter !== child.pid);
+    // The waiter is not our child (the monitor reaps it in real life): wait for it to go.
+    await until(
+      () => !existsSync(`/proc/${waiter}`) || /\) Z/.test(readFileSync(`/proc/${waiter}/stat`, "utf8")),
+      "the waiter to exit",
+    );
+    assert.deepEqual(readFileSync(calls, "utf8").trim().split("\n"), [
+      "--root /r --log /l start c1",
+      "--root /r --log /l wait c1",
+    ]);
+  });
+
+  test("a failed runsc start fails the wrapper with runsc's status and leaves no waiter", () => {
+    const fake = join(dir, "failing-runsc");
+    writeFileSync(fake, "#!/bin/sh\nexit 5\n");
+    chmodSync(fake, 0o755);
+    const runtime = { command: fake, globalArgs: () => [] } as unknown as OciRuntime;
+    const pidFile = join(dir, "pid-failed");
+    const argv = subcontainerStartArgv(runtime, "c2", pidFile, "/l");
+    const r = spawnSync(argv[0]!, argv.slice(1));
+    assert.equal(r.status, 5);
+    assert.equal(existsSync(pidFile), false);
+  });
+
+  test("runsc's refusal of the pod netns says which flag makes it work", () => {
+    const err = runtimeError(
+      "runsc start",
+      'starting container: setting up network: creating interfaces from net namespace "/proc/1/ns/net": cannot run with network enabled in root network namespace',
+    );
+    assert.match(err.message, /^runsc start: starting container: .*root network namespace/);
+    assert.match(err.message, /binary_name = "runsc --network=host"/);
+  });
+
+  test("`runsc events --stats` becomes cgroup v1 metrics", () => {
+    // As printed by runsc 20221219 for a running container.
+    const m = runscStatsToMetrics(
+      "c1",
+      '{"type":"stats","id":"c1","data":{"cpu":{"usage":{"total":131331898}},"memory":{"usage":{"limit":0,"usage":2027520,"failcnt":0},"swap":{"limit":0,"failcnt":0}},"pids":{"current":1}}}',
+    );
+    assert.equal(m.cpu?.usage?.total, 131331898n);
+    assert.equal(m.memory?.usage?.usage, 2027520n);
+    assert.equal(m.pids?.current, 1n);
+  });
+});
+
+const probe = probeRunsc();
+if (probe.skip) console.log(`# skipping the gVisor pod tests: ${probe.skip}`);
+
+describe("gVisor pods through the CRI", { skip: probe.skip }, () => {
+  let env: CriEnv;
+  const ids = new Set<string>();
+
+  before(async () => {
+    env = await startCriEnv({
+      bridge: BRIDGE,
+      subnet: SUBNET,
+      config: `
+[runtime.handlers.runsc]
+runtime_type = "io.containerd.berth.v2"
+binary_name = "${["runsc", probe.flags].filter(Boolean).join(" ")}"
+root = "{{dir}}/runsc"
+`,
+    });
+    await env.d.img.pullImage({ image: { image: env.images.busybox } }, { deadlineMs: 120_000 });
+  });
+
+  after(async () => {
+    await env?.stop();
+    await (await import("./helpers/cri.js")).testImages().then((i) => i.stop());
+  });
+
+  const runscPod = async (name: string) => {
+    const pod = await env.runPod(name, {}, "runsc");
+    ids.add(pod.id);
+    return pod;
+  };
+  const run = async (pod: Awaited<ReturnType<CriEnv["runPod"]>>, name: string, args: string[]) => {
+    const id = await env.runContainer(pod, name, args);
+    ids.add(id);
+    return id;
+  };
+  const exited = (id: string) =>
+    until(
+      async () => {
+        const s = (await env.d.rt.containerStatus({ containerId: id })).status!;
+        return s.state === ContainerState.CONTAINER_EXITED ? s : undefined;
+      },
+      `container ${id} to exit`,
+      60_000,
+    );
+  const logOf = (pod: string, name: string) => readFileSync(join(env.logDir, pod, `${name}.log`), "utf8");
+  // GET / over a raw TCP connection: busybox wget misbehaves under gVisor's host network mode
+  // (a blocking read answers EAGAIN), nc does not. stdin stays open until httpd has answered
+  // and closed, since busybox nc may stop at stdin's EOF.
+  const httpGet = (addr: string) => `{ printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 3; } | nc ${addr} 8080`;
+
+  let web: { pod: Awaited<ReturnType<CriEnv["runPod"]>>; ip: string; httpd: string };
+
+  test("a runsc pod gets a pod IP, runs under gVisor's kernel, and a runc pod reaches it by that IP", async () => {
+    const pod = await runscPod("gv-web");
+    const st = (await env.d.rt.podSandboxStatus({ podSandboxId: pod.id, verbose: true })).status!;
+    assert.equal(st.state, PodSandboxState.SANDBOX_READY);
+    assert.equal(st.runtimeHandler, "runsc");
+    const ip = st.network!.ip;
+    assert.match(ip, /^10\.234\.40\.\d+$/);
+    const httpd = await run(pod, "httpd", ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"]);
+    web = { pod, ip, httpd };
+
+    // The pod's own view: its IP on eth0, its hostname and pod files, gVisor's kernel.
+    const seen = await env.d.rt.execSync({
+      containerId: httpd,
+      cmd: ["sh", "-c", "ip -4 addr show eth0; hostname; cat /etc/hostname; grep gv-web /etc/hosts; uname -r"],
+      timeout: 30n,
+    });
+    assert.equal(seen.exitCode, 0, seen.stderr.toString());
+    const text = seen.stdout.toString();
+    assert.match(text, new RegExp(`inet ${ip.replaceAll(".", "\\.")}/24`));
+    assert.match(text, /^gv-web\ngv-web\n/m);
+    assert.match(text, new RegExp(`^${ip.replaceAll(".", "\\.")}\\s+gv-web$`, "m"));
+    const hostRelease = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+    assert.notEqual(text.trim().split("\n").at(-1), hostRelease);
+
+    const client = await env.runPod("gv-client"); // the default handler: runc
+    ids.add(client.id);
+    const get = await run(client, "get", ["sh", "-c", `wget -qO- http://${ip}:8080/`]);
+    const s = await exited(get);
+    assert.equal(s.exitCode, 0, logOf("gv-client", "get"));
+    assert.match(logOf("gv-client", "get"), /stdout F hello from berth$/m);
+    await env.d.rt.removePodSandbox({ podSandboxId: client.id });
+  });
+
+  test("two containers of one runsc pod share its network over localhost", async () => {
+    const cid = await run(web.pod, "local", ["sh", "-c", httpGet("127.0.0.1")]);
+    const s = await exited(cid);
+    assert.equal(s.exitCode, 0, logOf("gv-web", "local"));
+    assert.match(logOf("gv-web", "local"), /stdout F HTTP\/1\.[01] 200 OK/);
+    assert.match(logOf("gv-web", "local"), /stdout F hello from berth$/m);
+    // httpd -v logs each request to stderr: the other container's request came from localhost.
+    await until(() => /stderr F \S*127\.0\.0\.1\]?:\d+: response:200/.test(logOf("gv-web", "httpd")), "httpd's log");
+  });
+
+  test("ExecSync returns a runsc container's output and exit code; ContainerStats has its usage", async () => {
+    const r = await env.d.rt.execSync({
+      containerId: web.httpd,
+      cmd: ["sh", "-c", "echo out; echo err >&2; exit 3"],
+      timeout: 30n,
+    });
+    assert.equal(r.stdout.toString(), "out\n");
+    assert.equal(r.stderr.toString(), "err\n");
+    assert.equal(r.exitCode, 3);
+
+    const stats = (await env.d.rt.containerStats({ containerId: web.httpd })).stats!;
+    assert.ok((stats.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n, "cpu usage");
+    assert.ok((stats.memory?.workingSetBytes?.value ?? 0n) > 0n, "memory working set");
+  });
+
+  test("a runsc container's output reaches its CRI log and its exit code is reported", async () => {
+    const cid = await run(web.pod, "exit7", ["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7"]);
+    const s = await exited(cid);
+    assert.equal(s.exitCode, 7);
+    assert.equal(s.reason, "Error");
+    assert.ok(s.finishedAt >= s.startedAt && s.startedAt > 0n);
+    const log = logOf("gv-web", "exit7");
+    assert.match(log, /^\S+ stdout F to-stdout$/m);
+    assert.match(log, /^\S+ stderr F to-stderr$/m);
+    await env.d.rt.removeContainer({ containerId: cid });
+  });
+
+  test("stopping and removing a runsc pod leaves no process, netns, IP, mount or runsc state behind", async () => {
+    const runscRoot = join(env.d.dir, "runsc");
+    await env.d.rt.stopContainer({ containerId: web.httpd, timeout: 10n });
+    const s = (await env.d.rt.containerStatus({ containerId: web.httpd })).status!;
+    assert.equal(s.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(s.exitCode, 143); // httpd ends on SIGTERM
+
+    await env.d.rt.stopPodSandbox({ podSandboxId: web.pod.id });
+    const st = (await env.d.rt.podSandboxStatus({ podSandboxId: web.pod.id })).status!;
+    assert.equal(st.state, PodSandboxState.SANDBOX_NOTREADY);
+    assert.equal(st.network?.ip ?? "", "");
+    await env.d.rt.removePodSandbox({ podSandboxId: web.pod.id });
+
+    const list = spawnSync("runsc", ["--root", runscRoot, "list", "-q"], { encoding: "utf8" });
+    assert.equal(list.stdout.trim(), "", "runsc still knows containers");
+    const d = env.d;
+    const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
+    await until(
+      () =>
+        leaks({
+          dir: d.dir,
+          root: d.root,
+          state: d.state,
+          socket: d.socket,
+          bridge: BRIDGE,
+          ids,
+          excludePids: [d.pid, ...warm.map((p) => p.pid)],
+        }).length === 0,
+      "nothing of the pods to be left",
+      10_000,
+    ).catch(() => undefined);
+    assert.deepEqual(
+      leaks({
+        dir: d.dir,
+        root: d.root,
+        state: d.state,
+        socket: d.socket,
+        bridge: BRIDGE,
+        ids,
+        excludePids: [d.pid, ...warm.map((p) => p.pid)],
+      }),
+      [],
+    );
+    assert.deepEqual(
+      processesNaming(["runsc-sandbox", "runsc-gofer"]).filter((p) => p.cmd.includes(runscRoot)),
+      [],
+    );
+  });
+});
