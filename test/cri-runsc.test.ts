@@ -16,7 +16,7 @@ import { after, before, describe, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../src/gen/cri/runtime/v1/api.js";
 import { runtimeError, type OciRuntime } from "../src/shim/runtime.js";
 import { isSubcontainerBundle, runscStatsToMetrics, subcontainerStartArgv } from "../src/shim/runsc.js";
-import { startCriEnv, until, type CriEnv } from "./helpers/cri.js";
+import { sleep, startCriEnv, until, type CriEnv } from "./helpers/cri.js";
 import { leaks, processesNaming } from "./helpers/leaks.js";
 
 const BRIDGE = "berthgv0";
@@ -271,6 +271,98 @@ root = "{{dir}}/runsc"
     await env.d.rt.removeContainer({ containerId: cid });
   });
 
+  const psIn = async (cid: string) =>
+    (await env.d.rt.execSync({ containerId: cid, cmd: ["ps", "-o", "pid,args"], timeout: 30n })).stdout.toString();
+  const grpcCode = (err: unknown) => (err as { code?: number }).code;
+  const leftOf = (ids: Iterable<string>) => {
+    const d = env.d;
+    const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
+    return leaks({
+      dir: d.dir,
+      root: d.root,
+      state: d.state,
+      socket: d.socket,
+      bridge: BRIDGE,
+      ids,
+      excludePids: [d.pid, ...warm.map((p) => p.pid)],
+    });
+  };
+  const removePod = async (id: string, containers: string[]) => {
+    await env.d.rt.stopPodSandbox({ podSandboxId: id }, { deadlineMs: 120_000 });
+    await env.d.rt.removePodSandbox({ podSandboxId: id }, { deadlineMs: 120_000 });
+    await until(() => leftOf([id, ...containers]).length === 0, "nothing of the pod to be left", 10_000).catch(
+      () => undefined,
+    );
+    assert.deepEqual(leftOf([id, ...containers]), []);
+  };
+
+  test("a timed-out ExecSync in a runsc container returns DEADLINE_EXCEEDED and its command is gone from the sandbox", async () => {
+    await assert.rejects(
+      env.d.rt.execSync({ containerId: web.httpd, cmd: ["sleep", "1000"], timeout: 2n }, { deadlineMs: 60_000 }),
+      (e) => grpcCode(e) === 4, // DEADLINE_EXCEEDED
+    );
+    // The kill went into the sandbox, not just to runsc's host-side exec process.
+    await until(async () => !/sleep 1000/.test(await psIn(web.httpd)), "the timed-out command to end", 10_000);
+    assert.doesNotMatch(await psIn(web.httpd), /sleep 1000/);
+    // and the container carries on
+    const r = await env.d.rt.execSync({ containerId: web.httpd, cmd: ["echo", "alive"], timeout: 30n });
+    assert.equal(r.stdout.toString(), "alive\n");
+  });
+
+  test("StopContainer kills a runsc container that ignores SIGTERM once the timeout passes", async () => {
+    const cid = await run(web.pod, "stubborn", ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"]);
+    await until(() => /stdout F ready$/m.test(logOf("gv-web", "stubborn")), "the trap to be set");
+    await env.d.rt.stopContainer({ containerId: cid, timeout: 2n }, { deadlineMs: 60_000 });
+    const s = (await env.d.rt.containerStatus({ containerId: cid })).status!;
+    assert.equal(s.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(s.exitCode, 137);
+    await env.d.rt.removeContainer({ containerId: cid });
+  });
+
+  test("a runsc container with a terminal: its output reaches the log, ExecSync works, stop and remove", async () => {
+    const cid = await env.runContainer(
+      web.pod,
+      "tty",
+      ["sh", "-c", "echo tty-out; [ -t 1 ] && echo stdout-is-a-tty; exec sleep 1000"],
+      { tty: true },
+    );
+    ids.add(cid);
+    await until(() => /stdout-is-a-tty/.test(logOf("gv-web", "tty")), "the tty container's output");
+    const log = logOf("gv-web", "tty");
+    assert.match(log, /^\S+ stdout F tty-out\r?$/m);
+    assert.equal(
+      (await env.d.rt.containerStatus({ containerId: cid })).status!.state,
+      ContainerState.CONTAINER_RUNNING,
+    );
+    const r = await env.d.rt.execSync({ containerId: cid, cmd: ["sh", "-c", "echo via-exec; exit 4"], timeout: 30n });
+    assert.equal(r.stdout.toString(), "via-exec\n");
+    assert.equal(r.exitCode, 4);
+    await env.d.rt.stopContainer({ containerId: cid, timeout: 5n }, { deadlineMs: 60_000 });
+    const s = (await env.d.rt.containerStatus({ containerId: cid })).status!;
+    assert.equal(s.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(s.exitCode, 143);
+    await env.d.rt.removeContainer({ containerId: cid });
+  });
+
+  test("a runsc container with a terminal that is created but never started is removed cleanly", async () => {
+    const { containerId } = await env.d.rt.createContainer(
+      {
+        podSandboxId: web.pod.id,
+        config: env.containerConfig("tty-unstarted", ["sh", "-c", "echo never"], { tty: true }),
+        sandboxConfig: web.pod.config,
+      },
+      { deadlineMs: 120_000 },
+    );
+    ids.add(containerId);
+    assert.equal((await env.d.rt.containerStatus({ containerId })).status!.state, ContainerState.CONTAINER_CREATED);
+    await env.d.rt.removeContainer({ containerId });
+    assert.deepEqual(
+      processesNaming([containerId]).map((p) => p.cmd),
+      [],
+      "no wrapper or monitor of the removed container",
+    );
+  });
+
   test("stopping and removing a runsc pod leaves no process, netns, IP, mount or runsc state behind", async () => {
     const runscRoot = join(env.d.dir, "runsc");
     await env.d.rt.stopContainer({ containerId: web.httpd, timeout: 10n });
@@ -318,5 +410,77 @@ root = "{{dir}}/runsc"
       processesNaming(["runsc-sandbox", "runsc-gofer"]).filter((p) => p.cmd.includes(runscRoot)),
       [],
     );
+  });
+  test("berthd SIGKILLed and restarted: a runsc pod and its containers are listed true, keep running, exec, stop and remove clean", async () => {
+    const pod = await runscPod("gv-restart");
+    const runner = await run(pod, "runner", [
+      "sh",
+      "-c",
+      "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done",
+    ]);
+    const exiter = await run(pod, "exiter", ["sh", "-c", "sleep 3; exit 42"]);
+    const ticks = () => [...logOf("gv-restart", "runner").matchAll(/ stdout F tick(\d+)$/gm)].length;
+    await until(() => ticks() > 2, "first ticks");
+    const pidOf = async (cid: string) =>
+      (JSON.parse((await env.d.rt.containerStatus({ containerId: cid, verbose: true })).info.info!) as { pid: number })
+        .pid;
+    const runnerPid = await pidOf(runner);
+
+    env.d.kill("SIGKILL");
+    await env.d.exited;
+    await sleep(5000); // the exiter exits while berthd is down
+    await (env as CriEnv).restart();
+
+    assert.ok((await env.d.rt.listPodSandbox({})).items.some((p) => p.id === pod.id));
+    assert.equal(
+      (await env.d.rt.podSandboxStatus({ podSandboxId: pod.id })).status?.state,
+      PodSandboxState.SANDBOX_READY,
+    );
+    const list = (await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers;
+    assert.deepEqual(list.map((c) => c.id).sort(), [runner, exiter].sort());
+    assert.equal(
+      (await env.d.rt.containerStatus({ containerId: runner })).status!.state,
+      ContainerState.CONTAINER_RUNNING,
+    );
+    assert.equal(await pidOf(runner), runnerPid, "the same process, untouched");
+    const es = await exited(exiter);
+    assert.equal(es.exitCode, 42);
+    const before = ticks();
+    await until(() => ticks() > before + 3, "ticks after the restart");
+    const r = await env.d.rt.execSync({ containerId: runner, cmd: ["echo", "still here"], timeout: 30n });
+    assert.equal(r.stdout.toString(), "still here\n");
+    await removePod(pod.id, [runner, exiter]);
+  });
+
+  test("the shim SIGKILLed: a new shim re-adopts the runsc sub-containers; exec, kill of an exec and stop still work", async () => {
+    const pod = await runscPod("gv-shimkill");
+    const a = await run(pod, "a", ["sleep", "1000"]);
+    const tty = await env.runContainer(pod, "t", ["sh", "-c", "echo tty-before; sleep 1000"], { tty: true });
+    ids.add(tty);
+    const shims = () => processesNaming([env.d.socket], [env.d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
+    const [shim] = shims();
+    assert.ok(shim, "a serving shim");
+    process.kill(shim.pid, "SIGKILL");
+    await until(() => !existsSync(`/proc/${shim.pid}`), "the shim to die", 10_000);
+    await until(() => shims().some((p) => p.pid !== shim.pid), "a restarted shim", 20_000);
+
+    for (const cid of [a, tty]) {
+      const s = await until(async () => (await env.d.rt.containerStatus({ containerId: cid })).status, "status");
+      assert.equal(s.state, ContainerState.CONTAINER_RUNNING, `${cid} still running`);
+    }
+    const r = await env.d.rt.execSync({ containerId: a, cmd: ["echo", "adopted"], timeout: 30n });
+    assert.equal(r.stdout.toString(), "adopted\n");
+    await assert.rejects(
+      env.d.rt.execSync({ containerId: a, cmd: ["sleep", "1000"], timeout: 2n }, { deadlineMs: 60_000 }),
+      (e) => grpcCode(e) === 4,
+    );
+    // only the container's own `sleep 1000` is left
+    const sleeps = async () => ((await psIn(a)).match(/sleep 1000/g) ?? []).length;
+    await until(async () => (await sleeps()) === 1, "the timed-out exec to end", 10_000);
+    // The adopted container's exit is still seen (stop sends SIGTERM to sleep: 143).
+    await env.d.rt.stopContainer({ containerId: a, timeout: 10n }, { deadlineMs: 60_000 });
+    const s = await exited(a);
+    assert.equal(s.exitCode, 143);
+    await removePod(pod.id, [a, tty]);
   });
 });

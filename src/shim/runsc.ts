@@ -11,11 +11,15 @@
 // `runsc start` with the container's stdio, then leaves a waiter child (whose pid goes in the
 // pid file) that runs `runsc wait` and exits with the container's exit status. The monitor
 // reaps that waiter as it reaps a runc container's init, so exits, stdio and re-adoption after
-// a shim restart work unchanged.
+// a shim restart work unchanged. A sub-container with a terminal gets its pty at `runsc create`,
+// so its monitor runs from Create (TERMINAL_SCRIPT below). An exec's host process is only
+// runsc's waiter for the real process in the sandbox: it is signalled by its pid in there.
+import { closeSync, constants as fsc, openSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { Metrics } from "../gen/cgroups/stats/v1/metrics.js";
+import { NotFoundError } from "../util/errors.js";
 import type { OciRuntime } from "./runtime.js";
 
 const CONTAINER_TYPE_ANNOTATIONS = ["io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"];
@@ -36,10 +40,10 @@ export async function isSubcontainerBundle(bundle: string): Promise<boolean> {
   return false;
 }
 
-// $1 container id, $2 pid file, then the runtime command with its global flags.
-// `runsc wait` prints {"id":..,"exitStatus":N} (128+signal for a signalled process).
-const START_SCRIPT = `id=$1; pidfile=$2; shift 2
-"$@" start "$id" || exit $?
+// Runs `runsc start` and leaves the waiter; $id, $pidfile and "$@" (the runtime command with its
+// global flags) are set by the script it ends. `runsc wait` prints {"id":..,"exitStatus":N}
+// (128+signal for a signalled process).
+const START_AND_WAIT = `"$@" start "$id" || exit $?
 (
   exec </dev/null >/dev/null 2>&1
   out=$("$@" wait "$id")
@@ -49,6 +53,113 @@ const START_SCRIPT = `id=$1; pidfile=$2; shift 2
 ) &
 echo $! >"$pidfile"
 `;
+
+// $1 container id, $2 pid file, then the runtime command with its global flags.
+const START_SCRIPT = `id=$1; pidfile=$2; shift 2
+${START_AND_WAIT}`;
+
+// A sub-container with a terminal: runsc makes the pty at `create` and sends its master to
+// --console-socket then (runsc/container: CreateContainer(id, tty)); `start` only runs the
+// process on it. So the monitor, which receives the master, runs from Create: this wrapper
+// creates the container, opens the gate fifo, tells the shim it is created by renaming the
+// sandbox pid file into place, and waits at the gate for the shim's Start ("start") or
+// Delete (anything else) before starting the container as START_SCRIPT does.
+// $1 id, $2 pid file, $3 bundle, $4 console socket, $5 sandbox pid file, $6 gate fifo.
+const TERMINAL_SCRIPT = `id=$1; pidfile=$2; bundle=$3; sock=$4; created=$5; gate=$6; shift 6
+rm -f "$gate" "$created.tmp"
+mkfifo -m 600 "$gate" || exit 125
+"$@" create --bundle "$bundle" --console-socket "$sock" --pid-file "$created.tmp" "$id" || exit $?
+exec 3<>"$gate"
+mv "$created.tmp" "$created"
+read -r word <&3
+exec 3<&-
+[ "$word" = start ] || exit 125
+${START_AND_WAIT}`;
+
+/** Files of a terminal sub-container's wrapper, in its init's state dir. */
+export function terminalFiles(stateDir: string): { consoleSocket: string; created: string; gate: string } {
+  return {
+    consoleSocket: join(stateDir, "console.sock"),
+    created: join(stateDir, "sandbox.pid"),
+    gate: join(stateDir, "start-gate"),
+  };
+}
+
+/** argv for the monitor of a sub-container with a terminal: create now, start at the gate. */
+export function subcontainerTerminalArgv(
+  runtime: OciRuntime,
+  id: string,
+  bundle: string,
+  stateDir: string,
+  logFile: string,
+): string[] {
+  const f = terminalFiles(stateDir);
+  return [
+    "/bin/sh",
+    "-c",
+    TERMINAL_SCRIPT,
+    "berth-runsc-tty",
+    id,
+    join(stateDir, "pid"),
+    bundle,
+    f.consoleSocket,
+    f.created,
+    f.gate,
+    runtime.command,
+    ...runtime.globalArgs(logFile),
+  ];
+}
+
+/**
+ * Waits until the terminal wrapper has created the container; resolves with the sandbox pid
+ * runsc wrote. `failed` settles (rejects) when the wrapper ended instead.
+ */
+export async function waitTerminalCreated(
+  stateDir: string,
+  failed: Promise<unknown>,
+  timeoutMs = 60_000,
+): Promise<number> {
+  const { created } = terminalFiles(stateDir);
+  let done = false;
+  let failure: unknown;
+  failed.then(
+    () => (done = true),
+    (err: unknown) => {
+      done = true;
+      failure = err;
+    },
+  );
+  for (const end = Date.now() + timeoutMs; Date.now() < end;) {
+    const text = await readFile(created, "utf8").catch(() => "");
+    const pid = Number(text.trim());
+    if (pid > 0) return pid;
+    if (done) throw failure instanceof Error ? failure : new Error("the runsc create wrapper ended");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`runsc create did not finish within ${timeoutMs} ms`);
+}
+
+/**
+ * Opens the gate of a terminal sub-container's wrapper with `word` ("start" runs the container;
+ * anything else ends the wrapper). False when no wrapper waits there.
+ */
+export function openGate(stateDir: string, word: string): boolean {
+  let fd: number;
+  try {
+    // Non-blocking: ENXIO when the wrapper (the only reader) is gone.
+    fd = openSync(terminalFiles(stateDir).gate, fsc.O_WRONLY | fsc.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    writeSync(fd, `${word}\n`);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** argv for a monitor: starts a sub-container with the monitor's stdio and leaves its waiter. */
 export function subcontainerStartArgv(runtime: OciRuntime, id: string, pidFile: string, logFile: string): string[] {
@@ -62,6 +173,62 @@ export function subcontainerStartArgv(runtime: OciRuntime, id: string, pidFile: 
     runtime.command,
     ...runtime.globalArgs(logFile),
   ];
+}
+
+/**
+ * Where `runsc exec --internal-pid-file` writes an exec's pid inside the sandbox (in the exec's
+ * state dir, so a restarted shim still finds it).
+ */
+export function execInternalPidFile(stateDir: string): string {
+  return join(stateDir, "sandbox-pid");
+}
+
+/**
+ * Signals a runsc exec. Its host pid is a `runsc exec` process that only waits for the real
+ * process inside the sandbox: SIGKILL of it would leave the command running in there. So, as
+ * gVisor's own shim does (pkg/shim/proc/exec.go), the signal goes through
+ * `runsc kill --pid <pid in the sandbox>`; the host process then ends with the process's status.
+ */
+export async function killRunscExec(
+  runtime: OciRuntime,
+  id: string,
+  stateDir: string,
+  hostPid: number,
+  signal: number,
+): Promise<void> {
+  const inner = Number((await readFile(execInternalPidFile(stateDir), "utf8").catch(() => "")).trim());
+  if (!(inner > 0)) {
+    // No pid in the sandbox is known (an exec started by an older shim): signal what we have.
+    signalHost(hostPid, signal, id);
+    return;
+  }
+  try {
+    await runtime.killPid(id, inner, signal);
+  } catch (err) {
+    if (!hostAlive(hostPid) || /no such process|not found|does not exist/i.test((err as Error).message)) {
+      throw new NotFoundError(`exec process ${inner} of ${id} already finished`);
+    }
+    throw err;
+  }
+}
+
+function signalHost(pid: number, signal: number, id: string): void {
+  try {
+    process.kill(pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH")
+      throw new NotFoundError(`exec process of ${id} already finished`);
+    throw err;
+  }
+}
+
+function hostAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The stats part of `runsc events --stats` (runsc/container Event, cgroup-like units). */

@@ -77,13 +77,18 @@ export class OciRuntime {
     return a;
   }
 
-  /** argv of `exec --detach`, for the monitor to run. */
+  /**
+   * argv of `exec --detach`, for the monitor to run. `internalPidFile` (runsc only) receives the
+   * process's pid inside the sandbox, which `kill --pid` needs (the --pid-file pid is runsc's
+   * host-side process, whose death does not end the process in the sandbox).
+   */
   execArgv(
     id: string,
     processJson: string,
     pidFile: string,
     consoleSocket: string | undefined,
     logFile: string,
+    internalPidFile?: string,
   ): string[] {
     const a = [
       this.command,
@@ -95,6 +100,7 @@ export class OciRuntime {
       "--pid-file",
       pidFile,
     ];
+    if (internalPidFile) a.push("--internal-pid-file", internalPidFile);
     if (consoleSocket) a.push("--console-socket", consoleSocket);
     a.push(id);
     return a;
@@ -156,6 +162,11 @@ export class OciRuntime {
 
   async kill(id: string, signal: number, all: boolean): Promise<void> {
     await this.run(["kill", ...(all ? ["--all"] : []), id, String(signal)]);
+  }
+
+  /** runsc: signals one process of a container by its pid in the sandbox's root pid namespace. */
+  async killPid(id: string, pid: number, signal: number): Promise<void> {
+    await this.run(["kill", "--pid", String(pid), id, String(signal)]);
   }
 
   async delete(id: string, force: boolean): Promise<void> {

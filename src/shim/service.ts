@@ -62,7 +62,17 @@ import {
   runtimeLogPath,
   type RuntimeConfig,
 } from "./runtime.js";
-import { isSubcontainerBundle, runscMetrics, subcontainerStartArgv } from "./runsc.js";
+import {
+  isSubcontainerBundle,
+  killRunscExec,
+  openGate,
+  runscMetrics,
+  execInternalPidFile,
+  subcontainerStartArgv,
+  subcontainerTerminalArgv,
+  terminalFiles,
+  waitTerminalCreated,
+} from "./runsc.js";
 import { cgroupPathsOf, collectMetrics, metricsAny } from "./stats.js";
 import { traceRuntime } from "./trace.js";
 
@@ -276,6 +286,32 @@ export class TaskService {
     );
   }
 
+  /**
+   * Creates a runsc sub-container with a terminal: runsc sends the pty's master at create, so its
+   * monitor runs from now on, through a wrapper that waits for Start (runsc.ts). Returns the
+   * sandbox pid runsc reports for it.
+   */
+  private async createRunscTerminal(task: Task, logFile: string): Promise<number> {
+    const proc = task.init;
+    const stdio = await this.stdio(proc.record);
+    return traceRuntime("runsc create", { "container.id": task.id, "runtime.via": "berth-monitor" }, async () => {
+      const monitor = Monitor.spawn(this.cfg.monitorBin, {
+        stateDir: proc.stateDir,
+        argv: subcontainerTerminalArgv(task.runtime, task.id, task.bundle, proc.stateDir, logFile),
+        consoleSocket: terminalFiles(proc.stateDir).consoleSocket,
+        ...stdio,
+        logFd: this.cfg.logFd,
+      });
+      this.watch(task, proc, monitor);
+      try {
+        return await waitTerminalCreated(proc.stateDir, monitor.ready());
+      } catch (err) {
+        const msg = (await lastRuntimeError(logFile)) || (err as Error).message;
+        throw runtimeError("runsc create", msg);
+      }
+    });
+  }
+
   // ---- Task service --------------------------------------------------------------------
 
   async create(req: CreateTaskRequest, ctx?: CallContext): Promise<CreateTaskResponse> {
@@ -318,15 +354,13 @@ export class TaskService {
     try {
       if (req.rootfs.length > 0) await mountAll(req.rootfs, rootfs);
       if (task.runtime.kind === "runsc" && !req.checkpoint && (await isSubcontainerBundle(req.bundle))) {
-        if (req.terminal) {
-          throw new FailedPreconditionError(
-            "a terminal for a container of a runsc pod is not supported by berth's shim (the pod's sandbox container may have one)",
-          );
-        }
         record.runscSubcontainer = true;
       }
       await task.init.save();
-      if (record.runscSubcontainer) {
+      if (record.runscSubcontainer && req.terminal) {
+        record.pid = await this.createRunscTerminal(task, logFile);
+        await task.init.save();
+      } else if (record.runscSubcontainer) {
         // No monitor yet: the container's process and stdio only come with `runsc start`.
         task.ioHold = holdFifos([req.stdout, req.stderr]);
         const pidFile = join(stateDir, "sandbox.pid");
@@ -348,6 +382,7 @@ export class TaskService {
       }
     } catch (err) {
       this.tasks.delete(req.id);
+      if (record.runscSubcontainer && req.terminal) openGate(stateDir, "abort");
       task.init.monitor?.close();
       releaseFds(task);
       await task.runtime.delete(req.id, true).catch(() => {});
@@ -392,6 +427,23 @@ export class TaskService {
           );
           proc.record.pid = await this.spawnProcess(task, proc, argv, logFile);
           task.cgroups = await cgroupPathsOf(proc.record.pid);
+        } else if (proc.record.runscSubcontainer && proc.record.terminal) {
+          // The monitor from Create holds the pty; its wrapper starts the container at the gate.
+          const logFile = runtimeLogPath(proc.stateDir);
+          const monitor = proc.monitor;
+          if (!monitor || !openGate(proc.stateDir, "start")) {
+            throw new FailedPreconditionError(
+              `task ${task.id}: its runsc create wrapper is gone; delete and create it again`,
+            );
+          }
+          proc.record.pid = await traceRuntime(
+            "runsc start",
+            { "container.id": task.id, "runtime.via": "berth-monitor" },
+            () =>
+              monitor.ready().catch(async () => {
+                throw runtimeError("runsc start", (await lastRuntimeError(logFile)) || "runsc start failed");
+              }),
+          );
         } else if (proc.record.runscSubcontainer) {
           const logFile = runtimeLogPath(proc.stateDir);
           const argv = subcontainerStartArgv(task.runtime, task.id, join(proc.stateDir, "pid"), logFile);
@@ -414,6 +466,7 @@ export class TaskService {
           join(proc.stateDir, "pid"),
           proc.record.terminal ? join(proc.stateDir, "console.sock") : undefined,
           logFile,
+          task.runtime.kind === "runsc" ? execInternalPidFile(proc.stateDir) : undefined,
         );
         proc.record.pid = await this.spawnProcess(task, proc, argv, logFile);
       }
@@ -459,7 +512,11 @@ export class TaskService {
       return { pid: proc.pid, exitStatus: proc.exit?.status ?? 0, exitedAt: toTimestamp(proc.exit) };
     }
     await task.runtime.delete(task.id, true);
-    if (!proc.exit && proc.monitor) {
+    if (proc.record.runscSubcontainer && proc.record.terminal && !proc.record.started && proc.monitor) {
+      // Its create wrapper waits at the gate: end it, and with it the monitor.
+      openGate(proc.stateDir, "abort");
+      await Promise.race([proc.monitor.ready().catch(() => {}), sleep(2000)]);
+    } else if (!proc.exit && proc.monitor) {
       // A created, never started init: the runtime killed it; take its exit from the monitor.
       await Promise.race([proc.wait(), sleep(2000)]);
     }
@@ -589,6 +646,11 @@ export class TaskService {
     if (proc.exit) throw new NotFoundError(`process ${req.execId || req.id} already finished`);
     if (req.execId) {
       if (proc.pid <= 0) throw new FailedPreconditionError(`exec ${req.execId} is not started`);
+      if (task.runtime.kind === "runsc") {
+        // The exec's pid is runsc's host-side process: the signal must reach the sandbox.
+        await killRunscExec(task.runtime, task.id, proc.stateDir, proc.pid, req.signal);
+        return {};
+      }
       try {
         process.kill(proc.pid, req.signal);
       } catch (err) {
@@ -755,7 +817,12 @@ export class TaskService {
   private async adoptProcess(task: Task, proc: Proc): Promise<void> {
     const r = proc.record;
     if (r.pid === 0) return; // pending restore
-    if (r.runscSubcontainer && !r.started) return; // created in the sandbox; no process of its own yet
+    if (r.runscSubcontainer && !r.started) {
+      // Created in the sandbox, no process of its own yet; one with a terminal has its monitor
+      // (holding the pty) waiting for Start.
+      if (r.terminal) this.watch(task, proc, await Monitor.adopt(proc.stateDir, 0));
+      return;
+    }
     const monitor = await Monitor.adopt(proc.stateDir, r.pid);
     this.watch(task, proc, monitor);
     if (monitor.exit) await this.onExit(task, proc, monitor.exit);
