@@ -58,6 +58,8 @@ export class ContainerService {
   private readonly oom = new Set<string>();
   /** Start, stop and remove of one container never overlap. */
   private readonly lock = new KeyedLock();
+  /** Pending retries of interrupted creates/removals that recovery could not finish at once. */
+  private readonly recoveryRetries = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly ctx: CriContext,
@@ -664,19 +666,7 @@ export class ContainerService {
     for (const row of this.ctx.containers.list()) {
       try {
         if (row.phase === "creating" || row.phase === "removing") {
-          if (this.hasTask(row.id)) {
-            await this.ctx.shims.kill(NS, row.id, 9, { all: true }).catch(() => {});
-            await this.waitExit(row.id, 10_000);
-            await this.ctx.shims.delete(NS, row.id).catch(() => {});
-          }
-          await this.cleanupFiles(row.id);
-          this.ctx.containers.delete(row.id);
-          this.ctx.log.info(
-            { container: row.id, phase: row.phase },
-            row.phase === "creating"
-              ? "rolled back an interrupted container create"
-              : "finished an interrupted container removal",
-          );
+          await this.finishInterrupted(row.id, 0);
           continue;
         }
         if (!this.hasTask(row.id)) continue;
@@ -696,8 +686,64 @@ export class ContainerService {
     }
   }
 
+  /**
+   * Finishes an interrupted RemoveContainer, or rolls back an interrupted CreateContainer:
+   * the task killed and deleted, the rootfs and files removed, then the row. Every step is
+   * idempotent (NotFound means already done), so an attempt that fails is tried again later
+   * (backing off, under the container's lock, until the row is gone) instead of leaving the
+   * row behind for good.
+   */
+  private async finishInterrupted(id: string, attempt: number): Promise<void> {
+    await this.lock.run(id, async () => {
+      const row = this.ctx.containers.get(id);
+      if (!row || (row.phase !== "creating" && row.phase !== "removing")) return;
+      try {
+        if (this.hasTask(id)) {
+          await this.ctx.shims.kill(NS, id, 9, { all: true }).catch(() => {});
+          await this.waitExit(id, 10_000);
+          // The kill's TaskExit event starts handleExit, which deletes the task too: share it
+          // (as removeRow does through stopRow), so that one Delete at a time reaches the shim.
+          await this.handleExit(id).catch(() => {});
+          if (this.hasTask(id)) {
+            await this.ctx.shims.delete(NS, id).catch((err: unknown) => {
+              if (!(err instanceof NotFoundError)) throw err;
+            });
+          }
+        }
+        // An exit handler that began before our delete may still be in its own: with
+        // containerd-shim-runc-v2 that runs runc (and the shim's `delete` command) in the
+        // bundle, which writes <bundle>/log.json, racing the bundle's removal (ENOTEMPTY).
+        await this.exiting.get(id)?.catch(() => {});
+        await this.cleanupFiles(id);
+        this.ctx.containers.delete(id);
+        this.ctx.log.info(
+          { container: id, phase: row.phase },
+          row.phase === "creating"
+            ? "rolled back an interrupted container create"
+            : "finished an interrupted container removal",
+        );
+      } catch (err) {
+        const delayMs = Math.min(60_000, 1000 * 2 ** attempt);
+        this.ctx.log.warn(
+          { err, container: id, phase: row.phase, retryInMs: delayMs },
+          "finishing an interrupted container create/remove failed; trying again later",
+        );
+        const timer = setTimeout(() => {
+          this.recoveryRetries.delete(timer);
+          this.finishInterrupted(id, attempt + 1).catch((e: unknown) =>
+            this.ctx.log.warn({ err: e, container: id }, "retrying an interrupted container create/remove failed"),
+          );
+        }, delayMs);
+        timer.unref();
+        this.recoveryRetries.add(timer);
+      }
+    });
+  }
+
   /** Closes log pumps (berthd stopping; the containers keep running). */
   close(): void {
+    for (const t of this.recoveryRetries) clearTimeout(t);
+    this.recoveryRetries.clear();
     for (const l of this.loggers.values()) l.close();
     this.loggers.clear();
   }

@@ -221,6 +221,9 @@ function key(namespace: string, id: string): string {
   return `${namespace}/${id}`;
 }
 
+/** How many times recovery connects (or restarts) again after a shim dropped the connection mid-adoption. */
+const RECONNECT_ROUNDS = 3;
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -763,35 +766,83 @@ export class ShimManager {
       this.tasks.set(key(record.namespace, record.id), e);
       entries.push(e);
     }
-    let outcome: RecoveredTask["outcome"] = "live";
-    let conn = await this.tryConnect(address);
-    if (!conn && records.some((r) => this.isRestartable(r))) {
-      conn = await this.restartShim(records.find((r) => this.isRestartable(r))!);
-      outcome = "restarted";
-    }
-    if (!conn) await this.removeStaleSocket(address);
+    const { conn, restarted, statuses } = await this.reattach(address, entries, 2000);
     const out: RecoveredTask[] = [];
     for (const e of entries) {
       const { namespace, id } = e.record;
-      if (!conn) {
-        this.markDead(e, `shim exited: ${address} unreachable`);
-        out.push({ namespace, id, address, outcome: "dead", status: "stopped", reason: e.dead!.reason });
-        continue;
+      const status = statuses.get(e);
+      if (status === undefined) {
+        out.push({ namespace, id, address, outcome: "dead", status: "stopped", reason: e.dead?.reason });
+      } else {
+        out.push({ namespace, id, address: conn!.address, outcome: restarted ? "restarted" : "live", status });
       }
-      const status = await this.adopt(e, conn);
-      if (status === undefined)
-        out.push({ namespace, id, address, outcome: "dead", status: "stopped", reason: e.dead!.reason });
-      else out.push({ namespace, id, address: conn.address, outcome, status });
     }
-    if (conn && conn.tasks.size === 0) await this.shutdownConnection(conn, records[0]!);
-    else if (conn && this.isRestartable(records[0]!) && !this.berthGroups.has(groupKey(records[0]!))) {
-      this.berthGroups.set(groupKey(records[0]!), { conn, record: records[0]! });
+    if (conn && !conn.client.closed) {
+      if (conn.tasks.size === 0) await this.shutdownConnection(conn, records[0]!);
+      else if (this.isRestartable(records[0]!) && !this.berthGroups.has(groupKey(records[0]!))) {
+        this.berthGroups.set(groupKey(records[0]!), { conn, record: records[0]! });
+      }
     }
     return out;
   }
 
-  /** Puts a task on a (new) connection after asking the shim for its State; marks it dead if the shim does not know it. */
-  private async adopt(e: TaskEntry, conn: ShimConnection): Promise<TaskStatus | undefined> {
+  /**
+   * Finds the shim at `address` again for `entries` (recorded tasks, or the tasks of a dropped
+   * connection): connects, or for berth's shim runs `start` again, then adopts each task there.
+   * A task the shim does not know, or a shim that cannot be reached or started, is reported
+   * dead. A shim may accept a connection and then vanish before answering: a SIGKILLed Node
+   * shim shows as a zombie while its other threads, still exiting, hold the listening socket
+   * open, and an idle shim may be exiting just as we connect. A connection lost that way says
+   * nothing about the tasks, so it is diagnosed again (connect / restart) a few times instead of
+   * being taken as their death.
+   */
+  private async reattach(
+    address: string,
+    entries: TaskEntry[],
+    connectTimeoutMs: number,
+  ): Promise<{ conn: ShimConnection | undefined; restarted: boolean; statuses: Map<TaskEntry, TaskStatus> }> {
+    const statuses = new Map<TaskEntry, TaskStatus>();
+    const restartable = entries.find((e) => this.isRestartable(e.record));
+    let pending = entries;
+    let conn: ShimConnection | undefined;
+    let restarted = false;
+    for (let round = 0; pending.length > 0 && !this.closed; round++) {
+      if (round > 0) await sleep(this.opts.reconnectDelayMs ?? 200);
+      conn = await this.tryConnect(address, connectTimeoutMs);
+      if (!conn && restartable && !this.closed) {
+        conn = await this.restartShim(restartable.record);
+        restarted = true;
+      }
+      if (!conn) {
+        for (const e of pending) this.markDead(e, `shim exited: ${address} unreachable`);
+        await this.removeStaleSocket(address);
+        break;
+      }
+      const lost: TaskEntry[] = [];
+      for (const e of pending) {
+        const status = await this.adopt(e, conn, round < RECONNECT_ROUNDS - 1);
+        if (status === "lost") lost.push(e);
+        else if (status !== undefined) statuses.set(e, status);
+      }
+      if (lost.length > 0) {
+        this.log.warn({ address, tasks: lost.length }, "shim connection lost while adopting its tasks; trying again");
+        conn = undefined;
+      }
+      pending = lost;
+    }
+    return { conn, restarted, statuses };
+  }
+
+  /**
+   * Puts a task on a (new) connection after asking the shim for its State; marks it dead if
+   * the shim does not know it. With `lostIsRetryable`, a connection that closed before the
+   * answer returns "lost" and leaves the task for the caller to place elsewhere.
+   */
+  private async adopt(
+    e: TaskEntry,
+    conn: ShimConnection,
+    lostIsRetryable = false,
+  ): Promise<TaskStatus | "lost" | undefined> {
     const { namespace, id } = e.record;
     try {
       const s = await conn.task.state({ id, execId: "" }, this.callOpts(namespace, 15_000));
@@ -803,6 +854,7 @@ export class ShimManager {
       }
       return statusNames[s.status] ?? "unknown";
     } catch (err) {
+      if (lostIsRetryable && isUnavailable(err) && conn.client.closed) return "lost";
       const why =
         err instanceof NotFoundError
           ? `shim at ${conn.address} has no task ${id}`
@@ -854,20 +906,11 @@ export class ShimManager {
   private async recoverConnection(conn: ShimConnection): Promise<void> {
     await sleep(this.opts.reconnectDelayMs ?? 200);
     const entries = [...conn.tasks].map((k) => this.tasks.get(k)).filter((e): e is TaskEntry => e !== undefined);
-    let next = await this.tryConnect(conn.address, 1000);
-    if (!next && !this.closed) {
-      const restartable = entries.find((e) => this.isRestartable(e.record));
-      if (restartable) next = await this.restartShim(restartable.record);
-    }
-    for (const e of entries) {
-      conn.tasks.delete(key(e.record.namespace, e.record.id));
-      if (e.conn !== conn) continue;
-      // e.conn stays on the old connection until adopt() or markDead() decides, so calls
-      // meanwhile wait on conn.recovering instead of failing.
-      if (next) await this.adopt(e, next);
-      else this.markDead(e, `shim exited: ${conn.address} unreachable`);
-    }
-    if (!next) await this.removeStaleSocket(conn.address);
+    for (const e of entries) conn.tasks.delete(key(e.record.namespace, e.record.id));
+    // e.conn stays on the old connection until adopt() or markDead() decides, so calls
+    // meanwhile wait on conn.recovering instead of failing.
+    const mine = entries.filter((e) => e.conn === conn);
+    await this.reattach(conn.address, mine, 1000);
   }
 
   /**

@@ -1,7 +1,7 @@
 // The serving shim: one process per (namespace, caller address) group, serving the Task
 // API for all of that group's tasks on <root>/<group>.sock. Spawned by `start`; tells it
 // "ready" (or "exists", when another serving shim won the socket) on fd 3.
-import { closeSync, mkdirSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, unlinkSync, writeSync } from "node:fs";
 import { link, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
@@ -44,8 +44,14 @@ export async function serve(flags: ShimFlags): Promise<void> {
     if (exiting) return;
     exiting = true;
     log(`exiting: ${why}`);
-    // Unlink first: a `start` from now on spawns a fresh shim instead of finding us.
-    await unlink(sockPath).catch(() => {});
+    // Unlink first: a `start` from now on spawns a fresh shim instead of finding us. In the
+    // same tick as the decision to exit (no event-loop turn in between), so the idle check's
+    // "no client" still holds: no connection can be accepted between it and the unlink.
+    try {
+      unlinkSync(sockPath);
+    } catch {
+      // already gone
+    }
     service.detachAll();
     await server.close({ timeoutMs: 1000 }).catch(() => {});
     await publisher.close();
