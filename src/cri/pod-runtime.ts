@@ -141,6 +141,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
         ctx.log.info({ pods: net.cleaned }, "released the networks of pods that no longer exist");
     },
     close() {
+      sandboxes.close();
       containers.close();
     },
   };

@@ -48,6 +48,8 @@ export class SandboxService {
   private readonly lock = new KeyedLock();
   /** Pods whose sandbox process exited while RunPodSandbox was still running: handled when it ends. */
   private readonly exitedWhileCreating = new Set<string>();
+  /** Pending retries of interrupted pod creates/removals that recovery could not finish at once. */
+  private readonly recoveryRetries = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly ctx: CriContext,
@@ -436,12 +438,41 @@ export class SandboxService {
   async recover(): Promise<Set<string>> {
     const keep = new Set<string>();
     for (const row of this.ctx.pods.list()) {
+      if (row.phase === "creating" || row.phase === "removing") {
+        await this.finishInterrupted(row.id, 0);
+        continue;
+      }
+      try {
+        if (row.phase === "ready") {
+          keep.add(row.id);
+          // A sandbox process that died while berthd was down (no exit event reached us).
+          await this.lock.run(row.id, () => this.sandboxExited(row.id));
+        }
+      } catch (err) {
+        this.ctx.log.warn({ err, pod: row.id }, "recovering a pod failed");
+      }
+    }
+    return keep;
+  }
+
+  /**
+   * Rolls back an interrupted RunPodSandbox or finishes an interrupted RemovePodSandbox. Every
+   * step is idempotent, so an attempt that fails (a shim not answering yet, a busy mount) is
+   * tried again later, backing off, until the row is gone: a pod half made or half removed must
+   * never stay behind for good (a 'creating' pod is not even listed for kubelet to remove).
+   */
+  private async finishInterrupted(id: string, attempt: number): Promise<void> {
+    await this.lock.run(id, async () => {
+      const row = this.ctx.pods.get(id);
+      if (!row || (row.phase !== "creating" && row.phase !== "removing")) return;
       try {
         if (row.phase === "creating") {
           if (this.hasTask(row.id)) {
             await this.ctx.shims.kill(NS, row.id, 9, { all: true }).catch(() => {});
             await this.ctx.shims.wait(NS, row.id).catch(() => {});
-            await this.ctx.shims.delete(NS, row.id).catch(() => {});
+            await this.ctx.shims.delete(NS, row.id).catch((err: unknown) => {
+              if (!(err instanceof NotFoundError)) throw err;
+            });
           }
           unmountShm(podFiles(row.podDir).shm);
           await this.ctx.network.teardownPod(row.id);
@@ -450,19 +481,31 @@ export class SandboxService {
           await rm(row.podDir, { recursive: true, force: true });
           this.ctx.pods.delete(row.id);
           this.ctx.log.info({ pod: row.id }, "rolled back an interrupted RunPodSandbox");
-        } else if (row.phase === "removing") {
+        } else {
           await this.removeRow(row);
           this.ctx.log.info({ pod: row.id }, "finished an interrupted RemovePodSandbox");
-        } else if (row.phase === "ready") {
-          keep.add(row.id);
-          // A sandbox process that died while berthd was down (no exit event reached us).
-          await this.lock.run(row.id, () => this.sandboxExited(row.id));
         }
       } catch (err) {
-        this.ctx.log.warn({ err, pod: row.id }, "recovering a pod failed");
-        if (row.phase === "ready") keep.add(row.id);
+        const delayMs = Math.min(60_000, 1000 * 2 ** attempt);
+        this.ctx.log.warn(
+          { err, pod: id, phase: row.phase, retryInMs: delayMs },
+          "finishing an interrupted RunPodSandbox/RemovePodSandbox failed; trying again later",
+        );
+        const timer = setTimeout(() => {
+          this.recoveryRetries.delete(timer);
+          this.finishInterrupted(id, attempt + 1).catch((e: unknown) =>
+            this.ctx.log.warn({ err: e, pod: id }, "retrying an interrupted pod create/remove failed"),
+          );
+        }, delayMs);
+        timer.unref();
+        this.recoveryRetries.add(timer);
       }
-    }
-    return keep;
+    });
+  }
+
+  /** Cancels pending recovery retries (berthd stopping). */
+  close(): void {
+    for (const t of this.recoveryRetries) clearTimeout(t);
+    this.recoveryRetries.clear();
   }
 }
