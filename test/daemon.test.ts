@@ -109,6 +109,31 @@ test("RuntimeConfig reports the configured cgroup driver", async (t) => {
   assert.equal((await sd.rt.runtimeConfig({})).linux?.cgroupDriver, CgroupDriver.SYSTEMD);
 });
 
+test("UpdateRuntimeConfig takes kubelet's pod CIDRs (shown by verbose Status) and refuses a malformed one", async (t) => {
+  const d = await startDaemon();
+  t.after(() => d.stop());
+  const podCidrs = async () => JSON.parse((await d.rt.status({ verbose: true })).info.podCIDRs ?? "null") as unknown;
+  assert.deepEqual(await podCidrs(), []);
+  await d.rt.updateRuntimeConfig({ runtimeConfig: { networkConfig: { podCidr: "10.244.1.0/24,fd00:10:244:1::/64" } } });
+  assert.deepEqual(await podCidrs(), ["10.244.1.0/24", "fd00:10:244:1::/64"]);
+  // An empty update (kubelet before the node has a CIDR) changes nothing.
+  await d.rt.updateRuntimeConfig({ runtimeConfig: { networkConfig: { podCidr: "" } } });
+  await d.rt.updateRuntimeConfig({});
+  assert.deepEqual(await podCidrs(), ["10.244.1.0/24", "fd00:10:244:1::/64"]);
+  for (const bad of ["10.244.1.0", "10.244.1.0/33", "nonsense/24", "10.0.0.0/8,fd00::/129"])
+    await assert.rejects(
+      d.rt.updateRuntimeConfig({ runtimeConfig: { networkConfig: { podCidr: bad } } }),
+      (e: { code?: number; details?: string }) =>
+        e.code === status.INVALID_ARGUMENT && /is not an IPv4 or IPv6 CIDR/.test(e.details ?? ""),
+      bad,
+    );
+  assert.deepEqual(
+    await podCidrs(),
+    ["10.244.1.0/24", "fd00:10:244:1::/64"],
+    "a refused update keeps the last good one",
+  );
+});
+
 test("methods that have not landed answer UNIMPLEMENTED naming the method", async (t) => {
   const d = await startDaemon();
   t.after(() => d.stop());

@@ -1,4 +1,5 @@
-// RuntimeService methods that describe the runtime itself: Version, Status, RuntimeConfig.
+// RuntimeService methods that describe the runtime itself: Version, Status, RuntimeConfig,
+// UpdateRuntimeConfig.
 // Pod and container methods live in their own modules and are spread next to these by the
 // composition root (daemon/compose.ts); see handlers.ts for how a handler is registered.
 
@@ -10,6 +11,8 @@ import {
   type RuntimeCondition,
   type RuntimeHandler,
 } from "../gen/cri/runtime/v1/api.js";
+import { isIP } from "node:net";
+import { InvalidArgumentError } from "../util/errors.js";
 import type { RuntimeHandlers } from "./handlers.js";
 import type { NetworkStatusProbe } from "./network-status.js";
 
@@ -33,7 +36,9 @@ export interface RuntimeInfoDeps {
 
 export function runtimeInfoHandlers(
   deps: RuntimeInfoDeps,
-): Pick<RuntimeHandlers, "version" | "status" | "runtimeConfig"> {
+): Pick<RuntimeHandlers, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
+  /** The node's pod CIDRs as kubelet last sent them (UpdateRuntimeConfig). */
+  let podCidrs: string[] = [];
   return {
     async version() {
       return VersionResponse.fromPartial({
@@ -65,10 +70,30 @@ export function runtimeInfoHandlers(
       );
       return StatusResponse.fromPartial({
         status: { conditions: [runtimeReady, networkReady] },
-        info: request.verbose ? { config: JSON.stringify(deps.effectiveConfig()) } : {},
+        info: request.verbose
+          ? { config: JSON.stringify(deps.effectiveConfig()), podCIDRs: JSON.stringify(podCidrs) }
+          : {},
         runtimeHandlers,
         features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: false },
       });
+    },
+
+    // kubelet sends the node's pod CIDR(s) at start and when they change. Like containerd
+    // without a CNI config template, berth's networking comes from the CNI config files, so the
+    // CIDRs are checked and remembered (reported by verbose Status) but change no pod.
+    async updateRuntimeConfig(request) {
+      const raw = request.runtimeConfig?.networkConfig?.podCidr ?? "";
+      if (raw === "") return {};
+      const cidrs = raw.split(",").map((c) => c.trim());
+      for (const c of cidrs) {
+        const [addr = "", bits, ...rest] = c.split("/");
+        const family = isIP(addr);
+        const max = family === 6 ? 128 : 32;
+        if (family === 0 || rest.length > 0 || bits === undefined || !/^\d+$/.test(bits) || Number(bits) > max)
+          throw new InvalidArgumentError(`pod CIDR ${JSON.stringify(c)} is not an IPv4 or IPv6 CIDR`);
+      }
+      podCidrs = cidrs;
+      return {};
     },
 
     async runtimeConfig() {
