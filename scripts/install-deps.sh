@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(
   # OCI runtimes
-  runc runsc criu
+  runc runsc crun criu
   # containerd 1.6: ctr and containerd-shim-runc-v2, for shim compatibility tests
   containerd
   # registry and image tooling for tests (a local registry on 127.0.0.1, skopeo to push)

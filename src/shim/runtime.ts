@@ -3,7 +3,7 @@
 // Errors come back from the runtime's JSON log (--log, --log-format json), as containerd's
 // runc shim reads them, so a caller sees runc's own message.
 import { execFile, spawn } from "node:child_process";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 import { trackChild } from "./reaper.js";
@@ -188,6 +188,19 @@ export class OciRuntime {
 
   /** `update --resources -` with OCI LinuxResources JSON on stdin. */
   async update(id: string, resourcesJson: Buffer): Promise<void> {
+    if (this.kind === "crun") {
+      // crun reads `-` by opening /dev/stdin, which fails (ENXIO) on the socket node gives a
+      // child for stdin: hand it a file instead.
+      const file = `${this.logFile}.resources.${Math.random().toString(36).slice(2, 8)}.json`;
+      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+      await writeFile(file, resourcesJson, { mode: 0o600 });
+      try {
+        await this.run(["update", "--resources", file, id]);
+      } finally {
+        await rm(file, { force: true });
+      }
+      return;
+    }
     await this.run(["update", "--resources", "-", id], resourcesJson);
   }
 
@@ -208,7 +221,17 @@ export class OciRuntime {
 
   /** Host pids of every process in the container. */
   async ps(id: string): Promise<number[]> {
-    const out = await this.run(["ps", "--format", "json", id]);
+    let out: Buffer;
+    try {
+      out = await this.run(["ps", "--format", "json", id]);
+    } catch (err) {
+      // crun 1.8 dies (SIGSEGV) on `ps` of a stopped container, whose cgroup is gone: a stopped
+      // container has no processes, which is what runc answers.
+      if (this.kind !== "crun" || err instanceof NotFoundError) throw err;
+      const st = await this.state(id).catch(() => undefined);
+      if (st?.status === "stopped") return [];
+      throw err;
+    }
     const pids = JSON.parse(out.toString() || "[]") as number[] | null;
     return pids ?? [];
   }
@@ -238,7 +261,12 @@ export class OciRuntime {
             const logged = err ? await lastRuntimeError(logFile) : "";
             await rm(logFile, { force: true });
             if (!err) return resolve(stdout);
-            const msg = logged || stderr.toString().trim() || err.message;
+            const died = err.signal ? `killed by ${err.signal}` : err.message;
+            const msg = logged || stderr.toString().trim() || died;
+            if (namesMissingState(msg, this.config.root)) {
+              // crun's way of saying the container does not exist: its state dir is not there
+              return reject(new NotFoundError(`${this.kind} ${args[0]}: container does not exist (${msg})`));
+            }
             reject(runtimeError(`${this.kind} ${args[0]}`, msg));
           })();
         }),
@@ -260,15 +288,37 @@ export function runtimeError(what: string, msg: string): Error {
       " (this runsc mistakes the pod's network namespace for the host's on this kernel: configure the handler with" +
       ' binary_name = "runsc --network=host", or install a newer gVisor release)';
   }
+  if (/cgroups in hybrid mode not supported/.test(msg)) {
+    // crun (1.x) checks this before any cgroup manager, so no crun flag or spec change avoids it.
+    return new FailedPreconditionError(
+      `${text} (crun refuses a hybrid cgroup v1/v2 layout whose v2 hierarchy has controllers, whatever its` +
+        " flags: drop those controllers from cgroup v2, boot with one cgroup version, or run crun through a" +
+        " wrapper that hides /sys/fs/cgroup/unified, see berth's README, runtime handlers)",
+    );
+  }
+  if (/^unknown command (checkpoint|restore)$/.test(msg.trim())) {
+    return new FailedPreconditionError(`${text} (this crun was built without CRIU support)`);
+  }
   if (/container does not exist|container .* not found|container not found/i.test(msg)) return new NotFoundError(text);
   if (
-    /not running|is paused|not paused|container not running|cannot .* in .* state|is not running|already stopped|is stopped/i.test(
+    /not running|is paused|not paused|container not running|cannot .* in .* state|is not running|already stopped|is stopped|kill container: No such process/i.test(
       msg,
     )
   ) {
     return new FailedPreconditionError(text);
   }
   return new RuntimeError(text);
+}
+
+/**
+ * Whether a runtime's message says a container's own state under `root` is missing: crun reports
+ * an unknown container as "cannot open directory '<root>/<id>': No such file or directory" or
+ * "error opening file `<root>/<id>/status`: ...", never as "container does not exist".
+ */
+export function namesMissingState(msg: string, root: string): boolean {
+  if (!root || !/No such file or directory/.test(msg)) return false;
+  const dir = root.replace(/\/+$/, "").replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`['\`]${dir}/[^/'\`]+(/status)?['\`]: No such file or directory`).test(msg);
 }
 
 /** The last error line of a runtime's JSON log ({"level":"error","msg":...}). */
