@@ -2,6 +2,12 @@
 // Semantics follow containerd's CRI plugin: CreateContainer prepares the writable snapshot,
 // the bundle and the OCI spec; StartContainer creates and starts the task in the pod's shim
 // with stdio into the CRI log; an exited task is deleted from its shim and its exit recorded.
+//
+// State (created / running / exited, exit code and reason) is kept, as containerd keeps it,
+// from what berthd itself does and from the exit events the shim manager delivers (a shim's
+// TaskExit, or the manager's own for a shim that died), so ListContainers and ContainerStatus,
+// which kubelet polls every second, answer without a shim round trip. What must survive a
+// restart is in the metadata row (start time, final exit); recover() asks every shim once.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -19,7 +25,7 @@ import {
   type PodSandboxStatus,
   signalToJSON,
 } from "../gen/cri/runtime/v1/api.js";
-import type { ContainerRow } from "../metadata/containers.js";
+import type { ContainerExit, ContainerRow } from "../metadata/containers.js";
 import type { PodRow } from "../metadata/pods.js";
 import { buildContainerSpec, podCgroupParent, probeHost, type Spec } from "../oci/index.js";
 import { applyResources } from "../oci/resources.js";
@@ -39,6 +45,18 @@ import {
 } from "./context.js";
 import { newId, resolveId } from "./ids.js";
 
+/** containerd's exit code and reason for a container whose task vanished without a known exit. */
+export const UNKNOWN_EXIT_CODE = 255;
+export const UNKNOWN_REASON = "Unknown";
+
+interface LiveState {
+  state: ContainerState;
+  exitCode: number;
+  finishedAt: bigint;
+  reason: string;
+  message: string;
+}
+
 /** ExecSync output kept per stream (kubelet's gRPC limit is 16 MiB per message). */
 export const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
 /** How long an exited process's output may take to drain before its streams are closed. */
@@ -56,6 +74,15 @@ export class ContainerService {
   private readonly exiting = new Map<string, Promise<void>>();
   /** Containers the shim reported an OOM for. */
   private readonly oom = new Set<string>();
+  /**
+   * Exits seen (from the exit event, or found by the exit handling) but not yet recorded in
+   * the row: the row gets them once the task is deleted from its shim (finishExit).
+   */
+  private readonly exitsSeen = new Map<string, ContainerExit>();
+  /** Containers whose task's state recovery could not learn (its shim did not answer): UNKNOWN until it exits or is stopped. */
+  private readonly unknown = new Set<string>();
+  /** Decoded configs by container id (ListContainers would otherwise decode every row every second). */
+  private readonly configs = new Map<string, ContainerConfig>();
   /** Start, stop and remove of one container never overlap. */
   private readonly lock = new KeyedLock();
   /** Pending retries of interrupted creates/removals that recovery could not finish at once. */
@@ -67,12 +94,25 @@ export class ContainerService {
     private readonly podStatus: (sandboxId: string) => Promise<PodSandboxStatus | undefined>,
   ) {
     ctx.shims.onEvent((ev) => {
+      if (ev.namespace !== NS) return;
       if (ev.type === "oom") this.oom.add(ev.containerId);
-      if (ev.type === "exit" && ev.execId === "" && this.ctx.containers.get(ev.containerId)) {
-        void this.handleExit(ev.containerId).catch((err: unknown) =>
-          this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"),
-        );
+      if (ev.type !== "exit" || ev.execId !== "") return;
+      const row = this.ctx.containers.get(ev.containerId);
+      if (!row) return;
+      if (!row.exit) {
+        // Reported EXITED from now on; finishExit records it (and confirms it with the shim).
+        this.exitsSeen.set(row.id, {
+          exitCode: ev.exitStatus,
+          finishedAt: dateNs(ev.exitedAt) || nowNs(),
+          // ev.reason: the manager reports the exit because the shim is gone (containerd's "Unknown").
+          reason: ev.reason ? UNKNOWN_REASON : this.exitReason(row.id, ev.exitStatus, false),
+          message: ev.reason ?? "",
+        });
+        this.unknown.delete(row.id);
       }
+      void this.handleExit(ev.containerId).catch((err: unknown) =>
+        this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"),
+      );
     });
   }
 
@@ -81,8 +121,14 @@ export class ContainerService {
     return this.ctx.containers.get(id)!;
   }
 
+  /** The container's CRI config, decoded once (it never changes but for UpdateContainerResources). */
   private config(row: ContainerRow): ContainerConfig {
-    return ContainerConfig.decode(row.config);
+    let c = this.configs.get(row.id);
+    if (!c) {
+      c = ContainerConfig.decode(row.config);
+      this.configs.set(row.id, c);
+    }
+    return c;
   }
 
   // ---- create --------------------------------------------------------------------------
@@ -258,7 +304,19 @@ export class ContainerService {
   }
 
   private hasTask(id: string): boolean {
-    return this.ctx.shims.list().some((r) => r.namespace === NS && r.id === id);
+    return this.ctx.shims.has(NS, id);
+  }
+
+  private exitReason(id: string, exitCode: number, cgroupOom: boolean): string {
+    return this.oom.has(id) || cgroupOom ? "OOMKilled" : exitCode === 0 ? "Completed" : "Error";
+  }
+
+  /** Drops what is kept in memory of a container (its row is gone). */
+  private forget(id: string): void {
+    this.configs.delete(id);
+    this.exitsSeen.delete(id);
+    this.unknown.delete(id);
+    this.oom.delete(id);
   }
 
   // ---- exit ----------------------------------------------------------------------------
@@ -275,9 +333,29 @@ export class ContainerService {
 
   private async finishExit(id: string): Promise<void> {
     const row = this.ctx.containers.get(id);
-    if (!row || row.exit || !this.hasTask(id)) return;
+    if (!row || row.exit) {
+      this.exitsSeen.delete(id);
+      return;
+    }
+    if (!this.hasTask(id)) return;
     const state = await this.ctx.shims.state(NS, id).catch(() => undefined);
-    if (state && state.status !== "stopped") return; // not exited after all
+    if (state && state.status !== "stopped") {
+      this.exitsSeen.delete(id); // not exited after all (a stale event)
+      return;
+    }
+    const seen = this.exitsSeen.get(id);
+    // The manager sets a reason when it, not the shim, tells of the exit: the shim is gone.
+    const unknownExit = seen ? seen.reason === UNKNOWN_REASON : state?.reason !== undefined;
+    if (!seen) {
+      // Reached without an exit event (StopContainer, recovery): EXITED from now on.
+      this.exitsSeen.set(id, {
+        exitCode: state?.exitStatus ?? 255,
+        finishedAt: dateNs(state?.exitedAt) || nowNs(),
+        reason: unknownExit ? UNKNOWN_REASON : this.exitReason(id, state?.exitStatus ?? 255, false),
+        message: state?.reason ?? "",
+      });
+    }
+    this.unknown.delete(id);
     const oomKilled = this.oom.has(id) || (await cgroupOomKilled(paths.bundle(this.ctx, id)));
     const logger = this.loggers.get(id);
     if (logger) {
@@ -298,8 +376,9 @@ export class ContainerService {
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
-    const reason = oomKilled ? "OOMKilled" : exitCode === 0 ? "Completed" : "Error";
+    const reason = unknownExit && !oomKilled ? UNKNOWN_REASON : this.exitReason(id, exitCode, oomKilled);
     this.ctx.containers.setExit(id, { exitCode, finishedAt: dateNs(exitedAt) || nowNs(), reason, message });
+    this.exitsSeen.delete(id);
     this.oom.delete(id);
     await this.publish(id, ContainerEventType.CONTAINER_STOPPED_EVENT);
   }
@@ -375,6 +454,7 @@ export class ContainerService {
     this.loggers.delete(id);
     await this.cleanupFiles(id);
     this.ctx.containers.delete(id);
+    this.forget(id);
     await this.publish(id, ContainerEventType.CONTAINER_DELETED_EVENT, row);
   }
 
@@ -394,83 +474,48 @@ export class ContainerService {
     return this.statusOf(row, verbose);
   }
 
-  private async liveState(row: ContainerRow): Promise<{
-    state: ContainerState;
-    pid: number;
-    exitCode: number;
-    finishedAt: bigint;
-    reason: string;
-    message: string;
-  }> {
-    if (row.exit) {
-      return { state: ContainerState.CONTAINER_EXITED, pid: 0, ...row.exit };
-    }
-    if (!this.hasTask(row.id)) {
-      return { state: ContainerState.CONTAINER_CREATED, pid: 0, exitCode: 0, finishedAt: 0n, reason: "", message: "" };
-    }
-    try {
-      const s = await this.ctx.shims.state(NS, row.id);
-      switch (s.status) {
-        case "running":
-        case "paused":
-        case "pausing":
-          return {
-            state: ContainerState.CONTAINER_RUNNING,
-            pid: s.pid,
-            exitCode: 0,
-            finishedAt: 0n,
-            reason: "",
-            message: "",
-          };
-        case "created":
-          return {
-            state: ContainerState.CONTAINER_CREATED,
-            pid: s.pid,
-            exitCode: 0,
-            finishedAt: 0n,
-            reason: "",
-            message: "",
-          };
-        case "stopped": {
-          // Exited, and the exit is being recorded right now.
-          const reason = this.oom.has(row.id) ? "OOMKilled" : s.exitStatus === 0 ? "Completed" : "Error";
-          return {
-            state: ContainerState.CONTAINER_EXITED,
-            pid: 0,
-            exitCode: s.exitStatus,
-            finishedAt: dateNs(s.exitedAt),
-            reason,
-            message: s.reason ?? "",
-          };
-        }
-        default:
-          return {
-            state: ContainerState.CONTAINER_UNKNOWN,
-            pid: 0,
-            exitCode: 0,
-            finishedAt: 0n,
-            reason: "Unknown",
-            message: "",
-          };
-      }
-    } catch (err) {
+  /**
+   * The container's state as berthd keeps it (no shim round trip): the exit recorded in the
+   * row, or one seen and being recorded; else running once started, created before.
+   */
+  private liveState(row: ContainerRow): LiveState {
+    if (row.exit) return { state: ContainerState.CONTAINER_EXITED, ...row.exit };
+    const seen = this.exitsSeen.get(row.id);
+    if (seen) return { state: ContainerState.CONTAINER_EXITED, ...seen };
+    if (this.unknown.has(row.id)) {
       return {
         state: ContainerState.CONTAINER_UNKNOWN,
-        pid: 0,
         exitCode: 0,
         finishedAt: 0n,
-        reason: "Unknown",
-        message: (err as Error).message,
+        reason: UNKNOWN_REASON,
+        message: "",
       };
     }
+    if (row.startedAt > 0n) {
+      if (this.hasTask(row.id)) {
+        return { state: ContainerState.CONTAINER_RUNNING, exitCode: 0, finishedAt: 0n, reason: "", message: "" };
+      }
+      // Started, no task, no exit: cannot last (an exit is seen before the task is deleted,
+      // recovery records one for a task gone meanwhile), but never claim RUNNING for it.
+      return {
+        state: ContainerState.CONTAINER_EXITED,
+        exitCode: UNKNOWN_EXIT_CODE,
+        finishedAt: 0n,
+        reason: UNKNOWN_REASON,
+        message: "the container's task is gone",
+      };
+    }
+    return { state: ContainerState.CONTAINER_CREATED, exitCode: 0, finishedAt: 0n, reason: "", message: "" };
   }
 
+  /** `imageRefs` memoises image_ref by image id across the rows of one call (a pod's status, a list). */
   async statusOf(
     row: ContainerRow,
     verbose: boolean,
+    imageRefs = new Map<string, Promise<string>>(),
   ): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
     const config = this.config(row);
-    const live = await this.liveState(row);
+    const live = this.liveState(row);
     const status: ContainerStatus = {
       id: row.id,
       metadata: config.metadata,
@@ -486,7 +531,7 @@ export class ContainerService {
         runtimeHandler: "",
         imageRef: row.imageId,
       },
-      imageRef: await this.imageRefOf(row),
+      imageRef: await this.imageRefOf(row, imageRefs),
       reason: live.reason,
       message: live.message,
       labels: config.labels,
@@ -506,13 +551,18 @@ export class ContainerService {
       } catch {
         spec = undefined;
       }
+      // Verbose status is for people and debugging, not polled: it asks the shim for the pid.
+      const pid =
+        live.state === ContainerState.CONTAINER_RUNNING
+          ? ((await this.ctx.shims.state(NS, row.id).catch(() => undefined))?.pid ?? 0)
+          : 0;
       info.info = JSON.stringify({
         sandboxID: row.sandboxId,
-        pid: live.pid,
+        pid,
         removing: row.phase === "removing",
         snapshotKey: row.id,
         snapshotter: this.ctx.images.snapshotter.name,
-        runtimeType: this.ctx.shims.list().find((r) => r.id === row.id)?.runtimeType ?? "",
+        runtimeType: this.ctx.shims.record(NS, row.id)?.runtimeType ?? "",
         config: ContainerConfig.toJSON(config),
         runtimeSpec: spec,
       });
@@ -521,9 +571,16 @@ export class ContainerService {
   }
 
   /** image_ref: the repo digest when the image has one (what kubelet shows), else the id. */
-  private async imageRefOf(row: ContainerRow): Promise<string> {
-    const img = await this.ctx.images.status(row.imageId).catch(() => undefined);
-    return img?.repoDigests[0] ?? row.imageId;
+  private imageRefOf(row: ContainerRow, memo: Map<string, Promise<string>>): Promise<string> {
+    let ref = memo.get(row.imageId);
+    if (!ref) {
+      ref = this.ctx.images
+        .status(row.imageId)
+        .catch(() => undefined)
+        .then((img) => img?.repoDigests[0] ?? row.imageId);
+      memo.set(row.imageId, ref);
+    }
+    return ref;
   }
 
   async list(filter: ContainerFilter | undefined): Promise<Container[]> {
@@ -531,10 +588,11 @@ export class ContainerService {
     if (filter?.id) rows = rows.filter((r) => r.id.startsWith(filter.id));
     if (filter?.podSandboxId) rows = rows.filter((r) => r.sandboxId.startsWith(filter.podSandboxId));
     const out: Container[] = [];
+    const imageRefs = new Map<string, Promise<string>>();
     for (const row of rows) {
       const config = this.config(row);
       if (!matchesLabels(config.labels, filter?.labelSelector)) continue;
-      const { state } = await this.liveState(row);
+      const { state } = this.liveState(row);
       if (filter?.state && filter.state.state !== state) continue;
       out.push({
         id: row.id,
@@ -547,7 +605,7 @@ export class ContainerService {
           runtimeHandler: "",
           imageRef: row.imageId,
         },
-        imageRef: await this.imageRefOf(row),
+        imageRef: await this.imageRefOf(row, imageRefs),
         state,
         createdAt: row.createdAt,
         labels: config.labels,
@@ -589,7 +647,7 @@ export class ContainerService {
   ): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
     const row = this.resolve(ref);
     if (cmd.length === 0) throw new InvalidArgumentError("exec needs a command");
-    const live = await this.liveState(row);
+    const live = this.liveState(row);
     if (live.state !== ContainerState.CONTAINER_RUNNING)
       throw new FailedPreconditionError(`container ${row.id} is not running`);
     const spec = JSON.parse(await readFile(join(paths.bundle(this.ctx, row.id), "config.json"), "utf8")) as Spec;
@@ -652,7 +710,7 @@ export class ContainerService {
   async reopenLog(ref: string): Promise<void> {
     const row = this.resolve(ref);
     const logger = this.loggers.get(row.id);
-    const live = await this.liveState(row);
+    const live = this.liveState(row);
     if (!logger || live.state !== ContainerState.CONTAINER_RUNNING) {
       throw new FailedPreconditionError(`container ${row.id} is not running: its log cannot be reopened`);
     }
@@ -669,17 +727,58 @@ export class ContainerService {
           await this.finishInterrupted(row.id, 0);
           continue;
         }
-        if (!this.hasTask(row.id)) continue;
-        const s = await this.ctx.shims.state(NS, row.id).catch(() => undefined);
-        if (s && s.status !== "stopped") {
-          const io = containerIoPaths(paths.ioRoot(this.ctx), row.id);
-          this.loggers.set(
-            row.id,
-            new ContainerLogger(io, row.logPath, { hold: false, maxLineSize: this.ctx.maxLogLineSize }),
-          );
-        } else {
-          await this.handleExit(row.id);
+        if (row.exit) {
+          // Exit recorded, task not yet deleted (a crash in between): finish that.
+          if (this.hasTask(row.id)) {
+            await this.ctx.shims.kill(NS, row.id, 9, { all: true }).catch(() => {});
+            await this.ctx.shims.delete(NS, row.id).catch(() => {});
+          }
+          continue;
         }
+        if (!this.hasTask(row.id)) {
+          // Started, and its task vanished while berthd was down: as containerd does, exited
+          // with an unknown exit code and reason (never RUNNING without a task).
+          if (row.startedAt > 0n) {
+            this.ctx.containers.setExit(row.id, {
+              exitCode: UNKNOWN_EXIT_CODE,
+              finishedAt: nowNs(),
+              reason: UNKNOWN_REASON,
+              message: "its task was gone when berthd restarted",
+            });
+          }
+          continue;
+        }
+        // The one time the state kept in berthd is refreshed from the shim.
+        let s;
+        try {
+          s = await this.ctx.shims.state(NS, row.id);
+        } catch (err) {
+          if (!(err instanceof NotFoundError)) {
+            this.unknown.add(row.id);
+            this.ctx.log.warn({ err, container: row.id }, "the shim did not tell the container's state: UNKNOWN");
+            continue;
+          }
+        }
+        if (!s || s.status === "stopped") {
+          await this.handleExit(row.id);
+          continue;
+        }
+        if (row.startedAt === 0n) {
+          if (s.status === "created") {
+            // StartContainer was interrupted before Start: as containerd, the task goes and
+            // the container stays CREATED (it can be started again).
+            await this.ctx.shims.kill(NS, row.id, 9, { all: true }).catch(() => {});
+            await this.ctx.shims.delete(NS, row.id).catch(() => {});
+            continue;
+          }
+          // Started, but berthd stopped before it recorded the start time.
+          this.ctx.containers.setStarted(row.id, nowNs());
+        }
+        const io = containerIoPaths(paths.ioRoot(this.ctx), row.id);
+        this.loggers.set(
+          row.id,
+          new ContainerLogger(io, row.logPath, { hold: false, maxLineSize: this.ctx.maxLogLineSize }),
+        );
       } catch (err) {
         this.ctx.log.warn({ err, container: row.id }, "recovering a container failed");
       }
@@ -716,6 +815,7 @@ export class ContainerService {
         await this.exiting.get(id)?.catch(() => {});
         await this.cleanupFiles(id);
         this.ctx.containers.delete(id);
+        this.forget(id);
         this.ctx.log.info(
           { container: id, phase: row.phase },
           row.phase === "creating"

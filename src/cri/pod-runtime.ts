@@ -54,16 +54,19 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     async podSandboxStatus(req) {
       const pod = sandboxes.resolve(req.podSandboxId);
       const { status, info } = await sandboxes.statusOf(pod.row, req.verbose);
+      const imageRefs = new Map<string, Promise<string>>();
       const cs = await Promise.all(
         ctx.containers
           .bySandbox(pod.row.id)
           .filter((c) => c.phase !== "creating")
-          .map(async (c) => (await containers.statusOf(c, false)).status),
+          .map(async (c) => (await containers.statusOf(c, false, imageRefs)).status),
       );
       return PodSandboxStatusResponse.fromPartial({ status, info, containersStatuses: cs, timestamp: nowNs() });
     },
     async listPodSandbox(req) {
-      return ListPodSandboxResponse.fromPartial({ items: await sandboxes.list(req.filter) });
+      // Complete messages already: no fromPartial deep copy of every item (polled every second).
+      const r: ListPodSandboxResponse = { items: await sandboxes.list(req.filter) };
+      return r;
     },
     async createContainer(req) {
       if (!req.config) throw new InvalidArgumentError("CreateContainer needs a config");
@@ -88,7 +91,8 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       return ContainerStatusResponse.fromPartial({ status, info });
     },
     async listContainers(req) {
-      return ListContainersResponse.fromPartial({ containers: await containers.list(req.filter) });
+      const r: ListContainersResponse = { containers: await containers.list(req.filter) };
+      return r;
     },
     async updateContainerResources(req) {
       await containers.updateResources(req.containerId, req.linux, req.annotations);

@@ -6,6 +6,9 @@
 // the exit is recorded, its task deleted and CONTAINER_STOPPED sent for the pod; its network
 // and containers stay until kubelet calls StopPodSandbox. A pod kubelet gives no cgroup parent
 // gets its own pod cgroup (/berth/<podId>), removed with the pod.
+// Whether a pod is READY is kept in berthd from what it does and from the sandbox's exit
+// event (as containerd does), so ListPodSandbox and PodSandboxStatus need no shim round trip;
+// recover() asks each sandbox's shim once after a restart.
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -50,6 +53,10 @@ export class SandboxService {
   private readonly exitedWhileCreating = new Set<string>();
   /** Pending retries of interrupted pod creates/removals that recovery could not finish at once. */
   private readonly recoveryRetries = new Set<NodeJS.Timeout>();
+  /** Pods whose sandbox exit was seen but is not recorded yet (sandboxExited records it): NOTREADY. */
+  private readonly exitsSeen = new Set<string>();
+  /** Pods whose sandbox state recovery could not learn (the shim did not answer): NOTREADY, as containerd's unknown. */
+  private readonly unknown = new Set<string>();
 
   constructor(
     private readonly ctx: CriContext,
@@ -59,6 +66,8 @@ export class SandboxService {
       if (ev.type !== "exit" || ev.execId !== "" || ev.namespace !== NS) return;
       const row = this.ctx.pods.get(ev.containerId);
       if (!row) return;
+      this.exitsSeen.add(row.id);
+      this.unknown.delete(row.id);
       if (row.phase === "creating") this.exitedWhileCreating.add(row.id);
       else this.noticeExit(row.id);
     });
@@ -203,6 +212,7 @@ export class SandboxService {
     } catch (err) {
       this.exitedWhileCreating.delete(id);
       await runUndo(undo, this.ctx.log, `RunPodSandbox ${id}`);
+      this.exitsSeen.delete(id);
       throw err;
     }
     // Pod lifecycle events carry the sandbox id as the container id, as containerd sends them.
@@ -262,12 +272,18 @@ export class SandboxService {
           // Only a task its shim no longer knows counts as exited; an unanswered call decides nothing.
           if (!(err instanceof NotFoundError)) throw err;
         }
-        if (s && s.status !== "stopped") return; // a stale event: it runs
+        if (s && s.status !== "stopped") {
+          this.exitsSeen.delete(id); // a stale event: it runs
+          this.unknown.delete(id);
+          return;
+        }
         if (s?.exitedAt) exitedAt = dateNs(s.exitedAt) || exitedAt;
         exitStatus = s?.exitStatus;
       }
       // Recorded before the delete: a crash in between leaves a known exit whose task recovery deletes.
       this.ctx.pods.setSandboxExited(id, exitedAt);
+      this.exitsSeen.delete(id);
+      this.unknown.delete(id);
       this.ctx.log.warn({ pod: id, exitStatus }, "the pod's sandbox process exited: the pod is NOTREADY");
     }
     if (this.hasTask(id)) {
@@ -324,34 +340,29 @@ export class SandboxService {
     await rm(row.podDir, { recursive: true, force: true });
     const last = (await this.statusOf(row, false)).status;
     this.ctx.pods.delete(row.id);
+    this.exitsSeen.delete(row.id);
+    this.unknown.delete(row.id);
     await this.publish(row.id, ContainerEventType.CONTAINER_DELETED_EVENT, last);
   }
 
   private hasTask(id: string): boolean {
-    return this.ctx.shims.list().some((r) => r.namespace === NS && r.id === id);
+    return this.ctx.shims.has(NS, id);
   }
 
   // ---- status / list -------------------------------------------------------------------
 
-  private async liveState(row: PodRow): Promise<{ state: PodSandboxState; pid: number; status: string }> {
-    if (row.sandboxExitedAt > 0n) return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "exited" };
-    if (row.phase !== "ready" || !this.hasTask(row.id))
-      return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "deleted" };
-    try {
-      const s = await this.ctx.shims.state(NS, row.id);
-      return {
-        state: s.status === "running" ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY,
-        pid: s.pid,
-        status: s.status,
-      };
-    } catch {
-      return { state: PodSandboxState.SANDBOX_NOTREADY, pid: 0, status: "unknown" };
-    }
+  /** The pod's state as berthd keeps it (no shim round trip). */
+  private liveState(row: PodRow): { state: PodSandboxState; status: string } {
+    const notReady = PodSandboxState.SANDBOX_NOTREADY;
+    if (row.sandboxExitedAt > 0n || this.exitsSeen.has(row.id)) return { state: notReady, status: "exited" };
+    if (this.unknown.has(row.id)) return { state: notReady, status: "unknown" };
+    if (row.phase !== "ready" || !this.hasTask(row.id)) return { state: notReady, status: "deleted" };
+    return { state: PodSandboxState.SANDBOX_READY, status: "running" };
   }
 
   async statusOf(row: PodRow, verbose: boolean): Promise<{ status: PodSandboxStatus; info: Record<string, string> }> {
     const config = PodSandboxConfig.decode(row.config);
-    const live = await this.liveState(row);
+    const live = this.liveState(row);
     const ns = config.linux?.securityContext?.namespaceOptions;
     const status: PodSandboxStatus = {
       id: row.id,
@@ -381,10 +392,15 @@ export class SandboxService {
     };
     const info: Record<string, string> = {};
     if (verbose) {
-      const rec = this.ctx.shims.list().find((r) => r.id === row.id);
+      const rec = this.ctx.shims.record(NS, row.id);
+      // Verbose status is not polled: the pid (and the process status) come from the shim.
+      const s =
+        live.state === PodSandboxState.SANDBOX_READY
+          ? await this.ctx.shims.state(NS, row.id).catch(() => undefined)
+          : undefined;
       info.info = JSON.stringify({
-        pid: live.pid,
-        processStatus: live.status,
+        pid: s?.pid ?? 0,
+        processStatus: s?.status ?? live.status,
         phase: row.phase,
         netNamespacePath: row.netnsPath,
         podDir: row.podDir,
@@ -414,7 +430,7 @@ export class SandboxService {
     for (const row of rows) {
       const config = PodSandboxConfig.decode(row.config);
       if (!matchesLabels(config.labels, filter?.labelSelector)) continue;
-      const { state } = await this.liveState(row);
+      const { state } = this.liveState(row);
       if (filter?.state && filter.state.state !== state) continue;
       out.push({
         id: row.id,
@@ -445,10 +461,13 @@ export class SandboxService {
       try {
         if (row.phase === "ready") {
           keep.add(row.id);
-          // A sandbox process that died while berthd was down (no exit event reached us).
+          // A sandbox process that died while berthd was down (no exit event reached us); the
+          // one time the pod's kept state is refreshed from its shim.
           await this.lock.run(row.id, () => this.sandboxExited(row.id));
         }
       } catch (err) {
+        // The shim did not tell (sandboxExited only throws for that): unknown, reported NOTREADY.
+        if (row.phase === "ready") this.unknown.add(row.id);
         this.ctx.log.warn({ err, pod: row.id }, "recovering a pod failed");
       }
     }
@@ -480,6 +499,8 @@ export class SandboxService {
           await rm(paths.bundle(this.ctx, row.id), { recursive: true, force: true });
           await rm(row.podDir, { recursive: true, force: true });
           this.ctx.pods.delete(row.id);
+          this.exitsSeen.delete(row.id);
+          this.unknown.delete(row.id);
           this.ctx.log.info({ pod: row.id }, "rolled back an interrupted RunPodSandbox");
         } else {
           await this.removeRow(row);

@@ -60,7 +60,7 @@ export class StatsService {
   constructor(private readonly ctx: CriContext) {}
 
   private async taskUsage(id: string): Promise<Usage | undefined> {
-    if (!this.ctx.shims.list().some((r) => r.namespace === NS && r.id === id)) return undefined;
+    if (!this.ctx.shims.has(NS, id)) return undefined;
     try {
       return usageOf(await this.ctx.shims.stats(NS, id));
     } catch {

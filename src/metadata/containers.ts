@@ -4,6 +4,11 @@
 // the final exit (code, time, reason) when the task was deleted from its shim, because after
 // that nothing alive knows it any more (DESIGN.md principle 2). A container name is unique
 // per (pod sandbox, name, attempt).
+//
+// The rows are read on every ListContainers (kubelet polls it every second), so the class
+// keeps a copy of the table in memory, written through: every change is committed to SQLite
+// first and mirrored only once the statement succeeded. berthd is the table's one writer and
+// builds one ContainerMetadata over it, so the copy never differs from the database.
 import { AlreadyExistsError } from "../util/errors.js";
 import type { Db } from "./db.js";
 
@@ -125,9 +130,32 @@ function toRow(r: RawContainer): ContainerRow {
 }
 
 export class ContainerMetadata {
+  /** The table, in created_at order; loaded on first use. */
+  private rows: Map<string, ContainerRow> | undefined;
+
   constructor(private readonly db: Db) {}
 
+  private table(): Map<string, ContainerRow> {
+    if (!this.rows) {
+      const all = this.db.prepare(`SELECT * FROM containers ORDER BY created_at`).all() as RawContainer[];
+      this.rows = new Map(all.map((r) => [r.id, toRow(r)]));
+    }
+    return this.rows;
+  }
+
+  /** Callers get their own copy of a row: the mirror changes only through this class. */
+  private static copy(r: ContainerRow): ContainerRow {
+    return { ...r };
+  }
+
+  private update(id: string, change: Partial<ContainerRow>): void {
+    const rows = this.table();
+    const r = rows.get(id);
+    if (r) rows.set(id, { ...r, ...change });
+  }
+
   insert(c: ContainerRow): void {
+    const rows = this.table();
     try {
       this.db
         .prepare(
@@ -157,52 +185,54 @@ export class ContainerMetadata {
         `container name "${c.name}" (attempt ${c.attempt}) is already used by container ${holder?.id ?? c.id} in pod ${c.sandboxId}: remove it first or use another attempt`,
       );
     }
+    // As the database holds it: only the columns INSERT wrote (no start, no exit yet).
+    rows.set(c.id, { ...c, startedAt: 0n, exit: undefined });
   }
 
   get(id: string): ContainerRow | undefined {
-    const r = this.db.prepare(`SELECT * FROM containers WHERE id = ?`).get(id) as RawContainer | undefined;
-    return r ? toRow(r) : undefined;
+    const r = this.table().get(id);
+    return r ? ContainerMetadata.copy(r) : undefined;
   }
 
   list(): ContainerRow[] {
-    return (this.db.prepare(`SELECT * FROM containers ORDER BY created_at`).all() as RawContainer[]).map(toRow);
+    return [...this.table().values()].map(ContainerMetadata.copy);
   }
 
   bySandbox(sandboxId: string): ContainerRow[] {
-    return (
-      this.db
-        .prepare(`SELECT * FROM containers WHERE sandbox_id = ? ORDER BY created_at`)
-        .all(sandboxId) as RawContainer[]
-    ).map(toRow);
+    return [...this.table().values()].filter((r) => r.sandboxId === sandboxId).map(ContainerMetadata.copy);
   }
 
   idsWithPrefix(prefix: string): string[] {
-    return (
-      this.db.prepare(`SELECT id FROM containers WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as {
-        id: string;
-      }[]
-    ).map((r) => r.id);
+    return [...this.table().keys()].filter((id) => id.startsWith(prefix));
   }
 
   setPhase(id: string, phase: ContainerPhase): void {
+    this.table();
     this.db.prepare(`UPDATE containers SET phase = ? WHERE id = ?`).run(phase, id);
+    this.update(id, { phase });
   }
 
   setStarted(id: string, startedAt: bigint): void {
+    this.table();
     this.db.prepare(`UPDATE containers SET started_at = ? WHERE id = ?`).run(startedAt.toString(), id);
+    this.update(id, { startedAt });
   }
 
   /** Records the final exit; the first record wins (an exit happens once). */
   setExit(id: string, e: ContainerExit): void {
-    this.db
+    this.table();
+    const r = this.db
       .prepare(
         `UPDATE containers SET exit_code = ?, finished_at = ?, reason = ?, message = ? WHERE id = ? AND exit_code IS NULL`,
       )
       .run(e.exitCode, e.finishedAt.toString(), e.reason, e.message, id);
+    if (r.changes > 0) this.update(id, { exit: { ...e } });
   }
 
   delete(id: string): void {
+    this.table();
     this.db.prepare(`DELETE FROM containers WHERE id = ?`).run(id);
+    this.rows?.delete(id);
   }
 }
 

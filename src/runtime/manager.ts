@@ -6,6 +6,9 @@
 // Live facts (running or not, pid, exit code) are always asked of the shim (DESIGN.md
 // principle 2). The only exception is a task whose shim is gone: nothing alive knows about
 // it any more, so the manager keeps a tombstone (exit 255 and the reason) until it is deleted.
+// Every end of an init process reaches subscribers as one exit event, whoever learns of it:
+// the shim's TaskExit, the manager for a dead shim, or the manager finding a task stopped
+// when it (re)attaches to a shim. The CRI layer keeps its container and pod state from them.
 import { access, constants, lstat, unlink, writeFile } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 
@@ -280,6 +283,17 @@ export class ShimManager {
   /** Tasks the manager knows, as their records. */
   list(): ShimRecord[] {
     return [...this.tasks.values()].map((e) => ({ ...e.record }));
+  }
+
+  /** Whether the manager knows the task (created and not yet deleted; its shim may be dead). O(1), for hot paths. */
+  has(namespace: string, id: string): boolean {
+    return this.tasks.has(key(namespace, id));
+  }
+
+  /** The task's record, or undefined. */
+  record(namespace: string, id: string): ShimRecord | undefined {
+    const e = this.tasks.get(key(namespace, id));
+    return e ? { ...e.record } : undefined;
   }
 
   // ---- lifecycle --------------------------------------------------------------------------
@@ -852,7 +866,27 @@ export class ShimManager {
         e.record = { ...e.record, address: conn.address };
         await this.opts.records.put(e.record);
       }
-      return statusNames[s.status] ?? "unknown";
+      const status = statusNames[s.status] ?? "unknown";
+      if (status === "stopped" && !e.lastExit) {
+        // It exited while we were not connected (a restarted shim, or berthd down): its
+        // TaskExit may never reach us, and subscribers keep task state from exit events.
+        const exit = {
+          pid: s.pid,
+          exitStatus: s.exitStatus,
+          exitedAt: s.exitedAt ? timestampToDate(s.exitedAt) : new Date(),
+        };
+        e.lastExit = exit;
+        this.hub.emit({
+          type: "exit",
+          namespace,
+          topic: "/tasks/exit",
+          timestamp: new Date(),
+          containerId: id,
+          execId: "",
+          ...exit,
+        });
+      }
+      return status;
     } catch (err) {
       if (lostIsRetryable && isUnavailable(err) && conn.client.closed) return "lost";
       const why =
