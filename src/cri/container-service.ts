@@ -99,21 +99,34 @@ export class ContainerService {
       if (ev.type !== "exit" || ev.execId !== "") return;
       const row = this.ctx.containers.get(ev.containerId);
       if (!row) return;
-      if (!row.exit) {
-        // Reported EXITED from now on; finishExit records it (and confirms it with the shim).
-        this.exitsSeen.set(row.id, {
-          exitCode: ev.exitStatus,
-          finishedAt: dateNs(ev.exitedAt) || nowNs(),
-          // ev.reason: the manager reports the exit because the shim is gone (containerd's "Unknown").
-          reason: ev.reason ? UNKNOWN_REASON : this.exitReason(row.id, ev.exitStatus, false),
-          message: ev.reason ?? "",
-        });
-        this.unknown.delete(row.id);
-      }
-      void this.handleExit(ev.containerId).catch((err: unknown) =>
-        this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"),
-      );
+      void this.noteExit(row, ev)
+        .then(() => this.handleExit(ev.containerId))
+        .catch((err: unknown) =>
+          this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"),
+        );
     });
+  }
+
+  /**
+   * Reports the container EXITED from now on (finishExit records it and confirms it with the
+   * shim). The reason is settled first: a SIGKILL by the kernel's OOM killer can reach us before
+   * the shim's TaskOOM event, and a status must never say "Error" and then "OOMKilled".
+   */
+  private async noteExit(
+    row: ContainerRow,
+    ev: { exitStatus: number; exitedAt?: Date; reason?: string },
+  ): Promise<void> {
+    if (row.exit) return;
+    // ev.reason: the manager reports the exit because the shim is gone (containerd's "Unknown").
+    const oom = !ev.reason && ev.exitStatus === 137 && (await cgroupOomKilled(paths.bundle(this.ctx, row.id)));
+    if (this.exitsSeen.has(row.id) || this.ctx.containers.get(row.id)?.exit) return;
+    this.exitsSeen.set(row.id, {
+      exitCode: ev.exitStatus,
+      finishedAt: dateNs(ev.exitedAt) || nowNs(),
+      reason: ev.reason ? UNKNOWN_REASON : this.exitReason(row.id, ev.exitStatus, oom),
+      message: ev.reason ?? "",
+    });
+    this.unknown.delete(row.id);
   }
 
   resolve(ref: string): ContainerRow {
