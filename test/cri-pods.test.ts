@@ -310,6 +310,31 @@ describe("security context", () => {
     assert.equal((await sh(byCri, "id -u")).stdout.toString(), "1234\n");
   });
 
+  test("supplemental groups: the image's /etc/group merged by default, ignored when Strict; ContainerStatus.user tells", async () => {
+    const sc = { runAsUser: { value: 1000n }, runAsGroup: { value: 1000n }, supplementalGroups: [3000n] };
+    const merged = await env.runContainer(pod, "groups-merge", ["sleep", "1000"], {
+      image: { image: env.images.busyboxUser },
+      linux: { securityContext: sc },
+    });
+    assert.equal((await sh(merged, "id -G")).stdout.toString().trim().split(" ").sort().join(" "), "1000 2000 3000");
+    assert.deepEqual((await env.d.rt.containerStatus({ containerId: merged })).status?.user?.linux, {
+      uid: 1000n,
+      gid: 1000n,
+      supplementalGroups: [1000n, 2000n, 3000n],
+    });
+    const strict = await env.runContainer(pod, "groups-strict", ["sleep", "1000"], {
+      image: { image: env.images.busyboxUser },
+      linux: { securityContext: { ...sc, supplementalGroupsPolicy: 1 } },
+    });
+    assert.equal((await sh(strict, "id -G")).stdout.toString().trim().split(" ").sort().join(" "), "1000 3000");
+    assert.deepEqual((await env.d.rt.containerStatus({ containerId: strict })).status?.user?.linux, {
+      uid: 1000n,
+      gid: 1000n,
+      supplementalGroups: [1000n, 3000n],
+    });
+    assert.equal((await env.d.rt.status({})).features?.supplementalGroupsPolicy, true);
+  });
+
   test("dropping CAP_CHOWN makes chown fail", async () => {
     const normal = await env.runContainer(pod, "chown-ok", ["sleep", "1000"]);
     assert.equal((await sh(normal, "touch /tmp/f && chown 1000 /tmp/f")).exitCode, 0);

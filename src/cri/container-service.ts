@@ -74,6 +74,8 @@ export class ContainerService {
   private readonly exiting = new Map<string, Promise<void>>();
   /** Containers the shim reported an OOM for. */
   private readonly oom = new Set<string>();
+  /** The process identity each container runs with (from its OCI spec; fixed at create). */
+  private readonly users = new Map<string, Promise<ContainerStatus["user"]>>();
   /**
    * Exits seen (from the exit event, or found by the exit handling) but not yet recorded in
    * the row: the row gets them once the task is deleted from its shim (finishExit).
@@ -326,6 +328,7 @@ export class ContainerService {
 
   /** Drops what is kept in memory of a container (its row is gone). */
   private forget(id: string): void {
+    this.users.delete(id);
     this.configs.delete(id);
     this.exitsSeen.delete(id);
     this.unknown.delete(id);
@@ -521,6 +524,31 @@ export class ContainerService {
     return { state: ContainerState.CONTAINER_CREATED, exitCode: 0, finishedAt: 0n, reason: "", message: "" };
   }
 
+  /**
+   * ContainerStatus.user: the uid, gid and supplementary groups the container's process really
+   * got (image /etc/passwd and /etc/group, RunAsUser/RunAsGroup, the supplemental groups
+   * policy), as kubelet reports them. Read once from the bundle's spec.
+   */
+  private userOf(id: string): Promise<ContainerStatus["user"]> {
+    let u = this.users.get(id);
+    if (!u) {
+      u = readFile(join(paths.bundle(this.ctx, id), "config.json"), "utf8").then(
+        (text) => {
+          const user = (JSON.parse(text) as Spec).process.user;
+          // As kubelet shows them (KEP-3619): every group the process has, the primary one included.
+          const groups = [...new Set([user.gid, ...(user.additionalGids ?? [])])].sort((a, b) => a - b);
+          return { linux: { uid: BigInt(user.uid), gid: BigInt(user.gid), supplementalGroups: groups.map(BigInt) } };
+        },
+        () => undefined, // no bundle (yet, or any more)
+      );
+      this.users.set(id, u);
+      void u.then((v) => {
+        if (!v) this.users.delete(id); // try again next time
+      });
+    }
+    return u;
+  }
+
   /** `imageRefs` memoises image_ref by image id across the rows of one call (a pod's status, a list). */
   async statusOf(
     row: ContainerRow,
@@ -553,7 +581,7 @@ export class ContainerService {
       logPath: row.logPath,
       resources: { linux: config.linux?.resources, windows: undefined },
       imageId: row.imageId,
-      user: undefined,
+      user: await this.userOf(row.id),
       stopSignal: 0,
     };
     const info: Record<string, string> = {};

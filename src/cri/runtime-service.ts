@@ -74,7 +74,8 @@ export function runtimeInfoHandlers(
           ? { config: JSON.stringify(deps.effectiveConfig()), podCIDRs: JSON.stringify(podCidrs) }
           : {},
         runtimeHandlers,
-        features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: false },
+        // The Strict supplemental groups policy is honoured, and ContainerStatus reports the user.
+        features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
       });
     },
 
