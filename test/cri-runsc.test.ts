@@ -17,7 +17,7 @@ import { ContainerState, PodSandboxState } from "../src/gen/cri/runtime/v1/api.j
 import { runtimeError, type OciRuntime } from "../src/shim/runtime.js";
 import { isSubcontainerBundle, runscStatsToMetrics, subcontainerStartArgv } from "../src/shim/runsc.js";
 import { sleep, startCriEnv, until, type CriEnv } from "./helpers/cri.js";
-import { leaks, processesNaming } from "./helpers/leaks.js";
+import { daemonLeaks, processesNaming } from "./helpers/leaks.js";
 
 const BRIDGE = "berthgv0";
 const SUBNET = "10.234.40.0/24";
@@ -274,19 +274,7 @@ root = "{{dir}}/runsc"
   const psIn = async (cid: string) =>
     (await env.d.rt.execSync({ containerId: cid, cmd: ["ps", "-o", "pid,args"], timeout: 30n })).stdout.toString();
   const grpcCode = (err: unknown) => (err as { code?: number }).code;
-  const leftOf = (ids: Iterable<string>) => {
-    const d = env.d;
-    const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
-    return leaks({
-      dir: d.dir,
-      root: d.root,
-      state: d.state,
-      socket: d.socket,
-      bridge: BRIDGE,
-      ids,
-      excludePids: [d.pid, ...warm.map((p) => p.pid)],
-    });
-  };
+  const leftOf = (ids: Iterable<string>) => daemonLeaks(env.d, { bridge: BRIDGE, ids });
   const removePod = async (id: string, containers: string[]) => {
     await env.d.rt.stopPodSandbox({ podSandboxId: id }, { deadlineMs: 120_000 });
     await env.d.rt.removePodSandbox({ podSandboxId: id }, { deadlineMs: 120_000 });
@@ -378,34 +366,8 @@ root = "{{dir}}/runsc"
 
     const list = spawnSync("runsc", ["--root", runscRoot, "list", "-q"], { encoding: "utf8" });
     assert.equal(list.stdout.trim(), "", "runsc still knows containers");
-    const d = env.d;
-    const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
-    await until(
-      () =>
-        leaks({
-          dir: d.dir,
-          root: d.root,
-          state: d.state,
-          socket: d.socket,
-          bridge: BRIDGE,
-          ids,
-          excludePids: [d.pid, ...warm.map((p) => p.pid)],
-        }).length === 0,
-      "nothing of the pods to be left",
-      10_000,
-    ).catch(() => undefined);
-    assert.deepEqual(
-      leaks({
-        dir: d.dir,
-        root: d.root,
-        state: d.state,
-        socket: d.socket,
-        bridge: BRIDGE,
-        ids,
-        excludePids: [d.pid, ...warm.map((p) => p.pid)],
-      }),
-      [],
-    );
+    await until(() => leftOf(ids).length === 0, "nothing of the pods to be left", 10_000).catch(() => undefined);
+    assert.deepEqual(leftOf(ids), []);
     assert.deepEqual(
       processesNaming(["runsc-sandbox", "runsc-gofer"]).filter((p) => p.cmd.includes(runscRoot)),
       [],

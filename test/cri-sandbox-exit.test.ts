@@ -17,7 +17,7 @@ import {
   type ContainerEventResponse,
 } from "../src/gen/cri/runtime/v1/api.js";
 import { sleep, startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
-import { leaks, processesNaming } from "./helpers/leaks.js";
+import { daemonLeaks } from "./helpers/leaks.js";
 
 const BRIDGE = "berthsbx0";
 let env: CriEnv;
@@ -76,21 +76,8 @@ function hierarchies(): string[] {
 }
 
 function noLeaks(ids: string[]): void {
-  const d = env.d;
   // A pre-started idle shim of berthd's may be waiting for the next pod: not a leak.
-  const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
-  assert.deepEqual(
-    leaks({
-      dir: d.dir,
-      root: d.root,
-      state: d.state,
-      socket: d.socket,
-      bridge: BRIDGE,
-      ids,
-      excludePids: [d.pid, ...warm.map((p) => p.pid)],
-    }),
-    [],
-  );
+  assert.deepEqual(daemonLeaks(env.d, { bridge: BRIDGE, ids }), []);
 }
 
 // kubelet's default: each container has its own PID namespace, so the containers outlive the

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../src/gen/cri/runtime/v1/api.js";
-import { sleep, startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
+import { alive } from "./helpers/shim.js";
+import { containerPid, ppid, sleep, startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
 
 let env: CriEnv;
 
@@ -21,24 +22,7 @@ after(async () => {
   await (await testImages()).stop();
 });
 
-async function pidOf(cid: string): Promise<number> {
-  const r = await env.d.rt.containerStatus({ containerId: cid, verbose: true });
-  return (JSON.parse(r.info.info!) as { pid: number }).pid;
-}
-
-function ppid(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const pidOf = (cid: string) => containerPid(env, cid);
 
 /** The containerd-shim-runc-v2 process above a container's process. */
 function runcShimOf(pid: number): number {

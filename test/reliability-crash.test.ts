@@ -15,7 +15,7 @@ import { after, before, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../src/gen/cri/runtime/v1/api.js";
 import { startCriEnv, testImages, type CriEnv } from "./helpers/cri.js";
 import { buildImage, makeLayer, pushLayout, writeOciLayout } from "./helpers/images.js";
-import { corruptBlobs, leaks, processesNaming } from "./helpers/leaks.js";
+import { corruptBlobs, daemonLeaks, leaks, processesNaming, warmShims } from "./helpers/leaks.js";
 
 const LONG = process.env.BERTH_LONG === "1";
 const ROUNDS = Number(process.env.BERTH_CRASH_ROUNDS ?? (LONG ? 30 : 5));
@@ -118,20 +118,9 @@ async function cleanAndCheck(when: string): Promise<void> {
     await env.d.rt.removePodSandbox({ podSandboxId: p.id }, { deadlineMs: 60_000 });
   }
   assert.deepEqual((await env.d.rt.listContainers({})).containers, [], `${when}: no container left`);
-  const d = env.d;
-  const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
-  assert.ok(warm.length <= 1, `${when}: at most the one warm shim`);
+  assert.ok(warmShims(env.d).length <= 1, `${when}: at most the one warm shim`);
   assert.deepEqual(
-    leaks({
-      dir: d.dir,
-      root: d.root,
-      state: d.state,
-      socket: d.socket,
-      bridge: BRIDGE,
-      ids,
-      excludePids: [d.pid, ...warm.map((p) => p.pid)],
-      allowIngests: true,
-    }),
+    daemonLeaks(env.d, { bridge: BRIDGE, ids, allowIngests: true }),
     [],
     `${when}: nothing of berth's left`,
   );

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { ContainerState } from "../src/gen/cri/runtime/v1/api.js";
-import { startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
-import { leaks, processesNaming } from "./helpers/leaks.js";
+import { containerPid, ppid, startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
+import { daemonLeaks, processesNaming, warmShims } from "./helpers/leaks.js";
 
 let env: CriEnv;
 
@@ -23,15 +23,7 @@ after(async () => {
   await (await testImages()).stop();
 });
 
-async function pidOf(cid: string): Promise<number> {
-  const r = await env.d.rt.containerStatus({ containerId: cid, verbose: true });
-  return (JSON.parse(r.info.info!) as { pid: number }).pid;
-}
-
-function ppid(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-}
+const pidOf = (cid: string) => containerPid(env, cid);
 
 function cmdline(pid: number): string {
   return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
@@ -130,20 +122,7 @@ for (const handler of ["runc", "runc-v2"]) {
       console.log(`after RemovePodSandbox: pid ${pid} alive: ${cmdline(pid)} parent ${ppid(pid)}`);
       await until(() => !alive(pid), `container process ${pid} to be gone`, 5000);
     }
-    const d = env.d;
-    const warm = processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
-    assert.ok(warm.length <= 1);
-    assert.deepEqual(
-      leaks({
-        dir: d.dir,
-        root: d.root,
-        state: d.state,
-        socket: d.socket,
-        bridge: "berthrel2",
-        ids: [pod.id, a, b],
-        excludePids: [d.pid, ...warm.map((p) => p.pid)],
-      }),
-      [],
-    );
+    assert.ok(warmShims(env.d).length <= 1);
+    assert.deepEqual(daemonLeaks(env.d, { bridge: "berthrel2", ids: [pod.id, a, b] }), []);
   });
 }

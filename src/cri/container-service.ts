@@ -44,6 +44,7 @@ import {
   sleep,
 } from "./context.js";
 import { newId, resolveId } from "./ids.js";
+import { RetryScheduler, backoffMs } from "./retry.js";
 
 /** containerd's exit code and reason for a container whose task vanished without a known exit. */
 export const UNKNOWN_EXIT_CODE = 255;
@@ -88,7 +89,7 @@ export class ContainerService {
   /** Start, stop and remove of one container never overlap. */
   private readonly lock = new KeyedLock();
   /** Pending retries of interrupted creates/removals that recovery could not finish at once. */
-  private readonly recoveryRetries = new Set<NodeJS.Timeout>();
+  private readonly recoveryRetries = new RetryScheduler();
 
   constructor(
     private readonly ctx: CriContext,
@@ -864,27 +865,22 @@ export class ContainerService {
             : "finished an interrupted container removal",
         );
       } catch (err) {
-        const delayMs = Math.min(60_000, 1000 * 2 ** attempt);
         this.ctx.log.warn(
-          { err, container: id, phase: row.phase, retryInMs: delayMs },
+          { err, container: id, phase: row.phase, retryInMs: backoffMs(attempt) },
           "finishing an interrupted container create/remove failed; trying again later",
         );
-        const timer = setTimeout(() => {
-          this.recoveryRetries.delete(timer);
+        this.recoveryRetries.schedule(attempt, () => {
           this.finishInterrupted(id, attempt + 1).catch((e: unknown) =>
             this.ctx.log.warn({ err: e, container: id }, "retrying an interrupted container create/remove failed"),
           );
-        }, delayMs);
-        timer.unref();
-        this.recoveryRetries.add(timer);
+        });
       }
     });
   }
 
   /** Closes log pumps (berthd stopping; the containers keep running). */
   close(): void {
-    for (const t of this.recoveryRetries) clearTimeout(t);
-    this.recoveryRetries.clear();
+    this.recoveryRetries.close();
     for (const l of this.loggers.values()) l.close();
     this.loggers.clear();
   }

@@ -37,6 +37,7 @@ import {
 } from "./context.js";
 import type { ContainerService, PodView } from "./container-service.js";
 import { newId, resolveId } from "./ids.js";
+import { RetryScheduler, backoffMs } from "./retry.js";
 import { removePodCgroup } from "./pod-cgroup.js";
 import { mountShm, podFiles, unmountShm, writePodFiles } from "./pod-files.js";
 
@@ -52,7 +53,7 @@ export class SandboxService {
   /** Pods whose sandbox process exited while RunPodSandbox was still running: handled when it ends. */
   private readonly exitedWhileCreating = new Set<string>();
   /** Pending retries of interrupted pod creates/removals that recovery could not finish at once. */
-  private readonly recoveryRetries = new Set<NodeJS.Timeout>();
+  private readonly recoveryRetries = new RetryScheduler();
   /** Pods whose sandbox exit was seen but is not recorded yet (sandboxExited records it): NOTREADY. */
   private readonly exitsSeen = new Set<string>();
   /** Pods whose sandbox state recovery could not learn (the shim did not answer): NOTREADY, as containerd's unknown. */
@@ -507,26 +508,21 @@ export class SandboxService {
           this.ctx.log.info({ pod: row.id }, "finished an interrupted RemovePodSandbox");
         }
       } catch (err) {
-        const delayMs = Math.min(60_000, 1000 * 2 ** attempt);
         this.ctx.log.warn(
-          { err, pod: id, phase: row.phase, retryInMs: delayMs },
+          { err, pod: id, phase: row.phase, retryInMs: backoffMs(attempt) },
           "finishing an interrupted RunPodSandbox/RemovePodSandbox failed; trying again later",
         );
-        const timer = setTimeout(() => {
-          this.recoveryRetries.delete(timer);
+        this.recoveryRetries.schedule(attempt, () => {
           this.finishInterrupted(id, attempt + 1).catch((e: unknown) =>
             this.ctx.log.warn({ err: e, pod: id }, "retrying an interrupted pod create/remove failed"),
           );
-        }, delayMs);
-        timer.unref();
-        this.recoveryRetries.add(timer);
+        });
       }
     });
   }
 
   /** Cancels pending recovery retries (berthd stopping). */
   close(): void {
-    for (const t of this.recoveryRetries) clearTimeout(t);
-    this.recoveryRetries.clear();
+    this.recoveryRetries.close();
   }
 }

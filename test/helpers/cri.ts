@@ -308,3 +308,15 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
   };
   return env;
 }
+
+/** A running container's host pid, from verbose ContainerStatus. */
+export async function containerPid(env: CriEnv, cid: string): Promise<number> {
+  const r = await env.d.rt.containerStatus({ containerId: cid, verbose: true });
+  return (JSON.parse(r.info.info!) as { pid: number }).pid;
+}
+
+/** The parent pid of `pid` (from /proc/PID/stat, past the command name). */
+export function ppid(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}

@@ -212,3 +212,27 @@ export function corruptBlobs(root: string): { checked: number; bad: string[] } {
   }
   return { checked, bad };
 }
+
+/** The idle shim a running berthd keeps warm for its next pod (by design, not a leak). */
+export function warmShims(d: { socket: string; pid: number }): number[] {
+  return processesNaming([d.socket], [d.pid])
+    .filter((p) => p.cmd.includes("-berth-serve"))
+    .map((p) => p.pid);
+}
+
+/** What a still-running berthd `d` left of the pods and containers `ids` (its warm shim allowed). */
+export function daemonLeaks(
+  d: { dir: string; root: string; state: string; socket: string; pid: number },
+  opts: { bridge?: string; ids?: Iterable<string>; allowIngests?: boolean } = {},
+): string[] {
+  return leaks({
+    dir: d.dir,
+    root: d.root,
+    state: d.state,
+    socket: d.socket,
+    bridge: opts.bridge,
+    ids: opts.ids,
+    excludePids: [d.pid, ...warmShims(d)],
+    allowIngests: opts.allowIngests,
+  });
+}
