@@ -82,6 +82,8 @@ export class ContainerService {
    * the row: the row gets them once the task is deleted from its shim (finishExit).
    */
   private readonly exitsSeen = new Map<string, ContainerExit>();
+  /** Exit events whose container's output is still draining into its log: not reported yet. */
+  private readonly exitsHeard = new Map<string, ContainerExit>();
   /** Containers whose task's state recovery could not learn (its shim did not answer): UNKNOWN until it exits or is stopped. */
   private readonly unknown = new Set<string>();
   /** Decoded configs by container id (ListContainers would otherwise decode every row every second). */
@@ -111,25 +113,27 @@ export class ContainerService {
   }
 
   /**
-   * Reports the container EXITED from now on (finishExit records it and confirms it with the
-   * shim). The reason is settled first: a SIGKILL by the kernel's OOM killer can reach us before
-   * the shim's TaskOOM event, and a status must never say "Error" and then "OOMKilled".
+   * Takes note of an exit event. A container is reported EXITED only once its output is all in
+   * its log (finishExit), as containerd does: kubelet reads a finished container's log as soon
+   * as it sees it exited. Only an exit the manager reports for a dead shim shows at once, since
+   * finishing it may never reach that shim.
    */
-  private async noteExit(
-    row: ContainerRow,
-    ev: { exitStatus: number; exitedAt?: Date; reason?: string },
-  ): Promise<void> {
-    if (row.exit) return;
-    // ev.reason: the manager reports the exit because the shim is gone (containerd's "Unknown").
-    const oom = !ev.reason && ev.exitStatus === 137 && (await cgroupOomKilled(paths.bundle(this.ctx, row.id)));
-    if (this.exitsSeen.has(row.id) || this.ctx.containers.get(row.id)?.exit) return;
-    this.exitsSeen.set(row.id, {
+  private noteExit(row: ContainerRow, ev: { exitStatus: number; exitedAt?: Date; reason?: string }): Promise<void> {
+    if (row.exit || this.exitsSeen.has(row.id)) return Promise.resolve();
+    const exit = {
       exitCode: ev.exitStatus,
       finishedAt: dateNs(ev.exitedAt) || nowNs(),
-      reason: ev.reason ? UNKNOWN_REASON : this.exitReason(row.id, ev.exitStatus, oom),
+      // ev.reason: the manager reports the exit because the shim is gone (containerd's "Unknown").
+      reason: ev.reason ? UNKNOWN_REASON : "",
       message: ev.reason ?? "",
-    });
-    this.unknown.delete(row.id);
+    };
+    if (ev.reason) {
+      this.exitsSeen.set(row.id, exit);
+      this.unknown.delete(row.id);
+    } else {
+      this.exitsHeard.set(row.id, exit);
+    }
+    return Promise.resolve();
   }
 
   resolve(ref: string): ContainerRow {
@@ -332,6 +336,7 @@ export class ContainerService {
     this.users.delete(id);
     this.configs.delete(id);
     this.exitsSeen.delete(id);
+    this.exitsHeard.delete(id);
     this.unknown.delete(id);
     this.oom.delete(id);
   }
@@ -352,27 +357,20 @@ export class ContainerService {
     const row = this.ctx.containers.get(id);
     if (!row || row.exit) {
       this.exitsSeen.delete(id);
+      this.exitsHeard.delete(id);
       return;
     }
     if (!this.hasTask(id)) return;
     const state = await this.ctx.shims.state(NS, id).catch(() => undefined);
     if (state && state.status !== "stopped") {
-      this.exitsSeen.delete(id); // not exited after all (a stale event)
+      // not exited after all (a stale event)
+      this.exitsSeen.delete(id);
+      this.exitsHeard.delete(id);
       return;
     }
-    const seen = this.exitsSeen.get(id);
+    const seen = this.exitsSeen.get(id) ?? this.exitsHeard.get(id);
     // The manager sets a reason when it, not the shim, tells of the exit: the shim is gone.
     const unknownExit = seen ? seen.reason === UNKNOWN_REASON : state?.reason !== undefined;
-    if (!seen) {
-      // Reached without an exit event (StopContainer, recovery): EXITED from now on.
-      this.exitsSeen.set(id, {
-        exitCode: state?.exitStatus ?? 255,
-        finishedAt: dateNs(state?.exitedAt) || nowNs(),
-        reason: unknownExit ? UNKNOWN_REASON : this.exitReason(id, state?.exitStatus ?? 255, false),
-        message: state?.reason ?? "",
-      });
-    }
-    this.unknown.delete(id);
     const oomKilled = this.oom.has(id) || (await cgroupOomKilled(paths.bundle(this.ctx, id)));
     const logger = this.loggers.get(id);
     if (logger) {
@@ -380,6 +378,16 @@ export class ContainerService {
       logger.close();
       this.loggers.delete(id);
     }
+    // Its output is in: EXITED from now on, even if the delete below has to be retried.
+    const code = state?.exitStatus ?? seen?.exitCode ?? 255;
+    this.exitsSeen.set(id, {
+      exitCode: code,
+      finishedAt: dateNs(state?.exitedAt) || seen?.finishedAt || nowNs(),
+      reason: unknownExit && !oomKilled ? UNKNOWN_REASON : this.exitReason(id, code, oomKilled),
+      message: state?.reason ?? seen?.message ?? "",
+    });
+    this.exitsHeard.delete(id);
+    this.unknown.delete(id);
     let exitCode = state?.exitStatus ?? 255;
     let exitedAt = state?.exitedAt;
     let message = state?.reason ?? "";
@@ -514,6 +522,8 @@ export class ContainerService {
       }
       // Started, no task, no exit: cannot last (an exit is seen before the task is deleted,
       // recovery records one for a task gone meanwhile), but never claim RUNNING for it.
+      const heard = this.exitsHeard.get(row.id);
+      if (heard) return { state: ContainerState.CONTAINER_EXITED, ...heard, reason: heard.reason || "Error" };
       return {
         state: ContainerState.CONTAINER_EXITED,
         exitCode: UNKNOWN_EXIT_CODE,
