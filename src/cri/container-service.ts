@@ -104,11 +104,10 @@ export class ContainerService {
       if (ev.type !== "exit" || ev.execId !== "") return;
       const row = this.ctx.containers.get(ev.containerId);
       if (!row) return;
-      void this.noteExit(row, ev)
-        .then(() => this.handleExit(ev.containerId))
-        .catch((err: unknown) =>
-          this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"),
-        );
+      this.noteExit(row, ev);
+      void this.handleExit(ev.containerId).catch((err: unknown) =>
+        this.ctx.log.warn({ err, container: ev.containerId }, "handling a container exit failed"),
+      );
     });
   }
 
@@ -118,8 +117,8 @@ export class ContainerService {
    * as it sees it exited. Only an exit the manager reports for a dead shim shows at once, since
    * finishing it may never reach that shim.
    */
-  private noteExit(row: ContainerRow, ev: { exitStatus: number; exitedAt?: Date; reason?: string }): Promise<void> {
-    if (row.exit || this.exitsSeen.has(row.id)) return Promise.resolve();
+  private noteExit(row: ContainerRow, ev: { exitStatus: number; exitedAt?: Date; reason?: string }): void {
+    if (row.exit || this.exitsSeen.has(row.id)) return;
     const exit = {
       exitCode: ev.exitStatus,
       finishedAt: dateNs(ev.exitedAt) || nowNs(),
@@ -133,7 +132,6 @@ export class ContainerService {
     } else {
       this.exitsHeard.set(row.id, exit);
     }
-    return Promise.resolve();
   }
 
   resolve(ref: string): ContainerRow {

@@ -876,15 +876,7 @@ export class ShimManager {
           exitedAt: s.exitedAt ? timestampToDate(s.exitedAt) : new Date(),
         };
         e.lastExit = exit;
-        this.hub.emit({
-          type: "exit",
-          namespace,
-          topic: "/tasks/exit",
-          timestamp: new Date(),
-          containerId: id,
-          execId: "",
-          ...exit,
-        });
+        this.emitInitExit(namespace, id, exit);
       }
       return status;
     } catch (err) {
@@ -990,20 +982,24 @@ export class ShimManager {
         if (!known && r.pid) tomb.pid = r.pid;
       })
       .catch((err: unknown) => this.log.warn({ err, task: id }, "shim delete after a dead shim failed"));
-    if (!known) {
-      this.hub.emit({
-        type: "exit",
-        namespace,
-        topic: "/tasks/exit",
-        timestamp: new Date(),
-        containerId: id,
-        execId: "",
-        pid: tomb.pid,
-        exitStatus: tomb.exitStatus,
-        exitedAt,
-        reason,
-      });
-    }
+    if (!known) this.emitInitExit(namespace, id, { pid: tomb.pid, exitStatus: tomb.exitStatus, exitedAt, reason });
+  }
+
+  /** An exit of a task's init process that the manager itself learned of (no TaskExit came). */
+  private emitInitExit(
+    namespace: string,
+    id: string,
+    exit: { pid: number; exitStatus: number; exitedAt: Date; reason?: string },
+  ): void {
+    this.hub.emit({
+      type: "exit",
+      namespace,
+      topic: "/tasks/exit",
+      timestamp: new Date(),
+      containerId: id,
+      execId: "",
+      ...exit,
+    });
   }
 
   // ---- plumbing ---------------------------------------------------------------------------
