@@ -13,8 +13,8 @@ pkgs=(
   # protobuf code generation check, native addon build
   protobuf-compiler libprotobuf-dev make g++ python3
   jq procps util-linux
-  # Go toolchain + spdystream, for the SPDY interop test client (test/helpers/go-spdy-client)
-  golang-go golang-github-docker-spdystream-dev
+  # OCI image building for the critest image stand-ins (test/images)
+  umoci curl
 )
 missing=()
 for p in "${pkgs[@]}"; do
