@@ -410,7 +410,14 @@ export class ContainerService {
 
   /** Sends the stop signal, then SIGKILL after `timeoutS` seconds; returns once the exit is recorded. Idempotent. */
   async stop(ref: string, timeoutS: number): Promise<void> {
-    const id = this.resolve(ref).id;
+    let id: string;
+    try {
+      id = this.resolve(ref).id;
+    } catch (err) {
+      // Idempotent (CRI): a container already removed has nothing left to stop, as containerd.
+      if (err instanceof NotFoundError) return;
+      throw err;
+    }
     await this.lock.run(id, async () => {
       const row = this.ctx.containers.get(id);
       if (row) await this.stopRow(row, timeoutS);

@@ -227,7 +227,14 @@ export class SandboxService {
 
   /** Stops every container, the sandbox process and the pod's network. Safe to repeat. */
   async stop(ref: string): Promise<void> {
-    const id = this.resolve(ref).row.id;
+    let id: string;
+    try {
+      id = this.resolve(ref).row.id;
+    } catch (err) {
+      // Idempotent (CRI): a pod already removed has nothing left to stop, as containerd.
+      if (err instanceof NotFoundError) return;
+      throw err;
+    }
     await this.lock.run(id, async () => {
       const row = this.ctx.pods.get(id);
       if (row) await this.stopRow(row);
