@@ -163,7 +163,7 @@ describe("Go CRI clients (kubelet 1.26's wire behaviour and k8s.io/cri-client)",
       ]);
       const output = `${r.stdout}${r.stderr}`;
       assert.equal(r.code, 0, `${client} failed:\n${output}\n--- berthd:\n${env.d.logs().slice(-4000)}`);
-      t.diagnostic(r.stdout.trimEnd());
+      for (const line of r.stdout.trimEnd().split("\n")) t.diagnostic(line);
       const passed = [...r.stdout.matchAll(/^ok (\w+): /gm)].map((m) => m[1]);
       assert.deepEqual(passed, STEPS, output);
       assert.match(r.stdout, new RegExp(`^PASS ${client}$`, "m"));
