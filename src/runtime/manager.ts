@@ -1,5 +1,6 @@
 // The shim manager: berthd's client side of shim v2. It starts shims for bundles (the shim
-// binary's `start` command), talks to them over ttrpc (containerd.task.v2.Task), receives
+// binary's `start` command), talks to them over ttrpc (containerd.task.v2.Task, or v3 for
+// the shims of containerd 2.x that announce it, shim-bootstrap.ts), receives
 // their events, records where each task's shim is so a restarted berthd finds them again,
 // and notices dead shims, reporting their tasks exited with a reason instead of hanging.
 //
@@ -7,14 +8,15 @@
 // principle 2). The only exception is a task whose shim is gone: nothing alive knows about
 // it any more, so the manager keeps a tombstone (exit 255 and the reason) until it is deleted.
 // Every end of an init process reaches subscribers as one exit event, whoever learns of it:
-// the shim's TaskExit, the manager for a dead shim, or the manager finding a task stopped
-// when it (re)attaches to a shim. The CRI layer keeps its container and pod state from them.
+// the shim's TaskExit, the manager for a dead shim, the manager finding a task stopped
+// when it (re)attaches to a shim, or the manager at delete when the TaskExit is late; always
+// before the task's delete event (init-exits.ts). The CRI layer keeps its container and pod state from them.
 import { access, constants, lstat, unlink, writeFile } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 
 import { type Metrics as CgroupsV1Metrics, Metrics as V1Metrics } from "../gen/cgroups/stats/v1/metrics.js";
 import { type Metrics as CgroupsV2Metrics, Metrics as V2Metrics } from "../gen/cgroups/stats/v2/metrics.js";
-import { TaskDefinition } from "../gen/containerd/runtime/v2/task/shim.js";
+import type { TaskDefinition } from "../gen/containerd/runtime/v2/task/shim.js";
 import type { Mount } from "../gen/containerd/types/mount.js";
 import { type ProcessInfo, Status } from "../gen/containerd/types/task/task.js";
 import type { Any } from "../gen/google/protobuf/any.js";
@@ -38,7 +40,15 @@ import {
   runcOptionsAny,
 } from "./handlers.js";
 import { type ShimRecord, type ShimRecordStore, validateIdentifier } from "./records.js";
+import { ReportedInitExits } from "./init-exits.js";
 import { type ShimCommandOptions, shimDelete, shimStart } from "./shim-command.js";
+import {
+  type ShimEndpoint,
+  type TaskApiVersion,
+  readShimEndpoint,
+  taskDefinition,
+  writeShimEndpoint,
+} from "./shim-bootstrap.js";
 import { ShimLogReader } from "./shim-log.js";
 
 /** Type URLs containerd's typeurl gives OCI spec types (JSON-encoded in the Any). */
@@ -176,9 +186,15 @@ class ShimConnection {
   constructor(
     /** The address as the shim printed it (what records hold). */
     readonly address: string,
+    /** The task API the shim announced at start. */
+    readonly taskApi: TaskApiVersion,
     readonly client: TtrpcClient,
   ) {
-    this.task = createClient(TaskDefinition, client);
+    this.task = createClient(taskDefinition(taskApi), client);
+  }
+
+  get endpoint(): ShimEndpoint {
+    return { address: this.address, taskApi: this.taskApi };
   }
 
   /** The key connections are shared by: the socket path, so `unix:///x` and `/x` are one shim. */
@@ -207,8 +223,10 @@ interface TaskEntry {
   conn: ShimConnection | undefined;
   dead: Tombstone | undefined;
   log: ShimLogReader | undefined;
-  /** The init exit seen in events, used only if the shim then dies (it was the last word). */
+  /** The init exit reported to subscribers (from the shim, or by the manager); the last word if the shim then dies. */
   lastExit: ExitResult | undefined;
+  /** The init process was started (a task deleted unstarted exits without a TaskExit). */
+  started: boolean;
 }
 
 const statusNames: Record<number, TaskStatus> = {
@@ -246,10 +264,11 @@ export class ShimManager {
    * created at once start one shim, not one Node process each).
    */
   private readonly berthGroups = new Map<string, { conn: ShimConnection; record: ShimRecord }>();
-  private readonly berthStarting = new Map<string, Promise<string>>();
+  private readonly berthStarting = new Map<string, Promise<ShimEndpoint>>();
   private readonly conns = new Map<string, ShimConnection>();
   private readonly connecting = new Map<string, Promise<ShimConnection>>();
   private readonly creating = new Set<string>();
+  private readonly reportedExits = new ReportedInitExits();
   private readonly callTimeoutMs: number;
   private closed = false;
   readonly eventsAddress: string;
@@ -354,8 +373,9 @@ export class ShimManager {
           conn = warm;
           break;
         }
-        record.address = await this.startShim(record, options);
-        conn = await this.connection(record.address);
+        const endpoint = await this.startShim(record, options);
+        record.address = endpoint.address;
+        conn = await this.connection(endpoint);
         if (conn) {
           if (record.runtimeType === BERTH_RUNTIME_TYPE) this.berthGroups.set(groupKey(record), { conn, record });
           break;
@@ -383,7 +403,7 @@ export class ShimManager {
         },
         this.callOpts(req.namespace),
       );
-      this.tasks.set(k, { record, conn, dead: undefined, log: shimLog, lastExit: undefined });
+      this.tasks.set(k, { record, conn, dead: undefined, log: shimLog, lastExit: undefined, started: false });
       log.info({ address: record.address, pid: resp.pid, handler: handler.name }, "task created");
       return { pid: resp.pid, address: record.address };
     } catch (err) {
@@ -414,22 +434,36 @@ export class ShimManager {
     return c;
   }
 
-  /** Runs the shim's `start` command; for berth's shim, once per group at a time. */
-  private async startShim(record: ShimRecord, options: Any | undefined): Promise<string> {
-    if (record.runtimeType !== BERTH_RUNTIME_TYPE) return shimStart(this.commandOptions(record), options);
+  /**
+   * Runs the shim's `start` command (for berth's shim, once per group at a time) and records
+   * the endpoint it announced in the task's bundle, for a restarted berthd.
+   */
+  private async startShim(record: ShimRecord, options: Any | undefined): Promise<ShimEndpoint> {
+    let endpoint: ShimEndpoint;
     const g = groupKey(record);
-    let pending = this.berthStarting.get(g);
-    if (!pending) {
-      pending = shimStart(this.commandOptions(record), options);
-      this.berthStarting.set(g, pending);
-      void pending.finally(() => this.berthStarting.delete(g)).catch(() => {});
-      return pending;
+    const pending = record.runtimeType === BERTH_RUNTIME_TYPE ? this.berthStarting.get(g) : undefined;
+    if (pending) {
+      // Another task of the group is starting the shim; its address is ours too, but the
+      // bundle's `address` file is per task.
+      endpoint = await pending;
+      await writeFile(join(record.bundle, "address"), endpoint.address, { mode: 0o600 });
+    } else {
+      const starting = shimStart(this.commandOptions(record), options);
+      if (record.runtimeType === BERTH_RUNTIME_TYPE) {
+        this.berthStarting.set(g, starting);
+        void starting.finally(() => this.berthStarting.delete(g)).catch(() => {});
+      }
+      endpoint = await starting;
+      if (record.runtimeType !== BERTH_RUNTIME_TYPE) {
+        // containerd 2.x's runc shim no longer writes the `address` file (1.x's did) but still
+        // reads it from its first bundle when it exits, to remove its socket; without it a
+        // shim whose group is named by a sandbox id rather than its first task's id leaves
+        // the socket behind.
+        await writeFile(join(record.bundle, "address"), endpoint.address, { mode: 0o600 });
+      }
     }
-    // Another task of the group is starting the shim; its address is ours too, but the
-    // bundle's `address` file is per task.
-    const address = await pending;
-    await writeFile(join(record.bundle, "address"), address, { mode: 0o600 });
-    return address;
+    await writeShimEndpoint(record.bundle, endpoint);
+    return endpoint;
   }
 
   /** What containerd does when Create fails: delete the task in the shim, shut the shim down if idle, run `delete`. */
@@ -471,12 +505,14 @@ export class ShimManager {
 
   /** Starts a created task (execId "") or exec process; resolves with its pid. */
   async start(namespace: string, id: string, execId = ""): Promise<number> {
-    return this.withTask(
+    const pid = await this.withTask(
       namespace,
       id,
       async (c) => (await c.start({ id, execId }, this.callOpts(namespace))).pid,
       deadNotRunning,
     );
+    if (execId === "") this.entry(namespace, id).started = true;
+    return pid;
   }
 
   /** Adds an exec process to a running task (start it with start(namespace, id, execId)). */
@@ -693,6 +729,9 @@ export class ShimManager {
         return { pid: t.pid, exitStatus: t.exitStatus, exitedAt: t.exitedAt, reason: t.reason };
       },
     );
+    // The shim's TaskExit has not come yet (containerd 2.x's runc shim can publish it after
+    // answering Delete): report the exit now, before the task is gone (init-exits.ts).
+    if (e.started && !e.lastExit && !e.dead) this.reportInitExit(e, result);
     await this.forget(e);
     return result;
   }
@@ -776,11 +815,12 @@ export class ShimManager {
       } catch (err) {
         this.log.warn({ err, task: record.id }, "cannot open the shim log fifo of a recovered task");
       }
-      const e: TaskEntry = { record, conn: undefined, dead: undefined, log, lastExit: undefined };
+      const e: TaskEntry = { record, conn: undefined, dead: undefined, log, lastExit: undefined, started: false };
       this.tasks.set(key(record.namespace, record.id), e);
       entries.push(e);
     }
-    const { conn, restarted, statuses } = await this.reattach(address, entries, 2000);
+    const endpoint = await readShimEndpoint(records[0]!.bundle, address);
+    const { conn, restarted, statuses } = await this.reattach(endpoint, entries, 2000);
     const out: RecoveredTask[] = [];
     for (const e of entries) {
       const { namespace, id } = e.record;
@@ -811,10 +851,11 @@ export class ShimManager {
    * being taken as their death.
    */
   private async reattach(
-    address: string,
+    endpoint: ShimEndpoint,
     entries: TaskEntry[],
     connectTimeoutMs: number,
   ): Promise<{ conn: ShimConnection | undefined; restarted: boolean; statuses: Map<TaskEntry, TaskStatus> }> {
+    const { address } = endpoint;
     const statuses = new Map<TaskEntry, TaskStatus>();
     const restartable = entries.find((e) => this.isRestartable(e.record));
     let pending = entries;
@@ -822,7 +863,7 @@ export class ShimManager {
     let restarted = false;
     for (let round = 0; pending.length > 0 && !this.closed; round++) {
       if (round > 0) await sleep(this.opts.reconnectDelayMs ?? 200);
-      conn = await this.tryConnect(address, connectTimeoutMs);
+      conn = await this.tryConnect(endpoint, connectTimeoutMs);
       if (!conn && restartable && !this.closed) {
         conn = await this.restartShim(restartable.record);
         restarted = true;
@@ -867,6 +908,7 @@ export class ShimManager {
         await this.opts.records.put(e.record);
       }
       const status = statusNames[s.status] ?? "unknown";
+      if (status !== "created" && status !== "unknown") e.started = true;
       if (status === "stopped" && !e.lastExit) {
         // It exited while we were not connected (a restarted shim, or berthd down): its
         // TaskExit may never reach us, and subscribers keep task state from exit events.
@@ -908,9 +950,9 @@ export class ShimManager {
   private async restartShim(r: ShimRecord): Promise<ShimConnection | undefined> {
     const h = this.handlerOf(r);
     try {
-      const address = await shimStart(this.commandOptions(r), h ? runcOptionsAny(h) : undefined);
-      this.log.info({ address, task: r.id }, "restarted shim");
-      return await this.tryConnect(address, 15_000); // a Node start under load can take seconds
+      const endpoint = await shimStart(this.commandOptions(r), h ? runcOptionsAny(h) : undefined);
+      this.log.info({ address: endpoint.address, task: r.id }, "restarted shim");
+      return await this.tryConnect(endpoint, 15_000); // a Node start under load can take seconds
     } catch (err) {
       this.log.warn({ err, task: r.id }, "restarting the shim failed");
       return undefined;
@@ -936,7 +978,7 @@ export class ShimManager {
     // e.conn stays on the old connection until adopt() or markDead() decides, so calls
     // meanwhile wait on conn.recovering instead of failing.
     const mine = entries.filter((e) => e.conn === conn);
-    await this.reattach(conn.address, mine, 1000);
+    await this.reattach(conn.endpoint, mine, 1000);
   }
 
   /**
@@ -985,12 +1027,20 @@ export class ShimManager {
     if (!known) this.emitInitExit(namespace, id, { pid: tomb.pid, exitStatus: tomb.exitStatus, exitedAt, reason });
   }
 
+  /** Reports the init exit of a task whose shim has not (yet) published it. */
+  private reportInitExit(e: TaskEntry, exit: ExitResult): void {
+    e.lastExit = { pid: exit.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt };
+    const reason = exit.reason ? { reason: exit.reason } : {};
+    this.emitInitExit(e.record.namespace, e.record.id, { ...e.lastExit, ...reason });
+  }
+
   /** An exit of a task's init process that the manager itself learned of (no TaskExit came). */
   private emitInitExit(
     namespace: string,
     id: string,
     exit: { pid: number; exitStatus: number; exitedAt: Date; reason?: string },
   ): void {
+    this.reportedExits.add(namespace, id, exit.pid);
     this.hub.emit({
       type: "exit",
       namespace,
@@ -1006,8 +1056,14 @@ export class ShimManager {
 
   private onShimEvent(ev: RuntimeEvent): void {
     if (ev.type === "exit" && ev.execId === "") {
+      // Already reported by the manager, ahead of the task's delete: a late TaskExit.
+      if (!this.reportedExits.add(ev.namespace, ev.containerId, ev.pid)) return;
       const e = this.tasks.get(key(ev.namespace, ev.containerId));
       if (e) e.lastExit = { pid: ev.pid, exitStatus: ev.exitStatus, exitedAt: ev.exitedAt };
+    } else if (ev.type === "delete" && ev.execId === "") {
+      // A TaskDelete ahead of the shim's TaskExit: subscribers hear of the exit first.
+      const e = this.tasks.get(key(ev.namespace, ev.containerId));
+      if (e && e.started && !e.lastExit && !e.dead) this.reportInitExit(e, ev);
     }
     this.hub.emit(ev);
   }
@@ -1057,8 +1113,8 @@ export class ShimManager {
   }
 
   /** The shared connection to a shim address; undefined when that shim is shutting down. */
-  private async connection(address: string): Promise<ShimConnection | undefined> {
-    const existing = this.conns.get(addressKey(address));
+  private async connection(endpoint: ShimEndpoint): Promise<ShimConnection | undefined> {
+    const existing = this.conns.get(addressKey(endpoint.address));
     if (existing && !existing.client.closed) {
       if (existing.closingOnPurpose) {
         await existing.closingOnPurpose;
@@ -1066,34 +1122,34 @@ export class ShimManager {
       }
       return existing;
     }
-    const k = addressKey(address);
+    const k = addressKey(endpoint.address);
     let pending = this.connecting.get(k);
     if (!pending) {
-      pending = this.dial(address, 10_000);
+      pending = this.dial(endpoint, 10_000);
       this.connecting.set(k, pending);
       void pending.finally(() => this.connecting.delete(k)).catch(() => {});
     }
     return pending;
   }
 
-  private async dial(address: string, timeoutMs: number): Promise<ShimConnection> {
-    const client = await TtrpcClient.connect(address, { connectTimeoutMs: timeoutMs });
+  private async dial(endpoint: ShimEndpoint, timeoutMs: number): Promise<ShimConnection> {
+    const client = await TtrpcClient.connect(endpoint.address, { connectTimeoutMs: timeoutMs });
     // Shims outlive berthd; an idle connection must not keep berthd's event loop alive.
     client.unref();
-    const conn = new ShimConnection(address, client);
+    const conn = new ShimConnection(endpoint.address, endpoint.taskApi, client);
     client.once("close", (reason) => this.onConnectionClosed(conn, reason));
     this.conns.set(conn.key, conn);
     return conn;
   }
 
-  /** A connection if the shim at `address` accepts one within the deadline. */
-  private async tryConnect(address: string, timeoutMs = 2000): Promise<ShimConnection | undefined> {
-    const existing = this.conns.get(addressKey(address));
+  /** A connection if the shim at the endpoint accepts one within the deadline. */
+  private async tryConnect(endpoint: ShimEndpoint, timeoutMs = 2000): Promise<ShimConnection | undefined> {
+    const existing = this.conns.get(addressKey(endpoint.address));
     if (existing && !existing.client.closed && !existing.closingOnPurpose) return existing;
     try {
-      return await this.dial(address, timeoutMs);
+      return await this.dial(endpoint, timeoutMs);
     } catch (err) {
-      this.log.debug({ err, address }, "shim unreachable");
+      this.log.debug({ err, address: endpoint.address }, "shim unreachable");
       return undefined;
     }
   }
@@ -1110,6 +1166,8 @@ export class ShimManager {
       debug: this.opts.debugShims,
       env: this.opts.shimEnv,
       timeoutMs: this.opts.commandTimeoutMs,
+      // berth's own shim takes either form of `start`; no need to ask it which.
+      ...(r.runtimeType === BERTH_RUNTIME_TYPE ? { bootstrap: false } : {}),
     };
   }
 
