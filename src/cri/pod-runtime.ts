@@ -20,6 +20,7 @@ import { ContainerService } from "./container-service.js";
 import { type CriContext, nowNs } from "./context.js";
 import type { RuntimeHandlers } from "./handlers.js";
 import { SandboxService } from "./sandbox-service.js";
+import { MetricsService, metricDescriptors } from "./metrics.js";
 import { StatsService } from "./stats.js";
 
 export interface PodRuntime {
@@ -37,6 +38,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
   const containers = new ContainerService(ctx, (id) => sandboxes.statusById(id));
   sandboxes = new SandboxService(ctx, containers);
   const stats = new StatsService(ctx);
+  const metrics = new MetricsService(ctx);
 
   const handlers: Partial<RuntimeHandlers> = {
     async runPodSandbox(req) {
@@ -117,6 +119,12 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     },
     async listPodSandboxStats(req) {
       return ListPodSandboxStatsResponse.fromPartial({ stats: await stats.listPods(req.filter) });
+    },
+    async listMetricDescriptors() {
+      return { descriptors: metricDescriptors() };
+    },
+    async listPodSandboxMetrics() {
+      return { podMetrics: await metrics.listPodSandboxMetrics() };
     },
     async getContainerEvents(_req, call) {
       await ctx.events.stream((e) => call.send(e), call.signal);
