@@ -44,6 +44,7 @@ import {
   sleep,
 } from "./context.js";
 import { newId, resolveId } from "./ids.js";
+import { imageVolumeStatus, prepareImageVolumes, removeImageVolumes } from "./image-volumes.js";
 import { RetryScheduler, backoffMs } from "./retry.js";
 
 /** containerd's exit code and reason for a container whose task vanished without a known exit. */
@@ -202,11 +203,13 @@ export class ContainerService {
       undo.push(() => unmountAll(rootfs));
       if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
 
+      const volumeMounts = await prepareImageVolumes(this.ctx, id, bundle, config.mounts, undo);
+
       const sandboxPid = await this.sandboxPid(pod.row.id);
       const spec = buildContainerSpec({
         id,
         sandboxId: pod.row.id,
-        container: config,
+        container: { ...config, mounts: volumeMounts },
         sandbox: pod.config,
         image: { name: imageRef, config: image.config },
         rootfsPath: rootfs,
@@ -493,6 +496,7 @@ export class ContainerService {
     const bundle = paths.bundle(this.ctx, id);
     unmountAll(join(bundle, "rootfs"));
     await this.ctx.images.removeRootfs(id);
+    await removeImageVolumes(this.ctx, id, bundle);
     await rm(bundle, { recursive: true, force: true });
     await rm(containerIoPaths(paths.ioRoot(this.ctx), id).dir, { recursive: true, force: true });
   }
@@ -593,7 +597,7 @@ export class ContainerService {
       message: live.message,
       labels: config.labels,
       annotations: config.annotations,
-      mounts: config.mounts,
+      mounts: imageVolumeStatus(this.ctx, config.mounts),
       logPath: row.logPath,
       resources: { linux: config.linux?.resources, windows: undefined },
       imageId: row.imageId,
