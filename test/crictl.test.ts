@@ -182,17 +182,23 @@ for (const v of VERSIONS) {
         table,
         new RegExp(`^${web.slice(0, 13)}\\s+${image}\\s+.*\\sRunning\\s+web\\s+0\\s+${pod.slice(0, 13)}`, "m"),
       );
-      const listed = json<{ containers: { id: string; state: string; podSandboxId: string; imageId: string }[] }>(
-        ok(await c.run(["ps", "-o", "json"]), "ps -o json"),
-      );
+      const listed = json<{
+        containers: { id: string; state: string; podSandboxId: string; imageId: string; imageRef: string }[];
+      }>(ok(await c.run(["ps", "-o", "json"]), "ps -o json"));
+      // A listed image_ref is the image id, as containerd lists it (kubelets before 1.30 match
+      // it against image ids to keep images in use from GC).
       assert.deepEqual(
-        listed.containers.map((x) => [x.id, x.state, x.podSandboxId, x.imageId]),
-        [[web, "CONTAINER_RUNNING", pod, imageId]],
+        listed.containers.map((x) => [x.id, x.state, x.podSandboxId, x.imageId, x.imageRef]),
+        [[web, "CONTAINER_RUNNING", pod, imageId, imageId]],
       );
-      const inspected = json<{ status: { state: string; logPath: string }; info: { pid: number } }>(
+      const inspected = json<{ status: { state: string; logPath: string; imageRef: string }; info: { pid: number } }>(
         ok(await c.run(["inspect", web]), "inspect"),
       );
       assert.equal(inspected.status.state, "CONTAINER_RUNNING");
+      assert.match(
+        inspected.status.imageRef,
+        new RegExp(`^${image.slice(0, image.lastIndexOf(":"))}@sha256:[0-9a-f]{64}$`),
+      );
       assert.equal(inspected.status.logPath, join(env.logDir, "op-pod", "web.log"));
       assert.ok(inspected.info.pid > 0 && existsSync(`/proc/${inspected.info.pid}`), `pid ${inspected.info.pid}`);
     });

@@ -649,7 +649,6 @@ export class ContainerService {
     if (filter?.id) rows = rows.filter((r) => r.id.startsWith(filter.id));
     if (filter?.podSandboxId) rows = rows.filter((r) => r.sandboxId.startsWith(filter.podSandboxId));
     const out: Container[] = [];
-    const imageRefs = new Map<string, Promise<string>>();
     for (const row of rows) {
       const config = this.config(row);
       if (!matchesLabels(config.labels, filter?.labelSelector)) continue;
@@ -666,7 +665,11 @@ export class ContainerService {
           runtimeHandler: "",
           imageRef: row.imageId,
         },
-        imageRef: await this.imageRefOf(row, imageRefs),
+        // The image id, as containerd lists it: kubelets before 1.30 (no image_id) take a listed
+        // container's image_ref as its image ID, which image GC matches against image ids to
+        // keep images in use; a repo digest here would let GC remove a running container's
+        // image. ContainerStatus carries the repo digest.
+        imageRef: row.imageId,
         state,
         createdAt: row.createdAt,
         labels: config.labels,
