@@ -250,6 +250,9 @@ class Env {
         // gone
       }
     }
+    // A shim killed above (a test that failed half-way) leaves its socket in /run/containerd/s;
+    // the sockets are this test's alone (named after its own berthd address).
+    for (const a of this.addresses) rmSync(a.replace(/^unix:\/\//, ""), { force: true });
     for (const c of this.runcContainers()) {
       const [root, id] = c.split(":") as [string, string];
       spawnSync("runc", ["--root", root, "delete", "--force", id]);
