@@ -40,6 +40,7 @@ export function runClient(
   s: ClientSizes,
   onHold: (label: string) => Promise<void>,
   log: (msg: string) => void,
+  signal?: AbortSignal,
 ): Promise<ClientResult> {
   const args = [
     "-socket", t.socket,
@@ -59,7 +60,12 @@ export function runClient(
     "-pulls-big", String(s.pullsBig),
     "-hold",
   ]; // prettier-ignore
-  const child = spawn(goTool("cri-bench", "cri-bench"), args, { stdio: ["pipe", "pipe", "pipe"] });
+  // on abort (Ctrl-C) the client gets SIGTERM: it stops, and the caller then removes the pods
+  const child = spawn(goTool("cri-bench", "cri-bench"), args, {
+    stdio: ["pipe", "pipe", "pipe"],
+    signal,
+    killSignal: "SIGTERM",
+  });
   let stderr = "";
   child.stderr!.on("data", (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-10_000);
@@ -68,7 +74,9 @@ export function runClient(
   return new Promise((resolve, reject) => {
     let result: ClientResult | undefined;
     let chain = Promise.resolve();
-    child.once("error", reject);
+    child.once("error", (err) => {
+      if (err.name !== "AbortError") reject(err);
+    });
     createInterface({ input: child.stdout! }).on("line", (line) => {
       if (line.startsWith("HOLD ")) {
         const label = line.slice(5);

@@ -131,7 +131,13 @@ async function startBerth(registryHost: string): Promise<Started> {
 }
 
 /** Runs the client against one runtime, reading memory at its hold points. */
-async function measure(name: RuntimeName, rt: Started, images: Parameters<typeof runClient>[1], s: CompareSizes) {
+async function measure(
+  name: RuntimeName,
+  rt: Started,
+  images: Parameters<typeof runClient>[1],
+  s: CompareSizes,
+  signal: AbortSignal,
+) {
   const memory: RuntimeResult["memory"] = {};
   const onHold = async (label: string) => {
     await sleep(label === "idle" ? 2000 : 1000); // let the daemon settle after the burst
@@ -147,7 +153,7 @@ async function measure(name: RuntimeName, rt: Started, images: Parameters<typeof
     log(`${name}: memory at ${label}: daemon PSS ${(d.pssKiB / 1024).toFixed(1)} MiB` +
       (point.shimPssKiB !== undefined ? `, shims ${(point.shimPssKiB / 1024).toFixed(1)} MiB in ${point.shimProcs} procs` : "")); // prettier-ignore
   };
-  const r = await runClient(rt, images, s, onHold, (m) => log(`${name}: ${m}`));
+  const r = await runClient(rt, images, s, onHold, (m) => log(`${name}: ${m}`), signal);
   return { samples: r.samples, listed: r.listed, memory };
 }
 
@@ -158,20 +164,16 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
   // built (or found in the cache) before anything starts, so a build never overlaps a measurement
   goTool("containerd-2.4-cri", "containerd");
   goTool("cri-bench");
-  let current: Started | undefined;
   let images: Awaited<ReturnType<typeof startCompareImages>> | undefined;
-  let cleaning: Promise<void> | undefined;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      if (current) await current.close().catch((err: Error) => log(`cleanup: ${err.message}`));
-      await images?.stop().catch(() => {});
-    })());
+  // Ctrl-C: the client is stopped and no further runtime starts; the finally blocks below then
+  // remove what was started (each runtime's pods, daemon, shims, mounts; the registry) before exit.
+  const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
     log(`${sig}: stopping and cleaning up`);
-    void cleanup().finally(() => process.exit(130));
+    abort.abort();
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     log(`images: busybox, pause, a 2 MiB and a ${s.bigLayers * s.bigLayerMiB} MiB image`);
     images = await startCompareImages(s.bigLayers, s.bigLayerMiB);
@@ -189,7 +191,9 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
     const results: CompareOutput["results"] = {};
     const errors: CompareOutput["errors"] = {};
     for (const name of RUNTIMES) {
+      if (abort.signal.aborted) throw new Error("interrupted");
       const t0 = Date.now();
+      let current: Started | undefined;
       try {
         log(`${name}: starting`);
         current =
@@ -202,15 +206,14 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
                 images.pause,
                 log,
               );
-        results[name] = await measure(name, current, clientImages, s);
+        if (abort.signal.aborted) throw new Error("interrupted");
+        results[name] = await measure(name, current, clientImages, s, abort.signal);
       } catch (err) {
         errors[name] = (err as Error).message;
         results[name] = null;
         log(`${name}: FAILED: ${errors[name]}`);
       } finally {
-        const c = current;
-        current = undefined;
-        await c?.close().catch((err: Error) => log(`${name}: cleanup: ${err.message}`));
+        await current?.close().catch((err: Error) => log(`${name}: cleanup: ${err.message}`));
         log(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
       }
     }
@@ -233,8 +236,9 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
       table: sideTable(sideRows(results, floors, labels)),
     };
   } finally {
-    await cleanup();
+    await images?.stop().catch(() => {});
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
+    if (abort.signal.aborted) process.exit(130);
   }
 }
