@@ -19,6 +19,7 @@ import {
 } from "../gen/cri/runtime/v1/api.js";
 import type { ContainerRow } from "../metadata/containers.js";
 import type { PodRow } from "../metadata/pods.js";
+import type { TaskStats } from "../runtime/index.js";
 import { CRI_NAMESPACE as NS, type CriContext, nowNs } from "./context.js";
 
 const { COUNTER, GAUGE } = MetricType;
@@ -228,6 +229,106 @@ async function netDev(pid: number): Promise<{ name: string; v: bigint[] }[]> {
   return out;
 }
 
+type Value = [name: string, value: bigint, extra?: string[]];
+
+/** The metrics of a task's cgroup statistics (v1 from hybrid/legacy hosts, v2 from unified ones). */
+export function cgroupMetrics(stats: TaskStats | undefined): Value[] {
+  const out: Value[] = [];
+  const v1 = stats?.v1;
+  const v2 = stats?.v2;
+  if (v1) {
+    const u = v1.cpu?.usage;
+    if (u) {
+      out.push(["container_cpu_usage_seconds_total", u.total / SEC, ["total"]]);
+      out.push(
+        ["container_cpu_user_seconds_total", u.user / SEC],
+        ["container_cpu_system_seconds_total", u.kernel / SEC],
+      );
+    }
+    const t = v1.cpu?.throttling;
+    if (t) {
+      out.push(["container_cpu_cfs_periods_total", t.periods]);
+      out.push(["container_cpu_cfs_throttled_periods_total", t.throttledPeriods]);
+      out.push(["container_cpu_cfs_throttled_seconds_total", t.throttledTime / SEC]);
+    }
+    const mem = v1.memory;
+    if (mem?.usage) {
+      const usage = mem.usage.usage;
+      out.push(
+        ["container_memory_usage_bytes", usage],
+        ["container_memory_max_usage_bytes", mem.usage.max],
+        ["container_memory_failcnt", mem.usage.failcnt],
+        ["container_memory_working_set_bytes", usage - mem.totalInactiveFile],
+        ["container_memory_cache", mem.totalCache],
+        ["container_memory_rss", mem.totalRss],
+        ["container_memory_mapped_file", mem.totalMappedFile],
+        // memsw counts memory and swap together
+        ["container_memory_swap", mem.swap ? mem.swap.usage - usage : 0n],
+        ["container_memory_kernel_usage", mem.kernel?.usage ?? 0n],
+        ["container_memory_failures_total", mem.totalPgFault, ["pgfault", "container"]],
+        ["container_memory_failures_total", mem.totalPgMajFault, ["pgmajfault", "container"]],
+        ["container_spec_memory_limit_bytes", mem.usage.limit],
+        ["container_spec_memory_swap_limit_bytes", mem.swap?.limit ?? 0n],
+      );
+    }
+    out.push(["container_oom_events_total", v1.memoryOomControl?.oomKill ?? 0n]);
+    for (const e of v1.blkio?.ioServiceBytesRecursive ?? []) {
+      out.push(["container_blkio_device_usage_total", e.value, [e.device, String(e.major), String(e.minor), e.op]]);
+    }
+    if (v1.pids) out.push(["container_processes", v1.pids.current], ["container_threads_max", v1.pids.limit]);
+  } else if (v2) {
+    const usec = 1_000_000n;
+    const c = v2.cpu;
+    if (c) {
+      out.push(
+        ["container_cpu_usage_seconds_total", c.usageUsec / usec, ["total"]],
+        ["container_cpu_user_seconds_total", c.userUsec / usec],
+        ["container_cpu_system_seconds_total", c.systemUsec / usec],
+        ["container_cpu_cfs_periods_total", c.nrPeriods],
+        ["container_cpu_cfs_throttled_periods_total", c.nrThrottled],
+        ["container_cpu_cfs_throttled_seconds_total", c.throttledUsec / usec],
+      );
+    }
+    const mem = v2.memory;
+    if (mem) {
+      out.push(
+        ["container_memory_usage_bytes", mem.usage],
+        ["container_memory_max_usage_bytes", mem.maxUsage],
+        // v2 has no failcnt: the count of hits of memory.max, as cAdvisor reads it
+        ["container_memory_failcnt", v2.memoryEvents?.max ?? 0n],
+        ["container_memory_working_set_bytes", mem.usage - mem.inactiveFile],
+        ["container_memory_cache", mem.file],
+        ["container_memory_rss", mem.anon],
+        ["container_memory_mapped_file", mem.fileMapped],
+        ["container_memory_swap", mem.swapUsage],
+        ["container_memory_kernel_usage", mem.kernelStack + mem.slab],
+        ["container_memory_failures_total", mem.pgfault, ["pgfault", "container"]],
+        ["container_memory_failures_total", mem.pgmajfault, ["pgmajfault", "container"]],
+        ["container_spec_memory_limit_bytes", mem.usageLimit],
+        ["container_spec_memory_swap_limit_bytes", mem.swapLimit],
+      );
+    }
+    out.push(["container_oom_events_total", v2.memoryEvents?.oomKill ?? 0n]);
+    if (v2.pids) out.push(["container_processes", v2.pids.current], ["container_threads_max", v2.pids.limit]);
+  }
+  return out;
+}
+
+/** CFS period and CPU shares of `pid`'s cgroup (v2: cpu.max's period, cpu.weight as shares). */
+async function cpuSpec(pid: number): Promise<{ period?: bigint; shares?: bigint }> {
+  const dir = await cgroupDir(pid, "cpu");
+  if (!dir) return {};
+  const period = await readNum(join(dir, "cpu.cfs_period_us"));
+  if (period !== undefined) return { period, shares: await readNum(join(dir, "cpu.shares")) };
+  const max = (await text(join(dir, "cpu.max")))?.trim().split(/\s+/)[1];
+  const weight = await readNum(join(dir, "cpu.weight"));
+  return {
+    period: max && /^\d+$/.test(max) ? BigInt(max) : undefined,
+    // the inverse of the shares -> weight conversion runc and kubelet use
+    shares: weight === undefined ? undefined : 2n + ((weight - 1n) * 262142n) / 9999n,
+  };
+}
+
 export class MetricsService {
   constructor(private readonly ctx: CriContext) {}
 
@@ -243,49 +344,13 @@ export class MetricsService {
     const stats = this.ctx.shims.has(NS, row.id)
       ? await this.ctx.shims.stats(NS, row.id).catch(() => undefined)
       : undefined;
-    const v1 = stats?.v1;
-    if (v1?.cpu?.usage) {
-      const u = v1.cpu.usage;
-      m.add("container_cpu_usage_seconds_total", u.total / SEC, ["total"]);
-      m.add("container_cpu_user_seconds_total", u.user / SEC);
-      m.add("container_cpu_system_seconds_total", u.kernel / SEC);
-    }
-    if (v1?.cpu?.throttling) {
-      const t = v1.cpu.throttling;
-      m.add("container_cpu_cfs_periods_total", t.periods);
-      m.add("container_cpu_cfs_throttled_periods_total", t.throttledPeriods);
-      m.add("container_cpu_cfs_throttled_seconds_total", t.throttledTime / SEC);
-    }
-    const mem = v1?.memory;
-    if (mem?.usage) {
-      const usage = mem.usage.usage;
-      m.add("container_memory_usage_bytes", usage);
-      m.add("container_memory_max_usage_bytes", mem.usage.max);
-      m.add("container_memory_failcnt", mem.usage.failcnt);
-      m.add("container_memory_working_set_bytes", usage - mem.totalInactiveFile);
-      m.add("container_memory_cache", mem.totalCache);
-      m.add("container_memory_rss", mem.totalRss);
-      m.add("container_memory_mapped_file", mem.totalMappedFile);
-      // memsw counts memory and swap together
-      m.add("container_memory_swap", mem.swap ? mem.swap.usage - usage : 0n);
-      m.add("container_memory_kernel_usage", mem.kernel?.usage ?? 0n);
-      m.add("container_memory_failures_total", mem.totalPgFault, ["pgfault", "container"]);
-      m.add("container_memory_failures_total", mem.totalPgMajFault, ["pgmajfault", "container"]);
-      m.add("container_spec_memory_limit_bytes", mem.usage.limit);
-      m.add("container_spec_memory_swap_limit_bytes", mem.swap?.limit ?? 0n);
-    }
-    m.add("container_oom_events_total", v1?.memoryOomControl?.oomKill ?? (v1 ? 0n : undefined));
-    for (const e of v1?.blkio?.ioServiceBytesRecursive ?? []) {
-      m.add("container_blkio_device_usage_total", e.value, [e.device, String(e.major), String(e.minor), e.op]);
-    }
-    m.add("container_processes", v1?.pids?.current);
-    m.add("container_threads_max", v1?.pids?.limit);
+    for (const [name, value, extra] of cgroupMetrics(stats)) m.add(name, value, extra);
 
     const pid = await this.pid(row.id);
     if (pid > 0) {
-      const cpuDir = await cgroupDir(pid, "cpu");
-      m.add("container_spec_cpu_period", cpuDir ? await readNum(join(cpuDir, "cpu.cfs_period_us")) : undefined);
-      m.add("container_spec_cpu_shares", cpuDir ? await readNum(join(cpuDir, "cpu.shares")) : undefined);
+      const spec = await cpuSpec(pid);
+      m.add("container_spec_cpu_period", spec.period);
+      m.add("container_spec_cpu_shares", spec.shares);
       const counts = await processCounts(pid);
       m.add("container_threads", counts.threads);
       m.add("container_file_descriptors", counts.fds);
