@@ -32,7 +32,7 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     command,
     "```",
     "",
-    `Run of ${out.started.toISOString().slice(0, 16).replace("T", " ")} UTC, took ${Math.round(out.seconds / 60)} min ${Math.round(out.seconds % 60)} s. ` +
+    `Run of ${out.started.toISOString().slice(0, 16).replace("T", " ")} UTC, took ${Math.floor(out.seconds / 60)} min ${Math.round(out.seconds % 60)} s. ` +
       `Machine: ${machine}; cgroups v1, runc, overlayfs. ` +
       `**Load average ${out.load.before} before and ${out.load.after} after** (other work shared the machine, ` +
       "so absolute figures are pessimistic and noisy; the runtimes ran one after the other under the same kind of load).",
