@@ -11,7 +11,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { constants as osConstants } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import {
   ContainerConfig,
@@ -23,7 +22,6 @@ import {
   type LinuxContainerResources,
   PodSandboxConfig,
   type PodSandboxStatus,
-  signalToJSON,
 } from "../gen/cri/runtime/v1/api.js";
 import type { ContainerExit, ContainerRow } from "../metadata/containers.js";
 import type { PodRow } from "../metadata/pods.js";
@@ -46,6 +44,7 @@ import {
 import { newId, resolveId } from "./ids.js";
 import { imageVolumeStatus, prepareImageVolumes, removeImageVolumes } from "./image-volumes.js";
 import { RetryScheduler, backoffMs } from "./retry.js";
+import { effectiveStopSignal, storedSignalNumber, storedSignalToCri } from "./stop-signal.js";
 
 /** containerd's exit code and reason for a container whose task vanished without a known exit. */
 export const UNKNOWN_EXIT_CODE = 255;
@@ -172,9 +171,7 @@ export class ContainerService {
     const logPath = pod.config.logDirectory && config.logPath ? join(pod.config.logDirectory, config.logPath) : "";
     if (logPath && !isAbsolute(logPath))
       throw new InvalidArgumentError(`log path ${logPath} must be absolute (set the pod's log_directory)`);
-    const stopSignal = signalName(
-      config.stopSignal ? signalToJSON(config.stopSignal) : image.config.StopSignal || "SIGTERM",
-    );
+    const stopSignal = effectiveStopSignal(config.stopSignal, image.config.StopSignal);
     this.ctx.containers.insert({
       id,
       sandboxId: pod.row.id,
@@ -432,7 +429,7 @@ export class ContainerService {
     const id = row.id;
     const state = await this.ctx.shims.state(NS, id).catch(() => undefined);
     if (state && state.status !== "stopped" && timeoutS > 0) {
-      const sig = signalNumber(row.stopSignal);
+      const sig = storedSignalNumber(row.stopSignal);
       await this.ctx.shims
         .kill(NS, id, sig)
         .catch((err: unknown) => this.ctx.log.debug({ err, container: id }, "stop signal"));
@@ -602,7 +599,7 @@ export class ContainerService {
       resources: { linux: config.linux?.resources, windows: undefined },
       imageId: row.imageId,
       user: await this.userOf(row.id),
-      stopSignal: 0,
+      stopSignal: storedSignalToCri(row.stopSignal),
     };
     const info: Record<string, string> = {};
     if (verbose) {
@@ -934,25 +931,6 @@ function podFilesOf(podDir: string) {
     resolvConf: join(podDir, "resolv.conf"),
     shm: join(podDir, "shm"),
   };
-}
-
-/** CRI Signal enum value -> name (the enum's names are the signal names). */
-function stopSignalOf(sig: number): string {
-  const names = Object.entries(osConstants.signals).find(([, n]) => n === sig);
-  return names ? names[0] : "SIGTERM";
-}
-
-/** "SIGTERM", "TERM" or "15" -> "SIGTERM". */
-function signalName(s: string): string {
-  const t = s.trim().toUpperCase();
-  if (/^\d+$/.test(t)) return stopSignalOf(Number(t));
-  const name = t.startsWith("SIG") ? t : `SIG${t}`;
-  if (!(name in osConstants.signals)) throw new InvalidArgumentError(`unknown stop signal ${JSON.stringify(s)}`);
-  return name;
-}
-
-function signalNumber(name: string): number {
-  return (osConstants.signals as Record<string, number>)[name] ?? 15;
 }
 
 /** Whether the kernel OOM-killed in the container's memory cgroup (v1 memory.oom_control). */
