@@ -44,6 +44,8 @@ import {
 import { newId, resolveId } from "./ids.js";
 import { imageVolumeStatus, prepareImageVolumes, removeImageVolumes } from "./image-volumes.js";
 import { RetryScheduler, backoffMs } from "./retry.js";
+import { injectCdiDevices, requestedCdiDevices } from "./cdi/inject.js";
+import { DEFAULT_CDI_SPEC_DIRS } from "./cdi/registry.js";
 import { effectiveStopSignal, storedSignalNumber, storedSignalToCri } from "./stop-signal.js";
 
 /** containerd's exit code and reason for a container whose task vanished without a known exit. */
@@ -223,6 +225,7 @@ export class ContainerService {
         cgroupDriver: this.ctx.cgroupDriver,
         runtimeHandler: pod.row.runtimeHandler,
       });
+      await injectCdiDevices(spec, requestedCdiDevices(config), this.ctx.cdiSpecDirs ?? DEFAULT_CDI_SPEC_DIRS);
       await writeFile(join(bundle, "config.json"), JSON.stringify(spec));
       this.ctx.containers.setPhase(id, "created");
     } catch (err) {

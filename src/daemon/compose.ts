@@ -230,6 +230,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       stateDir: config.state,
       sandboxRootfs: await ensureSandboxRootfs(config.root),
       cgroupDriver: config.cgroup.driver,
+      cdiSpecDirs: config.cdi.spec_dirs,
     };
     const podRuntime = createPodRuntime(criContext);
     closers.push(() => podRuntime.close());
