@@ -46,6 +46,7 @@ import { imageVolumeStatus, prepareImageVolumes, removeImageVolumes } from "./im
 import { RetryScheduler, backoffMs } from "./retry.js";
 import { injectCdiDevices, requestedCdiDevices } from "./cdi/inject.js";
 import { DEFAULT_CDI_SPEC_DIRS } from "./cdi/registry.js";
+import { withResources } from "./pod-resources.js";
 import { effectiveStopSignal, storedSignalNumber, storedSignalToCri } from "./stop-signal.js";
 
 /** containerd's exit code and reason for a container whose task vanished without a known exit. */
@@ -697,9 +698,11 @@ export class ContainerService {
     if (this.hasTask(row.id)) await this.ctx.shims.update(NS, row.id, out, annotations);
     // Kept in the spec too, so a later read (status, a restart of berthd) sees the new values.
     await writeFile(specPath, JSON.stringify(spec));
-    const config = this.config(row);
-    if (resources && config.linux) {
-      config.linux.resources = resources;
+    // Persisted, so ContainerStatus.resources reports the new values after a restart too.
+    if (resources) {
+      const next = withResources(this.config(row), resources);
+      this.ctx.containers.setConfig(row.id, Buffer.from(ContainerConfig.encode(next).finish()));
+      this.configs.set(row.id, next);
     }
   }
 

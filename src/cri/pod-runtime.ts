@@ -22,6 +22,7 @@ import type { RuntimeHandlers } from "./handlers.js";
 import { SandboxService } from "./sandbox-service.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
 import { StatsService } from "./stats.js";
+import { updatePodResources } from "./pod-resources.js";
 
 export interface PodRuntime {
   handlers: Partial<RuntimeHandlers>;
@@ -95,6 +96,11 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     async listContainers(req) {
       const r: ListContainersResponse = { containers: await containers.list(req.filter) };
       return r;
+    },
+    async updatePodSandboxResources(req) {
+      const pod = sandboxes.resolve(req.podSandboxId);
+      await updatePodResources(ctx, pod.row, pod.config, req.resources, req.overhead);
+      return {};
     },
     async updateContainerResources(req) {
       await containers.updateResources(req.containerId, req.linux, req.annotations);

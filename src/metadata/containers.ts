@@ -218,6 +218,13 @@ export class ContainerMetadata {
     this.update(id, { startedAt });
   }
 
+  /** Replaces the stored ContainerConfig (UpdateContainerResources changes its resources). */
+  setConfig(id: string, config: Buffer): void {
+    this.table();
+    this.db.prepare(`UPDATE containers SET config = ? WHERE id = ?`).run(config, id);
+    this.update(id, { config });
+  }
+
   /** Records the final exit; the first record wins (an exit happens once). */
   setExit(id: string, e: ContainerExit): void {
     this.table();
