@@ -254,8 +254,17 @@ root = "{{dir}}/runsc"
     assert.equal(r.stderr.toString(), "err\n");
     assert.equal(r.exitCode, 3);
 
-    const stats = (await env.d.rt.containerStats({ containerId: web.httpd })).stats!;
-    assert.ok((stats.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n, "cpu usage");
+    // gVisor charges CPU time to a container in scheduler ticks, so an idle httpd may show 0: give
+    // it some work, then wait for the sentry's accounting to show it.
+    await env.d.rt.execSync({
+      containerId: web.httpd,
+      cmd: ["sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"],
+      timeout: 60n,
+    });
+    const stats = await until(async () => {
+      const s = (await env.d.rt.containerStats({ containerId: web.httpd })).stats!;
+      return (s.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n ? s : undefined;
+    }, "the runsc container's cpu usage to show its work");
     assert.ok((stats.memory?.workingSetBytes?.value ?? 0n) > 0n, "memory working set");
   });
 
