@@ -1,6 +1,6 @@
 // The shape of a CRI handler. Handlers are plain async functions keyed by the method's
 // lowerCamel name in the generated service definition ("runPodSandbox", "listImages").
-// A module that implements part of the CRI exports a Partial<RuntimeHandlers> (or
+// A module that implements part of the CRI exports a Partial<CriMethodHandlers> (or
 // ImageHandlers); the composition root spreads those together and server.ts answers every
 // method nobody implemented with UNIMPLEMENTED. A real handler replaces the default just by
 // being present under its name.
@@ -53,7 +53,7 @@ export type AsyncHandler<H> =
 /** Drops the string index signature that grpc-js server interfaces carry, keeping the method names. */
 type MethodsOf<S> = { [K in keyof S as string extends K ? never : K]: S[K] };
 
-export type RuntimeHandlers = { [K in keyof MethodsOf<RuntimeServiceServer>]: AsyncHandler<RuntimeServiceServer[K]> };
+export type CriMethodHandlers = { [K in keyof MethodsOf<RuntimeServiceServer>]: AsyncHandler<RuntimeServiceServer[K]> };
 export type ImageHandlers = { [K in keyof MethodsOf<ImageServiceServer>]: AsyncHandler<ImageServiceServer[K]> };
 
 /** Wraps every CRI call's handler (tracing, metrics); learns the outcome from the promise. */
@@ -65,7 +65,7 @@ export interface CriCallObserver {
 export interface CriHandlers {
   /** Runs around every CRI call, UNIMPLEMENTED ones included (src/observability). */
   observer?: CriCallObserver;
-  runtime: Partial<RuntimeHandlers>;
+  runtime: Partial<CriMethodHandlers>;
   image: Partial<ImageHandlers>;
   /** Other services served on the same socket, e.g. berth.v1.Berth (cri/berth-service.ts). */
   extra?: { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];

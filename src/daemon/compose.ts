@@ -3,7 +3,7 @@
 // constructs services, so this file is the map of what depends on what.
 //
 // To land a CRI method, write a module in src/cri/ that exports a function returning
-// Partial<RuntimeHandlers> (or Partial<ImageHandlers>) built from its dependencies, build
+// Partial<CriMethodHandlers> (or Partial<ImageHandlers>) built from its dependencies, build
 // those dependencies here, and spread its handlers into `runtime` / `image` below. A later
 // spread wins, so a real handler replaces the UNIMPLEMENTED default by name.
 
@@ -26,7 +26,7 @@ import { ContainerMetadata, ShimRecordMetadata } from "../metadata/containers.js
 import { openDatabase } from "../metadata/db.js";
 import { PodMetadata } from "../metadata/pods.js";
 import { NetworkManager } from "../network/index.js";
-import { RuntimeHandlers as ShimRuntimeHandlers, ShimManager } from "../runtime/index.js";
+import { RuntimeClasses, ShimManager } from "../runtime/index.js";
 import { StreamingServer } from "../streaming/server.js";
 import { containerStateToJSON, podSandboxStateToJSON } from "../gen/cri/runtime/v1/api.js";
 import {
@@ -169,7 +169,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     const shims = await ShimManager.create({
       stateDir: join(config.state, "runtime"),
       address: config.grpc.address,
-      handlers: new ShimRuntimeHandlers(
+      handlers: new RuntimeClasses(
         Object.fromEntries(
           Object.entries(config.runtime.handlers).map(([name, h]) => [
             name,
@@ -215,7 +215,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         "deleteProcess",
         "delete",
       ]),
-      handlers: new ShimRuntimeHandlers(
+      handlers: new RuntimeClasses(
         Object.fromEntries(
           Object.entries(config.runtime.handlers).map(([name, h]) => [
             name,
@@ -240,9 +240,9 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       return out;
     };
     metricSources.pods = async () =>
-      countBy(await podRuntime.sandboxes.list(undefined), (p) => podSandboxStateToJSON(p.state));
+      countBy(podRuntime.listPodSandboxes(), (p) => podSandboxStateToJSON(p.state));
     metricSources.containers = async () =>
-      countBy(await podRuntime.containers.list(undefined), (c) => containerStateToJSON(c.state));
+      countBy(await podRuntime.listContainers(), (c) => containerStateToJSON(c.state));
     if (config.metrics.address) {
       const { host } = parseHostPort(config.metrics.address);
       if (!isLoopback(host))

@@ -114,9 +114,6 @@ export interface GcResult {
   removedIngests: string[];
 }
 
-/** Extra GC roots from the runtime: snapshots (keys in this service's snapshotter) and blobs it uses. */
-export type GcRootProvider = () => { snapshots?: string[]; content?: string[] };
-
 /** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)) (image-spec config.md). */
 export function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];
@@ -137,7 +134,6 @@ export class ImageService {
   private readonly pulls = new SingleFlight<ImageRecord>();
   private readonly unpacks = new SingleFlight<void>();
   private readonly gcLock = new SharedLock();
-  private readonly gcRoots: GcRootProvider[] = [];
   private readonly configs = new Map<string, ImageConfigJson>();
   private readonly platform: Platform;
   private readonly pullLeaseMs: number;
@@ -487,18 +483,9 @@ export class ImageService {
       : this.snapshotter.prepare(containerKey, parent, { labels: opts.labels });
   }
 
-  rootfsMounts(containerKey: string): Mount[] {
-    return this.snapshotter.mounts(containerKey);
-  }
-
   /** Removes a container's snapshot (idempotent). */
   async removeRootfs(containerKey: string): Promise<void> {
     if (this.snapshotter.exists(containerKey)) await this.snapshotter.remove(containerKey);
-  }
-
-  /** Registers extra GC roots (e.g. the runtime's containers' snapshots). */
-  addGcRoots(provider: GcRootProvider): void {
-    this.gcRoots.push(provider);
   }
 
   // ---------------------------------------------------------------- usage and GC
@@ -520,8 +507,8 @@ export class ImageService {
 
   /**
    * Removes blobs and committed snapshots nothing references. Roots: every image's blobs and
-   * top snapshot, live leases, active and view snapshots (containers' rootfs), and the
-   * registered providers; the ancestors of every kept snapshot are kept. Runs exclusive of pulls.
+   * top snapshot, live leases, and active and view snapshots (containers' rootfs); the
+   * ancestors of every kept snapshot are kept. Runs exclusive of pulls.
    */
   gc(): Promise<GcResult> {
     return this.gcLock.withExclusive(async () => {
@@ -535,11 +522,6 @@ export class ImageService {
       }
       for (const img of this.images.list())
         if (img.chainId && img.snapshotter === this.snapshotter.name) keepSnaps.add(img.chainId);
-      for (const p of this.gcRoots) {
-        const roots = p();
-        for (const s of roots.snapshots ?? []) keepSnaps.add(s);
-        for (const c of roots.content ?? []) keepBlobs.add(c);
-      }
       const all = this.snapshotter.list();
       const byKey = new Map(all.map((s) => [s.key, s]));
       for (const s of all) if (s.kind !== "committed") keepSnaps.add(s.key);

@@ -5,10 +5,10 @@
 // an error object) as JSON on stdout.
 
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
-import { access, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../util/atomic-write.js";
 import { DeadlineExceededError, FailedPreconditionError, InternalError } from "../util/errors.js";
 
 // ---------------------------------------------------------------------------------------
@@ -360,18 +360,6 @@ export function defaultNetworkConfig(cniVersion: string, opts: DefaultNetworkOpt
       { type: "portmap", capabilities: { portMappings: true } },
     ],
   };
-}
-
-/** Writes `text` to `path` so that readers see either the old file or the whole new one. */
-export async function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  try {
-    await writeFile(tmp, text, { mode, flush: true });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }
 
 /**

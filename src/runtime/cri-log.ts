@@ -6,6 +6,8 @@
 // losing a byte: pending partial input stays buffered across the reopen.
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
 
+import { nowNsFine } from "../util/clock.js";
+
 export type LogStream = "stdout" | "stderr";
 
 export const DEFAULT_MAX_LINE_SIZE = 16 * 1024;
@@ -18,18 +20,12 @@ export function rfc3339Nano(epochNs: bigint): string {
   return `${base}${frac ? "." + frac : ""}Z`;
 }
 
-export function nowNs(): bigint {
-  // Date.now() gives wall-clock ms; hrtime gives the sub-ms part so records within one
-  // millisecond still sort in order.
-  return BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
-}
-
 /** Appends CRI-format records to a log file; one writer serves both streams of a container. */
 export class CriLogFile {
   private fd: number;
   constructor(
     readonly path: string,
-    private readonly clock: () => bigint = nowNs,
+    private readonly clock: () => bigint = nowNsFine,
   ) {
     this.fd = openSync(path, "a", 0o640);
   }

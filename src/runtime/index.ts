@@ -22,14 +22,14 @@ export {
   BERTH_RUNTIME_TYPE,
   RUNC_OPTIONS_TYPE_URL,
   RUNC_RUNTIME_TYPE,
-  RuntimeHandlers,
+  RuntimeClasses,
   makeRuntimeHandler,
   repoBinDir,
   resolveShimBinary,
   runcOptionsAny,
   shimBinaryName,
-} from "./handlers.js";
-export type { RuntimeHandler, RuntimeHandlerConfig, ShimLookupOptions } from "./handlers.js";
+} from "./runtime-classes.js";
+export type { RuntimeHandler, RuntimeHandlerConfig, ShimLookupOptions } from "./runtime-classes.js";
 export { FileShimRecordStore, validateIdentifier } from "./records.js";
 export type { ShimRecord, ShimRecordStore } from "./records.js";
 export { decodeEnvelope } from "./events.js";

@@ -32,14 +32,15 @@ import {
 import {
   BERTH_RUNTIME_TYPE,
   type RuntimeHandler,
-  type RuntimeHandlers,
+  type RuntimeClasses,
   type ShimLookupOptions,
   resolveShimBinary,
   runcOptionsAny,
-} from "./handlers.js";
+} from "./runtime-classes.js";
 import { type ShimRecord, type ShimRecordStore, validateIdentifier } from "./records.js";
 import { type ShimCommandOptions, shimDelete, shimStart } from "./shim-command.js";
 import { ShimLogReader } from "./shim-log.js";
+import { sleep } from "../util/sleep.js";
 
 /** Type URLs containerd's typeurl gives OCI spec types (JSON-encoded in the Any). */
 export const OCI_PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -55,7 +56,7 @@ export interface ShimManagerOptions {
   stateDir: string;
   /** The daemon's address, sent as the shims' -address (shims group by it). Keep it stable across restarts. */
   address: string;
-  handlers: RuntimeHandlers;
+  handlers: RuntimeClasses;
   records: ShimRecordStore;
   /** Sent as -publish-binary (default: this node executable). */
   publishBinary?: string;
@@ -226,10 +227,6 @@ function key(namespace: string, id: string): string {
 
 /** How many times recovery connects (or restarts) again after a shim dropped the connection mid-adoption. */
 const RECONNECT_ROUNDS = 3;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 function isUnavailable(err: unknown): boolean {
   return err instanceof UnavailableError;

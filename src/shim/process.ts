@@ -1,11 +1,12 @@
 // The shim's model of a task's processes (the init process and its execs): live state
 // comes from the process's monitor; what is needed to re-adopt it after a shim restart is
 // kept in <stateDir>/record.json, written atomically.
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { Status } from "../gen/containerd/types/task/task.js";
 import type { Timestamp } from "../gen/google/protobuf/timestamp.js";
+import { writeFileAtomic } from "../util/atomic-write.js";
 import type { ExitRecord, Monitor } from "./monitor.js";
 import type { RuntimeConfig } from "./runtime.js";
 
@@ -39,9 +40,7 @@ export interface ProcessRecord {
 
 export async function saveRecord(stateDir: string, r: ProcessRecord): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const tmp = join(stateDir, "record.json.tmp");
-  await writeFile(tmp, JSON.stringify(r), { mode: 0o600 });
-  await rename(tmp, join(stateDir, "record.json"));
+  await writeFileAtomic(join(stateDir, "record.json"), JSON.stringify(r), 0o600);
 }
 
 export async function loadRecord(stateDir: string): Promise<ProcessRecord | undefined> {

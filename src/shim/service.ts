@@ -75,6 +75,7 @@ import {
 } from "./runsc.js";
 import { cgroupPathsOf, collectMetrics, metricsAny } from "./stats.js";
 import { traceRuntime } from "./trace.js";
+import { sleep } from "../util/sleep.js";
 
 export const SHIM_VERSION = "berth-shim 0.1.0";
 const OPTIONS_TYPES = new Set(["containerd.runc.v1.Options", "type.googleapis.com/containerd.runc.v1.Options"]);
@@ -515,10 +516,10 @@ export class TaskService {
     if (proc.record.runscSubcontainer && proc.record.terminal && !proc.record.started && proc.monitor) {
       // Its create wrapper waits at the gate: end it, and with it the monitor.
       openGate(proc.stateDir, "abort");
-      await Promise.race([proc.monitor.ready().catch(() => {}), sleep(2000)]);
+      await Promise.race([proc.monitor.ready().catch(() => {}), sleep(2000, { unref: true })]);
     } else if (!proc.exit && proc.monitor) {
       // A created, never started init: the runtime killed it; take its exit from the monitor.
-      await Promise.race([proc.wait(), sleep(2000)]);
+      await Promise.race([proc.wait(), sleep(2000, { unref: true })]);
     }
     if (proc.record.rootfs.length > 0) safeUnmount(join(task.bundle, "rootfs"));
     for (const e of task.execs.values()) {
@@ -911,10 +912,6 @@ async function which(cmd: string): Promise<string | undefined> {
     }
   }
   return undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
 }
 
 function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {

@@ -165,8 +165,8 @@ export function runcOptionsAny(handler: RuntimeHandler): Any {
   return { typeUrl: RUNC_OPTIONS_TYPE_URL, value: Buffer.from(RuncOptions.encode(handler.runcOptions).finish()) };
 }
 
-/** Handlers by name, with a default for requests that name none (CRI's empty runtime_handler). */
-export class RuntimeHandlers {
+/** The configured runtime classes: handlers by name, with a default for requests that name none (CRI's empty runtime_handler). */
+export class RuntimeClasses {
   private readonly byName = new Map<string, RuntimeHandler>();
 
   constructor(
