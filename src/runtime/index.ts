@@ -6,6 +6,7 @@ export {
   SANDBOX_ID_ANNOTATION,
   ShimManager,
 } from "./manager.js";
+export type { ShimManagerOptions } from "./manager.js";
 export type {
   CreateTaskOptions,
   CreatedTask,
@@ -13,11 +14,11 @@ export type {
   ExitResult,
   RecoveredTask,
   ShimInfo,
-  ShimManagerOptions,
+  TaskRuntime,
   TaskState,
   TaskStats,
   TaskStatus,
-} from "./manager.js";
+} from "./task-runtime.js";
 export {
   BERTH_RUNTIME_TYPE,
   RUNC_OPTIONS_TYPE_URL,

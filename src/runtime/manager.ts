@@ -12,10 +12,9 @@
 import { access, constants, lstat, unlink, writeFile } from "node:fs/promises";
 import { basename, isAbsolute, join, resolve } from "node:path";
 
-import { type Metrics as CgroupsV1Metrics, Metrics as V1Metrics } from "../gen/cgroups/stats/v1/metrics.js";
-import { type Metrics as CgroupsV2Metrics, Metrics as V2Metrics } from "../gen/cgroups/stats/v2/metrics.js";
+import { Metrics as V1Metrics } from "../gen/cgroups/stats/v1/metrics.js";
+import { Metrics as V2Metrics } from "../gen/cgroups/stats/v2/metrics.js";
 import { TaskDefinition } from "../gen/containerd/runtime/v2/task/shim.js";
-import type { Mount } from "../gen/containerd/types/mount.js";
 import { type ProcessInfo, Status } from "../gen/containerd/types/task/task.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import { NAMESPACE_METADATA_KEY, type ServiceClient, TtrpcClient, createClient, socketPath } from "../ttrpc/index.js";
@@ -40,6 +39,18 @@ import {
 import { type ShimRecord, type ShimRecordStore, validateIdentifier } from "./records.js";
 import { type ShimCommandOptions, shimDelete, shimStart } from "./shim-command.js";
 import { ShimLogReader } from "./shim-log.js";
+import type {
+  CreateTaskOptions,
+  CreatedTask,
+  ExecOptions,
+  ExitResult,
+  RecoveredTask,
+  ShimInfo,
+  TaskRuntime,
+  TaskState,
+  TaskStats,
+  TaskStatus,
+} from "./task-runtime.js";
 import { sleep } from "../util/sleep.js";
 
 /** Type URLs containerd's typeurl gives OCI spec types (JSON-encoded in the Any). */
@@ -77,90 +88,6 @@ export interface ShimManagerOptions {
    * does not pay for starting a Node process; idle shims are shut down by close(). Default false.
    */
   keepIdleShims?: boolean;
-}
-
-export interface CreateTaskOptions {
-  namespace: string;
-  id: string;
-  /** Absolute OCI bundle path holding config.json; its last element must equal `id` (containerd's layout, which the runc shim's delete relies on). */
-  bundle: string;
-  rootfs?: Mount[];
-  /** IO as containerd passes it: fifo paths, file:// or binary:// URIs; "" for none. */
-  stdin?: string;
-  stdout?: string;
-  stderr?: string;
-  terminal?: boolean;
-  /** Runtime handler name; "" or undefined means the default handler. */
-  handler?: string;
-  /** Pod sandbox id (recorded; the runc shim groups by the sandbox-id annotation in config.json). */
-  sandboxId?: string;
-}
-
-export interface CreatedTask {
-  pid: number;
-  /** The serving shim's ttrpc address. */
-  address: string;
-}
-
-export interface ExecOptions {
-  /** The OCI runtime-spec Process to run. */
-  spec: object;
-  stdin?: string;
-  stdout?: string;
-  stderr?: string;
-  terminal?: boolean;
-}
-
-export type TaskStatus = "unknown" | "created" | "running" | "stopped" | "paused" | "pausing";
-
-export interface TaskState {
-  id: string;
-  execId: string;
-  bundle: string;
-  pid: number;
-  status: TaskStatus;
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  terminal: boolean;
-  exitStatus: number;
-  exitedAt: Date | undefined;
-  /** Set when the manager, not the shim, decided the state: the shim is gone. */
-  reason?: string;
-}
-
-export interface ExitResult {
-  pid: number;
-  exitStatus: number;
-  exitedAt: Date;
-  /** Set when the shim is gone and the manager reports the exit itself. */
-  reason?: string;
-}
-
-export interface TaskStats {
-  typeUrl: string;
-  /** Decoded cgroups v1 metrics (type io.containerd.cgroups.v1.Metrics). */
-  v1?: CgroupsV1Metrics;
-  /** Decoded cgroups v2 metrics (type io.containerd.cgroups.v2.Metrics). */
-  v2?: CgroupsV2Metrics;
-  raw: Any | undefined;
-}
-
-export interface ShimInfo {
-  shimPid: number;
-  taskPid: number;
-  version: string;
-  address: string;
-}
-
-export interface RecoveredTask {
-  namespace: string;
-  id: string;
-  address: string;
-  /** live: the shim answered; restarted: berth's shim was started again and answered; dead: reported exited. */
-  outcome: "live" | "restarted" | "dead";
-  status: TaskStatus;
-  reason?: string;
 }
 
 type TaskClient = ServiceClient<typeof TaskDefinition>;
@@ -232,7 +159,7 @@ function isUnavailable(err: unknown): boolean {
   return err instanceof UnavailableError;
 }
 
-export class ShimManager {
+export class ShimManager implements TaskRuntime {
   private readonly log: Logger;
   private readonly hub: EventHub;
   private readonly events: EventsServer;
