@@ -255,7 +255,6 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     // The exec/attach/port-forward server; stopped (its sessions aborted: exec processes
     // killed, attaches detached) before the pod runtime and the shims close.
     const streamingBackend = new CriStreamingBackend({
-      ctx: criContext,
       containers: podRuntime.containers,
       sandboxes: podRuntime.sandboxes,
     });

@@ -12,8 +12,8 @@ import {
   NamespaceMode,
   PodSandboxConfig,
   SecurityProfile_ProfileType,
-} from "../src/gen/cri/runtime/v1/api.js";
-import { InvalidArgumentError, InternalError } from "../src/util/errors.js";
+} from "../../../src/gen/cri/runtime/v1/api.js";
+import { InvalidArgumentError, InternalError } from "../../../src/util/errors.js";
 import {
   buildContainerSpec,
   buildSandboxSpec,
@@ -22,13 +22,13 @@ import {
   type ContainerSpecInput,
   type HostFacts,
   type Spec,
-} from "../src/oci/index.js";
-import { KNOWN_CAPABILITIES, DEFAULT_CAPABILITIES } from "../src/oci/capabilities.js";
-import { resolveInRoot, rootfsUserLookup, resolveProcessUser } from "../src/oci/user.js";
-import { clampOomScoreAdj } from "../src/oci/resources.js";
-import { podCgroupOwned, podCgroupParent } from "../src/oci/cgroups-path.js";
-import { splitDev } from "../src/oci/devices.js";
-import type { ImageRuntimeConfig } from "../src/images/mediatypes.js";
+} from "../../../src/oci/index.js";
+import { KNOWN_CAPABILITIES, DEFAULT_CAPABILITIES } from "../../../src/oci/capabilities.js";
+import { resolveInRoot, rootfsUserLookup, resolveProcessUser } from "../../../src/oci/user.js";
+import { clampOomScoreAdj } from "../../../src/oci/resources.js";
+import { podCgroupOwned, podCgroupParent } from "../../../src/oci/cgroups-path.js";
+import { splitDev } from "../../../src/oci/devices.js";
+import type { ImageRuntimeConfig } from "../../../src/images/mediatypes.js";
 
 // The images layer's config type is accepted as the image config as it is.
 const _imageConfigFits: ContainerSpecInput["image"]["config"] = {} as ImageRuntimeConfig;

@@ -1,69 +1,11 @@
-// Container stdio through named pipes, the way containerd's CRI plugin does it, so it works
-// with any shim (berth's and containerd-shim-runc-v2): berthd creates a fifo per stream,
-// the shim writes the process's output into it, and berthd turns it into CRI log records.
-//
-// Why fifos survive a berthd restart: the shim side holds each fifo open for reading AND
-// writing (berth's monitor opens it O_RDWR; the runc shim opens both ends), so the pipe and
-// whatever it buffers outlive berthd; while berthd is down the container blocks on a full
-// pipe instead of losing output, and a restarted berthd opens the fifos again and goes on.
-//
-// End of output: berthd opens its read end non-blocking, and holds a write end of its own
-// until the shim has opened the fifo (the task exists), so the reader never sees an early
-// EOF; after that, EOF means the shim closed its end: the process exited and all output is
-// in.
-import { closeSync, constants, mkdirSync, openSync } from "node:fs";
+// A container's stdio as berthd sees it: the fifo paths under <state>/io/<id>, the log pump
+// that turns the output into CRI log records (and tees it to attach clients), and ExecSync's
+// capture of one process's output.
+import { mkdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { Socket } from "node:net";
 import { join } from "node:path";
-import { CriLineSplitter, CriLogFile, type LogStream } from "../runtime/cri-log.js";
-import * as sys from "../sys/index.js";
-import { FifoWriter } from "./fifo-streams.js";
-
-export function makeFifo(path: string): void {
-  try {
-    sys.mknod(path, sys.S_IFIFO | 0o600, 0);
-  } catch (err) {
-    if ((err as { code?: string }).code !== "EEXIST") throw err;
-  }
-}
-
-/** A fifo opened for reading, delivering chunks until the last writer closes. */
-export class FifoReader {
-  private readonly sock: Socket;
-  private holdFd: number | undefined;
-  readonly done: Promise<void>;
-
-  /** Opens `path` (creating it) for reading; with `hold`, also a write end until release(). */
-  constructor(
-    readonly path: string,
-    onData: (chunk: Buffer) => void,
-    hold: boolean,
-  ) {
-    makeFifo(path);
-    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    if (hold) this.holdFd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
-    this.sock = new Socket({ fd, readable: true, writable: false });
-    this.done = new Promise((resolve) => {
-      this.sock.on("data", onData);
-      this.sock.once("end", () => resolve());
-      this.sock.once("close", () => resolve());
-      this.sock.once("error", () => resolve());
-    });
-  }
-
-  /** Drops berthd's own write end: from now on EOF means the shim closed its end. */
-  release(): void {
-    if (this.holdFd !== undefined) {
-      closeSync(this.holdFd);
-      this.holdFd = undefined;
-    }
-  }
-
-  close(): void {
-    this.release();
-    this.sock.destroy();
-  }
-}
+import { CriLineSplitter, CriLogFile, type LogStream } from "../../runtime/cri-log.js";
+import { FifoReader, FifoWriter } from "./fifo.js";
 
 export interface ContainerIoPaths {
   dir: string;
