@@ -9,7 +9,8 @@
 #   scripts/go-tools.sh --bin NAME   print the cache's bin directory of one tool (no build)
 #
 # Each tool is a directory test/go/NAME holding a go.mod (and go.sum) and a BUILD file with one
-# line per binary: "BINARY PACKAGE" (PACKAGE is an import path or ./relative). Nothing built
+# line per binary: "BINARY PACKAGE [go build flags]" (PACKAGE is an import path or ./relative;
+# "test:PACKAGE" builds the package's test binary with `go test -c`, as cri-tools builds critest). Nothing built
 # is committed; the cache is ${BERTH_GO_CACHE:-/var/cache/berth-go}.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +42,11 @@ for name in "${names[@]}"; do
   while read -r bin pkg flags; do
     [[ -z $bin || $bin == \#* ]] && continue
     # shellcheck disable=SC2086 # flags are word-split on purpose
-    (cd "$out/src" && go build -trimpath $flags -o "$out/bin/$bin" "$pkg")
+    if [[ $pkg == test:* ]]; then
+      (cd "$out/src" && go test -c -trimpath $flags -o "$out/bin/$bin" "${pkg#test:}")
+    else
+      (cd "$out/src" && go build -trimpath $flags -o "$out/bin/$bin" "$pkg")
+    fi
   done <"$src/BUILD"
   echo "$stamp" >"$out/stamp"
   echo "go-tools: built $name in $(($(date +%s) - started)) s" >&2

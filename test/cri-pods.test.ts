@@ -89,6 +89,9 @@ describe("pod and container lifecycle", () => {
     assert.equal(stopped.status?.state, PodSandboxState.SANDBOX_NOTREADY);
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id }); // already removed: OK
+    // stopping what is gone is no error either (CRI: idempotent; critest's Idempotence specs)
+    await env.d.rt.stopPodSandbox({ podSandboxId: pod.id });
+    await env.d.rt.stopContainer({ containerId: cid, timeout: 0n });
     await assert.rejects(env.d.rt.containerStatus({ containerId: cid }), (e) => code(e) === grpcStatus.NOT_FOUND);
     assert.deepEqual(env.leftovers(), []);
   });

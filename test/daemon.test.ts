@@ -1,11 +1,13 @@
 // berthd's CRI answers as kubelet and crictl see them: a real berthd process over its socket.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { CgroupDriver } from "../src/gen/cri/runtime/v1/api.js";
+import { parseRuntimeFeatures } from "../src/oci/runtime-features.js";
 import { startDaemon } from "./helpers/daemon.js";
 
 const pkg = (await import("node:fs")).readFileSync(new URL("../../package.json", import.meta.url), "utf8");
@@ -87,6 +89,28 @@ test("Status lists the runtime handlers, the default one also under the empty na
     ["runc", "", "runsc"],
   );
   assert.deepEqual(s.info, {}, "info is only filled in verbose mode");
+  // recursive read-only mounts: announced for a runtime whose `features` lists "rro" (runc
+  // 1.1+ on Linux 5.12+), never for runsc, which has no such subcommand
+  const runcRro = parseRuntimeFeatures(
+    execFileSync("runc", ["features"], { encoding: "utf8" }),
+  ).recursiveReadOnlyMounts;
+  assert.deepEqual(
+    s.runtimeHandlers.map((h) => [h.name, h.features?.recursiveReadOnlyMounts, h.features?.userNamespaces]),
+    [
+      ["runc", runcRro, false],
+      ["", runcRro, false],
+      ["runsc", false, false],
+    ],
+  );
+});
+
+test("a runtime's features: rro needs the runtime's word for it and a kernel with mount_setattr", () => {
+  const runc = JSON.stringify({ ociVersionMin: "1.0.0", mountOptions: ["bind", "ro", "rro", "rrw"] });
+  assert.equal(parseRuntimeFeatures(runc, "6.1.0-18-amd64").recursiveReadOnlyMounts, true);
+  assert.equal(parseRuntimeFeatures(runc, "5.12.0").recursiveReadOnlyMounts, true);
+  assert.equal(parseRuntimeFeatures(runc, "5.11.22").recursiveReadOnlyMounts, false);
+  assert.equal(parseRuntimeFeatures(JSON.stringify({ mountOptions: ["ro"] }), "6.1.0").recursiveReadOnlyMounts, false);
+  assert.equal(parseRuntimeFeatures("Usage: runsc <flags> <subcommand>", "6.1.0").recursiveReadOnlyMounts, false);
 });
 
 test("Status verbose reports the effective config as JSON", async (t) => {

@@ -15,6 +15,7 @@ import { isIP } from "node:net";
 import { InvalidArgumentError } from "../util/errors.js";
 import type { CriMethodHandlers } from "./handlers.js";
 import type { NetworkStatusProbe } from "./network-status.js";
+import type { HandlerFeatures } from "../oci/runtime-features.js";
 
 /** The CRI API version berth serves (VersionResponse.runtime_api_version). */
 export const CRI_API_VERSION = "v1";
@@ -29,6 +30,8 @@ export interface RuntimeInfoDeps {
   /** Configured runtime handler names, and which one serves pods that name none. */
   runtimeHandlers: string[];
   defaultRuntimeHandler: string;
+  /** What each handler's OCI runtime can do (src/oci/runtime-features.ts); a handler not here can do none of it. */
+  handlerFeatures?: Record<string, HandlerFeatures>;
   network: NetworkStatusProbe;
   /** The effective configuration, reported by `Status` with verbose under info["config"]. */
   effectiveConfig: () => unknown;
@@ -59,14 +62,17 @@ export function runtimeInfoHandlers(
         reason: net.reason,
         message: net.message,
       };
-      const handler = (name: string): RuntimeHandler => ({
+      const handler = (name: string, of = name): RuntimeHandler => ({
         name,
-        features: { recursiveReadOnlyMounts: false, userNamespaces: false },
+        features: {
+          recursiveReadOnlyMounts: deps.handlerFeatures?.[of]?.recursiveReadOnlyMounts ?? false,
+          userNamespaces: false,
+        },
       });
       // Like containerd, the default handler is listed a second time under "" (the name
       // kubelet uses for pods without a RuntimeClass).
       const runtimeHandlers = deps.runtimeHandlers.flatMap((name) =>
-        name === deps.defaultRuntimeHandler ? [handler(name), handler("")] : [handler(name)],
+        name === deps.defaultRuntimeHandler ? [handler(name), handler("", name)] : [handler(name)],
       );
       return StatusResponse.fromPartial({
         status: { conditions: [runtimeReady, networkReady] },

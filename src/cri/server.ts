@@ -10,6 +10,7 @@ import { UnimplementedError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { CallContext, CriCallObserver, CriHandlers, StreamContext } from "./handlers.js";
 import { codeName, isExpected, toGrpcStatus } from "./status.js";
+import { GrpcUnixListener } from "./transport/grpc-listener.js";
 
 export interface CriServerOptions {
   log: Logger;
@@ -144,7 +145,17 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
   return server;
 }
 
-/** Binds the server to a unix socket path (which must not exist). */
+/**
+ * Serves the server on a unix socket path (which must not exist) through berth's own listener,
+ * which accepts every :authority a gRPC client sends (transport/grpc-listener.ts): what berthd uses.
+ */
+export async function serveUnix(server: grpc.Server, socketPath: string, log: Logger): Promise<GrpcUnixListener> {
+  const listener = new GrpcUnixListener(server, log.child({ component: "grpc" }));
+  await listener.listen(socketPath);
+  return listener;
+}
+
+/** Binds the server to a unix socket path (which must not exist) with grpc-js's own listener. */
 export function listenUnix(server: grpc.Server, socketPath: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
@@ -155,16 +166,24 @@ export function listenUnix(server: grpc.Server, socketPath: string): Promise<voi
 
 /**
  * Stops accepting calls and waits for in-flight ones; after `graceMs` cuts the rest off.
- * Resolves to whether everything finished in time.
+ * Resolves to whether everything finished in time. With serveUnix's listener, that stops
+ * accepting first, and every connection it handed over is gone when this resolves.
  */
-export function shutdownServer(server: grpc.Server, graceMs: number): Promise<"graceful" | "forced"> {
+export function shutdownServer(
+  server: grpc.Server,
+  graceMs: number,
+  listener?: GrpcUnixListener,
+): Promise<"graceful" | "forced"> {
+  listener?.close();
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       server.forceShutdown();
+      listener?.destroyAll();
       resolve("forced");
     }, graceMs);
     server.tryShutdown(() => {
       clearTimeout(timer);
+      listener?.destroyAll();
       resolve("graceful");
     });
   });

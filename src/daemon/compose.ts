@@ -12,6 +12,7 @@ import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
 import { runtimeInfoHandlers } from "../cri/runtime-service.js";
+import { probeHandlerFeatures } from "../oci/runtime-features.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CriContext } from "../cri/context.js";
@@ -283,6 +284,9 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
           cgroupDriver: config.cgroup.driver,
           runtimeHandlers: Object.keys(config.runtime.handlers),
           defaultRuntimeHandler: config.runtime.default_runtime_name,
+          handlerFeatures: await probeHandlerFeatures(
+            Object.fromEntries(Object.entries(config.runtime.handlers).map(([n, h]) => [n, h.binary_name])),
+          ),
           network,
           effectiveConfig: () => withoutSecrets(config),
         }),

@@ -5,7 +5,8 @@
 import type { Server } from "@grpc/grpc-js";
 import { lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { createCriServer, listenUnix, shutdownServer } from "../cri/server.js";
+import { createCriServer, serveUnix, shutdownServer } from "../cri/server.js";
+import type { GrpcUnixListener } from "../cri/transport/grpc-listener.js";
 import type { Logger } from "../util/log.js";
 import { parseDuration } from "./config-fields.js";
 import type { BerthConfig } from "./config.js";
@@ -26,6 +27,7 @@ export class Daemon {
     private readonly pidFile: PidFile,
     private readonly services: Services,
     private readonly server: Server,
+    private readonly listener: GrpcUnixListener,
     /** Inode of the socket we bound, so stop() never removes a successor's socket. */
     private readonly socketIno: number,
   ) {}
@@ -52,19 +54,25 @@ export class Daemon {
         maxSendMessageSize: config.grpc.max_send_message_size,
       });
       // Bind under a strict umask so the socket is never reachable with looser bits than configured.
+      // berth's own listener hands connections to grpc-js and accepts any :authority (kubelet 1.26).
       const oldMask = process.umask(0o177);
+      let listener: GrpcUnixListener;
       try {
-        await listenUnix(server, address);
+        listener = await serveUnix(server, address, log);
       } finally {
         process.umask(oldMask);
       }
-      undo.push(() => server.forceShutdown());
+      undo.push(() => {
+        listener.close();
+        server.forceShutdown();
+        listener.destroyAll();
+      });
       const socketIno = lstatSync(address).ino;
       undo.push(() => removeSocket(address, socketIno));
       setSocketAccess(address, { mode: config.grpc.mode, uid: config.grpc.uid, gid: config.grpc.gid });
 
       log.info({ address, root: config.root, state: config.state, version: BERTH_VERSION }, "berthd serving CRI");
-      return new Daemon(config, log, pidFile, services, server, socketIno);
+      return new Daemon(config, log, pidFile, services, server, listener, socketIno);
     } catch (err) {
       for (const u of undo.reverse()) {
         try {
@@ -82,7 +90,7 @@ export class Daemon {
     this.stopping ??= (async () => {
       const graceMs = parseDuration(this.config.grpc.shutdown_timeout) ?? 5000;
       this.log.info({ reason, graceMs }, "berthd shutting down");
-      const how = await shutdownServer(this.server, graceMs);
+      const how = await shutdownServer(this.server, graceMs, this.listener);
       if (how === "forced") this.log.warn({ graceMs }, "in-flight CRI calls cut off at shutdown");
       await this.services.close();
       removeSocket(this.config.grpc.address, this.socketIno);

@@ -328,6 +328,7 @@ export class ImageService {
         await applyLayer(this.content.openRead(layer.digest), this.snapshotter.applyDir(key), {
           whiteouts: this.snapshotter.whiteouts,
           expectedDiffId: diffId,
+          layer: layer.digest,
         });
         await this.snapshotter.commit(chainId, key);
       } catch (err) {

@@ -40,7 +40,7 @@ import { createGunzip } from "node:zlib";
 import { Decompress as ZstdDecompress } from "fzstd";
 import tar from "tar-stream";
 import * as sys from "../sys/index.js";
-import { InvalidArgumentError } from "../util/errors.js";
+import { BerthError, DataLossError, InvalidArgumentError } from "../util/errors.js";
 import { DigestMismatchError } from "./content-store.js";
 import { PaxTap, xattrsFromPax, type PaxRecords } from "./tar-pax.js";
 
@@ -50,6 +50,8 @@ export interface ApplyOptions {
   whiteouts: WhiteoutMode;
   /** the layer's diff ID from the image config; a mismatch fails the apply */
   expectedDiffId?: string;
+  /** names the layer (its digest) in the errors the apply throws */
+  layer?: string;
 }
 
 export interface ApplyResult {
@@ -86,7 +88,7 @@ class ZstdStream extends Transform {
       this.d.push(chunk);
       cb();
     } catch (err) {
-      cb(err as Error);
+      cb(new DataLossError(`zstd stream: ${(err as Error).message}`));
     }
   }
   override _flush(cb: TransformCallback): void {
@@ -94,9 +96,14 @@ class ZstdStream extends Transform {
       this.d.push(new Uint8Array(0), true);
       cb();
     } catch (err) {
-      cb(err as Error);
+      cb(new DataLossError(`zstd stream: ${(err as Error).message}`));
     }
   }
+}
+
+/** A decompressor's complaint (zlib's "unexpected end of file", a bad block) is the blob's fault. */
+function asDataLoss(e: Error): Error {
+  return e instanceof BerthError ? e : new DataLossError(`gzip stream: ${e.message}`, { cause: e });
 }
 
 /** Picks the decompressor from the first bytes (media types lie more often than magic does). */
@@ -113,7 +120,7 @@ class AutoDecompress extends Transform {
       else this.inner = null;
       if (this.inner) {
         this.inner.on("data", (d: Buffer) => this.push(d));
-        this.inner.on("error", (e) => this.destroy(e));
+        this.inner.on("error", (e) => this.destroy(asDataLoss(e)));
       }
     }
     if (!this.inner) return cb(null, chunk);
@@ -127,7 +134,7 @@ class AutoDecompress extends Transform {
     }
     if (!this.inner) return cb();
     this.inner.once("end", () => cb());
-    this.inner.once("error", (e) => cb(e));
+    this.inner.once("error", (e) => cb(asDataLoss(e)));
     this.inner.end();
   }
 }
@@ -399,17 +406,46 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
     }
   }
 
+  // The entry being applied: neither success nor failure may return while it is still
+  // writing into the root.
+  let inflight: Promise<void> = Promise.resolve();
+  // Errors raised outside tar-stream; any other error the extractor raises is its parser's.
+  const otherErrors = new Set<Error>();
+  let parseError: Error | undefined;
+  extract.on("error", (err: Error) => {
+    if (!otherErrors.has(err)) parseError ??= err;
+  });
   extract.on("entry", (header, stream, next) => {
-    applyEntry(header, stream).then(
+    // A failing layer destroys the entry's stream with the error the pipeline reports; it
+    // must not also be thrown as an unhandled 'error' event before applyEntry reads it.
+    stream.on("error", () => {});
+    inflight = applyEntry(header, stream);
+    inflight.then(
       () => next(),
       (err: unknown) => {
         stream.resume();
-        next(err instanceof Error ? err : new Error(String(err)));
+        const e = err instanceof Error ? err : new Error(String(err));
+        otherErrors.add(e);
+        next(e);
       },
     );
   });
 
-  await pipeline(input, new AutoDecompress(), hasher, paxTap, extract);
+  // Errors the streams before the extractor raised (a read error, a truncated gzip) reach it too.
+  const decompress = new AutoDecompress();
+  for (const s of [input, decompress, hasher, paxTap]) s.on("error", (err: Error) => otherErrors.add(err));
+  try {
+    await pipeline(input, decompress, hasher, paxTap, extract);
+    // tar-stream finishes once it has handed on the last entry's data, not once the entry is
+    // applied (only a following header waits for that): wait for it here.
+    await inflight;
+  } catch (err) {
+    await inflight.catch(() => {});
+    // tar-stream's own complaints (a bad header checksum, an unknown format) are the layer's fault.
+    const pe = parseError && !otherErrors.has(parseError) ? parseError : undefined;
+    const e = pe && err === pe && !(pe instanceof BerthError) ? new InvalidArgumentError(`tar: ${pe.message}`) : err;
+    throw opts.layer ? named(e, opts.layer) : e;
+  }
 
   // Opaque directories (native): drop everything this layer did not add beneath them.
   for (const o of opaqueDirs) await pruneNotAdded(o.host, o.key, added);
@@ -420,9 +456,17 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
   }
   const diffId = `sha256:${hasher.hash.digest("hex")}`;
   if (opts.expectedDiffId && opts.expectedDiffId !== diffId) {
-    throw new DigestMismatchError(`layer diff ID mismatch: expected ${opts.expectedDiffId} got ${diffId}`);
+    const what = opts.layer ? `layer ${opts.layer}` : "layer";
+    throw new DigestMismatchError(`${what}: diff ID mismatch: expected ${opts.expectedDiffId} got ${diffId}`);
   }
   return { diffId, size: hasher.size };
+}
+
+/** The same typed error with the layer named first; untyped errors (a disk error) pass as they are. */
+function named(err: unknown, layer: string): unknown {
+  if (!(err instanceof BerthError)) return err;
+  const Kind = err.constructor as new (message: string, options?: { cause?: unknown }) => BerthError;
+  return new Kind(`layer ${layer}: ${err.message}`, { cause: err });
 }
 
 async function pruneNotAdded(host: string, key: string, added: Set<string>): Promise<void> {

@@ -8,6 +8,17 @@ function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} berth-shim[${process.pid}] ${msg}\n`);
 }
 
+/**
+ * What the caller wrote to stdin for `start` (containerd 2.3+'s BootstrapParams, 1.6's runtime
+ * options, or nothing); nothing from a terminal, where no caller writes and a read would hang.
+ */
+async function readStdin(): Promise<Buffer> {
+  if (process.stdin.isTTY) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
 async function main(): Promise<number> {
   const flags = parseFlags(process.argv.slice(2));
   if (flags.version) {
@@ -23,7 +34,7 @@ async function main(): Promise<number> {
   switch (flags.action) {
     case "start": {
       const { start } = await import("./start.js");
-      process.stdout.write(await start(flags));
+      process.stdout.write(await start(flags, await readStdin()));
       return 0;
     }
     case "delete": {

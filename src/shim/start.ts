@@ -1,10 +1,12 @@
 // `containerd-shim-berth-v2 start`: finds or spawns the serving shim of the caller's group,
-// writes the bundle's `address` file and prints the ttrpc address (unix:///path).
+// writes the bundle's `address` file and prints the ttrpc address (unix:///path), or, to a
+// caller speaking containerd 2.3+'s bootstrap protocol, a BootstrapResult (bootstrap.ts).
 import { spawn } from "node:child_process";
 import { chmodSync, closeSync, mkdirSync, openSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { applyBootstrapParams, readBootstrapParams, startAnswer } from "./bootstrap.js";
 import type { ShimFlags } from "./flags.js";
 import { groupId, groupSocketPath, socketDir } from "./paths.js";
 import { probe } from "./probe.js";
@@ -15,7 +17,10 @@ export function ensureRootDir(root: string): void {
   if ((statSync(root).mode & 0o077) !== 0) chmodSync(root, 0o700);
 }
 
-export async function start(flags: ShimFlags): Promise<string> {
+/** Runs `start` with what the caller wrote to stdin; resolves with what to print. */
+export async function start(given: ShimFlags, stdin: Buffer = Buffer.alloc(0)): Promise<Buffer> {
+  const params = readBootstrapParams(stdin, given);
+  const { flags, env } = applyBootstrapParams(given, process.env, params);
   const bundle = flags.bundle || process.cwd();
   const root = socketDir();
   ensureRootDir(root);
@@ -23,12 +28,12 @@ export async function start(flags: ShimFlags): Promise<string> {
   const sock = groupSocketPath(root, group);
   const address = `unix://${sock}`;
 
-  if (!(await probe(sock))) await spawnServer(flags, sock, join(root, `${group}.log`));
+  if (!(await probe(sock))) await spawnServer(flags, env, sock, join(root, `${group}.log`));
   writeFileSync(join(bundle, "address"), address, { mode: 0o600 });
-  return address;
+  return startAnswer(address, params);
 }
 
-async function spawnServer(flags: ShimFlags, sock: string, logPath: string): Promise<void> {
+async function spawnServer(flags: ShimFlags, env: NodeJS.ProcessEnv, sock: string, logPath: string): Promise<void> {
   const main = fileURLToPath(new URL("./main.js", import.meta.url));
   const args = [main, "-namespace", flags.namespace, "-address", flags.address, "-socket", sock];
   if (flags.publishBinary) args.push("-publish-binary", flags.publishBinary);
@@ -40,7 +45,7 @@ async function spawnServer(flags: ShimFlags, sock: string, logPath: string): Pro
     cwd: "/",
     detached: true, // its own session: it outlives `start` and containerd
     stdio: ["ignore", logFd, logFd, "pipe"],
-    env: process.env,
+    env,
   });
   closeSync(logFd);
   const answer = await new Promise<string>((resolve) => {

@@ -13,6 +13,7 @@ export type ErrorKind =
   | "ResourceExhausted"
   | "DeadlineExceeded"
   | "Canceled"
+  | "DataLoss"
   | "Internal";
 
 export abstract class BerthError extends Error {
@@ -56,6 +57,10 @@ export class DeadlineExceededError extends BerthError {
 export class CanceledError extends BerthError {
   readonly kind = "Canceled";
 }
+/** Data the caller handed over (e.g. an image layer, verified by its digest) is cut short or corrupt. */
+export class DataLossError extends BerthError {
+  readonly kind = "DataLoss";
+}
 export class InternalError extends BerthError {
   readonly kind = "Internal";
 }
@@ -93,6 +98,7 @@ const kindToCode: Record<ErrorKind, number> = {
   ResourceExhausted: GrpcCode.RESOURCE_EXHAUSTED,
   DeadlineExceeded: GrpcCode.DEADLINE_EXCEEDED,
   Canceled: GrpcCode.CANCELLED,
+  DataLoss: GrpcCode.DATA_LOSS,
   Internal: GrpcCode.INTERNAL,
 };
 
@@ -130,6 +136,8 @@ export function errorFromStatus(code: number, message: string): BerthError {
       return new DeadlineExceededError(message);
     case GrpcCode.CANCELLED:
       return new CanceledError(message);
+    case GrpcCode.DATA_LOSS:
+      return new DataLossError(message);
     default:
       return new InternalError(message);
   }

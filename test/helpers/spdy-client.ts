@@ -4,7 +4,7 @@
 // (error, stdin, stdout, stderr, then resize for a tty from v3) and the port-forward streams of
 // tools/portforward (error then data, with port and requestID headers). Unlike spdystream it is a
 // strict SPDY/3.1 peer (it announces and enforces flow-control windows), so the server's window
-// handling is exercised; test/helpers/go-spdy-client covers the spdystream behaviour.
+// handling is exercised; test/go/go-spdy-client covers the spdystream behaviour.
 import http from "node:http";
 import https from "node:https";
 import type { Duplex, Readable } from "node:stream";

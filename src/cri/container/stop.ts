@@ -7,7 +7,14 @@ import { signalNumber } from "./signals.js";
 import { NotFoundError } from "../../util/errors.js";
 
 export async function stopContainer(d: ContainerDeps, ref: string, timeoutS: number): Promise<void> {
-  const id = d.store.resolve(ref).id;
+  let id: string;
+  try {
+    id = d.store.resolve(ref).id;
+  } catch (err) {
+    // Idempotent (CRI): a container already removed has nothing left to stop, as containerd.
+    if (err instanceof NotFoundError) return;
+    throw err;
+  }
   await d.lock.run(id, async () => {
     if (d.store.get(id)) await stopEntry(d, id, timeoutS);
   });

@@ -1,6 +1,7 @@
 // StopPodSandbox (containerd's sandbox_stop.go): stops every container, the sandbox process
 // and the pod's network. Safe to repeat.
 import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
+import { NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import { stopEntry } from "../container/stop.js";
 import { podFiles, unmountShm } from "../pod-files.js";
@@ -8,7 +9,14 @@ import type { SandboxDeps } from "./deps.js";
 import { publishSandboxEvent } from "./events.js";
 
 export async function stopPodSandbox(d: SandboxDeps, ref: string): Promise<void> {
-  const id = d.store.resolve(ref).id;
+  let id: string;
+  try {
+    id = d.store.resolve(ref).id;
+  } catch (err) {
+    // Idempotent (CRI): a pod already removed has nothing left to stop, as containerd.
+    if (err instanceof NotFoundError) return;
+    throw err;
+  }
   await d.lock.run(id, async () => {
     if (d.store.get(id)) await stopSandboxEntry(d, id);
   });

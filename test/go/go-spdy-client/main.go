@@ -1,7 +1,8 @@
-// A SPDY client built on spdystream (Debian's golang-github-docker-spdystream-dev, the library
-// behind client-go's SPDY transport), following what apimachinery's SpdyRoundTripper and
-// client-go's remotecommand (v4) and portforward do on the wire. The streaming tests build it
-// when Go is installed to check the server against the real framing and header compression.
+// A SPDY client built on github.com/moby/spdystream (the library behind client-go's SPDY
+// transport, at the version apimachinery v0.37 requires), following what apimachinery's
+// SpdyRoundTripper and client-go's remotecommand (v4) and portforward do on the wire. The
+// streaming tests run it (built by scripts/go-tools.sh) to check the server against the real
+// framing and header compression.
 //
 //	go-spdy-client exec URL PROTOCOLS STATUSFILE   (stdin -> stdin stream, stdout/stderr out)
 //	go-spdy-client portforward URL PORT            (stdin -> data stream -> stdout; errors to stderr)
@@ -19,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/spdystream"
+	"github.com/moby/spdystream"
 )
 
 func dial(rawURL string, protocols []string) (*spdystream.Connection, string) {
