@@ -6,11 +6,12 @@
 import { writeFile, lstat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 
-import { TaskDefinition } from "../gen/containerd/runtime/v2/task/shim.js";
+import type { TaskDefinition } from "../gen/containerd/runtime/v2/task/shim.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 import { type ServiceClient, TtrpcClient, createClient, socketPath } from "../ttrpc/index.js";
 import type { ShimRecord } from "./records.js";
 import { BERTH_RUNTIME_TYPE } from "./runtime-classes.js";
+import { type ShimEndpoint, type TaskApiVersion, taskDefinition, writeShimEndpoint } from "./shim-bootstrap.js";
 import { shimStart } from "./shim-command.js";
 import { type TaskEntry, type TaskTable, isUnavailable, taskKey } from "./task-table.js";
 
@@ -29,9 +30,15 @@ export class ShimConnection {
   constructor(
     /** The address as the shim printed it (what records hold). */
     readonly address: string,
+    /** The task API the shim announced at start. */
+    readonly taskApi: TaskApiVersion,
     readonly client: TtrpcClient,
   ) {
-    this.task = createClient(TaskDefinition, client);
+    this.task = createClient(taskDefinition(taskApi), client);
+  }
+
+  get endpoint(): ShimEndpoint {
+    return { address: this.address, taskApi: this.taskApi };
   }
 
   /** The key connections are shared by: the socket path, so `unix:///x` and `/x` are one shim. */
@@ -56,7 +63,7 @@ export class ShimConnections {
    * created at once start one shim, not one Node process each).
    */
   private readonly berthGroups = new Map<string, { conn: ShimConnection; record: ShimRecord }>();
-  private readonly berthStarting = new Map<string, Promise<string>>();
+  private readonly berthStarting = new Map<string, Promise<ShimEndpoint>>();
   private readonly conns = new Map<string, ShimConnection>();
   private readonly connecting = new Map<string, Promise<ShimConnection>>();
 
@@ -101,28 +108,41 @@ export class ShimConnections {
     this.berthGroups.set(g, { conn, record });
   }
 
-  /** Runs the shim's `start` command; for berth's shim, once per group at a time. */
-  async startShim(record: ShimRecord, options: Any | undefined): Promise<string> {
-    const cmd = this.table.commandOptions(record);
-    if (record.runtimeType !== BERTH_RUNTIME_TYPE) return shimStart(cmd, options);
+  /**
+   * Runs the shim's `start` command (for berth's shim, once per group at a time) and records
+   * the endpoint it announced in the task's bundle, for a restarted berthd.
+   */
+  async startShim(record: ShimRecord, options: Any | undefined): Promise<ShimEndpoint> {
+    let endpoint: ShimEndpoint;
     const g = groupKey(record);
-    let pending = this.berthStarting.get(g);
-    if (!pending) {
-      pending = shimStart(cmd, options);
-      this.berthStarting.set(g, pending);
-      void pending.finally(() => this.berthStarting.delete(g)).catch(() => {});
-      return pending;
+    const pending = record.runtimeType === BERTH_RUNTIME_TYPE ? this.berthStarting.get(g) : undefined;
+    if (pending) {
+      // Another task of the group is starting the shim; its address is ours too, but the
+      // bundle's `address` file is per task.
+      endpoint = await pending;
+      await writeFile(join(record.bundle, "address"), endpoint.address, { mode: 0o600 });
+    } else {
+      const starting = shimStart(this.table.commandOptions(record), options);
+      if (record.runtimeType === BERTH_RUNTIME_TYPE) {
+        this.berthStarting.set(g, starting);
+        void starting.finally(() => this.berthStarting.delete(g)).catch(() => {});
+      }
+      endpoint = await starting;
+      if (record.runtimeType !== BERTH_RUNTIME_TYPE) {
+        // containerd 2.x's runc shim no longer writes the `address` file (1.x's did) but still
+        // reads it from its first bundle when it exits, to remove its socket; without it a
+        // shim whose group is named by a sandbox id rather than its first task's id leaves
+        // the socket behind.
+        await writeFile(join(record.bundle, "address"), endpoint.address, { mode: 0o600 });
+      }
     }
-    // Another task of the group is starting the shim; its address is ours too, but the
-    // bundle's `address` file is per task.
-    const address = await pending;
-    await writeFile(join(record.bundle, "address"), address, { mode: 0o600 });
-    return address;
+    await writeShimEndpoint(record.bundle, endpoint);
+    return endpoint;
   }
 
   /** The shared connection to a shim address; undefined when that shim is shutting down. */
-  async connection(address: string): Promise<ShimConnection | undefined> {
-    const existing = this.conns.get(addressKey(address));
+  async connection(endpoint: ShimEndpoint): Promise<ShimConnection | undefined> {
+    const existing = this.conns.get(addressKey(endpoint.address));
     if (existing && !existing.client.closed) {
       if (existing.closingOnPurpose) {
         await existing.closingOnPurpose;
@@ -130,34 +150,34 @@ export class ShimConnections {
       }
       return existing;
     }
-    const k = addressKey(address);
+    const k = addressKey(endpoint.address);
     let pending = this.connecting.get(k);
     if (!pending) {
-      pending = this.dial(address, 10_000);
+      pending = this.dial(endpoint, 10_000);
       this.connecting.set(k, pending);
       void pending.finally(() => this.connecting.delete(k)).catch(() => {});
     }
     return pending;
   }
 
-  private async dial(address: string, timeoutMs: number): Promise<ShimConnection> {
-    const client = await TtrpcClient.connect(address, { connectTimeoutMs: timeoutMs });
+  private async dial(endpoint: ShimEndpoint, timeoutMs: number): Promise<ShimConnection> {
+    const client = await TtrpcClient.connect(endpoint.address, { connectTimeoutMs: timeoutMs });
     // Shims outlive berthd; an idle connection must not keep berthd's event loop alive.
     client.unref();
-    const conn = new ShimConnection(address, client);
+    const conn = new ShimConnection(endpoint.address, endpoint.taskApi, client);
     client.once("close", (reason) => this.onClosed(conn, reason));
     this.conns.set(conn.key, conn);
     return conn;
   }
 
-  /** A connection if the shim at `address` accepts one within the deadline. */
-  async tryConnect(address: string, timeoutMs = 2000): Promise<ShimConnection | undefined> {
-    const existing = this.conns.get(addressKey(address));
+  /** A connection if the shim at the endpoint accepts one within the deadline. */
+  async tryConnect(endpoint: ShimEndpoint, timeoutMs = 2000): Promise<ShimConnection | undefined> {
+    const existing = this.conns.get(addressKey(endpoint.address));
     if (existing && !existing.client.closed && !existing.closingOnPurpose) return existing;
     try {
-      return await this.dial(address, timeoutMs);
+      return await this.dial(endpoint, timeoutMs);
     } catch (err) {
-      this.table.log.debug({ err, address }, "shim unreachable");
+      this.table.log.debug({ err, address: endpoint.address }, "shim unreachable");
       return undefined;
     }
   }

@@ -49,4 +49,11 @@ export type {
   TaskStartEvent,
   UnknownEvent,
 } from "./events.js";
-export { parseStartOutput } from "./shim-command.js";
+export {
+  type ShimEndpoint,
+  type TaskApiVersion,
+  bootstrapFromVersionOutput,
+  encodeBootstrapParams,
+  parseStartOutput,
+  speaksBootstrap,
+} from "./shim-bootstrap.js";

@@ -1,5 +1,6 @@
 // The shim manager: berthd's client side of shim v2. It starts shims for bundles (the shim
-// binary's `start` command), talks to them over ttrpc (containerd.task.v2.Task), receives
+// binary's `start` command), talks to them over ttrpc (containerd.task.v2.Task, or v3 for
+// the shims of containerd 2.x that announce it, shim-bootstrap.ts), receives
 // their events, records where each task's shim is so a restarted berthd finds them again,
 // and notices dead shims, reporting their tasks exited with a reason instead of hanging.
 //
@@ -7,8 +8,10 @@
 // principle 2). The only exception is a task whose shim is gone: nothing alive knows about
 // it any more, so the manager keeps a tombstone (exit 255 and the reason) until it is deleted.
 // Every end of an init process reaches subscribers as one exit event, whoever learns of it:
-// the shim's TaskExit, the manager for a dead shim, or the manager finding a task stopped
-// when it (re)attaches to a shim. The CRI layer keeps its container and pod state from them.
+// the shim's TaskExit, the manager for a dead shim, the manager finding a task stopped
+// when it (re)attaches to a shim, or the manager at delete when the TaskExit is late; always
+// before the task's delete event (init-exits.ts). The CRI layer keeps its container and pod
+// state from them.
 //
 // This file is the front; the parts share one TaskTable (task-table.ts):
 //   connections.ts  ttrpc connections per shim socket, warm berth shims, shutdown
@@ -164,8 +167,14 @@ export class ShimManager implements TaskRuntime {
 
   private onShimEvent(ev: RuntimeEvent): void {
     if (ev.type === "exit" && ev.execId === "") {
+      // Already reported by the manager, ahead of the task's delete: a late TaskExit.
+      if (!this.table.reportedExits.add(ev.namespace, ev.containerId, ev.pid)) return;
       const e = this.table.tasks.get(taskKey(ev.namespace, ev.containerId));
       if (e) e.lastExit = { pid: ev.pid, exitStatus: ev.exitStatus, exitedAt: ev.exitedAt };
+    } else if (ev.type === "delete" && ev.execId === "") {
+      // A TaskDelete ahead of the shim's TaskExit: subscribers hear of the exit first.
+      const e = this.table.tasks.get(taskKey(ev.namespace, ev.containerId));
+      if (e && e.started && !e.lastExit && !e.dead) this.table.reportInitExit(e, ev);
     }
     this.hub.emit(ev);
   }

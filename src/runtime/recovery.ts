@@ -8,6 +8,7 @@ import type { ShimConnection, ShimConnections } from "./connections.js";
 import { timestampToDate } from "./events.js";
 import type { ShimRecord } from "./records.js";
 import { runcOptionsAny } from "./runtime-classes.js";
+import { type ShimEndpoint, readShimEndpoint } from "./shim-bootstrap.js";
 import { shimStart } from "./shim-command.js";
 import { ShimLogReader } from "./shim-log.js";
 import type { RecoveredTask, TaskStatus } from "./task-runtime.js";
@@ -56,11 +57,12 @@ export class ShimRecovery {
       } catch (err) {
         this.table.log.warn({ err, task: record.id }, "cannot open the shim log fifo of a recovered task");
       }
-      const e: TaskEntry = { record, conn: undefined, dead: undefined, log, lastExit: undefined };
+      const e: TaskEntry = { record, conn: undefined, dead: undefined, log, lastExit: undefined, started: false };
       this.table.tasks.set(taskKey(record.namespace, record.id), e);
       entries.push(e);
     }
-    const { conn, restarted, statuses } = await this.reattach(address, entries, 2000);
+    const endpoint = await readShimEndpoint(records[0]!.bundle, address);
+    const { conn, restarted, statuses } = await this.reattach(endpoint, entries, 2000);
     const out: RecoveredTask[] = [];
     for (const e of entries) {
       const { namespace, id } = e.record;
@@ -89,10 +91,11 @@ export class ShimRecovery {
    * being taken as their death.
    */
   private async reattach(
-    address: string,
+    endpoint: ShimEndpoint,
     entries: TaskEntry[],
     connectTimeoutMs: number,
   ): Promise<{ conn: ShimConnection | undefined; restarted: boolean; statuses: Map<TaskEntry, TaskStatus> }> {
+    const { address } = endpoint;
     const statuses = new Map<TaskEntry, TaskStatus>();
     const restartable = entries.find((e) => this.table.isRestartable(e.record));
     let pending = entries;
@@ -100,7 +103,7 @@ export class ShimRecovery {
     let restarted = false;
     for (let round = 0; pending.length > 0 && !this.table.closed; round++) {
       if (round > 0) await sleep(this.table.opts.reconnectDelayMs ?? 200);
-      conn = await this.conns.tryConnect(address, connectTimeoutMs);
+      conn = await this.conns.tryConnect(endpoint, connectTimeoutMs);
       if (!conn && restartable && !this.table.closed) {
         conn = await this.restartShim(restartable.record);
         restarted = true;
@@ -148,6 +151,7 @@ export class ShimRecovery {
         await this.table.opts.records.put(e.record);
       }
       const status = statusNames[s.status] ?? "unknown";
+      if (status !== "created" && status !== "unknown") e.started = true;
       if (status === "stopped" && !e.lastExit) {
         // It exited while we were not connected (a restarted shim, or berthd down): its
         // TaskExit may never reach us, and subscribers keep task state from exit events.
@@ -175,9 +179,9 @@ export class ShimRecovery {
   private async restartShim(r: ShimRecord): Promise<ShimConnection | undefined> {
     const h = this.table.handlerOf(r);
     try {
-      const address = await shimStart(this.table.commandOptions(r), h ? runcOptionsAny(h) : undefined);
-      this.table.log.info({ address, task: r.id }, "restarted shim");
-      return await this.conns.tryConnect(address, 15_000); // a Node start under load can take seconds
+      const endpoint = await shimStart(this.table.commandOptions(r), h ? runcOptionsAny(h) : undefined);
+      this.table.log.info({ address: endpoint.address, task: r.id }, "restarted shim");
+      return await this.conns.tryConnect(endpoint, 15_000); // a Node start under load can take seconds
     } catch (err) {
       this.table.log.warn({ err, task: r.id }, "restarting the shim failed");
       return undefined;
@@ -202,6 +206,6 @@ export class ShimRecovery {
     // e.conn stays on the old connection until adopt() or markDead() decides, so calls
     // meanwhile wait on conn.recovering instead of failing.
     const mine = entries.filter((e) => e.conn === conn);
-    await this.reattach(conn.address, mine, 1000);
+    await this.reattach(conn.endpoint, mine, 1000);
   }
 }

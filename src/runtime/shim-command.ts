@@ -1,15 +1,17 @@
-// The shim binary's command protocol, as containerd 1.6 runs it (runtime/v2/binary.go,
-// runtime/v2/shim/util.go Command):
+// The shim binary's command protocol, as containerd runs it (1.6: runtime/v2/binary.go,
+// runtime/v2/shim/util.go Command; 2.x: core/runtime/v2/binary.go, command.go):
 //   <shim> -namespace NS -address ADDR -publish-binary BIN -id ID [-debug] start
 //   <shim> -namespace NS -address ADDR -publish-binary BIN -id ID -bundle BUNDLE delete
 // with cwd = the bundle and TTRPC_ADDRESS = where the shim publishes events. `start` gets the
-// runtime options Any (protobuf) on stdin, prints the serving shim's address and exits;
-// `delete` cleans up after a dead shim and prints a protobuf DeleteResponse.
+// runtime options on stdin (the Any, or for containerd 2.3+ shims BootstrapParams), prints the
+// serving shim's address (shim-bootstrap.ts) and exits; `delete` cleans up after a dead shim
+// and prints a protobuf DeleteResponse.
 import { spawn } from "node:child_process";
 
 import { DeleteResponse } from "../gen/containerd/runtime/v2/task/shim.js";
 import { Any } from "../gen/google/protobuf/any.js";
-import { DeadlineExceededError, InternalError, InvalidArgumentError } from "../util/errors.js";
+import { DeadlineExceededError, InternalError } from "../util/errors.js";
+import { type ShimEndpoint, encodeBootstrapParams, parseStartOutput, speaksBootstrap } from "./shim-bootstrap.js";
 
 export interface ShimCommandOptions {
   /** Absolute path of the shim executable. */
@@ -27,6 +29,8 @@ export interface ShimCommandOptions {
   /** Extra environment on top of this process's. */
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Whether `start` sends BootstrapParams; unset: asked of the binary (speaksBootstrap). */
+  bootstrap?: boolean;
 }
 
 interface RunResult {
@@ -104,41 +108,22 @@ function failure(what: string, o: ShimCommandOptions, r: RunResult): InternalErr
 }
 
 /**
- * The address printed by `start`: plain text (containerd 1.6 shims), or the JSON bootstrap
- * form newer shims may print, `{"version":2,"address":"unix:///...","protocol":"ttrpc"}`.
+ * Runs `start`; resolves with where the serving shim is and which task API it serves. stdin
+ * carries the runtime options: inside BootstrapParams for a containerd 2.3+ shim, else as the
+ * bare Any (shim-bootstrap.ts).
  */
-export function parseStartOutput(output: string): string {
-  const text = output.trim();
-  if (text.startsWith("{")) {
-    let parsed: { address?: unknown; protocol?: unknown };
-    try {
-      parsed = JSON.parse(text) as typeof parsed;
-    } catch {
-      throw new InvalidArgumentError(`shim start printed malformed JSON: ${text}`);
-    }
-    if (typeof parsed.address !== "string" || !parsed.address) {
-      throw new InvalidArgumentError(`shim start printed JSON without an address: ${text}`);
-    }
-    if (parsed.protocol !== undefined && parsed.protocol !== "ttrpc") {
-      throw new InvalidArgumentError(
-        `shim start offers protocol ${JSON.stringify(parsed.protocol)}; berth speaks ttrpc only`,
-      );
-    }
-    return parsed.address;
-  }
-  if (!text) throw new InvalidArgumentError("shim start printed no address");
-  if (/\s/.test(text)) throw new InvalidArgumentError(`shim start printed something other than an address: ${text}`);
-  return text;
-}
-
-/** Runs `start`; resolves with the serving shim's ttrpc address. */
-export async function shimStart(o: ShimCommandOptions, options: Any | undefined): Promise<string> {
+export async function shimStart(o: ShimCommandOptions, options: Any | undefined): Promise<ShimEndpoint> {
   const args = [...baseArgs(o), "-id", o.id, ...(o.debug ? ["-debug"] : []), "start"];
-  const stdin = options ? Buffer.from(Any.encode(options).finish()) : undefined;
+  const bootstrap = o.bootstrap ?? (await speaksBootstrap(o.binary).catch(() => false));
+  const stdin = bootstrap
+    ? encodeBootstrapParams(o, options)
+    : options
+      ? Buffer.from(Any.encode(options).finish())
+      : undefined;
   const r = await run(o, args, stdin, "start");
   if (r.code !== 0) throw failure("start", o, r);
   try {
-    return parseStartOutput(r.stdout.toString("utf8"));
+    return parseStartOutput(r.stdout);
   } catch (err) {
     throw new InternalError(`shim start for task ${o.id}: ${(err as Error).message}`, { cause: err });
   }

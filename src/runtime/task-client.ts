@@ -43,12 +43,14 @@ export class TaskClient {
 
   /** Starts a created task (execId "") or exec process; resolves with its pid. */
   async start(namespace: string, id: string, execId = ""): Promise<number> {
-    return this.withTask(
+    const pid = await this.withTask(
       namespace,
       id,
       async (c) => (await c.start({ id, execId }, this.table.callOpts(namespace))).pid,
       deadNotRunning,
     );
+    if (execId === "") this.table.entry(namespace, id).started = true;
+    return pid;
   }
 
   /** Adds an exec process to a running task (start it with start(namespace, id, execId)). */
@@ -265,6 +267,9 @@ export class TaskClient {
         return tombstoneExit(t);
       },
     );
+    // The shim's TaskExit has not come yet (containerd 2.x's runc shim can publish it after
+    // answering Delete): report the exit now, before the task is gone (init-exits.ts).
+    if (e.started && !e.lastExit && !e.dead) this.table.reportInitExit(e, result);
     await this.forget(e);
     return result;
   }

@@ -78,8 +78,9 @@ export class TaskCreator {
           conn = warm;
           break;
         }
-        record.address = await this.conns.startShim(record, options);
-        conn = await this.conns.connection(record.address);
+        const endpoint = await this.conns.startShim(record, options);
+        record.address = endpoint.address;
+        conn = await this.conns.connection(endpoint);
         if (conn) {
           if (record.runtimeType === BERTH_RUNTIME_TYPE) this.conns.setGroup(record, conn);
           break;
@@ -107,7 +108,7 @@ export class TaskCreator {
         },
         this.table.callOpts(req.namespace),
       );
-      this.table.tasks.set(k, { record, conn, dead: undefined, log: shimLog, lastExit: undefined });
+      this.table.tasks.set(k, { record, conn, dead: undefined, log: shimLog, lastExit: undefined, started: false });
       log.info({ address: record.address, pid: resp.pid, handler: handler.name }, "task created");
       return { pid: resp.pid, address: record.address };
     } catch (err) {

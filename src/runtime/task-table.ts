@@ -10,8 +10,14 @@ import { NotFoundError, UnavailableError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { ShimConnection } from "./connections.js";
 import { type EventHub, timestampToDate } from "./events.js";
+import { ReportedInitExits } from "./init-exits.js";
 import type { ShimRecord, ShimRecordStore } from "./records.js";
-import type { RuntimeClasses, RuntimeHandler, ShimLookupOptions } from "./runtime-classes.js";
+import {
+  BERTH_RUNTIME_TYPE,
+  type RuntimeClasses,
+  type RuntimeHandler,
+  type ShimLookupOptions,
+} from "./runtime-classes.js";
 import { type ShimCommandOptions, shimDelete } from "./shim-command.js";
 import type { ShimLogReader } from "./shim-log.js";
 import type { ExitResult, TaskStatus } from "./task-runtime.js";
@@ -50,8 +56,10 @@ export interface TaskEntry {
   conn: ShimConnection | undefined;
   dead: Tombstone | undefined;
   log: ShimLogReader | undefined;
-  /** The init exit seen in events, used only if the shim then dies (it was the last word). */
+  /** The init exit reported to subscribers (from the shim, or by the manager); the last word if the shim then dies. */
   lastExit: ExitResult | undefined;
+  /** The init process was started (a task deleted unstarted exits without a TaskExit). */
+  started: boolean;
 }
 
 export const statusNames: Record<number, TaskStatus> = {
@@ -74,6 +82,8 @@ export function isUnavailable(err: unknown): boolean {
 export class TaskTable {
   readonly tasks = new Map<string, TaskEntry>();
   readonly callTimeoutMs: number;
+  /** Init exits reported to subscribers, so each is reported once (init-exits.ts). */
+  readonly reportedExits = new ReportedInitExits();
   closed = false;
 
   constructor(
@@ -116,6 +126,8 @@ export class TaskTable {
       debug: this.opts.debugShims,
       env: this.opts.shimEnv,
       timeoutMs: this.opts.commandTimeoutMs,
+      // berth's own shim takes either form of `start`; no need to ask it which.
+      ...(r.runtimeType === BERTH_RUNTIME_TYPE ? { bootstrap: false } : {}),
     };
   }
 
@@ -144,12 +156,20 @@ export class TaskTable {
     return h ? h.restartableShim : false;
   }
 
+  /** Reports the init exit of a task whose shim has not (yet) published it. */
+  reportInitExit(e: TaskEntry, exit: ExitResult): void {
+    e.lastExit = { pid: exit.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt };
+    const reason = exit.reason ? { reason: exit.reason } : {};
+    this.emitInitExit(e.record.namespace, e.record.id, { ...e.lastExit, ...reason });
+  }
+
   /** An exit of a task's init process that the manager itself learned of (no TaskExit came). */
   emitInitExit(
     namespace: string,
     id: string,
     exit: { pid: number; exitStatus: number; exitedAt: Date; reason?: string },
   ): void {
+    this.reportedExits.add(namespace, id, exit.pid);
     this.hub.emit({
       type: "exit",
       namespace,
