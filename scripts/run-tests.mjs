@@ -13,8 +13,8 @@
 // berth process, mount, netns, test bridge or veth, iptables rule for a test subnet, cgroup or
 // temporary directory that the run added and left fails it.
 import { spawn, spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { audit } from "./leak-audit.mjs";
 
@@ -29,7 +29,10 @@ if (typeErrors)
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
     const p = join(dir, name);
-    return statSync(p).isDirectory() ? walk(p) : p.endsWith(".test.js") ? [p] : [];
+    if (statSync(p).isDirectory()) return walk(p);
+    // Only tests whose source still exists: tsc leaves the output of a moved or deleted file behind.
+    const source = join(root, relative(join(root, "dist"), p)).replace(/\.js$/, ".ts");
+    return p.endsWith(".test.js") && existsSync(source) ? [p] : [];
   });
 }
 const args = process.argv.slice(2);
@@ -43,24 +46,43 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-/** Runs one file, echoing its output; resolves with its counts. */
-function runFile(file) {
+/**
+ * Runs one file, echoing its output (at once, or all at the end with `buffered`, when files run
+ * side by side); resolves with its counts.
+ */
+function runFile(file, buffered = false) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--test", "--test-reporter=spec", file], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
+    let err = "";
     child.stdout.on("data", (d) => {
       out += d;
-      process.stdout.write(d);
+      if (!buffered) process.stdout.write(d);
     });
-    child.stderr.on("data", (d) => process.stderr.write(d));
+    child.stderr.on("data", (d) => (buffered ? (err += d) : process.stderr.write(d)));
     child.on("close", (code) => {
+      if (buffered) {
+        process.stdout.write(out);
+        process.stderr.write(err);
+      }
       const count = (k) => Number(out.match(new RegExp(`^ℹ ${k} (\\d+)$`, "m"))?.[1] ?? 0);
-      resolve({ code, pass: count("pass"), fail: count("fail"), skipped: count("skipped") });
+      resolve({ file, code, pass: count("pass"), fail: count("fail"), skipped: count("skipped") });
     });
   });
+}
+
+/** Unit tests (test/unit/) share nothing on the machine: they run side by side, four at a time. */
+const isUnit = (f) => f.includes(`${join("dist", "test", "unit")}/`);
+async function runAll(list) {
+  const results = [];
+  const units = list.filter(isUnit);
+  for (let i = 0; i < units.length; i += 4)
+    results.push(...(await Promise.all(units.slice(i, i + 4).map((f) => runFile(f, true)))));
+  for (const f of list.filter((x) => !isUnit(x))) results.push(await runFile(f));
+  return results;
 }
 
 // A full run must leave the machine as it found it (see leak-audit.mjs).
@@ -72,8 +94,8 @@ let fail = 0;
 let skipped = 0;
 const failed = [];
 const flaky = [];
-for (const file of files) {
-  let r = await runFile(file);
+for (let r of await runAll(files)) {
+  const file = r.file;
   if (r.code !== 0) {
     r = { ...r, fail: Math.max(r.fail, 1) };
     if (rerunFailed) {

@@ -7,7 +7,7 @@
 // those dependencies here, and spread its handlers into `runtime` / `image` below. A later
 // spread wins, so a real handler replaces the UNIMPLEMENTED default by name.
 
-import { berthService, imageArchives, type DaemonSummary } from "../cri/berth-service.js";
+import { berthService, imageArchives, type DaemonSummary } from "../api/berth-service.js";
 import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
@@ -240,8 +240,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       for (const x of items) out[key(x)] = (out[key(x)] ?? 0) + 1;
       return out;
     };
-    metricSources.pods = async () =>
-      countBy(podRuntime.listPodSandboxes(), (p) => podSandboxStateToJSON(p.state));
+    metricSources.pods = async () => countBy(podRuntime.listPodSandboxes(), (p) => podSandboxStateToJSON(p.state));
     metricSources.containers = async () =>
       countBy(await podRuntime.listContainers(), (c) => containerStateToJSON(c.state));
     if (config.metrics.address) {

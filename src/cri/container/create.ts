@@ -4,7 +4,8 @@
 import { mkdir } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { ContainerConfig, ContainerEventType, signalToJSON } from "../../gen/cri/runtime/v1/api.js";
-import { buildContainerSpec, podCgroupParent } from "../../oci/index.js";
+import { podCgroupParent } from "../../oci/index.js";
+import { buildContainerSpec } from "../spec/index.js";
 import { mountAll, unmountAll } from "../../snapshots/mount.js";
 import { nowNs } from "../../util/clock.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../util/errors.js";

@@ -3,7 +3,7 @@
 // restart of berthd) sees them.
 import type { LinuxContainerResources } from "../../gen/cri/runtime/v1/api.js";
 import { probeHost } from "../../oci/index.js";
-import { applyResources } from "../../oci/resources.js";
+import { applyResources } from "../spec/index.js";
 import { FailedPreconditionError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import type { ContainerDeps } from "./deps.js";

@@ -4,7 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { CriLineSplitter, CriLogFile, type LogStream } from "../../runtime/cri-log.js";
+import { CriLineSplitter, CriLogFile, type LogStream } from "./cri-log.js";
 import { FifoReader, FifoWriter } from "./fifo.js";
 
 export interface ContainerIoPaths {

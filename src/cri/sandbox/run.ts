@@ -6,7 +6,8 @@
 import { mkdir, rm } from "node:fs/promises";
 import { ContainerEventType, NamespaceMode, PodSandboxConfig, Protocol } from "../../gen/cri/runtime/v1/api.js";
 import type { PortMapping } from "../../network/index.js";
-import { buildSandboxSpec, podCgroupParent, podNamespaceModes } from "../../oci/index.js";
+import { podCgroupParent } from "../../oci/index.js";
+import { buildSandboxSpec, podNamespaceModes } from "../spec/index.js";
 import { nowNs } from "../../util/clock.js";
 import { InvalidArgumentError, NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS, runUndo } from "../context.js";

@@ -5,8 +5,8 @@
 // join, and needs no privilege at all: no capabilities, a read-only rootfs, no new
 // privileges, the default seccomp filter.
 
-import { NamespaceMode, type CriPodSandboxConfig as PodSandboxConfig } from "./cri-types.js";
-import { InvalidArgumentError, UnimplementedError } from "../util/errors.js";
+import { NamespaceMode, type PodSandboxConfig } from "../../gen/cri/runtime/v1/api.js";
+import { InvalidArgumentError, UnimplementedError } from "../../util/errors.js";
 import {
   ANNOTATION_CONTAINER_TYPE,
   ANNOTATION_RUNTIME_HANDLER,
@@ -20,8 +20,8 @@ import {
   ANNOTATION_SANDBOX_NAMESPACE,
   ANNOTATION_SANDBOX_UID,
   CONTAINER_TYPE_SANDBOX,
-} from "./annotations.js";
-import { cgroupsPath, type CgroupDriver } from "./cgroups-path.js";
+} from "../../oci/annotations.js";
+import { cgroupsPath, type CgroupDriver } from "../../oci/cgroups-path.js";
 import {
   DEFAULT_MASKED_PATHS,
   DEFAULT_PATH_ENV,
@@ -30,13 +30,13 @@ import {
   SANDBOX_DEFAULT_GID,
   SANDBOX_DEFAULT_UID,
   SANDBOX_OOM_SCORE_ADJ,
-} from "./defaults.js";
-import { probeHost, type HostFacts } from "./host.js";
+} from "../../oci/defaults.js";
+import { probeHost, type HostFacts } from "../../oci/host.js";
 import { defaultMounts, podBindMount } from "./mounts.js";
 import { clampOomScoreAdj, int64 } from "./resources.js";
 import { resolveSeccomp } from "./security-profiles.js";
-import { OCI_VERSION, type Mount, type Namespace, type Spec } from "./spec.js";
-import { validateSysctls } from "./sysctls.js";
+import { OCI_VERSION, type Mount, type Namespace, type Spec } from "../../oci/spec.js";
+import { validateSysctls } from "../../oci/sysctls.js";
 
 /** Pod-level files and directories the daemon prepared, bind-mounted into every container of the pod. */
 export interface PodFiles {

@@ -4,9 +4,9 @@
 
 import { readFileSync, realpathSync, statSync } from "node:fs";
 import { posix } from "node:path";
-import { MountPropagation, type CriMount } from "./cri-types.js";
-import { InvalidArgumentError, UnimplementedError } from "../util/errors.js";
-import type { Mount } from "./spec.js";
+import { MountPropagation, type Mount as CriMount } from "../../gen/cri/runtime/v1/api.js";
+import { InvalidArgumentError, UnimplementedError } from "../../util/errors.js";
+import type { Mount } from "../../oci/spec.js";
 
 /** The filesystems every container gets (containerd's defaults without /run). */
 export function defaultMounts(): Mount[] {

@@ -7,10 +7,10 @@
 import {
   NamespaceMode,
   SupplementalGroupsPolicy,
-  type CriContainerConfig as ContainerConfig,
-  type CriPodSandboxConfig as PodSandboxConfig,
-} from "./cri-types.js";
-import { InternalError, InvalidArgumentError, UnimplementedError } from "../util/errors.js";
+  type ContainerConfig,
+  type PodSandboxConfig,
+} from "../../gen/cri/runtime/v1/api.js";
+import { InternalError, InvalidArgumentError, UnimplementedError } from "../../util/errors.js";
 import {
   ANNOTATION_CONTAINER_NAME,
   ANNOTATION_CONTAINER_TYPE,
@@ -21,12 +21,12 @@ import {
   ANNOTATION_SANDBOX_NAMESPACE,
   ANNOTATION_SANDBOX_UID,
   CONTAINER_TYPE_CONTAINER,
-} from "./annotations.js";
-import { applyCapabilityChanges, DEFAULT_CAPABILITIES } from "./capabilities.js";
-import { cgroupsPath, type CgroupDriver } from "./cgroups-path.js";
-import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS } from "./defaults.js";
+} from "../../oci/annotations.js";
+import { applyCapabilityChanges, DEFAULT_CAPABILITIES } from "../../oci/capabilities.js";
+import { cgroupsPath, type CgroupDriver } from "../../oci/cgroups-path.js";
+import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS } from "../../oci/defaults.js";
 import { criDevices, hostDevices } from "./devices.js";
-import { probeHost, type HostFacts } from "./host.js";
+import { probeHost, type HostFacts } from "../../oci/host.js";
 import {
   cgroupMount,
   cleanPath,
@@ -39,8 +39,8 @@ import {
 import { applyResources, clampOomScoreAdj, int64 } from "./resources.js";
 import { podNamespaceModes, type PodFiles } from "./sandbox-spec.js";
 import { loadedAppArmorProfiles, resolveAppArmor, resolveSeccomp } from "./security-profiles.js";
-import { OCI_VERSION, type Device, type Mount, type Namespace, type Resources, type Spec } from "./spec.js";
-import { resolveProcessUser, rootfsUserLookup, type UserLookup } from "./user.js";
+import { OCI_VERSION, type Device, type Mount, type Namespace, type Resources, type Spec } from "../../oci/spec.js";
+import { resolveProcessUser, rootfsUserLookup, type UserLookup } from "../../oci/user.js";
 
 /** The runtime part of an OCI image config (same keys as Docker's). */
 export interface ImageProcessConfig {

@@ -1,10 +1,10 @@
 // CRI LinuxContainerResources -> OCI linux.resources and process.oomScoreAdj
 // (containerd's opts.WithResources / WithOOMScoreAdj).
 
-import type { CriLinuxContainerResources as LinuxContainerResources } from "./cri-types.js";
-import { InvalidArgumentError } from "../util/errors.js";
-import type { HostFacts } from "./host.js";
-import type { Resources } from "./spec.js";
+import type { LinuxContainerResources } from "../../gen/cri/runtime/v1/api.js";
+import { InvalidArgumentError } from "../../util/errors.js";
+import type { HostFacts } from "../../oci/host.js";
+import type { Resources } from "../../oci/spec.js";
 
 /** An int64 from the CRI as a JS number; values beyond 2^53 are refused rather than rounded. */
 export function int64(v: bigint, field: string): number {

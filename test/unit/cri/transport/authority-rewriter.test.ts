@@ -5,8 +5,12 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { authorityAcceptable, fixRequestAuthority, makeAuthorityAcceptable } from "../src/cri/transport/authority.js";
-import { AuthorityRewriter } from "../src/cri/transport/authority-rewriter.js";
+import {
+  authorityAcceptable,
+  fixRequestAuthority,
+  makeAuthorityAcceptable,
+} from "../../../../src/cri/transport/authority.js";
+import { AuthorityRewriter } from "../../../../src/cri/transport/authority-rewriter.js";
 import {
   CLIENT_PREFACE,
   Flag,
@@ -15,9 +19,9 @@ import {
   H2ProtocolError,
   headerBlockFrames,
   readFrameHeader,
-} from "../src/cri/transport/h2-frames.js";
-import { huffmanEncode } from "../src/cri/transport/hpack-huffman.js";
-import { HpackDecoder, writeInteger } from "../src/cri/transport/hpack.js";
+} from "../../../../src/cri/transport/h2-frames.js";
+import { huffmanEncode } from "../../../../src/cri/transport/hpack-huffman.js";
+import { HpackDecoder, writeInteger } from "../../../../src/cri/transport/hpack.js";
 
 // ---- a client-side encoder that uses the dynamic table the way grpc-go's does ----
 

@@ -6,7 +6,7 @@
 // losing a byte: pending partial input stays buffered across the reopen.
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
 
-import { nowNsFine } from "../util/clock.js";
+import { nowNsFine } from "../../util/clock.js";
 
 export type LogStream = "stdout" | "stderr";
 

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CriLineSplitter, CriLogFile, rfc3339Nano, type LogStream } from "../../../src/runtime/cri-log.js";
+import { CriLineSplitter, CriLogFile, rfc3339Nano, type LogStream } from "../../../../src/cri/io/cri-log.js";
 
 function collect() {
   const records: { stream: LogStream; tag: string; msg: string }[] = [];

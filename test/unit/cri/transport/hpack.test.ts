@@ -11,7 +11,7 @@ import {
   HUFFMAN_LENGTHS,
   huffmanDecode,
   huffmanEncode,
-} from "../src/cri/transport/hpack-huffman.js";
+} from "../../../../src/cri/transport/hpack-huffman.js";
 import {
   HpackDecoder,
   HpackError,
@@ -19,7 +19,7 @@ import {
   readInteger,
   writeInteger,
   type HeaderField,
-} from "../src/cri/transport/hpack.js";
+} from "../../../../src/cri/transport/hpack.js";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 const pairs = (fields: HeaderField[]) => fields.map((f) => [f.name, f.value]);

@@ -5,10 +5,10 @@
 
 import { readFileSync } from "node:fs";
 import { isAbsolute } from "node:path";
-import { ProfileType as SecurityProfile_ProfileType, type CriSecurityProfile as SecurityProfile } from "./cri-types.js";
-import { InvalidArgumentError } from "../util/errors.js";
-import { defaultSeccompProfile } from "./seccomp-default.js";
-import type { Seccomp, SeccompSyscall } from "./spec.js";
+import { SecurityProfile_ProfileType, type SecurityProfile } from "../../gen/cri/runtime/v1/api.js";
+import { InvalidArgumentError } from "../../util/errors.js";
+import { defaultSeccompProfile } from "../../oci/seccomp-default.js";
+import type { Seccomp, SeccompSyscall } from "../../oci/spec.js";
 
 const LOCALHOST_PREFIX = "localhost/";
 

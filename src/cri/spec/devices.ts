@@ -3,9 +3,9 @@
 
 import { lstatSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
-import { InvalidArgumentError } from "../util/errors.js";
-import type { CriDevice } from "./cri-types.js";
-import type { Device, DeviceCgroup } from "./spec.js";
+import { InvalidArgumentError } from "../../util/errors.js";
+import type { Device as CriDevice } from "../../gen/cri/runtime/v1/api.js";
+import type { Device, DeviceCgroup } from "../../oci/spec.js";
 
 const S_IFMT = 0o170000;
 const S_IFCHR = 0o020000;
