@@ -5,6 +5,9 @@
 //   npm run build && npm run bench -- [--quick] [--json FILE] [--svg FILE]
 //                                      [--compare unix:///run/containerd/containerd.sock [--compare-pid PID]]
 //                                      [--compare-self]
+//   npm run bench -- --compare containerd [--quick] [--json FILE] [--results FILE]
+//     side by side: containerd 2.4, Debian's containerd 1.6 and berthd through one Go CRI
+//     client, with floors (bench/lib/compare*.ts); a full run rewrites RESULTS.md's section
 //
 // It starts its own registry (with a busybox image), a private berthd on bridge berthbench0
 // (10.234.30.0/24) and, for --compare-self, a second one on berthbench0c (10.234.31.0/24);
@@ -13,6 +16,7 @@ import { Command } from "commander";
 import { cpus, totalmem } from "node:os";
 import { readFileSync } from "node:fs";
 import { testImages } from "../test/helpers/cri.js";
+import { sideBySide } from "./lib/compare-main.js";
 import { loadavg } from "./lib/memory.js";
 import { gzipFloorSeconds, pushBigImage } from "./lib/pull.js";
 import { svg, table, writeJson, type Row } from "./lib/report.js";
@@ -28,6 +32,7 @@ interface Opts {
   comparePid?: string;
   compareSelf?: boolean;
   compareName?: string;
+  results?: string;
   bridge: string;
   subnet: string;
 }
@@ -160,7 +165,11 @@ async function main(): Promise<void> {
     .option("--svg <file>", "also write a bar chart (berth vs floor, and compare) as SVG")
     .option(
       "--compare <address>",
-      "a second CRI endpoint to measure the same way, e.g. unix:///run/containerd/containerd.sock",
+      "a second CRI endpoint to measure the same way, e.g. unix:///run/containerd/containerd.sock; 'containerd': side by side with containerd 2.4 and 1.6",
+    )
+    .option(
+      "--results <file>",
+      "with --compare containerd: the RESULTS.md whose side-by-side section to rewrite (default: bench/RESULTS.md on a full run)",
     )
     .option("--compare-pid <pid>", "the --compare daemon's pid, for its memory rows")
     .option("--compare-name <name>", "label of the compared runtime", "")
@@ -169,6 +178,10 @@ async function main(): Promise<void> {
     .option("--subnet <cidr>", "its pod /24 (--compare-self uses the next one)", "10.234.30.0/24")
     .parse()
     .opts<Opts>();
+  if (o.compare === "containerd") {
+    await sideBySide({ quick: !!o.quick, json: o.json, results: o.results });
+    return;
+  }
   const sizes = o.quick ? QUICK : FULL;
   const started = new Date();
   const load0 = loadavg();

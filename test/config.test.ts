@@ -169,7 +169,17 @@ test("more validation: wrong tables, keys in the wrong table, paths, ranges, mod
   );
   assert.equal(
     one(`[runtime.handlers.kata]\nruntime_type = "kata"`),
-    'runtime.handlers.kata.runtime_type: "kata" is not of the form io.containerd.NAME.v2',
+    'runtime.handlers.kata.runtime_type: "kata" is neither of the form io.containerd.NAME.v2 nor an absolute path to a shim binary',
+  );
+  assert.equal(
+    one(`[runtime.handlers.kata]\nruntime_type = "bin/containerd-shim-kata-v2"`),
+    'runtime.handlers.kata.runtime_type: "bin/containerd-shim-kata-v2" is neither of the form io.containerd.NAME.v2 nor an absolute path to a shim binary',
+  );
+  // a shim binary by its absolute path (containerd 2.x's runc shim beside Debian's 1.6 one)
+  assert.equal(
+    parseConfig(`[runtime.handlers.runc2]\nruntime_type = "/opt/containerd2/bin/containerd-shim-runc-v2"`, "f").runtime
+      .handlers.runc2?.runtime_type,
+    "/opt/containerd2/bin/containerd-shim-runc-v2",
   );
   assert.equal(one(`[runtime.handlers]\nkata = 1`), "runtime.handlers.kata: expected a table, got an integer (1)");
   assert.equal(

@@ -1,7 +1,9 @@
 // berthd killed with SIGKILL while pods run, then started again on the same root and state:
 // the same pods and containers in their true states, the real exit code of a container that
 // exited meanwhile, running containers untouched with their logs still flowing, and work a
-// crash interrupted finished or rolled back. Also: containerd's own shim as a runtime handler.
+// crash interrupted finished or rolled back. Also: containerd's own runc shim as a runtime
+// handler, of both generations (Debian's 1.6, and 2.4's built from the module proxy, which
+// wants the bootstrap protocol on start and serves the task API v3).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -9,11 +11,23 @@ import { after, before, test } from "node:test";
 import Database from "better-sqlite3";
 import { ContainerState, PodSandboxState } from "../src/gen/cri/runtime/v1/api.js";
 import { sleep, startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
+import { goTool } from "./helpers/go-tools.js";
 
 let env: CriEnv;
 
 before(async () => {
-  env = await startCriEnv({ bridge: "berthcri1", subnet: "10.234.1.0/24" });
+  // containerd 2.4's runc shim, named by its absolute path as runtime_type allows.
+  const runc24 = goTool("containerd-2.4", "containerd-shim-runc-v2");
+  env = await startCriEnv({
+    bridge: "berthcri1",
+    subnet: "10.234.1.0/24",
+    config: `
+[runtime.handlers.runc-v2-2-4]
+runtime_type = "${runc24}"
+binary_name = "runc"
+root = "{{dir}}/runc-v2-2-4"
+`,
+  });
   await env.d.img.pullImage({ image: { image: env.images.busybox } }, { deadlineMs: 120_000 });
 });
 
@@ -33,8 +47,14 @@ async function pidOf(cid: string): Promise<number> {
   return (JSON.parse(r.info.info!) as { pid: number }).pid;
 }
 
-for (const handler of ["runc", "runc-v2"]) {
-  test(`restart after SIGKILL keeps pods and containers true (${handler === "runc" ? "berth shim" : "containerd-shim-runc-v2"})`, async () => {
+const shims: Record<string, string> = {
+  runc: "berth shim",
+  "runc-v2": "containerd 1.6's containerd-shim-runc-v2",
+  "runc-v2-2-4": "containerd 2.4's containerd-shim-runc-v2",
+};
+
+for (const [handler, shim] of Object.entries(shims)) {
+  test(`restart after SIGKILL keeps pods and containers true (${shim})`, async () => {
     const pod = await env.runPod(`restart-${handler}`, {}, handler);
     const doomed = await env.runPod(`interrupted-${handler}`, {}, handler);
     const runner = await env.runContainer(pod, "runner", ticker);

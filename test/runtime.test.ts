@@ -1,6 +1,8 @@
 // The runtime manager (src/runtime) against real shims: containerd's own
-// containerd-shim-runc-v2 (Debian's containerd 1.6) and berth's shim, with real runc and a
-// busybox bundle. Every test cleans up its shims, containers, mounts and files.
+// containerd-shim-runc-v2 of both generations (Debian's containerd 1.6, and containerd 2.4's,
+// built from the module proxy: bootstrap protocol on start, task API v3) and berth's shim,
+// with real runc and a busybox bundle. Every test cleans up its shims, containers, mounts and
+// files.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
@@ -17,6 +19,7 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { TaskExit } from "../src/gen/containerd/events/task.js";
+import { BootstrapParams, BootstrapResult, LogLevel } from "../src/gen/containerd/runtime/bootstrap/v1/bootstrap.js";
 import type { Mount } from "../src/gen/containerd/types/mount.js";
 import {
   BERTH_RUNTIME_TYPE,
@@ -26,8 +29,11 @@ import {
   RuntimeClasses,
   SANDBOX_ID_ANNOTATION,
   ShimManager,
+  bootstrapFromVersionOutput,
   decodeEnvelope,
+  encodeBootstrapParams,
   makeRuntimeHandler,
+  runcOptionsAny,
   parseStartOutput,
   repoBinDir,
   resolveShimBinary,
@@ -40,13 +46,20 @@ import {
 import { InvalidArgumentError, NotFoundError } from "../src/util/errors.js";
 import { createLogger, silentLogger } from "../src/util/log.js";
 import { makeBundle } from "./helpers/bundle.js";
+import { goTool } from "./helpers/go-tools.js";
 
 /** BERTH_TEST_LOG=debug shows the manager's and the shims' logs. */
 const logger = process.env.BERTH_TEST_LOG ? createLogger({ level: "debug", format: "text" }) : silentLogger();
 
 const NS = "berth-test";
 
-type ShimKind = "runc" | "berth";
+type ShimKind = "runc" | "runc-2.4" | "berth";
+
+/** The runtime type of each kind's handler; containerd 2.4's shim by its absolute path. */
+function runtimeTypeOf(kind: ShimKind): string {
+  if (kind === "berth") return BERTH_RUNTIME_TYPE;
+  return kind === "runc" ? RUNC_RUNTIME_TYPE : goTool("containerd-2.4", "containerd-shim-runc-v2");
+}
 const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const BERTH_SHIM = join(REPO, "bin/containerd-shim-berth-v2");
 
@@ -110,6 +123,7 @@ class Env {
       {
         runc: { runtimeType: RUNC_RUNTIME_TYPE, binaryName: "runc", root: this.runcRoot },
         berth: { runtimeType: BERTH_RUNTIME_TYPE, binaryName: "runc", root: this.runcRoot },
+        [kind]: { runtimeType: runtimeTypeOf(kind), binaryName: "runc", root: this.runcRoot },
       },
       kind,
     );
@@ -236,6 +250,9 @@ class Env {
         // gone
       }
     }
+    // A shim killed above (a test that failed half-way) leaves its socket in /run/containerd/s;
+    // the sockets are this test's alone (named after its own berthd address).
+    for (const a of this.addresses) rmSync(a.replace(/^unix:\/\//, ""), { force: true });
     for (const c of this.runcContainers()) {
       const [root, id] = c.split(":") as [string, string];
       spawnSync("runc", ["--root", root, "delete", "--force", id]);
@@ -318,16 +335,62 @@ describe("runtime handlers", () => {
     assert.throws(() => new RuntimeClasses({ runc: {} }, "missing"), InvalidArgumentError);
   });
 
-  test("start output: plain address and the JSON bootstrap form", () => {
-    assert.equal(parseStartOutput("unix:///run/containerd/s/abc"), "unix:///run/containerd/s/abc");
-    assert.equal(
-      parseStartOutput('{"version":2,"address":"unix:///run/x.sock","protocol":"ttrpc"}\n'),
-      "unix:///run/x.sock",
-    );
+  test("start output: plain address, JSON, and the BootstrapResult protobuf; the task API they announce", () => {
+    assert.deepEqual(parseStartOutput("unix:///run/containerd/s/abc"), {
+      address: "unix:///run/containerd/s/abc",
+      taskApi: 2,
+    });
+    assert.deepEqual(parseStartOutput('{"version":2,"address":"unix:///run/x.sock","protocol":"ttrpc"}\n'), {
+      address: "unix:///run/x.sock",
+      taskApi: 2,
+    });
+    // containerd 2.0-2.2 runc shims: JSON announcing task API v3
+    assert.deepEqual(parseStartOutput('{"version":3,"address":"unix:///run/y.sock","protocol":"ttrpc"}'), {
+      address: "unix:///run/y.sock",
+      taskApi: 3,
+    });
+    // containerd 2.3+ shims: a BootstrapResult protobuf
+    const proto = (r: Partial<BootstrapResult>) =>
+      Buffer.from(BootstrapResult.encode(BootstrapResult.fromPartial(r)).finish());
+    assert.deepEqual(parseStartOutput(proto({ version: 3, address: "unix:///run/z.sock", protocol: "ttrpc" })), {
+      address: "unix:///run/z.sock",
+      taskApi: 3,
+    });
+    assert.throws(() => parseStartOutput(proto({ version: 4, address: "unix:///z", protocol: "ttrpc" })), /version 4/);
+    assert.throws(() => parseStartOutput(proto({ version: 3, address: "vsock://3:1", protocol: "grpc" })), /grpc/);
+    assert.throws(() => parseStartOutput(proto({ version: 3 })), /without an address/);
     assert.throws(() => parseStartOutput(""), InvalidArgumentError);
     assert.throws(
       () => parseStartOutput('{"version":2,"address":"unix:///x","protocol":"grpc"}'),
       InvalidArgumentError,
+    );
+  });
+
+  test("start input: which shims want BootstrapParams, and what the params carry", () => {
+    assert.equal(bootstrapFromVersionOutput("containerd-shim-runc-v2:\n  Version:  2.4.2+unknown\n"), true);
+    assert.equal(bootstrapFromVersionOutput("containerd-shim-runc-v2:\n  Version:  v2.3.0\n"), true);
+    assert.equal(bootstrapFromVersionOutput("containerd-shim-runc-v2:\n  Version:  2.2.1\n"), false);
+    assert.equal(bootstrapFromVersionOutput("containerd-shim-runc-v2:\n  Version:  1.6.20~ds1\n"), false);
+    assert.equal(bootstrapFromVersionOutput("containerd-shim-berth-v2:\n  Version:  berth-shim 0.1.0\n"), false);
+    assert.equal(bootstrapFromVersionOutput(""), false);
+
+    const options = runcOptionsAny(makeRuntimeHandler("runc", { root: "/run/r" }));
+    const p = BootstrapParams.decode(
+      encodeBootstrapParams(
+        { id: "c1", namespace: "k8s.io", address: "/run/b.sock", ttrpcAddress: "/run/e.sock", publishBinary: "/bin/b" },
+        options,
+      ),
+    );
+    assert.equal(p.instanceId, "c1");
+    assert.equal(p.namespace, "k8s.io");
+    assert.equal(p.containerdGrpcAddress, "/run/b.sock");
+    assert.equal(p.containerdTtrpcAddress, "/run/e.sock");
+    assert.equal(p.containerdBinary, "/bin/b");
+    assert.equal(p.logLevel, LogLevel.LOG_LEVEL_INFO);
+    assert.equal(p.socketDir, undefined, "the shim's default socket dir");
+    assert.deepEqual(
+      p.extensions.map((e) => e.value?.typeUrl),
+      ["containerd.runc.v1.Options"],
     );
   });
 
@@ -608,7 +671,7 @@ function shimSuite(kind: ShimKind): void {
               ns: NS,
               bundles,
               kind,
-              runtimeType: kind === "runc" ? RUNC_RUNTIME_TYPE : BERTH_RUNTIME_TYPE,
+              runtimeType: runtimeTypeOf(kind),
               shimEnv: { BERTH_SHIM_SOCKET_DIR: env.shimSocketDir },
             }),
           ],
@@ -627,7 +690,7 @@ function shimSuite(kind: ShimKind): void {
         child.kill("SIGKILL");
         await new Promise((r) => child.once("exit", r));
         // The runc shim: one per container without a sandbox id; berth's: one for all.
-        assert.equal(env.shimPids().length, kind === "runc" ? 3 : 1);
+        assert.equal(env.shimPids().length, kind === "berth" ? 1 : 3);
         for (const id of ["r1", "r2"]) assert.ok(alive(pids[id]!), `${id} survives its manager`);
         await until(() => !alive(pids.x1!), "x1 to exit on its own");
 
@@ -659,12 +722,12 @@ function shimSuite(kind: ShimKind): void {
     },
   );
 
-  if (kind === "runc")
+  if (kind !== "berth")
     test(
       "a shim killed with SIGKILL: its task is reported exited with the reason, and delete cleans up",
       { timeout: 90_000 },
       async () => {
-        const env = await Env.create();
+        const env = await Env.create(kind);
         try {
           const m = env.manager;
           const { pid } = await env.create({ namespace: NS, id: "d1", bundle: env.bundle("d1", ["sleep", "1000"]) });
@@ -697,12 +760,12 @@ function shimSuite(kind: ShimKind): void {
       },
     );
 
-  if (kind === "runc")
+  if (kind !== "berth")
     test(
       "bad input fails with typed errors and leaves no shim, record or mount behind",
       { timeout: 90_000 },
       async () => {
-        const env = await Env.create();
+        const env = await Env.create(kind);
         try {
           const m = env.manager;
           const good = env.bundle("b1", ["true"]);
@@ -825,4 +888,5 @@ function shimSuite(kind: ShimKind): void {
 }
 
 describe("with containerd-shim-runc-v2", () => shimSuite("runc"));
+describe("with containerd 2.4's containerd-shim-runc-v2", () => shimSuite("runc-2.4"));
 describe("with containerd-shim-berth-v2", () => shimSuite("berth"));

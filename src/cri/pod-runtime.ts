@@ -44,6 +44,7 @@ import { removePodSandbox } from "./sandbox/remove.js";
 import { runPodSandbox } from "./sandbox/run.js";
 import { sandboxStatusById, sandboxStatusVerbose } from "./sandbox/status.js";
 import { stopPodSandbox } from "./sandbox/stop.js";
+import { MetricsService, metricDescriptors } from "./metrics.js";
 import { StatsService } from "./stats.js";
 import { ContainerStore, SandboxStore } from "./store/index.js";
 
@@ -99,6 +100,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     bundles,
     cgroupDriver: ctx.cgroupDriver,
   });
+  const metrics = new MetricsService(ctx);
 
   const handlers: Partial<CriMethodHandlers> = {
     async runPodSandbox(req) {
@@ -153,7 +155,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       return ContainerStatusResponse.fromPartial({ status, info });
     },
     async listContainers(req) {
-      const r: ListContainersResponse = { containers: await listContainers(containers, req.filter) };
+      const r: ListContainersResponse = { containers: listContainers(containers, req.filter) };
       return r;
     },
     async updateContainerResources(req) {
@@ -180,6 +182,12 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     async listPodSandboxStats(req) {
       return ListPodSandboxStatsResponse.fromPartial({ stats: await stats.listPods(req.filter) });
     },
+    async listMetricDescriptors() {
+      return { descriptors: metricDescriptors() };
+    },
+    async listPodSandboxMetrics() {
+      return { podMetrics: await metrics.listPodSandboxMetrics() };
+    },
     async getContainerEvents(_req, call) {
       await ctx.events.stream((e) => call.send(e), call.signal);
     },
@@ -190,7 +198,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     containers,
     sandboxes,
     listPodSandboxes: (filter) => listPodSandboxes(sandboxes, filter),
-    listContainers: (filter) => listContainers(containers, filter),
+    listContainers: async (filter) => listContainers(containers, filter),
     async recover() {
       const recovered = await ctx.shims.recover();
       ctx.log.info({ tasks: recovered.length }, "reattached to shims");

@@ -13,12 +13,12 @@ const MiB = 1024 * 1024;
 const runtimeHandler = section("A runtime handler, selected by a pod's RuntimeClass handler name.", {
   runtime_type: str(
     "io.containerd.berth.v2",
-    "Shim v2 runtime name: io.containerd.NAME.v2 runs containerd-shim-NAME-v2.",
+    "Shim v2 runtime name: io.containerd.NAME.v2 runs containerd-shim-NAME-v2 (from PATH); an absolute path runs that shim binary.",
     {
       check: (v) =>
-        /^io\.containerd\.[a-z0-9-]+\.v2$/.test(v)
+        /^io\.containerd\.[a-z0-9-]+\.v2$/.test(v) || /^\/[^\0]*[^/]$/.test(v)
           ? undefined
-          : `${JSON.stringify(v)} is not of the form io.containerd.NAME.v2`,
+          : `${JSON.stringify(v)} is neither of the form io.containerd.NAME.v2 nor an absolute path to a shim binary`,
     },
   ),
   binary_name: str("runc", "OCI runtime binary the shim runs (a name on PATH or an absolute path)."),

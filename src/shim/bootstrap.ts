@@ -26,7 +26,11 @@ export function readBootstrapParams(input: Buffer, flags: ShimFlags): BootstrapP
   return params;
 }
 
-/** The flags and environment the serving shim gets, with what the params say filled in. */
+/**
+ * The flags and environment the serving shim gets, with what the params say filled in. Their
+ * socket_dir is not used: berth's shim keeps its socket beside its monitors' state under its
+ * own root (BERTH_SHIM_SOCKET_DIR), where `delete`, which gets no params, finds them too.
+ */
 export function applyBootstrapParams(
   flags: ShimFlags,
   env: NodeJS.ProcessEnv,

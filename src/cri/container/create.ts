@@ -11,6 +11,7 @@ import { nowNs } from "../../util/clock.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS, runUndo } from "../context.js";
 import { newId } from "../ids.js";
+import { prepareImageVolumes } from "../image-volumes.js";
 import type { SandboxEntry } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
@@ -64,12 +65,14 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
     undo.push(() => unmountAll(rootfs));
     if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
 
+    const volumeMounts = await prepareImageVolumes(d.images, id, d.bundles.dir(id), config.mounts, undo);
+
     const sandboxPid = await runningPid(d, pod.id, `the sandbox process of pod ${pod.id} is not running`);
     const podDir = pod.info.podDir;
     const spec = buildContainerSpec({
       id,
       sandboxId: pod.id,
-      container: config,
+      container: { ...config, mounts: volumeMounts },
       sandbox: podConfig,
       image: { name: imageRef, config: image.config },
       rootfsPath: rootfs,

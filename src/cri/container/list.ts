@@ -4,14 +4,12 @@ import type { Container, ContainerFilter } from "../../gen/cri/runtime/v1/api.js
 import { matchesLabels } from "../context.js";
 import { containerView } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
-import { imageRefOf } from "./status.js";
 
-export async function listContainers(d: ContainerDeps, filter: ContainerFilter | undefined): Promise<Container[]> {
+export function listContainers(d: ContainerDeps, filter: ContainerFilter | undefined): Container[] {
   let entries = d.store.list().filter((e) => e.status.phase !== "creating");
   if (filter?.id) entries = entries.filter((e) => e.id.startsWith(filter.id));
   if (filter?.podSandboxId) entries = entries.filter((e) => e.info.sandboxId.startsWith(filter.podSandboxId));
   const out: Container[] = [];
-  const imageRefs = new Map<string, Promise<string>>();
   for (const e of entries) {
     const config = e.config;
     if (!matchesLabels(config.labels, filter?.labelSelector)) continue;
@@ -28,7 +26,11 @@ export async function listContainers(d: ContainerDeps, filter: ContainerFilter |
         runtimeHandler: "",
         imageRef: e.info.imageId,
       },
-      imageRef: await imageRefOf(d, e.info.imageId, imageRefs),
+      // The image id, as containerd lists it: kubelets before 1.30 (no image_id) take a listed
+      // container's image_ref as its image ID, which image GC matches against image ids to
+      // keep images in use; a repo digest here would let GC remove a running container's
+      // image. ContainerStatus carries the repo digest.
+      imageRef: e.info.imageId,
       state,
       createdAt: e.info.createdAt,
       labels: config.labels,

@@ -5,6 +5,7 @@ import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { unmountAll } from "../../snapshots/mount.js";
 import { NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
+import { removeImageVolumes } from "../image-volumes.js";
 import type { ContainerEntry } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
@@ -41,5 +42,6 @@ export async function removeEntry(d: ContainerDeps, id: string): Promise<void> {
 export async function cleanupContainerFiles(d: Pick<ContainerDeps, "bundles" | "images">, id: string): Promise<void> {
   unmountAll(d.bundles.rootfs(id));
   await d.images.removeRootfs(id);
+  await removeImageVolumes(d.images, id, d.bundles.dir(id));
   await d.bundles.remove(id);
 }

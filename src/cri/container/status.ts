@@ -7,6 +7,7 @@ import {
   type ContainerStatus as CriContainerStatus,
 } from "../../gen/cri/runtime/v1/api.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
+import { imageVolumeStatus } from "../image-volumes.js";
 import { type ContainerEntry, containerView } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 
@@ -49,7 +50,7 @@ export async function containerStatusOf(
     message: live.message,
     labels: config.labels,
     annotations: config.annotations,
-    mounts: config.mounts,
+    mounts: imageVolumeStatus(d.images, config.mounts),
     logPath: info.logPath,
     resources: { linux: config.linux?.resources, windows: undefined },
     imageId: info.imageId,

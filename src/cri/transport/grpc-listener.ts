@@ -29,17 +29,7 @@ import { Flag, frame, FrameType, H2ProtocolError } from "./h2-frames.js";
 const LOOKAHEAD_CAP = MAX_HEADER_BLOCK + (256 << 10);
 const SERVER_SETTINGS = frame(FrameType.SETTINGS, 0, 0);
 
-export interface ConnectionCounts {
-  /** Handed to grpc-js as the native socket. */
-  direct: number;
-  /** Proxied through the :authority rewriter. */
-  rewritten: number;
-  /** Closed for not speaking HTTP/2 properly. */
-  refused: number;
-}
-
 export class GrpcUnixListener {
-  readonly counts: ConnectionCounts = { direct: 0, rewritten: 0, refused: 0 };
   private readonly netServer: NetServer;
   private readonly injector: grpc.ConnectionInjector;
   private readonly sockets = new Set<Socket>();
@@ -118,8 +108,7 @@ export class GrpcUnixListener {
     let forwardBytes = 0;
 
     const refuse = (err: unknown) => {
-      this.counts.refused++;
-      this.log.debug({ err: (err as Error).message }, "gRPC connection closed: not a valid HTTP/2 client stream");
+      closeForError(this.log, err);
       socket.destroy();
     };
     const onError = (err: Error) => this.log.debug({ err: err.message }, "gRPC connection error before its first call");
@@ -130,10 +119,10 @@ export class GrpcUnixListener {
           forwardBytes += b.length;
         }
       } catch (err) {
-        if (err instanceof H2ProtocolError) return refuse(err);
-        throw err;
+        return refuse(err);
       }
-      if (forwardBytes > LOOKAHEAD_CAP) return refuse(new Error(`no complete request in ${LOOKAHEAD_CAP} bytes`));
+      if (forwardBytes > LOOKAHEAD_CAP)
+        return refuse(new H2ProtocolError(`no complete request in ${LOOKAHEAD_CAP} bytes`));
       if (!rewriter.isStopped) return;
 
       socket.off("data", onData);
@@ -142,26 +131,32 @@ export class GrpcUnixListener {
       this.lookingAhead.delete(socket);
       rewriter.intercept = undefined;
       if (!rewriter.rewriting) {
-        this.counts.direct++;
         this.log.debug("gRPC connection: direct");
         socket.unshift(Buffer.concat([...forward, ...rewriter.takeHeld()]));
         this.injector.injectConnection(socket);
         return;
       }
-      this.counts.rewritten++;
       this.log.debug("gRPC connection: rewriting :authority");
       let rest: Buffer[];
       try {
         rest = rewriter.resume();
       } catch (err) {
-        if (err instanceof H2ProtocolError) return refuse(err);
-        throw err;
+        return refuse(err);
       }
       this.injector.injectConnection(new RewritingConnection(socket, rewriter, [...forward, ...rest], this.log));
     };
     socket.on("data", onData);
     socket.on("error", onError);
     socket.write(SERVER_SETTINGS);
+  }
+}
+
+/** Logs why a connection is closed; whatever went wrong, only this connection pays for it. */
+function closeForError(log: Logger, err: unknown): void {
+  if (err instanceof H2ProtocolError) {
+    log.debug({ err: err.message }, "gRPC connection closed: not a valid HTTP/2 client stream");
+  } else {
+    log.error({ err }, "gRPC connection closed: unexpected error in the :authority rewriter");
   }
 }
 
@@ -180,8 +175,7 @@ class RewritingConnection extends Duplex {
       try {
         out = this.rewriter.push(chunk);
       } catch (err) {
-        if (!(err instanceof H2ProtocolError)) throw err;
-        this.log.debug({ err: err.message }, "gRPC connection closed: not a valid HTTP/2 client stream");
+        closeForError(this.log, err);
         this.destroy();
         return;
       }

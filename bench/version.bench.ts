@@ -1,0 +1,98 @@
+// The unary Version call's p50 on berthd's CRI socket, per kind of client connection (what the
+// :authority transport in src/cri/transport/ may cost):
+//   grpc-js, :authority localhost-like (berth's CLI and tests)     -> handed over as the native socket
+//   grpc-js, :authority = the socket path                           -> proxied through the rewriter
+//   grpc-go v1.49 dialing the socket path (kubelet/crictl 1.26)     -> proxied through the rewriter
+//   grpc-go v1.49 with :authority localhost (newer clients)         -> native socket
+// Each client makes its own connection; rounds alternate between them so machine load hits all
+// alike; the figure is the median of the rounds' p50s.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/version.bench.js [--calls 2000] [--rounds 5] [--no-go]
+//
+// The grpc-go client is test/go/cri-version-bench (built by scripts/go-tools.sh on first use).
+import * as grpc from "@grpc/grpc-js";
+import { Command } from "commander";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { RuntimeServiceClient, VersionRequest } from "../src/gen/cri/runtime/v1/api.js";
+import { CLIENT_OPTIONS, startDaemon } from "../test/helpers/daemon.js";
+import { goTool } from "../test/helpers/go-tools.js";
+import { median, percentile } from "./lib/stats.js";
+
+const opts = new Command()
+  .option("--calls <n>", "timed calls per client per round", "2000")
+  .option("--rounds <n>", "rounds", "5")
+  .option("--no-go", "skip the grpc-go client")
+  .parse()
+  .opts<{ calls: string; rounds: string; go: boolean }>();
+const calls = Number(opts.calls);
+const rounds = Number(opts.rounds);
+
+async function grpcJsP50(socket: string, authority: string | undefined): Promise<number> {
+  const client = new RuntimeServiceClient(`unix://${socket}`, grpc.credentials.createInsecure(), {
+    ...CLIENT_OPTIONS,
+    ...(authority === undefined ? {} : { "grpc.default_authority": authority }),
+  });
+  const call = () =>
+    new Promise<void>((resolve, reject) =>
+      client.version(VersionRequest.fromPartial({ version: "v1" }), (err) => (err ? reject(err) : resolve())),
+    );
+  try {
+    for (let i = 0; i < 300; i++) await call();
+    const us: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const t0 = process.hrtime.bigint();
+      await call();
+      us.push(Number(process.hrtime.bigint() - t0) / 1e3);
+    }
+    return percentile(us, 50);
+  } finally {
+    client.close();
+  }
+}
+
+async function grpcGoP50(bin: string, socket: string, authority: string | undefined): Promise<number> {
+  const args = ["-socket", socket, "-n", String(calls), ...(authority ? ["-authority", authority] : [])];
+  // Asynchronously: berthd's log pipe to this process must keep draining meanwhile.
+  const { stdout: out } = await promisify(execFile)(bin, args, { encoding: "utf8" });
+  const m = /p50 (\d+) us/.exec(out);
+  if (!m) throw new Error(`cri-version-bench printed: ${out}`);
+  return Number(m[1]);
+}
+
+const d = await startDaemon();
+try {
+  const goBin = opts.go ? goTool("cri-version-bench") : undefined;
+  const clients: [string, () => Promise<number> | number][] = [
+    ["grpc-js, default :authority (native socket)", () => grpcJsP50(d.socket, undefined)],
+    ["grpc-js, :authority = socket path", () => grpcJsP50(d.socket, d.socket)],
+  ];
+  if (goBin) {
+    clients.push(["grpc-go 1.49, :authority = socket path", () => grpcGoP50(goBin, d.socket, undefined)]);
+    clients.push(["grpc-go 1.49, :authority localhost", () => grpcGoP50(goBin, d.socket, "localhost")]);
+  }
+  const results = new Map<string, number[] | string>(clients.map(([name]) => [name, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, run] of clients) {
+      const acc = results.get(name);
+      if (typeof acc === "string") continue;
+      try {
+        acc!.push(await run());
+      } catch (err) {
+        // The old transport refuses the socket path: report that instead of a figure.
+        results.set(name, `fails: ${(err as Error).message.split("\n")[0]}`);
+      }
+    }
+  }
+  console.log(`Version p50 per client, median of ${rounds} rounds x ${calls} calls (µs):`);
+  for (const [name, v] of results) {
+    console.log(`  ${name.padEnd(46)} ${typeof v === "string" ? v : median(v).toFixed(0).padStart(6)}`);
+  }
+  const modes = [...d.logs().matchAll(/gRPC connection: (direct|rewriting)/g)].map((m) => m[1]);
+  if (modes.length)
+    console.log(
+      `connections: ${modes.filter((m) => m === "direct").length} direct, ${modes.filter((m) => m === "rewriting").length} rewritten`,
+    );
+} finally {
+  await d.stop();
+}
