@@ -188,7 +188,7 @@ export function berthHandlers(deps: BerthServiceDeps): Partial<ServiceHandlers<B
 /** The grpc-js implementation of berth.v1.Berth. */
 export function berthServiceImplementation(deps: BerthServiceDeps): grpc.UntypedServiceImplementation {
   const log = deps.log.child({ component: "berth-service" });
-  return implementService(BerthService, berthHandlers(deps), { log, label: "berth call" });
+  return implementService(BerthService, berthHandlers(deps), { log, label: "berth call", kind: "berth.v1" });
 }
 
 /** What the CRI server registers next to the CRI services (CriHandlers.extra). */

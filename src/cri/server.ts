@@ -68,6 +68,8 @@ export interface ServiceOptions {
   observer?: CriCallObserver;
   /** The log message of a call, e.g. "cri call". */
   label?: string;
+  /** Names the service's handlers in errors, e.g. "CRI". */
+  kind?: string;
 }
 
 /**
@@ -80,10 +82,10 @@ export function implementService(
   given: Record<string, unknown>,
   opts: ServiceOptions,
 ): grpc.UntypedServiceImplementation {
-  const { log, observer = noObserver, label = "cri call" } = opts;
+  const { log, observer = noObserver, label = "cri call", kind = "CRI" } = opts;
   for (const name of Object.keys(given)) {
     if (given[name] !== undefined && !Object.hasOwn(definition, name)) {
-      throw new Error(`handler "${name}" matches no method of the service definition`);
+      throw new Error(`${kind} handler "${name}" matches no method of the service definition`);
     }
   }
   const impl: grpc.UntypedServiceImplementation = {};
