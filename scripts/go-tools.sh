@@ -4,7 +4,9 @@
 # versions pinned in each tool's go.mod, into a cache outside the checkout. A second run with
 # the same sources and Go version rebuilds nothing.
 #
-#   scripts/go-tools.sh              build every tool under test/go/
+#   scripts/go-tools.sh              build every tool the tests use (all under test/go/ but those
+#                                    marked with a file named bench-only, which only benchmarks run)
+#   scripts/go-tools.sh --all        build every tool, benchmark clients included
 #   scripts/go-tools.sh NAME...      build only these tools (directory names under test/go/)
 #   scripts/go-tools.sh --bin NAME   print the cache's bin directory of one tool (no build)
 #
@@ -22,9 +24,17 @@ if [[ ${1:-} == --bin ]]; then
   echo "$cache/tools/$2/bin"
   exit 0
 fi
+all=false
+if [[ ${1:-} == --all ]]; then
+  all=true
+  shift
+fi
 names=("$@")
 if ((${#names[@]} == 0)); then
-  for d in "$repo"/test/go/*/; do [[ -f $d/BUILD ]] && names+=("$(basename "$d")"); done
+  for d in "$repo"/test/go/*/; do
+    [[ -f $d/BUILD ]] || continue
+    [[ $all == true || ! -f $d/bench-only ]] && names+=("$(basename "$d")")
+  done
 fi
 
 for name in "${names[@]}"; do

@@ -15,6 +15,8 @@ pkgs=(
   jq procps util-linux
   # OCI image building for the critest image stand-ins (test/images)
   umoci curl
+  # a message broker for the transport comparison (bench/transports.bench.ts)
+  redis-server
 )
 missing=()
 for p in "${pkgs[@]}"; do

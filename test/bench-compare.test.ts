@@ -51,8 +51,8 @@ test("side-by-side rows: p50 / p90 per runtime, berth's ratio to containerd 2.4,
     runcDeleteMs: [25],
     cniAddMs: [12],
     cniDelMs: [8],
-    gzipSmallMs: 15,
-    gzipBigMs: 1500,
+    gzipSmallMs: [15],
+    gzipBigMs: [1500],
   };
   const rows = sideRows({ "containerd 2.4": result(2), "containerd 1.6": null, berth: result(1) }, floors, labels);
   const by = (name: string) => rows.find((r) => r.row === name)!;

@@ -32,7 +32,7 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     command,
     "```",
     "",
-    `Run of ${out.started.toISOString().slice(0, 16).replace("T", " ")} UTC, took ${Math.round(out.seconds / 60)} min ${Math.round(out.seconds % 60)} s. ` +
+    `Run of ${out.started.toISOString().slice(0, 16).replace("T", " ")} UTC, took ${Math.floor(out.seconds / 60)} min ${Math.round(out.seconds % 60)} s. ` +
       `Machine: ${machine}; cgroups v1, runc, overlayfs. ` +
       `**Load average ${out.load.before} before and ${out.load.after} after** (other work shared the machine, ` +
       "so absolute figures are pessimistic and noisy; the runtimes ran one after the other under the same kind of load).",
@@ -61,7 +61,7 @@ export function sectionText(out: CompareOutput, command: string, machine: string
       "berth-monitor processes) with the N pods of the row above running. PSS of a Node process shares its " +
       "binary's pages with every other node process on the machine, so berth's figures move with what else runs.",
     "- Ratio: berth's p50 over containerd 2.4's (below 1: berth is faster or smaller).",
-    "- Floors, measured in the same run: `runc run -d` / `runc exec` / `runc delete -f` of a sleeping busybox " +
+    "- Floors, measured in the same run in slices, one before each runtime, pooled: `runc run -d` / `runc exec` / `runc delete -f` of a sleeping busybox " +
       "bundle, the conflist's plugins exec'd by hand into a fresh netns (ADD, then DEL), and `gzip -d` of the " +
       "images' layer blobs.",
   ].join("\n");

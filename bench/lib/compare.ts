@@ -32,8 +32,8 @@ export const COMPARE_FULL: CompareSizes = {
   churn: 40,
   concurrent: [20, 100],
   pullsSmall: 5,
-  pullsBig: 2,
-  floorSamples: 20,
+  pullsBig: 3,
+  floorSamples: 21,
   bigLayers: 4,
   bigLayerMiB: 50,
 };
@@ -177,15 +177,29 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
   try {
     log(`images: busybox, pause, a 2 MiB and a ${s.bigLayers * s.bigLayerMiB} MiB image`);
     images = await startCompareImages(s.bigLayers, s.bigLayerMiB);
-    log("floors: runc, bare CNI ADD/DEL, gzip -d");
-    const runc = await runcFloor(s.floorSamples);
-    const cni = await measureCniFloor(NETS.floor, s.floorSamples);
+    // The floors are measured in slices, one before each runtime, and pooled: on a shared
+    // machine whose load swings, one block at the start would catch a single moment.
     const floors: Floors = {
-      ...runc,
-      cniAddMs: cni.addMs,
-      cniDelMs: cni.delMs,
-      gzipSmallMs: gzipFloorSeconds(images.small.files) * 1000,
-      gzipBigMs: gzipFloorSeconds(images.big.files) * 1000,
+      runcRunMs: [],
+      runcExecMs: [],
+      runcDeleteMs: [],
+      cniAddMs: [],
+      cniDelMs: [],
+      gzipSmallMs: [],
+      gzipBigMs: [],
+    };
+    const floorSlice = async () => {
+      const n = Math.ceil(s.floorSamples / RUNTIMES.length);
+      log(`floors: runc, bare CNI ADD/DEL, gzip -d (${n} samples)`);
+      const runc = await runcFloor(n);
+      const cni = await measureCniFloor(NETS.floor, n);
+      floors.runcRunMs.push(...runc.runcRunMs);
+      floors.runcExecMs.push(...runc.runcExecMs);
+      floors.runcDeleteMs.push(...runc.runcDeleteMs);
+      floors.cniAddMs.push(...cni.addMs);
+      floors.cniDelMs.push(...cni.delMs);
+      floors.gzipSmallMs.push(gzipFloorSeconds(images!.small.files) * 1000);
+      floors.gzipBigMs.push(gzipFloorSeconds(images!.big.files) * 1000);
     };
     const clientImages = { busybox: images.busybox, small: images.small.ref, big: images.big.ref };
     const results: CompareOutput["results"] = {};
@@ -195,6 +209,8 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
       const t0 = Date.now();
       let current: Started | undefined;
       try {
+        await floorSlice();
+        if (abort.signal.aborted) throw new Error("interrupted");
         log(`${name}: starting`);
         current =
           name === "berth"

@@ -3,7 +3,7 @@
 // (containerd's container_create.go). Every step is undone, last first, when a later one fails.
 import { mkdir } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
-import { ContainerConfig, ContainerEventType, signalToJSON } from "../../gen/cri/runtime/v1/api.js";
+import { ContainerConfig, ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { podCgroupParent } from "../../oci/index.js";
 import { buildContainerSpec } from "../spec/index.js";
 import { mountAll, unmountAll } from "../../snapshots/mount.js";
@@ -15,7 +15,7 @@ import { prepareImageVolumes } from "../image-volumes.js";
 import type { SandboxEntry } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
-import { signalName } from "./signals.js";
+import { effectiveStopSignal } from "../stop-signal.js";
 
 export async function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
   const name = config.metadata?.name;
@@ -37,9 +37,7 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
   const logPath = podConfig.logDirectory && config.logPath ? join(podConfig.logDirectory, config.logPath) : "";
   if (logPath && !isAbsolute(logPath))
     throw new InvalidArgumentError(`log path ${logPath} must be absolute (set the pod's log_directory)`);
-  const stopSignal = signalName(
-    config.stopSignal ? signalToJSON(config.stopSignal) : image.config.StopSignal || "SIGTERM",
-  );
+  const stopSignal = effectiveStopSignal(config.stopSignal, image.config.StopSignal);
   d.store.insert({
     id,
     sandboxId: pod.id,

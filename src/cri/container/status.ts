@@ -8,6 +8,7 @@ import {
 } from "../../gen/cri/runtime/v1/api.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import { imageVolumeStatus } from "../image-volumes.js";
+import { storedSignalToCri } from "../stop-signal.js";
 import { type ContainerEntry, containerView } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 
@@ -55,7 +56,7 @@ export async function containerStatusOf(
     resources: { linux: config.linux?.resources, windows: undefined },
     imageId: info.imageId,
     user: userOf(d, e),
-    stopSignal: 0,
+    stopSignal: storedSignalToCri(info.stopSignal),
   };
   const out: Record<string, string> = {};
   if (verbose) {

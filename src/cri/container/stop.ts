@@ -3,7 +3,7 @@
 import { CRI_NAMESPACE as NS } from "../context.js";
 import type { ContainerDeps } from "./deps.js";
 import { handleContainerExit } from "./exit.js";
-import { signalNumber } from "./signals.js";
+import { storedSignalNumber } from "../stop-signal.js";
 import { NotFoundError } from "../../util/errors.js";
 
 export async function stopContainer(d: ContainerDeps, ref: string, timeoutS: number): Promise<void> {
@@ -27,7 +27,7 @@ export async function stopEntry(d: ContainerDeps, id: string, timeoutS: number):
   const state = await d.runtime.state(NS, id).catch(() => undefined);
   if (state && state.status !== "stopped" && timeoutS > 0) {
     await d.runtime
-      .kill(NS, id, signalNumber(e.info.stopSignal))
+      .kill(NS, id, storedSignalNumber(e.info.stopSignal))
       .catch((err: unknown) => d.log.debug({ err, container: id }, "stop signal"));
     const exited = await waitExit(d, id, timeoutS * 1000);
     if (exited) return handleContainerExit(d, id);
