@@ -7,12 +7,16 @@
 // Each client makes its own connection; rounds alternate between them so machine load hits all
 // alike; the figure is the median of the rounds' p50s.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/version.bench.js [--calls 2000] [--rounds 5] [--no-go]
+//   npx tsc -p tsconfig.json && node dist/bench/version.bench.js [--calls 2000] [--rounds 5] [--no-go] [--no-js]
+//
+// On a shared machine run the grpc-js and grpc-go clients in separate runs (--no-go, --no-js):
+// a grpc-go run disturbs the grpc-js figures of the round after it.
 //
 // The grpc-go client is test/go/cri-version-bench (built by scripts/go-tools.sh on first use).
 import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { RuntimeServiceClient, VersionRequest } from "../src/gen/cri/runtime/v1/api.js";
 import { CLIENT_OPTIONS, startDaemon } from "../test/helpers/daemon.js";
@@ -23,10 +27,17 @@ const opts = new Command()
   .option("--calls <n>", "timed calls per client per round", "2000")
   .option("--rounds <n>", "rounds", "5")
   .option("--no-go", "skip the grpc-go client")
+  .option("--no-js", "skip the grpc-js clients")
   .parse()
-  .opts<{ calls: string; rounds: string; go: boolean }>();
+  .opts<{ calls: string; rounds: string; go: boolean; js: boolean }>();
 const calls = Number(opts.calls);
 const rounds = Number(opts.rounds);
+
+/** berthd's CPU time so far in µs (utime + stime from /proc, 10 ms ticks). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
 
 async function grpcJsP50(socket: string, authority: string | undefined): Promise<number> {
   const client = new RuntimeServiceClient(`unix://${socket}`, grpc.credentials.createInsecure(), {
@@ -63,30 +74,40 @@ async function grpcGoP50(bin: string, socket: string, authority: string | undefi
 const d = await startDaemon();
 try {
   const goBin = opts.go ? goTool("cri-version-bench") : undefined;
-  const clients: [string, () => Promise<number> | number][] = [
-    ["grpc-js, default :authority (native socket)", () => grpcJsP50(d.socket, undefined)],
-    ["grpc-js, :authority = socket path", () => grpcJsP50(d.socket, d.socket)],
-  ];
+  const clients: [string, () => Promise<number>][] = [];
+  if (opts.js) {
+    clients.push(["grpc-js, default :authority (native socket)", () => grpcJsP50(d.socket, undefined)]);
+    clients.push(["grpc-js, :authority = socket path", () => grpcJsP50(d.socket, d.socket)]);
+  }
   if (goBin) {
     clients.push(["grpc-go 1.49, :authority = socket path", () => grpcGoP50(goBin, d.socket, undefined)]);
     clients.push(["grpc-go 1.49, :authority localhost", () => grpcGoP50(goBin, d.socket, "localhost")]);
   }
   const results = new Map<string, number[] | string>(clients.map(([name]) => [name, []]));
+  // berthd's CPU per call (warm-up included) is far less disturbed by a loaded machine than latency.
+  const cpu = new Map<string, number>(clients.map(([name]) => [name, 0]));
   for (let r = 0; r < rounds; r++) {
     for (const [name, run] of clients) {
       const acc = results.get(name);
       if (typeof acc === "string") continue;
       try {
+        const cpu0 = cpuMicros(d.pid);
         acc!.push(await run());
+        cpu.set(name, cpu.get(name)! + cpuMicros(d.pid) - cpu0);
       } catch (err) {
         // The old transport refuses the socket path: report that instead of a figure.
         results.set(name, `fails: ${(err as Error).message.split("\n")[0]}`);
       }
     }
   }
-  console.log(`Version p50 per client, median of ${rounds} rounds x ${calls} calls (µs):`);
+  console.log(
+    `Version per client, ${rounds} rounds x ${calls} calls: p50 (median of the rounds), berthd CPU per call (µs):`,
+  );
   for (const [name, v] of results) {
-    console.log(`  ${name.padEnd(46)} ${typeof v === "string" ? v : median(v).toFixed(0).padStart(6)}`);
+    const perCall = cpu.get(name)! / (rounds * (calls + 300));
+    console.log(
+      `  ${name.padEnd(46)} ${typeof v === "string" ? v : `${median(v).toFixed(0).padStart(6)}   cpu ${perCall.toFixed(0).padStart(4)}`}`,
+    );
   }
   const modes = [...d.logs().matchAll(/gRPC connection: (direct|rewriting)/g)].map((m) => m[1]);
   if (modes.length)

@@ -37,27 +37,38 @@ if ((${#names[@]} == 0)); then
   done
 fi
 
-for name in "${names[@]}"; do
-  src="$repo/test/go/$name"
-  [[ -f $src/BUILD ]] || { echo "go-tools: no $src/BUILD" >&2; exit 1; }
-  out="$cache/tools/$name"
+build() { # name: builds one tool into a fresh directory, then moves it into place
+  local name=$1 src="$repo/test/go/$1" out="$cache/tools/$1" stamp started tmp
   stamp=$( (go version; cd "$src" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-16)
   if [[ -f $out/stamp && $(cat "$out/stamp") == "$stamp" ]]; then
-    continue
+    return 0
   fi
   started=$(date +%s)
   echo "go-tools: building $name" >&2
-  rm -rf "$out" && mkdir -p "$out/bin"
-  cp -r "$src" "$out/src"
+  tmp="$out.building"
+  rm -rf "$tmp" && mkdir -p "$tmp/bin"
+  cp -r "$src" "$tmp/src"
   while read -r bin pkg flags; do
     [[ -z $bin || $bin == \#* ]] && continue
-    # shellcheck disable=SC2086 # flags are word-split on purpose
     if [[ $pkg == test:* ]]; then
-      (cd "$out/src" && go test -c -trimpath $flags -o "$out/bin/$bin" "${pkg#test:}")
+      # shellcheck disable=SC2086 # flags are word-split on purpose
+      (cd "$tmp/src" && go test -c -trimpath $flags -o "$tmp/bin/$bin" "${pkg#test:}")
     else
-      (cd "$out/src" && go build -trimpath $flags -o "$out/bin/$bin" "$pkg")
+      # shellcheck disable=SC2086
+      (cd "$tmp/src" && go build -trimpath $flags -o "$tmp/bin/$bin" "$pkg")
     fi
   done <"$src/BUILD"
-  echo "$stamp" >"$out/stamp"
+  echo "$stamp" >"$tmp/stamp"
+  rm -rf "$out" && mv "$tmp" "$out"
   echo "go-tools: built $name in $(($(date +%s) - started)) s" >&2
+}
+
+mkdir -p "$cache/tools"
+for name in "${names[@]}"; do
+  [[ -f $repo/test/go/$name/BUILD ]] || { echo "go-tools: no test/go/$name/BUILD" >&2; exit 1; }
+  # One build of a tool at a time (tests and CI may ask for the same tool at once).
+  (
+    flock 9
+    build "$name"
+  ) 9>"$cache/tools/$name.lock"
 done

@@ -29,6 +29,8 @@ export interface CriContext {
   cgroupDriver: CgroupDriver;
   /** Longest CRI log record before a line is split into P records. */
   maxLogLineSize?: number;
+  /** CDI spec directories, lowest priority first (default /etc/cdi, /var/run/cdi). */
+  cdiSpecDirs?: string[];
 }
 
 export const paths = {

@@ -75,6 +75,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     log: ctx.log,
     cgroupDriver: ctx.cgroupDriver,
     maxLogLineSize: ctx.maxLogLineSize,
+    cdiSpecDirs: ctx.cdiSpecDirs,
   };
   const sandboxes: SandboxDeps = {
     store: sandboxStore,

@@ -21,6 +21,7 @@ import { createPodRuntime } from "../cri/pod-runtime.js";
 import { ensureSandboxRootfs } from "../cri/sandbox-rootfs.js";
 import { CriStreamingBackend } from "../cri/streaming-backend.js";
 import { streamingHandlers } from "../cri/streaming-handlers.js";
+import { streamListHandlers } from "../cri/stream-lists.js";
 import { configuredCredentials } from "../images/auth.js";
 import { ImageService } from "../images/service.js";
 import { ContainerMetadata, ShimRecordMetadata } from "../metadata/containers.js";
@@ -230,6 +231,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       stateDir: config.state,
       sandboxRootfs: await ensureSandboxRootfs(config.root),
       cgroupDriver: config.cgroup.driver,
+      cdiSpecDirs: config.cdi.spec_dirs,
     };
     const podRuntime = createPodRuntime(criContext);
     closers.push(() => podRuntime.close());
@@ -306,6 +308,9 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         ),
       ],
     };
+    const streamLists = streamListHandlers(cri.runtime, cri.image);
+    Object.assign(cri.runtime, streamLists.runtime);
+    Object.assign(cri.image, streamLists.image);
     cri.observer = obs.cri;
     return { cri, images, close };
   } catch (err) {

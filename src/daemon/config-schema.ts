@@ -3,7 +3,19 @@
 // prints it with its description, and the loader validates it. Keys are snake_case like
 // containerd's config.toml. Checks that span several keys go in `crossChecks` below.
 
-import { duration, fileMode, int, mapOf, oneOf, path, section, str, table, type ConfigValue } from "./config-fields.js";
+import {
+  duration,
+  fileMode,
+  int,
+  mapOf,
+  oneOf,
+  path,
+  section,
+  str,
+  stringList,
+  table,
+  type ConfigValue,
+} from "./config-fields.js";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
 
@@ -95,6 +107,13 @@ export const configSchema = section("berthd configuration", {
     stale_ingest_timeout: duration(
       "24h",
       "Image GC removes an interrupted layer download that got no data for this long.",
+    ),
+  }),
+
+  cdi: section("CDI (Container Device Interface) devices that containers ask for by name.", {
+    spec_dirs: stringList(
+      ["/etc/cdi", "/var/run/cdi"],
+      "Directories of CDI spec files (.json, .yaml); a later directory overrides an earlier one.",
     ),
   }),
 

@@ -20,7 +20,20 @@ export interface Spec {
   mounts: Mount[];
   annotations?: Record<string, string>;
   linux: Linux;
+  /** OCI lifecycle hooks (only CDI specs add any). */
+  hooks?: Hooks;
 }
+
+export interface Hook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+export type Hooks = Partial<
+  Record<"prestart" | "createRuntime" | "createContainer" | "startContainer" | "poststart" | "poststop", Hook[]>
+>;
 
 export interface Process {
   terminal?: boolean;

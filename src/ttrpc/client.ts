@@ -13,75 +13,21 @@ import {
   InvalidArgumentError,
   ResourceExhaustedError,
   UnavailableError,
-  errorFromStatus,
 } from "../util/errors.js";
-import {
-  type MetadataInit,
-  type RequestOf,
-  type ResponseOf,
-  type ServiceDefinition,
-  metadataToKeyValues,
-  socketPath,
-} from "./definition.js";
+import { currentCallObserver, withMetadata } from "./call-observer.js";
+import type { CallOptions, ClientOptions, StreamKind } from "./client-options.js";
+import { ClientStream, type PendingCall, remoteError } from "./client-stream.js";
+import { metadataToKeyValues, socketPath } from "./definition.js";
 import { DEFAULT_MAX_MESSAGE_SIZE, Flags, type FrameHeader, FrameParser, MessageType, encodeFrame } from "./frame.js";
-import { MessageQueue } from "./queue.js";
 
-export interface ClientOptions {
-  /** Largest payload sent or accepted, in bytes (default 4 MiB, Go ttrpc's fixed limit). */
-  maxMessageSize?: number;
-  /** Give up connecting after this long (default 10 s). */
-  connectTimeoutMs?: number;
-}
-
-export interface CallOptions {
-  /** Fails the call with DeadlineExceededError after this long; also sent to the server as timeout_nano. */
-  timeoutMs?: number;
-  /** Request metadata; keys are sent lower-case (e.g. `containerd-namespace-ttrpc`). */
-  metadata?: MetadataInit;
-  /** Aborting fails the call with CanceledError (the server is not told: ttrpc has no cancel message). */
-  signal?: AbortSignal;
-}
-
-export interface StreamKind {
-  requestStream: boolean;
-  responseStream: boolean;
-}
-
-/** A call in flight, unary or streaming, as the receive loop sees it. */
-interface PendingCall {
-  /** A Response frame arrived (its status decides success). */
-  response(resp: Response): void;
-  /** A Data frame arrived. */
-  data(flags: number, payload: Buffer): void;
-  fail(err: Error): void;
-}
+export { setCallObserver } from "./call-observer.js";
+export type { CallObserver } from "./call-observer.js";
+export type { CallOptions, ClientOptions, StreamKind } from "./client-options.js";
+export { ClientStream } from "./client-stream.js";
+export { createClient } from "./typed-client.js";
+export type { ServiceClient } from "./typed-client.js";
 
 const MAX_STREAM_ID = 0xffffffff;
-
-/**
- * Wraps every unary call of this process, e.g. to trace berthd's calls to its shims. `run` may
- * be given extra request metadata (e.g. trace ids), sent alongside the caller's own.
- */
-export type CallObserver = (
-  label: string,
-  run: (extraMetadata?: Record<string, string>) => Promise<Buffer>,
-) => Promise<Buffer>;
-let callObserver: CallObserver | undefined;
-
-/** Installs the process-wide unary call observer; returns a function that removes it. */
-export function setCallObserver(fn: CallObserver): () => void {
-  callObserver = fn;
-  return () => {
-    if (callObserver === fn) callObserver = undefined;
-  };
-}
-
-/** The caller's metadata plus `extra` (the caller's own keys win). */
-function withMetadata(md: MetadataInit | undefined, extra: Record<string, string>): MetadataInit {
-  const out = new Map<string, string | string[]>(Object.entries(extra));
-  if (md) for (const [k, v] of md instanceof Map ? md.entries() : Object.entries(md)) out.set(k.toLowerCase(), v);
-  return out;
-}
 
 /** Events: 'close' (err: Error | undefined), once, when the connection is gone. */
 export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
@@ -191,7 +137,7 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
 
   /** A unary call with an encoded request; resolves with the encoded response. */
   call(service: string, method: string, payload: Uint8Array, opts: CallOptions = {}): Promise<Buffer> {
-    const observer = callObserver;
+    const observer = currentCallObserver();
     if (observer) {
       return observer(`${service}/${method}`, (extra) =>
         this.unary(service, method, payload, extra ? { ...opts, metadata: withMetadata(opts.metadata, extra) } : opts),
@@ -403,149 +349,4 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
     for (const call of calls) call.fail(err);
     this.emit("close", reason);
   }
-}
-
-/** The client side of a streaming call. */
-export class ClientStream implements PendingCall {
-  /** @internal */
-  id = 0;
-  /** Messages from the server, in order; ends when the server closes the stream, throws on error. */
-  readonly responses = new MessageQueue<Buffer>();
-  private localClosed: boolean;
-  private settle!: () => void;
-  /** Resolves when the stream is over, either way. */
-  readonly finished = new Promise<void>((resolve) => {
-    this.settle = resolve;
-  });
-
-  constructor(
-    private readonly client: TtrpcClient,
-    readonly label: string,
-    readonly kind: StreamKind,
-  ) {
-    this.localClosed = !kind.requestStream;
-  }
-
-  /** False once the stream no longer takes messages from us. */
-  get canSend(): boolean {
-    return !this.localClosed;
-  }
-
-  /** Sends one message (only for request-streaming methods). */
-  send(payload: Uint8Array): void {
-    if (this.localClosed) throw new InvalidArgumentError(`ttrpc: ${this.label}: stream is closed for sending`);
-    this.client.sendData(this.id, 0, payload);
-  }
-
-  /** Tells the server no more messages follow. */
-  closeSend(): void {
-    if (this.localClosed) return;
-    this.localClosed = true;
-    this.client.sendData(this.id, Flags.REMOTE_CLOSED | Flags.NO_DATA, new Uint8Array(0));
-  }
-
-  /** @internal */
-  response(resp: Response): void {
-    const status = resp.status;
-    if (status && status.code !== GrpcCode.OK) {
-      this.fail(remoteError(status.code, status.message));
-      return;
-    }
-    if (!this.kind.responseStream || resp.payload.length > 0) this.responses.push(resp.payload);
-    this.responses.end();
-    this.localClosed = true;
-    this.settle();
-  }
-
-  /** @internal */
-  data(flags: number, payload: Buffer): void {
-    if ((flags & Flags.NO_DATA) === 0) this.responses.push(payload);
-    if ((flags & Flags.REMOTE_CLOSED) !== 0) {
-      this.responses.end();
-      this.localClosed = true;
-      this.settle();
-    }
-  }
-
-  /** @internal */
-  fail(err: Error): void {
-    this.localClosed = true;
-    this.responses.fail(err);
-    this.settle();
-  }
-}
-
-/** A typed error for a status received from the peer; the wire code stays on `grpcCode`. */
-function remoteError(code: number, message: string): Error {
-  return Object.assign(errorFromStatus(code, message), { grpcCode: code });
-}
-
-type ClientMethod<M> = M extends { requestStream: true }
-  ? M extends { responseStream: true }
-    ? (
-        requests: AsyncIterable<RequestOf<M>> | Iterable<RequestOf<M>>,
-        opts?: CallOptions,
-      ) => AsyncIterable<ResponseOf<M>>
-    : (requests: AsyncIterable<RequestOf<M>> | Iterable<RequestOf<M>>, opts?: CallOptions) => Promise<ResponseOf<M>>
-  : M extends { responseStream: true }
-    ? (request: RequestOf<M>, opts?: CallOptions) => AsyncIterable<ResponseOf<M>>
-    : (request: RequestOf<M>, opts?: CallOptions) => Promise<ResponseOf<M>>;
-
-/** A typed client: one camelCase method per method of the definition. */
-export type ServiceClient<D extends ServiceDefinition> = {
-  [K in keyof D["methods"]]: ClientMethod<D["methods"][K]>;
-};
-
-/** Builds a typed client for a generated service definition, e.g. `createClient(TaskDefinition, conn)`. */
-export function createClient<D extends ServiceDefinition>(definition: D, client: TtrpcClient): ServiceClient<D> {
-  const out: Record<string, unknown> = {};
-  for (const [camel, m] of Object.entries(definition.methods)) {
-    const service = definition.fullName;
-    const encode = (msg: unknown) => m.requestType.encode(msg).finish();
-    if (!m.requestStream && !m.responseStream) {
-      out[camel] = async (req: unknown, opts?: CallOptions) =>
-        m.responseType.decode(await client.call(service, m.name, encode(req), opts));
-      continue;
-    }
-    const kind = { requestStream: m.requestStream, responseStream: m.responseStream };
-    const open = (input: unknown, opts?: CallOptions): ClientStream => {
-      const stream = client.openStream(service, m.name, kind, kind.requestStream ? undefined : encode(input), opts);
-      if (kind.requestStream) void pump(client, stream, input as AsyncIterable<unknown> | Iterable<unknown>, encode);
-      return stream;
-    };
-    if (m.responseStream) {
-      out[camel] = (input: unknown, opts?: CallOptions) =>
-        decodeAll(open(input, opts), (b) => m.responseType.decode(b));
-    } else {
-      out[camel] = async (input: unknown, opts?: CallOptions) => {
-        const stream = open(input, opts);
-        let last: Buffer | undefined;
-        for await (const b of stream.responses) last = b;
-        return m.responseType.decode(last ?? Buffer.alloc(0));
-      };
-    }
-  }
-  return out as ServiceClient<D>;
-}
-
-async function pump(
-  client: TtrpcClient,
-  stream: ClientStream,
-  input: AsyncIterable<unknown> | Iterable<unknown>,
-  encode: (m: unknown) => Uint8Array,
-): Promise<void> {
-  try {
-    for await (const msg of input) {
-      // The server may finish the call before we are done sending; stop quietly then.
-      if (!stream.canSend) return;
-      stream.send(encode(msg));
-    }
-    stream.closeSend();
-  } catch (err) {
-    client.failStream(stream.id, err instanceof Error ? err : new Error(String(err)));
-  }
-}
-
-async function* decodeAll<T>(stream: ClientStream, decode: (b: Buffer) => T): AsyncIterable<T> {
-  for await (const b of stream.responses) yield decode(b);
 }

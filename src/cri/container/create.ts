@@ -10,6 +10,8 @@ import { mountAll, unmountAll } from "../../snapshots/mount.js";
 import { nowNs } from "../../util/clock.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS, runUndo } from "../context.js";
+import { injectCdiDevices, requestedCdiDevices } from "../cdi/inject.js";
+import { DEFAULT_CDI_SPEC_DIRS } from "../cdi/registry.js";
 import { newId } from "../ids.js";
 import { prepareImageVolumes } from "../image-volumes.js";
 import type { SandboxEntry } from "../store/index.js";
@@ -90,6 +92,7 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
       cgroupDriver: d.cgroupDriver,
       runtimeHandler: pod.info.runtimeHandler,
     });
+    await injectCdiDevices(spec, requestedCdiDevices(config), d.cdiSpecDirs ?? DEFAULT_CDI_SPEC_DIRS);
     d.bundles.writeSpec(id, spec);
     d.store.apply(id, { type: "created" });
   } catch (err) {

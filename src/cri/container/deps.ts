@@ -33,4 +33,6 @@ export interface ContainerDeps {
   cgroupDriver: CgroupDriver;
   /** Longest CRI log record before a line is split into P records. */
   maxLogLineSize?: number;
+  /** CDI spec directories, lowest priority first (default /etc/cdi, /var/run/cdi). */
+  cdiSpecDirs?: string[];
 }

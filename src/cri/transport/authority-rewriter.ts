@@ -58,6 +58,28 @@ interface Block {
   raw: Buffer[];
 }
 
+/** The frame being received: one fixed shape, as this is on every frame's path. */
+class InFrame implements FrameHeader {
+  readonly length: number;
+  readonly type: number;
+  readonly flags: number;
+  readonly streamId: number;
+  left: number;
+  readonly pieces: Buffer[] = [];
+
+  constructor(
+    h: FrameHeader,
+    readonly mode: Mode,
+    readonly header: Buffer,
+  ) {
+    this.length = h.length;
+    this.type = h.type;
+    this.flags = h.flags;
+    this.streamId = h.streamId;
+    this.left = h.length;
+  }
+}
+
 export class AuthorityRewriter {
   /** True once blocks are re-encoded (from the first block that needed a change on). */
   rewriting = false;
@@ -72,7 +94,7 @@ export class AuthorityRewriter {
   private prefaceSeen = 0;
   private readonly head = Buffer.alloc(FRAME_HEADER_LENGTH);
   private headLen = 0;
-  private cur: (FrameHeader & { mode: Mode; left: number; header: Buffer; pieces: Buffer[] }) | undefined;
+  private cur: InFrame | undefined;
   private block: Block | undefined;
   private lastStreamId = 0;
   private stopped = false;
@@ -198,7 +220,7 @@ export class AuthorityRewriter {
       mode = "forward";
       out.push(header);
     }
-    this.cur = { ...h, mode, left: h.length, header, pieces: [] };
+    this.cur = new InFrame(h, mode, header);
   }
 
   private endFrame(out: Buffer[]): void {
@@ -267,7 +289,8 @@ export class AuthorityRewriter {
       return;
     }
     this.rewriting = true;
-    const encoded = encodeWithoutIndexing(fixed ?? decoded.fields, decoded.sizeUpdates);
+    // Without Huffman coding: on a unix socket a few more bytes cost less than coding them.
+    const encoded = encodeWithoutIndexing(fixed ?? decoded.fields, decoded.sizeUpdates, { huffman: false });
     out.push(
       ...headerBlockFrames(block.streamId, encoded, {
         endStream: block.endStream,
