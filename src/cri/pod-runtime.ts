@@ -47,6 +47,7 @@ import { stopPodSandbox } from "./sandbox/stop.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
 import { StatsService } from "./stats.js";
 import { ContainerStore, SandboxStore } from "./store/index.js";
+import { updatePodResources } from "./pod-resources.js";
 
 export interface PodRuntime {
   handlers: Partial<CriMethodHandlers>;
@@ -158,6 +159,12 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     async listContainers(req) {
       const r: ListContainersResponse = { containers: listContainers(containers, req.filter) };
       return r;
+    },
+    async updatePodSandboxResources(req) {
+      const pod = sandboxStore.resolve(req.podSandboxId);
+      const row = { ...pod.info, phase: pod.status.phase, sandboxExitedAt: pod.status.exitedAt };
+      await updatePodResources(ctx, row, pod.config, req.resources, req.overhead);
+      return {};
     },
     async updateContainerResources(req) {
       await updateContainerResources(containers, req.containerId, req.linux, req.annotations);

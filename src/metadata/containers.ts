@@ -219,6 +219,13 @@ export class ContainerMetadata {
     this.update(id, { startedAt });
   }
 
+  /** Replaces the stored ContainerConfig (UpdateContainerResources changes its resources). */
+  setConfig(id: string, config: Buffer): void {
+    this.table();
+    this.db.prepare(`UPDATE containers SET config = ? WHERE id = ?`).run(config, id);
+    this.update(id, { config });
+  }
+
   /**
    * Records the exit reported for the container. The CRI's status store (cri/store) is the one
    * writer and decides when an exit may still change (an exit heard, then settled once its task

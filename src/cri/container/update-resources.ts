@@ -6,6 +6,7 @@ import { probeHost } from "../../oci/index.js";
 import { applyResources } from "../spec/index.js";
 import { FailedPreconditionError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
+import { withResources } from "../pod-resources.js";
 import type { ContainerDeps } from "./deps.js";
 
 export async function updateContainerResources(
@@ -22,5 +23,5 @@ export async function updateContainerResources(
   spec.linux.resources = out;
   if (d.runtime.has(NS, e.id)) await d.runtime.update(NS, e.id, out, annotations);
   d.bundles.writeSpec(e.id, spec);
-  d.store.setResources(e.id, resources);
+  if (resources) d.store.setConfig(e.id, withResources(e.config, resources));
 }

@@ -114,10 +114,15 @@ export class ContainerStore {
     return after;
   }
 
-  /** Replaces the decoded config's resources (UpdateContainerResources). */
-  setResources(id: string, resources: NonNullable<ContainerConfig["linux"]>["resources"]): void {
-    const c = this.table().get(id)?.config;
-    if (resources && c?.linux) c.linux.resources = resources;
+  /**
+   * Replaces the container's config (UpdateContainerResources changes its resources), persisted
+   * so that ContainerStatus.resources reports the new values after a restart too.
+   */
+  setConfig(id: string, config: ContainerConfig): void {
+    const e = this.table().get(id);
+    if (!e) return;
+    this.meta.setConfig(id, Buffer.from(ContainerConfig.encode(config).finish()));
+    e.configCache = config;
   }
 
   /** Forgets the container (its row deleted). */

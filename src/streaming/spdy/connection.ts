@@ -13,7 +13,7 @@
 // exactly as spdystream's bounded frame queue does. Outgoing data waits for the socket to drain,
 // so a slow reader pushes back on the writer through each stream's bounded write buffer.
 import { EventEmitter } from "node:events";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 import {
   DEFAULT_WINDOW,
   FLAG_FIN,
@@ -33,6 +33,10 @@ import {
   parseFrame,
 } from "./frames.js";
 import { HeaderCompressor, HeaderDecompressor, type SpdyHeaders, headersFrom } from "./header-codec.js";
+import { OutgoingQueue } from "./outgoing-queue.js";
+import { SpdyStream } from "./stream.js";
+
+export { SpdyStream } from "./stream.js";
 
 export interface SpdyConnectionOptions {
   /** The server side accepts odd (client) stream ids and creates even ones. */
@@ -45,70 +49,6 @@ export interface SpdyConnectionOptions {
   announceSettings?: boolean;
   /** How long close() waits for the peer to hang up before it destroys the socket. */
   closeGraceMs?: number;
-}
-
-const STREAM_BUFFER = 64 * 1024;
-
-export class SpdyStream extends Duplex {
-  /** Set when the peer reset the stream or the session ended: writes are dropped. */
-  aborted = false;
-  remoteClosed = false;
-  localClosed = false;
-  sendWindow: number;
-  /** Bytes delivered to the reader that we have not yet re-opened the window for. */
-  unacked = 0;
-
-  constructor(
-    readonly conn: SpdyConnection,
-    readonly id: number,
-    readonly headers: SpdyHeaders,
-    sendWindow: number,
-  ) {
-    super({ readableHighWaterMark: STREAM_BUFFER, writableHighWaterMark: STREAM_BUFFER, allowHalfOpen: true });
-    this.sendWindow = sendWindow;
-  }
-
-  /** First value of a header, by case-insensitive name. */
-  header(name: string): string | undefined {
-    return this.headers.get(name.toLowerCase())?.[0];
-  }
-
-  /** Accepts a peer-initiated stream (SYN_REPLY). */
-  reply(headers: SpdyHeaders = new Map()): void {
-    this.conn.sendReply(this, headers);
-  }
-
-  /** Tears the stream down in both directions (RST_STREAM). */
-  reset(status: number = RstStatus.Cancel): void {
-    this.conn.resetStream(this, status);
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.conn.writeData(this, chunk).then(() => cb(), cb);
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.conn.finishStream(this);
-    cb();
-  }
-
-  override _read(): void {
-    this.conn.streamWantsData(this);
-  }
-
-  /** Data from the peer. */
-  deliver(data: Buffer): boolean {
-    if (this.remoteClosed) return true;
-    this.unacked += data.length;
-    return this.push(data);
-  }
-
-  /** The peer will send nothing more. */
-  endRemote(): void {
-    if (this.remoteClosed) return;
-    this.remoteClosed = true;
-    this.push(null);
-  }
 }
 
 interface PendingOpen {
@@ -127,9 +67,7 @@ export class SpdyConnection extends EventEmitter {
   private lastPeerStreamId = 0;
   private inbuf: Buffer = Buffer.alloc(0);
   private pumping = false;
-  private outq: (Buffer | Promise<Buffer>)[] = [];
-  private flushingOut = false;
-  private flushWaiters: (() => void)[] = [];
+  private readonly out: OutgoingQueue;
   private readonly blocked = new Set<SpdyStream>();
   private pausedByUs = false;
   private peerFlowControl: boolean;
@@ -156,6 +94,11 @@ export class SpdyConnection extends EventEmitter {
     this.closeGraceMs = opts.closeGraceMs ?? 5000;
     this.peerFlowControl = opts.enforcePeerWindows ?? false;
     this.isServer = opts.server;
+    this.out = new OutgoingQueue(socket, {
+      canWrite: () => !this.closed && !this.socketClosed,
+      failed: (err) => this.fail(err),
+      drained: () => this.wakeWindowWaiters(),
+    });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     // Frames already received are handled before the end of the socket is: handling can wait
     // on the header decompressor, and a stream's data must not be cut off by its EOF.
@@ -229,7 +172,7 @@ export class SpdyConnection extends EventEmitter {
         }
         n = Math.min(n, avail);
       }
-      if (this.socket.writableNeedDrain || this.outq.length > 0) {
+      if (this.socket.writableNeedDrain || this.out.length > 0) {
         await this.waitForWindow();
         if (this.socket.writableNeedDrain) continue;
       }
@@ -277,41 +220,11 @@ export class SpdyConnection extends EventEmitter {
 
   /** Resolves once everything queued so far has been handed to the socket. */
   flushed(): Promise<void> {
-    if (!this.flushingOut && this.outq.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.flushWaiters.push(resolve));
+    return this.out.flushed();
   }
-
-  // ---- outgoing queue: header blocks are compressed asynchronously, frames keep their order.
 
   private enqueue(item: Buffer | Promise<Buffer>): void {
-    if (this.closed || this.socketClosed) return;
-    if (!Buffer.isBuffer(item)) item.catch(() => undefined);
-    if (!this.flushingOut && this.outq.length === 0 && Buffer.isBuffer(item)) {
-      this.socket.write(item);
-      return;
-    }
-    this.outq.push(item);
-    if (!this.flushingOut) void this.flushOut();
-  }
-
-  private async flushOut(): Promise<void> {
-    this.flushingOut = true;
-    while (this.outq.length > 0) {
-      const item = this.outq.shift() as Buffer | Promise<Buffer>;
-      let buf: Buffer;
-      try {
-        buf = Buffer.isBuffer(item) ? item : await item;
-      } catch (err) {
-        this.fail(err);
-        break;
-      }
-      if (!this.closed && !this.socketClosed) this.socket.write(buf);
-    }
-    this.flushingOut = false;
-    this.wakeWindowWaiters();
-    const waiters = this.flushWaiters;
-    this.flushWaiters = [];
-    for (const w of waiters) w();
+    this.out.push(item);
   }
 
   // ---- incoming frames
@@ -521,11 +434,9 @@ export class SpdyConnection extends EventEmitter {
     for (const p of this.opening.values()) p.reject(new Error("SPDY session closed"));
     this.opening.clear();
     for (const s of [...this.streams.values()]) this.abortStream(s);
-    this.outq = [];
+    this.out.clear();
     this.wakeWindowWaiters();
-    const waiters = this.flushWaiters;
-    this.flushWaiters = [];
-    for (const w of waiters) w();
+    this.out.releaseWaiters();
     this.compressor.close();
     this.decompressor.close();
     this.emit("close");
