@@ -6,6 +6,7 @@ import tseslint from "typescript-eslint";
 import globals from "globals";
 
 const daemonSide = [
+  "api",
   "cri",
   "daemon",
   "images",
@@ -53,6 +54,18 @@ export default tseslint.config(
     },
   },
   {
+    files: ["src/api/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        forbid(
+          ["shim", "ttrpc", "daemon", "cli", "runtime"],
+          "The CLI's API is a translation onto core services, served through cri/server.ts (DESIGN.md principle 1).",
+        ),
+      ],
+    },
+  },
+  {
     files: ["src/cri/**/*.ts"],
     rules: {
       "no-restricted-imports": [
@@ -77,7 +90,7 @@ export default tseslint.config(
       "no-restricted-imports": [
         "error",
         forbid(
-          ["cri", "daemon", "cli", "shim", "streaming"],
+          ["api", "cri", "daemon", "cli", "shim", "streaming"],
           "Core services never reach up to the CRI layer or the daemon, nor into the shim (DESIGN.md principle 1).",
         ),
       ],
@@ -101,7 +114,7 @@ export default tseslint.config(
       "no-restricted-imports": [
         "error",
         forbid(
-          ["shim", "runtime", "cri", "daemon", "images", "snapshots", "metadata", "network"],
+          ["shim", "runtime", "api", "cri", "daemon", "images", "snapshots", "metadata", "network"],
           "The CLI is a client of berthd's socket only.",
         ),
       ],

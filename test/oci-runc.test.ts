@@ -26,13 +26,8 @@ import {
   PodSandboxConfig,
   SecurityProfile_ProfileType,
 } from "../src/gen/cri/runtime/v1/api.js";
-import {
-  buildContainerSpec,
-  buildSandboxSpec,
-  writeSpecFile,
-  type ImageProcessConfig,
-  type Spec,
-} from "../src/oci/index.js";
+import { buildContainerSpec, buildSandboxSpec, type ImageProcessConfig } from "../src/cri/spec/index.js";
+import { writeSpecFile, type Spec } from "../src/oci/index.js";
 
 const CGROUP_PARENT = `/berth-oci-test-${process.pid}`;
 const APPLETS = ["sh", "id", "chown", "touch", "cat", "wc", "unshare", "echo", "hostname", "sleep", "true", "tr", "ls"];

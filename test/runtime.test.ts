@@ -26,7 +26,7 @@ import {
   EVENTS_SOCKET_NAME,
   FileShimRecordStore,
   RUNC_RUNTIME_TYPE,
-  RuntimeHandlers,
+  RuntimeClasses,
   SANDBOX_ID_ANNOTATION,
   ShimManager,
   bootstrapFromVersionOutput,
@@ -107,7 +107,7 @@ class Env {
   private cleaned = false;
   manager!: ShimManager;
   readonly records: FileShimRecordStore;
-  readonly handlers: RuntimeHandlers;
+  readonly handlers: RuntimeClasses;
 
   private constructor(
     readonly root: string,
@@ -119,7 +119,7 @@ class Env {
     this.shimSocketDir = join(root, "berth-shim");
     this.address = join(root, "berthd.sock");
     this.records = new FileShimRecordStore(this.recordsDir);
-    this.handlers = new RuntimeHandlers(
+    this.handlers = new RuntimeClasses(
       {
         runc: { runtimeType: RUNC_RUNTIME_TYPE, binaryName: "runc", root: this.runcRoot },
         berth: { runtimeType: BERTH_RUNTIME_TYPE, binaryName: "runc", root: this.runcRoot },
@@ -315,7 +315,7 @@ describe("runtime handlers", () => {
   });
 
   test("handlers default sensibly, validate options, and unknown names fail clearly", () => {
-    const hs = new RuntimeHandlers(
+    const hs = new RuntimeClasses(
       { runc: {}, gvisor: { binaryName: "runsc", options: { systemd_cgroup: false, NoPivotRoot: true } } },
       "runc",
     );
@@ -332,7 +332,7 @@ describe("runtime handlers", () => {
     );
     assert.throws(() => makeRuntimeHandler("x", { options: { bogus: 1 } }), InvalidArgumentError);
     assert.throws(() => makeRuntimeHandler("x", { options: { systemd_cgroup: "yes" } }), InvalidArgumentError);
-    assert.throws(() => new RuntimeHandlers({ runc: {} }, "missing"), InvalidArgumentError);
+    assert.throws(() => new RuntimeClasses({ runc: {} }, "missing"), InvalidArgumentError);
   });
 
   test("start output: plain address, JSON, and the BootstrapResult protobuf; the task API they announce", () => {
@@ -647,12 +647,12 @@ function shimSuite(kind: ShimKind): void {
             "--input-type=module",
             "-e",
             `
-          import { ShimManager, FileShimRecordStore, RuntimeHandlers } from ${JSON.stringify(runtimeIndex)};
+          import { ShimManager, FileShimRecordStore, RuntimeClasses } from ${JSON.stringify(runtimeIndex)};
           const cfg = JSON.parse(process.argv[1]);
           const m = await ShimManager.create({
             stateDir: cfg.stateDir, address: cfg.address,
             records: new FileShimRecordStore(cfg.recordsDir),
-            handlers: new RuntimeHandlers({ [cfg.kind]: { runtimeType: cfg.runtimeType, root: cfg.runcRoot } }, cfg.kind),
+            handlers: new RuntimeClasses({ [cfg.kind]: { runtimeType: cfg.runtimeType, root: cfg.runcRoot } }, cfg.kind),
             shimEnv: cfg.shimEnv,
           });
           const pids = {};

@@ -9,7 +9,7 @@ import { Readable } from "node:stream";
 import { openDatabase } from "../src/metadata/db.js";
 import { createSnapshotter, mountAll, unmountAll, type Snapshotter } from "../src/snapshots/index.js";
 import { applyLayer } from "../src/images/unpack.js";
-import { chainIds } from "../src/images/service.js";
+import { chainIds } from "../src/images/manifest.js";
 import { AlreadyExistsError, FailedPreconditionError } from "../src/util/errors.js";
 import { makeLayer, type EntrySpec } from "./helpers/images.js";
 

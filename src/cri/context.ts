@@ -6,7 +6,7 @@ import type { ContainerMetadata } from "../metadata/containers.js";
 import type { PodMetadata } from "../metadata/pods.js";
 import type { NetworkManager } from "../network/index.js";
 import type { CgroupDriver } from "../oci/index.js";
-import type { RuntimeHandlers, ShimManager } from "../runtime/index.js";
+import type { RuntimeClasses, ShimManager } from "../runtime/index.js";
 import type { Logger } from "../util/log.js";
 import type { CriEvents } from "./events.js";
 
@@ -19,7 +19,7 @@ export interface CriContext {
   images: ImageService;
   network: NetworkManager;
   shims: ShimManager;
-  handlers: RuntimeHandlers;
+  handlers: RuntimeClasses;
   events: CriEvents;
   log: Logger;
   /** berthd's state dir (bundles, fifos, pod files live below it). */
@@ -39,18 +39,9 @@ export const paths = {
   ioRoot: (ctx: CriContext) => join(ctx.stateDir, "io"),
 };
 
-/** ns since the epoch, as CRI timestamps are. */
-export function nowNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
-}
-
-export function dateNs(d: Date | undefined): bigint {
-  return d ? BigInt(d.getTime()) * 1_000_000n : 0n;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+// One clock and one sleep for the whole code base (util/); re-exported for the CRI modules.
+export { dateNs, nowNs } from "../util/clock.js";
+export { sleep } from "../util/sleep.js";
 
 /** Runs undo steps last-first, logging (not throwing) their failures: the original error matters. */
 export async function runUndo(steps: (() => unknown)[], log: Logger, what: string): Promise<void> {

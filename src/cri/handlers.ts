@@ -1,14 +1,16 @@
 // The shape of a CRI handler. Handlers are plain async functions keyed by the method's
 // lowerCamel name in the generated service definition ("runPodSandbox", "listImages").
-// A module that implements part of the CRI exports a Partial<RuntimeHandlers> (or
+// A module that implements part of the CRI exports a Partial<CriMethodHandlers> (or
 // ImageHandlers); the composition root spreads those together and server.ts answers every
 // method nobody implemented with UNIMPLEMENTED. A real handler replaces the default just by
 // being present under its name.
 
 import type {
+  handleClientStreamingCall,
   handleServerStreamingCall,
   handleUnaryCall,
   Metadata,
+  ServerReadableStream,
   ServerUnaryCall,
   ServerWritableStream,
   ServiceDefinition,
@@ -37,6 +39,10 @@ export type UnaryHandler<Req, Res> = (
   request: Req,
   ctx: CallContext & { call: ServerUnaryCall<Req, Res> },
 ) => Promise<Res>;
+export type ClientStreamHandler<Req, Res> = (
+  requests: ServerReadableStream<Req, Res>,
+  ctx: CallContext & { call: ServerReadableStream<Req, Res> },
+) => Promise<Res>;
 export type ServerStreamHandler<Req, Res> = (
   request: Req,
   ctx: StreamContext<Res> & { call: ServerWritableStream<Req, Res> },
@@ -46,15 +52,20 @@ export type ServerStreamHandler<Req, Res> = (
 export type AsyncHandler<H> =
   H extends handleServerStreamingCall<infer Req, infer Res>
     ? ServerStreamHandler<Req, Res>
-    : H extends handleUnaryCall<infer Req, infer Res>
-      ? UnaryHandler<Req, Res>
-      : never;
+    : H extends handleClientStreamingCall<infer Req, infer Res>
+      ? ClientStreamHandler<Req, Res>
+      : H extends handleUnaryCall<infer Req, infer Res>
+        ? UnaryHandler<Req, Res>
+        : never;
+
+/** Async handlers for a generated grpc-js server interface (berth.v1 in src/api uses it too). */
+export type ServiceHandlers<S> = { [K in keyof MethodsOf<S>]: AsyncHandler<S[K]> };
 
 /** Drops the string index signature that grpc-js server interfaces carry, keeping the method names. */
 type MethodsOf<S> = { [K in keyof S as string extends K ? never : K]: S[K] };
 
-export type RuntimeHandlers = { [K in keyof MethodsOf<RuntimeServiceServer>]: AsyncHandler<RuntimeServiceServer[K]> };
-export type ImageHandlers = { [K in keyof MethodsOf<ImageServiceServer>]: AsyncHandler<ImageServiceServer[K]> };
+export type CriMethodHandlers = ServiceHandlers<RuntimeServiceServer>;
+export type ImageHandlers = ServiceHandlers<ImageServiceServer>;
 
 /** Wraps every CRI call's handler (tracing, metrics); learns the outcome from the promise. */
 export interface CriCallObserver {
@@ -65,8 +76,8 @@ export interface CriCallObserver {
 export interface CriHandlers {
   /** Runs around every CRI call, UNIMPLEMENTED ones included (src/observability). */
   observer?: CriCallObserver;
-  runtime: Partial<RuntimeHandlers>;
+  runtime: Partial<CriMethodHandlers>;
   image: Partial<ImageHandlers>;
-  /** Other services served on the same socket, e.g. berth.v1.Berth (cri/berth-service.ts). */
+  /** Other services served on the same socket, e.g. berth.v1.Berth (api/berth-service.ts). */
   extra?: { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];
 }

@@ -8,9 +8,12 @@ import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, posix, sep } from "node:path";
 import type { Mount } from "../gen/cri/runtime/v1/api.js";
+import type { ImageService } from "../images/service.js";
 import { mountAll, unmountAll } from "../snapshots/mount.js";
 import { InvalidArgumentError, NotFoundError } from "../util/errors.js";
-import type { CriContext } from "./context.js";
+
+/** What image volumes need of the image service. */
+export type VolumeImages = Pick<ImageService, "resolveId" | "prepareRootfs" | "removeRootfs">;
 
 const DIR = "image-volumes";
 
@@ -48,7 +51,7 @@ function subPathIn(root: string, subPath: string, where: string): string {
  * them turned into a read-only bind mount of its view. Each step pushes its undo onto `undo`.
  */
 export async function prepareImageVolumes(
-  ctx: CriContext,
+  images: VolumeImages,
   containerId: string,
   bundle: string,
   mounts: Mount[],
@@ -62,7 +65,7 @@ export async function prepareImageVolumes(
     }
     const where = m.containerPath;
     if (!m.readonly) throw new InvalidArgumentError(`image volume at ${where} must be read-only`);
-    const imageId = ctx.images.resolveId(m.image.image);
+    const imageId = images.resolveId(m.image.image);
     if (!imageId)
       throw new NotFoundError(
         `image volume at ${where}: image ${JSON.stringify(m.image.image)} not found; pull it first`,
@@ -70,11 +73,11 @@ export async function prepareImageVolumes(
     const dir = join(bundle, DIR, String(i));
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const key = keyOf(containerId, String(i));
-    const view = await ctx.images.prepareRootfs(imageId, key, {
+    const view = await images.prepareRootfs(imageId, key, {
       readonly: true,
       labels: { "berth.io/container": containerId },
     });
-    undo.push(() => ctx.images.removeRootfs(key));
+    undo.push(() => images.removeRootfs(key));
     mountAll(view, dir);
     undo.push(() => unmountAll(dir));
     out.push({
@@ -88,18 +91,18 @@ export async function prepareImageVolumes(
 }
 
 /** Unmounts and removes a container's image volumes (idempotent). */
-export async function removeImageVolumes(ctx: CriContext, containerId: string, bundle: string): Promise<void> {
+export async function removeImageVolumes(images: VolumeImages, containerId: string, bundle: string): Promise<void> {
   const root = join(bundle, DIR);
   if (!existsSync(root)) return;
   for (const n of readdirSync(root)) {
     unmountAll(join(root, n));
-    await ctx.images.removeRootfs(keyOf(containerId, n));
+    await images.removeRootfs(keyOf(containerId, n));
   }
 }
 
 /** The image the status of an image volume names: the resolved image id as image_ref. */
-export function imageVolumeStatus(ctx: CriContext, mounts: Mount[]): Mount[] {
+export function imageVolumeStatus(images: Pick<ImageService, "resolveId">, mounts: Mount[]): Mount[] {
   return mounts.map((m) =>
-    m.image?.image ? { ...m, image: { ...m.image, imageRef: ctx.images.resolveId(m.image.image) ?? "" } } : m,
+    m.image?.image ? { ...m, image: { ...m.image, imageRef: images.resolveId(m.image.image) ?? "" } } : m,
   );
 }

@@ -4,7 +4,7 @@ import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
 import type { DNSConfig } from "../gen/cri/runtime/v1/api.js";
-import type { PodFiles } from "../oci/index.js";
+import type { PodFiles } from "./spec/index.js";
 import { DEFAULT_SHM_SIZE_BYTES } from "../oci/index.js";
 import { unmountAll } from "../snapshots/mount.js";
 import * as sys from "../sys/index.js";

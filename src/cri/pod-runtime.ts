@@ -1,7 +1,8 @@
-// The pod and container half of the CRI RuntimeService: builds the sandbox, container,
-// stats and event services over their dependencies and exposes them as CRI handlers (see
-// handlers.ts). The composition root calls createPodRuntime(), then recover() before
-// serving, and close() at shutdown (shims and containers keep running).
+// The pod and container half of the CRI RuntimeService: builds the status store, the
+// operation deps (one file per RPC under container/ and sandbox/), the exit monitor and the
+// stats service over their dependencies and exposes them as CRI handlers (see handlers.ts).
+// The composition root calls createPodRuntime(), then recover() before serving, and close()
+// at shutdown (shims and containers keep running).
 import {
   ContainerStatsResponse,
   ContainerStatusResponse,
@@ -14,104 +15,167 @@ import {
   PodSandboxStatsResponse,
   PodSandboxStatusResponse,
   RunPodSandboxResponse,
+  type Container,
+  type ContainerFilter,
+  type PodSandbox,
+  type PodSandboxFilter,
 } from "../gen/cri/runtime/v1/api.js";
 import { InvalidArgumentError } from "../util/errors.js";
-import { ContainerService } from "./container-service.js";
-import { type CriContext, nowNs } from "./context.js";
-import type { RuntimeHandlers } from "./handlers.js";
-import { SandboxService } from "./sandbox-service.js";
+import { Bundles } from "./bundle.js";
+import { createContainer } from "./container/create.js";
+import type { ContainerDeps } from "./container/deps.js";
+import { execSync } from "./container/exec-sync.js";
+import { listContainers } from "./container/list.js";
+import { recoverContainers } from "./container/recover.js";
+import { removeContainer } from "./container/remove.js";
+import { reopenContainerLog } from "./container/reopen-log.js";
+import { startContainer } from "./container/start.js";
+import { containerStatus, containerStatusOf } from "./container/status.js";
+import { stopContainer } from "./container/stop.js";
+import { updateContainerResources } from "./container/update-resources.js";
+import { type CriContext, KeyedLock, nowNs } from "./context.js";
+import { ExitMonitor } from "./exit-monitor.js";
+import type { CriMethodHandlers } from "./handlers.js";
+import { RetryScheduler } from "./retry.js";
+import type { SandboxDeps } from "./sandbox/deps.js";
+import { listPodSandboxes } from "./sandbox/list.js";
+import { recoverSandboxes } from "./sandbox/recover.js";
+import { removePodSandbox } from "./sandbox/remove.js";
+import { runPodSandbox } from "./sandbox/run.js";
+import { sandboxStatusById, sandboxStatusVerbose } from "./sandbox/status.js";
+import { stopPodSandbox } from "./sandbox/stop.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
 import { StatsService } from "./stats.js";
+import { ContainerStore, SandboxStore } from "./store/index.js";
 import { updatePodResources } from "./pod-resources.js";
 
 export interface PodRuntime {
-  handlers: Partial<RuntimeHandlers>;
-  sandboxes: SandboxService;
-  containers: ContainerService;
-  /** Reattaches to what survived a restart and finishes or rolls back interrupted work. */
+  handlers: Partial<CriMethodHandlers>;
+  containers: ContainerDeps;
+  sandboxes: SandboxDeps;
+  listPodSandboxes(filter?: PodSandboxFilter): PodSandbox[];
+  listContainers(filter?: ContainerFilter): Promise<Container[]>;
+  /** Reattaches to what survived a restart, finishes or rolls back interrupted work, starts reconciling. */
   recover(): Promise<void>;
   close(): void;
 }
 
 export function createPodRuntime(ctx: CriContext): PodRuntime {
-  // eslint-disable-next-line prefer-const -- the two services refer to each other
-  let sandboxes: SandboxService;
-  const containers = new ContainerService(ctx, (id) => sandboxes.statusById(id));
-  sandboxes = new SandboxService(ctx, containers);
-  const stats = new StatsService(ctx);
+  const bundles = new Bundles(ctx.stateDir);
+  const sandboxStore = new SandboxStore(ctx.pods);
+  const containers: ContainerDeps = {
+    store: new ContainerStore(ctx.containers),
+    sandboxes: sandboxStore,
+    runtime: ctx.shims,
+    images: ctx.images,
+    bundles,
+    events: ctx.events,
+    podStatus: async (id) => sandboxStatusById(sandboxes, id),
+    lock: new KeyedLock(),
+    retries: new RetryScheduler(),
+    log: ctx.log,
+    cgroupDriver: ctx.cgroupDriver,
+    maxLogLineSize: ctx.maxLogLineSize,
+    cdiSpecDirs: ctx.cdiSpecDirs,
+  };
+  const sandboxes: SandboxDeps = {
+    store: sandboxStore,
+    containers,
+    runtime: ctx.shims,
+    network: ctx.network,
+    runtimeClasses: ctx.handlers,
+    bundles,
+    events: ctx.events,
+    lock: new KeyedLock(),
+    retries: new RetryScheduler(),
+    log: ctx.log,
+    cgroupDriver: ctx.cgroupDriver,
+    sandboxRootfs: ctx.sandboxRootfs,
+  };
+  // Subscribed now: exits that happen while recovery runs are heard.
+  const monitor = new ExitMonitor(containers, sandboxes);
+  const stats = new StatsService({
+    containers: containers.store,
+    pods: sandboxStore,
+    runtime: ctx.shims,
+    images: ctx.images,
+    bundles,
+    cgroupDriver: ctx.cgroupDriver,
+  });
   const metrics = new MetricsService(ctx);
 
-  const handlers: Partial<RuntimeHandlers> = {
+  const handlers: Partial<CriMethodHandlers> = {
     async runPodSandbox(req) {
       if (!req.config) throw new InvalidArgumentError("RunPodSandbox needs a config");
-      return RunPodSandboxResponse.fromPartial({ podSandboxId: await sandboxes.run(req.config, req.runtimeHandler) });
+      const podSandboxId = await runPodSandbox(sandboxes, req.config, req.runtimeHandler);
+      return RunPodSandboxResponse.fromPartial({ podSandboxId });
     },
     async stopPodSandbox(req) {
-      await sandboxes.stop(req.podSandboxId);
+      await stopPodSandbox(sandboxes, req.podSandboxId);
       return {};
     },
     async removePodSandbox(req) {
-      await sandboxes.remove(req.podSandboxId);
+      await removePodSandbox(sandboxes, req.podSandboxId);
       return {};
     },
     async podSandboxStatus(req) {
-      const pod = sandboxes.resolve(req.podSandboxId);
-      const { status, info } = await sandboxes.statusOf(pod.row, req.verbose);
+      const pod = sandboxStore.resolve(req.podSandboxId);
+      const { status, info } = await sandboxStatusVerbose(sandboxes, pod, req.verbose);
       const imageRefs = new Map<string, Promise<string>>();
       const cs = await Promise.all(
-        ctx.containers
-          .bySandbox(pod.row.id)
-          .filter((c) => c.phase !== "creating")
-          .map(async (c) => (await containers.statusOf(c, false, imageRefs)).status),
+        containers.store
+          .bySandbox(pod.id)
+          .filter((c) => c.status.phase !== "creating")
+          .map(async (c) => (await containerStatusOf(containers, c, false, imageRefs)).status),
       );
       return PodSandboxStatusResponse.fromPartial({ status, info, containersStatuses: cs, timestamp: nowNs() });
     },
     async listPodSandbox(req) {
       // Complete messages already: no fromPartial deep copy of every item (polled every second).
-      const r: ListPodSandboxResponse = { items: await sandboxes.list(req.filter) };
+      const r: ListPodSandboxResponse = { items: listPodSandboxes(sandboxes, req.filter) };
       return r;
     },
     async createContainer(req) {
       if (!req.config) throw new InvalidArgumentError("CreateContainer needs a config");
-      const pod = sandboxes.resolve(req.podSandboxId);
-      return CreateContainerResponse.fromPartial({ containerId: await containers.create(pod, req.config) });
+      const pod = sandboxStore.resolve(req.podSandboxId);
+      return CreateContainerResponse.fromPartial({ containerId: await createContainer(containers, pod, req.config) });
     },
     async startContainer(req) {
-      const row = containers.resolve(req.containerId);
-      await containers.start(row.id, sandboxes.view(row.sandboxId));
+      await startContainer(containers, req.containerId);
       return {};
     },
     async stopContainer(req) {
-      await containers.stop(req.containerId, Number(req.timeout));
+      await stopContainer(containers, req.containerId, Number(req.timeout));
       return {};
     },
     async removeContainer(req) {
-      await containers.remove(req.containerId);
+      await removeContainer(containers, req.containerId);
       return {};
     },
     async containerStatus(req) {
-      const { status, info } = await containers.status(req.containerId, req.verbose);
+      const { status, info } = await containerStatus(containers, req.containerId, req.verbose);
       return ContainerStatusResponse.fromPartial({ status, info });
     },
     async listContainers(req) {
-      const r: ListContainersResponse = { containers: await containers.list(req.filter) };
+      const r: ListContainersResponse = { containers: listContainers(containers, req.filter) };
       return r;
     },
     async updatePodSandboxResources(req) {
-      const pod = sandboxes.resolve(req.podSandboxId);
-      await updatePodResources(ctx, pod.row, pod.config, req.resources, req.overhead);
+      const pod = sandboxStore.resolve(req.podSandboxId);
+      const row = { ...pod.info, phase: pod.status.phase, sandboxExitedAt: pod.status.exitedAt };
+      await updatePodResources(ctx, row, pod.config, req.resources, req.overhead);
       return {};
     },
     async updateContainerResources(req) {
-      await containers.updateResources(req.containerId, req.linux, req.annotations);
+      await updateContainerResources(containers, req.containerId, req.linux, req.annotations);
       return {};
     },
     async execSync(req, call) {
-      const r = await containers.execSync(req.containerId, req.cmd, Number(req.timeout), call.signal);
+      const r = await execSync(containers, req.containerId, req.cmd, Number(req.timeout), call.signal);
       return ExecSyncResponse.fromPartial(r);
     },
     async reopenContainerLog(req) {
-      await containers.reopenLog(req.containerId);
+      reopenContainerLog(containers, req.containerId);
       return {};
     },
     async containerStats(req) {
@@ -139,16 +203,18 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
 
   return {
     handlers,
-    sandboxes,
     containers,
+    sandboxes,
+    listPodSandboxes: (filter) => listPodSandboxes(sandboxes, filter),
+    listContainers: async (filter) => listContainers(containers, filter),
     async recover() {
       const recovered = await ctx.shims.recover();
       ctx.log.info({ tasks: recovered.length }, "reattached to shims");
-      const keep = await sandboxes.recover();
-      await containers.recover();
-      // Tasks no pod or container row claims were left by a crash between steps: remove them.
+      const keep = await recoverSandboxes(sandboxes);
+      await recoverContainers(containers);
+      // Tasks no pod or container record claims were left by a crash between steps: remove them.
       for (const r of ctx.shims.list()) {
-        if (ctx.pods.get(r.id) || ctx.containers.get(r.id)) continue;
+        if (sandboxStore.get(r.id) || containers.store.get(r.id)) continue;
         await ctx.shims.kill(r.namespace, r.id, 9, { all: true }).catch(() => {});
         await ctx.shims.wait(r.namespace, r.id).catch(() => {});
         await ctx.shims.delete(r.namespace, r.id).catch(() => {});
@@ -157,10 +223,17 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       const net = await ctx.network.recover(keep);
       if (net.cleaned.length > 0)
         ctx.log.info({ pods: net.cleaned }, "released the networks of pods that no longer exist");
+      // From now on a lost exit event is caught within one reconciliation interval.
+      monitor.start();
     },
     close() {
-      sandboxes.close();
-      containers.close();
+      monitor.close();
+      sandboxes.retries.close();
+      containers.retries.close();
+      for (const e of containers.store.list()) {
+        e.io?.close();
+        e.io = undefined;
+      }
     },
   };
 }

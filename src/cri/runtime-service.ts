@@ -13,7 +13,7 @@ import {
 } from "../gen/cri/runtime/v1/api.js";
 import { isIP } from "node:net";
 import { InvalidArgumentError } from "../util/errors.js";
-import type { RuntimeHandlers } from "./handlers.js";
+import type { CriMethodHandlers } from "./handlers.js";
 import type { NetworkStatusProbe } from "./network-status.js";
 import type { HandlerFeatures } from "../oci/runtime-features.js";
 
@@ -39,7 +39,7 @@ export interface RuntimeInfoDeps {
 
 export function runtimeInfoHandlers(
   deps: RuntimeInfoDeps,
-): Pick<RuntimeHandlers, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
+): Pick<CriMethodHandlers, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
   /** The node's pod CIDRs as kubelet last sent them (UpdateRuntimeConfig). */
   let podCidrs: string[] = [];
   return {

@@ -1,8 +1,11 @@
-// The CRI gRPC server: RuntimeService and ImageService on a unix socket.
-// Every method of both generated service definitions is registered. A method with a handler
-// in CriHandlers runs it; every other method answers UNIMPLEMENTED naming itself, so a
-// client never sees a bare "unknown service" and nothing in the CRI is silently missed.
-// All handlers run through one wrapper that maps errors (status.ts) and logs the call.
+// The CRI gRPC server: RuntimeService and ImageService on a unix socket, and the one wrapper
+// every gRPC service of berthd is served through (implementService: the CRI here, berth.v1
+// for the CLI in src/api).
+// Every method of a service definition is registered. A method with a handler runs it; every
+// other method answers UNIMPLEMENTED naming itself, so a client never sees a bare "unknown
+// service" and nothing is silently missed. The wrapper maps errors (status.ts), passes an
+// AbortSignal for the call's cancellation and logs the call; unary, server-streaming and
+// client-streaming methods are served.
 
 import * as grpc from "@grpc/grpc-js";
 import { ImageServiceService, RuntimeServiceService } from "../gen/cri/runtime/v1/api.js";
@@ -28,51 +31,88 @@ type AnyStream = (
   request: unknown,
   ctx: StreamContext<unknown> & { call: grpc.ServerWritableStream<unknown, unknown> },
 ) => Promise<void>;
+type AnyClientStream = (
+  requests: grpc.ServerReadableStream<unknown, unknown>,
+  ctx: CallContext & { call: grpc.ServerReadableStream<unknown, unknown> },
+) => Promise<unknown>;
 
 function unimplemented(method: string): () => Promise<never> {
   return () => Promise.reject(new UnimplementedError(`${method} is not implemented yet`));
 }
 
 /** Wires an AbortSignal to a call's cancellation (client cancel, deadline, connection loss). */
-function signalFor(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {
+function signalFor(call: { cancelled: boolean; once(event: "cancelled", fn: () => void): unknown }) {
   const ac = new AbortController();
   if (call.cancelled) ac.abort();
   else call.once("cancelled", () => ac.abort(new Error("call cancelled by the client")));
   return ac.signal;
 }
 
-function finish(log: Logger, method: string, started: bigint, err: unknown): void {
+function finish(log: Logger, label: string, method: string, started: bigint, err: unknown): void {
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
   if (err === undefined) {
-    log.debug({ method, code: "OK", durationMs }, "cri call");
+    log.debug({ method, code: "OK", durationMs }, label);
     return;
   }
   const code = codeName(toGrpcStatus(err, method).code);
-  if (isExpected(err)) log.debug({ method, code, durationMs, error: (err as Error).message }, "cri call");
-  else log.error({ method, code, durationMs, err }, "cri call failed");
+  if (isExpected(err)) log.debug({ method, code, durationMs, error: (err as Error).message }, label);
+  else log.error({ method, code, durationMs, err }, `${label} failed`);
 }
 
 /** Without an observer a handler just runs. */
 const noObserver: CriCallObserver = { run: (_method, handler) => handler() };
 
-function implement(
+export interface ServiceOptions {
+  log: Logger;
+  /** Runs around every call, UNIMPLEMENTED ones included (src/observability). */
+  observer?: CriCallObserver;
+  /** The log message of a call, e.g. "cri call". */
+  label?: string;
+  /** Names the service's handlers in errors, e.g. "CRI". */
+  kind?: string;
+}
+
+/**
+ * The grpc-js implementation of `definition` with the given handlers (keyed by the method's
+ * lowerCamel name; handlers.ts types them): unary handlers get the request, server-streaming
+ * ones get the request and ctx.send, client-streaming ones get the call to read requests from.
+ */
+export function implementService(
   definition: grpc.ServiceDefinition,
   given: Record<string, unknown>,
-  log: Logger,
-  observer: CriCallObserver = noObserver,
+  opts: ServiceOptions,
 ): grpc.UntypedServiceImplementation {
+  const { log, observer = noObserver, label = "cri call", kind = "CRI" } = opts;
   for (const name of Object.keys(given)) {
     if (given[name] !== undefined && !Object.hasOwn(definition, name)) {
-      throw new Error(`CRI handler "${name}" matches no method of the service definition`);
+      throw new Error(`${kind} handler "${name}" matches no method of the service definition`);
     }
   }
   const impl: grpc.UntypedServiceImplementation = {};
   for (const [name, def] of Object.entries(definition)) {
     const method = def.path.replace(/^\//, "");
-    const handler = (given[name] as AnyUnary | AnyStream | undefined) ?? unimplemented(method);
+    const handler = (given[name] as AnyUnary | AnyStream | AnyClientStream | undefined) ?? unimplemented(method);
     const callLog = log.child({ method });
-    if (def.requestStream) throw new Error(`${method}: client-streaming methods are not supported by the CRI server`);
-    if (!def.responseStream) {
+    const done = (started: bigint, err?: unknown) => finish(log, label, method, started, err);
+    if (def.requestStream && def.responseStream) throw new Error(`${method}: bidirectional streaming is not supported`);
+    if (def.requestStream) {
+      impl[name] = ((call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        const started = process.hrtime.bigint();
+        const ctx = { method, signal: signalFor(call), metadata: call.metadata, log: callLog, call };
+        Promise.resolve()
+          .then(() => observer.run(method, () => (handler as AnyClientStream)(call, ctx)))
+          .then(
+            (response) => {
+              done(started);
+              callback(null, response);
+            },
+            (err: unknown) => {
+              done(started, err);
+              callback(toGrpcStatus(err, method));
+            },
+          );
+      }) as grpc.handleClientStreamingCall<unknown, unknown>;
+    } else if (!def.responseStream) {
       impl[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const started = process.hrtime.bigint();
         const ctx = { method, signal: signalFor(call), metadata: call.metadata, log: callLog, call };
@@ -80,11 +120,11 @@ function implement(
           .then(() => observer.run(method, () => (handler as AnyUnary)(call.request, ctx)))
           .then(
             (response) => {
-              finish(log, method, started, undefined);
+              done(started);
               callback(null, response);
             },
             (err: unknown) => {
-              finish(log, method, started, err);
+              done(started, err);
               callback(toGrpcStatus(err, method));
             },
           );
@@ -113,11 +153,11 @@ function implement(
           .then(() => observer.run(method, () => (handler as AnyStream)(call.request, ctx)))
           .then(
             () => {
-              finish(log, method, started, undefined);
+              done(started);
               call.end();
             },
             (err: unknown) => {
-              finish(log, method, started, err);
+              done(started, err);
               call.emit("error", toGrpcStatus(err, method));
             },
           );
@@ -138,9 +178,10 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
     "grpc.max_send_message_length": opts.maxSendMessageSize,
   });
   const log = opts.log.child({ component: "cri" });
-  server.addService(RuntimeServiceService, implement(RuntimeServiceService, handlers.runtime, log, handlers.observer));
-  server.addService(ImageServiceService, implement(ImageServiceService, handlers.image, log, handlers.observer));
-  // Non-CRI services on the same socket (berth.v1.Berth for the CLI); they map their own errors.
+  const service = { log, observer: handlers.observer };
+  server.addService(RuntimeServiceService, implementService(RuntimeServiceService, handlers.runtime, service));
+  server.addService(ImageServiceService, implementService(ImageServiceService, handlers.image, service));
+  // Non-CRI services on the same socket (berth.v1.Berth for the CLI, implemented with implementService too).
   for (const extra of handlers.extra ?? []) server.addService(extra.definition, extra.implementation);
   return server;
 }

@@ -3,22 +3,19 @@
 // has it), the writable layer's disk usage from the snapshotter. A pod's total is read from
 // its pod cgroup (kubelet's cgroup parent, or berth's own /berth/<podId>), as containerd
 // reads it, so it counts every process of the pod, exited containers' page cache included.
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import {
-  ContainerConfig,
   PodSandboxConfig,
   type ContainerStats,
   type ContainerStatsFilter,
   type PodSandboxStats,
   type PodSandboxStatsFilter,
 } from "../gen/cri/runtime/v1/api.js";
-import type { ContainerRow } from "../metadata/containers.js";
-import type { PodRow } from "../metadata/pods.js";
-import { podCgroupParent, type Spec } from "../oci/index.js";
-import type { TaskStats } from "../runtime/index.js";
-import { CRI_NAMESPACE as NS, type CriContext, matchesLabels, nowNs, paths } from "./context.js";
-import { resolveId } from "./ids.js";
+import type { ImageService } from "../images/service.js";
+import { type CgroupDriver, podCgroupParent } from "../oci/index.js";
+import type { TaskRuntime, TaskStats } from "../runtime/index.js";
+import type { Bundles } from "./bundle.js";
+import { CRI_NAMESPACE as NS, matchesLabels, nowNs } from "./context.js";
+import type { ContainerEntry, ContainerStore, SandboxEntry, SandboxStore } from "./store/index.js";
 import { readCgroupUsage, type CgroupUsage } from "./pod-cgroup.js";
 
 const u64 = (value: bigint) => ({ value });
@@ -56,20 +53,29 @@ function usageOf(s: TaskStats): Usage | undefined {
   return undefined;
 }
 
+export interface StatsDeps {
+  containers: ContainerStore;
+  pods: SandboxStore;
+  runtime: Pick<TaskRuntime, "has" | "stats">;
+  images: Pick<ImageService, "snapshotter" | "opts">;
+  bundles: Bundles;
+  cgroupDriver: CgroupDriver;
+}
+
 export class StatsService {
-  constructor(private readonly ctx: CriContext) {}
+  constructor(private readonly ctx: StatsDeps) {}
 
   private async taskUsage(id: string): Promise<Usage | undefined> {
-    if (!this.ctx.shims.has(NS, id)) return undefined;
+    if (!this.ctx.runtime.has(NS, id)) return undefined;
     try {
-      return usageOf(await this.ctx.shims.stats(NS, id));
+      return usageOf(await this.ctx.runtime.stats(NS, id));
     } catch {
       return undefined;
     }
   }
 
-  async containerStats(row: ContainerRow): Promise<ContainerStats> {
-    const config = ContainerConfig.decode(row.config);
+  async containerStats(row: ContainerEntry): Promise<ContainerStats> {
+    const config = row.config;
     const ts = nowNs();
     const u = await this.taskUsage(row.id);
     let writable: ContainerStats["writableLayer"];
@@ -108,27 +114,26 @@ export class StatsService {
   }
 
   async container(ref: string): Promise<ContainerStats> {
-    const id = resolveId(ref, "container", (p) => this.ctx.containers.idsWithPrefix(p));
-    return this.containerStats(this.ctx.containers.get(id)!);
+    return this.containerStats(this.ctx.containers.resolve(ref));
   }
 
   async listContainers(filter: ContainerStatsFilter | undefined): Promise<ContainerStats[]> {
     const rows = this.ctx.containers
       .list()
-      .filter((r) => r.phase === "created")
+      .filter((r) => r.status.phase === "created")
       .filter((r) => !filter?.id || r.id.startsWith(filter.id))
-      .filter((r) => !filter?.podSandboxId || r.sandboxId.startsWith(filter.podSandboxId))
-      .filter((r) => matchesLabels(ContainerConfig.decode(r.config).labels, filter?.labelSelector));
+      .filter((r) => !filter?.podSandboxId || r.info.sandboxId.startsWith(filter.podSandboxId))
+      .filter((r) => matchesLabels(r.config.labels, filter?.labelSelector));
     return Promise.all(rows.map((r) => this.containerStats(r)));
   }
 
-  async podStats(row: PodRow): Promise<PodSandboxStats> {
-    const config = PodSandboxConfig.decode(row.config);
+  async podStats(row: SandboxEntry): Promise<PodSandboxStats> {
+    const config = row.config;
     const ts = nowNs();
     const containers = await Promise.all(
       this.ctx.containers
         .bySandbox(row.id)
-        .filter((c) => c.phase === "created")
+        .filter((c) => c.status.phase === "created")
         .map((c) => this.containerStats(c)),
     );
     const pod = (await this.podCgroupUsage(row, config)) ?? (await this.summedUsage(row.id, containers));
@@ -156,7 +161,7 @@ export class StatsService {
   }
 
   /** The pod cgroup's own totals (cgroupfs driver only: a systemd slice name is not a path). */
-  private async podCgroupUsage(row: PodRow, config: PodSandboxConfig): Promise<Usage | undefined> {
+  private async podCgroupUsage(row: SandboxEntry, config: PodSandboxConfig): Promise<Usage | undefined> {
     if (this.ctx.cgroupDriver === "systemd") return undefined;
     const parent = podCgroupParent(config.linux?.cgroupParent, row.id, this.ctx.cgroupDriver);
     if (!parent || parent.endsWith(".slice")) return undefined;
@@ -166,12 +171,7 @@ export class StatsService {
   }
 
   private async sandboxNestedIn(id: string, parent: string): Promise<boolean> {
-    try {
-      const spec = JSON.parse(await readFile(join(paths.bundle(this.ctx, id), "config.json"), "utf8")) as Spec;
-      return (spec.linux.cgroupsPath ?? "").startsWith(`${parent}/`);
-    } catch {
-      return false;
-    }
+    return (this.ctx.bundles.tryReadSpec(id)?.linux.cgroupsPath ?? "").startsWith(`${parent}/`);
   }
 
   /** Without a readable pod cgroup: the sandbox process plus every container (sibling cgroups). */
@@ -192,16 +192,15 @@ export class StatsService {
   }
 
   async pod(ref: string): Promise<PodSandboxStats> {
-    const id = resolveId(ref, "pod sandbox", (p) => this.ctx.pods.idsWithPrefix(p));
-    return this.podStats(this.ctx.pods.get(id)!);
+    return this.podStats(this.ctx.pods.resolve(ref));
   }
 
   async listPods(filter: PodSandboxStatsFilter | undefined): Promise<PodSandboxStats[]> {
     const rows = this.ctx.pods
       .list()
-      .filter((r) => r.phase === "ready")
+      .filter((r) => r.status.phase === "ready")
       .filter((r) => !filter?.id || r.id.startsWith(filter.id))
-      .filter((r) => matchesLabels(PodSandboxConfig.decode(r.config).labels, filter?.labelSelector));
+      .filter((r) => matchesLabels(r.config.labels, filter?.labelSelector));
     return Promise.all(rows.map((r) => this.podStats(r)));
   }
 }

@@ -4,7 +4,7 @@
 // chunks so that no single message has to hold a node's whole list (the unary ones fail past
 // the gRPC message size limit). They are built over the unary handlers, so a filter means
 // exactly what it means for the List call, and they are present only where the List is.
-import type { CallContext, ImageHandlers, RuntimeHandlers, StreamContext } from "./handlers.js";
+import type { CallContext, ImageHandlers, CriMethodHandlers, StreamContext } from "./handlers.js";
 
 /**
  * Items per message. containerd 2.4 sends its lists in chunks of this order too; what matters
@@ -33,13 +33,13 @@ async function sendAll<T, M>(items: T[], ctx: StreamContext<M>, wrap: (chunk: T[
 const asUnary = (ctx: CallContext) => ctx as any;
 
 export function streamListHandlers(
-  runtime: Partial<RuntimeHandlers>,
+  runtime: Partial<CriMethodHandlers>,
   image: Partial<ImageHandlers>,
 ): {
-  runtime: Partial<RuntimeHandlers>;
+  runtime: Partial<CriMethodHandlers>;
   image: Partial<ImageHandlers>;
 } {
-  const r: Partial<RuntimeHandlers> = {};
+  const r: Partial<CriMethodHandlers> = {};
   const i: Partial<ImageHandlers> = {};
   const { listPodSandbox, listContainers, listContainerStats, listPodSandboxStats, listPodSandboxMetrics } = runtime;
   const { listImages } = image;

@@ -6,22 +6,20 @@
 // container_attach.go, sandbox_portforward_linux.go).
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
 import type { Duplex, Readable } from "node:stream";
-import { ContainerConfig, ContainerState } from "../gen/cri/runtime/v1/api.js";
-import type { ContainerRow } from "../metadata/containers.js";
-import type { PodRow } from "../metadata/pods.js";
+import { ContainerState } from "../gen/cri/runtime/v1/api.js";
 import type { Spec } from "../oci/index.js";
 import type { ExecResult, ExecStreams, StreamingBackend, TerminalSize } from "../streaming/backend.js";
 import * as sys from "../sys/index.js";
 import { FailedPreconditionError } from "../util/errors.js";
-import { containerIoPaths } from "./container-io.js";
-import type { ContainerService } from "./container-service.js";
-import { CRI_NAMESPACE as NS, type CriContext, paths } from "./context.js";
-import { FifoSource, FifoWriter } from "./fifo-streams.js";
-import type { SandboxService } from "./sandbox-service.js";
+import type { ContainerDeps } from "./container/deps.js";
+import { CRI_NAMESPACE as NS } from "./context.js";
+import { FifoSource, FifoWriter } from "./io/fifo.js";
+import type { SandboxDeps } from "./sandbox/deps.js";
+import { type ContainerEntry, type SandboxEntry, containerView } from "./store/index.js";
 
 /** After an exec exits, how long its output may stay silent (with a client that keeps up) before the session ends. */
 const DRAIN_STALL_MS = 3000;
@@ -36,29 +34,28 @@ const CONNECT_TIMEOUT_MS = 5000;
 export const ATTACH_BUFFER_LIMIT = 1024 * 1024;
 
 export interface CriStreamingDeps {
-  ctx: CriContext;
-  containers: ContainerService;
-  sandboxes: SandboxService;
+  containers: ContainerDeps;
+  sandboxes: Pick<SandboxDeps, "store">;
 }
 
 /** The container `ref` names, if it is running (NotFound / FailedPrecondition otherwise). */
-export async function runningContainer(containers: ContainerService, ref: string): Promise<ContainerRow> {
-  const row = containers.resolve(ref);
-  const { status } = await containers.status(row.id, false);
-  if (status.state !== ContainerState.CONTAINER_RUNNING) {
-    throw new FailedPreconditionError(`container ${row.id} is not running`);
+export function runningContainer(containers: Pick<ContainerDeps, "store">, ref: string): ContainerEntry {
+  const e = containers.store.resolve(ref);
+  if (containerView(e.status).state !== ContainerState.CONTAINER_RUNNING) {
+    throw new FailedPreconditionError(`container ${e.id} is not running`);
   }
-  return row;
+  return e;
 }
 
 /** The pod `ref` names, if it is ready (NotFound / FailedPrecondition otherwise). */
-export function readyPod(sandboxes: SandboxService, ref: string): PodRow {
-  const { row } = sandboxes.resolve(ref);
-  if (row.phase !== "ready") throw new FailedPreconditionError(`pod sandbox ${row.id} is not ready (${row.phase})`);
+export function readyPod(sandboxes: Pick<SandboxDeps, "store">, ref: string): SandboxEntry {
+  const e = sandboxes.store.resolve(ref);
+  const phase = e.status.phase;
+  if (phase !== "ready") throw new FailedPreconditionError(`pod sandbox ${e.id} is not ready (${phase})`);
   // As containerd: a pod whose sandbox process died is NOTREADY until kubelet stops it.
-  if (row.sandboxExitedAt > 0n)
-    throw new FailedPreconditionError(`pod sandbox ${row.id} is not ready (its sandbox process exited)`);
-  return row;
+  if (e.status.exitedAt > 0n)
+    throw new FailedPreconditionError(`pod sandbox ${e.id} is not ready (its sandbox process exited)`);
+  return e;
 }
 
 /** The exec's OCI Process: the container's own (user, env, cwd, capabilities) with `cmd`. */
@@ -94,7 +91,7 @@ export class CriStreamingBackend implements StreamingBackend {
   }
 
   private get shims() {
-    return this.deps.ctx.shims;
+    return this.deps.containers.runtime;
   }
 
   // ---- exec ----------------------------------------------------------------------------
@@ -112,13 +109,12 @@ export class CriStreamingBackend implements StreamingBackend {
     streams: ExecStreams,
     signal: AbortSignal,
   ): Promise<ExecResult> {
-    const { ctx } = this.deps;
-    const row = await runningContainer(this.deps.containers, containerId);
-    const id = row.id;
-    const spec = JSON.parse(await readFile(join(paths.bundle(ctx, id), "config.json"), "utf8")) as Spec;
+    const { containers } = this.deps;
+    const id = runningContainer(containers, containerId).id;
+    const spec = containers.bundles.readSpec(id);
     const processSpec = execProcess(spec.process, cmd, streams.tty);
     const execId = randomBytes(8).toString("hex");
-    const dir = containerIoPaths(paths.ioRoot(ctx), id).dir;
+    const dir = containers.bundles.io(id).dir;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const fifo = (s: string) => join(dir, `stream-${execId}-${s}`);
 
@@ -203,7 +199,7 @@ export class CriStreamingBackend implements StreamingBackend {
       clearTimeout(timer);
     }
     await this.shims.deleteProcess(NS, id, execId).catch((err: unknown) => {
-      this.deps.ctx.log.debug({ err, container: id, execId }, "deleting a streamed exec process");
+      this.deps.containers.log.debug({ err, container: id, execId }, "deleting a streamed exec process");
     });
   }
 
@@ -222,11 +218,11 @@ export class CriStreamingBackend implements StreamingBackend {
   // ---- attach --------------------------------------------------------------------------
 
   async attach(containerId: string, streams: ExecStreams, signal: AbortSignal): Promise<void> {
-    const row = await runningContainer(this.deps.containers, containerId);
-    const id = row.id;
-    const io = this.deps.containers.liveIo(id);
+    const e = runningContainer(this.deps.containers, containerId);
+    const id = e.id;
+    const io = e.io;
     if (!io) throw new FailedPreconditionError(`container ${id} has no live output to attach to`);
-    const config = ContainerConfig.decode(row.config);
+    const config = e.config;
 
     let dropped = 0;
     const unsubscribe = io.subscribe((stream, chunk) => {
@@ -275,7 +271,7 @@ export class CriStreamingBackend implements StreamingBackend {
       unsubscribe();
       detachStdin();
       if (dropped > 0)
-        this.deps.ctx.log.debug({ container: id, dropped }, "attach client too slow: output dropped for it");
+        this.deps.containers.log.debug({ container: id, dropped }, "attach client too slow: output dropped for it");
     }
   }
 
@@ -286,9 +282,10 @@ export class CriStreamingBackend implements StreamingBackend {
     if (signal.aborted) throw abortError();
     // A pod with its own network namespace is reached on its loopback from inside it; a
     // host-network pod shares the host's.
-    const sock = pod.netnsPath
+    const netnsPath = pod.info.netnsPath;
+    const sock = netnsPath
       ? new net.Socket({
-          fd: sys.connectInNetns(pod.netnsPath, "localhost", port, CONNECT_TIMEOUT_MS),
+          fd: sys.connectInNetns(netnsPath, "localhost", port, CONNECT_TIMEOUT_MS),
           readable: true,
           writable: true,
         })

@@ -4,25 +4,25 @@
 // sessions themselves run in CriStreamingBackend (streaming-backend.ts).
 import { AttachResponse, ExecResponse, PortForwardResponse } from "../gen/cri/runtime/v1/api.js";
 import type { StreamingServer } from "../streaming/server.js";
-import type { ContainerService } from "./container-service.js";
-import type { RuntimeHandlers } from "./handlers.js";
-import type { SandboxService } from "./sandbox-service.js";
+import type { ContainerDeps } from "./container/deps.js";
+import type { CriMethodHandlers } from "./handlers.js";
+import type { SandboxDeps } from "./sandbox/deps.js";
 import { readyPod, runningContainer } from "./streaming-backend.js";
 
 export interface StreamingHandlerDeps {
   /** The started streaming server (its URLs carry its address). */
   server: StreamingServer;
-  containers: ContainerService;
-  sandboxes: SandboxService;
+  containers: Pick<ContainerDeps, "store">;
+  sandboxes: Pick<SandboxDeps, "store">;
 }
 
 export function streamingHandlers(
   deps: StreamingHandlerDeps,
-): Pick<RuntimeHandlers, "exec" | "attach" | "portForward"> {
+): Pick<CriMethodHandlers, "exec" | "attach" | "portForward"> {
   const { server, containers, sandboxes } = deps;
   return {
     async exec(req) {
-      const row = await runningContainer(containers, req.containerId);
+      const row = runningContainer(containers, req.containerId);
       const url = server.getExecUrl({
         containerId: row.id,
         cmd: req.cmd,
@@ -35,7 +35,7 @@ export function streamingHandlers(
     },
 
     async attach(req) {
-      const row = await runningContainer(containers, req.containerId);
+      const row = runningContainer(containers, req.containerId);
       const url = server.getAttachUrl({
         containerId: row.id,
         tty: req.tty,

@@ -3,11 +3,11 @@
 // constructs services, so this file is the map of what depends on what.
 //
 // To land a CRI method, write a module in src/cri/ that exports a function returning
-// Partial<RuntimeHandlers> (or Partial<ImageHandlers>) built from its dependencies, build
+// Partial<CriMethodHandlers> (or Partial<ImageHandlers>) built from its dependencies, build
 // those dependencies here, and spread its handlers into `runtime` / `image` below. A later
 // spread wins, so a real handler replaces the UNIMPLEMENTED default by name.
 
-import { berthService, imageArchives, type DaemonSummary } from "../cri/berth-service.js";
+import { berthService, imageArchives, type DaemonSummary } from "../api/berth-service.js";
 import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
@@ -28,7 +28,7 @@ import { ContainerMetadata, ShimRecordMetadata } from "../metadata/containers.js
 import { openDatabase } from "../metadata/db.js";
 import { PodMetadata } from "../metadata/pods.js";
 import { NetworkManager } from "../network/index.js";
-import { RuntimeHandlers as ShimRuntimeHandlers, ShimManager } from "../runtime/index.js";
+import { RuntimeClasses, ShimManager } from "../runtime/index.js";
 import { StreamingServer } from "../streaming/server.js";
 import { containerStateToJSON, podSandboxStateToJSON } from "../gen/cri/runtime/v1/api.js";
 import {
@@ -171,7 +171,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     const shims = await ShimManager.create({
       stateDir: join(config.state, "runtime"),
       address: config.grpc.address,
-      handlers: new ShimRuntimeHandlers(
+      handlers: new RuntimeClasses(
         Object.fromEntries(
           Object.entries(config.runtime.handlers).map(([name, h]) => [
             name,
@@ -217,7 +217,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         "deleteProcess",
         "delete",
       ]),
-      handlers: new ShimRuntimeHandlers(
+      handlers: new RuntimeClasses(
         Object.fromEntries(
           Object.entries(config.runtime.handlers).map(([name, h]) => [
             name,
@@ -242,10 +242,9 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       for (const x of items) out[key(x)] = (out[key(x)] ?? 0) + 1;
       return out;
     };
-    metricSources.pods = async () =>
-      countBy(await podRuntime.sandboxes.list(undefined), (p) => podSandboxStateToJSON(p.state));
+    metricSources.pods = async () => countBy(podRuntime.listPodSandboxes(), (p) => podSandboxStateToJSON(p.state));
     metricSources.containers = async () =>
-      countBy(await podRuntime.containers.list(undefined), (c) => containerStateToJSON(c.state));
+      countBy(await podRuntime.listContainers(), (c) => containerStateToJSON(c.state));
     if (config.metrics.address) {
       const { host } = parseHostPort(config.metrics.address);
       if (!isLoopback(host))
@@ -258,7 +257,6 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     // The exec/attach/port-forward server; stopped (its sessions aborted: exec processes
     // killed, attaches detached) before the pod runtime and the shims close.
     const streamingBackend = new CriStreamingBackend({
-      ctx: criContext,
       containers: podRuntime.containers,
       sandboxes: podRuntime.sandboxes,
     });

@@ -26,7 +26,8 @@ import {
 } from "./mediatypes.js";
 import { formatPlatform, hostPlatform, selectManifest } from "./platform.js";
 import { digestName, formatReference, parseReference, tagName } from "./reference.js";
-import { parseManifest, type ImageRecord, type ImageService } from "./service.js";
+import { parseManifest } from "./manifest.js";
+import type { ImageRecord, ImageService } from "./service.js";
 import { applyLayer, compressionOf, diffIdOf } from "./unpack.js";
 
 export interface ImportOptions {

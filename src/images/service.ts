@@ -12,10 +12,13 @@ import type { Db } from "../metadata/db.js";
 import { ImageMetadata, type ImageRow } from "../metadata/images.js";
 import { LeaseMetadata, type LeaseResource } from "../metadata/leases.js";
 import { createSnapshotter } from "../snapshots/index.js";
-import type { Mount, Snapshotter, Usage } from "../snapshots/types.js";
+import type { Mount, Snapshotter } from "../snapshots/types.js";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 import type { AuthConfig } from "./auth.js";
-import { ContentStore, sha256Digest } from "./content-store.js";
+import { ContentStore } from "./content-store.js";
+import { GarbageCollector, type GcResult } from "./gc.js";
+import { chainIds, parseManifest, repoOf } from "./manifest.js";
+import { type FsUsage, fsUsage } from "./usage.js";
 import { Semaphore, SharedLock, SingleFlight } from "./limit.js";
 import {
   isIndex,
@@ -39,6 +42,9 @@ import {
 } from "./reference.js";
 import { RegistryClient, type RegistryClientOptions } from "./registry.js";
 import { applyLayer } from "./unpack.js";
+
+export type { GcResult } from "./gc.js";
+export type { FsUsage } from "./usage.js";
 
 export interface ImageServiceOptions {
   /** state directory: <root>/content, <root>/snapshots/<snapshotter> */
@@ -102,31 +108,6 @@ export interface RemoveResult {
   imageRemoved: boolean;
 }
 
-export interface FsUsage {
-  content: Usage & { path: string };
-  snapshots: Usage & { path: string };
-}
-
-export interface GcResult {
-  removedBlobs: string[];
-  removedSnapshots: string[];
-  /** interrupted downloads older than the stale-ingest bound */
-  removedIngests: string[];
-}
-
-/** Extra GC roots from the runtime: snapshots (keys in this service's snapshotter) and blobs it uses. */
-export type GcRootProvider = () => { snapshots?: string[]; content?: string[] };
-
-/** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)) (image-spec config.md). */
-export function chainIds(diffIds: string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds) out.push(out.length === 0 ? d : sha256Digest(`${out[out.length - 1]} ${d}`));
-  return out;
-}
-
-const layerTypes =
-  /^application\/vnd\.(oci\.image\.layer\.(nondistributable\.)?v1\.tar(\+gzip|\+zstd)?|docker\.image\.rootfs\.(foreign\.)?diff\.tar(\.gzip)?)$/;
-
 export class ImageService {
   readonly content: ContentStore;
   readonly snapshotter: Snapshotter;
@@ -137,14 +118,11 @@ export class ImageService {
   private readonly pulls = new SingleFlight<ImageRecord>();
   private readonly unpacks = new SingleFlight<void>();
   private readonly gcLock = new SharedLock();
-  private readonly gcRoots: GcRootProvider[] = [];
   private readonly configs = new Map<string, ImageConfigJson>();
   private readonly platform: Platform;
   private readonly pullLeaseMs: number;
   private readonly staleIngestMs: number;
-  /** the background collection requestGc() started, and whether another must follow it */
-  private gcRunning: Promise<GcResult> | undefined;
-  private gcAgain: Promise<GcResult> | undefined;
+  private readonly collector: GarbageCollector;
 
   private constructor(readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(join(opts.root, "content"));
@@ -159,6 +137,10 @@ export class ImageService {
     this.platform = opts.platform ?? hostPlatform();
     this.pullLeaseMs = opts.pullLeaseMs ?? 3600_000;
     this.staleIngestMs = opts.staleIngestMs ?? 24 * 3600_000;
+    const { content, snapshotter, images, leases, configs, staleIngestMs, gcLock: lock } = this;
+    const onError = (err: unknown) => this.opts.onGcError?.(err);
+    const deps = { content, snapshotter, images, leases, lock, configs, staleIngestMs, onError };
+    this.collector = new GarbageCollector(deps);
   }
 
   /**
@@ -488,143 +470,25 @@ export class ImageService {
       : this.snapshotter.prepare(containerKey, parent, { labels: opts.labels });
   }
 
-  rootfsMounts(containerKey: string): Mount[] {
-    return this.snapshotter.mounts(containerKey);
-  }
-
   /** Removes a container's snapshot (idempotent). */
   async removeRootfs(containerKey: string): Promise<void> {
     if (this.snapshotter.exists(containerKey)) await this.snapshotter.remove(containerKey);
   }
 
-  /** Registers extra GC roots (e.g. the runtime's containers' snapshots). */
-  addGcRoots(provider: GcRootProvider): void {
-    this.gcRoots.push(provider);
-  }
-
   // ---------------------------------------------------------------- usage and GC
 
-  async fsUsage(): Promise<FsUsage> {
-    let size = 0;
-    let inodes = 0;
-    for (const s of this.snapshotter.list()) {
-      const u = await this.snapshotter.usage(s.key);
-      size += u.size;
-      inodes += u.inodes;
-    }
-    const content = await this.content.usage();
-    return {
-      content: { path: this.content.root, ...content },
-      snapshots: { path: join(this.opts.root, "snapshots", this.snapshotter.name), size, inodes },
-    };
+  /** Bytes and inodes of the content store and the snapshots (usage.ts). */
+  fsUsage(): Promise<FsUsage> {
+    return fsUsage(this.content, this.snapshotter, this.opts.root);
   }
 
-  /**
-   * Removes blobs and committed snapshots nothing references. Roots: every image's blobs and
-   * top snapshot, live leases, active and view snapshots (containers' rootfs), and the
-   * registered providers; the ancestors of every kept snapshot are kept. Runs exclusive of pulls.
-   */
+  /** Removes what nothing references (gc.ts); runs exclusive of pulls. */
   gc(): Promise<GcResult> {
-    return this.gcLock.withExclusive(async () => {
-      const removedIngests = await this.content.pruneIngests(this.staleIngestMs);
-      const keepBlobs = this.images.allBlobs();
-      const keepSnaps = new Set<string>();
-      const snapType = `snapshot/${this.snapshotter.name}`;
-      for (const r of this.leases.liveResources()) {
-        if (r.type === "content") keepBlobs.add(r.resource);
-        else if (r.type === snapType) keepSnaps.add(r.resource);
-      }
-      for (const img of this.images.list())
-        if (img.chainId && img.snapshotter === this.snapshotter.name) keepSnaps.add(img.chainId);
-      for (const p of this.gcRoots) {
-        const roots = p();
-        for (const s of roots.snapshots ?? []) keepSnaps.add(s);
-        for (const c of roots.content ?? []) keepBlobs.add(c);
-      }
-      const all = this.snapshotter.list();
-      const byKey = new Map(all.map((s) => [s.key, s]));
-      for (const s of all) if (s.kind !== "committed") keepSnaps.add(s.key);
-      // Keep the ancestors of everything kept.
-      for (const k of [...keepSnaps]) {
-        for (let p = byKey.get(k)?.parent; p && !keepSnaps.has(p); p = byKey.get(p)?.parent) keepSnaps.add(p);
-      }
-      const removedBlobs: string[] = [];
-      for (const b of await this.content.list()) {
-        if (!keepBlobs.has(b.digest)) {
-          await this.content.delete(b.digest);
-          removedBlobs.push(b.digest);
-        }
-      }
-      // Remove unreferenced snapshots leaves first.
-      const removedSnapshots: string[] = [];
-      const doomed = new Set(all.filter((s) => !keepSnaps.has(s.key)).map((s) => s.key));
-      while (doomed.size > 0) {
-        const parents = new Set([...doomed].map((k) => byKey.get(k)?.parent).filter((p): p is string => !!p));
-        const leaves = [...doomed].filter((k) => !parents.has(k));
-        if (leaves.length === 0) break;
-        for (const k of leaves) {
-          await this.snapshotter.remove(k);
-          removedSnapshots.push(k);
-          doomed.delete(k);
-        }
-      }
-      for (const id of [...this.configs.keys()]) if (!this.images.get(id)) this.configs.delete(id);
-      return { removedBlobs, removedSnapshots, removedIngests };
-    });
+    return this.collector.collect();
   }
 
-  /**
-   * Collects garbage in the background, as containerd does after an image is deleted:
-   * requests made while one collection runs share the single collection that follows it,
-   * so it sees their deletions. Failures go to `onGcError`; the promise never rejects.
-   */
+  /** Collects garbage in the background; concurrent requests share one collection (gc.ts). */
   requestGc(): Promise<GcResult | undefined> {
-    const run = (): Promise<GcResult> => {
-      const p = this.gc().finally(() => {
-        if (this.gcRunning === p) this.gcRunning = undefined;
-      });
-      this.gcRunning = p;
-      return p;
-    };
-    let p: Promise<GcResult>;
-    if (!this.gcRunning) p = run();
-    else {
-      this.gcAgain ??= this.gcRunning
-        .catch(() => undefined)
-        .then(() => {
-          this.gcAgain = undefined;
-          return run();
-        });
-      p = this.gcAgain;
-    }
-    return p.catch((err: unknown) => {
-      this.opts.onGcError?.(err);
-      return undefined;
-    });
+    return this.collector.request();
   }
-}
-
-/** "repo" of a stored name "repo:tag" or "repo@digest". */
-function repoOf(name: string): string {
-  const at = name.indexOf("@");
-  if (at >= 0) return name.slice(0, at);
-  const colon = name.lastIndexOf(":");
-  return colon > name.lastIndexOf("/") ? name.slice(0, colon) : name;
-}
-
-export function parseManifest(body: Buffer, name: string): ManifestJson {
-  let m: ManifestJson;
-  try {
-    m = JSON.parse(body.toString("utf8")) as ManifestJson;
-  } catch {
-    throw new InvalidArgumentError(`${name}: manifest is not valid JSON`);
-  }
-  if (!m.config?.digest || !Array.isArray(m.layers))
-    throw new InvalidArgumentError(`${name}: manifest lacks config or layers`);
-  for (const l of m.layers) {
-    if (!layerTypes.test(l.mediaType)) {
-      throw new InvalidArgumentError(`${name}: unsupported layer media type ${JSON.stringify(l.mediaType)}`);
-    }
-  }
-  return m;
 }

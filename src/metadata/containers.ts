@@ -1,8 +1,9 @@
 // Container records: the durable facts of a CRI container (config, pod, image, log path)
 // and its lifecycle phase. Live facts (running, pid) come from the shim; what this table
-// keeps of the process is written once: the start time when StartContainer succeeded, and
-// the final exit (code, time, reason) when the task was deleted from its shim, because after
-// that nothing alive knows it any more (DESIGN.md principle 2). A container name is unique
+// keeps of the process is what the CRI's status store (cri/store) persists on every change:
+// the start time when StartContainer succeeded, and the exit (code, time, reason) once it is
+// reported, settled when the task is deleted from its shim, because after that nothing alive
+// knows it any more (DESIGN.md principle 2). A container name is unique
 // per (pod sandbox, name, attempt).
 //
 // The rows are read on every ListContainers (kubelet polls it every second), so the class
@@ -225,13 +226,15 @@ export class ContainerMetadata {
     this.update(id, { config });
   }
 
-  /** Records the final exit; the first record wins (an exit happens once). */
+  /**
+   * Records the exit reported for the container. The CRI's status store (cri/store) is the one
+   * writer and decides when an exit may still change (an exit heard, then settled once its task
+   * is deleted); this just persists what it decided.
+   */
   setExit(id: string, e: ContainerExit): void {
     this.table();
     const r = this.db
-      .prepare(
-        `UPDATE containers SET exit_code = ?, finished_at = ?, reason = ?, message = ? WHERE id = ? AND exit_code IS NULL`,
-      )
+      .prepare(`UPDATE containers SET exit_code = ?, finished_at = ?, reason = ?, message = ? WHERE id = ?`)
       .run(e.exitCode, e.finishedAt.toString(), e.reason, e.message, id);
     if (r.changes > 0) this.update(id, { exit: { ...e } });
   }

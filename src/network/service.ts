@@ -17,7 +17,6 @@ import {
   loadNetworkConfigs,
   loopbackNetwork,
   writeDefaultNetworkConfig,
-  writeFileAtomic,
   type BandwidthLimits,
   type CniNetworkConfigList,
   type CniResult,
@@ -27,6 +26,7 @@ import {
   type RuntimeConf,
 } from "./cni.js";
 import { createNetns, isNetnsMounted, listNetns, netnsPath, removeNetns, type NetnsInfo } from "./netns.js";
+import { writeFileAtomic } from "../util/atomic-write.js";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 
 export interface NetworkManagerOptions {

@@ -8,6 +8,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 import { statusCodeOf } from "../util/errors.js";
+import { monotonicClockNs } from "../util/clock.js";
 
 export interface SpanRecord {
   spanId: string;
@@ -76,10 +77,7 @@ export function codeNameOf(err: unknown): string {
 
 // Wall-clock start plus a monotonic offset: span starts are comparable within a trace even
 // if the clock steps, and still read as Unix times.
-const originNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
-function nowNs(): bigint {
-  return originNs + process.hrtime.bigint();
-}
+const spanClockNs = monotonicClockNs();
 
 export class Tracer {
   private readonly als = new AsyncLocalStorage<Active>();
@@ -162,14 +160,14 @@ export class Tracer {
       spanId: randomBytes(8).toString("hex"),
       parentSpanId,
       name,
-      startNs: nowNs(),
+      startNs: spanClockNs(),
       status: "OK",
       error: "",
       attributes,
     };
     trace.spans.push(span);
     const end = (err: unknown) => {
-      span.durationNs = nowNs() - span.startNs;
+      span.durationNs = spanClockNs() - span.startNs;
       if (err !== undefined) {
         span.status = codeNameOf(err);
         span.error = err instanceof Error ? err.message : String(err);

@@ -1,15 +1,7 @@
-// OCI runtime spec generation from CRI configuration: the public surface of src/oci.
+// OCI runtime spec types and the helpers that know nothing of the CRI: the public surface of
+// src/oci. The CRI-to-OCI translation is in src/cri/spec/.
 
 export * from "./spec.js";
-export { buildSandboxSpec, podNamespaceModes, type PodFiles, type SandboxSpecInput } from "./sandbox-spec.js";
-export {
-  buildContainerSpec,
-  mergeEnv,
-  mergeProcessArgs,
-  type ContainerSpecInput,
-  type ImageProcessConfig,
-  type PodPaths,
-} from "./container-spec.js";
 export { rootfsUserLookup, resolveProcessUser, type UserLookup, type PasswdEntry, type GroupEntry } from "./user.js";
 export { probeHost, type HostFacts } from "./host.js";
 export { defaultSeccompProfile } from "./seccomp-default.js";

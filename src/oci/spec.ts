@@ -4,8 +4,10 @@
 // what runc expects (an empty list and an absent one can mean different things, e.g. an
 // absent `linux.seccomp` is "unconfined" while an empty profile would still be loaded).
 
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+import { writeFileAtomicSync } from "../util/atomic-write.js";
 
 /** The spec version berth writes; runc 1.1 reads 1.0.x documents. */
 export const OCI_VERSION = "1.0.2-dev";
@@ -209,20 +211,12 @@ export function specToJSON(spec: Spec): string {
 }
 
 /**
- * Writes `<bundleDir>/config.json` atomically: a temporary file is written and fsynced,
- * then renamed over the target, so a crash leaves either no config or a whole one.
+ * Writes `<bundleDir>/config.json` atomically and durably (util/atomic-write.ts), so a crash
+ * leaves either no config or a whole one.
  */
 export function writeSpecFile(bundleDir: string, spec: Spec): string {
   const target = join(bundleDir, "config.json");
-  const tmp = join(dirname(target), `.config.json.${process.pid}.${Date.now()}.tmp`);
-  const fd = openSync(tmp, "w", 0o600);
-  try {
-    writeSync(fd, specToJSON(spec));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, target);
+  writeFileAtomicSync(target, specToJSON(spec), 0o600);
   return target;
 }
 

@@ -6,6 +6,7 @@ export {
   SANDBOX_ID_ANNOTATION,
   ShimManager,
 } from "./manager.js";
+export type { ShimManagerOptions } from "./manager.js";
 export type {
   CreateTaskOptions,
   CreatedTask,
@@ -13,23 +14,23 @@ export type {
   ExitResult,
   RecoveredTask,
   ShimInfo,
-  ShimManagerOptions,
+  TaskRuntime,
   TaskState,
   TaskStats,
   TaskStatus,
-} from "./manager.js";
+} from "./task-runtime.js";
 export {
   BERTH_RUNTIME_TYPE,
   RUNC_OPTIONS_TYPE_URL,
   RUNC_RUNTIME_TYPE,
-  RuntimeHandlers,
+  RuntimeClasses,
   makeRuntimeHandler,
   repoBinDir,
   resolveShimBinary,
   runcOptionsAny,
   shimBinaryName,
-} from "./handlers.js";
-export type { RuntimeHandler, RuntimeHandlerConfig, ShimLookupOptions } from "./handlers.js";
+} from "./runtime-classes.js";
+export type { RuntimeHandler, RuntimeHandlerConfig, ShimLookupOptions } from "./runtime-classes.js";
 export { FileShimRecordStore, validateIdentifier } from "./records.js";
 export type { ShimRecord, ShimRecordStore } from "./records.js";
 export { decodeEnvelope } from "./events.js";

@@ -1,10 +1,10 @@
 // Durable records of the tasks the manager started, so a restarted berthd finds every shim
 // again. A record holds only durable facts (where the shim is, what started it); whether
 // the task runs and its exit code are asked from the shim (DESIGN.md principle 2).
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 
+import { writeFileAtomic, syncDir } from "../util/atomic-write.js";
 import { InvalidArgumentError } from "../util/errors.js";
 
 export interface ShimRecord {
@@ -66,21 +66,7 @@ export class FileShimRecordStore implements ShimRecordStore {
     const path = this.file(record.namespace, record.id);
     const nsDir = join(this.dir, record.namespace);
     await mkdir(nsDir, { recursive: true, mode: 0o700 });
-    const tmp = join(nsDir, `.${record.id}.${randomBytes(6).toString("hex")}.tmp`);
-    const fh = await open(tmp, "wx", 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(record, null, 2) + "\n");
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, path);
-    } catch (err) {
-      await unlink(tmp).catch(() => {});
-      throw err;
-    }
-    await syncDir(nsDir);
+    await writeFileAtomic(path, JSON.stringify(record, null, 2) + "\n", 0o600);
   }
 
   async get(namespace: string, id: string): Promise<ShimRecord | undefined> {
@@ -124,14 +110,5 @@ export class FileShimRecordStore implements ShimRecordStore {
       }
     }
     return out;
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }

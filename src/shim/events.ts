@@ -5,6 +5,7 @@
 import type { Any } from "../gen/google/protobuf/any.js";
 import { EventsDefinition } from "../gen/containerd/services/ttrpc/events/v1/events.js";
 import { TtrpcClient, createClient, NAMESPACE_METADATA_KEY } from "../ttrpc/index.js";
+import { sleep } from "../util/sleep.js";
 
 export interface EventEncoder<T> {
   encode(message: T): { finish(): Uint8Array };
@@ -119,8 +120,4 @@ export class TtrpcPublisher implements Publisher {
       this.running = false;
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,12 +1,14 @@
 // The shim's model of a task's processes (the init process and its execs): live state
 // comes from the process's monitor; what is needed to re-adopt it after a shim restart is
 // kept in <stateDir>/record.json, written atomically.
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 
-import { Status } from "../gen/containerd/types/task/task.js";
+import type { Status } from "../gen/containerd/types/task/task.js";
 import type { Timestamp } from "../gen/google/protobuf/timestamp.js";
+import { writeFileAtomic } from "../util/atomic-write.js";
 import type { ExitRecord, Monitor } from "./monitor.js";
+import { type ProcessEvent, type ProcessKind, type ProcessState, next, statusOf, transition } from "./process-state.js";
 import type { RuntimeConfig } from "./runtime.js";
 
 export interface MountRecord {
@@ -39,9 +41,7 @@ export interface ProcessRecord {
 
 export async function saveRecord(stateDir: string, r: ProcessRecord): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const tmp = join(stateDir, "record.json.tmp");
-  await writeFile(tmp, JSON.stringify(r), { mode: 0o600 });
-  await rename(tmp, join(stateDir, "record.json"));
+  await writeFileAtomic(join(stateDir, "record.json"), JSON.stringify(r), 0o600);
 }
 
 export async function loadRecord(stateDir: string): Promise<ProcessRecord | undefined> {
@@ -57,7 +57,7 @@ export function toTimestamp(e: ExitRecord | undefined): Timestamp | undefined {
 }
 
 export class Proc {
-  status: Status = Status.CREATED;
+  private current: ProcessState = "created";
   monitor: Monitor | undefined;
   exit: ExitRecord | undefined;
   /** Set while Start runs, so an exit is published only after the start event. */
@@ -78,6 +78,27 @@ export class Proc {
   get pid(): number {
     return this.record.pid;
   }
+  get kind(): ProcessKind {
+    return this.record.execId ? "exec" : "init";
+  }
+  /** Where the process is in its life (process-state.ts). */
+  get state(): ProcessState {
+    return this.current;
+  }
+  /** The state as containerd's task Status. */
+  get status(): Status {
+    return statusOf(this.current);
+  }
+
+  /** Whether the state table allows `event` now. */
+  can(event: ProcessEvent): boolean {
+    return transition(this.kind, this.current, event) !== undefined;
+  }
+
+  /** Moves the process on by `event`; throws FailedPreconditionError if the table refuses it. */
+  to(event: ProcessEvent): void {
+    this.current = next(this.kind, this.current, event);
+  }
 
   save(): Promise<void> {
     return saveRecord(this.stateDir, this.record);
@@ -86,7 +107,8 @@ export class Proc {
   setExited(e: ExitRecord): void {
     if (this.exit) return;
     this.exit = e;
-    this.status = Status.STOPPED;
+    // Every live state ends in stopped; a deleted process stays deleted.
+    if (this.can("exit")) this.to("exit");
     for (const w of this.waiters.splice(0)) w(e);
   }
 

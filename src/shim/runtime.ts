@@ -8,7 +8,9 @@ import { basename, dirname, join } from "node:path";
 
 import { trackChild } from "./reaper.js";
 import { traceRuntime } from "./trace.js";
-import { FailedPreconditionError, InternalError, NotFoundError } from "../util/errors.js";
+import { Options } from "../gen/containerd/runc/options/oci.js";
+import type { Any } from "../gen/google/protobuf/any.js";
+import { FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 
 export interface RuntimeConfig {
   /** Binary name or path; berth extension: extra global flags may follow, space separated. */
@@ -344,4 +346,33 @@ export async function lastRuntimeError(logFile: string): Promise<string> {
 
 export function runtimeLogPath(stateDir: string): string {
   return join(stateDir, "runtime-log.json");
+}
+
+const OPTIONS_TYPES = new Set(["containerd.runc.v1.Options", "type.googleapis.com/containerd.runc.v1.Options"]);
+
+/**
+ * The runtime a task is created with, from containerd's runc Options (CreateTaskRequest.options):
+ * the binary (default runc) and its state root (default <rootBase>/<runtime>/<namespace>).
+ */
+export function runtimeConfigFrom(options: Any | undefined, namespace: string, rootBase?: string): RuntimeConfig {
+  let o: Options = Options.fromPartial({});
+  if (options && options.value.length > 0) {
+    if (!OPTIONS_TYPES.has(options.typeUrl)) {
+      throw new InvalidArgumentError(
+        `unsupported create options type ${options.typeUrl}: want containerd.runc.v1.Options`,
+      );
+    }
+    o = Options.decode(options.value);
+  }
+  const binary = o.binaryName || "runc";
+  const kind = binary.trim().split(/\s+/)[0]!.split("/").pop()!;
+  const base = rootBase ?? process.env.BERTH_SHIM_RUNTIME_ROOT ?? "/run/berth";
+  return {
+    binary,
+    root: o.root || join(base, kind, namespace),
+    systemdCgroup: o.systemdCgroup,
+    noPivotRoot: o.noPivotRoot,
+    noNewKeyring: o.noNewKeyring,
+    criuPath: o.criuPath,
+  };
 }

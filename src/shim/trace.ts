@@ -7,6 +7,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 
 import { NAMESPACE_METADATA_KEY, type CallContext } from "../ttrpc/index.js";
 import type { EventEncoder } from "./events.js";
+import { monotonicClockNs } from "../util/clock.js";
 
 export const TRACE_ID_METADATA_KEY = "berth-trace-id";
 export const SPAN_ID_METADATA_KEY = "berth-span-id";
@@ -70,7 +71,7 @@ export function setSpanSink(fn: SpanSink): () => void {
 }
 
 // Wall-clock start plus a monotonic offset, like berthd's tracer, so durations never go negative.
-const originNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+const spanClockNs = monotonicClockNs();
 
 /**
  * Runs `fn` (one OCI runtime command) and, inside a traced call, reports it as a span named
@@ -84,13 +85,13 @@ export async function traceRuntime<T>(
   const tc = als.getStore();
   const to = sink;
   if (!tc || !to) return fn();
-  const started = process.hrtime.bigint();
+  const started = spanClockNs();
   const report = (extra: Record<string, string>) => {
-    const ended = process.hrtime.bigint();
+    const ended = spanClockNs();
     try {
       to(tc, {
         name,
-        startUnixNano: originNs + started,
+        startUnixNano: started,
         durationNano: ended - started,
         attributes: { ...attributes, ...extra },
       });

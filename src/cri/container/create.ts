@@ -1,0 +1,129 @@
+// CreateContainer: prepares the writable snapshot and mounts it as the bundle's rootfs,
+// builds the OCI spec from the CRI config and the image, and records the container CREATED
+// (containerd's container_create.go). Every step is undone, last first, when a later one fails.
+import { mkdir } from "node:fs/promises";
+import { dirname, isAbsolute, join } from "node:path";
+import { ContainerConfig, ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
+import { podCgroupParent } from "../../oci/index.js";
+import { buildContainerSpec } from "../spec/index.js";
+import { mountAll, unmountAll } from "../../snapshots/mount.js";
+import { nowNs } from "../../util/clock.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../util/errors.js";
+import { CRI_NAMESPACE as NS, runUndo } from "../context.js";
+import { injectCdiDevices, requestedCdiDevices } from "../cdi/inject.js";
+import { DEFAULT_CDI_SPEC_DIRS } from "../cdi/registry.js";
+import { newId } from "../ids.js";
+import { prepareImageVolumes } from "../image-volumes.js";
+import type { SandboxEntry } from "../store/index.js";
+import type { ContainerDeps } from "./deps.js";
+import { publishContainerEvent } from "./events.js";
+import { effectiveStopSignal } from "../stop-signal.js";
+
+export async function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
+  const name = config.metadata?.name;
+  if (!name) throw new InvalidArgumentError("container config must have metadata.name");
+  if (!config.image?.image) throw new InvalidArgumentError("container config must name an image");
+  if (pod.status.phase !== "ready") {
+    throw new FailedPreconditionError(
+      `pod sandbox ${pod.id} is not ready (${pod.status.phase}): cannot create containers in it`,
+    );
+  }
+  const imageRef = config.image.image;
+  const imageId = d.images.resolveId(imageRef);
+  const image = imageId ? await d.images.status(imageId) : undefined;
+  if (!imageId || !image) throw new NotFoundError(`image ${JSON.stringify(imageRef)} not found; pull it first`);
+
+  const id = newId();
+  const rootfs = d.bundles.rootfs(id);
+  const podConfig = pod.config;
+  const logPath = podConfig.logDirectory && config.logPath ? join(podConfig.logDirectory, config.logPath) : "";
+  if (logPath && !isAbsolute(logPath))
+    throw new InvalidArgumentError(`log path ${logPath} must be absolute (set the pod's log_directory)`);
+  const stopSignal = effectiveStopSignal(config.stopSignal, image.config.StopSignal);
+  d.store.insert({
+    id,
+    sandboxId: pod.id,
+    name,
+    attempt: config.metadata?.attempt ?? 0,
+    config: Buffer.from(ContainerConfig.encode(config).finish()),
+    imageRef,
+    imageId,
+    logPath,
+    stopSignal,
+    createdAt: nowNs(),
+  });
+  const undo: (() => unknown)[] = [() => d.store.delete(id)];
+  try {
+    await d.bundles.create(id, { rootfs: true });
+    undo.push(() => d.bundles.remove(id));
+    const mounts = await d.images.prepareRootfs(imageId, id, { labels: { "berth.io/container": id } });
+    undo.push(() => d.images.removeRootfs(id));
+    // berthd mounts the rootfs itself (rather than handing the mounts to the shim) so the
+    // spec can be built from the image's /etc/passwd and /etc/group, and so every shim
+    // (berth's or containerd's) finds the same ready bundle.
+    mountAll(mounts, rootfs);
+    undo.push(() => unmountAll(rootfs));
+    if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
+
+    const volumeMounts = await prepareImageVolumes(d.images, id, d.bundles.dir(id), config.mounts, undo);
+
+    const sandboxPid = await runningPid(d, pod.id, `the sandbox process of pod ${pod.id} is not running`);
+    const podDir = pod.info.podDir;
+    const spec = buildContainerSpec({
+      id,
+      sandboxId: pod.id,
+      container: { ...config, mounts: volumeMounts },
+      sandbox: podConfig,
+      image: { name: imageRef, config: image.config },
+      rootfsPath: rootfs,
+      podPaths: {
+        hostname: join(podDir, "hostname"),
+        hosts: join(podDir, "hosts"),
+        resolvConf: join(podDir, "resolv.conf"),
+        shm: join(podDir, "shm"),
+        netnsPath: pod.info.netnsPath || null,
+        ipcPath: `/proc/${sandboxPid}/ns/ipc`,
+        utsPath: `/proc/${sandboxPid}/ns/uts`,
+        pidNamespacePath: `/proc/${sandboxPid}/ns/pid`,
+        targetPidNamespacePath: await targetPidNamespace(d, config, pod.id),
+      },
+      // Nested in the pod's cgroup (berth's own /berth/<podId> when kubelet gave no parent).
+      cgroupParent: podCgroupParent(podConfig.linux?.cgroupParent, pod.id, d.cgroupDriver),
+      cgroupDriver: d.cgroupDriver,
+      runtimeHandler: pod.info.runtimeHandler,
+    });
+    await injectCdiDevices(spec, requestedCdiDevices(config), d.cdiSpecDirs ?? DEFAULT_CDI_SPEC_DIRS);
+    d.bundles.writeSpec(id, spec);
+    d.store.apply(id, { type: "created" });
+  } catch (err) {
+    await runUndo(undo, d.log, `create of container ${id}`);
+    throw err;
+  }
+  await publishContainerEvent(d, id, ContainerEventType.CONTAINER_CREATED_EVENT);
+  return id;
+}
+
+/** For PID namespace mode TARGET: the running target container's PID namespace (same pod only). */
+async function targetPidNamespace(
+  d: ContainerDeps,
+  config: ContainerConfig,
+  sandboxId: string,
+): Promise<string | undefined> {
+  const ns = config.linux?.securityContext?.namespaceOptions;
+  if (ns?.pid !== 3 || !ns.targetId) return undefined;
+  const target = d.store.resolve(ns.targetId);
+  if (target.info.sandboxId !== sandboxId)
+    throw new InvalidArgumentError(`PID namespace target ${target.id} is not in pod ${sandboxId}`);
+  const pid = d.runtime.has(NS, target.id)
+    ? await runningPid(d, target.id, `PID namespace target container ${target.id} is not running`)
+    : 0;
+  if (!pid) throw new FailedPreconditionError(`PID namespace target container ${target.id} is not running`);
+  return `/proc/${pid}/ns/pid`;
+}
+
+/** The pid of a running task, asked of its shim; FailedPrecondition with `notRunning` otherwise. */
+async function runningPid(d: ContainerDeps, id: string, notRunning: string): Promise<number> {
+  const s = await d.runtime.state(NS, id).catch(() => undefined);
+  if (s && s.status === "running" && s.pid > 0) return s.pid;
+  throw new FailedPreconditionError(notRunning);
+}

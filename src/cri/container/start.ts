@@ -1,0 +1,65 @@
+// StartContainer: creates the task in the pod's shim with its stdio into the container's log
+// pump, then starts it (containerd's container_start.go). A failed start is recorded as an
+// exit with code 128 and reason StartError, as containerd does.
+import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
+import { nowNs } from "../../util/clock.js";
+import { FailedPreconditionError, NotFoundError } from "../../util/errors.js";
+import { CRI_NAMESPACE as NS } from "../context.js";
+import { ContainerLogger } from "../io/container-logger.js";
+import type { ContainerDeps } from "./deps.js";
+import { publishContainerEvent } from "./events.js";
+
+export async function startContainer(d: ContainerDeps, ref: string): Promise<void> {
+  const id = d.store.resolve(ref).id;
+  return d.lock.run(id, () => startLocked(d, id));
+}
+
+async function startLocked(d: ContainerDeps, id: string): Promise<void> {
+  const e = d.store.get(id);
+  if (!e) throw new NotFoundError(`container ${id} not found`);
+  const s = e.status;
+  if (s.phase !== "created" || s.startedAt !== 0n || s.exit || d.runtime.has(NS, id)) {
+    throw new FailedPreconditionError(`container ${id} is not in the created state: it was started before`);
+  }
+  const pod = d.sandboxes.get(e.info.sandboxId);
+  if (!pod) throw new NotFoundError(`pod sandbox ${JSON.stringify(e.info.sandboxId)} not found`);
+  if (pod.status.phase !== "ready") throw new FailedPreconditionError(`pod sandbox ${pod.id} is not ready`);
+  const config = e.config;
+  const io = d.bundles.io(id);
+  const logger = new ContainerLogger(io, e.info.logPath, {
+    hold: true,
+    maxLineSize: d.maxLogLineSize,
+    stdin: config.stdin,
+  });
+  let created = false;
+  try {
+    await d.runtime.createTask({
+      namespace: NS,
+      id,
+      bundle: d.bundles.dir(id),
+      stdin: config.stdin ? io.stdin : "",
+      stdout: io.stdout,
+      stderr: config.tty ? "" : io.stderr,
+      terminal: config.tty,
+      handler: pod.info.runtimeHandler,
+      sandboxId: pod.id,
+    });
+    created = true;
+    logger.release();
+    e.io = logger;
+    // Taken before Start so that a process that exits at once never finishes before it started.
+    const startedAt = nowNs();
+    await d.runtime.start(NS, id);
+    d.store.apply(id, { type: "started", at: startedAt });
+  } catch (err) {
+    if (e.io === logger) e.io = undefined;
+    if (created) {
+      await d.runtime.kill(NS, id, 9).catch(() => {});
+      await d.runtime.delete(NS, id).catch(() => {});
+    }
+    logger.close();
+    d.store.apply(id, { type: "start-failed", at: nowNs(), message: (err as Error).message });
+    throw err;
+  }
+  await publishContainerEvent(d, id, ContainerEventType.CONTAINER_STARTED_EVENT);
+}

@@ -1,0 +1,107 @@
+// ContainerStatus (containerd's container_status.go): the container's state as the status
+// store keeps it, with no shim round trip (kubelet polls it every second). Verbose status is
+// for people and debugging and asks the shim for the pid.
+import {
+  ContainerConfig,
+  ContainerState,
+  type ContainerStatus as CriContainerStatus,
+} from "../../gen/cri/runtime/v1/api.js";
+import { CRI_NAMESPACE as NS } from "../context.js";
+import { imageVolumeStatus } from "../image-volumes.js";
+import { storedSignalToCri } from "../stop-signal.js";
+import { type ContainerEntry, containerView } from "../store/index.js";
+import type { ContainerDeps } from "./deps.js";
+
+export interface ContainerStatusResult {
+  status: CriContainerStatus;
+  info: Record<string, string>;
+}
+
+export function containerStatus(d: ContainerDeps, ref: string, verbose: boolean): Promise<ContainerStatusResult> {
+  return containerStatusOf(d, d.store.resolve(ref), verbose);
+}
+
+/** `imageRefs` memoises image_ref by image id across the containers of one call (a pod's status, a list). */
+export async function containerStatusOf(
+  d: ContainerDeps,
+  e: ContainerEntry,
+  verbose: boolean,
+  imageRefs = new Map<string, Promise<string>>(),
+): Promise<ContainerStatusResult> {
+  const config = e.config;
+  const live = containerView(e.status);
+  const info = e.info;
+  const status: CriContainerStatus = {
+    id: e.id,
+    metadata: config.metadata,
+    state: live.state,
+    createdAt: info.createdAt,
+    startedAt: e.status.startedAt,
+    finishedAt: live.finishedAt,
+    exitCode: live.exitCode,
+    image: {
+      image: info.imageRef,
+      annotations: config.image?.annotations ?? {},
+      userSpecifiedImage: config.image?.userSpecifiedImage ?? "",
+      runtimeHandler: "",
+      imageRef: info.imageId,
+    },
+    imageRef: await imageRefOf(d, info.imageId, imageRefs),
+    reason: live.reason,
+    message: live.message,
+    labels: config.labels,
+    annotations: config.annotations,
+    mounts: imageVolumeStatus(d.images, config.mounts),
+    logPath: info.logPath,
+    resources: { linux: config.linux?.resources, windows: undefined },
+    imageId: info.imageId,
+    user: userOf(d, e),
+    stopSignal: storedSignalToCri(info.stopSignal),
+  };
+  const out: Record<string, string> = {};
+  if (verbose) {
+    const pid =
+      live.state === ContainerState.CONTAINER_RUNNING
+        ? ((await d.runtime.state(NS, e.id).catch(() => undefined))?.pid ?? 0)
+        : 0;
+    out.info = JSON.stringify({
+      sandboxID: info.sandboxId,
+      pid,
+      removing: e.status.phase === "removing",
+      snapshotKey: e.id,
+      snapshotter: d.images.snapshotter.name,
+      runtimeType: d.runtime.record(NS, e.id)?.runtimeType ?? "",
+      config: ContainerConfig.toJSON(config),
+      runtimeSpec: d.bundles.tryReadSpec(e.id),
+    });
+  }
+  return { status, info: out };
+}
+
+/**
+ * ContainerStatus.user: the uid, gid and supplementary groups the container's process really
+ * got (image /etc/passwd and /etc/group, RunAsUser/RunAsGroup, the supplemental groups
+ * policy), as kubelet reports them. Read once from the bundle's spec.
+ */
+function userOf(d: ContainerDeps, e: ContainerEntry): CriContainerStatus["user"] {
+  if (e.user) return e.user;
+  const user = d.bundles.tryReadSpec(e.id)?.process.user;
+  if (!user) return undefined; // no bundle (yet, or any more)
+  // As kubelet shows them (KEP-3619): every group the process has, the primary one included.
+  const groups = [...new Set([user.gid, ...(user.additionalGids ?? [])])].sort((a, b) => a - b);
+  e.user = { linux: { uid: BigInt(user.uid), gid: BigInt(user.gid), supplementalGroups: groups.map(BigInt) } };
+  return e.user;
+}
+
+/** image_ref: the repo digest when the image has one (what kubelet shows), else the id. */
+export function imageRefOf(d: ContainerDeps, imageId: string, memo: Map<string, Promise<string>>): Promise<string> {
+  let ref = memo.get(imageId);
+  if (!ref) {
+    ref = d.images
+      .status(imageId)
+      .catch(() => undefined)
+      .then((img) => img?.repoDigests[0] ?? imageId);
+    memo.set(imageId, ref);
+  }
+  return ref;
+}

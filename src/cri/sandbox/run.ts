@@ -1,0 +1,150 @@
+// RunPodSandbox (containerd's sandbox_run.go). A pod is a network namespace set up by CNI, a
+// directory of shared files (hostname, hosts, resolv.conf, /dev/shm) and a sandbox process
+// (berth's static pause) holding the pod's IPC/UTS/PID namespaces, started as a task in the
+// pod's shim. Every step is undone in reverse when a later one fails. A pod kubelet gives no
+// cgroup parent gets its own pod cgroup (/berth/<podId>), removed with the pod.
+import { mkdir, rm } from "node:fs/promises";
+import { ContainerEventType, NamespaceMode, PodSandboxConfig, Protocol } from "../../gen/cri/runtime/v1/api.js";
+import type { PortMapping } from "../../network/index.js";
+import { podCgroupParent } from "../../oci/index.js";
+import { buildSandboxSpec, podNamespaceModes } from "../spec/index.js";
+import { nowNs } from "../../util/clock.js";
+import { InvalidArgumentError, NotFoundError } from "../../util/errors.js";
+import { CRI_NAMESPACE as NS, runUndo } from "../context.js";
+import { newId } from "../ids.js";
+import { mountShm, unmountShm, writePodFiles } from "../pod-files.js";
+import { removeOwnCgroup } from "./cgroup.js";
+import type { SandboxDeps } from "./deps.js";
+import { publishSandboxEvent } from "./events.js";
+import { noticeSandboxExit } from "./exit.js";
+
+const protocols: Record<number, PortMapping["protocol"]> = {
+  [Protocol.TCP]: "tcp",
+  [Protocol.UDP]: "udp",
+  [Protocol.SCTP]: "sctp",
+};
+
+export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: string): Promise<string> {
+  const md = config.metadata;
+  if (!md?.name || !md.namespace)
+    throw new InvalidArgumentError("pod sandbox config must have metadata.name and metadata.namespace");
+  let handler;
+  try {
+    handler = d.runtimeClasses.get(runtimeHandler);
+  } catch (err) {
+    if (err instanceof NotFoundError) {
+      throw new NotFoundError(
+        `unknown runtime handler ${JSON.stringify(runtimeHandler)}: configure it under [runtime.handlers] (have: ${d.runtimeClasses.names().join(", ")})`,
+      );
+    }
+    throw err;
+  }
+  const modes = podNamespaceModes(config);
+  const hostNetwork = modes.network === NamespaceMode.NODE;
+  const hostIpc = modes.ipc === NamespaceMode.NODE;
+
+  const id = newId();
+  const podDir = d.bundles.podDir(id);
+  const bundle = d.bundles.dir(id);
+  d.store.insert({
+    id,
+    name: md.name,
+    namespace: md.namespace,
+    uid: md.uid,
+    attempt: md.attempt,
+    config: Buffer.from(PodSandboxConfig.encode(config).finish()),
+    createdAt: nowNs(),
+    runtimeHandler: handler.name,
+    netnsPath: "",
+    ips: [],
+    podDir,
+  });
+  const undo: (() => unknown)[] = [() => d.store.delete(id)];
+  // Phase durations, logged at debug: where RunPodSandbox time goes (bench/cri.bench.ts).
+  const t0 = performance.now();
+  const phases: Record<string, number> = {};
+  const mark = (name: string) => (phases[name] = Math.round(performance.now() - t0));
+  try {
+    await mkdir(podDir, { recursive: true, mode: 0o711 });
+    undo.push(() => rm(podDir, { recursive: true, force: true }));
+
+    let netnsPath = "";
+    let ips: string[] = [];
+    if (!hostNetwork) {
+      undo.push(() => d.network.teardownPod(id));
+      const net = await d.network.setupPod({
+        podId: id,
+        name: md.name,
+        namespace: md.namespace,
+        uid: md.uid,
+        portMappings: config.portMappings
+          .filter((p) => p.hostPort > 0)
+          .map((p) => ({
+            hostPort: p.hostPort,
+            containerPort: p.containerPort,
+            protocol: protocols[p.protocol] ?? "tcp",
+            hostIP: p.hostIp || undefined,
+          })),
+        dns: config.dnsConfig
+          ? {
+              servers: config.dnsConfig.servers,
+              searches: config.dnsConfig.searches,
+              options: config.dnsConfig.options,
+            }
+          : undefined,
+      });
+      netnsPath = net.netnsPath;
+      ips = net.ips.map((i) => i.address);
+      d.store.setNetwork(id, netnsPath, ips);
+    }
+    mark("network");
+
+    const files = await writePodFiles({
+      podDir,
+      hostname: config.hostname,
+      hostNetwork,
+      dns: config.dnsConfig,
+      ip: ips[0],
+    });
+    if (!hostIpc) {
+      await mountShm(files.shm);
+      undo.push(() => unmountShm(files.shm));
+    }
+
+    const spec = buildSandboxSpec({
+      id,
+      config,
+      rootfsPath: d.sandboxRootfs,
+      netnsPath: netnsPath || null,
+      files,
+      cgroupParent: podCgroupParent(config.linux?.cgroupParent, id, d.cgroupDriver),
+      cgroupDriver: d.cgroupDriver,
+      runtimeHandler: handler.name,
+    });
+    await d.bundles.create(id, { rootfs: false });
+    undo.push(() => d.bundles.remove(id));
+    d.bundles.writeSpec(id, spec);
+    mark("spec");
+
+    // Runs after the task's delete (undo is last-first): runc leaves the pod level behind.
+    undo.push(() => removeOwnCgroup(d, id, config));
+    await d.runtime.createTask({ namespace: NS, id, bundle, handler: handler.name, sandboxId: id });
+    mark("createTask");
+    undo.push(async () => {
+      await d.runtime.kill(NS, id, 9).catch(() => {});
+      await d.runtime.delete(NS, id);
+    });
+    await d.runtime.start(NS, id);
+    mark("start");
+    d.store.apply(id, { type: "ready" });
+    d.log.debug({ pod: id, phasesMs: phases }, "pod sandbox running");
+  } catch (err) {
+    await runUndo(undo, d.log, `RunPodSandbox ${id}`);
+    throw err;
+  }
+  await publishSandboxEvent(d, id, ContainerEventType.CONTAINER_CREATED_EVENT);
+  await publishSandboxEvent(d, id, ContainerEventType.CONTAINER_STARTED_EVENT);
+  // The sandbox process exited while RunPodSandbox still ran: handle it now.
+  if (d.store.get(id)?.status.exitHeard) noticeSandboxExit(d, id);
+  return id;
+}

@@ -1,0 +1,40 @@
+// StopPodSandbox (containerd's sandbox_stop.go): stops every container, the sandbox process
+// and the pod's network. Safe to repeat.
+import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
+import { NotFoundError } from "../../util/errors.js";
+import { CRI_NAMESPACE as NS } from "../context.js";
+import { stopEntry } from "../container/stop.js";
+import { podFiles, unmountShm } from "../pod-files.js";
+import type { SandboxDeps } from "./deps.js";
+import { publishSandboxEvent } from "./events.js";
+
+export async function stopPodSandbox(d: SandboxDeps, ref: string): Promise<void> {
+  let id: string;
+  try {
+    id = d.store.resolve(ref).id;
+  } catch (err) {
+    // Idempotent (CRI): a pod already removed has nothing left to stop, as containerd.
+    if (err instanceof NotFoundError) return;
+    throw err;
+  }
+  await d.lock.run(id, async () => {
+    if (d.store.get(id)) await stopSandboxEntry(d, id);
+  });
+}
+
+/** Stops the pod (no lock taken: callers hold the pod's). */
+export async function stopSandboxEntry(d: SandboxDeps, id: string): Promise<void> {
+  const e = d.store.get(id);
+  if (!e) return;
+  const hadTask = d.runtime.has(NS, id);
+  for (const c of d.containers.store.bySandbox(id)) await stopEntry(d.containers, c.id, 0);
+  if (d.runtime.has(NS, id)) {
+    await d.runtime.kill(NS, id, 9, { all: true }).catch(() => {});
+    await d.runtime.wait(NS, id).catch(() => {});
+    await d.runtime.delete(NS, id).catch((err: unknown) => d.log.warn({ err, pod: id }, "deleting the sandbox task"));
+  }
+  unmountShm(podFiles(e.info.podDir).shm);
+  await d.network.teardownPod(id);
+  d.store.apply(id, { type: "stopped" });
+  if (hadTask) await publishSandboxEvent(d, id, ContainerEventType.CONTAINER_STOPPED_EVENT);
+}

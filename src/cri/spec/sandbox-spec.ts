@@ -1,0 +1,185 @@
+// The OCI spec of a pod's sandbox process. berth runs no pause image: the sandbox rootfs
+// is a tiny directory holding a static /pause binary, so everything an image config
+// would give (args, user, env) is decided here. The sandbox holds the pod's namespaces
+// (network from CNI's netns file, IPC, UTS, and PID when shared) for the containers to
+// join, and needs no privilege at all: no capabilities, a read-only rootfs, no new
+// privileges, the default seccomp filter.
+
+import { NamespaceMode, type PodSandboxConfig } from "../../gen/cri/runtime/v1/api.js";
+import { InvalidArgumentError, UnimplementedError } from "../../util/errors.js";
+import {
+  ANNOTATION_CONTAINER_TYPE,
+  ANNOTATION_RUNTIME_HANDLER,
+  ANNOTATION_SANDBOX_CPU_PERIOD,
+  ANNOTATION_SANDBOX_CPU_QUOTA,
+  ANNOTATION_SANDBOX_CPU_SHARES,
+  ANNOTATION_SANDBOX_ID,
+  ANNOTATION_SANDBOX_LOG_DIR,
+  ANNOTATION_SANDBOX_MEMORY,
+  ANNOTATION_SANDBOX_NAME,
+  ANNOTATION_SANDBOX_NAMESPACE,
+  ANNOTATION_SANDBOX_UID,
+  CONTAINER_TYPE_SANDBOX,
+} from "../../oci/annotations.js";
+import { cgroupsPath, type CgroupDriver } from "../../oci/cgroups-path.js";
+import {
+  DEFAULT_MASKED_PATHS,
+  DEFAULT_PATH_ENV,
+  DEFAULT_READONLY_PATHS,
+  SANDBOX_CPU_SHARES,
+  SANDBOX_DEFAULT_GID,
+  SANDBOX_DEFAULT_UID,
+  SANDBOX_OOM_SCORE_ADJ,
+} from "../../oci/defaults.js";
+import { probeHost, type HostFacts } from "../../oci/host.js";
+import { defaultMounts, podBindMount } from "./mounts.js";
+import { clampOomScoreAdj, int64 } from "./resources.js";
+import { resolveSeccomp } from "./security-profiles.js";
+import { OCI_VERSION, type Mount, type Namespace, type Spec } from "../../oci/spec.js";
+import { validateSysctls } from "../../oci/sysctls.js";
+
+/** Pod-level files and directories the daemon prepared, bind-mounted into every container of the pod. */
+export interface PodFiles {
+  resolvConf: string;
+  hosts: string;
+  hostname: string;
+  /** The pod's /dev/shm tmpfs; not used when the pod shares the host's IPC namespace. */
+  shm: string;
+}
+
+export interface SandboxSpecInput {
+  /** The sandbox id (the container id runc sees). */
+  id: string;
+  config: PodSandboxConfig;
+  /** The directory holding the static /pause binary; mounted read-only. */
+  rootfsPath: string;
+  /** The pod's network namespace file; null for a host-network pod. */
+  netnsPath: string | null;
+  files: PodFiles;
+  /** Overrides config.linux.cgroupParent. */
+  cgroupParent?: string;
+  cgroupDriver?: CgroupDriver;
+  runtimeHandler?: string;
+  /** The process to run; default ["/pause"]. */
+  args?: string[];
+  host?: HostFacts;
+}
+
+/** Namespace modes of a pod, with containerd's defaults for unset options (all POD). */
+export function podNamespaceModes(config: PodSandboxConfig): { network: number; pid: number; ipc: number } {
+  const ns = config.linux?.securityContext?.namespaceOptions;
+  return {
+    network: ns?.network ?? NamespaceMode.POD,
+    pid: ns?.pid ?? NamespaceMode.POD,
+    ipc: ns?.ipc ?? NamespaceMode.POD,
+  };
+}
+
+export function buildSandboxSpec(input: SandboxSpecInput): Spec {
+  const host = input.host ?? probeHost();
+  const { config } = input;
+  const sc = config.linux?.securityContext;
+  const modes = podNamespaceModes(config);
+  const hostNetwork = modes.network === NamespaceMode.NODE;
+  const hostIpc = modes.ipc === NamespaceMode.NODE;
+  const hostPid = modes.pid === NamespaceMode.NODE;
+
+  if (sc?.namespaceOptions?.usernsOptions && sc.namespaceOptions.usernsOptions.mode !== NamespaceMode.NODE) {
+    throw new UnimplementedError("user namespaces for pods are not supported by berth");
+  }
+
+  const namespaces: Namespace[] = [{ type: "mount" }];
+  if (!hostPid) namespaces.push({ type: "pid" });
+  if (!hostIpc) namespaces.push({ type: "ipc" });
+  if (!hostNetwork) {
+    if (!input.netnsPath) {
+      throw new InvalidArgumentError("the pod does not use the host network but no network namespace path was given");
+    }
+    namespaces.push({ type: "network", path: input.netnsPath });
+    namespaces.push({ type: "uts" });
+  }
+
+  const sysctls = { ...(config.linux?.sysctls ?? {}) };
+  validateSysctls(sysctls, { net: !hostNetwork, ipc: !hostIpc, uts: !hostNetwork });
+
+  // The pause process runs as the pod's RunAsUser/RunAsGroup when set, else as the pause
+  // image's 65535:65535; there is no /etc/passwd to look names up in.
+  let uid = SANDBOX_DEFAULT_UID;
+  let gid = SANDBOX_DEFAULT_GID;
+  if (sc?.runAsUser) {
+    uid = int64(sc.runAsUser.value, "run_as_user");
+    gid = sc.runAsGroup ? int64(sc.runAsGroup.value, "run_as_group") : 0;
+  } else if (sc?.runAsGroup) {
+    throw new InvalidArgumentError("pod RunAsGroup is set without RunAsUser: set a user too");
+  }
+  const additionalGids = [...new Set((sc?.supplementalGroups ?? []).map((g) => int64(g, "supplemental group")))].sort(
+    (a, b) => a - b,
+  );
+
+  const mounts: Mount[] = defaultMounts().filter((m) => m.destination !== "/dev/shm");
+  const shmSource = hostIpc ? "/dev/shm" : input.files.shm;
+  mounts.push(podBindMount(shmSource, "/dev/shm", true, ["nosuid", "nodev", "noexec"]));
+  mounts.push(podBindMount(input.files.resolvConf, "/etc/resolv.conf", true, ["nosuid", "nodev", "noexec"]));
+  mounts.push(podBindMount(input.files.hosts, "/etc/hosts", true, ["nosuid", "nodev", "noexec"]));
+  mounts.push(podBindMount(input.files.hostname, "/etc/hostname", true, ["nosuid", "nodev", "noexec"]));
+
+  const seccomp = resolveSeccomp({
+    profile: sc?.seccomp,
+    legacyPath: sc?.seccompProfilePath,
+    // Unlike containerd (unconfined when unset), the pause process always gets the
+    // default filter unless the pod asks otherwise: it needs nothing the filter forbids.
+    unsetProfile: "runtime/default",
+    privileged: sc?.privileged ?? false,
+    capabilities: [],
+    kernelRelease: host.kernelRelease,
+  });
+
+  const annotations: Record<string, string> = {
+    [ANNOTATION_CONTAINER_TYPE]: CONTAINER_TYPE_SANDBOX,
+    [ANNOTATION_SANDBOX_ID]: input.id,
+    [ANNOTATION_SANDBOX_NAME]: config.metadata?.name ?? "",
+    [ANNOTATION_SANDBOX_NAMESPACE]: config.metadata?.namespace ?? "",
+    [ANNOTATION_SANDBOX_UID]: config.metadata?.uid ?? "",
+    [ANNOTATION_SANDBOX_LOG_DIR]: config.logDirectory ?? "",
+  };
+  const res = config.linux?.resources;
+  if (res) {
+    annotations[ANNOTATION_SANDBOX_CPU_PERIOD] = String(res.cpuPeriod);
+    annotations[ANNOTATION_SANDBOX_CPU_QUOTA] = String(res.cpuQuota);
+    annotations[ANNOTATION_SANDBOX_CPU_SHARES] = String(res.cpuShares);
+    annotations[ANNOTATION_SANDBOX_MEMORY] = String(res.memoryLimitInBytes);
+  }
+  if (input.runtimeHandler) annotations[ANNOTATION_RUNTIME_HANDLER] = input.runtimeHandler;
+
+  const spec: Spec = {
+    ociVersion: OCI_VERSION,
+    process: {
+      terminal: false,
+      user: { uid, gid, ...(additionalGids.length > 0 ? { additionalGids } : {}) },
+      args: input.args ?? ["/pause"],
+      env: [DEFAULT_PATH_ENV],
+      cwd: "/",
+      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      noNewPrivileges: true,
+      oomScoreAdj: clampOomScoreAdj(SANDBOX_OOM_SCORE_ADJ, host.oomScoreAdj),
+    },
+    root: { path: input.rootfsPath, readonly: true },
+    mounts,
+    annotations,
+    linux: {
+      namespaces,
+      cgroupsPath: cgroupsPath(input.cgroupParent ?? config.linux?.cgroupParent ?? "", input.id, input.cgroupDriver),
+      resources: {
+        devices: [{ allow: false, access: "rwm" }],
+        cpu: { shares: SANDBOX_CPU_SHARES },
+      },
+      maskedPaths: [...DEFAULT_MASKED_PATHS],
+      readonlyPaths: [...DEFAULT_READONLY_PATHS],
+    },
+  };
+  // A hostname can only be set in the pod's own UTS namespace (never the node's).
+  if (!hostNetwork && config.hostname) spec.hostname = config.hostname;
+  if (Object.keys(sysctls).length > 0) spec.linux.sysctl = sysctls;
+  if (seccomp) spec.linux.seccomp = seccomp;
+  return spec;
+}

@@ -1,0 +1,134 @@
+// The CRI's one record of every container: its durable facts (the metadata row), its status
+// (container-status.ts) and what berthd holds for it while it lives (the log pump, the exit
+// handling in flight, decoded config and user). Every status change goes through apply(),
+// which runs the pure transition and persists the durable part through the metadata store:
+// the one place a container's row changes after it is inserted.
+import { ContainerConfig, type ContainerStatus as CriContainerStatus } from "../../gen/cri/runtime/v1/api.js";
+import type { ContainerMetadata, ContainerRow } from "../../metadata/containers.js";
+import { resolveId } from "../ids.js";
+import type { ContainerLogger } from "../io/container-logger.js";
+import {
+  type ContainerEvent,
+  type ContainerStatus,
+  containerTransition,
+  initialContainerStatus,
+} from "./container-status.js";
+
+/** A container's facts fixed at create (its row without the status columns). */
+export type ContainerInfo = Readonly<Omit<ContainerRow, "phase" | "startedAt" | "exit">>;
+
+export interface ContainerEntry {
+  readonly id: string;
+  readonly info: ContainerInfo;
+  /** Only the store assigns it (apply). */
+  readonly status: ContainerStatus;
+  /** The CRI config, decoded once (UpdateContainerResources changes its resources). */
+  readonly config: ContainerConfig;
+  /** The process identity (from the OCI spec; fixed at create), read once. */
+  user?: CriContainerStatus["user"];
+  /** The log pump while the task exists. */
+  io?: ContainerLogger;
+  /** The exit handling in flight, so an exit is handled once whoever notices it first. */
+  exiting?: Promise<void>;
+}
+
+interface MutableEntry extends Omit<ContainerEntry, "status" | "config"> {
+  status: ContainerStatus;
+  configCache?: ContainerConfig;
+  readonly config: ContainerConfig;
+}
+
+function infoOf(row: ContainerRow): ContainerInfo {
+  const { phase: _p, startedAt: _s, exit: _e, ...info } = row;
+  return info;
+}
+
+function entryOf(row: ContainerRow): MutableEntry {
+  const e: MutableEntry = {
+    id: row.id,
+    info: infoOf(row),
+    status: initialContainerStatus(row),
+    get config() {
+      return (this.configCache ??= ContainerConfig.decode(row.config));
+    },
+  };
+  return e;
+}
+
+export class ContainerStore {
+  private entries: Map<string, MutableEntry> | undefined;
+
+  constructor(private readonly meta: ContainerMetadata) {}
+
+  /** Loaded from the metadata on first use (berthd start). */
+  private table(): Map<string, MutableEntry> {
+    if (!this.entries) {
+      this.entries = new Map();
+      for (const row of this.meta.list()) this.entries.set(row.id, entryOf(row));
+    }
+    return this.entries;
+  }
+
+  get(id: string): ContainerEntry | undefined {
+    return this.table().get(id);
+  }
+
+  /** The entry `ref` (a full id or a unique prefix) names; NotFoundError otherwise. */
+  resolve(ref: string): ContainerEntry {
+    const id = resolveId(ref, "container", (p) => [...this.table().keys()].filter((k) => k.startsWith(p)));
+    return this.table().get(id)!;
+  }
+
+  list(): ContainerEntry[] {
+    return [...this.table().values()];
+  }
+
+  bySandbox(sandboxId: string): ContainerEntry[] {
+    return this.list().filter((e) => e.info.sandboxId === sandboxId);
+  }
+
+  /** A new container (phase creating), persisted first. */
+  insert(row: Omit<ContainerRow, "phase" | "startedAt" | "exit">): ContainerEntry {
+    const full: ContainerRow = { ...row, phase: "creating", startedAt: 0n, exit: undefined };
+    this.meta.insert(full);
+    const e = entryOf(full);
+    this.table().set(row.id, e);
+    return e;
+  }
+
+  /**
+   * Applies `ev` to the container's status, persisting what changed; the new status, or
+   * undefined when the container is gone (an exit handled while it was being removed).
+   */
+  apply(id: string, ev: ContainerEvent): ContainerStatus | undefined {
+    const e = this.table().get(id);
+    if (!e) return undefined;
+    const before = e.status;
+    const after = containerTransition(before, ev);
+    if (after === before) return before;
+    // Persisted first: the status in memory never claims what a restart would not find.
+    if (after.phase !== before.phase) this.meta.setPhase(id, after.phase);
+    if (after.startedAt !== before.startedAt) this.meta.setStarted(id, after.startedAt);
+    if (after.exit && after.exit !== before.exit) this.meta.setExit(id, after.exit);
+    e.status = after;
+    return after;
+  }
+
+  /**
+   * Replaces the container's config (UpdateContainerResources changes its resources), persisted
+   * so that ContainerStatus.resources reports the new values after a restart too.
+   */
+  setConfig(id: string, config: ContainerConfig): void {
+    const e = this.table().get(id);
+    if (!e) return;
+    this.meta.setConfig(id, Buffer.from(ContainerConfig.encode(config).finish()));
+    e.configCache = config;
+  }
+
+  /** Forgets the container (its row deleted). */
+  delete(id: string): void {
+    this.meta.delete(id);
+    this.table().get(id)?.io?.close();
+    this.table().delete(id);
+  }
+}

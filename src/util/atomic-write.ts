@@ -1,0 +1,70 @@
+// Atomic file replacement: readers (and a restarted process) see either the old file or the
+// whole new one, never a torn write. The data is fsynced before the rename and the directory
+// after it, so a power loss cannot leave the new name pointing at an empty inode.
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+
+function tmpName(path: string): string {
+  // Same directory as the target, so rename() never crosses a file system; dot-prefixed so a
+  // directory listing (records, CNI conf_dir) skips it.
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+}
+
+/** Writes `data` to `path` atomically and durably (tmp in the same dir, fsync, rename, fsync dir). */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = tmpName(path);
+  try {
+    const fh = await open(tmp, "wx", mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dirname(path));
+}
+
+/** The synchronous twin of writeFileAtomic, for callers that cannot await. */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644): void {
+  const tmp = tmpName(path);
+  try {
+    const fd = openSync(tmp, "wx", mode);
+    try {
+      writeFileSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  syncDirSync(dirname(path));
+}
+
+/** fsyncs a directory, making renames and unlinks in it durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function syncDirSync(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
