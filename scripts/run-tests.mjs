@@ -13,7 +13,7 @@
 // berth process, mount, netns, test bridge or veth, iptables rule for a test subnet, cgroup or
 // temporary directory that the run added and left fails it.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { audit } from "./leak-audit.mjs";
@@ -46,30 +46,88 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// A file gets this long (BERTH_TEST_FILE_TIMEOUT_S to change it); the slowest, critest, takes
+// about 5 minutes here. A file past it is killed and fails, so one hang cannot eat the CI budget.
+const fileTimeoutS = Number(process.env.BERTH_TEST_FILE_TIMEOUT_S ?? 1200);
+
+/** The pids in process group `pgid` (from /proc/PID/stat, past the command name), with their command lines. */
+function groupMembers(pgid) {
+  const out = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) !== pgid || fields[0] === "Z") continue;
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+      out.push(`${pid} ${cmd}`);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+function killGroup(pgid) {
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    // already empty
+  }
+}
+
 /**
  * Runs one file, echoing its output (at once, or all at the end with `buffered`, when files run
- * side by side); resolves with its counts.
+ * side by side); resolves with its counts. The file runs in a process group of its own, with
+ * --test-force-exit, so that a helper left running by a failed hook (a registry, a daemon) can
+ * neither keep the file from ending nor outlive it: anything of its group still running a moment
+ * after it ends is reported, killed, and fails the file.
  */
 function runFile(file, buffered = false) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--test", "--test-reporter=spec", file], {
+    const child = spawn(process.execPath, ["--test", "--test-force-exit", "--test-reporter=spec", file], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
     });
     let out = "";
     let err = "";
+    const note = (line) => {
+      out += `${line}\n`;
+      if (!buffered) process.stdout.write(`${line}\n`);
+    };
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      note(`run-tests: ${relative(root, file)} still running after ${fileTimeoutS} s: killed`);
+      killGroup(child.pid);
+    }, fileTimeoutS * 1000);
     child.stdout.on("data", (d) => {
       out += d;
       if (!buffered) process.stdout.write(d);
     });
     child.stderr.on("data", (d) => (buffered ? (err += d) : process.stderr.write(d)));
-    child.on("close", (code) => {
+    child.on("close", async (code) => {
+      clearTimeout(timer);
+      let stray = groupMembers(child.pid);
+      for (let i = 0; i < 20 && stray.length > 0; i++) {
+        await sleep(500);
+        stray = groupMembers(child.pid);
+      }
+      for (const p of stray) note(`run-tests: ${relative(root, file)} left a process running (killed): ${p}`);
+      if (stray.length > 0) killGroup(child.pid);
       if (buffered) {
         process.stdout.write(out);
         process.stderr.write(err);
       }
       const count = (k) => Number(out.match(new RegExp(`^ℹ ${k} (\\d+)$`, "m"))?.[1] ?? 0);
-      resolve({ file, code, pass: count("pass"), fail: count("fail"), skipped: count("skipped") });
+      const failedHere = timedOut || stray.length > 0;
+      resolve({
+        file,
+        code: failedHere ? code || 1 : code,
+        pass: count("pass"),
+        fail: count("fail"),
+        skipped: count("skipped"),
+      });
     });
   });
 }

@@ -13,6 +13,7 @@ import type { ContainerConfig, PodSandboxConfig } from "../../src/gen/cri/runtim
 import { buildImage, makeLayer, pushLayout, writeOciLayout, type EntrySpec } from "./images.js";
 import { startDaemon, type TestDaemon } from "./daemon.js";
 import { startRegistry, type TestRegistry } from "./registry.js";
+import { vethPeerHolders } from "./veth-holder.js";
 
 type DeepPartial<T> = T extends bigint | string | number | boolean | Buffer | undefined
   ? T
@@ -272,7 +273,13 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
           encoding: "utf8",
           stdio: ["ignore", "pipe", "ignore"],
         }).trim();
-        if (links) out.push(`veths on ${o.bridge}: ${links}`);
+        if (links) {
+          out.push(`veths on ${o.bridge}: ${links}`);
+          for (const l of links.split("\n")) {
+            const name = l.split(":")[1]?.trim() ?? "";
+            out.push(`  veth ${name}: ${vethPeerHolders(name)}`);
+          }
+        }
       } catch {
         // no bridge: nothing attached
       }

@@ -14,6 +14,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { vethPeerHolders } from "./veth-holder.js";
 
 export interface LeakScope {
   /** The daemon's private directory (holds root, state, socket, runc roots, ipam). */
@@ -120,7 +121,10 @@ export function leaks(s: LeakScope): string[] {
         encoding: "utf8",
         stdio: ["ignore", "pipe", "ignore"],
       }).trim();
-      for (const l of links.split("\n").filter(Boolean)) out.push(`veth on ${s.bridge}: ${l.split(":")[1]?.trim()}`);
+      for (const l of links.split("\n").filter(Boolean)) {
+        const name = l.split(":")[1]?.trim() ?? "";
+        out.push(`veth on ${s.bridge}: ${name} (${vethPeerHolders(name)})`);
+      }
     } catch {
       // no bridge: nothing attached
     }

@@ -3,6 +3,7 @@
 // bcryptjs devDependency, since apache2-utils' htpasswd is not installed).
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,6 +76,13 @@ ${tlsBlock}${authBlock}`;
   const proc: ChildProcess = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], {
     stdio: ["ignore", "pipe", "pipe"],
   });
+  // A test file whose after hook failed before stopping the registry must not leave it
+  // running (the runner ends a finished file with --test-force-exit).
+  const killOnExit = () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once("exit", killOnExit);
   let log = "";
   proc.stdout!.on("data", (d: Buffer) => (log += d.toString()));
   proc.stderr!.on("data", (d: Buffer) => (log += d.toString()));
@@ -89,6 +97,7 @@ ${tlsBlock}${authBlock}`;
       }
     }
     await rm(dir, { recursive: true, force: true });
+    process.removeListener("exit", killOnExit);
   };
   const deadline = Date.now() + 15_000;
   for (;;) {
