@@ -4,6 +4,8 @@ set -euo pipefail
 pkgs=(
   # OCI runtimes
   runc runsc crun criu
+  # building runc v1.5 (scripts/setup.sh, test/go/runc-1.5): cgo with libseccomp
+  libseccomp-dev pkg-config
   # containerd 1.6: ctr and containerd-shim-runc-v2, for shim compatibility tests
   containerd
   # registry and image tooling for tests (a local registry on 127.0.0.1, skopeo to push)

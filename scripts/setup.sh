@@ -14,6 +14,13 @@ for b in berthd berth containerd-shim-berth-v2; do
   ln -sf "$repo/bin/$b" "/usr/local/bin/$b"
 done
 
+# runc v1.5 beside Debian 12's runc 1.1.5 (which stays the default handler): the `runc-1.5`
+# runtime handler of berthd's default config runs it, for pods with user namespaces and
+# idmapped mounts. Built from the Go module proxy (test/go/runc-1.5) and copied, so the cache
+# can be cleared.
+bash scripts/go-tools.sh runc-1.5
+install -m 0755 "$(bash scripts/go-tools.sh --bin runc-1.5)/runc" /usr/local/sbin/runc-1.5
+
 sock=/run/berth/berth.sock
 if [[ -S $sock ]] && node -e 'require("net").connect(process.argv[1]).on("connect",()=>process.exit(0)).on("error",()=>process.exit(1))' "$sock"; then
   echo "setup: berthd is already running on /run/berth/berth.sock"
