@@ -19,7 +19,7 @@ export interface CgroupUsage {
   majorPageFaults: bigint;
 }
 
-interface CgroupMount {
+export interface CgroupMount {
   mountpoint: string;
   v2: boolean;
   /** v1 controllers of the hierarchy ("memory", "cpuacct", "name=systemd", ...). */
@@ -142,8 +142,21 @@ async function rmdirTree(dir: string, busy: string[]): Promise<void> {
  * outside berth's own parent, so a cgroup parent kubelet gave is never touched.
  */
 export async function removePodCgroup(path: string, mounts = cgroupMounts()): Promise<string[]> {
+  return removeBerthCgroup(path, 1, mounts);
+}
+
+/**
+ * As removePodCgroup, for a cgroup left below a pod cgroup of berth's (/berth/<podId>/<id>:
+ * a container whose task is gone). Empty cgroups only: nothing is killed.
+ */
+export async function removePodChildCgroup(path: string, mounts = cgroupMounts()): Promise<string[]> {
+  return removeBerthCgroup(path, 2, mounts);
+}
+
+async function removeBerthCgroup(path: string, levels: number, mounts: CgroupMount[]): Promise<string[]> {
   const norm = posix.normalize(path);
-  if (!norm.startsWith(`${DEFAULT_CGROUP_PARENT}/`) || norm.split("/").length !== 3) {
+  const parts = norm.split("/");
+  if (!norm.startsWith(`${DEFAULT_CGROUP_PARENT}/`) || parts.length !== 2 + levels || parts.includes("..")) {
     throw new Error(`refusing to remove cgroup ${path}: not a pod cgroup of berth's`);
   }
   let busy: string[] = [];

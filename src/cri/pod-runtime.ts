@@ -45,6 +45,7 @@ import { runPodSandbox } from "./sandbox/run.js";
 import { sandboxStatusById, sandboxStatusVerbose } from "./sandbox/status.js";
 import { stopPodSandbox } from "./sandbox/stop.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
+import { sweepOrphans } from "./orphan-sweep.js";
 import { StatsService } from "./stats.js";
 import { ContainerStore, SandboxStore } from "./store/index.js";
 import { updatePodResources } from "./pod-resources.js";
@@ -220,6 +221,15 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
         await ctx.shims.delete(r.namespace, r.id).catch(() => {});
         ctx.log.info({ task: r.id }, "removed an orphaned task");
       }
+      // What a crash separated from its record (a netns file never mounted, a bundle, a
+      // mount, an IP, a cgroup): removed, each logged (orphans.ts says what counts as owned).
+      await sweepOrphans({
+        stateDir: ctx.stateDir,
+        pods: sandboxStore,
+        containers: containers.store,
+        network: ctx.network,
+        log: ctx.log,
+      });
       const net = await ctx.network.recover(keep);
       if (net.cleaned.length > 0)
         ctx.log.info({ pods: net.cleaned }, "released the networks of pods that no longer exist");

@@ -16,3 +16,4 @@ export {
   type PortMapping,
 } from "./cni.js";
 export { listNetns, type NetnsInfo } from "./netns.js";
+export { removeAllocation, type IpAllocation } from "./host-local.js";

@@ -25,6 +25,7 @@ import {
   type PortMapping,
   type RuntimeConf,
 } from "./cni.js";
+import { hostLocalDirs, listAllocations, type IpAllocation } from "./host-local.js";
 import { createNetns, isNetnsMounted, listNetns, netnsPath, removeNetns, type NetnsInfo } from "./netns.js";
 import { writeFileAtomic } from "../util/atomic-write.js";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
@@ -298,12 +299,19 @@ export class NetworkManager {
   }
 
   private async teardownLocked(state: PodNetworkState): Promise<void> {
+    // A namespace that is not mounted (a crash between creating its file and mounting it, or
+    // an earlier teardown cut short) is passed as an empty CNI_NETNS, as the CNI spec allows
+    // for DEL and containerd does: plugins then release what they hold on the host (IPs,
+    // iptables rules), whereas a path to a plain file makes the bridge plugin fail ("not a
+    // network namespace") on every attempt, so the pod could never be torn down.
+    const mounted = await isNetnsMounted(state.netnsPath);
+    const runtime = mounted ? state.runtime : { ...state.runtime, netns: "" };
     for (const net of [...state.networks].reverse()) {
-      await delNetworkList(this.exec, net.list, { ...state.runtime, ifName: net.ifName }, net.result);
+      await delNetworkList(this.exec, net.list, { ...runtime, ifName: net.ifName }, net.result);
     }
-    if (state.loopback.added) {
+    if (state.loopback.added && mounted) {
       // lo lives and dies with the namespace; a failure here holds no host resource.
-      await delNetworkList(this.exec, state.loopback.list, { ...state.runtime, ifName: "lo" }).catch(() => undefined);
+      await delNetworkList(this.exec, state.loopback.list, { ...runtime, ifName: "lo" }).catch(() => undefined);
     }
     await removeNetns(state.netnsPath);
     await rm(this.stateFile(state.podId), { force: true });
@@ -349,6 +357,21 @@ export class NetworkManager {
       const state = await this.readState(m[1]).catch(() => undefined);
       if (state) out.push({ podId: state.podId, phase: state.phase });
     }
+    return out;
+  }
+
+  /**
+   * The addresses host-local holds in the allocation directories of the configured networks
+   * and of the networks pods were set up with (their state records keep the lists).
+   */
+  async ipAllocations(): Promise<IpAllocation[]> {
+    const lists: CniNetworkConfigList[] = await loadNetworkConfigs(this.confDir, this.maxConfNum).catch(() => []);
+    for (const s of await this.listPodStates()) {
+      const state = await this.readState(s.podId).catch(() => undefined);
+      for (const n of state?.networks ?? []) lists.push(n.list);
+    }
+    const out: IpAllocation[] = [];
+    for (const { network, dir } of hostLocalDirs(lists)) out.push(...(await listAllocations(network, dir)));
     return out;
   }
 
