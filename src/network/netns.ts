@@ -45,10 +45,15 @@ export async function isNetnsMounted(path: string): Promise<boolean> {
 }
 
 /**
- * Creates a new network namespace pinned at <dir>/<name> and returns that path.
+ * Creates a new network namespace pinned at <dir>/<name> and returns that path (made by
+ * `make` when given, e.g. owned by a pod's user namespace).
  * Its only interface is a down `lo`; bringing it up is the loopback plugin's job.
  */
-export async function createNetns(dir: string, name: string): Promise<string> {
+export async function createNetns(
+  dir: string,
+  name: string,
+  make?: (path: string) => Promise<void>,
+): Promise<string> {
   const path = netnsPath(dir, name);
   await mkdir(dir, { recursive: true, mode: 0o711 });
   if (await isNetnsMounted(path)) {
@@ -57,7 +62,8 @@ export async function createNetns(dir: string, name: string): Promise<string> {
   try {
     // The binding unshares in a thread of its own, so the event loop's thread never
     // leaves the host namespace; the file is created if missing.
-    netnsCreate(path);
+    if (make) await make(path);
+    else netnsCreate(path);
   } catch (err) {
     await removeNetns(path).catch(() => undefined);
     throw new InternalError(`create network namespace ${path}: ${(err as Error).message}`, { cause: err });

@@ -60,6 +60,11 @@ export interface PodNetworkRequest {
   dns?: DnsCapability;
   /** host network pods get no namespace and no CNI */
   hostNetwork?: boolean;
+  /**
+   * Makes and pins the namespace at the given path instead of a plain new one (a pod with a
+   * user namespace needs its netns owned by that namespace); must leave nothing on failure.
+   */
+  makeNetns?: (path: string) => Promise<void>;
 }
 
 export interface PodIP {
@@ -263,7 +268,7 @@ export class NetworkManager {
       };
       await this.writeState(state);
       try {
-        await createNetns(this.netnsDir, req.podId);
+        await createNetns(this.netnsDir, req.podId, req.makeNetns);
         state.loopback.added = true; // DEL of loopback is harmless even if ADD did not finish
         await addNetworkList(this.exec, loopback, { ...state.runtime, ifName: "lo" });
         for (const net of state.networks) {
