@@ -3,10 +3,7 @@
 // bridge with a container under a memory limit that wrote a file, read back through berthd.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { Metrics as V1Metrics } from "../src/gen/cgroups/stats/v1/metrics.js";
-import { Metrics as V2Metrics } from "../src/gen/cgroups/stats/v2/metrics.js";
 import type { Metric, MetricDescriptor } from "../src/gen/cri/runtime/v1/api.js";
-import { cgroupMetrics, metricDescriptors } from "../src/cri/metrics.js";
 import { startCriEnv, testImages, until, type CriEnv } from "./helpers/cri.js";
 
 let env: CriEnv;
@@ -80,90 +77,4 @@ test("metrics name the container and pod they measure, with the values of its cg
   const after = await env.d.rt.listPodSandboxMetrics({});
   assert.ok(!after.podMetrics.some((p) => p.podSandboxId === pod.id));
   await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
-});
-
-test("cgroup v1 and v2 statistics give the same metrics, in the units cAdvisor names", () => {
-  const GiB = 1n << 30n;
-  const v1 = cgroupMetrics({
-    typeUrl: "io.containerd.cgroups.v1.Metrics",
-    raw: undefined,
-    v1: V1Metrics.fromPartial({
-      cpu: {
-        usage: { total: 7_500_000_000n, user: 5_000_000_000n, kernel: 2_000_000_000n },
-        throttling: { periods: 10n, throttledPeriods: 3n, throttledTime: 4_000_000_000n },
-      },
-      memory: {
-        usage: { usage: 300n, max: 400n, failcnt: 2n, limit: GiB },
-        swap: { usage: 350n, limit: 2n * GiB },
-        totalInactiveFile: 100n,
-        totalCache: 120n,
-        totalRss: 150n,
-        totalPgFault: 9n,
-        totalPgMajFault: 1n,
-      },
-      memoryOomControl: { oomKill: 1n },
-      pids: { current: 4n, limit: 100n },
-    }),
-  });
-  const v2 = cgroupMetrics({
-    typeUrl: "io.containerd.cgroups.v2.Metrics",
-    raw: undefined,
-    v2: V2Metrics.fromPartial({
-      cpu: {
-        usageUsec: 7_500_000n,
-        userUsec: 5_000_000n,
-        systemUsec: 2_000_000n,
-        nrPeriods: 10n,
-        nrThrottled: 3n,
-        throttledUsec: 4_000_000n,
-      },
-      memory: {
-        usage: 300n,
-        maxUsage: 400n,
-        usageLimit: GiB,
-        swapUsage: 50n,
-        swapLimit: 2n * GiB,
-        inactiveFile: 100n,
-        file: 120n,
-        anon: 150n,
-        pgfault: 9n,
-        pgmajfault: 1n,
-      },
-      memoryEvents: { max: 2n, oomKill: 1n },
-      pids: { current: 4n, limit: 100n },
-    }),
-  });
-  const pick = (vs: ReturnType<typeof cgroupMetrics>) =>
-    Object.fromEntries(
-      vs
-        .filter(([n]) => n !== "container_memory_kernel_usage")
-        .map(([n, v, e]) => [`${n}${e ? `{${e.join(",")}}` : ""}`, v]),
-    );
-  const want = {
-    "container_cpu_usage_seconds_total{total}": 7n,
-    container_cpu_user_seconds_total: 5n,
-    container_cpu_system_seconds_total: 2n,
-    container_cpu_cfs_periods_total: 10n,
-    container_cpu_cfs_throttled_periods_total: 3n,
-    container_cpu_cfs_throttled_seconds_total: 4n,
-    container_memory_usage_bytes: 300n,
-    container_memory_max_usage_bytes: 400n,
-    container_memory_failcnt: 2n,
-    container_memory_working_set_bytes: 200n,
-    container_memory_cache: 120n,
-    container_memory_rss: 150n,
-    container_memory_mapped_file: 0n,
-    container_memory_swap: 50n,
-    "container_memory_failures_total{pgfault,container}": 9n,
-    "container_memory_failures_total{pgmajfault,container}": 1n,
-    container_spec_memory_limit_bytes: GiB,
-    container_spec_memory_swap_limit_bytes: 2n * GiB,
-    container_oom_events_total: 1n,
-    container_processes: 4n,
-    container_threads_max: 100n,
-  };
-  assert.deepEqual(pick(v1), want);
-  assert.deepEqual(pick(v2), want);
-  const names = new Set(metricDescriptors().map((d) => d.name));
-  for (const [n] of v1) assert.ok(names.has(n), `${n} has a descriptor`);
 });

@@ -95,15 +95,16 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
   };
   // Subscribed now: exits that happen while recovery runs are heard.
   const monitor = new ExitMonitor(containers, sandboxes);
-  const stats = new StatsService({
+  const usage = {
     containers: containers.store,
     pods: sandboxStore,
     runtime: ctx.shims,
     images: ctx.images,
     bundles,
     cgroupDriver: ctx.cgroupDriver,
-  });
-  const metrics = new MetricsService(ctx);
+  };
+  const stats = new StatsService(usage);
+  const metrics = new MetricsService(usage);
 
   const handlers: Partial<CriMethodHandlers> = {
     async runPodSandbox(req) {

@@ -1,9 +1,9 @@
 // Task metrics from cgroup v1, as containerd's runc shim reports them: a
 // io.containerd.cgroups.v1.Metrics message, so `ctr task metrics` can print it.
-import { readFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 
-import { Metrics, type BlkIOEntry, type MemoryEntry } from "../gen/cgroups/stats/v1/metrics.js";
+import { BlkIOStat, Metrics, type BlkIOEntry, type MemoryEntry } from "../gen/cgroups/stats/v1/metrics.js";
 import type { Any } from "../gen/google/protobuf/any.js";
 
 export const METRICS_TYPE_URL = "io.containerd.cgroups.v1.Metrics";
@@ -20,6 +20,12 @@ export async function cgroupPathsOf(pid: number): Promise<Map<string, string>> {
   }
   return out;
 }
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 async function num(path: string): Promise<bigint> {
   const t = await readFile(path, "utf8").catch(() => "");
@@ -51,16 +57,31 @@ async function memEntry(dir: string, prefix: string): Promise<MemoryEntry> {
   };
 }
 
+/** The device node of MAJ:MIN ("/dev/vda"), from sysfs; "" when unknown. */
+async function deviceName(major: string, minor: string): Promise<string> {
+  const uevent = await readFile(`/sys/dev/block/${major}:${minor}/uevent`, "utf8").catch(() => "");
+  const name = /^DEVNAME=(.+)$/m.exec(uevent)?.[1];
+  return name ? `/dev/${name}` : "";
+}
+
 async function blkio(dir: string, file: string): Promise<BlkIOEntry[]> {
   const t = await readFile(join(dir, file), "utf8").catch(() => "");
   const out: BlkIOEntry[] = [];
+  const names = new Map<string, string>();
   for (const line of t.split("\n")) {
     const parts = line.trim().split(/\s+/);
     // "MAJ:MIN OP VALUE" or "MAJ:MIN VALUE"; "Total N" is skipped
     const dev = /^(\d+):(\d+)$/.exec(parts[0] ?? "");
     if (!dev) continue;
     const [op, value] = parts.length === 3 ? [parts[1]!, parts[2]!] : ["", parts[1] ?? "0"];
-    out.push({ major: BigInt(dev[1]!), minor: BigInt(dev[2]!), op, device: "", value: BigInt(value) });
+    if (!names.has(parts[0]!)) names.set(parts[0]!, await deviceName(dev[1]!, dev[2]!));
+    out.push({
+      major: BigInt(dev[1]!),
+      minor: BigInt(dev[2]!),
+      op,
+      device: names.get(parts[0]!)!,
+      value: BigInt(value),
+    });
   }
   return out;
 }
@@ -151,7 +172,15 @@ export async function collectMetrics(paths: Map<string, string>): Promise<Metric
     };
   }
   const blk = at("blkio");
-  if (blk) {
+  // Kernels without CFQ (5.0+) have no blkio.io_serviced_recursive: the throttle layer's
+  // counters are the only ones, as containerd's cgroups library falls back to them. (They
+  // count only once blk-throttle is active on the device's queue: some cgroup set a rule.)
+  if (blk && !(await exists(join(blk, "blkio.io_serviced_recursive")))) {
+    m.blkio = BlkIOStat.fromPartial({
+      ioServiceBytesRecursive: await blkio(blk, "blkio.throttle.io_service_bytes_recursive"),
+      ioServicedRecursive: await blkio(blk, "blkio.throttle.io_serviced_recursive"),
+    });
+  } else if (blk) {
     m.blkio = {
       ioServiceBytesRecursive: await blkio(blk, "blkio.io_service_bytes_recursive"),
       ioServicedRecursive: await blkio(blk, "blkio.io_serviced_recursive"),
