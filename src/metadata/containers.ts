@@ -11,7 +11,7 @@
 // first and mirrored only once the statement succeeded. berthd is the table's one writer and
 // builds one ContainerMetadata over it, so the copy never differs from the database.
 import { AlreadyExistsError } from "../util/errors.js";
-import type { Db } from "./db.js";
+import { statements, type Db, type Statement } from "./db.js";
 
 /** creating: CreateContainer in progress; created: it exists; removing: RemoveContainer in progress. */
 export type ContainerPhase = "creating" | "created" | "removing";
@@ -134,11 +134,16 @@ export class ContainerMetadata {
   /** The table, in created_at order; loaded on first use. */
   private rows: Map<string, ContainerRow> | undefined;
 
-  constructor(private readonly db: Db) {}
+  /** Statements compiled once (db.ts statements()). */
+  private readonly sql: (sql: string) => Statement;
+
+  constructor(private readonly db: Db) {
+    this.sql = statements(db);
+  }
 
   private table(): Map<string, ContainerRow> {
     if (!this.rows) {
-      const all = this.db.prepare(`SELECT * FROM containers ORDER BY created_at`).all() as RawContainer[];
+      const all = this.sql(`SELECT * FROM containers ORDER BY created_at`).all() as RawContainer[];
       this.rows = new Map(all.map((r) => [r.id, toRow(r)]));
     }
     return this.rows;
@@ -158,30 +163,30 @@ export class ContainerMetadata {
   insert(c: ContainerRow): void {
     const rows = this.table();
     try {
-      this.db
-        .prepare(
-          `INSERT INTO containers (id, sandbox_id, name, attempt, config, image_ref, image_id, log_path, stop_signal, phase, created_at)
+      this.sql(
+        `INSERT INTO containers (id, sandbox_id, name, attempt, config, image_ref, image_id, log_path, stop_signal, phase, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          c.id,
-          c.sandboxId,
-          c.name,
-          c.attempt,
-          c.config,
-          c.imageRef,
-          c.imageId,
-          c.logPath,
-          c.stopSignal,
-          c.phase,
-          c.createdAt.toString(),
-        );
+      ).run(
+        c.id,
+        c.sandboxId,
+        c.name,
+        c.attempt,
+        c.config,
+        c.imageRef,
+        c.imageId,
+        c.logPath,
+        c.stopSignal,
+        c.phase,
+        c.createdAt.toString(),
+      );
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code !== "SQLITE_CONSTRAINT_UNIQUE" && code !== "SQLITE_CONSTRAINT_PRIMARYKEY") throw err;
-      const holder = this.db
-        .prepare(`SELECT id FROM containers WHERE sandbox_id = ? AND name = ? AND attempt = ?`)
-        .get(c.sandboxId, c.name, c.attempt) as { id: string } | undefined;
+      const holder = this.sql(`SELECT id FROM containers WHERE sandbox_id = ? AND name = ? AND attempt = ?`).get(
+        c.sandboxId,
+        c.name,
+        c.attempt,
+      ) as { id: string } | undefined;
       throw new AlreadyExistsError(
         `container name "${c.name}" (attempt ${c.attempt}) is already used by container ${holder?.id ?? c.id} in pod ${c.sandboxId}: remove it first or use another attempt`,
       );
@@ -209,20 +214,20 @@ export class ContainerMetadata {
 
   setPhase(id: string, phase: ContainerPhase): void {
     this.table();
-    this.db.prepare(`UPDATE containers SET phase = ? WHERE id = ?`).run(phase, id);
+    this.sql(`UPDATE containers SET phase = ? WHERE id = ?`).run(phase, id);
     this.update(id, { phase });
   }
 
   setStarted(id: string, startedAt: bigint): void {
     this.table();
-    this.db.prepare(`UPDATE containers SET started_at = ? WHERE id = ?`).run(startedAt.toString(), id);
+    this.sql(`UPDATE containers SET started_at = ? WHERE id = ?`).run(startedAt.toString(), id);
     this.update(id, { startedAt });
   }
 
   /** Replaces the stored ContainerConfig (UpdateContainerResources changes its resources). */
   setConfig(id: string, config: Buffer): void {
     this.table();
-    this.db.prepare(`UPDATE containers SET config = ? WHERE id = ?`).run(config, id);
+    this.sql(`UPDATE containers SET config = ? WHERE id = ?`).run(config, id);
     this.update(id, { config });
   }
 
@@ -233,15 +238,15 @@ export class ContainerMetadata {
    */
   setExit(id: string, e: ContainerExit): void {
     this.table();
-    const r = this.db
-      .prepare(`UPDATE containers SET exit_code = ?, finished_at = ?, reason = ?, message = ? WHERE id = ?`)
-      .run(e.exitCode, e.finishedAt.toString(), e.reason, e.message, id);
+    const r = this.sql(
+      `UPDATE containers SET exit_code = ?, finished_at = ?, reason = ?, message = ? WHERE id = ?`,
+    ).run(e.exitCode, e.finishedAt.toString(), e.reason, e.message, id);
     if (r.changes > 0) this.update(id, { exit: { ...e } });
   }
 
   delete(id: string): void {
     this.table();
-    this.db.prepare(`DELETE FROM containers WHERE id = ?`).run(id);
+    this.sql(`DELETE FROM containers WHERE id = ?`).run(id);
     this.rows?.delete(id);
   }
 }
@@ -272,44 +277,45 @@ interface RawShimRecord {
 }
 
 export class ShimRecordMetadata {
-  constructor(private readonly db: Db) {}
+  /** Statements compiled once (db.ts statements()). */
+  private readonly sql: (sql: string) => Statement;
+
+  constructor(private readonly db: Db) {
+    this.sql = statements(db);
+  }
 
   async put(r: ShimRecordRow): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO shim_records (namespace, id, address, handler, runtime_type, shim_binary, bundle, sandbox_id, created_at)
+    this.sql(
+      `INSERT INTO shim_records (namespace, id, address, handler, runtime_type, shim_binary, bundle, sandbox_id, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(namespace, id) DO UPDATE SET address = excluded.address, handler = excluded.handler,
            runtime_type = excluded.runtime_type, shim_binary = excluded.shim_binary, bundle = excluded.bundle,
            sandbox_id = excluded.sandbox_id, created_at = excluded.created_at`,
-      )
-      .run(
-        r.namespace,
-        r.id,
-        r.address,
-        r.handler,
-        r.runtimeType,
-        r.shimBinary,
-        r.bundle,
-        r.sandboxId ?? null,
-        r.createdAt,
-      );
+    ).run(
+      r.namespace,
+      r.id,
+      r.address,
+      r.handler,
+      r.runtimeType,
+      r.shimBinary,
+      r.bundle,
+      r.sandboxId ?? null,
+      r.createdAt,
+    );
   }
 
   async get(namespace: string, id: string): Promise<ShimRecordRow | undefined> {
-    const r = this.db.prepare(`SELECT * FROM shim_records WHERE namespace = ? AND id = ?`).get(namespace, id) as
+    const r = this.sql(`SELECT * FROM shim_records WHERE namespace = ? AND id = ?`).get(namespace, id) as
       RawShimRecord | undefined;
     return r ? toShimRecord(r) : undefined;
   }
 
   async delete(namespace: string, id: string): Promise<void> {
-    this.db.prepare(`DELETE FROM shim_records WHERE namespace = ? AND id = ?`).run(namespace, id);
+    this.sql(`DELETE FROM shim_records WHERE namespace = ? AND id = ?`).run(namespace, id);
   }
 
   async list(): Promise<ShimRecordRow[]> {
-    return (this.db.prepare(`SELECT * FROM shim_records ORDER BY created_at`).all() as RawShimRecord[]).map(
-      toShimRecord,
-    );
+    return (this.sql(`SELECT * FROM shim_records ORDER BY created_at`).all() as RawShimRecord[]).map(toShimRecord);
   }
 }
 

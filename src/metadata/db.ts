@@ -9,6 +9,27 @@ import { containersMigration } from "./containers.js";
 import { podsMigration, podsSandboxExitMigration } from "./pods.js";
 
 export type Db = Database.Database;
+export type Statement = Database.Statement;
+
+const statementCaches = new WeakMap<Db, Map<string, Statement>>();
+
+/**
+ * `db`'s statements by SQL text, each compiled on first use and kept. better-sqlite3's
+ * prepare() compiles anew on every call (tens of µs, more than running a primary-key read),
+ * and berthd's reads run the same few statements over and over. Every table class over the
+ * same connection shares one cache; SQLite recompiles a kept statement itself when the
+ * schema changes (a migration), so keeping them is safe.
+ */
+export function statements(db: Db): (sql: string) => Statement {
+  let cache = statementCaches.get(db);
+  if (!cache) statementCaches.set(db, (cache = new Map()));
+  const c = cache;
+  return (sql) => {
+    let s = c.get(sql);
+    if (!s) c.set(sql, (s = db.prepare(sql)));
+    return s;
+  };
+}
 
 export interface Migration {
   /** 1, 2, 3, ... in order; never renumber or edit a released migration, append a new one. */

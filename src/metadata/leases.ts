@@ -2,7 +2,7 @@
 // A pull takes one for everything it writes until the image record exists; the runtime can
 // take one for a container's snapshot. Expired leases are ignored (and pruned) by GC.
 import { randomUUID } from "node:crypto";
-import type { Db } from "./db.js";
+import { statements, type Db, type Statement } from "./db.js";
 
 export interface LeaseResource {
   /** "content" for a blob digest, "snapshot/<snapshotter>" for a snapshot key */
@@ -11,35 +11,47 @@ export interface LeaseResource {
 }
 
 export class LeaseMetadata {
-  constructor(private readonly db: Db) {}
+  /** Statements compiled once (db.ts statements()). */
+  private readonly sql: (sql: string) => Statement;
+
+  constructor(private readonly db: Db) {
+    this.sql = statements(db);
+  }
 
   create(opts: { id?: string; expiresInMs?: number; labels?: Record<string, string> } = {}): string {
     const id = opts.id ?? randomUUID();
     const now = Date.now();
-    this.db
-      .prepare(`INSERT INTO leases (id, created_at, expires_at, labels) VALUES (?, ?, ?, ?)`)
-      .run(id, now, opts.expiresInMs === undefined ? null : now + opts.expiresInMs, JSON.stringify(opts.labels ?? {}));
+    this.sql(`INSERT INTO leases (id, created_at, expires_at, labels) VALUES (?, ?, ?, ?)`).run(
+      id,
+      now,
+      opts.expiresInMs === undefined ? null : now + opts.expiresInMs,
+      JSON.stringify(opts.labels ?? {}),
+    );
     return id;
   }
 
   addResource(leaseId: string, r: LeaseResource): void {
-    this.db
-      .prepare(`INSERT OR IGNORE INTO lease_resources (lease_id, type, resource) VALUES (?, ?, ?)`)
-      .run(leaseId, r.type, r.resource);
+    this.sql(`INSERT OR IGNORE INTO lease_resources (lease_id, type, resource) VALUES (?, ?, ?)`).run(
+      leaseId,
+      r.type,
+      r.resource,
+    );
   }
 
   removeResource(leaseId: string, r: LeaseResource): void {
-    this.db
-      .prepare(`DELETE FROM lease_resources WHERE lease_id = ? AND type = ? AND resource = ?`)
-      .run(leaseId, r.type, r.resource);
+    this.sql(`DELETE FROM lease_resources WHERE lease_id = ? AND type = ? AND resource = ?`).run(
+      leaseId,
+      r.type,
+      r.resource,
+    );
   }
 
   delete(id: string): void {
-    this.db.prepare(`DELETE FROM leases WHERE id = ?`).run(id);
+    this.sql(`DELETE FROM leases WHERE id = ?`).run(id);
   }
 
   list(): { id: string; createdAt: number; expiresAt: number | null }[] {
-    const rows = this.db.prepare(`SELECT id, created_at, expires_at FROM leases ORDER BY created_at`).all() as {
+    const rows = this.sql(`SELECT id, created_at, expires_at FROM leases ORDER BY created_at`).all() as {
       id: string;
       created_at: number;
       expires_at: number | null;
@@ -50,8 +62,8 @@ export class LeaseMetadata {
   /** Deletes expired leases, then returns the resources held by the live ones. */
   liveResources(now = Date.now()): LeaseResource[] {
     return this.db.transaction(() => {
-      this.db.prepare(`DELETE FROM leases WHERE expires_at IS NOT NULL AND expires_at <= ?`).run(now);
-      return this.db.prepare(`SELECT DISTINCT type, resource FROM lease_resources`).all() as LeaseResource[];
+      this.sql(`DELETE FROM leases WHERE expires_at IS NOT NULL AND expires_at <= ?`).run(now);
+      return this.sql(`SELECT DISTINCT type, resource FROM lease_resources`).all() as LeaseResource[];
     })();
   }
 }

@@ -3,7 +3,7 @@
 // (DESIGN.md principle 2). A pod name is unique per (name, namespace, uid, attempt), as
 // kubelet expects: the UNIQUE constraint is what turns a duplicate into AlreadyExists.
 import { AlreadyExistsError } from "../util/errors.js";
-import type { Db } from "./db.js";
+import { statements, type Db, type Statement } from "./db.js";
 
 /**
  * creating: RunPodSandbox is in progress (a crash here is rolled back on start);
@@ -104,35 +104,41 @@ function isUniqueViolation(err: unknown): boolean {
 }
 
 export class PodMetadata {
-  constructor(private readonly db: Db) {}
+  /** Statements compiled once (db.ts statements()). */
+  private readonly sql: (sql: string) => Statement;
+
+  constructor(private readonly db: Db) {
+    this.sql = statements(db);
+  }
 
   /** Inserts a new pod; AlreadyExistsError naming the holder when the name is taken. */
   insert(p: PodRow): void {
     try {
-      this.db
-        .prepare(
-          `INSERT INTO pods (id, name, namespace, uid, attempt, config, phase, created_at, runtime_handler, netns_path, ips, pod_dir)
+      this.sql(
+        `INSERT INTO pods (id, name, namespace, uid, attempt, config, phase, created_at, runtime_handler, netns_path, ips, pod_dir)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          p.id,
-          p.name,
-          p.namespace,
-          p.uid,
-          p.attempt,
-          p.config,
-          p.phase,
-          p.createdAt.toString(),
-          p.runtimeHandler,
-          p.netnsPath,
-          JSON.stringify(p.ips),
-          p.podDir,
-        );
+      ).run(
+        p.id,
+        p.name,
+        p.namespace,
+        p.uid,
+        p.attempt,
+        p.config,
+        p.phase,
+        p.createdAt.toString(),
+        p.runtimeHandler,
+        p.netnsPath,
+        JSON.stringify(p.ips),
+        p.podDir,
+      );
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
-      const holder = this.db
-        .prepare(`SELECT id FROM pods WHERE name = ? AND namespace = ? AND uid = ? AND attempt = ?`)
-        .get(p.name, p.namespace, p.uid, p.attempt) as { id: string } | undefined;
+      const holder = this.sql(`SELECT id FROM pods WHERE name = ? AND namespace = ? AND uid = ? AND attempt = ?`).get(
+        p.name,
+        p.namespace,
+        p.uid,
+        p.attempt,
+      ) as { id: string } | undefined;
       throw new AlreadyExistsError(
         `pod sandbox name "${p.name}_${p.namespace}_${p.uid}_${p.attempt}" is already used by pod ${holder?.id ?? p.id}: remove it first or use another attempt`,
       );
@@ -140,35 +146,35 @@ export class PodMetadata {
   }
 
   get(id: string): PodRow | undefined {
-    const r = this.db.prepare(`SELECT * FROM pods WHERE id = ?`).get(id) as RawPod | undefined;
+    const r = this.sql(`SELECT * FROM pods WHERE id = ?`).get(id) as RawPod | undefined;
     return r ? toRow(r) : undefined;
   }
 
   list(): PodRow[] {
-    return (this.db.prepare(`SELECT * FROM pods ORDER BY created_at`).all() as RawPod[]).map(toRow);
+    return (this.sql(`SELECT * FROM pods ORDER BY created_at`).all() as RawPod[]).map(toRow);
   }
 
   /** Ids starting with `prefix` (short-id resolution). */
   idsWithPrefix(prefix: string): string[] {
     return (
-      this.db.prepare(`SELECT id FROM pods WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as { id: string }[]
+      this.sql(`SELECT id FROM pods WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as { id: string }[]
     ).map((r) => r.id);
   }
 
   setPhase(id: string, phase: PodPhase): void {
-    this.db.prepare(`UPDATE pods SET phase = ? WHERE id = ?`).run(phase, id);
+    this.sql(`UPDATE pods SET phase = ? WHERE id = ?`).run(phase, id);
   }
 
   /** Records that the sandbox process exited by itself (see PodRow.sandboxExitedAt). */
   setSandboxExited(id: string, at: bigint): void {
-    this.db.prepare(`UPDATE pods SET sandbox_exited_at = ? WHERE id = ?`).run(at.toString(), id);
+    this.sql(`UPDATE pods SET sandbox_exited_at = ? WHERE id = ?`).run(at.toString(), id);
   }
 
   setNetwork(id: string, netnsPath: string, ips: string[]): void {
-    this.db.prepare(`UPDATE pods SET netns_path = ?, ips = ? WHERE id = ?`).run(netnsPath, JSON.stringify(ips), id);
+    this.sql(`UPDATE pods SET netns_path = ?, ips = ? WHERE id = ?`).run(netnsPath, JSON.stringify(ips), id);
   }
 
   delete(id: string): void {
-    this.db.prepare(`DELETE FROM pods WHERE id = ?`).run(id);
+    this.sql(`DELETE FROM pods WHERE id = ?`).run(id);
   }
 }

@@ -1,5 +1,5 @@
 // Snapshot records shared by the snapshotters: key -> (directory id, parent, kind).
-import type { Db } from "./db.js";
+import { statements, type Db, type Statement } from "./db.js";
 
 export type SnapshotKind = "committed" | "active" | "view";
 
@@ -40,27 +40,31 @@ const toRow = (r: Raw): SnapshotRow => ({
 });
 
 export class SnapshotMetadata {
+  /** Statements compiled once (db.ts statements()). */
+  private readonly sql: (sql: string) => Statement;
+
   constructor(
     private readonly db: Db,
     readonly snapshotter: string,
-  ) {}
+  ) {
+    this.sql = statements(db);
+  }
 
   get(key: string): SnapshotRow | undefined {
-    const r = this.db
-      .prepare(`SELECT * FROM snapshots WHERE snapshotter = ? AND key = ?`)
-      .get(this.snapshotter, key) as Raw | undefined;
+    const r = this.sql(`SELECT * FROM snapshots WHERE snapshotter = ? AND key = ?`).get(this.snapshotter, key) as
+      Raw | undefined;
     return r && toRow(r);
   }
 
   list(): SnapshotRow[] {
-    return (
-      this.db.prepare(`SELECT * FROM snapshots WHERE snapshotter = ? ORDER BY id`).all(this.snapshotter) as Raw[]
-    ).map(toRow);
+    return (this.sql(`SELECT * FROM snapshots WHERE snapshotter = ? ORDER BY id`).all(this.snapshotter) as Raw[]).map(
+      toRow,
+    );
   }
 
   children(key: string): string[] {
     return (
-      this.db.prepare(`SELECT key FROM snapshots WHERE snapshotter = ? AND parent = ?`).all(this.snapshotter, key) as {
+      this.sql(`SELECT key FROM snapshots WHERE snapshotter = ? AND parent = ?`).all(this.snapshotter, key) as {
         key: string;
       }[]
     ).map((r) => r.key);
@@ -68,9 +72,9 @@ export class SnapshotMetadata {
 
   /** Inserts a record and returns its directory id; throws on a duplicate key (UNIQUE). */
   insert(key: string, parent: string | null, kind: SnapshotKind, labels: Record<string, string>): number {
-    const info = this.db
-      .prepare(`INSERT INTO snapshots (snapshotter, key, parent, kind, labels, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(this.snapshotter, key, parent, kind, JSON.stringify(labels), Date.now());
+    const info = this.sql(
+      `INSERT INTO snapshots (snapshotter, key, parent, kind, labels, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+    ).run(this.snapshotter, key, parent, kind, JSON.stringify(labels), Date.now());
     return Number(info.lastInsertRowid);
   }
 
@@ -79,16 +83,14 @@ export class SnapshotMetadata {
    * one UPDATE, so a crash leaves either the active or the committed record.
    */
   commit(key: string, name: string, usage: { size: number; inodes: number }, labels?: Record<string, string>): void {
-    this.db
-      .prepare(
-        `UPDATE snapshots SET key = ?, kind = 'committed', size = ?, inodes = ?, labels = coalesce(?, labels)
+    this.sql(
+      `UPDATE snapshots SET key = ?, kind = 'committed', size = ?, inodes = ?, labels = coalesce(?, labels)
          WHERE snapshotter = ? AND key = ? AND kind = 'active'`,
-      )
-      .run(name, usage.size, usage.inodes, labels ? JSON.stringify(labels) : null, this.snapshotter, key);
+    ).run(name, usage.size, usage.inodes, labels ? JSON.stringify(labels) : null, this.snapshotter, key);
   }
 
   delete(key: string): void {
-    this.db.prepare(`DELETE FROM snapshots WHERE snapshotter = ? AND key = ?`).run(this.snapshotter, key);
+    this.sql(`DELETE FROM snapshots WHERE snapshotter = ? AND key = ?`).run(this.snapshotter, key);
   }
 
   transaction<T>(fn: () => T): T {
