@@ -3,19 +3,39 @@
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError, NotFoundError } from "../util/errors.js";
 
+/** Characters of a full id. */
+export const ID_LENGTH = 64;
+
 export function newId(): string {
-  return randomBytes(32).toString("hex");
+  return randomBytes(ID_LENGTH / 2).toString("hex");
 }
 
-/** The one id `ref` is a prefix of; NotFoundError when none, InvalidArgumentError when several. */
-export function resolveId(ref: string, kind: string, withPrefix: (prefix: string) => string[]): string {
+/** The ids a store holds (its Map of entries fits). */
+export interface IdSet {
+  has(id: string): boolean;
+  keys(): Iterable<string>;
+}
+
+/**
+ * The one id of `ids` that `ref` names: the id itself (a map hit, what kubelet always sends),
+ * else the one id `ref` is a prefix of. Only a ref shorter than a full id is looked for as a
+ * prefix, so an unknown full id costs no scan. NotFoundError when none, InvalidArgumentError
+ * when several share the prefix.
+ */
+export function resolveId(ref: string, kind: string, ids: IdSet): string {
   if (!ref) throw new InvalidArgumentError(`${kind} id must not be empty`);
-  const ids = withPrefix(ref);
-  if (ids.length === 0) throw new NotFoundError(`${kind} ${JSON.stringify(ref)} not found`);
-  if (ids.includes(ref)) return ref;
-  if (ids.length > 1)
-    throw new InvalidArgumentError(
-      `${kind} id prefix ${JSON.stringify(ref)} is ambiguous: ${ids.length} ${kind}s match`,
-    );
-  return ids[0]!;
+  if (ids.has(ref)) return ref;
+  let found: string | undefined;
+  let matches = 0;
+  if (ref.length < ID_LENGTH) {
+    for (const id of ids.keys()) {
+      if (!id.startsWith(ref)) continue;
+      found = id;
+      matches++;
+    }
+  }
+  if (matches === 0) throw new NotFoundError(`${kind} ${JSON.stringify(ref)} not found`);
+  if (matches > 1)
+    throw new InvalidArgumentError(`${kind} id prefix ${JSON.stringify(ref)} is ambiguous: ${matches} ${kind}s match`);
+  return found!;
 }

@@ -26,6 +26,12 @@ export interface ContainerEntry {
   readonly config: ContainerConfig;
   /** The process identity (from the OCI spec; fixed at create), read once. */
   user?: CriContainerStatus["user"];
+  /**
+   * ContainerStatus.image_ref (the image's repo digest, else its id), resolved at create or
+   * on the first status after a restart, and kept while the image records stay as they were
+   * (`generation`, ImageService.generation).
+   */
+  imageRef?: { generation: number; value: string };
   /** The log pump while the task exists. */
   io?: ContainerLogger;
   /** The exit handling in flight, so an exit is handled once whoever notices it first. */
@@ -75,7 +81,7 @@ export class ContainerStore {
 
   /** The entry `ref` (a full id or a unique prefix) names; NotFoundError otherwise. */
   resolve(ref: string): ContainerEntry {
-    const id = resolveId(ref, "container", (p) => [...this.table().keys()].filter((k) => k.startsWith(p)));
+    const id = resolveId(ref, "container", this.table());
     return this.table().get(id)!;
   }
 

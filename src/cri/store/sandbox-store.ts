@@ -56,7 +56,7 @@ export class SandboxStore {
 
   /** The pod `ref` (a full id or a unique prefix) names; NotFoundError otherwise. */
   resolve(ref: string): SandboxEntry {
-    const id = resolveId(ref, "pod sandbox", (p) => [...this.table().keys()].filter((k) => k.startsWith(p)));
+    const id = resolveId(ref, "pod sandbox", this.table());
     return this.table().get(id)!;
   }
 
