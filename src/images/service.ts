@@ -42,6 +42,7 @@ import {
 } from "./reference.js";
 import { RegistryClient, type RegistryClientOptions } from "./registry.js";
 import { applyLayer } from "./unpack.js";
+import { ImageReadCache, imageRecord } from "./read-cache.js";
 
 export type { GcResult } from "./gc.js";
 export type { FsUsage } from "./usage.js";
@@ -119,6 +120,8 @@ export class ImageService {
   private readonly unpacks = new SingleFlight<void>();
   private readonly gcLock = new SharedLock();
   private readonly configs = new Map<string, ImageConfigJson>();
+  /** What the polled reads derive from the records, until the records change (read-cache.ts). */
+  private readonly reads = new ImageReadCache(() => this.images.generation);
   private readonly platform: Platform;
   private readonly pullLeaseMs: number;
   private readonly staleIngestMs: number;
@@ -337,29 +340,20 @@ export class ImageService {
   // ---------------------------------------------------------------- queries
 
   private async record(row: ImageRow): Promise<ImageRecord> {
-    const names = this.images.namesOf(row.id);
-    const repoTags = names.filter((n) => !n.name.includes("@")).map((n) => n.name);
-    const repoDigests = [...new Set(names.map((n) => `${repoOf(n.name)}@${n.targetDigest}`))];
-    const config = await this.readConfig(row.id);
-    return {
-      id: row.id,
-      repoTags,
-      repoDigests,
-      size: row.size,
-      manifestDigest: row.manifestDigest,
-      chainId: row.chainId,
-      snapshotter: row.snapshotter,
-      labels: row.labels,
-      createdAt: row.createdAt,
-      os: config.os,
-      architecture: config.architecture,
-      variant: config.variant,
-      config: config.config ?? {},
-    };
+    return imageRecord(row, this.images.namesOf(row.id), await this.readConfig(row.id));
+  }
+
+  /** Changes whenever an image record does (ImageMetadata.generation): what is derived from them may be kept until then. */
+  get generation(): number {
+    return this.images.generation;
   }
 
   /** Finds the image an ID, ID prefix, digest or reference names; undefined when none. */
   resolveId(s: string): string | undefined {
+    return this.reads.resolve(s, () => this.resolveUncached(s));
+  }
+
+  private resolveUncached(s: string): string | undefined {
     const t = s.trim();
     const hexId = /^[a-f0-9]{64}$/.test(t) ? `sha256:${t}` : t;
     if (isDigest(hexId)) {
@@ -398,8 +392,11 @@ export class ImageService {
   /** The image `ref` (name, ID, short ID or digest) names, or undefined. */
   async status(ref: string): Promise<ImageRecord | undefined> {
     const id = this.resolveId(ref);
-    const row = id ? this.images.get(id) : undefined;
-    return row ? this.record(row) : undefined;
+    if (!id) return undefined;
+    return this.reads.record(id, async () => {
+      const row = this.images.get(id);
+      return row && this.record(row);
+    });
   }
 
   /** All images, or those a reference/ID filter names. */
@@ -408,7 +405,7 @@ export class ImageService {
       const r = await this.status(filter.ref);
       return r ? [r] : [];
     }
-    return Promise.all(this.images.list().map((r) => this.record(r)));
+    return this.reads.list(() => Promise.all(this.images.list().map((r) => this.record(r))));
   }
 
   /** The full image config JSON (for the runtime: env, user, entrypoint, ...). */

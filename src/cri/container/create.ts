@@ -18,6 +18,7 @@ import type { SandboxEntry } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
 import { effectiveStopSignal } from "../stop-signal.js";
+import { rememberImageRef } from "./status.js";
 
 export async function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
   const name = config.metadata?.name;
@@ -29,6 +30,7 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
     );
   }
   const imageRef = config.image.image;
+  const generation = d.images.generation;
   const imageId = d.images.resolveId(imageRef);
   const image = imageId ? await d.images.status(imageId) : undefined;
   if (!imageId || !image) throw new NotFoundError(`image ${JSON.stringify(imageRef)} not found; pull it first`);
@@ -40,7 +42,7 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
   if (logPath && !isAbsolute(logPath))
     throw new InvalidArgumentError(`log path ${logPath} must be absolute (set the pod's log_directory)`);
   const stopSignal = effectiveStopSignal(config.stopSignal, image.config.StopSignal);
-  d.store.insert({
+  const entry = d.store.insert({
     id,
     sandboxId: pod.id,
     name,
@@ -52,6 +54,8 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
     stopSignal,
     createdAt: nowNs(),
   });
+  // Its image_ref, resolved here once rather than on every ContainerStatus.
+  rememberImageRef(d, entry, generation, image.repoDigests[0] ?? imageId);
   const undo: (() => unknown)[] = [() => d.store.delete(id)];
   try {
     await d.bundles.create(id, { rootfs: true });

@@ -14,6 +14,8 @@ import type { TaskRuntime } from "../../runtime/index.js";
 /** What containers need of the image service. */
 export type ContainerImages = Pick<ImageService, "resolveId" | "status" | "prepareRootfs" | "removeRootfs"> & {
   readonly snapshotter: { readonly name: string };
+  /** Changes whenever an image record does; absent (a fake), nothing derived from images is kept. */
+  readonly generation?: number;
 };
 
 export interface ContainerDeps {

@@ -46,7 +46,7 @@ export async function containerStatusOf(
       runtimeHandler: "",
       imageRef: info.imageId,
     },
-    imageRef: await imageRefOf(d, info.imageId, imageRefs),
+    imageRef: await imageRefFor(d, e, imageRefs),
     reason: live.reason,
     message: live.message,
     labels: config.labels,
@@ -91,6 +91,24 @@ function userOf(d: ContainerDeps, e: ContainerEntry): CriContainerStatus["user"]
   const groups = [...new Set([user.gid, ...(user.additionalGids ?? [])])].sort((a, b) => a - b);
   e.user = { linux: { uid: BigInt(user.uid), gid: BigInt(user.gid), supplementalGroups: groups.map(BigInt) } };
   return e.user;
+}
+
+/**
+ * The container's image_ref, kept on its entry while the image records do not change: kubelet
+ * asks every container's status every second, and the answer moves only when an image is
+ * pulled, tagged or removed.
+ */
+async function imageRefFor(d: ContainerDeps, e: ContainerEntry, memo: Map<string, Promise<string>>): Promise<string> {
+  const generation = d.images.generation;
+  if (generation !== undefined && e.imageRef?.generation === generation) return e.imageRef.value;
+  const value = await imageRefOf(d, e.info.imageId, memo);
+  rememberImageRef(d, e, generation, value);
+  return value;
+}
+
+/** Keeps `value` as the entry's image_ref if the image records are still those of `generation`. */
+export function rememberImageRef(d: ContainerDeps, e: ContainerEntry, generation: number | undefined, value: string) {
+  if (generation !== undefined && d.images.generation === generation) e.imageRef = { generation, value };
 }
 
 /** image_ref: the repo digest when the image has one (what kubelet shows), else the id. */
