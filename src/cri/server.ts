@@ -5,7 +5,9 @@
 // other method answers UNIMPLEMENTED naming itself, so a client never sees a bare "unknown
 // service" and nothing is silently missed. The wrapper maps errors (status.ts), passes an
 // AbortSignal for the call's cancellation and logs the call; unary, server-streaming and
-// client-streaming methods are served.
+// client-streaming methods are served. A read kubelet polls must cost little more than grpc-js
+// itself (issue 15): the signal is made only for handlers that ask for it, and the call's
+// log line is built only when debug logging is on.
 
 import * as grpc from "@grpc/grpc-js";
 import { ImageServiceService, RuntimeServiceService } from "../gen/cri/runtime/v1/api.js";
@@ -40,20 +42,48 @@ function unimplemented(method: string): () => Promise<never> {
   return () => Promise.reject(new UnimplementedError(`${method} is not implemented yet`));
 }
 
+type Cancellable = { cancelled: boolean; once(event: "cancelled", fn: () => void): unknown };
+
 /** Wires an AbortSignal to a call's cancellation (client cancel, deadline, connection loss). */
-function signalFor(call: { cancelled: boolean; once(event: "cancelled", fn: () => void): unknown }) {
+function signalFor(call: Cancellable, cancelledAtStart = call.cancelled): AbortSignal {
   const ac = new AbortController();
-  if (call.cancelled) ac.abort();
+  if (cancelledAtStart) ac.abort();
+  else if (call.cancelled) ac.abort(new Error("call cancelled by the client"));
   else call.once("cancelled", () => ac.abort(new Error("call cancelled by the client")));
   return ac.signal;
 }
 
+/**
+ * A unary or client-streaming call's context. Its `signal` is made on first use: most
+ * handlers (every status and list read) never look at it, and an AbortController with its
+ * listener on every call was a measurable part of a read's cost. A signal asked for after the
+ * call was cancelled is aborted already, with the reason it would have had from the start.
+ */
+export function callContext<C extends Cancellable & { metadata: grpc.Metadata }>(
+  method: string,
+  call: C,
+  log: Logger,
+): CallContext & { call: C } {
+  const cancelledAtStart = call.cancelled;
+  let signal: AbortSignal | undefined;
+  return {
+    method,
+    metadata: call.metadata,
+    log,
+    call,
+    get signal() {
+      return (signal ??= signalFor(call, cancelledAtStart));
+    },
+  };
+}
+
 function finish(log: Logger, label: string, method: string, started: bigint, err: unknown): void {
-  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
   if (err === undefined) {
-    log.debug({ method, code: "OK", durationMs }, label);
+    if (log.isLevelEnabled("debug"))
+      log.debug({ method, code: "OK", durationMs: Number(process.hrtime.bigint() - started) / 1e6 }, label);
     return;
   }
+  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
   const code = codeName(toGrpcStatus(err, method).code);
   if (isExpected(err)) log.debug({ method, code, durationMs, error: (err as Error).message }, label);
   else log.error({ method, code, durationMs, err }, `${label} failed`);
@@ -98,7 +128,7 @@ export function implementService(
     if (def.requestStream) {
       impl[name] = ((call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const started = process.hrtime.bigint();
-        const ctx = { method, signal: signalFor(call), metadata: call.metadata, log: callLog, call };
+        const ctx = callContext(method, call, callLog);
         Promise.resolve()
           .then(() => observer.run(method, () => (handler as AnyClientStream)(call, ctx)))
           .then(
@@ -115,7 +145,7 @@ export function implementService(
     } else if (!def.responseStream) {
       impl[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const started = process.hrtime.bigint();
-        const ctx = { method, signal: signalFor(call), metadata: call.metadata, log: callLog, call };
+        const ctx = callContext(method, call, callLog);
         Promise.resolve()
           .then(() => observer.run(method, () => (handler as AnyUnary)(call.request, ctx)))
           .then(
