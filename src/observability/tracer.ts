@@ -6,9 +6,9 @@
 // are not recorded: a trace always starts at a CRI call.
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import { randomBytes } from "node:crypto";
 import { statusCodeOf } from "../util/errors.js";
 import { monotonicClockNs } from "../util/clock.js";
+import { newSpanId, newTraceId } from "./ids.js";
 
 export interface SpanRecord {
   spanId: string;
@@ -106,7 +106,7 @@ export class Tracer {
 
   /** Runs `fn` as the root span of a new trace (one CRI call). */
   root<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-    const trace: TraceRecord = { traceId: randomBytes(16).toString("hex"), spans: [] };
+    const trace: TraceRecord = { traceId: newTraceId(), spans: [] };
     this.active.set(trace.traceId, trace);
     return this.run(trace, "", name, attributes, fn, () => this.finish(trace));
   }
@@ -124,7 +124,7 @@ export class Tracer {
     if (parentAt < 0) return false;
     const { error, ...attributes } = r.attributes;
     const span: SpanRecord = {
-      spanId: randomBytes(8).toString("hex"),
+      spanId: newSpanId(),
       parentSpanId: r.parentSpanId,
       name: r.name,
       startNs: r.startNs,
@@ -157,7 +157,7 @@ export class Tracer {
     done: () => void,
   ): Promise<T> {
     const span: SpanRecord = {
-      spanId: randomBytes(8).toString("hex"),
+      spanId: newSpanId(),
       parentSpanId,
       name,
       startNs: spanClockNs(),
