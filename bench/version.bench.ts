@@ -13,10 +13,15 @@
 // a grpc-go run disturbs the grpc-js figures of the round after it.
 //
 // The grpc-go client is test/go/cri-version-bench (built by scripts/go-tools.sh on first use).
+// --bare adds a bare grpc-js server answering Version (bench/lib/bare-version-server.ts, its own
+// process) measured by the same grpc-js client in the same rounds: the floor of berthd's figure.
 import * as grpc from "@grpc/grpc-js";
 import { Command } from "commander";
-import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { RuntimeServiceClient, VersionRequest } from "../src/gen/cri/runtime/v1/api.js";
 import { CLIENT_OPTIONS, startDaemon } from "../test/helpers/daemon.js";
@@ -28,8 +33,9 @@ const opts = new Command()
   .option("--rounds <n>", "rounds", "5")
   .option("--no-go", "skip the grpc-go client")
   .option("--no-js", "skip the grpc-js clients")
+  .option("--bare", "also a bare grpc-js server's Version (the floor), with the grpc-js client")
   .parse()
-  .opts<{ calls: string; rounds: string; go: boolean; js: boolean }>();
+  .opts<{ calls: string; rounds: string; go: boolean; js: boolean; bare?: boolean }>();
 const calls = Number(opts.calls);
 const rounds = Number(opts.rounds);
 
@@ -71,10 +77,41 @@ async function grpcGoP50(bin: string, socket: string, authority: string | undefi
   return Number(m[1]);
 }
 
+/** The bare server in its own process; resolves once it serves. */
+async function startBare(): Promise<{ socket: string; pid: number; stop(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), "berth-bare-"));
+  const socket = join(dir, "bare.sock");
+  const child = spawn(process.execPath, [new URL("./lib/bare-version-server.js", import.meta.url).pathname, socket], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const stop = () => {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once("exit", (code) => reject(new Error(`bare-version-server exited with ${code}`)));
+      createInterface({ input: child.stdout! }).on("line", (l) => l === "ready" && resolve());
+    });
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { socket, pid: child.pid!, stop };
+}
+
 const d = await startDaemon();
+const bare = opts.bare
+  ? await startBare().catch(async (err: unknown) => (await d.stop(), Promise.reject(err)))
+  : undefined;
 try {
   const goBin = opts.go ? goTool("cri-version-bench") : undefined;
   const clients: [string, () => Promise<number>][] = [];
+  const pidOf = new Map<string, number>();
+  if (bare) {
+    clients.push(["bare grpc-js server, grpc-js client", () => grpcJsP50(bare.socket, undefined)]);
+    pidOf.set("bare grpc-js server, grpc-js client", bare.pid);
+  }
   if (opts.js) {
     clients.push(["grpc-js, default :authority (native socket)", () => grpcJsP50(d.socket, undefined)]);
     clients.push(["grpc-js, :authority = socket path", () => grpcJsP50(d.socket, d.socket)]);
@@ -91,9 +128,10 @@ try {
       const acc = results.get(name);
       if (typeof acc === "string") continue;
       try {
-        const cpu0 = cpuMicros(d.pid);
+        const pid = pidOf.get(name) ?? d.pid;
+        const cpu0 = cpuMicros(pid);
         acc!.push(await run());
-        cpu.set(name, cpu.get(name)! + cpuMicros(d.pid) - cpu0);
+        cpu.set(name, cpu.get(name)! + cpuMicros(pid) - cpu0);
       } catch (err) {
         // The old transport refuses the socket path: report that instead of a figure.
         results.set(name, `fails: ${(err as Error).message.split("\n")[0]}`);
@@ -101,7 +139,7 @@ try {
     }
   }
   console.log(
-    `Version per client, ${rounds} rounds x ${calls} calls: p50 (median of the rounds), berthd CPU per call (µs):`,
+    `Version per client, ${rounds} rounds x ${calls} calls: p50 (median of the rounds), server CPU per call (µs):`,
   );
   for (const [name, v] of results) {
     const perCall = cpu.get(name)! / (rounds * (calls + 300));
@@ -115,5 +153,6 @@ try {
       `connections: ${modes.filter((m) => m === "direct").length} direct, ${modes.filter((m) => m === "rewriting").length} rewritten`,
     );
 } finally {
+  bare?.stop();
   await d.stop();
 }
