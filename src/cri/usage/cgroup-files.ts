@@ -45,8 +45,8 @@ export function cgroupDirs(procCgroup: string, mounts: Mounts = cgroupMounts()):
   };
 }
 
-export async function cgroupDirsOf(pid: number): Promise<CgroupDirs> {
-  return cgroupDirs(await readFile(`/proc/${pid}/cgroup`, "utf8").catch(() => ""));
+export async function cgroupDirsOf(pid: number, mounts: Mounts = cgroupMounts()): Promise<CgroupDirs> {
+  return cgroupDirs(await readFile(`/proc/${pid}/cgroup`, "utf8").catch(() => ""), mounts);
 }
 
 /** The unified-hierarchy directory of the cgroup at `path` (a cgroupfs-driver path). */

@@ -9,6 +9,7 @@ import type { TaskRuntime, TaskStats } from "../../runtime/index.js";
 import type { Bundles } from "../bundle.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import type { ContainerStore, SandboxEntry, SandboxStore } from "../store/index.js";
+import { cgroupMounts, type CgroupMount } from "../pod-cgroup.js";
 import { cgroupDirsOf, unifiedDir } from "./cgroup-files.js";
 import { psiFromV2, readPressure, type Pressure } from "./pressure.js";
 
@@ -22,7 +23,13 @@ export interface UsageDeps {
 }
 
 export class UsageSources {
+  private mountsCache: CgroupMount[] | undefined;
   constructor(readonly deps: UsageDeps) {}
+
+  /** The cgroup hierarchies mounted here, read once (they do not move while berthd runs). */
+  get mounts(): CgroupMount[] {
+    return (this.mountsCache ??= cgroupMounts());
+  }
 
   /** The task's cgroup metrics; undefined when it has no task or its shim does not answer. */
   async taskStats(id: string): Promise<TaskStats | undefined> {
@@ -60,12 +67,13 @@ export class UsageSources {
     if (v2?.cpu?.psi || v2?.memory?.psi || v2?.io?.psi) {
       return { cpu: psiFromV2(v2.cpu?.psi), memory: psiFromV2(v2.memory?.psi), io: psiFromV2(v2.io?.psi) };
     }
+    if (!this.mounts.some((m) => m.v2)) return {};
     const pid = await this.pid(id);
-    return pid > 0 ? readPressure((await cgroupDirsOf(pid)).unified) : {};
+    return pid > 0 ? readPressure((await cgroupDirsOf(pid, this.mounts)).unified) : {};
   }
 
   async podPressure(row: SandboxEntry): Promise<Pressure> {
     const path = this.podCgroupPath(row);
-    return path ? readPressure(unifiedDir(path)) : {};
+    return path ? readPressure(unifiedDir(path, this.mounts)) : {};
   }
 }
