@@ -34,6 +34,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectInNetns", NULL, js_connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fsmount", NULL, js_fsmount, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"idmapMount", NULL, js_idmap_mount, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -61,6 +61,8 @@ test("an empty file gives the documented defaults", () => {
     options: {},
   });
   assert.equal(cfg.runtime.handlers.runsc.binary_name, "runsc");
+  // runc v1.5 as scripts/setup.sh installs it, for pods with user namespaces
+  assert.equal(cfg.runtime.handlers["runc-1.5"]?.binary_name, "/usr/local/sbin/runc-1.5");
   assert.deepEqual(cfg.cni, { bin_dir: "/usr/lib/cni", conf_dir: "/etc/cni/net.d", max_conf_num: 1 });
   assert.equal(cfg.registry.config_path, "/etc/berth/certs.d");
   assert.deepEqual(cfg.registry.auths, {});
@@ -165,7 +167,7 @@ test("more validation: wrong tables, keys in the wrong table, paths, ranges, mod
   );
   assert.equal(
     one(`[runtime]\ndefault_runtime_name = "kata"`),
-    'runtime.default_runtime_name: no handler named "kata" in [runtime.handlers] (have: runc, runsc)',
+    'runtime.default_runtime_name: no handler named "kata" in [runtime.handlers] (have: runc, runc-1.5, runsc)',
   );
   assert.equal(
     one(`[runtime.handlers.kata]\nruntime_type = "kata"`),

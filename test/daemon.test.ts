@@ -10,6 +10,9 @@ import { CgroupDriver } from "../src/gen/cri/runtime/v1/api.js";
 import { parseRuntimeFeatures } from "../src/oci/runtime-features.js";
 import { startDaemon } from "./helpers/daemon.js";
 
+/** Where scripts/setup.sh installs runc v1.5, the embedded config's runc-1.5 handler. */
+const RUNC_15 = "/usr/local/sbin/runc-1.5";
+
 const pkg = (await import("node:fs")).readFileSync(new URL("../../package.json", import.meta.url), "utf8");
 const berthVersion = (JSON.parse(pkg) as { version: string }).version;
 
@@ -86,19 +89,23 @@ test("Status lists the runtime handlers, the default one also under the empty na
   const s = await d.rt.status({});
   assert.deepEqual(
     s.runtimeHandlers.map((h) => h.name),
-    ["runc", "", "runsc"],
+    ["runc", "", "runc-1.5", "runsc"],
   );
   assert.deepEqual(s.info, {}, "info is only filled in verbose mode");
   // recursive read-only mounts: announced for a runtime whose `features` lists "rro" (runc
-  // 1.1+ on Linux 5.12+), never for runsc, which has no such subcommand
-  const runcRro = parseRuntimeFeatures(
-    execFileSync("runc", ["features"], { encoding: "utf8" }),
-  ).recursiveReadOnlyMounts;
+  // 1.1+ on Linux 5.12+), never for runsc, which has no such subcommand; user namespaces for
+  // runc 1.2+ (idmapped mounts), so not for Debian's runc 1.1.5. The runc-1.5 handler's
+  // binary is there once scripts/setup.sh installed it; without it the handler announces nothing.
+  const features = (bin: string) => parseRuntimeFeatures(execFileSync(bin, ["features"], { encoding: "utf8" }));
+  const runc = features("runc");
+  const runc15 = existsSync(RUNC_15) ? features(RUNC_15) : { recursiveReadOnlyMounts: false, userNamespaces: false };
+  assert.equal(runc.userNamespaces, false);
   assert.deepEqual(
     s.runtimeHandlers.map((h) => [h.name, h.features?.recursiveReadOnlyMounts, h.features?.userNamespaces]),
     [
-      ["runc", runcRro, false],
-      ["", runcRro, false],
+      ["runc", runc.recursiveReadOnlyMounts, false],
+      ["", runc.recursiveReadOnlyMounts, false],
+      ["runc-1.5", runc15.recursiveReadOnlyMounts, runc15.userNamespaces],
       ["runsc", false, false],
     ],
   );

@@ -61,6 +61,7 @@ napi_value js_umount2(napi_env env, napi_callback_info info);
 napi_value js_makedev(napi_env env, napi_callback_info info);
 napi_value js_mknod(napi_env env, napi_callback_info info);
 napi_value js_fsmount(napi_env env, napi_callback_info info);
+napi_value js_idmap_mount(napi_env env, napi_callback_info info);
 
 // xattr.c
 napi_value js_setxattr(napi_env env, napi_callback_info info);

@@ -6,6 +6,7 @@ import type { ContainerMetadata } from "../metadata/containers.js";
 import type { PodMetadata } from "../metadata/pods.js";
 import type { NetworkManager } from "../network/index.js";
 import type { CgroupDriver } from "../oci/index.js";
+import type { HandlerFeatures } from "../oci/runtime-features.js";
 import type { RuntimeClasses, ShimManager } from "../runtime/index.js";
 import type { Logger } from "../util/log.js";
 import type { CriEvents } from "./events.js";
@@ -31,6 +32,8 @@ export interface CriContext {
   maxLogLineSize?: number;
   /** CDI spec directories, lowest priority first (default /etc/cdi, /var/run/cdi). */
   cdiSpecDirs?: string[];
+  /** What each runtime handler can do (probed at start); a handler not here can do none of it. */
+  handlerFeatures?: Record<string, HandlerFeatures>;
 }
 
 export const paths = {

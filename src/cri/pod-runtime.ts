@@ -92,6 +92,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     log: ctx.log,
     cgroupDriver: ctx.cgroupDriver,
     sandboxRootfs: ctx.sandboxRootfs,
+    handlerFeatures: ctx.handlerFeatures,
   };
   // Subscribed now: exits that happen while recovery runs are heard.
   const monitor = new ExitMonitor(containers, sandboxes);

@@ -66,7 +66,7 @@ export function runtimeInfoHandlers(
         name,
         features: {
           recursiveReadOnlyMounts: deps.handlerFeatures?.[of]?.recursiveReadOnlyMounts ?? false,
-          userNamespaces: false,
+          userNamespaces: deps.handlerFeatures?.[of]?.userNamespaces ?? false,
         },
       });
       // Like containerd, the default handler is listed a second time under "" (the name
@@ -81,6 +81,8 @@ export function runtimeInfoHandlers(
           : {},
         runtimeHandlers,
         // The Strict supplemental groups policy is honoured, and ContainerStatus reports the user.
+        // A pod with a user namespace needs a netns its namespace owns (src/cri/userns/pin.ts),
+        // which the host's is not: user namespaces with the host network are refused.
         features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
       });
     },

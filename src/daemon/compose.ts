@@ -12,7 +12,7 @@ import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
 import { runtimeInfoHandlers } from "../cri/runtime-service.js";
-import { probeHandlerFeatures } from "../oci/runtime-features.js";
+import { probeAllHandlers } from "../cri/userns/probe.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CriContext } from "../cri/context.js";
@@ -195,6 +195,13 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     closers.push(() => shims.close());
     // The OCI runtime commands the shim runs for a traced call come back as events: add them to the trace.
     obs.followShimSpans(shims);
+    // What each handler's runtime (and, for user namespaces, the kernel) can do: announced by
+    // Status and checked by RunPodSandbox.
+    const handlerFeatures = await probeAllHandlers(
+      Object.fromEntries(Object.entries(config.runtime.handlers).map(([n, h]) => [n, h.binary_name])),
+      join(config.root, "probe"),
+      log,
+    );
     const criContext: CriContext = {
       pods: new PodMetadata(db),
       containers: new ContainerMetadata(db),
@@ -232,6 +239,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       sandboxRootfs: await ensureSandboxRootfs(config.root),
       cgroupDriver: config.cgroup.driver,
       cdiSpecDirs: config.cdi.spec_dirs,
+      handlerFeatures,
     };
     const podRuntime = createPodRuntime(criContext);
     closers.push(() => podRuntime.close());
@@ -285,9 +293,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
           cgroupDriver: config.cgroup.driver,
           runtimeHandlers: Object.keys(config.runtime.handlers),
           defaultRuntimeHandler: config.runtime.default_runtime_name,
-          handlerFeatures: await probeHandlerFeatures(
-            Object.fromEntries(Object.entries(config.runtime.handlers).map(([n, h]) => [n, h.binary_name])),
-          ),
+          handlerFeatures,
           network,
           effectiveConfig: () => withoutSecrets(config),
         }),

@@ -77,8 +77,12 @@ export const configSchema = section("berthd configuration", {
 
   runtime: section("OCI runtimes.", {
     default_runtime_name: str("runc", "Handler used when a pod names no RuntimeClass handler."),
+    // runc-1.5: the runc v1.5 scripts/setup.sh installs beside the distribution's (Debian 12's
+    // 1.1.5 makes no idmapped mounts), for pods with user namespaces; a pod on it is refused
+    // with FAILED_PRECONDITION when it is not installed.
     handlers: mapOf("Runtime handlers by name.", runtimeHandler, {
       runc: { binary_name: "runc" },
+      "runc-1.5": { binary_name: "/usr/local/sbin/runc-1.5" },
       runsc: { binary_name: "runsc" },
     }),
   }),

@@ -81,6 +81,9 @@ export interface Mount {
   type?: string;
   source?: string;
   options?: string[];
+  /** An idmapped mount (runtime-spec 1.1, runc 1.2+): ids of the source shifted by these mappings. */
+  uidMappings?: IDMapping[];
+  gidMappings?: IDMapping[];
 }
 
 export type NamespaceType = "pid" | "network" | "mount" | "ipc" | "uts" | "user" | "cgroup";

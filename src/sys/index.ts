@@ -81,6 +81,7 @@ interface Binding {
   netnsCreate(path: string): void;
   connectInNetns(nsPath: string, host: string, port: number, timeoutMs: number | null): number;
   fsmount(fstype: string, target: string, attrFlags: number, params: [string, string | null][]): void;
+  idmapMount(source: string, target: string, usernsPath: string): void;
 }
 
 // From dist/src/sys/index.js the package root is three levels up; from src/sys/index.ts
@@ -187,6 +188,15 @@ function mountOverlayParams(source: string, target: string, flags: number, data:
 }
 
 /** umount2(2); flags MNT_DETACH / MNT_FORCE. A target that is not a mount point fails with EINVAL. */
+/**
+ * An idmapped copy of the mount tree at `source` moved onto `target`: ids on disk show shifted
+ * by the mappings of the user namespace file `usernsPath` (open_tree + mount_setattr
+ * MOUNT_ATTR_IDMAP + move_mount; the filesystem must support idmapped mounts).
+ */
+export function idmapMount(source: string, target: string, usernsPath: string): void {
+  native().idmapMount(source, target, usernsPath);
+}
+
 export function umount2(target: string, flags: number): void {
   native().umount2(target, flags);
 }

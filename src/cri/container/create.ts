@@ -18,6 +18,9 @@ import type { SandboxEntry } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
 import { effectiveStopSignal } from "../stop-signal.js";
+import { podUsernsPath } from "../userns/pin.js";
+import { hostRoot, podUserns } from "../userns/options.js";
+import { mountIdmappedRootfs } from "../userns/rootfs.js";
 import { rememberImageRef } from "./status.js";
 
 export async function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
@@ -65,8 +68,13 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
     // berthd mounts the rootfs itself (rather than handing the mounts to the shim) so the
     // spec can be built from the image's /etc/passwd and /etc/group, and so every shim
     // (berth's or containerd's) finds the same ready bundle.
-    mountAll(mounts, rootfs);
+    // A pod with its own user namespace gets the image's layers idmapped through it.
+    const userns = podUserns(podConfig.linux?.securityContext?.namespaceOptions?.usernsOptions);
+    const usernsPath = userns ? podUsernsPath(pod.info.podDir) : undefined;
     undo.push(() => unmountAll(rootfs));
+    if (userns && usernsPath)
+      await mountIdmappedRootfs(mounts, rootfs, usernsPath, hostRoot(userns), join(d.bundles.dir(id), "idmap"));
+    else mountAll(mounts, rootfs);
     if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
 
     const volumeMounts = await prepareImageVolumes(d.images, id, d.bundles.dir(id), config.mounts, undo);
@@ -90,6 +98,7 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
         utsPath: `/proc/${sandboxPid}/ns/uts`,
         pidNamespacePath: `/proc/${sandboxPid}/ns/pid`,
         targetPidNamespacePath: await targetPidNamespace(d, config, pod.id),
+        usernsPath,
       },
       // Nested in the pod's cgroup (berth's own /berth/<podId> when kubelet gave no parent).
       cgroupParent: podCgroupParent(podConfig.linux?.cgroupParent, pod.id, d.cgroupDriver),

@@ -4,6 +4,7 @@
 import type { ContainerEventResponse } from "../../gen/cri/runtime/v1/api.js";
 import type { NetworkManager } from "../../network/index.js";
 import type { CgroupDriver } from "../../oci/index.js";
+import type { HandlerFeatures } from "../../oci/runtime-features.js";
 import type { Logger } from "../../util/log.js";
 import type { Bundles } from "../bundle.js";
 import type { ContainerDeps } from "../container/deps.js";
@@ -34,4 +35,6 @@ export interface SandboxDeps {
   cgroupDriver: CgroupDriver;
   /** The shared read-only sandbox rootfs holding /pause. */
   sandboxRootfs: string;
+  /** What each runtime handler can do (probed at start): a pod asking for more is refused. */
+  handlerFeatures?: Record<string, HandlerFeatures>;
 }

@@ -5,6 +5,7 @@ import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { NotFoundError } from "../../util/errors.js";
 import { removeEntry } from "../container/remove.js";
 import type { SandboxEntry } from "../store/index.js";
+import { podUsernsPath, unpinNamespace } from "../userns/pin.js";
 import { removeOwnCgroup } from "./cgroup.js";
 import type { SandboxDeps } from "./deps.js";
 import { publishSandboxEvent } from "./events.js";
@@ -33,6 +34,7 @@ export async function removeSandboxEntry(d: SandboxDeps, id: string): Promise<vo
   if (!e) return;
   await removeOwnCgroup(d, id, e.config);
   await d.bundles.remove(id);
+  await unpinNamespace(podUsernsPath(e.info.podDir));
   await rm(e.info.podDir, { recursive: true, force: true });
   const last = sandboxStatusOf(e);
   d.store.delete(id);

@@ -9,7 +9,9 @@ import type { PortMapping } from "../../network/index.js";
 import { podCgroupParent } from "../../oci/index.js";
 import { buildSandboxSpec, podNamespaceModes } from "../spec/index.js";
 import { nowNs } from "../../util/clock.js";
-import { InvalidArgumentError, NotFoundError } from "../../util/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../util/errors.js";
+import { podUserns, type PodUserns } from "../userns/options.js";
+import { pinPodNamespaces, podUsernsPath, unpinNamespace } from "../userns/pin.js";
 import { CRI_NAMESPACE as NS, runUndo } from "../context.js";
 import { newId } from "../ids.js";
 import { mountShm, unmountShm, writePodFiles } from "../pod-files.js";
@@ -42,6 +44,8 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
   const modes = podNamespaceModes(config);
   const hostNetwork = modes.network === NamespaceMode.NODE;
   const hostIpc = modes.ipc === NamespaceMode.NODE;
+  const userns = podUserns(config.linux?.securityContext?.namespaceOptions?.usernsOptions);
+  checkHandlerCan(d, handler.name, userns, hostNetwork);
 
   const id = newId();
   const podDir = d.bundles.podDir(id);
@@ -67,6 +71,10 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
   try {
     await mkdir(podDir, { recursive: true, mode: 0o711 });
     undo.push(() => rm(podDir, { recursive: true, force: true }));
+    // A pod with its own user namespace: made with its netns (which it must own) when CNI
+    // asks for the netns, pinned in the pod dir for the sandbox and containers to join.
+    const usernsPath = userns ? podUsernsPath(podDir) : undefined;
+    if (usernsPath) undo.push(() => unpinNamespace(usernsPath));
 
     let netnsPath = "";
     let ips: string[] = [];
@@ -85,6 +93,7 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
             protocol: protocols[p.protocol] ?? "tcp",
             hostIP: p.hostIp || undefined,
           })),
+        makeNetns: userns && usernsPath ? (path) => pinPodNamespaces(usernsPath, path, userns) : undefined,
         dns: config.dnsConfig
           ? {
               servers: config.dnsConfig.servers,
@@ -120,6 +129,7 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
       cgroupParent: podCgroupParent(config.linux?.cgroupParent, id, d.cgroupDriver),
       cgroupDriver: d.cgroupDriver,
       runtimeHandler: handler.name,
+      usernsPath,
     });
     await d.bundles.create(id, { rootfs: false });
     undo.push(() => d.bundles.remove(id));
@@ -147,4 +157,30 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
   // The sandbox process exited while RunPodSandbox still ran: handle it now.
   if (d.store.get(id)?.status.exitHeard) noticeSandboxExit(d, id);
   return id;
+}
+
+/** Refuses, before anything is made, a pod its handler's runtime cannot run. */
+function checkHandlerCan(d: SandboxDeps, handler: string, userns: PodUserns | null, hostNetwork: boolean): void {
+  const f = d.handlerFeatures?.[handler];
+  if (f && !f.installed) {
+    throw new FailedPreconditionError(
+      `runtime handler ${JSON.stringify(handler)}: its OCI runtime is not installed on this node (see [runtime.handlers.${handler}] binary_name)`,
+    );
+  }
+  if (!userns) return;
+  if (!f?.userNamespaces) {
+    const can = Object.entries(d.handlerFeatures ?? {})
+      .filter(([, x]) => x.userNamespaces)
+      .map(([n]) => n);
+    throw new FailedPreconditionError(
+      `runtime handler ${JSON.stringify(handler)} cannot run pods with a user namespace (hostUsers: false): ` +
+        `its runtime makes no idmapped mounts or this kernel cannot (runc 1.2+ and Linux 5.19+ are needed; ` +
+        `handlers that can: ${can.length ? can.join(", ") : "none"})`,
+    );
+  }
+  if (hostNetwork) {
+    throw new FailedPreconditionError(
+      "a pod with a user namespace cannot use the host network on berth (user_namespaces_host_network is not announced)",
+    );
+  }
 }

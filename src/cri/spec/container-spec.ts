@@ -10,7 +10,7 @@ import {
   type ContainerConfig,
   type PodSandboxConfig,
 } from "../../gen/cri/runtime/v1/api.js";
-import { InternalError, InvalidArgumentError, UnimplementedError } from "../../util/errors.js";
+import { InternalError, InvalidArgumentError } from "../../util/errors.js";
 import {
   ANNOTATION_CONTAINER_NAME,
   ANNOTATION_CONTAINER_TYPE,
@@ -41,6 +41,7 @@ import { podNamespaceModes, type PodFiles } from "./sandbox-spec.js";
 import { loadedAppArmorProfiles, resolveAppArmor, resolveSeccomp } from "./security-profiles.js";
 import { OCI_VERSION, type Device, type Mount, type Namespace, type Resources, type Spec } from "../../oci/spec.js";
 import { resolveProcessUser, rootfsUserLookup, type UserLookup } from "../../oci/user.js";
+import { applyContainerUserns, containerUserns } from "./userns.js";
 
 /** The runtime part of an OCI image config (same keys as Docker's). */
 export interface ImageProcessConfig {
@@ -64,6 +65,8 @@ export interface PodPaths extends PodFiles {
   pidNamespacePath?: string;
   /** The target container's PID namespace, joined when the container's PID mode is TARGET. */
   targetPidNamespacePath?: string;
+  /** The sandbox process's user namespace, joined when the pod has its own (user namespace mode POD). */
+  usernsPath?: string;
 }
 
 export interface ContainerSpecInput {
@@ -159,6 +162,8 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
       "a privileged container is not allowed in a non-privileged pod sandbox: set privileged on the pod's security context too",
     );
   }
+
+  const userns = containerUserns(cfg, sandbox);
 
   // --- process ---------------------------------------------------------------------
   const args = mergeProcessArgs(cfg.command, cfg.args, imageCfg);
@@ -306,9 +311,6 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     default:
       throw new InvalidArgumentError(`unknown PID namespace mode ${nsOpts?.pid}`);
   }
-  if (nsOpts?.usernsOptions && nsOpts.usernsOptions.mode !== NamespaceMode.NODE) {
-    throw new UnimplementedError("user namespaces for containers are not supported by berth");
-  }
   // cgroup v2 hides the host's hierarchy behind a cgroup namespace (not on v1, nor for
   // privileged containers, for compatibility, as containerd).
   if (host.cgroupV2 && !privileged) namespaces.push({ type: "cgroup" });
@@ -366,5 +368,6 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
   if (devices.length > 0) spec.linux.devices = devices;
   if (seccomp) spec.linux.seccomp = seccomp;
   if (rootfsPropagation) spec.linux.rootfsPropagation = rootfsPropagation;
+  if (userns) applyContainerUserns(spec, userns, pp.usernsPath, [pp.hostname, pp.hosts, pp.resolvConf]);
   return spec;
 }

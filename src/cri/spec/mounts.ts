@@ -123,9 +123,6 @@ export function criBindMount(m: CriMount, opts: BindOptions = {}): BindResult {
   if (m.image && m.image.image) {
     throw new UnimplementedError(`image volume mounts are not supported (mount at ${m.containerPath})`);
   }
-  if ((m.uidMappings?.length ?? 0) > 0 || (m.gidMappings?.length ?? 0) > 0) {
-    throw new UnimplementedError(`idmap mounts are not supported (mount of ${m.hostPath})`);
-  }
   if (!m.hostPath) throw new InvalidArgumentError(`mount at ${m.containerPath} has an empty host_path`);
   let src: string;
   try {
@@ -169,7 +166,21 @@ export function criBindMount(m: CriMount, opts: BindOptions = {}): BindResult {
     // Like containerd, a read-only rootfs does not make bind mounts read-only.
     options.push(m.readonly ? "ro" : "rw");
   }
-  return { mount: { destination: m.containerPath, type: "bind", source: src, options }, rootfsPropagation };
+  const mount: Mount = { destination: m.containerPath, type: "bind", source: src, options };
+  // An idmapped mount (kubelet sends the pod's mappings on every mount of a pod with a user
+  // namespace): the runtime shifts the source's ids, so the container's root owns what the
+  // host's root owns there, and what it writes is stored as the ids it has inside.
+  const uids = m.uidMappings ?? [];
+  const gids = m.gidMappings ?? [];
+  if (uids.length > 0 || gids.length > 0) {
+    if (uids.length === 0 || gids.length === 0) {
+      throw new InvalidArgumentError(`mount of ${m.hostPath}: an idmapped mount needs both UID and GID mappings`);
+    }
+    const oci = (l: typeof uids) => l.map((x) => ({ containerID: x.containerId, hostID: x.hostId, size: x.length }));
+    mount.uidMappings = oci(uids);
+    mount.gidMappings = oci(gids);
+  }
+  return { mount, rootfsPropagation };
 }
 
 /** A bind mount of a daemon-made pod file or directory (no checks: the daemon made it). */

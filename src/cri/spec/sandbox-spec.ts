@@ -6,7 +6,7 @@
 // privileges, the default seccomp filter.
 
 import { NamespaceMode, type PodSandboxConfig } from "../../gen/cri/runtime/v1/api.js";
-import { InvalidArgumentError, UnimplementedError } from "../../util/errors.js";
+import { InternalError, InvalidArgumentError } from "../../util/errors.js";
 import {
   ANNOTATION_CONTAINER_TYPE,
   ANNOTATION_RUNTIME_HANDLER,
@@ -37,6 +37,7 @@ import { clampOomScoreAdj, int64 } from "./resources.js";
 import { resolveSeccomp } from "./security-profiles.js";
 import { OCI_VERSION, type Mount, type Namespace, type Spec } from "../../oci/spec.js";
 import { validateSysctls } from "../../oci/sysctls.js";
+import { podUserns } from "../userns/options.js";
 
 /** Pod-level files and directories the daemon prepared, bind-mounted into every container of the pod. */
 export interface PodFiles {
@@ -60,6 +61,8 @@ export interface SandboxSpecInput {
   cgroupParent?: string;
   cgroupDriver?: CgroupDriver;
   runtimeHandler?: string;
+  /** The pod's pinned user namespace (src/cri/userns/pin.ts), for a pod with user namespace mode POD. */
+  usernsPath?: string;
   /** The process to run; default ["/pause"]. */
   args?: string[];
   host?: HostFacts;
@@ -84,11 +87,16 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   const hostIpc = modes.ipc === NamespaceMode.NODE;
   const hostPid = modes.pid === NamespaceMode.NODE;
 
-  if (sc?.namespaceOptions?.usernsOptions && sc.namespaceOptions.usernsOptions.mode !== NamespaceMode.NODE) {
-    throw new UnimplementedError("user namespaces for pods are not supported by berth");
+  // A pod with its own user namespace (hostUsers: false) runs in the one berthd made and
+  // pinned with the pod's netns (which it owns); the mappings are repeated for the runtime,
+  // which checks them against the namespace it joins.
+  const userns = podUserns(sc?.namespaceOptions?.usernsOptions);
+  const namespaces: Namespace[] = [];
+  if (userns) {
+    if (!input.usernsPath) throw new InternalError("a pod with a user namespace needs its pinned namespace path");
+    namespaces.push({ type: "user", path: input.usernsPath });
   }
-
-  const namespaces: Namespace[] = [{ type: "mount" }];
+  namespaces.push({ type: "mount" });
   if (!hostPid) namespaces.push({ type: "pid" });
   if (!hostIpc) namespaces.push({ type: "ipc" });
   if (!hostNetwork) {
@@ -179,6 +187,10 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   };
   // A hostname can only be set in the pod's own UTS namespace (never the node's).
   if (!hostNetwork && config.hostname) spec.hostname = config.hostname;
+  if (userns) {
+    spec.linux.uidMappings = userns.uidMappings;
+    spec.linux.gidMappings = userns.gidMappings;
+  }
   if (Object.keys(sysctls).length > 0) spec.linux.sysctl = sysctls;
   if (seccomp) spec.linux.seccomp = seccomp;
   return spec;
