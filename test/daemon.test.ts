@@ -8,6 +8,7 @@ import { test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { CgroupDriver } from "../src/gen/cri/runtime/v1/api.js";
 import { parseRuntimeFeatures } from "../src/oci/runtime-features.js";
+import { until } from "./helpers/cri.js";
 import { startDaemon } from "./helpers/daemon.js";
 
 /** Where scripts/setup.sh installs runc v1.5, the embedded config's runc-1.5 handler. */
@@ -172,14 +173,17 @@ test("methods that have not landed answer UNIMPLEMENTED naming the method", asyn
     code: status.UNIMPLEMENTED,
     details: "runtime.v1.RuntimeService/CheckpointContainer is not implemented yet",
   });
-  // Each call is logged at debug level with its method, code and duration.
-  const line = d
-    .logs()
-    .split("\n")
-    .find(
-      (l) =>
-        l.includes('"method":"runtime.v1.RuntimeService/CheckpointContainer"') && l.includes('"code":"UNIMPLEMENTED"'),
-    );
+  // Each call is logged at debug level with its method, code and duration. The line is written
+  // once the answer is sent, so it can reach berthd's stdout a moment after the client has it.
+  const logged = () =>
+    d
+      .logs()
+      .split("\n")
+      .find(
+        (l) =>
+          l.includes('"method":"runtime.v1.RuntimeService/CheckpointContainer"') && l.includes('"code":"UNIMPLEMENTED"'),
+      );
+  const line = await until(logged, "the call log line for CheckpointContainer", 10_000).catch(() => undefined);
   assert.ok(line, `no call log line for CheckpointContainer in:\n${d.logs()}`);
   assert.equal(typeof (JSON.parse(line) as { durationMs?: unknown }).durationMs, "number");
 });
