@@ -33,7 +33,11 @@ export interface BerthImages {
   pull(
     ref: string,
     auth?: AuthConfig,
-    opts?: { onProgress?: (p: PullProgress) => void; platform?: ReturnType<typeof parsePlatform> },
+    opts?: {
+      onProgress?: (p: PullProgress) => void;
+      platform?: ReturnType<typeof parsePlatform>;
+      signal?: AbortSignal;
+    },
   ): Promise<ImageRecord>;
   list(): Promise<ImageRecord[]>;
   fsUsage(): Promise<FsUsage>;
@@ -111,7 +115,7 @@ export function berthHandlers(deps: BerthServiceDeps): Partial<ServiceHandlers<B
           }),
         );
       };
-      const record = await images.pull(req.image, authFrom(req), { onProgress, platform });
+      const record = await images.pull(req.image, authFrom(req), { onProgress, platform, signal: ctx.signal });
       await ctx.send(
         PullImageProgress.fromPartial({
           status: "done",

@@ -6,6 +6,12 @@
 //     the container's image ref.
 // Credentials: the request's AuthConfig, else the registry's entry in the config
 // (registry.auths, looked up inside the registry client).
+// Cancellation: the call's signal goes to the pull; a cancelled caller leaves it, and the pull
+// stops (removing its partial downloads) once no caller of that image is left.
+// ImageSpec.runtime_handler is accepted on every image call and changes nothing, as in
+// containerd 2.x without per-runtime image platforms: it only picks a snapshotter there when
+// the handler has its own platform configured, and an unknown handler is not an error (the
+// default applies). berth has one snapshotter and pulls for the host's platform.
 import {
   ImageFsInfoResponse,
   ImageStatusResponse,
@@ -24,7 +30,7 @@ import type { ImageHandlers } from "./handlers.js";
 
 /** The part of images/service.ts ImageService the CRI handlers use. */
 export interface CriImages {
-  pull(ref: string, auth?: AuthConfig): Promise<ImageRecord>;
+  pull(ref: string, auth?: AuthConfig, opts?: { signal?: AbortSignal }): Promise<ImageRecord>;
   status(ref: string): Promise<ImageRecord | undefined>;
   list(filter?: { ref?: string }): Promise<ImageRecord[]>;
   imageConfig(imageId: string): Promise<ImageConfigJson>;
@@ -95,9 +101,9 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
     return ref;
   };
   return {
-    async pullImage(req) {
+    async pullImage(req, ctx) {
       // sandbox_config is for runtime-specific pulls (e.g. per-pod platform); berth pulls for the host.
-      const record = await images.pull(refOf(req.image, "PullImage"), authFromCri(req.auth));
+      const record = await images.pull(refOf(req.image, "PullImage"), authFromCri(req.auth), { signal: ctx.signal });
       return PullImageResponse.fromPartial({ imageRef: record.id });
     },
 

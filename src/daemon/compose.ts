@@ -150,6 +150,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         },
         maxConcurrentDownloads: config.image.max_concurrent_downloads,
         staleIngestMs: parseDuration(config.image.stale_ingest_timeout),
+        pullProgressTimeoutMs: parseDuration(config.image.image_pull_progress_timeout),
         onGcError: (err) => log.warn({ err }, "image garbage collection failed"),
       }),
     );

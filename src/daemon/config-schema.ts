@@ -112,6 +112,10 @@ export const configSchema = section("berthd configuration", {
       "24h",
       "Image GC removes an interrupted layer download that got no data for this long.",
     ),
+    image_pull_progress_timeout: duration(
+      "5m",
+      "A pull whose open downloads receive no bytes for this long is aborted (DEADLINE_EXCEEDED) and its partial downloads removed; 0 disables.",
+    ),
   }),
 
   cdi: section("CDI (Container Device Interface) devices that containers ask for by name.", {

@@ -5,7 +5,9 @@
 // A blob reaches blobs/ only by rename after its digest and size checked out and the data
 // was fsynced; the directory is fsynced after the rename (DESIGN.md principle 3). A killed
 // download leaves its ingest behind and the next ingest of that digest resumes it, re-hashing
-// the prefix already on disk.
+// the prefix already on disk. A download whose every caller gave up (cancelled, or its pull
+// stalled past the progress timeout) is aborted and its ingest removed: nothing half-written
+// stays behind for a pull nobody waits for.
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, type ReadStream } from "node:fs";
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -13,7 +15,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InternalError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 import { backoffDelay, defaultRetry, isTransient, type RetryPolicy } from "./retry.js";
-import { SingleFlight } from "./limit.js";
+import { TransferFanout, type TransferObserver } from "./progress-watch.js";
+import { SharedFlight } from "./shared-flight.js";
 
 /** The data did not hash to the digest it was fetched by; nothing of it was kept. */
 export class DigestMismatchError extends InternalError {}
@@ -31,11 +34,17 @@ export interface Expected {
  */
 export type BlobSource = (
   offset: number,
+  signal?: AbortSignal,
 ) => Promise<{ offset: number; stream: AsyncIterable<Uint8Array> | Iterable<Uint8Array> }>;
 
 export interface IngestOptions {
+  /** the download's byte counts (told to the caller that started it) */
   onProgress?: (done: number, total: number) => void;
   retry?: RetryPolicy;
+  /** this caller gives up when it aborts; the download stops when every caller has */
+  signal?: AbortSignal;
+  /** watches the download's requests while this caller waits for it (a pull's progress timeout) */
+  observer?: TransferObserver;
 }
 
 const digestRe = /^sha256:([a-f0-9]{64})$/;
@@ -62,7 +71,9 @@ async function fsyncDir(dir: string): Promise<void> {
 export class ContentStore {
   readonly blobsDir: string;
   readonly ingestDir: string;
-  private readonly flights = new SingleFlight<void>();
+  private readonly flights = new SharedFlight<void>();
+  /** each running download's requests, as the pulls waiting on it watch them */
+  private readonly transfers = new Map<string, TransferFanout>();
 
   /** `root` is the content directory, e.g. <state>/content. */
   constructor(readonly root: string) {
@@ -128,13 +139,35 @@ export class ContentStore {
    * Concurrent ingests of one digest share a single download. Transient source failures are
    * retried from the current offset with a Range request (bounded by `retry`). A digest or
    * size mismatch removes the ingest and throws DigestMismatchError / SizeMismatchError.
+   * A caller whose `signal` aborts leaves at once (CANCELLED, or the signal's typed reason);
+   * when the last one leaves, the download is aborted and its ingest removed before that
+   * caller's promise settles.
    */
-  ingest(expected: Expected, source: BlobSource, opts: IngestOptions = {}): Promise<void> {
+  async ingest(expected: Expected, source: BlobSource, opts: IngestOptions = {}): Promise<void> {
     const hex = hexOf(expected.digest);
-    return this.flights.do(hex, () => this.doIngest(hex, expected, source, opts));
+    let fanout = this.transfers.get(hex);
+    if (!fanout) this.transfers.set(hex, (fanout = new TransferFanout(expected.digest, expected.size)));
+    const unwatch = opts.observer && fanout.watch(opts.observer);
+    const f = fanout;
+    try {
+      return await this.flights.do(hex, (signal) => this.doIngest(hex, expected, source, opts, signal, f), {
+        signal: opts.signal,
+        what: `download of blob ${expected.digest}`,
+      });
+    } finally {
+      unwatch?.();
+      if (!this.flights.has(hex) && !f.watched && this.transfers.get(hex) === f) this.transfers.delete(hex);
+    }
   }
 
-  private async doIngest(hex: string, expected: Expected, source: BlobSource, opts: IngestOptions): Promise<void> {
+  private async doIngest(
+    hex: string,
+    expected: Expected,
+    source: BlobSource,
+    opts: IngestOptions,
+    signal: AbortSignal,
+    fanout: TransferFanout,
+  ): Promise<void> {
     const final = join(this.blobsDir, hex);
     const existing = await this.size(expected.digest);
     if (existing === expected.size) {
@@ -183,8 +216,16 @@ export class ContentStore {
       opts.onProgress?.(offset, expected.size);
       const retry = opts.retry ?? defaultRetry;
       for (let attempt = 0; offset < expected.size;) {
+        fanout.open(offset);
+        let stream: unknown;
+        // A body that stalls ends only when destroyed: the abort must reach it.
+        const onAbort = () => (stream as { destroy?: (e: unknown) => void } | undefined)?.destroy?.(signal.reason);
+        signal.addEventListener("abort", onAbort, { once: true });
         try {
-          const got = await source(offset);
+          signal.throwIfAborted();
+          const got = await source(offset, signal);
+          stream = got.stream;
+          signal.throwIfAborted();
           if (got.offset !== offset) {
             if (got.offset !== 0) throw new InternalError(`source resumed at ${got.offset}, asked for ${offset}`);
             await fh.truncate(0);
@@ -203,6 +244,7 @@ export class ContentStore {
             }
             hash.update(chunk);
             offset += chunk.length;
+            fanout.progress(offset);
             opts.onProgress?.(offset, expected.size);
           }
           if (offset < expected.size) {
@@ -212,8 +254,13 @@ export class ContentStore {
             });
           }
         } catch (err) {
+          if (signal.aborted) throw signal.reason;
           if (!isTransient(err) || ++attempt >= retry.attempts) throw err;
-          await sleep(backoffDelay(retry, attempt - 1));
+          fanout.close();
+          await sleep(backoffDelay(retry, attempt - 1), undefined, { signal }).catch(() => signal.throwIfAborted());
+        } finally {
+          signal.removeEventListener("abort", onAbort);
+          fanout.close();
         }
       }
       const got = `sha256:${hash.digest("hex")}`;
@@ -230,10 +277,12 @@ export class ContentStore {
       }
       ok = true;
     } catch (err) {
-      if (err instanceof SizeMismatchError) {
+      // Aborted: nobody waits for this blob any more, so its partial data is not kept to resume.
+      if (err instanceof SizeMismatchError || signal.aborted) {
         await fh.close().catch(() => {});
         await rm(dir, { recursive: true, force: true });
       }
+      if (signal.aborted) throw signal.reason;
       throw err;
     } finally {
       await fh.close().catch(() => {});

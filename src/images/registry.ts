@@ -32,6 +32,14 @@ export interface RegistryClientOptions {
   retry?: RetryPolicy;
 }
 
+/** Per-request options of a manifest fetch. */
+export interface FetchOptions {
+  /** aborts the request (and any retry); the signal's reason is thrown */
+  signal?: AbortSignal;
+  /** bytes of the manifest's body received so far (a pull's progress timeout) */
+  onData?: (done: number) => void;
+}
+
 export interface FetchedManifest {
   descriptor: Descriptor;
   body: Buffer;
@@ -75,17 +83,20 @@ export class RegistryClient {
     suffix: string,
     headers: Record<string, string>,
     auth: AuthConfig | undefined,
+    signal?: AbortSignal,
   ): Promise<Response> {
     const base = `${host.scheme}://${host.host}${host.path}/${repo}/${suffix}`;
     const url = host.isMirror ? `${base}?ns=${encodeURIComponent(host.namespace)}` : base;
-    return withRetry(this.retry, async () => {
+    return withRetry({ ...this.retry, signal }, async () => {
       let authorization = this.authorizer.cached(host.host, repo, auth);
       let answered = false;
       for (;;) {
         let res: Response;
         try {
-          res = await this.follow(url, method, { ...host.headers, ...headers }, authorization, host.dispatcher);
+          const h = { ...host.headers, ...headers };
+          res = await this.follow(url, method, h, authorization, host.dispatcher, signal);
         } catch (err) {
+          signal?.throwIfAborted();
           throw tlsProblem(err, host, this.configPath) ?? err;
         }
         if (res.statusCode === 401) {
@@ -131,6 +142,7 @@ export class RegistryClient {
     headers: Record<string, string | string[]>,
     authorization: string | undefined,
     dispatcher: Dispatcher,
+    signal?: AbortSignal,
   ): Promise<Response> {
     const origin = new URL(url).origin;
     let current = url;
@@ -142,6 +154,7 @@ export class RegistryClient {
         method,
         headers: h,
         dispatcher: sameOrigin ? dispatcher : defaultDispatcher(),
+        signal,
       });
       if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
         await res.body.dump();
@@ -157,7 +170,13 @@ export class RegistryClient {
    * Fetches the manifest (or index) `ref` names: by digest when it has one (verified),
    * else by tag from a host trusted to resolve. Schema 1 is refused.
    */
-  async fetchManifest(ref: ImageReference, auth?: AuthConfig, digest?: string): Promise<FetchedManifest> {
+  async fetchManifest(
+    ref: ImageReference,
+    auth?: AuthConfig,
+    digest?: string,
+    opts: FetchOptions = {},
+  ): Promise<FetchedManifest> {
+    const { signal } = opts;
     const repo = ref.path;
     const reference = digest ?? ref.digest ?? ref.tag ?? "latest";
     const byDigest = reference.includes(":");
@@ -166,7 +185,8 @@ export class RegistryClient {
     let lastErr: unknown;
     for (const host of hosts) {
       try {
-        const res = await this.send(host, repo, "GET", `manifests/${reference}`, { accept: manifestAccept }, a);
+        const accept = { accept: manifestAccept };
+        const res = await this.send(host, repo, "GET", `manifests/${reference}`, accept, a, signal);
         if (res.statusCode === 404) {
           await res.body.dump();
           lastErr = new NotFoundError(`image ${repositoryName(ref)}:${reference} not found in registry ${host.host}`);
@@ -176,7 +196,7 @@ export class RegistryClient {
           await res.body.dump();
           throw new UnavailableError(`registry ${host.host} answered ${res.statusCode} for manifest ${reference}`);
         }
-        const body = await readLimited(res, maxManifestBytes);
+        const body = await readLimited(res, maxManifestBytes, opts.onData);
         const contentType = res.headers["content-type"];
         const mediaType = sniffManifestType(body, Array.isArray(contentType) ? contentType[0] : contentType);
         if (isSchema1(mediaType)) {
@@ -195,6 +215,7 @@ export class RegistryClient {
         }
         return { descriptor: { mediaType, digest: got, size: body.length }, body };
       } catch (err) {
+        signal?.throwIfAborted();
         lastErr = err;
         // Credentials and format problems are the same on every host; a mirror that is down is not.
         if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err))
@@ -210,14 +231,14 @@ export class RegistryClient {
    */
   blobSource(ref: ImageReference, desc: Descriptor, auth?: AuthConfig): BlobSource {
     const a = this.creds(ref, auth);
-    return async (offset: number) => {
+    return async (offset: number, signal?: AbortSignal) => {
       const hosts = await this.hosts(ref, "pull");
       let lastErr: unknown;
       for (const host of hosts) {
         try {
           const headers: Record<string, string> = {};
           if (offset > 0) headers.range = `bytes=${offset}-`;
-          const res = await this.send(host, ref.path, "GET", `blobs/${desc.digest}`, headers, a);
+          const res = await this.send(host, ref.path, "GET", `blobs/${desc.digest}`, headers, a, signal);
           if (res.statusCode === 404) {
             await res.body.dump();
             lastErr = new NotFoundError(
@@ -227,7 +248,7 @@ export class RegistryClient {
           }
           if (res.statusCode === 416) {
             await res.body.dump();
-            return this.blobSource(ref, desc, auth)(0);
+            return this.blobSource(ref, desc, auth)(0, signal);
           }
           if (res.statusCode >= 300) {
             await res.body.dump();
@@ -240,6 +261,7 @@ export class RegistryClient {
           }
           return { offset: start, stream: res.body };
         } catch (err) {
+          signal?.throwIfAborted();
           lastErr = err;
           if (!(err instanceof UnavailableError) && !(err instanceof TransientHttpError) && !isNetworkError(err))
             throw err;
@@ -277,11 +299,12 @@ function wrapUnavailable(err: unknown, ref: ImageReference): Error {
   });
 }
 
-async function readLimited(res: Response, limit: number): Promise<Buffer> {
+async function readLimited(res: Response, limit: number, onData?: (done: number) => void): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of res.body) {
     n += (c as Buffer).length;
+    onData?.(n);
     if (n > limit) {
       res.body.destroy();
       throw new InvalidArgumentError(`manifest larger than ${limit} bytes`);

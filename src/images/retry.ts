@@ -52,14 +52,22 @@ export function backoffDelay(policy: RetryPolicy, attempt: number): number {
   return d / 2 + Math.random() * (d / 2);
 }
 
-/** Runs `fn` until it succeeds, fails with a non-transient error, or attempts run out. */
-export async function withRetry<T>(policy: RetryPolicy, fn: (attempt: number) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` until it succeeds, fails with a non-transient error, or attempts run out. Once
+ * `signal` aborts, nothing is retried and the signal's reason is what is thrown.
+ */
+export async function withRetry<T>(
+  policy: RetryPolicy & { signal?: AbortSignal },
+  fn: (attempt: number) => Promise<T>,
+): Promise<T> {
+  const { signal } = policy;
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
+      signal?.throwIfAborted();
       if (!isTransient(err) || attempt + 1 >= policy.attempts) throw err;
-      await sleep(backoffDelay(policy, attempt));
+      await sleep(backoffDelay(policy, attempt), undefined, { signal }).catch(() => signal?.throwIfAborted());
     }
   }
 }

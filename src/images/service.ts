@@ -17,20 +17,19 @@ import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotF
 import type { AuthConfig } from "./auth.js";
 import { ContentStore } from "./content-store.js";
 import { GarbageCollector, type GcResult } from "./gc.js";
-import { chainIds, parseManifest, repoOf } from "./manifest.js";
+import { chainIds, repoOf } from "./manifest.js";
 import { type FsUsage, fsUsage } from "./usage.js";
 import { Semaphore, SharedLock, SingleFlight } from "./limit.js";
+import { runPull, type PullDeps } from "./pull.js";
+import { SharedFlight } from "./shared-flight.js";
 import {
-  isIndex,
-  isManifest,
   type Descriptor,
   type ImageConfigJson,
   type ImageRuntimeConfig,
-  type IndexJson,
   type ManifestJson,
   type Platform,
 } from "./mediatypes.js";
-import { formatPlatform, hostPlatform, selectManifest } from "./platform.js";
+import { formatPlatform, hostPlatform } from "./platform.js";
 import {
   digestName,
   formatReference,
@@ -62,6 +61,11 @@ export interface ImageServiceOptions {
   pullLeaseMs?: number;
   /** gc() removes interrupted downloads that got no data for this long (default 24 h) */
   staleIngestMs?: number;
+  /**
+   * a pull whose open transfers move no bytes for this long is aborted (containerd's
+   * image_pull_progress_timeout; default 5 min; 0 never)
+   */
+  pullProgressTimeoutMs?: number;
   /** where requestGc() reports a failed background collection */
   onGcError?: (err: unknown) => void;
 }
@@ -79,6 +83,8 @@ export interface PullOptions {
   onProgress?: (p: PullProgress) => void;
   platform?: Platform;
   labels?: Record<string, string>;
+  /** this caller gives up (CANCELLED) when it aborts; see pull() */
+  signal?: AbortSignal;
 }
 
 export interface ImageRecord {
@@ -116,7 +122,7 @@ export class ImageService {
   readonly leases: LeaseMetadata;
   readonly registry: RegistryClient;
   private readonly downloads: Semaphore;
-  private readonly pulls = new SingleFlight<ImageRecord>();
+  private readonly pulls = new SharedFlight<ImageRecord>();
   private readonly unpacks = new SingleFlight<void>();
   private readonly gcLock = new SharedLock();
   private readonly configs = new Map<string, ImageConfigJson>();
@@ -126,6 +132,7 @@ export class ImageService {
   private readonly pullLeaseMs: number;
   private readonly staleIngestMs: number;
   private readonly collector: GarbageCollector;
+  private readonly pullDeps: PullDeps;
 
   private constructor(readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(join(opts.root, "content"));
@@ -144,6 +151,17 @@ export class ImageService {
     const onError = (err: unknown) => this.opts.onGcError?.(err);
     const deps = { content, snapshotter, images, leases, lock, configs, staleIngestMs, onError };
     this.collector = new GarbageCollector(deps);
+    this.pullDeps = {
+      content,
+      registry: this.registry,
+      leases,
+      downloads: this.downloads,
+      retry: opts.registry?.retry,
+      leaseMs: this.pullLeaseMs,
+      progressTimeoutMs: opts.pullProgressTimeoutMs ?? 5 * 60_000,
+      storeImage: (args) => this.storeImage(args),
+      requestGc: () => void this.requestGc(),
+    };
   }
 
   /**
@@ -160,94 +178,25 @@ export class ImageService {
 
   // ---------------------------------------------------------------- pull
 
-  /** Pulls `ref` for this host's platform and unpacks it; concurrent pulls of one ref share the work. */
+  /**
+   * Pulls `ref` for this host's platform and unpacks it (pull.ts). Concurrent pulls of one ref
+   * share the work; a caller whose `signal` aborts leaves it, and the work stops (cleaning up
+   * its partial downloads) only when no caller is left.
+   */
   pull(ref: string, auth?: AuthConfig, opts: PullOptions = {}): Promise<ImageRecord> {
     const parsed = parseReference(ref);
     const platform = opts.platform ?? this.platform;
-    const key = `${formatReference(parsed)}|${formatPlatform(platform)}`;
-    return this.pulls.do(key, () => this.gcLock.withShared(() => this.doPull(parsed, auth, { ...opts, platform })));
-  }
-
-  private async doPull(
-    ref: ImageReference,
-    auth: AuthConfig | undefined,
-    opts: PullOptions & { platform: Platform },
-  ): Promise<ImageRecord> {
-    const name = formatReference(ref);
-    const progress = (p: Omit<PullProgress, "ref">) => opts.onProgress?.({ ref: name, ...p });
-    const lease = this.leases.create({ expiresInMs: this.pullLeaseMs, labels: { purpose: `pull ${name}` } });
-    const hold = (r: LeaseResource) => this.leases.addResource(lease, r);
-    try {
-      const top = await this.registry.fetchManifest(ref, auth);
-      const target = top.descriptor;
-      hold({ type: "content", resource: target.digest });
-      await this.content.writeBuffer(top.body, target);
-      progress({ phase: "resolved", digest: target.digest });
-      const blobs = [target.digest];
-
-      let manifestDesc = target;
-      let manifestBody = top.body;
-      if (isIndex(target.mediaType)) {
-        const index = JSON.parse(top.body.toString("utf8")) as IndexJson;
-        const chosen = selectManifest(index.manifests ?? [], opts.platform);
-        if (!chosen) {
-          const have = (index.manifests ?? []).filter((m) => m.platform).map((m) => formatPlatform(m.platform!));
-          throw new NotFoundError(
-            `${name} has no image for platform ${formatPlatform(opts.platform)} (it has: ${have.join(", ") || "none"})`,
-          );
-        }
-        const m = await this.registry.fetchManifest(ref, auth, chosen.digest);
-        if (!isManifest(m.descriptor.mediaType)) {
-          throw new InvalidArgumentError(
-            `${name}: index entry ${chosen.digest} is not an image manifest (${m.descriptor.mediaType})`,
-          );
-        }
-        manifestDesc = m.descriptor;
-        manifestBody = m.body;
-        hold({ type: "content", resource: manifestDesc.digest });
-        await this.content.writeBuffer(m.body, { digest: chosen.digest, size: chosen.size });
-        blobs.push(manifestDesc.digest);
-      }
-      const manifest = parseManifest(manifestBody, name);
-
-      const fetchBlob = (d: Descriptor) =>
-        this.content.ingest(d, this.registry.blobSource(ref, d, auth), {
-          onProgress: (done, total) => progress({ phase: "downloading", digest: d.digest, done, total }),
-          retry: this.opts.registry?.retry,
-        });
-      hold({ type: "content", resource: manifest.config.digest });
-      await fetchBlob(manifest.config);
-      // Every layer starts downloading now (under the global limit); unpacking follows in order.
-      const layerReady = manifest.layers.map((l) => {
-        hold({ type: "content", resource: l.digest });
-        const p = this.downloads
-          .run(() => fetchBlob(l))
-          .then(() => progress({ phase: "downloaded", digest: l.digest }));
-        p.catch(() => {}); // observed below, in order; avoid an unhandled rejection meanwhile
-        return p;
-      });
-      try {
-        const record = await this.storeImage({
-          target,
-          manifestDesc,
-          manifest,
-          names: [tagName(ref.digest ? { ...ref, tag: undefined } : ref), digestName(ref, target.digest)].filter(
-            (n): n is string => !!n,
-          ),
-          blobs,
-          labels: opts.labels ?? {},
-          layerReady,
-          onLayer: (digest, phase) => progress({ phase, digest }),
-          hold,
-        });
-        progress({ phase: "done", digest: record.id });
-        return record;
-      } finally {
-        await Promise.allSettled(layerReady);
-      }
-    } finally {
-      this.leases.delete(lease);
-    }
+    const name = formatReference(parsed);
+    const key = `${name}|${formatPlatform(platform)}`;
+    const { onProgress, labels } = opts;
+    return this.pulls.do(
+      key,
+      (signal) =>
+        this.gcLock.withShared(() =>
+          runPull(this.pullDeps, { ref: parsed, auth, platform, labels, onProgress }, signal),
+        ),
+      { signal: opts.signal, what: `pull of ${name}` },
+    );
   }
 
   /**
@@ -264,6 +213,8 @@ export class ImageService {
     layerReady?: Promise<void>[];
     onLayer?: (digest: string, phase: "unpacking" | "unpacked") => void;
     hold?: (r: LeaseResource) => void;
+    /** stops before the next layer's unpack, and before the image is recorded */
+    signal?: AbortSignal;
   }): Promise<ImageRecord> {
     const { manifest } = args;
     const config = await this.readConfig(manifest.config.digest);
@@ -277,6 +228,7 @@ export class ImageService {
     for (let i = 0; i < manifest.layers.length; i++) {
       args.hold?.({ type: `snapshot/${this.snapshotter.name}`, resource: chain[i] });
       await args.layerReady?.[i];
+      args.signal?.throwIfAborted();
       args.onLayer?.(manifest.layers[i].digest, "unpacking");
       await this.unpackLayer(manifest.layers[i], diffIds[i], chain[i], i > 0 ? chain[i - 1] : undefined);
       args.onLayer?.(manifest.layers[i].digest, "unpacked");
@@ -300,6 +252,7 @@ export class ImageService {
         ...manifest.layers.map((l) => l.digest),
       ]),
     ];
+    args.signal?.throwIfAborted();
     this.images.put(
       row,
       blobs,

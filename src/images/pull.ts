@@ -1,0 +1,182 @@
+// One pull of one image, as the image service runs it for everyone waiting on that image:
+// resolve the reference, store the manifest(s), download config and layers (layers at once,
+// under the global download limit) and hand them to the unpacker in order.
+//
+// Stopping: `signal` aborts when every caller of the pull has gone (service.ts shares a pull
+// between callers). The pull also stops itself when a transfer it waits on moves no bytes for
+// the progress timeout (progress-watch.ts), with DEADLINE_EXCEEDED naming the image, the
+// stalled blob and the timeout. Either way the downloads are aborted, their partial ingests
+// removed (content-store.ts), the lease dropped, and a collection requested so blobs already
+// committed for nothing are reclaimed too.
+import type { LeaseMetadata, LeaseResource } from "../metadata/leases.js";
+import { DeadlineExceededError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import type { AuthConfig } from "./auth.js";
+import type { ContentStore } from "./content-store.js";
+import type { Semaphore } from "./limit.js";
+import { parseManifest } from "./manifest.js";
+import {
+  isIndex,
+  isManifest,
+  type Descriptor,
+  type IndexJson,
+  type ManifestJson,
+  type Platform,
+} from "./mediatypes.js";
+import { formatPlatform, selectManifest } from "./platform.js";
+import { ProgressWatch, type TransferInfo, type WatchClock } from "./progress-watch.js";
+import { digestName, formatReference, tagName, type ImageReference } from "./reference.js";
+import type { RegistryClient } from "./registry.js";
+import type { RetryPolicy } from "./retry.js";
+import type { ImageRecord, PullProgress } from "./service.js";
+
+export interface PullDeps {
+  content: ContentStore;
+  registry: RegistryClient;
+  leases: LeaseMetadata;
+  downloads: Semaphore;
+  retry?: RetryPolicy;
+  leaseMs: number;
+  /** no bytes for this long while a transfer is open aborts the pull; 0 never */
+  progressTimeoutMs: number;
+  clock?: WatchClock;
+  storeImage(args: {
+    target: Descriptor;
+    manifestDesc: Descriptor;
+    manifest: ManifestJson;
+    names: string[];
+    blobs: string[];
+    labels: Record<string, string>;
+    layerReady: Promise<void>[];
+    onLayer: (digest: string, phase: "unpacking" | "unpacked") => void;
+    hold: (r: LeaseResource) => void;
+    signal: AbortSignal;
+  }): Promise<ImageRecord>;
+  /** background collection after an aborted pull */
+  requestGc(): unknown;
+}
+
+export interface PullArgs {
+  ref: ImageReference;
+  auth: AuthConfig | undefined;
+  platform: Platform;
+  labels?: Record<string, string>;
+  onProgress?: (p: PullProgress) => void;
+}
+
+/** "5m0s"-style text of a millisecond count, as the config's durations are written. */
+export function formatMs(ms: number): string {
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+export function stallError(image: string, timeoutMs: number, open: TransferInfo[]): DeadlineExceededError {
+  const what = open.map((t) => `${t.what} (${t.done}${t.total ? ` of ${t.total}` : ""} bytes received)`).join(", ");
+  return new DeadlineExceededError(
+    `pull of ${image} made no progress for ${formatMs(timeoutMs)} (image_pull_progress_timeout): stalled on ${what || "the registry"}`,
+  );
+}
+
+export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): Promise<ImageRecord> {
+  const { ref, auth } = a;
+  const name = formatReference(ref);
+  const progress = (p: Omit<PullProgress, "ref">) => a.onProgress?.({ ref: name, ...p });
+  const stalled = new AbortController();
+  const watch = new ProgressWatch(
+    d.progressTimeoutMs,
+    (open) => stalled.abort(stallError(name, d.progressTimeoutMs, open)),
+    d.clock,
+  );
+  const signal = AbortSignal.any([callers, stalled.signal]);
+  const lease = d.leases.create({ expiresInMs: d.leaseMs, labels: { purpose: `pull ${name}` } });
+  const hold = (r: LeaseResource) => d.leases.addResource(lease, r);
+  const fetchManifest = async (digest?: string) => {
+    const t = watch.begin(`manifest ${digest ?? ref.digest ?? ref.tag ?? "latest"}`, 0, 0);
+    try {
+      return await d.registry.fetchManifest(ref, auth, digest, { signal, onData: (n) => t.progress(n) });
+    } finally {
+      t.end();
+    }
+  };
+  try {
+    const top = await fetchManifest();
+    const target = top.descriptor;
+    hold({ type: "content", resource: target.digest });
+    await d.content.writeBuffer(top.body, target);
+    progress({ phase: "resolved", digest: target.digest });
+    const blobs = [target.digest];
+
+    let manifestDesc = target;
+    let manifestBody = top.body;
+    if (isIndex(target.mediaType)) {
+      const index = JSON.parse(top.body.toString("utf8")) as IndexJson;
+      const chosen = selectManifest(index.manifests ?? [], a.platform);
+      if (!chosen) {
+        const have = (index.manifests ?? []).filter((m) => m.platform).map((m) => formatPlatform(m.platform!));
+        throw new NotFoundError(
+          `${name} has no image for platform ${formatPlatform(a.platform)} (it has: ${have.join(", ") || "none"})`,
+        );
+      }
+      const m = await fetchManifest(chosen.digest);
+      if (!isManifest(m.descriptor.mediaType)) {
+        throw new InvalidArgumentError(
+          `${name}: index entry ${chosen.digest} is not an image manifest (${m.descriptor.mediaType})`,
+        );
+      }
+      manifestDesc = m.descriptor;
+      manifestBody = m.body;
+      hold({ type: "content", resource: manifestDesc.digest });
+      await d.content.writeBuffer(m.body, { digest: chosen.digest, size: chosen.size });
+      blobs.push(manifestDesc.digest);
+    }
+    const manifest = parseManifest(manifestBody, name);
+
+    const fetchBlob = (desc: Descriptor) =>
+      d.content.ingest(desc, d.registry.blobSource(ref, desc, auth), {
+        onProgress: (done, total) => progress({ phase: "downloading", digest: desc.digest, done, total }),
+        retry: d.retry,
+        signal,
+        observer: watch,
+      });
+    hold({ type: "content", resource: manifest.config.digest });
+    await fetchBlob(manifest.config);
+    // Every layer starts downloading now (under the global limit); unpacking follows in order.
+    const layerReady = manifest.layers.map((l) => {
+      hold({ type: "content", resource: l.digest });
+      const p = d.downloads
+        .run(() => fetchBlob(l), signal)
+        .then(() => progress({ phase: "downloaded", digest: l.digest }));
+      p.catch(() => {}); // observed below, in order; avoid an unhandled rejection meanwhile
+      return p;
+    });
+    try {
+      const record = await d.storeImage({
+        target,
+        manifestDesc,
+        manifest,
+        names: [tagName(ref.digest ? { ...ref, tag: undefined } : ref), digestName(ref, target.digest)].filter(
+          (n): n is string => !!n,
+        ),
+        blobs,
+        labels: a.labels ?? {},
+        layerReady,
+        onLayer: (digest, phase) => progress({ phase, digest }),
+        hold,
+        signal,
+      });
+      progress({ phase: "done", digest: record.id });
+      return record;
+    } finally {
+      // Aborted or failed, nothing of this pull keeps running once it returns.
+      await Promise.allSettled(layerReady);
+    }
+  } catch (err) {
+    // Whatever an aborted request threw, the reason is the abort: cancelled, or stalled.
+    if (signal.aborted) throw signal.reason;
+    throw err;
+  } finally {
+    watch.stop();
+    d.leases.delete(lease);
+    if (signal.aborted) d.requestGc();
+  }
+}
