@@ -6,7 +6,16 @@
 //   t.after(() => env.stop());      // stops berthd, asserts nothing of berth's is left
 //   const pod = await env.runPod("web");
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ContainerConfig, PodSandboxConfig } from "../../src/gen/cri/runtime/v1/api.js";
@@ -191,6 +200,9 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
   // The daemon helper makes the dir; the CNI config must exist before berthd starts so
   // berth does not write its default network. Pass a state path we control for restarts.
   const dir = mkdtempSync(join(tmpdir(), "berth-cri-"));
+  // Traversable (not listable) like berthd's state dir: the processes of a pod with a user
+  // namespace run as unprivileged host ids and must reach their rootfs below it.
+  chmodSync(dir, 0o711);
   writeCniConfig(dir, o);
   const start = () => startDaemon({ config: daemonConfig(o), readyTimeoutMs: 60_000, dir, keepDir: true });
   let d: TestDaemon;

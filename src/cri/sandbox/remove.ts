@@ -2,6 +2,7 @@
 // cgroup, bundle and files, then its record. OK when the pod does not exist.
 import { rm } from "node:fs/promises";
 import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
+import { unmountAll } from "../../snapshots/mount.js";
 import { NotFoundError } from "../../util/errors.js";
 import { removeEntry } from "../container/remove.js";
 import type { SandboxEntry } from "../store/index.js";
@@ -33,6 +34,7 @@ export async function removeSandboxEntry(d: SandboxDeps, id: string): Promise<vo
   const e = d.store.get(id);
   if (!e) return;
   await removeOwnCgroup(d, id, e.config);
+  unmountAll(d.bundles.rootfs(id)); // a pod with a user namespace: its sandbox rootfs bind
   await d.bundles.remove(id);
   await unpinNamespace(podUsernsPath(e.info.podDir));
   await rm(e.info.podDir, { recursive: true, force: true });

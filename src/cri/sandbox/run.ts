@@ -8,6 +8,7 @@ import { ContainerEventType, NamespaceMode, PodSandboxConfig, Protocol } from ".
 import type { PortMapping } from "../../network/index.js";
 import { podCgroupParent } from "../../oci/index.js";
 import { buildSandboxSpec, podNamespaceModes } from "../spec/index.js";
+import { mountAll, unmountAll } from "../../snapshots/mount.js";
 import { nowNs } from "../../util/clock.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../util/errors.js";
 import { podUserns, type PodUserns } from "../userns/options.js";
@@ -120,10 +121,19 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
       undo.push(() => unmountShm(files.shm));
     }
 
+    // The pause process of a pod with a user namespace reaches its rootfs as the pod's root,
+    // which cannot pass berthd's 0700 root dir: it gets a read-only bind of the shared
+    // sandbox rootfs in its bundle (under the 0711 state dir), as containers have theirs.
+    await d.bundles.create(id, { rootfs: userns !== null });
+    undo.push(() => d.bundles.remove(id));
+    if (userns) {
+      undo.push(() => unmountAll(d.bundles.rootfs(id)));
+      mountAll([{ type: "bind", source: d.sandboxRootfs, options: ["rbind", "ro"] }], d.bundles.rootfs(id));
+    }
     const spec = buildSandboxSpec({
       id,
       config,
-      rootfsPath: d.sandboxRootfs,
+      rootfsPath: userns ? d.bundles.rootfs(id) : d.sandboxRootfs,
       netnsPath: netnsPath || null,
       files,
       cgroupParent: podCgroupParent(config.linux?.cgroupParent, id, d.cgroupDriver),
@@ -131,8 +141,6 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
       runtimeHandler: handler.name,
       usernsPath,
     });
-    await d.bundles.create(id, { rootfs: false });
-    undo.push(() => d.bundles.remove(id));
     d.bundles.writeSpec(id, spec);
     mark("spec");
 
