@@ -71,6 +71,7 @@ test("an empty file gives the documented defaults", () => {
     sandbox_image: "",
     max_concurrent_downloads: 3,
     stale_ingest_timeout: "24h",
+    image_pull_progress_timeout: "5m",
   });
   assert.deepEqual(cfg.streaming, {
     address: "127.0.0.1",
@@ -252,6 +253,8 @@ test("`berthd config default` prints TOML that parses to the defaults, with comm
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^# /m);
   assert.match(r.stdout, /^\[runtime\.handlers\.runc\]$/m);
+  // containerd's pull progress timeout, documented where it is set.
+  assert.match(r.stdout, /^# A pull whose open downloads receive no bytes .*\nimage_pull_progress_timeout = "5m"$/m);
   assert.deepEqual(parseConfig(r.stdout, "stdout"), defaultConfig());
   // Plain TOML, not only our own parser.
   assert.equal((parseToml(r.stdout) as { grpc: { mode: string } }).grpc.mode, "0660");

@@ -103,7 +103,11 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
   return {
     async pullImage(req, ctx) {
       // sandbox_config is for runtime-specific pulls (e.g. per-pod platform); berth pulls for the host.
-      const record = await images.pull(refOf(req.image, "PullImage"), authFromCri(req.auth), { signal: ctx.signal });
+      const ref = refOf(req.image, "PullImage");
+      // Logged as the call starts (as containerd does): the pull it starts or joins is
+      // registered before anything else of this process runs.
+      ctx.log.debug({ image: ref }, "pulling image");
+      const record = await images.pull(ref, authFromCri(req.auth), { signal: ctx.signal });
       return PullImageResponse.fromPartial({ imageRef: record.id });
     },
 

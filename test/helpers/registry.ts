@@ -2,6 +2,7 @@
 // filesystem storage in a temp dir, optionally behind htpasswd (bcrypt hashes made with the
 // bcryptjs devDependency, since apache2-utils' htpasswd is not installed).
 import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
@@ -210,6 +211,10 @@ export interface ProxyRequest {
   status: number;
   /** body bytes sent to the client */
   bytes: number;
+  /** the body was held back at the `stall` point */
+  stalled?: boolean;
+  /** the connection closed before the body ended (the client hung up, or `cut` cut it) */
+  abandoned?: boolean;
   headers: Record<string, string | string[] | undefined>;
 }
 
@@ -232,18 +237,31 @@ export interface ProxyOptions {
   bearer?: { username: string; password: string };
   /** answer 307 to paths containing `match` (after auth), pointing at the same path on host `to` */
   redirect?: { match: string; to: string };
+  /**
+   * for paths containing `match`: send `bytes` body bytes, then send nothing more (the
+   * connection stays open) until release(); the registry that stops answering midway
+   */
+  stall?: { match: string; bytes: number };
 }
 
 export interface TestProxy {
   host: string;
   requests: ProxyRequest[];
   options: ProxyOptions;
+  /** "stalled" (ProxyRequest) when a body is held back; "abandoned" (ProxyRequest) when a client hung up mid-body */
+  events: EventEmitter;
+  /** sends the rest of every held-back body, and turns `stall` off */
+  release(): void;
   stop(): Promise<void>;
 }
 
 /** A plain HTTP forwarding proxy in front of a registry that counts, cuts, slows or corrupts bodies. */
 export async function startProxy(target: string, options: ProxyOptions = {}): Promise<TestProxy> {
   const http = await import("node:http");
+  const events = new EventEmitter();
+  // Held-back bodies wait for the gate of their time; release() opens it and sets a new one.
+  let openGate!: () => void;
+  let gate = new Promise<void>((r) => (openGate = r));
   const requests: ProxyRequest[] = [];
   const server = http.createServer((req, res) => {
     const path = req.url ?? "/";
@@ -302,9 +320,27 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
       const cut = o.cut && path.includes(o.cut.match) && o.cut.times > 0 && ures.statusCode! < 300 ? o.cut : undefined;
       if (cut) cut.times--;
       const throttle = o.throttle && path.includes(o.throttle.match) ? o.throttle : undefined;
+      let stall = o.stall && path.includes(o.stall.match) && ures.statusCode! < 300 ? o.stall : undefined;
+      res.on("close", () => {
+        if (!res.writableFinished) {
+          rec.abandoned = true;
+          events.emit("abandoned", rec);
+        }
+      });
       const pump = async () => {
         for await (const c of ures) {
           let chunk = c as Buffer;
+          if (stall && rec.bytes + chunk.length >= stall.bytes) {
+            const part = chunk.subarray(0, stall.bytes - rec.bytes);
+            rec.bytes += part.length;
+            await new Promise<void>((r) => res.write(part, () => r()));
+            rec.stalled = true;
+            events.emit("stalled", rec);
+            await Promise.race([gate, new Promise((r) => res.once("close", r))]);
+            if (rec.abandoned) return void ures.destroy();
+            chunk = chunk.subarray(part.length);
+            stall = undefined;
+          }
           if (o.tamper && path.includes(o.tamper) && !tampered && chunk.length > 0) {
             chunk = Buffer.from(chunk);
             chunk[Math.floor(chunk.length / 2)] ^= 0xff;
@@ -345,6 +381,13 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
     host: `127.0.0.1:${port}`,
     requests,
     options,
+    events,
+    release: () => {
+      options.stall = undefined;
+      const open = openGate;
+      gate = new Promise<void>((r) => (openGate = r));
+      open();
+    },
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
