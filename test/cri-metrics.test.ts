@@ -150,6 +150,7 @@ test("descriptors cover every metric; CPU, memory, swap, processes and PSI agree
   assert.equal(value(cm, "container_spec_memory_limit_bytes"), 64n * MiB);
   assert.equal(value(cm, "container_spec_memory_swap_limit_bytes"), 96n * MiB);
   assert.equal(value(cm, "container_spec_cpu_period"), 100000n);
+  assert.equal(value(cm, "container_spec_cpu_quota"), 50000n);
   assert.ok(value(cm, "container_memory_usage_bytes")! >= value(cm, "container_memory_working_set_bytes")!);
   assert.ok(after.memory!.usageBytes!.value >= after.memory!.workingSetBytes!.value);
   const fsUsage = cm.find((m) => m.name === "container_fs_usage_bytes");
@@ -189,10 +190,15 @@ test("descriptors cover every metric; CPU, memory, swap, processes and PSI agree
       assert.ok(psi.Full, `${what} PSI "full"`);
     }
     assert.ok(podStats.cpu?.psi?.Some && podStats.memory?.psi?.Some && podStats.io?.psi?.Some, "the pod cgroup's PSI");
+    for (const r of ["cpu", "memory", "io"]) {
+      assert.notEqual(value(cm, `container_pressure_${r}_waiting_seconds_total`), undefined, `${r} PSI metric`);
+      assert.notEqual(value(cm, `container_pressure_${r}_stalled_seconds_total`), undefined, `${r} PSI metric`);
+    }
   } else {
     console.log(`# PSI: no pressure files in the container's unified cgroup (${dir ?? "none"}); PSI must be unset`);
     assert.equal(after.cpu?.psi, undefined);
     assert.equal(after.io, undefined);
+    assert.ok(!cm.some((m) => m.name.startsWith("container_pressure_")));
   }
 
   // a stopped pod is gone from the list

@@ -2,7 +2,8 @@
 // metrics of cAdvisor's endpoint (kubelet's /metrics/cadvisor), which kubelet serves from
 // the runtime instead when PodAndContainerStatsFromCRI is on. Names, types and label keys are
 // containerd 2.x's (its list_metric_descriptors.go): every metric is labelled pod, namespace,
-// container, id, image, then the extra keys it names. A pod's own (network and cgroup)
+// container, id, image, then the extra keys it names. Beyond containerd's list: cAdvisor's
+// PSI counters and container_spec_cpu_quota, which critest expects once a runtime has them. A pod's own (network and cgroup)
 // metrics carry an empty container and image, as cAdvisor's pod cgroup does.
 import { MetricType, type MetricDescriptor } from "../gen/cri/runtime/v1/api.js";
 
@@ -48,6 +49,19 @@ export const METRICS = {
     "scope",
   ]),
   container_oom_events_total: counter("Count of out of memory events observed for the container."),
+  // pressure stall information (cAdvisor's names; PSI "some" is waiting, "full" is stalled)
+  container_pressure_cpu_waiting_seconds_total: counter("Total time tasks in the container waited for CPU."),
+  container_pressure_cpu_stalled_seconds_total: counter(
+    "Total time no task in the container could run for want of CPU.",
+  ),
+  container_pressure_memory_waiting_seconds_total: counter("Total time tasks in the container waited for memory."),
+  container_pressure_memory_stalled_seconds_total: counter(
+    "Total time no task in the container could run for want of memory.",
+  ),
+  container_pressure_io_waiting_seconds_total: counter("Total time tasks in the container waited for I/O."),
+  container_pressure_io_stalled_seconds_total: counter(
+    "Total time no task in the container could run for want of I/O.",
+  ),
   // network (of the pod's namespace)
   container_network_receive_bytes_total: counter("Cumulative count of bytes received.", NET),
   container_network_receive_packets_total: counter("Cumulative count of packets received.", NET),
@@ -83,6 +97,7 @@ export const METRICS = {
   container_start_time_seconds: gauge("Start time of the container since unix epoch in seconds."),
   // the container's resources
   container_spec_cpu_period: gauge("CPU period of the container."),
+  container_spec_cpu_quota: gauge("CPU quota of the container."),
   container_spec_cpu_shares: gauge("CPU share of the container."),
   container_spec_memory_limit_bytes: gauge("Memory limit for the container."),
   container_spec_memory_reservation_limit_bytes: gauge("Memory reservation limit for the container."),

@@ -7,6 +7,7 @@ import type { TaskStats } from "../runtime/index.js";
 import type { MetricName } from "./metric-descriptors.js";
 import { swapFromStats } from "./usage/cgroup-files.js";
 import type { InterfaceCounters } from "./usage/net-dev.js";
+import type { Pressure } from "./usage/pressure.js";
 
 /** A metric value: its name, value and the label values after the base ones. */
 export type Value = [name: MetricName, value: bigint, extra?: string[]];
@@ -134,6 +135,8 @@ export function specMetrics(spec: Spec | undefined): Value[] {
     if (v !== undefined) out.push([name, v]);
   };
   push("container_spec_cpu_period", n(r?.cpu?.period));
+  const quota = n(r?.cpu?.quota);
+  if (quota !== undefined && quota > 0n) push("container_spec_cpu_quota", quota);
   push("container_spec_cpu_shares", n(r?.cpu?.shares));
   // -1 (unlimited) is exported as 0, as cAdvisor exports an unlimited limit
   const mem = (v: number | undefined) => (v === undefined ? undefined : v < 0 ? 0n : limitOf(BigInt(Math.trunc(v))));
@@ -161,4 +164,16 @@ export function networkMetrics(ifaces: InterfaceCounters[]): Value[] {
       ["container_network_transmit_errors_total", i.txErrors, l],
     ];
   });
+}
+
+/** PSI as cAdvisor's counters: "some" is time waiting, "full" time stalled (CRI totals are ns). */
+export function pressureMetrics(p: Pressure): Value[] {
+  const out: Value[] = [];
+  for (const r of ["cpu", "memory", "io"] as const) {
+    const some = p[r]?.Some;
+    const full = p[r]?.Full;
+    if (some) out.push([`container_pressure_${r}_waiting_seconds_total`, some.Total / SEC]);
+    if (full) out.push([`container_pressure_${r}_stalled_seconds_total`, full.Total / SEC]);
+  }
+  return out;
 }

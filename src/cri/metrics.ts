@@ -8,7 +8,7 @@ import { statfs } from "node:fs/promises";
 import type { ContainerMetrics, Metric, PodSandboxMetrics } from "../gen/cri/runtime/v1/api.js";
 import { nowNs } from "./context.js";
 import { metricType, type MetricName } from "./metric-descriptors.js";
-import { cgroupMetrics, networkMetrics, specMetrics, type Value } from "./metric-values.js";
+import { cgroupMetrics, networkMetrics, pressureMetrics, specMetrics, type Value } from "./metric-values.js";
 import { readCgroupUsage } from "./pod-cgroup.js";
 import type { ContainerEntry, SandboxEntry } from "./store/index.js";
 import { readCgroupSwap } from "./usage/cgroup-files.js";
@@ -57,7 +57,9 @@ export class MetricsService {
       [meta?.name ?? "", meta?.namespace ?? "", config.metadata?.name ?? row.info.name, row.id, image],
       ts,
     );
-    m.addAll(cgroupMetrics(await this.src.taskStats(row.id)));
+    const stats = await this.src.taskStats(row.id);
+    m.addAll(cgroupMetrics(stats));
+    if (stats) m.addAll(pressureMetrics(await this.src.containerPressure(row.id, stats)));
     m.addAll(specMetrics(this.ctx.bundles.tryReadSpec(row.id)));
 
     const pid = await this.src.pid(row.id);
@@ -99,6 +101,7 @@ export class MetricsService {
       m.add("container_memory_rss", u.rss);
       const swap = await readCgroupSwap(path!).catch(() => undefined);
       if (swap) m.add("container_memory_swap", swap.usage);
+      m.addAll(pressureMetrics(await this.src.podPressure(row)));
     }
     const containers = this.ctx.containers.bySandbox(row.id).filter((c) => c.status.phase === "created");
     return {

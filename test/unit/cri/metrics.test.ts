@@ -9,7 +9,13 @@ import { Metrics as V1Metrics } from "../../../src/gen/cgroups/stats/v1/metrics.
 import { Metrics as V2Metrics } from "../../../src/gen/cgroups/stats/v2/metrics.js";
 import { MetricType } from "../../../src/gen/cri/runtime/v1/api.js";
 import { labelKeys, metricDescriptors, METRICS, type MetricName } from "../../../src/cri/metric-descriptors.js";
-import { cgroupMetrics, networkMetrics, specMetrics, type Value } from "../../../src/cri/metric-values.js";
+import {
+  cgroupMetrics,
+  networkMetrics,
+  pressureMetrics,
+  specMetrics,
+  type Value,
+} from "../../../src/cri/metric-values.js";
 import { cgroupMounts } from "../../../src/cri/pod-cgroup.js";
 import { networkUsage, processesOf, usageOf } from "../../../src/cri/stats.js";
 import { cgroupDirs, readCgroupSwap, swapFromStats } from "../../../src/cri/usage/cgroup-files.js";
@@ -234,6 +240,13 @@ test("PSI: totals in nanoseconds, some and full, read where the files exist", as
     assert.equal(p.memory, undefined, "a resource without its file is left out");
     assert.equal(p.io, undefined);
     assert.deepEqual(await readPressure(undefined), {}, "no unified cgroup: no PSI");
+    // cAdvisor's counters: "some" is waiting, "full" stalled, in whole seconds
+    const psi = { Total: 2_500_000_000n, Avg10: 0, Avg60: 0, Avg300: 0 };
+    assert.deepEqual(pressureMetrics({ cpu: { Some: psi, Full: undefined }, io: { Some: psi, Full: psi } }), [
+      ["container_pressure_cpu_waiting_seconds_total", 2n],
+      ["container_pressure_io_waiting_seconds_total", 2n],
+      ["container_pressure_io_stalled_seconds_total", 2n],
+    ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -296,11 +309,14 @@ test("spec metrics: the container's resources and soft rlimits, unlimited as 0",
     specMetrics({
       ociVersion: "1.0.2",
       process: { rlimits: [{ type: "RLIMIT_NOFILE", soft: 1024, hard: 4096 }] },
-      linux: { resources: { cpu: { period: 100000, shares: 512 }, memory: { limit: 64 << 20, swap: -1 } } },
+      linux: {
+        resources: { cpu: { period: 100000, quota: 50000, shares: 512 }, memory: { limit: 64 << 20, swap: -1 } },
+      },
     } as never),
   );
   assert.deepEqual(m, {
     container_spec_cpu_period: 100000n,
+    container_spec_cpu_quota: 50000n,
     container_spec_cpu_shares: 512n,
     container_spec_memory_limit_bytes: 64n << 20n,
     container_spec_memory_swap_limit_bytes: 0n,
