@@ -195,9 +195,11 @@ root = "{{dir}}/runsc"
     );
   const logOf = (pod: string, name: string) => readFileSync(join(env.logDir, pod, `${name}.log`), "utf8");
   // GET / over a raw TCP connection: busybox wget misbehaves under gVisor's host network mode
-  // (a blocking read answers EAGAIN), nc does not. stdin stays open until httpd has answered
-  // and closed, since busybox nc may stop at stdin's EOF.
-  const httpGet = (addr: string) => `{ printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 3; } | nc ${addr} 8080`;
+  // (a blocking read answers EAGAIN), nc does not. stdin stays open until the answer has
+  // arrived (busybox nc may stop at stdin's EOF), however long a loaded machine makes that take;
+  // nc ends when httpd closes the connection (HTTP/1.0).
+  const httpGet = (addr: string) =>
+    `{ printf 'GET / HTTP/1.0\\r\\n\\r\\n'; i=0; while ! grep -qs "hello from berth" /tmp/answer && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; } | nc ${addr} 8080 >/tmp/answer; cat /tmp/answer`;
 
   let web: { pod: Awaited<ReturnType<CriEnv["runPod"]>>; ip: string; httpd: string };
 
