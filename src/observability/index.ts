@@ -45,17 +45,35 @@ export class Observability {
     this.metrics = new BerthMetrics(opts.sources);
   }
 
+  /**
+   * Finished CRI calls not yet in the metrics. A prom-client update (label validation and
+   * hashing, for a counter and a histogram) costs more than the rest of the wrapper around a
+   * status read, so calls are recorded after their response has gone out: one setImmediate
+   * for all the calls finished in the same turn. It runs before the event loop reads anything
+   * else, so a scrape that follows a call always counts it.
+   */
+  private pendingCalls: { method: string; code: string; seconds: number }[] = [];
+
+  private recordCall(method: string, code: string, seconds: number): void {
+    if (this.pendingCalls.push({ method, code, seconds }) > 1) return;
+    setImmediate(() => {
+      const calls = this.pendingCalls;
+      this.pendingCalls = [];
+      for (const c of calls) this.metrics.criCall(c.method, c.code, c.seconds);
+    });
+  }
+
   /** The CRI server's hook: each call is the root span of a trace and one sample of the CRI metrics. */
   readonly cri: CallObserver = {
     run: <T>(method: string, handler: () => Promise<T>): Promise<T> => {
       const started = process.hrtime.bigint();
       return this.tracer.root(method, {}, handler).then(
         (v) => {
-          this.metrics.criCall(method, "OK", seconds(started));
+          this.recordCall(method, "OK", seconds(started));
           return v;
         },
         (err: unknown) => {
-          this.metrics.criCall(method, codeNameOf(err), seconds(started));
+          this.recordCall(method, codeNameOf(err), seconds(started));
           throw err;
         },
       );

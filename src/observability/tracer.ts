@@ -118,7 +118,7 @@ export class Tracer {
    */
   addRemoteSpan(r: RemoteSpan): boolean {
     const running = this.active.get(r.traceId);
-    const trace = running ?? this.ring.findLast((t) => t.traceId === r.traceId);
+    const trace = running ?? this.kept().findLast((t) => t.traceId === r.traceId);
     if (!trace) return false;
     const parentAt = trace.spans.findIndex((sp) => sp.spanId === r.parentSpanId);
     if (parentAt < 0) return false;
@@ -193,18 +193,25 @@ export class Tracer {
   private finish(trace: TraceRecord): void {
     this.active.delete(trace.traceId);
     this.ring.push(trace);
-    if (this.ring.length > this.capacity) this.ring.splice(0, this.ring.length - this.capacity);
+    // Evicted in batches: a splice off the front on every call costs a copy of the whole buffer.
+    if (this.ring.length > 2 * this.capacity) this.ring.splice(0, this.ring.length - this.capacity);
     for (const e of this.exporters) e(trace);
+  }
+
+  /** The last `capacity` finished traces, oldest first (the ring may hold up to twice that). */
+  private kept(): TraceRecord[] {
+    return this.ring.length > this.capacity ? this.ring.slice(this.ring.length - this.capacity) : this.ring;
   }
 
   /** The most recent finished traces, oldest first; optionally only roots whose name contains `nameContains`. */
   recent(limit: number, nameContains = ""): TraceRecord[] {
-    const match = nameContains ? this.ring.filter((t) => t.spans[0]?.name.includes(nameContains)) : this.ring;
+    const kept = this.kept();
+    const match = nameContains ? kept.filter((t) => t.spans[0]?.name.includes(nameContains)) : kept;
     return limit > 0 ? match.slice(-limit) : [...match];
   }
 
   /** A finished trace by id or unique id prefix. */
   find(idOrPrefix: string): TraceRecord[] {
-    return this.ring.filter((t) => t.traceId.startsWith(idOrPrefix.toLowerCase()));
+    return this.kept().filter((t) => t.traceId.startsWith(idOrPrefix.toLowerCase()));
   }
 }
