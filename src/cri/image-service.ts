@@ -114,7 +114,9 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
     async listImages(req) {
       const ref = req.filter?.image?.image?.trim();
       const list = await images.list(ref ? { ref } : {});
-      return ListImagesResponse.fromPartial({ images: list.map(toCriImage) });
+      // toCriImage builds complete messages: no fromPartial deep copy (kubelet polls this).
+      const r: ListImagesResponse = { images: list.map(toCriImage) };
+      return r;
     },
 
     async imageStatus(req) {
@@ -133,7 +135,8 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
           labels: record.labels,
         });
       }
-      return ImageStatusResponse.fromPartial({ image: toCriImage(record), info });
+      const r: ImageStatusResponse = { image: toCriImage(record), info };
+      return r;
     },
 
     async removeImage(req) {

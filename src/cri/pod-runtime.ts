@@ -131,7 +131,9 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
           .filter((c) => c.status.phase !== "creating")
           .map(async (c) => (await containerStatusOf(containers, c, false, imageRefs)).status),
       );
-      return PodSandboxStatusResponse.fromPartial({ status, info, containersStatuses: cs, timestamp: nowNs() });
+      // Complete messages already: no fromPartial deep copy (kubelet polls this).
+      const r: PodSandboxStatusResponse = { status, info, containersStatuses: cs, timestamp: nowNs() };
+      return r;
     },
     async listPodSandbox(req) {
       // Complete messages already: no fromPartial deep copy of every item (polled every second).
@@ -157,7 +159,8 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     },
     async containerStatus(req) {
       const { status, info } = await containerStatus(containers, req.containerId, req.verbose);
-      return ContainerStatusResponse.fromPartial({ status, info });
+      const r: ContainerStatusResponse = { status, info };
+      return r;
     },
     async listContainers(req) {
       const r: ListContainersResponse = { containers: listContainers(containers, req.filter) };

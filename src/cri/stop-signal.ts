@@ -138,11 +138,18 @@ export function storedSignalNumber(stored: string): number {
   }
 }
 
+/** storedSignalToCri's answers: a handful of distinct stored values, asked on every ContainerStatus. */
+const storedToCri = new Map<string, Signal>();
+
 /** A stored row's signal as ContainerStatus.stop_signal reports it. */
 export function storedSignalToCri(stored: string): Signal {
+  let sig = storedToCri.get(stored);
+  if (sig !== undefined) return sig;
   try {
-    return signalToCri(parseSignal(stored));
+    sig = signalToCri(parseSignal(stored));
   } catch {
-    return Signal.SIGNAL_RUNTIME_DEFAULT;
+    sig = Signal.SIGNAL_RUNTIME_DEFAULT;
   }
+  if (storedToCri.size < 256) storedToCri.set(stored, sig);
+  return sig;
 }
