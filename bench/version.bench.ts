@@ -34,8 +34,13 @@ const opts = new Command()
   .option("--no-go", "skip the grpc-go client")
   .option("--no-js", "skip the grpc-js clients")
   .option("--bare", "also a bare grpc-js server's Version (the floor), with the grpc-js client")
+  .option(
+    "--log-level <level>",
+    "berthd's log level (info: as deployed; debug also counts the connection kinds)",
+    "debug",
+  )
   .parse()
-  .opts<{ calls: string; rounds: string; go: boolean; js: boolean; bare?: boolean }>();
+  .opts<{ calls: string; rounds: string; go: boolean; js: boolean; bare?: boolean; logLevel: string }>();
 const calls = Number(opts.calls);
 const rounds = Number(opts.rounds);
 
@@ -100,7 +105,7 @@ async function startBare(): Promise<{ socket: string; pid: number; stop(): void 
   return { socket, pid: child.pid!, stop };
 }
 
-const d = await startDaemon();
+const d = await startDaemon({ args: ["--log-level", opts.logLevel] });
 const bare = opts.bare
   ? await startBare().catch(async (err: unknown) => (await d.stop(), Promise.reject(err)))
   : undefined;
