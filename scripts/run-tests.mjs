@@ -83,6 +83,7 @@ function killGroup(pgid) {
  * after it ends is reported, killed, and fails the file.
  */
 function runFile(file, buffered = false) {
+  const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--test", "--test-force-exit", "--test-reporter=spec", file], {
       cwd: root,
@@ -123,6 +124,7 @@ function runFile(file, buffered = false) {
       const failedHere = timedOut || stray.length > 0;
       resolve({
         file,
+        seconds: (Date.now() - started) / 1000,
         code: failedHere ? code || 1 : code,
         pass: count("pass"),
         fail: count("fail"),
@@ -152,7 +154,8 @@ let fail = 0;
 let skipped = 0;
 const failed = [];
 const flaky = [];
-for (let r of await runAll(files)) {
+const allResults = await runAll(files);
+for (let r of allResults) {
   const file = r.file;
   if (r.code !== 0) {
     r = { ...r, fail: Math.max(r.fail, 1) };
@@ -181,6 +184,9 @@ if (fullRun) {
 }
 for (const f of failed)
   console.log(flaky.includes(f) ? `FAILED (then passed when run again: FLAKY): ${f}` : `FAILED: ${f}`);
+// Where the time goes, for keeping CI inside its budget.
+const slowest = [...allResults].sort((a, b) => b.seconds - a.seconds).slice(0, 8);
+console.log(`slowest files: ${slowest.map((r) => `${relative(root, r.file)} ${r.seconds.toFixed(0)} s`).join(", ")}`);
 console.log(`${pass} passed, ${fail} failed, ${skipped} skipped`);
 if (leftBehind.length > 0) console.log(`run-tests: the suite left ${leftBehind.length} thing(s) behind`);
 process.exit(typeErrors || failed.length > 0 || leftBehind.length > 0 ? 1 : 0);
