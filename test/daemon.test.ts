@@ -181,7 +181,8 @@ test("methods that have not landed answer UNIMPLEMENTED naming the method", asyn
       .split("\n")
       .find(
         (l) =>
-          l.includes('"method":"runtime.v1.RuntimeService/CheckpointContainer"') && l.includes('"code":"UNIMPLEMENTED"'),
+          l.includes('"method":"runtime.v1.RuntimeService/CheckpointContainer"') &&
+          l.includes('"code":"UNIMPLEMENTED"'),
       );
   const line = await until(logged, "the call log line for CheckpointContainer", 10_000).catch(() => undefined);
   assert.ok(line, `no call log line for CheckpointContainer in:\n${d.logs()}`);
