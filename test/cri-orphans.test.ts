@@ -136,6 +136,12 @@ test(
       writeFileSync(join(bundle, "rootfs", "data"), "the mount's own file\n");
       mkdirSync(join(st, "io", bundleLeft), { recursive: true });
 
+      // Atomic writes a kill cut short: a network record's and the live pod's spec's.
+      const netTemp = join(env.d.root, "network", "pods", `.${halfNetwork}.json.999999.a30a1da53c6c.tmp`);
+      writeFileSync(netTemp, "{");
+      const specTemp = join(st, "bundles", pod.id, ".config.json.999999.a30a1da53c6c.tmp");
+      writeFileSync(specTemp, "{");
+
       await env.restart();
 
       // Every leftover is gone.
@@ -146,6 +152,8 @@ test(
       assert.ok(!existsSync(podDir), "the orphan pod dir removed");
       assert.ok(!mountedAt(join(bundle, "rootfs")), "the orphan rootfs unmounted");
       assert.ok(!existsSync(bundle) && !existsSync(join(st, "io", bundleLeft)), "the orphan bundle and io dir removed");
+      assert.ok(!existsSync(netTemp) && !existsSync(specTemp), "interrupted writes' temporary files removed");
+      assert.ok(existsSync(join(st, "bundles", pod.id, "config.json")), "the live pod's spec stays");
       const ips = allocations();
       assert.ok(!ips.has("10.234.90.201") && !ips.has("10.234.90.202"), `orphan IPs released (${[...ips.keys()]})`);
       for (const h of hierarchies) {

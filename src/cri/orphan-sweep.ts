@@ -6,11 +6,12 @@
 // A step that fails is logged and the sweep goes on; what is left is found again next start.
 import { readdir, rm } from "node:fs/promises";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { IpAllocation, NetnsInfo } from "../network/index.js";
 import { removeAllocation } from "../network/index.js";
 import { MNT_DETACH, umount2 } from "../sys/index.js";
 import { unmountAll } from "../snapshots/mount.js";
+import { atomicTempWriter } from "../util/atomic-write.js";
 import type { Logger } from "../util/log.js";
 import { findOrphans, PER_ID_DIRS, type CgroupEntry, type HostListing, type Orphan } from "./orphans.js";
 import { cgroupMounts, removePodCgroup, removePodChildCgroup, type CgroupMount } from "./pod-cgroup.js";
@@ -27,6 +28,7 @@ export interface SweepDeps {
     listPodStates(): Promise<{ podId: string; phase: string }[]>;
     ipAllocations(): Promise<IpAllocation[]>;
     teardownPod(podId: string): Promise<void>;
+    staleTempFiles(): Promise<string[]>;
   };
   log: Logger;
   /** the cgroup hierarchies to look in (default: berthd's, from its mountinfo) */
@@ -63,7 +65,24 @@ async function listHost(d: SweepDeps): Promise<HostListing> {
     mounts: mountsUnder(d.stateDir),
     allocations: await d.network.ipAllocations(),
     cgroups: await berthCgroups(mounts()),
+    temps: await staleTemps(d),
   };
+}
+
+/** Interrupted atomic writes of a previous berthd: network state records and bundles' specs. */
+async function staleTemps(d: SweepDeps): Promise<{ id: string; path: string }[]> {
+  const out: { id: string; path: string }[] = [];
+  for (const path of await d.network.staleTempFiles()) {
+    out.push({ id: basename(path).slice(1).split(".")[0] ?? "", path });
+  }
+  const bundles = join(d.stateDir, PER_ID_DIRS.bundles);
+  for (const id of await names(bundles)) {
+    for (const n of await readdir(join(bundles, id)).catch(() => [] as string[])) {
+      const pid = atomicTempWriter(n);
+      if (pid !== undefined && pid !== process.pid) out.push({ id, path: join(bundles, id, n) });
+    }
+  }
+  return out;
 }
 
 async function remove(d: SweepDeps, o: Orphan): Promise<boolean> {
@@ -97,6 +116,9 @@ async function remove(d: SweepDeps, o: Orphan): Promise<boolean> {
     case "ip":
       // Often already released by the network teardown above.
       if (!(await removeAllocation(o.allocation.path))) return false;
+      break;
+    case "temp":
+      await rm(o.path, { force: true });
       break;
     case "bundle":
     case "io":

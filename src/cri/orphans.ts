@@ -28,6 +28,8 @@
 //   (the sweep removes those last, so a sweep cut short finds them again next time). Below a
 //   recorded pod's cgroup, a child cgroup no container record owns is this berthd's (only its
 //   own pods' containers go there) and an orphan.
+// - A temporary file of an atomic write (util/atomic-write.ts) whose writer was a previous
+//   berthd is garbage wherever it is (a network state record, a bundle's config.json).
 // - Log directories are kubelet's (it creates and removes them): never touched.
 
 /** A namespace file in <state>/netns. */
@@ -69,6 +71,8 @@ export interface HostListing {
   mounts: string[];
   allocations: IpAllocationEntry[];
   cgroups: CgroupEntry[];
+  /** temporary files of atomic writes whose writer (a previous berthd) is gone, with the id they were for */
+  temps: { id: string; path: string }[];
 }
 
 export type Orphan =
@@ -77,7 +81,7 @@ export type Orphan =
   | { kind: "mount"; id: string; path: string }
   | { kind: "cgroup"; id: string; path: string }
   | { kind: "ip"; id: string; allocation: IpAllocationEntry }
-  | { kind: "bundle" | "io" | "pod-dir"; id: string; path: string };
+  | { kind: "temp" | "bundle" | "io" | "pod-dir"; id: string; path: string };
 
 /** The per-id subdirectories of the state dir, each with who may own an entry there. */
 export const PER_ID_DIRS = {
@@ -99,7 +103,8 @@ export function mountOwnerId(stateDir: string, mountPoint: string): { dir: strin
 /**
  * Everything in `l` that no record owns, in the order to remove it: networks first (CNI DEL
  * needs the netns and the state record), then mounts (deepest first, so nothing is removed
- * under a mount), cgroups, IP allocations, and the per-id directories last (they are what
+ * under a mount), cgroups, IP allocations, interrupted writes' temporary files, and the
+ * per-id directories last (they are what
  * marks the cgroups and allocations as this berthd's).
  */
 export function findOrphans(l: HostListing): Orphan[] {
@@ -161,6 +166,13 @@ export function findOrphans(l: HostListing): Orphan[] {
   for (const a of l.allocations) {
     if (!anyOwned(a.containerId) && known.has(a.containerId))
       out.push({ kind: "ip", id: a.containerId, allocation: a });
+  }
+
+  // A write a crash interrupted: garbage whoever owns the file it was to replace
+  // (one inside a bundle that goes anyway goes with it).
+  const goneBundles = l.bundles.filter((id) => !anyOwned(id)).map((id) => `${perIdPath(l, "bundles", id)}/`);
+  for (const t of l.temps) {
+    if (!goneBundles.some((b) => t.path.startsWith(b))) out.push({ kind: "temp", id: t.id, path: t.path });
   }
 
   // Per-id dirs last.

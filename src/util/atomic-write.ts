@@ -12,6 +12,16 @@ function tmpName(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
 }
 
+/**
+ * The pid of the process that made `name` as a temporary file of an atomic write (as tmpName
+ * names them), or undefined for any other name. A crash mid-write leaves such a file behind;
+ * one whose writer is gone is garbage (berthd's start-up sweep removes them).
+ */
+export function atomicTempWriter(name: string): number | undefined {
+  const m = /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Writes `data` to `path` atomically and durably (tmp in the same dir, fsync, rename, fsync dir). */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = tmpName(path);

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { findOrphans, mountOwnerId, type HostListing, type Orphan } from "../../../src/cri/orphans.js";
+import { atomicTempWriter } from "../../../src/util/atomic-write.js";
 
 const S = "/run/berth";
 const id = (c: string) => c.repeat(64);
@@ -26,6 +27,7 @@ function host(extra: Partial<HostListing> = {}): HostListing {
     mounts: [`${S}/netns/${P}`, `${S}/pods/${P}/shm`, `${S}/bundles/${C}/rootfs`],
     allocations: [{ path: `/ipam/net/10.0.0.2`, network: "net", ip: "10.0.0.2", containerId: P }],
     cgroups: [{ path: `/berth/${P}` }, { path: `/berth/${P}/${P}` }, { path: `/berth/${P}/${C}` }],
+    temps: [],
   };
   return {
     ...base,
@@ -38,6 +40,7 @@ function host(extra: Partial<HostListing> = {}): HostListing {
     mounts: [...base.mounts, ...(extra.mounts ?? [])],
     allocations: [...base.allocations, ...(extra.allocations ?? [])],
     cgroups: [...base.cgroups, ...(extra.cgroups ?? [])],
+    temps: [...base.temps, ...(extra.temps ?? [])],
   };
 }
 
@@ -139,6 +142,24 @@ const cases: { name: string; extra: Partial<HostListing>; want: string[] }[] = [
     extra: { allocations: [{ path: `/ipam/net/10.0.0.4`, network: "net", ip: "10.0.0.4", containerId: F }] },
     want: [],
   },
+  {
+    name: "interrupted atomic writes: a recorded pod's network record, a live bundle's spec",
+    extra: {
+      temps: [
+        { id: P, path: `/var/lib/berth/network/pods/.${P}.json.77.a30a1da53c6c.tmp` },
+        { id: C, path: `${S}/bundles/${C}/.config.json.77.a30a1da53c6c.tmp` },
+      ],
+    },
+    want: [
+      `temp:a:/var/lib/berth/network/pods/.a.json.77.a30a1da53c6c.tmp`,
+      `temp:b:${S}/bundles/b/.config.json.77.a30a1da53c6c.tmp`,
+    ],
+  },
+  {
+    name: "an interrupted write inside a bundle that goes anyway goes with it",
+    extra: { bundles: [X], temps: [{ id: X, path: `${S}/bundles/${X}/.config.json.77.a30a1da53c6c.tmp` }] },
+    want: [`bundle:c:${S}/bundles/c`],
+  },
 ];
 
 for (const c of cases) {
@@ -147,7 +168,7 @@ for (const c of cases) {
   });
 }
 
-test("everything at once comes out in removal order: networks, mounts, cgroups, IPs, dirs", () => {
+test("everything at once comes out in removal order: networks, mounts, cgroups, IPs, temporary files, dirs", () => {
   const l = host({
     netns: [{ name: X, path: `${S}/netns/${X}`, mounted: false }],
     bundles: [Y],
@@ -156,9 +177,10 @@ test("everything at once comes out in removal order: networks, mounts, cgroups, 
     mounts: [`${S}/bundles/${Y}/rootfs`, `${S}/pods/${X}/shm`],
     allocations: [{ path: `/ipam/net/10.0.0.3`, network: "net", ip: "10.0.0.3", containerId: X }],
     cgroups: [{ path: `/berth/${X}` }],
+    temps: [{ id: P, path: `/var/lib/berth/network/pods/.${P}.json.77.a30a1da53c6c.tmp` }],
   });
   const kinds = findOrphans(l).map((o) => o.kind);
-  assert.deepEqual(kinds, ["network", "mount", "mount", "cgroup", "ip", "bundle", "io", "pod-dir"]);
+  assert.deepEqual(kinds, ["network", "mount", "mount", "cgroup", "ip", "temp", "bundle", "io", "pod-dir"]);
 });
 
 test("mountOwnerId: only <state>/<per-id dir>/<id>/..., whatever the trailing slash", () => {
@@ -167,4 +189,11 @@ test("mountOwnerId: only <state>/<per-id dir>/<id>/..., whatever the trailing sl
   assert.equal(mountOwnerId(S, `${S}/bundles`), undefined);
   assert.equal(mountOwnerId(S, `${S}2/bundles/${X}`), undefined);
   assert.equal(mountOwnerId(S, `${S}/runtime/${X}`), undefined);
+});
+
+test("atomicTempWriter: the writer's pid from an atomic write's temporary name, nothing else", () => {
+  assert.equal(atomicTempWriter(`.${P}.json.25720.a30a1da53c6c.tmp`), 25720);
+  assert.equal(atomicTempWriter(".config.json.7.000000000000.tmp"), 7);
+  for (const n of [`${P}.json`, "config.json", ".config.json.tmp", "x.25720.a30a1da53c6c.tmp", ".a.b.c.tmp"])
+    assert.equal(atomicTempWriter(n), undefined, n);
 });
