@@ -5,7 +5,7 @@
 // hands us through setErrorClass(), so JS sees the same error type whatever fails.
 //
 // Threads matter here: setns()/unshare() act on the calling thread only, and Node runs
-// JS on one thread of a multithreaded process. netnsCreate and connectInNetns therefore
+// JS on one thread of a multithreaded process. netnsCreate, netnsLoopbackUp and connectInNetns therefore
 // do their namespace work in a short-lived dedicated pthread, so the main thread (and so
 // the event loop) never leaves the host network namespace.
 //
@@ -31,8 +31,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"unshare", NULL, js_unshare, NULL, NULL, NULL, napi_enumerable, NULL},
       {"waitpid", NULL, js_waitpid, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pidfdOpen", NULL, js_pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectInNetns", NULL, js_connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netnsLoopbackUp", NULL, js_netns_loopback_up, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fsmount", NULL, js_fsmount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"idmapMount", NULL, js_idmap_mount, NULL, NULL, NULL, napi_enumerable, NULL},
   };

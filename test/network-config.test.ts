@@ -14,7 +14,9 @@ import {
   parseNetworkConfig,
   pluginStdin,
   DEFAULT_CONFIG_FILE,
+  defaultNetworkConfig,
 } from "../src/network/cni.js";
+import { listMasquerade, removeMasquerade } from "../src/network/masquerade.js";
 import { createNetns, isNetnsMounted, listNetns, removeNetns } from "../src/network/netns.js";
 import { NetworkManager } from "../src/network/service.js";
 import { AlreadyExistsError, FailedPreconditionError } from "../src/util/errors.js";
@@ -24,6 +26,8 @@ const CNI_BIN = "/usr/lib/cni";
 const root = mkdtempSync("/tmp/berth-netconf-");
 
 after(async () => {
+  // the masquerade rules of this file's default networks (their owner is a conf_dir under root)
+  await removeMasquerade((owner) => owner.startsWith(root));
   for (const ns of await listNetns(join(root, "netns"))) await removeNetns(ns.path);
   assert.deepEqual(await nsfsMountsUnder(root), [], "no namespace stays mounted");
   await rm(root, { recursive: true, force: true });
@@ -58,7 +62,7 @@ describe("default network config", () => {
     const [bridge, portmap] = conf.plugins;
     assert.equal(bridge.bridge, "berthtest9");
     assert.equal(bridge.isGateway, true);
-    assert.equal(bridge.ipMasq, true);
+    assert.equal(bridge.ipMasq, false, "no per-pod masquerade chains: berthd's one rule does it");
     assert.equal(bridge.hairpinMode, true);
     assert.equal(bridge.ipam.type, "host-local");
     assert.deepEqual(bridge.ipam.ranges, [[{ subnet: "10.233.9.0/24" }]]);
@@ -69,10 +73,67 @@ describe("default network config", () => {
     assert.equal(list.source, file);
     assert.deepEqual(await m.status(), { ready: true, reason: "", message: "" });
 
+    // One masquerade rule for the subnet, tagged with the conf_dir it serves; a second init
+    // (a restart) finds it and adds no other.
+    const mine = async () => (await listMasquerade()).filter((r) => r.owner === confDir);
+    assert.deepEqual(await mine(), [{ subnet: "10.233.9.0/24", owner: confDir }]);
+    await m.init();
+    assert.deepEqual(await mine(), [{ subnet: "10.233.9.0/24", owner: confDir }]);
+
     // A second start keeps the existing file (an administrator may have edited it).
     const before = await stat(file);
     await new NetworkManager({ stateDir: join(root, "state1"), confDir, binDirs: [CNI_BIN] }).init();
     assert.equal((await stat(file)).mtimeMs, before.mtimeMs);
+
+    // Uninstall removes it (and only it).
+    assert.deepEqual(await m.uninstall(), [{ subnet: "10.233.9.0/24", owner: confDir }]);
+    assert.deepEqual(await mine(), []);
+    assert.deepEqual(await m.uninstall(), [], "twice is fine");
+  });
+
+  test("an older berth's default list (per-pod ipMasq) is rewritten; an edited one is left alone", async () => {
+    const opts = { name: "berthtest-old", bridge: "berthtest7", subnet: "10.233.7.0/24", dataDir: join(root, "ipam") };
+    const oldDir = join(root, "old-conf");
+    const editedDir = join(root, "edited-conf");
+    await mkdir(oldDir);
+    await mkdir(editedDir);
+    const old = defaultNetworkConfig("1.0.0", opts, true);
+    await writeFile(join(oldDir, DEFAULT_CONFIG_FILE), JSON.stringify(old, null, 2));
+    const edited = structuredClone(old) as { plugins: Record<string, unknown>[] };
+    edited.plugins[0].hairpinMode = false;
+    await writeFile(join(editedDir, DEFAULT_CONFIG_FILE), JSON.stringify(edited));
+    const mOld = new NetworkManager({
+      stateDir: join(root, "state3"),
+      confDir: oldDir,
+      binDirs: [CNI_BIN],
+      defaultNetwork: opts,
+    });
+    const mEdited = new NetworkManager({
+      stateDir: join(root, "state4"),
+      confDir: editedDir,
+      binDirs: [CNI_BIN],
+      defaultNetwork: opts,
+    });
+    try {
+      await mOld.init();
+      await mEdited.init();
+      const [rewritten] = await loadNetworkConfigs(oldDir);
+      assert.equal(rewritten.plugins[0].ipMasq, false);
+      assert.deepEqual(rewritten.plugins, defaultNetworkConfig("1.0.0", opts).plugins);
+      assert.deepEqual(JSON.parse(await readFile(join(editedDir, DEFAULT_CONFIG_FILE), "utf8")), edited);
+      const rules = await listMasquerade();
+      assert.deepEqual(
+        rules.filter((r) => r.owner === oldDir),
+        [{ subnet: "10.233.7.0/24", owner: oldDir }],
+      );
+      assert.deepEqual(
+        rules.filter((r) => r.owner === editedDir),
+        [],
+        "an administrator's list gets no rule",
+      );
+    } finally {
+      await mOld.uninstall();
+    }
   });
 
   test("is not written over an existing config, which wins by file name order", async () => {
@@ -93,6 +154,11 @@ describe("default network config", () => {
     assert.equal(lists[0].cniVersion, "0.4.0");
     assert.deepEqual(lists[0].plugins, [{ type: "bridge", bridge: "berthtest8" }]);
     await assert.rejects(stat(join(confDir, DEFAULT_CONFIG_FILE)), { code: "ENOENT" });
+    assert.deepEqual(
+      (await listMasquerade()).filter((r) => r.owner === confDir),
+      [],
+      "no masquerade rule for an administrator's network",
+    );
   });
 });
 
@@ -231,7 +297,7 @@ describe("network namespaces", () => {
     const path = await createNetns(dir, "berthtest-ns1");
     assert.equal(path, join(dir, "berthtest-ns1"));
     assert.equal(await isNetnsMounted(path), true);
-    // A new namespace has only a loopback device, and it is down until the loopback plugin runs.
+    // A new namespace has only a loopback device, and it is down (NetworkManager brings it up).
     const links = await inNetns(path, "ip", ["-o", "link"]);
     assert.equal(links.code, 0, links.stderr);
     assert.deepEqual(

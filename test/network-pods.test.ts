@@ -9,7 +9,7 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
-import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CniPluginError, CniPluginTimeoutError, type CniResult } from "../src/network/cni.js";
 import { createNetns, isNetnsMounted } from "../src/network/netns.js";
@@ -135,6 +135,8 @@ after(async () => {
   const m = manager();
   await m.recover(new Set()); // tears down anything a failed test left
   try {
+    await m.uninstall(); // the default network's masquerade rule
+    assert.deepEqual(await iptablesRulesMatching(`${SUBNET_PREFIX}0/24`), [], "no nat rule of the test subnet");
     assert.deepEqual(await m.listPinnedNetns(), [], "no pinned netns left");
     assert.deepEqual(await nsfsMountsUnder(root), [], "no netns mounted under the test dir");
     assert.deepEqual(await bridgePorts(BRIDGE), [], "no veth left on the test bridge");
@@ -207,6 +209,24 @@ describe("pod network setup and teardown", () => {
     assert.ok(await ping(a.ips[0].address), "host -> a");
     assert.ok(await ping(GATEWAY, a.netnsPath), "a -> gateway");
     assert.ok(await ping("127.0.0.1", a.netnsPath), "lo inside a");
+  });
+
+  test("lo comes up with no loopback plugin installed: berth brings it up itself", async () => {
+    const noLoopback = join(root, "bin-no-loopback");
+    await mkdir(noLoopback, { recursive: true });
+    for (const p of ["bridge", "host-local", "portmap"]) await symlink(join(CNI_BIN, p), join(noLoopback, p));
+    const m2 = manager({ binDirs: [noLoopback] });
+    assert.deepEqual(await m2.status(), { ready: true, reason: "", message: "" });
+    const id = podId("nolo");
+    const p = await m2.setupPod({ podId: id, name: "nolo", namespace: "default", uid: "uid-nolo" });
+    try {
+      assert.ok(await ping("127.0.0.1", p.netnsPath), "lo is up");
+      const lo = await inNetns(p.netnsPath, "ip", ["-o", "-4", "addr", "show", "dev", "lo"]);
+      assert.match(lo.stdout, /inet 127\.0\.0\.1\/8/);
+    } finally {
+      await m2.teardownPod(id);
+    }
+    await assertGone(id, p, p.netnsPath);
   });
 
   test("a hostPort mapping reaches a TCP server inside the pod", async () => {

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -74,12 +77,14 @@ napi_value js_llistxattr(napi_env env, napi_callback_info info);
 napi_value js_prctl_set_child_subreaper(napi_env env, napi_callback_info info);
 napi_value js_waitpid(napi_env env, napi_callback_info info);
 napi_value js_pidfd_open(napi_env env, napi_callback_info info);
+napi_value js_flock(napi_env env, napi_callback_info info);
 
 // namespaces.c
 napi_value js_setns(napi_env env, napi_callback_info info);
 napi_value js_unshare(napi_env env, napi_callback_info info);
 napi_value js_netns_create(napi_env env, napi_callback_info info);
 napi_value js_connect_in_netns(napi_env env, napi_callback_info info);
+napi_value js_netns_loopback_up(napi_env env, napi_callback_info info);
 
 #pragma GCC visibility pop
 

@@ -243,3 +243,68 @@ out:
   free(host);
   return ret;
 }
+
+// Enters the namespace file job->path (network namespace) in this thread; 0 or -1 with job->err set.
+static int enter_netns(struct ns_job *job) {
+  int nsfd = open(job->path, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) {
+    job->err = errno;
+    job->syscall = "open";
+    return -1;
+  }
+  int rc = setns(nsfd, CLONE_NEWNET);
+  int setns_errno = errno;
+  close(nsfd);
+  if (rc != 0) {
+    job->err = setns_errno;
+    job->syscall = "setns";
+    return -1;
+  }
+  return 0;
+}
+
+static void *loopback_up_thread(void *arg) {
+  struct ns_job *job = arg;
+  if (enter_netns(job) != 0) return NULL;
+  // Any socket of the namespace serves for the interface ioctls; the kernel gives lo its
+  // 127.0.0.1/8 (and ::1) when it comes up.
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) {
+    job->err = errno;
+    job->syscall = "socket";
+    return NULL;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(sock, SIOCGIFFLAGS, &ifr) != 0) {
+    job->err = errno;
+    job->syscall = "ioctl(SIOCGIFFLAGS)";
+  } else if (!(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(sock, SIOCSIFFLAGS, &ifr) != 0) {
+      job->err = errno;
+      job->syscall = "ioctl(SIOCSIFFLAGS)";
+    }
+  }
+  close(sock);
+  return NULL;
+}
+
+// netnsLoopbackUp(nsPath): brings `lo` up inside the network namespace pinned at nsPath, what
+// the CNI loopback plugin's ADD does, without starting a process for it.
+napi_value js_netns_loopback_up(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  char *path = get_string(env, argv[0], "nsPath");
+  if (path == NULL) return NULL;
+  napi_value ret = NULL;
+  struct ns_job job = {.path = path, .fd = -1};
+  if (run_in_thread(loopback_up_thread, &job) != 0) {
+    throw_sys_error(env, job.syscall, job.err, path);
+  } else {
+    ret = undefined(env);
+  }
+  free(path);
+  return ret;
+}

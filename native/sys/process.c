@@ -1,4 +1,4 @@
-// Processes: child subreaper, waitpid, pidfd_open.
+// Processes: child subreaper, waitpid, pidfd_open; and flock, the lock processes share.
 #include "berth_sys.h"
 
 // ---------------------------------------------------------------------------------------
@@ -64,4 +64,19 @@ napi_value js_pidfd_open(napi_env env, napi_callback_info info) {
   napi_value v;
   napi_create_int32(env, (int32_t)fd, &v);
   return v;
+}
+
+// flock(fd, operation): advisory lock on an open file, released when every fd of it closes
+// (so also when the process dies). Callers pass LOCK_NB and poll: a blocking flock would
+// stop the event loop.
+napi_value js_flock(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t fd, op;
+  if (!get_int32(env, argv[0], "fd", &fd) || !get_int32(env, argv[1], "operation", &op)) return NULL;
+  if (flock(fd, op) != 0) {
+    throw_sys_error(env, "flock", errno, NULL);
+    return NULL;
+  }
+  return undefined(env);
 }

@@ -1,8 +1,10 @@
 // berthd's command line. `berthd [flags]` runs the daemon; `berthd config default|dump`
-// prints configuration. Flags override the config file, which overrides the defaults.
+// prints configuration; `berthd uninstall` removes what berthd put on the host outside its
+// own directories. Flags override the config file, which overrides the defaults.
 
 import { Command } from "commander";
-import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { createLogger, type Logger } from "../util/log.js";
 import { LOG_LEVELS } from "./config-schema.js";
 import {
@@ -16,8 +18,8 @@ import {
   type BerthConfig,
   type Override,
 } from "./config.js";
-import { DaemonConflictError } from "./pidfile.js";
-import { Daemon } from "./server.js";
+import { DaemonConflictError, isLiveBerthd } from "./pidfile.js";
+import { Daemon, PID_FILE } from "./server.js";
 import { BERTH_VERSION } from "../util/version.js";
 
 interface GlobalFlags {
@@ -90,6 +92,32 @@ async function serve(flags: GlobalFlags): Promise<void> {
   installCrashHandlers(daemon, log);
 }
 
+/**
+ * Removes the host state berthd installs outside its root and state dirs: the outbound NAT
+ * (masquerade) rule of its default pod network. Refused while berthd runs: its pods would lose
+ * their way out.
+ */
+async function uninstall(flags: GlobalFlags): Promise<void> {
+  const config = effectiveConfig(flags);
+  let pid = NaN;
+  try {
+    pid = parseInt(readFileSync(join(config.state, PID_FILE), "utf8").trim(), 10);
+  } catch {
+    // no pid file: not running
+  }
+  if (isLiveBerthd(pid)) refuse(`berthd (pid ${pid}) is running on ${config.state}: stop it first`);
+  const { NetworkManager } = await import("../network/index.js");
+  const network = new NetworkManager({
+    stateDir: join(config.root, "network"),
+    netnsDir: join(config.state, "netns"),
+    confDir: config.cni.conf_dir,
+    binDirs: [config.cni.bin_dir],
+  });
+  const removed = await network.uninstall();
+  for (const r of removed) process.stdout.write(`removed the masquerade rule of pod subnet ${r.subnet} (nat table)\n`);
+  if (removed.length === 0) process.stdout.write("nothing to remove\n");
+}
+
 /** A bug that escapes every handler still releases the socket and pid file before exiting. */
 function installCrashHandlers(daemon: Daemon, log: Logger): void {
   const crash = (err: unknown) => {
@@ -127,6 +155,12 @@ export function buildProgram(): Command {
     .action((_opts, cmd: Command) => {
       process.stdout.write(renderConfig(effectiveConfig(cmd.optsWithGlobals<GlobalFlags>())));
     });
+  program
+    .command("uninstall")
+    .description(
+      "remove what berthd installed on the host outside its root and state: the masquerade rule of its default pod network (stop berthd first)",
+    )
+    .action(async (_opts, cmd: Command) => uninstall(cmd.optsWithGlobals<GlobalFlags>()));
   return program;
 }
 

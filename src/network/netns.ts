@@ -47,13 +47,9 @@ export async function isNetnsMounted(path: string): Promise<boolean> {
 /**
  * Creates a new network namespace pinned at <dir>/<name> and returns that path (made by
  * `make` when given, e.g. owned by a pod's user namespace).
- * Its only interface is a down `lo`; bringing it up is the loopback plugin's job.
+ * Its only interface is a down `lo` (NetworkManager brings it up: sys netnsLoopbackUp).
  */
-export async function createNetns(
-  dir: string,
-  name: string,
-  make?: (path: string) => Promise<void>,
-): Promise<string> {
+export async function createNetns(dir: string, name: string, make?: (path: string) => Promise<void>): Promise<string> {
   const path = netnsPath(dir, name);
   await mkdir(dir, { recursive: true, mode: 0o711 });
   if (await isNetnsMounted(path)) {

@@ -14,8 +14,10 @@ import {
   checkNetworkList,
   CniExec,
   delNetworkList,
+  DEFAULT_SUBNET,
   loadNetworkConfigs,
-  loopbackNetwork,
+  recognizeDefaultNetwork,
+  rewriteDefaultNetworkConfig,
   writeDefaultNetworkConfig,
   type BandwidthLimits,
   type CniNetworkConfigList,
@@ -27,8 +29,16 @@ import {
 } from "./cni.js";
 import { hostLocalDirs, listAllocations, type IpAllocation } from "./host-local.js";
 import { createNetns, isNetnsMounted, listNetns, netnsPath, removeNetns, type NetnsInfo } from "./netns.js";
+import { netnsLoopbackUp } from "../sys/index.js";
+import { ensureMasquerade, masqueradeOwner, removeMasquerade, type MasqueradeRule } from "./masquerade.js";
 import { atomicTempWriter, writeFileAtomic } from "../util/atomic-write.js";
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+  NotFoundError,
+} from "../util/errors.js";
 
 export interface NetworkManagerOptions {
   /** Directory for per-pod network state (pods/<podId>.json). Keep it on persistent storage
@@ -110,7 +120,11 @@ interface PodNetworkState {
   phase: "setting-up" | "ready";
   /** lists exactly as used for ADD, so DEL runs the same config even if conf_dir changed */
   networks: { list: CniNetworkConfigList; ifName: string; result?: CniResult }[];
-  loopback: { list: CniNetworkConfigList; added: boolean };
+  /**
+   * Written by berthd versions that ran the CNI loopback plugin; ignored now. `lo` is brought
+   * up in-process and holds nothing on the host, so there is nothing to undo for it.
+   */
+  loopback?: { list: CniNetworkConfigList; added: boolean };
   runtime: Omit<RuntimeConf, "ifName">;
 }
 
@@ -148,11 +162,49 @@ export class NetworkManager {
     return join(this.podsDir, `${podId}.json`);
   }
 
-  /** Creates the state dirs and, if conf_dir has no config, writes the default one. */
+  /**
+   * Creates the state dirs and, if conf_dir has no config, writes the default one. When the
+   * network in use is berth's own default, installs its masquerade rule (once, whatever the
+   * number of restarts), first rewriting a default list an older berth wrote with the bridge
+   * plugin's per-pod ipMasq. An administrator's own list is left alone, NAT included.
+   */
   async init(): Promise<void> {
     await mkdir(this.podsDir, { recursive: true, mode: 0o700 });
     await mkdir(this.netnsDir, { recursive: true, mode: 0o711 });
-    await this.networks();
+    const [first] = await this.networks();
+    if (this.defaultNetwork === false) return;
+    const kind = recognizeDefaultNetwork(first, this.confDir, this.defaultNetwork);
+    // Pods set up with the old list keep it in their state records, so their DEL still
+    // removes their per-pod chains.
+    if (kind === "legacy") await rewriteDefaultNetworkConfig(this.confDir, first.cniVersion, this.defaultNetwork);
+    if (kind) await this.installMasquerade();
+  }
+
+  /** The masquerade rule of this manager's default network. */
+  private masqueradeRule(): MasqueradeRule {
+    const opts = this.defaultNetwork || {};
+    return { subnet: opts.subnet ?? DEFAULT_SUBNET, owner: masqueradeOwner(this.confDir) };
+  }
+
+  private async installMasquerade(): Promise<void> {
+    const rule = this.masqueradeRule();
+    try {
+      await ensureMasquerade(rule);
+    } catch (err) {
+      throw new InternalError(
+        `cannot install the outbound NAT of the default pod network ${rule.subnet}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * Uninstall: removes what init() installed on the host for the default network (its
+   * masquerade rule, and berth's chain once no rule is left in it). Returns the rules removed.
+   */
+  async uninstall(): Promise<MasqueradeRule[]> {
+    const owner = masqueradeOwner(this.confDir);
+    return removeMasquerade((o) => o === owner);
   }
 
   /** The networks each pod joins, writing the default config first when there is none. */
@@ -162,9 +214,14 @@ export class NetworkManager {
     if (this.defaultNetwork === false) {
       throw new FailedPreconditionError(`no CNI network config found in ${this.confDir}`);
     }
-    this.writingDefault ??= writeDefaultNetworkConfig(this.confDir, this.exec, this.defaultNetwork).finally(() => {
-      this.writingDefault = undefined;
-    });
+    this.writingDefault ??= writeDefaultNetworkConfig(this.confDir, this.exec, this.defaultNetwork)
+      .then(async (list) => {
+        await this.installMasquerade(); // conf_dir emptied after start: the rule comes with the list
+        return list;
+      })
+      .finally(() => {
+        this.writingDefault = undefined;
+      });
     return [await this.writingDefault];
   }
 
@@ -178,7 +235,7 @@ export class NetworkManager {
       return notReady(`cni config load failed: ${(err as Error).message}`);
     }
     if (lists.length === 0) return notReady(`cni config uninitialized: no network config found in ${this.confDir}`);
-    const missing = await this.exec.missingPlugins(lists, ["loopback"]);
+    const missing = await this.exec.missingPlugins(lists);
     if (missing.length > 0) {
       return notReady(
         `cni plugin(s) ${missing.join(", ")} not found in ${this.exec.binDirs.join(":")} (needed by ${lists.map((l) => l.source).join(", ")})`,
@@ -215,7 +272,7 @@ export class NetworkManager {
   }
 
   /**
-   * Creates the pod's network namespace and runs ADD for loopback and every network.
+   * Creates the pod's network namespace, brings its lo up and runs ADD for every network.
    * Any failure undoes all of it (DEL of every list, netns removed) before it throws.
    */
   async setupPod(req: PodNetworkRequest): Promise<PodNetwork> {
@@ -234,9 +291,8 @@ export class NetworkManager {
       if (existing) await this.teardownLocked(existing);
 
       const lists = await this.networks();
-      const loopback = loopbackNetwork(lists[0].cniVersion);
       // Refuse before any side effect when a plugin is missing: nothing to undo then.
-      const missing = await this.exec.missingPlugins([loopback, ...lists]);
+      const missing = await this.exec.missingPlugins(lists);
       if (missing.length > 0) {
         throw new FailedPreconditionError(
           `cannot set up pod network: CNI plugin(s) ${missing.join(", ")} not found in ${this.exec.binDirs.join(":")}`,
@@ -248,7 +304,6 @@ export class NetworkManager {
         netnsPath: nsPath,
         phase: "setting-up",
         networks: lists.map((list, i) => ({ list, ifName: `eth${i}` })),
-        loopback: { list: loopback, added: false },
         runtime: {
           containerId: req.podId,
           netns: nsPath,
@@ -269,8 +324,9 @@ export class NetworkManager {
       await this.writeState(state);
       try {
         await createNetns(this.netnsDir, req.podId, req.makeNetns);
-        state.loopback.added = true; // DEL of loopback is harmless even if ADD did not finish
-        await addNetworkList(this.exec, loopback, { ...state.runtime, ifName: "lo" });
+        // `lo` up, as the CNI loopback plugin would, but without a process start on ADD (and
+        // none on DEL: lo lives and dies with the namespace and holds nothing on the host).
+        bringLoopbackUp(nsPath);
         for (const net of state.networks) {
           net.result = await addNetworkList(this.exec, net.list, { ...state.runtime, ifName: net.ifName });
           await this.writeState(state);
@@ -314,10 +370,7 @@ export class NetworkManager {
     for (const net of [...state.networks].reverse()) {
       await delNetworkList(this.exec, net.list, { ...runtime, ifName: net.ifName }, net.result);
     }
-    if (state.loopback.added && mounted) {
-      // lo lives and dies with the namespace; a failure here holds no host resource.
-      await delNetworkList(this.exec, state.loopback.list, { ...runtime, ifName: "lo" }).catch(() => undefined);
-    }
+    // Nothing to do for lo (nor for an older record's loopback plugin ADD): it dies with the namespace.
     await removeNetns(state.netnsPath);
     await rm(this.stateFile(state.podId), { force: true });
   }
@@ -411,6 +464,14 @@ export class NetworkManager {
       }
     }
     return { cleaned, failed };
+  }
+}
+
+function bringLoopbackUp(nsPath: string): void {
+  try {
+    netnsLoopbackUp(nsPath);
+  } catch (err) {
+    throw new InternalError(`bring up lo in network namespace ${nsPath}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -78,8 +78,10 @@ interface Binding {
   unshare(flags: number): void;
   waitpid(pid: number, options: number): WaitResult;
   pidfdOpen(pid: number): number;
+  flock(fd: number, operation: number): void;
   netnsCreate(path: string): void;
   connectInNetns(nsPath: string, host: string, port: number, timeoutMs: number | null): number;
+  netnsLoopbackUp(nsPath: string): void;
   fsmount(fstype: string, target: string, attrFlags: number, params: [string, string | null][]): void;
   idmapMount(source: string, target: string, usernsPath: string): void;
 }
@@ -283,6 +285,28 @@ export function pidfdOpen(pid: number): number {
  */
 export function netnsCreate(path: string): void {
   native().netnsCreate(path);
+}
+
+/** flock operations (sys/file.h) */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+
+/**
+ * flock(2) on an open fd. Pass LOCK_NB (and retry on EAGAIN): a blocking lock would stop the
+ * event loop. The lock goes when the last fd of the open file closes, or the process dies.
+ */
+export function flock(fd: number, operation: number): void {
+  native().flock(fd, operation);
+}
+
+/**
+ * Brings the loopback interface up inside the network namespace pinned at `nsPath` (what the
+ * CNI loopback plugin does, minus a process start). The namespace is entered in a short-lived
+ * thread of its own, so the event loop's thread stays in the host namespace.
+ */
+export function netnsLoopbackUp(nsPath: string): void {
+  native().netnsLoopbackUp(nsPath);
 }
 
 /**

@@ -26,6 +26,7 @@ import {
   type ImageServiceServer,
   type RuntimeServiceServer,
 } from "../../src/gen/cri/runtime/v1/api.js";
+import { removeMasquerade } from "../../src/network/masquerade.js";
 
 /** The repository root (this file runs from dist/test/helpers/). */
 export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -218,7 +219,13 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
         await exited;
         clearTimeout(timer);
       }
-      if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
+      if (!opts.keepDir) {
+        // berthd installs the masquerade rule of a default network it wrote into a conf_dir of
+        // this dir (the one the helper gives it, or the test's own): `berthd uninstall`'s job,
+        // done here for every daemon whose directory goes.
+        await removeMasquerade((owner) => owner.startsWith(dir + "/"));
+        rmSync(dir, { recursive: true, force: true });
+      }
       live.delete(entry);
       return exit!;
     })());

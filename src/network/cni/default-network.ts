@@ -1,8 +1,11 @@
 // berth's default network: a bridge with host-local IPAM and portmap, written into conf_dir
 // when it holds no configuration, with the newest cniVersion every plugin it uses supports.
+// Its outbound NAT is not the bridge plugin's ipMasq (a chain per pod, 15 iptables runs per
+// pod lifecycle) but one rule berthd installs for the subnet (../masquerade.ts).
 
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 
 import { writeFileAtomic } from "../../util/atomic-write.js";
 import { parseNetworkConfig } from "./config.js";
@@ -28,10 +31,18 @@ export const DEFAULT_SUBNET = "10.85.0.0/16";
 export const DEFAULT_CONFIG_FILE = "10-berth-default.conflist";
 
 /** The plugins the default network runs; their binaries must exist for it to work. */
-export const DEFAULT_NETWORK_PLUGINS = ["bridge", "host-local", "portmap", "loopback"];
+export const DEFAULT_NETWORK_PLUGINS = ["bridge", "host-local", "portmap"];
 
-/** Builds the default configuration list (a bridge with NAT to the outside, plus hostPort mapping). */
-export function defaultNetworkConfig(cniVersion: string, opts: DefaultNetworkOptions = {}): Record<string, unknown> {
+/**
+ * Builds the default configuration list (a bridge, plus hostPort mapping). NAT to the outside
+ * is berthd's one masquerade rule for the subnet; `legacyIpMasq` gives the list as berth
+ * wrote it before that (the bridge plugin's per-pod ipMasq), to recognise it.
+ */
+export function defaultNetworkConfig(
+  cniVersion: string,
+  opts: DefaultNetworkOptions = {},
+  legacyIpMasq = false,
+): Record<string, unknown> {
   const ipam: Record<string, unknown> = {
     type: "host-local",
     ranges: [[{ subnet: opts.subnet ?? DEFAULT_SUBNET }]],
@@ -46,7 +57,7 @@ export function defaultNetworkConfig(cniVersion: string, opts: DefaultNetworkOpt
         type: "bridge",
         bridge: opts.bridge ?? DEFAULT_BRIDGE,
         isGateway: true,
-        ipMasq: true,
+        ipMasq: legacyIpMasq,
         hairpinMode: true,
         ipam,
       },
@@ -65,10 +76,40 @@ export async function writeDefaultNetworkConfig(
   opts: DefaultNetworkOptions = {},
 ): Promise<CniNetworkConfigList> {
   const version = await exec.commonVersion(DEFAULT_NETWORK_PLUGINS, ["1.0.0", "0.4.0"]);
-  const conf = defaultNetworkConfig(version, opts);
-  const text = JSON.stringify(conf, null, 2) + "\n";
+  return rewriteDefaultNetworkConfig(confDir, version, opts);
+}
+
+/** Writes the default config list with the given cniVersion (atomically replacing the file). */
+export async function rewriteDefaultNetworkConfig(
+  confDir: string,
+  cniVersion: string,
+  opts: DefaultNetworkOptions = {},
+): Promise<CniNetworkConfigList> {
+  const text = JSON.stringify(defaultNetworkConfig(cniVersion, opts), null, 2) + "\n";
   const file = join(confDir, opts.fileName ?? DEFAULT_CONFIG_FILE);
   await mkdir(confDir, { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, text);
   return parseNetworkConfig(text, file);
+}
+
+/**
+ * Whether `list` is berth's default network as berth writes it: "current", "legacy" (written
+ * by an older berth, with the bridge plugin's ipMasq) or undefined for anything else, such as
+ * an administrator's own list or one they edited, which berth leaves alone.
+ */
+export function recognizeDefaultNetwork(
+  list: CniNetworkConfigList,
+  confDir: string,
+  opts: DefaultNetworkOptions = {},
+): "current" | "legacy" | undefined {
+  if (list.source !== join(confDir, opts.fileName ?? DEFAULT_CONFIG_FILE)) return undefined;
+  if (list.name !== (opts.name ?? DEFAULT_NETWORK_NAME) || list.disableCheck) return undefined;
+  for (const [kind, legacy] of [
+    ["current", false],
+    ["legacy", true],
+  ] as const) {
+    const want = defaultNetworkConfig(list.cniVersion, opts, legacy);
+    if (isDeepStrictEqual(list.plugins, want.plugins)) return kind;
+  }
+  return undefined;
 }

@@ -147,8 +147,3 @@ export async function checkNetworkList(
   }
   return true;
 }
-
-/** The loopback "network" every pod gets first, so `lo` is up (containerd does the same). */
-export function loopbackNetwork(cniVersion: string): CniNetworkConfigList {
-  return { cniVersion, name: "cni-loopback", disableCheck: false, plugins: [{ type: "loopback" }], source: "" };
-}
