@@ -2,7 +2,7 @@
 // header block on a connection is zlib-compressed against it, so it must match the peer byte for
 // byte: zlib refuses a dictionary whose Adler-32 differs from the one the compressor announced.
 // The spec defines it as a run of length-prefixed words followed by raw text; we build it from
-// that description instead of pasting a byte table (test/streaming-spdy.test.ts pins the digest).
+// that description instead of pasting a byte table (test/e2e/streaming-spdy.test.ts pins the digest).
 
 const WORDS = [
   "options",

@@ -1,5 +1,5 @@
 // The start-up sweep's decision (src/cri/orphans.ts): which leftovers no record owns, over
-// fake listings of the host. The removal itself is tested end to end (test/cri-orphans.test.ts).
+// fake listings of the host. The removal itself is tested end to end (test/e2e/cri-orphans.test.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { findOrphans, mountOwnerId, type HostListing, type Orphan } from "../../../src/cri/orphans.js";

@@ -2,7 +2,7 @@
 // checks of the CRI options (containerd's), the sandbox joining the pinned namespace, the
 // containers joining the sandbox's with idmapped pod files and volumes; and what a runtime's
 // `features` says about user namespaces and recursive read-only mounts. The end-to-end run
-// with runc 1.5 is test/cri-userns.test.ts.
+// with runc 1.5 is test/e2e/cri-userns.test.ts.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";

@@ -1,0 +1,153 @@
+// Pods with a user namespace (kubelet's hostUsers: false) through the CRI with real runc: the
+// runc-1.5 handler (runc v1.5 built by scripts/go-tools.sh, as scripts/setup.sh installs it)
+// runs them; Debian's runc 1.1.5 (the default handler) makes no idmapped mounts and refuses
+// them. The container's root is uid 0 inside and the mapped host uid outside, writes to its
+// rootfs (idmapped image layers under a writable layer it owns) and to a volume kubelet sends
+// with the pod's mappings (an idmapped bind mount), and nothing is left after removal.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { status } from "@grpc/grpc-js";
+import { NamespaceMode } from "../../src/gen/cri/runtime/v1/api.js";
+import type { CriEnv } from "../helpers/cri.js";
+import { useCriEnv } from "../helpers/cri-fixture.js";
+import { goTool } from "../helpers/go-tools.js";
+
+const RUNC_15 = goTool("runc-1.5", "runc");
+const HANDLER = "runc-1.5";
+/** The host range the pod's ids 0..65535 map to (kubelet hands out multiples of 65536). */
+const HOST_ID = 65536 * 7;
+const MAPPING = [{ containerId: 0, hostId: HOST_ID, length: 65536 }];
+const USERNS = { mode: NamespaceMode.POD, uids: MAPPING, gids: MAPPING };
+const usernsPod = { linux: { securityContext: { namespaceOptions: { usernsOptions: USERNS } } } };
+const usernsCtr = { securityContext: { namespaceOptions: { usernsOptions: USERNS } } };
+
+let env: CriEnv;
+useCriEnv(
+  {
+    bridge: "berthuns0",
+    subnet: "10.234.84.0/24",
+    config: `
+[runtime.handlers."${HANDLER}"]
+binary_name = "${RUNC_15}"
+root = "{{dir}}/runc-1.5"
+`,
+  },
+  (e) => (env = e),
+);
+
+async function exec(cid: string, cmd: string[]): Promise<string> {
+  const r = await env.d.rt.execSync({ containerId: cid, cmd, timeout: 20n }, { deadlineMs: 60_000 });
+  assert.equal(r.exitCode, 0, `${cmd.join(" ")}: ${r.stderr.toString()}`);
+  return r.stdout.toString().trim();
+}
+
+async function expectCode(p: Promise<unknown>, code: status, re: RegExp): Promise<void> {
+  await assert.rejects(p, (err: { code?: number; details?: string }) => {
+    assert.equal(err.code, code, `got ${status[err.code ?? 0]}: ${err.details}`);
+    assert.match(err.details ?? "", re);
+    return true;
+  });
+}
+
+/** The mounts of the host's mount table whose source or target names `id`. */
+function mountsOf(id: string): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter((l) => l.includes(id));
+}
+
+describe("pods with a user namespace", () => {
+  test("Status announces user namespaces for the runc 1.5 handler only", async () => {
+    const s = await env.d.rt.status({});
+    const userns = Object.fromEntries(s.runtimeHandlers.map((h) => [h.name, h.features?.userNamespaces]));
+    assert.deepEqual(userns, { runc: false, "": false, "runc-v2": false, runsc: false, [HANDLER]: true });
+    const rro = s.runtimeHandlers.find((h) => h.name === HANDLER)!.features?.recursiveReadOnlyMounts;
+    assert.equal(rro, true, "runc 1.5 on Linux 6.x makes recursive read-only mounts");
+    assert.equal(s.features?.userNamespacesHostNetwork, false);
+  });
+
+  test("the default handler (Debian's runc 1.1.5) refuses a user namespace with FAILED_PRECONDITION and leaves nothing", async () => {
+    const before = (await env.d.rt.listPodSandbox({})).items.length;
+    await expectCode(
+      env.d.rt.runPodSandbox({ config: env.podConfig("userns-default", usernsPod), runtimeHandler: "" }),
+      status.FAILED_PRECONDITION,
+      /runtime handler "runc" cannot run pods with a user namespace.*handlers that can: runc-1\.5/,
+    );
+    assert.equal((await env.d.rt.listPodSandbox({})).items.length, before);
+    assert.deepEqual(env.leftovers(), []);
+  });
+
+  test("bad mappings are INVALID_ARGUMENT, the host network FAILED_PRECONDITION; nothing is left", async () => {
+    const two = [...MAPPING, { containerId: 0, hostId: HOST_ID * 2, length: 65536 }];
+    const run = (extra: object) =>
+      env.d.rt.runPodSandbox({ config: env.podConfig("userns-bad", extra), runtimeHandler: HANDLER });
+    const ns = (o: object) => ({ linux: { securityContext: { namespaceOptions: o } } });
+    await expectCode(
+      run(ns({ usernsOptions: { mode: NamespaceMode.POD, uids: two, gids: two } })),
+      status.INVALID_ARGUMENT,
+      /exactly one mapping/,
+    );
+    await expectCode(
+      run(ns({ usernsOptions: { mode: NamespaceMode.CONTAINER } })),
+      status.INVALID_ARGUMENT,
+      /mode CONTAINER is not supported/,
+    );
+    await expectCode(
+      run(ns({ network: NamespaceMode.NODE, usernsOptions: USERNS })),
+      status.FAILED_PRECONDITION,
+      /host network/,
+    );
+    assert.equal((await env.d.rt.listPodSandbox({})).items.length, 0);
+    assert.deepEqual(env.leftovers(), []);
+  });
+
+  test("root inside is the mapped host uid outside; the rootfs and an idmapped volume are writable; removal leaves nothing", async (t) => {
+    const vol = mkdtempSync(join(tmpdir(), "berth-userns-vol-"));
+    t.after(() => rmSync(vol, { recursive: true, force: true }));
+    writeFileSync(join(vol, "from-host"), "host\n");
+    const pod = await env.runPod("userns", usernsPod, HANDLER);
+    const cid = await env.runContainer(pod, "app", ["sleep", "3600"], {
+      linux: usernsCtr,
+      // as kubelet sends every mount of a pod with a user namespace: with the pod's mappings
+      mounts: [{ containerPath: "/data", hostPath: vol, uidMappings: MAPPING, gidMappings: MAPPING }],
+    });
+
+    // inside: root, in a namespace mapping 0 to HOST_ID
+    assert.equal(await exec(cid, ["id", "-u"]), "0");
+    assert.match(await exec(cid, ["cat", "/proc/self/uid_map"]), new RegExp(`^0\\s+${HOST_ID}\\s+65536$`));
+    // outside: the container's process runs as the host uid its root maps to
+    const info = JSON.parse((await env.d.rt.containerStatus({ containerId: cid, verbose: true })).info.info) as {
+      pid: number;
+    };
+    const uidLine = readFileSync(`/proc/${info.pid}/status`, "utf8").match(/^Uid:\s+(.*)$/m)![1]!;
+    assert.deepEqual(uidLine.split(/\s+/).map(Number), [HOST_ID, HOST_ID, HOST_ID, HOST_ID]);
+
+    // the rootfs: the image's files are root's inside, and root can write there; on the host
+    // the new file belongs to the mapped uid
+    assert.equal(await exec(cid, ["stat", "-c", "%u:%g", "/", "/bin/busybox"]), "0:0\n0:0");
+    assert.equal(await exec(cid, ["sh", "-c", "echo hi > /new-file && stat -c %u /new-file"]), "0");
+    const onHost = statSync(`/proc/${info.pid}/root/new-file`);
+    assert.deepEqual([onHost.uid, onHost.gid], [HOST_ID, HOST_ID]);
+    // the pod's files are idmapped too: root owns /etc/hosts
+    assert.equal(await exec(cid, ["stat", "-c", "%u", "/etc/hosts"]), "0");
+
+    // the volume: the host's root-owned directory is root's inside, writable; what the
+    // container writes is stored with its ids inside (0), as the host's root owns the rest
+    assert.equal(await exec(cid, ["stat", "-c", "%u", "/data", "/data/from-host"]), "0\n0");
+    await exec(cid, ["sh", "-c", "echo container > /data/from-container"]);
+    const written = statSync(join(vol, "from-container"));
+    assert.deepEqual([written.uid, written.gid], [0, 0]);
+    assert.equal(readFileSync(join(vol, "from-container"), "utf8"), "container\n");
+
+    // stop and remove: no pinned namespace, no mount of the pod or container, no netns
+    await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+    await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+    assert.deepEqual(mountsOf(pod.id), []);
+    assert.deepEqual(mountsOf(cid), []);
+    assert.deepEqual(env.leftovers(), []);
+  });
+});
