@@ -7,23 +7,19 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { berth, BERTH } from "../helpers/cli.js";
-import { startCriEnv, until, type CriEnv } from "../helpers/cri.js";
+import { until, type CriEnv } from "../helpers/cri.js";
+import { useCriEnv } from "../helpers/cri-fixture.js";
 import { runInPty } from "../helpers/pty.js";
 
 let env: CriEnv;
 let addr: { BERTH_ADDRESS: string };
 
-before(async () => {
-  env = await startCriEnv({ bridge: "berthcli0", subnet: "10.237.0.0/24" });
-  addr = { BERTH_ADDRESS: env.d.socket };
-});
-
-after(async () => {
-  await env?.stop();
-  await (await import("../helpers/cri.js")).testImages().then((i) => i.stop());
+useCriEnv({ bridge: "berthcli0", subnet: "10.237.0.0/24", pull: [] }, (e) => {
+  env = e;
+  addr = { BERTH_ADDRESS: e.d.socket };
 });
 
 const b = (args: string[], opts: { input?: string | Buffer } = {}) => berth(args, { env: addr, ...opts });

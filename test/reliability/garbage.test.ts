@@ -5,29 +5,22 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
   ContainerState,
   NamespaceMode,
   RunPodSandboxRequest,
   VersionRequest,
 } from "../../src/gen/cri/runtime/v1/api.js";
-import { startCriEnv, testImages, until, type CriEnv } from "../helpers/cri.js";
+import { until, type CriEnv } from "../helpers/cri.js";
+import { useCriEnv } from "../helpers/cri-fixture.js";
 import { processesNaming } from "../helpers/leaks.js";
 import { Response } from "../../src/gen/ttrpc/request.js";
 
 let env: CriEnv;
 
-before(async () => {
-  // Host-network pods only: this file never creates its (unique) bridge.
-  env = await startCriEnv({ bridge: "berthrel3h", subnet: "10.234.23.0/24" });
-  await env.d.img.pullImage({ image: { image: env.images.busybox } }, { deadlineMs: 120_000 });
-});
-
-after(async () => {
-  await env?.stop();
-  await (await testImages()).stop();
-});
+// Host-network pods only: this file never creates its (unique) bridge.
+useCriEnv({ bridge: "berthrel3h", subnet: "10.234.23.0/24" }, (e) => (env = e));
 
 const hostNetwork = { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } } };
 
