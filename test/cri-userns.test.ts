@@ -81,6 +81,26 @@ describe("pods with a user namespace", () => {
     assert.deepEqual(env.leftovers(), []);
   });
 
+  test("an idmapped volume on the default handler is FAILED_PRECONDITION and no container is made", async (t) => {
+    const vol = mkdtempSync(join(tmpdir(), "berth-userns-vol-"));
+    t.after(() => rmSync(vol, { recursive: true, force: true }));
+    const pod = await env.runPod("idmap-default");
+    try {
+      const config = env.containerConfig("app", ["sleep", "3600"], {
+        mounts: [{ containerPath: "/data", hostPath: vol, uidMappings: MAPPING, gidMappings: MAPPING }],
+      });
+      await expectCode(
+        env.d.rt.createContainer({ podSandboxId: pod.id, config, sandboxConfig: pod.config }),
+        status.FAILED_PRECONDITION,
+        /idmapped mount, which runtime handler "runc" cannot make/,
+      );
+      assert.deepEqual((await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
+    } finally {
+      await env.d.rt.stopPodSandbox({ podSandboxId: pod.id });
+      await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
+    }
+  });
+
   test("bad mappings are INVALID_ARGUMENT, the host network FAILED_PRECONDITION; nothing is left", async () => {
     const two = [...MAPPING, { containerId: 0, hostId: HOST_ID * 2, length: 65536 }];
     const run = (extra: object) =>

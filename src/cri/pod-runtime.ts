@@ -78,6 +78,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     cgroupDriver: ctx.cgroupDriver,
     maxLogLineSize: ctx.maxLogLineSize,
     cdiSpecDirs: ctx.cdiSpecDirs,
+    handlerFeatures: ctx.handlerFeatures,
   };
   const sandboxes: SandboxDeps = {
     store: sandboxStore,

@@ -32,6 +32,13 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
       `pod sandbox ${pod.id} is not ready (${pod.status.phase}): cannot create containers in it`,
     );
   }
+  const handler = pod.info.runtimeHandler;
+  const idmapped = config.mounts.find((m) => m.uidMappings.length > 0 || m.gidMappings.length > 0);
+  if (idmapped && d.handlerFeatures && !d.handlerFeatures[handler]?.idmapMounts) {
+    throw new FailedPreconditionError(
+      `mount of ${idmapped.hostPath} asks for an idmapped mount, which runtime handler ${JSON.stringify(handler)} cannot make (runc 1.2+ and Linux 5.12+ are needed)`,
+    );
+  }
   const imageRef = config.image.image;
   const generation = d.images.generation;
   const imageId = d.images.resolveId(imageRef);
