@@ -125,7 +125,7 @@ describe("pods with a user namespace", () => {
     assert.deepEqual(env.leftovers(), []);
   });
 
-  test("root inside is the mapped host uid outside; the rootfs and an idmapped volume are writable; removal leaves nothing", async (t) => {
+  test("root inside is the mapped host uid outside; the rootfs and an idmapped volume are writable; a berthd restart keeps the namespace; removal leaves nothing", async (t) => {
     const vol = mkdtempSync(join(tmpdir(), "berth-userns-vol-"));
     t.after(() => rmSync(vol, { recursive: true, force: true }));
     writeFileSync(join(vol, "from-host"), "host\n");
@@ -163,11 +163,21 @@ describe("pods with a user namespace", () => {
     assert.deepEqual([written.uid, written.gid], [0, 0]);
     assert.equal(readFileSync(join(vol, "from-container"), "utf8"), "container\n");
 
+    // berthd killed and restarted: the pinned namespace outlives it, and a new container of
+    // the pod joins the same user namespace
+    env.d.kill("SIGKILL");
+    await env.restart();
+    const second = await env.runContainer(pod, "second", ["sleep", "3600"], { linux: usernsCtr });
+    assert.equal(await exec(second, ["id", "-u"]), "0");
+    assert.match(await exec(second, ["cat", "/proc/self/uid_map"]), new RegExp(`^0\\s+${HOST_ID}\\s+65536$`));
+    assert.equal(await exec(cid, ["cat", "/new-file"]), "hi");
+
     // stop and remove: no pinned namespace, no mount of the pod or container, no netns
     await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
     assert.deepEqual(mountsOf(pod.id), []);
     assert.deepEqual(mountsOf(cid), []);
+    assert.deepEqual(mountsOf(second), []);
     assert.deepEqual(env.leftovers(), []);
   });
 });
