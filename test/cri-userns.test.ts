@@ -133,8 +133,19 @@ describe("pods with a user namespace", () => {
     const cid = await env.runContainer(pod, "app", ["sleep", "3600"], {
       linux: usernsCtr,
       // as kubelet sends every mount of a pod with a user namespace: with the pod's mappings
-      mounts: [{ containerPath: "/data", hostPath: vol, uidMappings: MAPPING, gidMappings: MAPPING }],
+      mounts: [
+        { containerPath: "/data", hostPath: vol, uidMappings: MAPPING, gidMappings: MAPPING },
+        // an image volume kubelet sends with the mappings too: mounted as it is, read-only
+        {
+          containerPath: "/iv",
+          image: { image: env.images.busybox },
+          readonly: true,
+          uidMappings: MAPPING,
+          gidMappings: MAPPING,
+        },
+      ],
     });
+    assert.equal(await exec(cid, ["sh", "-c", "test -x /iv/bin/busybox && echo readable"]), "readable");
 
     // inside: root, in a namespace mapping 0 to HOST_ID
     assert.equal(await exec(cid, ["id", "-u"]), "0");
