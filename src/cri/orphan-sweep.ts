@@ -39,9 +39,13 @@ export interface SweepDeps {
 export async function sweepOrphans(d: SweepDeps): Promise<Orphan[]> {
   const listing = await listHost(d);
   const removed: Orphan[] = [];
+  // Ids whose cgroup still holds processes: the rest of theirs stays, marking the cgroup as ours.
+  const held = new Set<string>();
   for (const o of findOrphans(listing)) {
+    if (held.has(o.id) && o.kind !== "mount") continue;
     try {
       if (await remove(d, o)) removed.push(o);
+      else if (o.kind === "cgroup") held.add(o.id);
     } catch (err) {
       d.log.warn({ err, orphan: describe(o) }, "removing a leftover no record owns failed; trying again next start");
     }
