@@ -159,10 +159,11 @@ function entries(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).map((n) => join(dir, n)) : [];
 }
 
-/** The sweep's warnings in the current berthd's log: what it found left behind. */
+/** The start-up sweep's warnings in the current berthd's log: what it found left behind. */
 function swept(): string[] {
   const out: string[] = [];
   for (const line of env.d.logs().split("\n")) {
+    if (line.includes("killed a CNI plugin a previous berthd left running")) out.push("a running CNI plugin");
     if (!line.includes("removed a leftover no pod or container record owns")) continue;
     try {
       const o = (JSON.parse(line) as { orphan: { kind: string } }).orphan;
