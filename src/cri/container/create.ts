@@ -20,7 +20,7 @@ import { publishContainerEvent } from "./events.js";
 import { effectiveStopSignal } from "../stop-signal.js";
 import { podUsernsPath } from "../userns/pin.js";
 import { hostRoot, podUserns } from "../userns/options.js";
-import { mountIdmappedRootfs } from "../userns/rootfs.js";
+import { idmapScratch, mountIdmappedRootfs } from "../userns/rootfs.js";
 import { rememberImageRef } from "./status.js";
 
 export async function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
@@ -80,7 +80,7 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
     const usernsPath = userns ? podUsernsPath(pod.info.podDir) : undefined;
     undo.push(() => unmountAll(rootfs));
     if (userns && usernsPath)
-      await mountIdmappedRootfs(mounts, rootfs, usernsPath, hostRoot(userns), join(d.bundles.dir(id), "idmap"));
+      await mountIdmappedRootfs(mounts, rootfs, usernsPath, hostRoot(userns), idmapScratch(d.bundles.dir(id)));
     else mountAll(mounts, rootfs);
     if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
 
