@@ -9,7 +9,8 @@
 //                                                            [--no-containerd] [--json FILE]
 //
 // Everything it starts (registry, daemons, pods, bridges berthrd0/berthrd1 on 10.234.84-85.0/24)
-// is removed at the end, also on error.
+// is removed at the end, also on error. Not at the same time as `--compare containerd`: both
+// give containerd 2.4 the cgroup parent /berth-bench-cd24 (bench/lib/containerd.ts).
 import { Command } from "commander";
 import { dirname, join } from "node:path";
 import { writeFileSync } from "node:fs";

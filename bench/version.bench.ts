@@ -121,6 +121,13 @@ try {
     clients.push(["grpc-js, default :authority (native socket)", () => grpcJsP50(d.socket, undefined)]);
     clients.push(["grpc-js, :authority = socket path", () => grpcJsP50(d.socket, d.socket)]);
   }
+  if (goBin && bare) {
+    clients.push([
+      "bare grpc-js server, grpc-go 1.49 :authority localhost",
+      () => grpcGoP50(goBin, bare.socket, "localhost"),
+    ]);
+    pidOf.set("bare grpc-js server, grpc-go 1.49 :authority localhost", bare.pid);
+  }
   if (goBin) {
     clients.push(["grpc-go 1.49, :authority = socket path", () => grpcGoP50(goBin, d.socket, undefined)]);
     clients.push(["grpc-go 1.49, :authority localhost", () => grpcGoP50(goBin, d.socket, "localhost")]);
@@ -149,7 +156,7 @@ try {
   for (const [name, v] of results) {
     const perCall = cpu.get(name)! / (rounds * (calls + 300));
     console.log(
-      `  ${name.padEnd(46)} ${typeof v === "string" ? v : `${median(v).toFixed(0).padStart(6)}   cpu ${perCall.toFixed(0).padStart(4)}`}`,
+      `  ${name.padEnd(56)} ${typeof v === "string" ? v : `${median(v).toFixed(0).padStart(6)}   cpu ${perCall.toFixed(0).padStart(4)}`}`,
     );
   }
   const modes = [...d.logs().matchAll(/gRPC connection: (direct|rewriting)/g)].map((m) => m[1]);

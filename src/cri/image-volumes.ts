@@ -71,7 +71,8 @@ export async function prepareImageVolumes(
         `image volume at ${where}: image ${JSON.stringify(m.image.image)} not found; pull it first`,
       );
     const dir = join(bundle, DIR, String(i));
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // 0711: the processes of a pod with a user namespace (unprivileged host ids) must pass it.
+    await mkdir(dir, { recursive: true, mode: 0o711 });
     const key = keyOf(containerId, String(i));
     const view = await images.prepareRootfs(imageId, key, {
       readonly: true,
@@ -85,6 +86,11 @@ export async function prepareImageVolumes(
       hostPath: subPathIn(realpathSync(dir), m.imageSubPath, where),
       image: undefined,
       imageSubPath: "",
+      // Not idmapped (as containerd): overlayfs, which a view of several layers is, cannot be,
+      // and a read-only image needs no owner; its files show as the overflow id inside a pod
+      // with a user namespace, readable as the image made them.
+      uidMappings: [],
+      gidMappings: [],
     });
   }
   return out;

@@ -11,7 +11,7 @@ import type { IpAllocation, NetnsInfo } from "../network/index.js";
 import { removeAllocation } from "../network/index.js";
 import { MNT_DETACH, umount2 } from "../sys/index.js";
 import { unmountAll } from "../snapshots/mount.js";
-import { atomicTempWriter } from "../util/atomic-write.js";
+import { staleTempFiles } from "../util/atomic-write.js";
 import type { Logger } from "../util/log.js";
 import { findOrphans, PER_ID_DIRS, type CgroupEntry, type HostListing, type Orphan } from "./orphans.js";
 import { cgroupMounts, removePodCgroup, removePodChildCgroup, type CgroupMount } from "./pod-cgroup.js";
@@ -39,9 +39,13 @@ export interface SweepDeps {
 export async function sweepOrphans(d: SweepDeps): Promise<Orphan[]> {
   const listing = await listHost(d);
   const removed: Orphan[] = [];
+  // Ids whose cgroup still holds processes: the rest of theirs stays, marking the cgroup as ours.
+  const held = new Set<string>();
   for (const o of findOrphans(listing)) {
+    if (held.has(o.id) && o.kind !== "mount") continue;
     try {
       if (await remove(d, o)) removed.push(o);
+      else if (o.kind === "cgroup") held.add(o.id);
     } catch (err) {
       d.log.warn({ err, orphan: describe(o) }, "removing a leftover no record owns failed; trying again next start");
     }
@@ -77,10 +81,7 @@ async function staleTemps(d: SweepDeps): Promise<{ id: string; path: string }[]>
   }
   const bundles = join(d.stateDir, PER_ID_DIRS.bundles);
   for (const id of await names(bundles)) {
-    for (const n of await readdir(join(bundles, id)).catch(() => [] as string[])) {
-      const pid = atomicTempWriter(n);
-      if (pid !== undefined && pid !== process.pid) out.push({ id, path: join(bundles, id, n) });
-    }
+    for (const path of await staleTempFiles(join(bundles, id))) out.push({ id, path });
   }
   return out;
 }

@@ -25,9 +25,9 @@
 //   places other berthds (tests run several at once, all under /berth) or other runtimes
 //   (a CNI dataDir shared through the same network name) may use too. A record-less one
 //   counts as this berthd's only when its id is still named by one of the per-id paths above
-//   (the sweep removes those last, so a sweep cut short finds them again next time). Below a
-//   recorded pod's cgroup, a child cgroup no container record owns is this berthd's (only its
-//   own pods' containers go there) and an orphan.
+//   (removed after the cgroup, and kept while it is busy, so a later start finds it again).
+//   Below a recorded pod's cgroup, a child cgroup no container record owns is this berthd's
+//   (only its own pods' containers go there) and an orphan.
 // - A temporary file of an atomic write (util/atomic-write.ts) whose writer was a previous
 //   berthd is garbage wherever it is (a network state record, a bundle's config.json).
 // - Log directories are kubelet's (it creates and removes them): never touched.
@@ -101,29 +101,16 @@ export function mountOwnerId(stateDir: string, mountPoint: string): { dir: strin
 }
 
 /**
- * Everything in `l` that no record owns, in the order to remove it: networks first (CNI DEL
- * needs the netns and the state record), then mounts (deepest first, so nothing is removed
- * under a mount), cgroups, IP allocations, interrupted writes' temporary files, and the
- * per-id directories last (they are what
- * marks the cgroups and allocations as this berthd's).
+ * Everything in `l` that no record owns, in the order to remove it: mounts (deepest first, so
+ * nothing is removed under a mount), cgroups, networks (CNI DEL needs the netns and the state
+ * record), IP allocations, interrupted writes' temporary files, and the per-id directories
+ * last. The netns file, network record and per-id dirs are what marks a cgroup or an
+ * allocation as this berthd's: the sweep keeps all of a pod's while its cgroup is busy.
  */
 export function findOrphans(l: HostListing): Orphan[] {
   const podOwned = (id: string) => l.pods.has(id);
   const anyOwned = (id: string) => l.pods.has(id) || l.containers.has(id);
   const out: Orphan[] = [];
-
-  // Networks: a netns file or network state record with no pod record.
-  const netIds = new Set<string>();
-  for (const s of l.networkStates) if (!podOwned(s.podId)) netIds.add(s.podId);
-  for (const n of l.netns) if (!podOwned(n.name)) netIds.add(n.name);
-  for (const id of [...netIds].sort()) {
-    out.push({
-      kind: "network",
-      id,
-      netns: l.netns.find((n) => n.name === id),
-      statePhase: l.networkStates.find((s) => s.podId === id)?.phase,
-    });
-  }
 
   // Mounts in a per-id dir whose id has no record (netns mounts go with their network).
   const mounts: Orphan[] = [];
@@ -146,20 +133,31 @@ export function findOrphans(l: HostListing): Orphan[] {
   ]);
 
   // Cgroups: a record-less pod cgroup we know, or a container-less child of a recorded pod's.
-  const orphanPods = new Set<string>();
   for (const c of l.cgroups) {
     const parts = c.path.split("/").filter(Boolean);
     if (parts[0] !== "berth" || parts.length < 2 || parts.length > 3) continue;
     const pod = parts[1]!;
     if (parts.length === 2) {
       if (!anyOwned(pod) && known.has(pod)) {
-        orphanPods.add(pod);
         out.push({ kind: "cgroup", id: pod, path: c.path });
       }
     } else {
       const child = parts[2]!;
       if (podOwned(pod) && child !== pod && !anyOwned(child)) out.push({ kind: "cgroup", id: child, path: c.path });
     }
+  }
+
+  // Networks: a netns file or network state record with no pod record.
+  const netIds = new Set<string>();
+  for (const s of l.networkStates) if (!podOwned(s.podId)) netIds.add(s.podId);
+  for (const n of l.netns) if (!podOwned(n.name)) netIds.add(n.name);
+  for (const id of [...netIds].sort()) {
+    out.push({
+      kind: "network",
+      id,
+      netns: l.netns.find((n) => n.name === id),
+      statePhase: l.networkStates.find((s) => s.podId === id)?.phase,
+    });
   }
 
   // IP allocations for an id we know that no record owns.

@@ -20,6 +20,7 @@ import {
   type PodSandbox,
   type PodSandboxFilter,
 } from "../gen/cri/runtime/v1/api.js";
+import { killStalePlugins } from "../network/index.js";
 import { InvalidArgumentError } from "../util/errors.js";
 import { Bundles } from "./bundle.js";
 import { createContainer } from "./container/create.js";
@@ -78,6 +79,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     cgroupDriver: ctx.cgroupDriver,
     maxLogLineSize: ctx.maxLogLineSize,
     cdiSpecDirs: ctx.cdiSpecDirs,
+    handlerFeatures: ctx.handlerFeatures,
   };
   const sandboxes: SandboxDeps = {
     store: sandboxStore,
@@ -214,6 +216,9 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     listPodSandboxes: (filter) => listPodSandboxes(sandboxes, filter),
     listContainers: async (filter) => listContainers(containers, filter),
     async recover() {
+      // A CNI ADD the killed berthd left running would finish after the rollback below: end it first.
+      for (const p of await killStalePlugins(ctx.network.netnsDir))
+        ctx.log.warn({ plugin: p }, "killed a CNI plugin a previous berthd left running");
       const recovered = await ctx.shims.recover();
       ctx.log.info({ tasks: recovered.length }, "reattached to shims");
       const keep = await recoverSandboxes(sandboxes);

@@ -65,6 +65,13 @@ export async function listAllocations(network: string, dir: string): Promise<IpA
   return out;
 }
 
+/** Every address reserved by the host-local plugins of `lists`. */
+export async function listAllocationsOf(lists: CniNetworkConfigList[]): Promise<IpAllocation[]> {
+  const out: IpAllocation[] = [];
+  for (const { network, dir } of hostLocalDirs(lists)) out.push(...(await listAllocations(network, dir)));
+  return out;
+}
+
 /** Releases one address by removing its file; false when it was already gone. */
 export async function removeAllocation(path: string): Promise<boolean> {
   try {

@@ -17,3 +17,4 @@ export {
 } from "./cni.js";
 export { listNetns, type NetnsInfo } from "./netns.js";
 export { removeAllocation, type IpAllocation } from "./host-local.js";
+export { killStalePlugins } from "./stale-plugins.js";

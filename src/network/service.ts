@@ -27,11 +27,11 @@ import {
   type PortMapping,
   type RuntimeConf,
 } from "./cni.js";
-import { hostLocalDirs, listAllocations, type IpAllocation } from "./host-local.js";
+import { listAllocationsOf, type IpAllocation } from "./host-local.js";
 import { createNetns, isNetnsMounted, listNetns, netnsPath, removeNetns, type NetnsInfo } from "./netns.js";
 import { netnsLoopbackUp } from "../sys/index.js";
 import { ensureMasquerade, masqueradeOwner, removeMasquerade, type MasqueradeRule } from "./masquerade.js";
-import { atomicTempWriter, writeFileAtomic } from "../util/atomic-write.js";
+import { staleTempFiles, writeFileAtomic } from "../util/atomic-write.js";
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -419,29 +419,17 @@ export class NetworkManager {
   }
 
   /** Temporary files of state record writes a previous berthd was killed in the middle of. */
-  async staleTempFiles(): Promise<string[]> {
-    const names = await readdir(this.podsDir).catch(() => [] as string[]);
-    return names
-      .filter((n) => {
-        const pid = atomicTempWriter(n);
-        return pid !== undefined && pid !== process.pid;
-      })
-      .map((n) => join(this.podsDir, n));
+  staleTempFiles(): Promise<string[]> {
+    return staleTempFiles(this.podsDir);
   }
 
-  /**
-   * The addresses host-local holds in the allocation directories of the configured networks
-   * and of the networks pods were set up with (their state records keep the lists).
-   */
+  /** host-local's reservations for the configured networks and those pods were set up with. */
   async ipAllocations(): Promise<IpAllocation[]> {
     const lists: CniNetworkConfigList[] = await loadNetworkConfigs(this.confDir, this.maxConfNum).catch(() => []);
-    for (const s of await this.listPodStates()) {
-      const state = await this.readState(s.podId).catch(() => undefined);
-      for (const n of state?.networks ?? []) lists.push(n.list);
-    }
-    const out: IpAllocation[] = [];
-    for (const { network, dir } of hostLocalDirs(lists)) out.push(...(await listAllocations(network, dir)));
-    return out;
+    const states = await Promise.all(
+      (await this.listPodStates()).map((p) => this.readState(p.podId).catch(() => undefined)),
+    );
+    return listAllocationsOf([...lists, ...states.flatMap((st) => st?.networks.map((n) => n.list) ?? [])]);
   }
 
   /**

@@ -12,6 +12,8 @@ export interface HandlerFeatures {
   installed: boolean;
   /** Mount.recursive_read_only works: the runtime knows the "rro" mount option and the kernel has mount_setattr(2). */
   recursiveReadOnlyMounts: boolean;
+  /** Idmapped bind mounts (Mount.uid_mappings): the runtime's idmap mount extension (runc 1.2+) and mount_setattr(2). */
+  idmapMounts: boolean;
   /**
    * Pods can have user namespaces (hostUsers: false): the runtime makes user namespaces and
    * idmapped mounts (runc 1.2+: linux.mountExtensions.idmap), and the kernel has
@@ -20,7 +22,12 @@ export interface HandlerFeatures {
   userNamespaces: boolean;
 }
 
-export const NO_FEATURES: HandlerFeatures = { installed: false, recursiveReadOnlyMounts: false, userNamespaces: false };
+export const NO_FEATURES: HandlerFeatures = {
+  installed: false,
+  recursiveReadOnlyMounts: false,
+  idmapMounts: false,
+  userNamespaces: false,
+};
 
 function kernelAtLeast(kernelRelease: string, major: number, minor: number): boolean {
   const m = /^(\d+)\.(\d+)/.exec(kernelRelease);
@@ -54,15 +61,12 @@ export function parseRuntimeFeatures(json: string, kernelRelease: string = relea
   }
   const options = Array.isArray(doc.mountOptions) ? doc.mountOptions : [];
   const namespaces = Array.isArray(doc.linux?.namespaces) ? doc.linux.namespaces : [];
-  const idmap = doc.linux?.mountExtensions?.idmap?.enabled === true;
+  const idmapMounts = doc.linux?.mountExtensions?.idmap?.enabled === true && kernelHasMountSetattr(kernelRelease);
   return {
     installed: true,
     recursiveReadOnlyMounts: options.includes("rro") && kernelHasMountSetattr(kernelRelease),
-    userNamespaces:
-      namespaces.includes("user") &&
-      idmap &&
-      kernelHasMountSetattr(kernelRelease) &&
-      kernelHasIdmappedOverlayLayers(kernelRelease),
+    idmapMounts,
+    userNamespaces: namespaces.includes("user") && idmapMounts && kernelHasIdmappedOverlayLayers(kernelRelease),
   };
 }
 

@@ -133,6 +133,22 @@ const ARCHITECTURES: Record<string, string[]> = {
   ppc64: ["SCMP_ARCH_PPC64LE"],
 };
 
+/** The native ABI alone, per Node.js `process.arch`. */
+const NATIVE_ARCHITECTURE: Record<string, string> = {
+  x64: "SCMP_ARCH_X86_64",
+  ia32: "SCMP_ARCH_X86",
+  arm64: "SCMP_ARCH_AARCH64",
+  arm: "SCMP_ARCH_ARM",
+  s390x: "SCMP_ARCH_S390X",
+  riscv64: "SCMP_ARCH_RISCV64",
+  ppc64: "SCMP_ARCH_PPC64LE",
+};
+
+function nativeArchitectures(arch: string): string[] {
+  const native = NATIVE_ARCHITECTURE[arch];
+  return native ? [native] : [];
+}
+
 export interface DefaultProfileOptions {
   /** The container's bounding capabilities (with CAP_ prefix). */
   capabilities: readonly string[];
@@ -140,6 +156,13 @@ export interface DefaultProfileOptions {
   arch?: string;
   /** Kernel release (uname -r); ptrace and process_vm_* are allowed on 4.8 and later. */
   kernelRelease?: string;
+  /**
+   * Cover the native ABI only (e.g. x86_64 without i386 and x32): syscalls of the other ABIs
+   * are then refused outright (libseccomp's bad-arch action kills). For a process known to be
+   * native, such as the pod's pause; runc compiles one BPF section per ABI, so this also
+   * makes the filter cheaper to build and to load.
+   */
+  nativeArchOnly?: boolean;
 }
 
 function kernelAtLeast(releaseText: string, major: number, minor: number): boolean {
@@ -212,7 +235,7 @@ export function defaultSeccompProfile(opts: DefaultProfileOptions): Seccomp {
   return {
     defaultAction: "SCMP_ACT_ERRNO",
     defaultErrnoRet: EPERM,
-    architectures: [...(ARCHITECTURES[arch] ?? [])],
+    architectures: opts.nativeArchOnly ? nativeArchitectures(arch) : [...(ARCHITECTURES[arch] ?? [])],
     syscalls,
   };
 }

@@ -2,7 +2,7 @@
 // whole new one, never a torn write. The data is fsynced before the rename and the directory
 // after it, so a power loss cannot leave the new name pointing at an empty inode.
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { open, readdir, rename, rm } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 
@@ -20,6 +20,17 @@ function tmpName(path: string): string {
 export function atomicTempWriter(name: string): number | undefined {
   const m = /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name);
   return m ? Number(m[1]) : undefined;
+}
+
+/** The temporary files in `dir` whose writer is another (gone) process; empty when `dir` is missing. */
+export async function staleTempFiles(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names
+    .filter((n) => {
+      const pid = atomicTempWriter(n);
+      return pid !== undefined && pid !== process.pid;
+    })
+    .map((n) => join(dir, n));
 }
 
 /** Writes `data` to `path` atomically and durably (tmp in the same dir, fsync, rename, fsync dir). */

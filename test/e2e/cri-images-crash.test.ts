@@ -9,6 +9,7 @@ import { createReadStream } from "node:fs";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { removeMasquerade } from "../../src/network/masquerade.js";
 import { startDaemon } from "../helpers/daemon.js";
 import { startProxy, startRegistry, type TestProxy, type TestRegistry } from "../helpers/registry.js";
 import { buildImage, makeLayer, pushLayout, writeOciLayout } from "../helpers/images.js";
@@ -107,6 +108,8 @@ test("SIGKILL of berthd mid-PullImage: after a restart the pull completes and ev
       await second.stop();
     }
   } finally {
+    // berthd installed its default network's masquerade rule (the helper keeps the dir, so it leaves it)
+    await removeMasquerade((owner) => owner.startsWith(dir + "/"));
     await rm(dir, { recursive: true, force: true });
   }
 });

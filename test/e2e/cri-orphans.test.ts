@@ -5,6 +5,7 @@
 // /berth parent it may be another berthd's.
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -205,6 +206,51 @@ test(
         }
       }
       for (const c of cgroupsMade) {
+        try {
+          rmdirSync(c);
+        } catch {
+          // removed by the sweep
+        }
+      }
+    }
+  },
+);
+
+test(
+  "a leftover pod cgroup that still holds a process is left whole, nothing killed, and swept once it is empty",
+  { timeout: 300_000 },
+  async () => {
+    const hierarchies = berthHierarchies();
+    const id = newId();
+    const podDir = join(env.d.state, "pods", id);
+    const sleeper = spawn("sleep", ["1000"], { stdio: "ignore" });
+    const made: string[] = [];
+    try {
+      env.d.kill("SIGTERM");
+      await env.d.exited;
+      mkdirSync(podDir, { recursive: true });
+      for (const h of hierarchies) {
+        mkdirSync(join(h, "berth", id), { recursive: true });
+        made.push(join(h, "berth", id));
+      }
+      // In one hierarchy is enough to make the pod cgroup busy.
+      const memory = hierarchies.find((h) => h.endsWith("/memory")) ?? hierarchies[0]!;
+      writeFileSync(join(memory, "berth", id, "cgroup.procs"), String(sleeper.pid));
+      await env.restart();
+      assert.equal(sleeper.exitCode, null, "the process in the leftover cgroup is not killed");
+      assert.ok(existsSync(join(memory, "berth", id)), "its cgroup stays");
+      assert.ok(existsSync(podDir), "and so does the pod dir that marks the cgroup as this berthd's");
+
+      sleeper.kill("SIGKILL");
+      await new Promise((r) => sleeper.once("exit", r));
+      env.d.kill("SIGTERM");
+      await env.d.exited;
+      await env.restart();
+      for (const c of made) assert.ok(!existsSync(c), `${c} removed once empty`);
+      assert.ok(!existsSync(podDir), "the pod dir with it");
+    } finally {
+      sleeper.kill("SIGKILL");
+      for (const c of made) {
         try {
           rmdirSync(c);
         } catch {

@@ -81,6 +81,26 @@ describe("pods with a user namespace", () => {
     assert.deepEqual(env.leftovers(), []);
   });
 
+  test("an idmapped volume on the default handler is FAILED_PRECONDITION and no container is made", async (t) => {
+    const vol = mkdtempSync(join(tmpdir(), "berth-userns-vol-"));
+    t.after(() => rmSync(vol, { recursive: true, force: true }));
+    const pod = await env.runPod("idmap-default");
+    try {
+      const config = env.containerConfig("app", ["sleep", "3600"], {
+        mounts: [{ containerPath: "/data", hostPath: vol, uidMappings: MAPPING, gidMappings: MAPPING }],
+      });
+      await expectCode(
+        env.d.rt.createContainer({ podSandboxId: pod.id, config, sandboxConfig: pod.config }),
+        status.FAILED_PRECONDITION,
+        /idmapped mount, which runtime handler "runc" cannot make/,
+      );
+      assert.deepEqual((await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
+    } finally {
+      await env.d.rt.stopPodSandbox({ podSandboxId: pod.id });
+      await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
+    }
+  });
+
   test("bad mappings are INVALID_ARGUMENT, the host network FAILED_PRECONDITION; nothing is left", async () => {
     const two = [...MAPPING, { containerId: 0, hostId: HOST_ID * 2, length: 65536 }];
     const run = (extra: object) =>
@@ -105,7 +125,7 @@ describe("pods with a user namespace", () => {
     assert.deepEqual(env.leftovers(), []);
   });
 
-  test("root inside is the mapped host uid outside; the rootfs and an idmapped volume are writable; removal leaves nothing", async (t) => {
+  test("root inside is the mapped host uid outside; the rootfs and an idmapped volume are writable; a berthd restart keeps the namespace; removal leaves nothing", async (t) => {
     const vol = mkdtempSync(join(tmpdir(), "berth-userns-vol-"));
     t.after(() => rmSync(vol, { recursive: true, force: true }));
     writeFileSync(join(vol, "from-host"), "host\n");
@@ -113,8 +133,19 @@ describe("pods with a user namespace", () => {
     const cid = await env.runContainer(pod, "app", ["sleep", "3600"], {
       linux: usernsCtr,
       // as kubelet sends every mount of a pod with a user namespace: with the pod's mappings
-      mounts: [{ containerPath: "/data", hostPath: vol, uidMappings: MAPPING, gidMappings: MAPPING }],
+      mounts: [
+        { containerPath: "/data", hostPath: vol, uidMappings: MAPPING, gidMappings: MAPPING },
+        // an image volume kubelet sends with the mappings too: mounted as it is, read-only
+        {
+          containerPath: "/iv",
+          image: { image: env.images.busybox },
+          readonly: true,
+          uidMappings: MAPPING,
+          gidMappings: MAPPING,
+        },
+      ],
     });
+    assert.equal(await exec(cid, ["sh", "-c", "test -x /iv/bin/busybox && echo readable"]), "readable");
 
     // inside: root, in a namespace mapping 0 to HOST_ID
     assert.equal(await exec(cid, ["id", "-u"]), "0");
@@ -143,11 +174,21 @@ describe("pods with a user namespace", () => {
     assert.deepEqual([written.uid, written.gid], [0, 0]);
     assert.equal(readFileSync(join(vol, "from-container"), "utf8"), "container\n");
 
+    // berthd killed and restarted: the pinned namespace outlives it, and a new container of
+    // the pod joins the same user namespace
+    env.d.kill("SIGKILL");
+    await env.restart();
+    const second = await env.runContainer(pod, "second", ["sleep", "3600"], { linux: usernsCtr });
+    assert.equal(await exec(second, ["id", "-u"]), "0");
+    assert.match(await exec(second, ["cat", "/proc/self/uid_map"]), new RegExp(`^0\\s+${HOST_ID}\\s+65536$`));
+    assert.equal(await exec(cid, ["cat", "/new-file"]), "hi");
+
     // stop and remove: no pinned namespace, no mount of the pod or container, no netns
     await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
     await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
     assert.deepEqual(mountsOf(pod.id), []);
     assert.deepEqual(mountsOf(cid), []);
+    assert.deepEqual(mountsOf(second), []);
     assert.deepEqual(env.leftovers(), []);
   });
 });

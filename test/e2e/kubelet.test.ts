@@ -9,12 +9,13 @@
 // when berthd is killed and restarted under kubelet, and the last one removes every manifest
 // and checks that nothing of the pods is left.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState } from "../../src/gen/cri/runtime/v1/api.js";
+import { goTool } from "../helpers/go-tools.js";
 import { startCriEnv, until, type CriEnv } from "../helpers/cri.js";
 import { daemonLeaks, processesNaming } from "../helpers/leaks.js";
 import { CGROUP_ROOT, startKubelet, type StaticPod, type TestKubelet } from "../helpers/kubelet.js";
@@ -40,7 +41,15 @@ let k: TestKubelet;
 const ids = new Set<string>();
 
 before(async () => {
-  env = await startCriEnv({ bridge: BRIDGE, subnet: SUBNET });
+  // runc v1.5 (as scripts/setup.sh installs it) is this berthd's default handler: kubelet runs
+  // static pods with the default handler (no API server, so no RuntimeClass), and a pod with
+  // hostUsers: false needs a handler that announces user namespaces (Debian's runc 1.1.5 does not).
+  env = await startCriEnv({
+    bridge: BRIDGE,
+    subnet: SUBNET,
+    defaultHandler: "runc-1.5",
+    config: `[runtime.handlers."runc-1.5"]\nbinary_name = "${goTool("runc-1.5", "runc")}"\nroot = "{{dir}}/runc-1.5"\n`,
+  });
   k = await startKubelet({ socket: env.d.socket });
 });
 
@@ -108,6 +117,7 @@ const names = {
   init: "",
   shared: "",
   web: "",
+  userns: "",
 };
 const hostPort = 20000 + Math.floor(Math.random() * 20000);
 
@@ -289,6 +299,46 @@ describe("kubelet runs static pods on berth", () => {
     );
     assert.equal(body, "hello from berth\n");
     await remember(names.web);
+  });
+
+  scenario("a pod with hostUsers: false runs as root of its own user namespace, its emptyDir idmapped", async () => {
+    names.userns = k.addPod(
+      pod("userns", {
+        hostUsers: false,
+        containers: [
+          {
+            name: "main",
+            image: env.images.busybox,
+            command: ["sh", "-c", `echo from-userns > /data/msg; echo x > /in-rootfs; ${forever}`],
+            volumeMounts: [{ name: "data", mountPath: "/data" }],
+          },
+        ],
+        volumes: [{ name: "data", emptyDir: {} }],
+      }),
+    );
+    const c = await running(names.userns, "main");
+    const sandbox = (await readySandbox(env.d, names.userns))!;
+    // kubelet asked for the pod's own user namespace, with a range of its choosing (65536 ids)
+    const st = await env.d.rt.podSandboxStatus({ podSandboxId: sandbox.id });
+    const userns = st.status?.linux?.namespaces?.options?.usernsOptions;
+    assert.equal(userns?.mode, 0 /* POD */, JSON.stringify(st.status?.linux));
+    const hostId = userns!.uids[0]!.hostId;
+    assert.ok(hostId >= 65536 && userns!.uids[0]!.length === 65536, JSON.stringify(userns));
+    // root inside, the range's first uid outside
+    assert.deepEqual(await exec(c.id, "id -u"), { out: "0\n", code: 0 });
+    const map = (await exec(c.id, "cat /proc/self/uid_map")).out.trim().split(/\s+/).map(Number);
+    assert.deepEqual(map, [0, hostId, 65536]);
+    const info = JSON.parse((await env.d.rt.containerStatus({ containerId: c.id, verbose: true })).info.info) as {
+      pid: number;
+    };
+    const uidLine = readFileSync(`/proc/${info.pid}/status`, "utf8").match(/^Uid:\s+(\S+)/m)![1];
+    assert.equal(Number(uidLine), hostId);
+    // it wrote to its rootfs and to kubelet's emptyDir (idmapped: stored as its uid inside, 0)
+    assert.deepEqual(await exec(c.id, "cat /in-rootfs /data/msg"), { out: "x\nfrom-userns\n", code: 0 });
+    const onNode = join(k.rootDir, "pods", sandbox.labels[POD_UID]!, "volumes", "kubernetes.io~empty-dir", "data");
+    assert.equal(readFileSync(join(onNode, "msg"), "utf8"), "from-userns\n");
+    assert.equal(statSync(join(onNode, "msg")).uid, 0);
+    await remember(names.userns);
   });
 
   scenario(

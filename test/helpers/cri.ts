@@ -114,6 +114,8 @@ export interface CriEnvOptions {
   config?: string;
   /** runtime handler used as the default ("runc": berth's shim; "runc-v2": containerd's) */
   defaultHandler?: string;
+  /** CNI plugin directory (default /usr/lib/cni) */
+  cniBinDir?: string;
 }
 
 export interface CriEnv {
@@ -147,7 +149,7 @@ export function daemonConfig(o: CriEnvOptions): string {
   return `
 [cni]
 conf_dir = "{{dir}}/net.d"
-bin_dir = "/usr/lib/cni"
+bin_dir = "${o.cniBinDir ?? "/usr/lib/cni"}"
 
 [runtime]
 default_runtime_name = "${o.defaultHandler ?? "runc"}"

@@ -3,13 +3,13 @@
 // StopPodSandbox / RemovePodSandbox in a loop (one also removes what the previous round left),
 // berthd is killed after a seeded random delay and started again on the same root and state.
 // After each restart, what berthd lists agrees with the machine, and everything in its per-id
-// state dirs (netns files, network records, bundles, io and pod dirs) belongs to a listed pod
-// or container: recovery finished, rolled back or swept the rest. At the end every pod is
+// state dirs (netns files, network records, bundles, io and pod dirs) and every reserved IP
+// belongs to a listed pod or container: recovery finished, rolled back or swept the rest. At the end every pod is
 // removed through the CRI and nothing of berth's is left on the host.
 // BERTH_SEED replays a schedule (the seed is printed); BERTH_KILL_ROUNDS sets the rounds (16).
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { after, before, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../../src/gen/cri/runtime/v1/api.js";
 import { sleep, startCriEnv, testImages, type CriEnv } from "../helpers/cri.js";
@@ -146,26 +146,24 @@ async function assertConsistent(when: string): Promise<void> {
     ...entries(join(st, "io")),
     ...entries(join(env.d.root, "network", "pods")),
   ];
-  const unlisted = owned.filter(
-    (p) =>
-      !listed.has(
-        p
-          .split("/")
-          .pop()!
-          .replace(/\.json$/, ""),
-      ),
-  );
+  const unlisted = owned.filter((p) => !listed.has(basename(p).replace(/\.json$/, "")));
   assert.deepEqual(unlisted, [], `${when}: every per-id path belongs to a listed pod or container`);
+  const ipam = join(env.d.dir, "ipam", `berth-test-${BRIDGE}`);
+  const strayIps = entries(ipam)
+    .filter((p) => /\/\d+\.\d+\.\d+\.\d+$/.test(p))
+    .filter((p) => !podIds.has(readFileSync(p, "utf8").split(/\r?\n/)[0]!));
+  assert.deepEqual(strayIps, [], `${when}: every reserved IP belongs to a listed pod`);
 }
 
 function entries(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).map((n) => join(dir, n)) : [];
 }
 
-/** The sweep's warnings in the current berthd's log: what it found left behind. */
+/** The start-up sweep's warnings in the current berthd's log: what it found left behind. */
 function swept(): string[] {
   const out: string[] = [];
   for (const line of env.d.logs().split("\n")) {
+    if (line.includes("killed a CNI plugin a previous berthd left running")) out.push("a running CNI plugin");
     if (!line.includes("removed a leftover no pod or container record owns")) continue;
     try {
       const o = (JSON.parse(line) as { orphan: { kind: string } }).orphan;

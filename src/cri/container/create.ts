@@ -20,7 +20,7 @@ import { publishContainerEvent } from "./events.js";
 import { effectiveStopSignal } from "../stop-signal.js";
 import { podUsernsPath } from "../userns/pin.js";
 import { hostRoot, podUserns } from "../userns/options.js";
-import { mountIdmappedRootfs } from "../userns/rootfs.js";
+import { idmapScratch, mountIdmappedRootfs } from "../userns/rootfs.js";
 import { rememberImageRef } from "./status.js";
 
 export async function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
@@ -30,6 +30,13 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
   if (pod.status.phase !== "ready") {
     throw new FailedPreconditionError(
       `pod sandbox ${pod.id} is not ready (${pod.status.phase}): cannot create containers in it`,
+    );
+  }
+  const handler = pod.info.runtimeHandler;
+  const idmapped = config.mounts.find((m) => m.uidMappings.length > 0 || m.gidMappings.length > 0);
+  if (idmapped && d.handlerFeatures && !d.handlerFeatures[handler]?.idmapMounts) {
+    throw new FailedPreconditionError(
+      `mount of ${idmapped.hostPath} asks for an idmapped mount, which runtime handler ${JSON.stringify(handler)} cannot make (runc 1.2+ and Linux 5.12+ are needed)`,
     );
   }
   const imageRef = config.image.image;
@@ -73,7 +80,7 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
     const usernsPath = userns ? podUsernsPath(pod.info.podDir) : undefined;
     undo.push(() => unmountAll(rootfs));
     if (userns && usernsPath)
-      await mountIdmappedRootfs(mounts, rootfs, usernsPath, hostRoot(userns), join(d.bundles.dir(id), "idmap"));
+      await mountIdmappedRootfs(mounts, rootfs, usernsPath, hostRoot(userns), idmapScratch(d.bundles.dir(id)));
     else mountAll(mounts, rootfs);
     if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
 

@@ -1,6 +1,7 @@
 // What the container operations (one file per CRI RPC in this folder) work over: the status
 // store, the task runtime, images, bundles and io, each a small interface so that a unit test
 // can hand in fakes. The composition of these for berthd is in ../pod-runtime.ts.
+import type { HandlerFeatures } from "../../oci/runtime-features.js";
 import type { ContainerEventResponse, PodSandboxStatus } from "../../gen/cri/runtime/v1/api.js";
 import type { ImageService } from "../../images/service.js";
 import type { CgroupDriver } from "../../oci/index.js";
@@ -37,4 +38,6 @@ export interface ContainerDeps {
   maxLogLineSize?: number;
   /** CDI spec directories, lowest priority first (default /etc/cdi, /var/run/cdi). */
   cdiSpecDirs?: string[];
+  /** What each runtime handler can do (probed at start): a container asking for more is refused. */
+  handlerFeatures?: Record<string, HandlerFeatures>;
 }

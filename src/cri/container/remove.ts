@@ -1,6 +1,7 @@
 // RemoveContainer: stops the container, deletes its task, unmounts and removes its rootfs,
 // bundle and fifos, then its record (containerd's container_remove.go). The log file stays, as
 // in containerd. OK when the container does not exist.
+import { idmapScratch, releaseIdmapScratch } from "../userns/rootfs.js";
 import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { unmountAll } from "../../snapshots/mount.js";
 import { NotFoundError } from "../../util/errors.js";
@@ -43,5 +44,6 @@ export async function cleanupContainerFiles(d: Pick<ContainerDeps, "bundles" | "
   unmountAll(d.bundles.rootfs(id));
   await d.images.removeRootfs(id);
   await removeImageVolumes(d.images, id, d.bundles.dir(id));
+  await releaseIdmapScratch(idmapScratch(d.bundles.dir(id)));
   await d.bundles.remove(id);
 }

@@ -1,5 +1,7 @@
 // Pod recovery at berthd start: half-run pods rolled back, half-removed ones finished, pods
 // whose sandbox process exited meanwhile marked NOTREADY.
+import { unmountAll } from "../../snapshots/mount.js";
+import { podUsernsPath, unpinNamespace } from "../userns/pin.js";
 import { NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import { podFiles, unmountShm } from "../pod-files.js";
@@ -58,7 +60,9 @@ async function finishInterrupted(d: SandboxDeps, id: string, attempt: number): P
         unmountShm(podFiles(e.info.podDir).shm);
         await d.network.teardownPod(id);
         await removeOwnCgroup(d, id, e.config);
+        unmountAll(d.bundles.rootfs(id)); // a pod with a user namespace: its sandbox rootfs bind
         await d.bundles.remove(id);
+        await unpinNamespace(podUsernsPath(e.info.podDir));
         await rm(e.info.podDir, { recursive: true, force: true });
         d.store.delete(id);
         d.log.info({ pod: id }, "rolled back an interrupted RunPodSandbox");

@@ -42,6 +42,8 @@ export interface SeccompRequest {
   /** Bounding capabilities of the process: the default profile allows more with more. */
   capabilities: readonly string[];
   kernelRelease?: string;
+  /** The runtime default profile covers the native ABI only (see DefaultProfileOptions). */
+  nativeArchOnly?: boolean;
 }
 
 const ACTIONS = new Set([
@@ -135,7 +137,11 @@ export function resolveSeccomp(req: SeccompRequest): Seccomp | undefined {
     case SecurityProfile_ProfileType.Unconfined:
       return undefined;
     case SecurityProfile_ProfileType.RuntimeDefault:
-      return defaultSeccompProfile({ capabilities: req.capabilities, kernelRelease: req.kernelRelease });
+      return defaultSeccompProfile({
+        capabilities: req.capabilities,
+        kernelRelease: req.kernelRelease,
+        nativeArchOnly: req.nativeArchOnly,
+      });
     case SecurityProfile_ProfileType.Localhost: {
       const ref = sp.localhostRef.startsWith(LOCALHOST_PREFIX)
         ? sp.localhostRef.slice(LOCALHOST_PREFIX.length)

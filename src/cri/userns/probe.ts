@@ -5,7 +5,7 @@
 // overlay stacked on that idmapped layer. If the attempt fails, no handler announces user
 // namespaces, and the log says why.
 
-import { mkdir, rm, rmdir, stat } from "node:fs/promises";
+import { mkdir, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { probeHandlerFeatures, type HandlerFeatures } from "../../oci/runtime-features.js";
 import * as sys from "../../sys/index.js";
@@ -16,27 +16,34 @@ const PROBE_HOST_UID = 1_000_000; // any unused range: the probe's files are its
 
 /** Tries what a pod with a user namespace needs of the kernel, under `dir` (removed after). */
 export async function probeIdmappedLayers(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   const [userns, layer, mapped, upper, work, merged] = ["userns", "layer", "mapped", "upper", "work", "merged"].map(
     (n) => join(dir, n),
   );
-  const mounted: string[] = [];
+  // Undoes a probe, also one a crash cut short: only the probe's own empty directories are
+  // ever mounted here, and they are removed one by one, never by a recursive rm.
+  const cleanUp = async () => {
+    for (const at of [merged, mapped]) {
+      try {
+        sys.umount2(at, sys.MNT_DETACH);
+      } catch {
+        // not mounted
+      }
+    }
+    await unpinNamespace(userns).catch(() => undefined);
+    for (const d of [merged, join(work, "work"), work, upper, mapped, layer, dir])
+      await rmdir(d).catch(() => undefined);
+  };
+  await cleanUp();
   try {
     for (const d of [layer, mapped, upper, work, merged]) await mkdir(d, { recursive: true, mode: 0o700 });
     const m = [{ containerID: 0, hostID: PROBE_HOST_UID, size: 65536 }];
     await pinPodNamespaces(userns, null, { uidMappings: m, gidMappings: m });
     sys.idmapMount(layer, mapped, userns);
-    mounted.push(mapped);
     const seen = await stat(mapped);
     if (seen.uid !== PROBE_HOST_UID) throw new Error(`an idmapped mount shows uid ${seen.uid}, not ${PROBE_HOST_UID}`);
     sys.mount("overlay", merged, "overlay", 0, `lowerdir=${mapped},upperdir=${upper},workdir=${work}`);
-    mounted.push(merged);
   } finally {
-    for (const at of mounted.reverse()) sys.umount2(at, sys.MNT_DETACH);
-    await unpinNamespace(userns).catch(() => undefined);
-    // rmdir one by one, never a recursive rm while something may still be mounted.
-    for (const d of [merged, join(work, "work"), work, upper, mapped, layer]) await rmdir(d).catch(() => undefined);
-    await rmdir(dir).catch(() => undefined);
+    await cleanUp();
   }
 }
 

@@ -8,12 +8,17 @@
 // idmapped layers (Linux 5.19+). The helper mounts of the layers are detached once the
 // overlay holds them: nothing but the one overlay mount stays on the rootfs.
 
-import { chown, mkdir, rmdir } from "node:fs/promises";
+import { chown, mkdir, readdir, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import * as sys from "../../sys/index.js";
 import { mountAll } from "../../snapshots/mount.js";
 import type { Mount } from "../../snapshots/types.js";
 import { FailedPreconditionError } from "../../util/errors.js";
+
+/** Where a container's layers are idmapped while its rootfs is mounted: in its bundle. */
+export function idmapScratch(bundleDir: string): string {
+  return join(bundleDir, "idmap");
+}
 
 function option(m: Mount, key: string): string | undefined {
   const o = m.options.find((x) => x.startsWith(`${key}=`));
@@ -75,4 +80,28 @@ export async function mountIdmappedRootfs(
     }
     await rmdir(scratch);
   }
+}
+
+/**
+ * Removes what a create cut short by a crash may have left in `scratch` (idmapped layers still
+ * mounted): each is unmounted, then its directory removed. Must run before anything removes
+ * the bundle recursively, which would otherwise reach into an image layer through the mount.
+ */
+export async function releaseIdmapScratch(scratch: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(scratch);
+  } catch {
+    return; // none
+  }
+  for (const n of names) {
+    const at = join(scratch, n);
+    try {
+      sys.umount2(at, sys.MNT_DETACH);
+    } catch {
+      // not mounted
+    }
+    await rmdir(at);
+  }
+  await rmdir(scratch);
 }

@@ -168,7 +168,7 @@ for (const c of cases) {
   });
 }
 
-test("everything at once comes out in removal order: networks, mounts, cgroups, IPs, temporary files, dirs", () => {
+test("everything at once comes out in removal order: mounts, cgroups, networks, IPs, temporary files, dirs", () => {
   const l = host({
     netns: [{ name: X, path: `${S}/netns/${X}`, mounted: false }],
     bundles: [Y],
@@ -180,7 +180,7 @@ test("everything at once comes out in removal order: networks, mounts, cgroups, 
     temps: [{ id: P, path: `/var/lib/berth/network/pods/.${P}.json.77.a30a1da53c6c.tmp` }],
   });
   const kinds = findOrphans(l).map((o) => o.kind);
-  assert.deepEqual(kinds, ["network", "mount", "mount", "cgroup", "ip", "temp", "bundle", "io", "pod-dir"]);
+  assert.deepEqual(kinds, ["mount", "mount", "cgroup", "network", "ip", "temp", "bundle", "io", "pod-dir"]);
 });
 
 test("mountOwnerId: only <state>/<per-id dir>/<id>/..., whatever the trailing slash", () => {

@@ -27,6 +27,10 @@ describe("seccomp", () => {
     const s = sec({ seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault } })!;
     assert.equal(s.defaultAction, "SCMP_ACT_ERRNO");
     assert.equal(s.defaultErrnoRet, 1);
+    if (process.arch === "x64") {
+      // an app container may run i386 or x32 binaries: the default profile covers every ABI
+      assert.deepEqual(s.architectures, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    }
     const allowed = new Set(
       s.syscalls!.filter((x) => x.action === "SCMP_ACT_ALLOW" && !x.args).flatMap((x) => x.names),
     );

@@ -166,10 +166,13 @@ describe("runtime features", () => {
     assert.deepEqual(parseRuntimeFeatures(runc15, "6.18.44"), {
       installed: true,
       recursiveReadOnlyMounts: true,
+      idmapMounts: true,
       userNamespaces: true,
     });
     assert.equal(parseRuntimeFeatures(runc15, "5.19.0").userNamespaces, true);
     assert.equal(parseRuntimeFeatures(runc15, "5.15.0").userNamespaces, false); // no overlayfs on idmapped layers
+    assert.equal(parseRuntimeFeatures(runc15, "5.15.0").idmapMounts, true);
+    assert.equal(parseRuntimeFeatures(runc15, "5.11.0").idmapMounts, false); // no mount_setattr
     assert.equal(parseRuntimeFeatures(runc11, "6.18.44").userNamespaces, false); // runc 1.1: no idmap mounts
     const noUser = JSON.stringify({ linux: { namespaces: ["mount"], mountExtensions: { idmap: { enabled: true } } } });
     assert.equal(parseRuntimeFeatures(noUser, "6.18.44").userNamespaces, false);
@@ -181,6 +184,7 @@ describe("runtime features", () => {
     assert.deepEqual(parseRuntimeFeatures("Usage: runsc <flags> <subcommand>", "6.18.44"), {
       installed: true,
       recursiveReadOnlyMounts: false,
+      idmapMounts: false,
       userNamespaces: false,
     });
   });
