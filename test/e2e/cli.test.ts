@@ -164,7 +164,7 @@ describe("berth against a daemon", () => {
     const r = await berth(["info"], { env: { BERTH_ADDRESS: d.socket } });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`Root: +${d.root}`));
-    assert.match(r.stdout, /Runtimes: +runc \(default\), runsc/);
+    assert.match(r.stdout, /Runtimes: +runc \(default\), runc-1\.5, runsc/);
     assert.match(r.stdout, /RuntimeReady: +true/);
     assert.match(r.stdout, /Images: +0/);
     const y = await berth(["info", "-o", "yaml"], { env: { BERTH_ADDRESS: d.socket } });

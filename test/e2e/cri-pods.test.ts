@@ -18,7 +18,7 @@ import { useCriEnv } from "../helpers/cri-fixture.js";
 
 let env: CriEnv;
 
-useCriEnv({ bridge: "berthcri0", subnet: "10.234.0.0/24", pull: ["busybox", "busybox"] }, (e) => (env = e));
+useCriEnv({ bridge: "berthcri0", subnet: "10.234.0.0/24", pull: ["busybox", "busyboxUser"] }, (e) => (env = e));
 
 function code(err: unknown): number {
   return (err as { code: number }).code;
