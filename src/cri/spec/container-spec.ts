@@ -38,7 +38,10 @@ import {
 } from "./mounts.js";
 import { applyResources, clampOomScoreAdj, int64 } from "./resources.js";
 import { podNamespaceModes, type PodFiles } from "./sandbox-spec.js";
-import { loadedAppArmorProfiles, resolveAppArmor, resolveSeccomp } from "./security-profiles.js";
+import { resolveSeccomp } from "./security-profiles.js";
+import { resolveAppArmor } from "./apparmor.js";
+import { systemAppArmorHost, type AppArmorHost } from "../../oci/apparmor-host.js";
+import { DEFAULT_APPARMOR_PROFILE } from "../../oci/apparmor-profile.js";
 import { OCI_VERSION, type Device, type Mount, type Namespace, type Resources, type Spec } from "../../oci/spec.js";
 import { resolveProcessUser, rootfsUserLookup, type UserLookup } from "../../oci/user.js";
 import { applyContainerUserns, containerUserns } from "./userns.js";
@@ -87,8 +90,10 @@ export interface ContainerSpecInput {
   userLookup?: UserLookup;
   /** Seccomp profile when the CRI sets none; "" (containerd's default) is unconfined. */
   unsetSeccompProfile?: string;
-  /** AppArmor profile applied for RuntimeDefault where AppArmor is enabled and the profile loaded. */
+  /** AppArmor profile RuntimeDefault means; generated and loaded where AppArmor is enabled. */
   appArmorDefaultProfile?: string;
+  /** The host's AppArmor; default: the real one, enabled as host.apparmorEnabled says. */
+  appArmorHost?: AppArmorHost;
   host?: HostFacts;
   /** Mount table reader for propagation checks (tests). */
   mountInfo?: BindOptions["mountInfo"];
@@ -214,9 +219,8 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     profile: sc?.apparmor,
     legacyProfile: sc?.apparmorProfile,
     privileged,
-    enabled: host.apparmorEnabled,
-    loadedProfiles: () => loadedAppArmorProfiles(),
-    defaultProfileName: input.appArmorDefaultProfile ?? "berth-default",
+    host: input.appArmorHost ?? systemAppArmorHost(host.apparmorEnabled),
+    defaultProfileName: input.appArmorDefaultProfile ?? DEFAULT_APPARMOR_PROFILE,
   });
   const seccomp = resolveSeccomp({
     profile: sc?.seccomp,

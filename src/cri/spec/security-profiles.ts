@@ -1,7 +1,7 @@
 // Seccomp and AppArmor profile choice from the CRI security context, following
 // containerd's CRI plugin: the SecurityProfile message wins over the deprecated
 // "runtime/default" | "docker/default" | "unconfined" | "localhost/<path>" strings;
-// privileged containers get neither.
+// privileged containers get no seccomp filter. AppArmor is decided in apparmor.ts.
 
 import { readFileSync } from "node:fs";
 import { isAbsolute } from "node:path";
@@ -152,71 +152,5 @@ export function resolveSeccomp(req: SeccompRequest): Seccomp | undefined {
     }
     default:
       throw new InvalidArgumentError(`unknown seccomp profile type ${sp.profileType}`);
-  }
-}
-
-export interface AppArmorRequest {
-  profile?: SecurityProfile;
-  /** The deprecated apparmor_profile string. */
-  legacyProfile?: string;
-  privileged: boolean;
-  /** The kernel has AppArmor enabled. */
-  enabled: boolean;
-  /** Names of loaded profiles (/sys/kernel/security/apparmor/profiles); read lazily. */
-  loadedProfiles: () => string[];
-  /** The profile applied for RuntimeDefault, when loaded. */
-  defaultProfileName: string;
-}
-
-/** Loaded AppArmor profile names, from "name (mode)" lines. */
-export function loadedAppArmorProfiles(path = "/sys/kernel/security/apparmor/profiles"): string[] {
-  try {
-    return readFileSync(path, "utf8")
-      .split("\n")
-      .map((l) => l.replace(/ \([^)]*\)\s*$/, "").trim())
-      .filter((l) => l !== "");
-  } catch {
-    return [];
-  }
-}
-
-/**
- * The AppArmor profile name for a process, or undefined for none. Where the kernel lacks
- * AppArmor, RuntimeDefault quietly means nothing (there is nothing to confine with) but
- * an explicit Localhost profile is an error: it cannot be honoured. berth does not write
- * AppArmor profiles itself, so RuntimeDefault applies `defaultProfileName` only when an
- * administrator has loaded it.
- */
-export function resolveAppArmor(req: AppArmorRequest): string | undefined {
-  const sp = req.profile ?? profileFromString(req.legacyProfile ?? "", "apparmor");
-  if (!req.enabled) {
-    if (sp && sp.profileType === SecurityProfile_ProfileType.Localhost) {
-      throw new InvalidArgumentError(
-        `apparmor profile ${JSON.stringify(sp.localhostRef)} requested but AppArmor is not enabled on this node`,
-      );
-    }
-    return undefined;
-  }
-  const choice = sp ?? { profileType: SecurityProfile_ProfileType.RuntimeDefault, localhostRef: "" };
-  if (choice.profileType !== SecurityProfile_ProfileType.Localhost && choice.localhostRef !== "") {
-    throw new InvalidArgumentError("apparmor localhost_ref must only be set when the profile type is Localhost");
-  }
-  switch (choice.profileType) {
-    case SecurityProfile_ProfileType.Unconfined:
-      return undefined;
-    case SecurityProfile_ProfileType.RuntimeDefault:
-      if (req.privileged) return undefined;
-      return req.loadedProfiles().includes(req.defaultProfileName) ? req.defaultProfileName : undefined;
-    case SecurityProfile_ProfileType.Localhost: {
-      const name = choice.localhostRef.startsWith(LOCALHOST_PREFIX)
-        ? choice.localhostRef.slice(LOCALHOST_PREFIX.length)
-        : choice.localhostRef;
-      if (name === "" || !req.loadedProfiles().includes(name)) {
-        throw new InvalidArgumentError(`apparmor profile ${JSON.stringify(name)} is not loaded on this node`);
-      }
-      return name;
-    }
-    default:
-      throw new InvalidArgumentError(`unknown apparmor profile type ${choice.profileType}`);
   }
 }

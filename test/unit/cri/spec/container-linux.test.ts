@@ -11,7 +11,7 @@ import {
   NamespaceMode,
   SecurityProfile_ProfileType,
 } from "../../../../src/gen/cri/runtime/v1/api.js";
-import { InvalidArgumentError, InternalError } from "../../../../src/util/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, InternalError } from "../../../../src/util/errors.js";
 import { cgroupsPath, type Spec } from "../../../../src/oci/index.js";
 import { clampOomScoreAdj } from "../../../../src/cri/spec/resources.js";
 import { podCgroupOwned, podCgroupParent } from "../../../../src/oci/cgroups-path.js";
@@ -91,14 +91,14 @@ describe("seccomp", () => {
       build({ linux: { securityContext: { apparmorProfile: "runtime/default" } } }).process.apparmorProfile,
       undefined,
     );
-    expectInvalid(
+    assert.throws(
       () =>
         build({
           linux: {
             securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "p" } },
           },
         }),
-      /AppArmor is not enabled/,
+      (e: unknown) => e instanceof FailedPreconditionError && /AppArmor is not enabled/.test(e.message),
     );
   });
 });
