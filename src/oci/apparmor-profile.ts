@@ -49,7 +49,8 @@ const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 
 export function renderAppArmorProfile(p: AppArmorProfileData): string {
   for (const n of [p.name, p.daemonProfile]) {
-    if (!SAFE_NAME.test(n)) throw new Error(`apparmor profile name ${JSON.stringify(n)} cannot be written into a policy`);
+    if (!SAFE_NAME.test(n))
+      throw new Error(`apparmor profile name ${JSON.stringify(n)} cannot be written into a policy`);
   }
   const lines: string[] = [];
   if (p.abi) lines.push(`abi <${p.abi}>,`);

@@ -69,7 +69,8 @@ export function resolveAppArmor(req: AppArmorRequest): string | undefined {
     case SecurityProfile_ProfileType.Localhost: {
       const ref = sp?.localhostRef ?? "";
       const name = ref.startsWith(LOCALHOST_PREFIX) ? ref.slice(LOCALHOST_PREFIX.length) : ref;
-      if (name === "") throw new InvalidArgumentError("apparmor profile type Localhost needs a localhost_ref (a profile name)");
+      if (name === "")
+        throw new InvalidArgumentError("apparmor profile type Localhost needs a localhost_ref (a profile name)");
       // berth never loads a named profile itself: that is the administrator's policy.
       if (!req.host.loadedProfiles().includes(name)) {
         throw new FailedPreconditionError(`apparmor profile ${JSON.stringify(name)} is not loaded on this node`);
