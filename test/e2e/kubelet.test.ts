@@ -118,6 +118,7 @@ const names = {
   shared: "",
   web: "",
   userns: "",
+  imageVolume: "",
 };
 const hostPort = 20000 + Math.floor(Math.random() * 20000);
 
@@ -339,6 +340,53 @@ describe("kubelet runs static pods on berth", () => {
     assert.equal(readFileSync(join(onNode, "msg"), "utf8"), "from-userns\n");
     assert.equal(statSync(join(onNode, "msg")).uid, 0);
     await remember(names.userns);
+  });
+
+  scenario("a pod with an image volume reads a file of another image, and removing it leaves no mount", async () => {
+    // The volume's image is not the container's: kubelet pulls it (IfNotPresent) and hands
+    // berth a CRI Mount naming it; its /www/index.html is a file only the test images have.
+    names.imageVolume = k.addPod(
+      pod("image-volume", {
+        containers: [
+          {
+            name: "reader",
+            image: env.images.busybox,
+            command: ["sh", "-c", `cat /content/www/index.html; ${forever}`],
+            volumeMounts: [{ name: "content", mountPath: "/content" }],
+          },
+        ],
+        volumes: [{ name: "content", image: { reference: env.images.busyboxUser, pullPolicy: "IfNotPresent" } }],
+      }),
+    );
+    const c = await running(names.imageVolume, "reader");
+    const st = (await env.d.rt.containerStatus({ containerId: c.id })).status!;
+    const log = await until(
+      () => {
+        const t = existsSync(st.logPath) ? readFileSync(st.logPath, "utf8") : "";
+        return t.includes("hello from berth") ? t : undefined;
+      },
+      "the reader's log",
+      WAIT,
+    );
+    assert.match(log, /^\S+ stdout F hello from berth$/m);
+    const volume = st.mounts.find((m) => m.containerPath === "/content");
+    // kubelet pulled the image and names it by its id; the reference the pod gave is kept.
+    const pulled = (await env.d.img.imageStatus({ image: { image: env.images.busyboxUser } })).image!;
+    assert.equal(volume?.image?.userSpecifiedImage, env.images.busyboxUser, JSON.stringify(st.mounts));
+    assert.equal(volume?.image?.imageRef, pulled.id);
+    assert.equal(volume?.readonly, true);
+    await remember(names.imageVolume);
+
+    const podIds = [c.podSandboxId, c.id];
+    k.removePod("image-volume");
+    await until(async () => (await sandboxesOf(env.d, names.imageVolume)).length === 0, "the pod's removal", WAIT);
+    assert.deepEqual(processesNaming(podIds), []);
+    assert.deepEqual(
+      readFileSync("/proc/self/mountinfo", "utf8")
+        .split("\n")
+        .filter((l) => podIds.some((id) => l.includes(id)) || l.includes("image-volume")),
+      [],
+    );
   });
 
   scenario(
