@@ -36,19 +36,9 @@ export function runtimeTypeOf(kind: ShimKind): string {
 export const REPO = new URL("../../..", import.meta.url).pathname.replace(/\/$/, "");
 export const BERTH_SHIM = join(REPO, "bin/containerd-shim-berth-v2");
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+import { sleep, until } from "./cri.js";
 
-export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+export { sleep, until };
 
 /** Alive and not a zombie (pid 1 of this machine reaps orphans lazily). */
 export function alive(pid: number): boolean {

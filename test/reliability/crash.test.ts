@@ -16,23 +16,13 @@ import { ContainerState, PodSandboxState } from "../../src/gen/cri/runtime/v1/ap
 import { startCriEnv, testImages, type CriEnv } from "../helpers/cri.js";
 import { buildImage, makeLayer, pushLayout, writeOciLayout } from "../helpers/images.js";
 import { corruptBlobs, daemonLeaks, leaks, processesNaming, warmShims } from "../helpers/leaks.js";
+import { rng } from "../helpers/seeded-random.js";
 
 const LONG = process.env.BERTH_LONG === "1";
 const ROUNDS = Number(process.env.BERTH_CRASH_ROUNDS ?? (LONG ? 30 : 5));
 const SEED = Number(process.env.BERTH_SEED ?? 0x8e27);
 const BRIDGE = "berthrel1";
 
-/** mulberry32: a small seeded generator, so a failing schedule can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = rng(SEED);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -14,22 +14,12 @@ import { after, before, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../../src/gen/cri/runtime/v1/api.js";
 import { sleep, startCriEnv, testImages, type CriEnv } from "../helpers/cri.js";
 import { daemonLeaks, warmShims } from "../helpers/leaks.js";
+import { rng } from "../helpers/seeded-random.js";
 
 const ROUNDS = Number(process.env.BERTH_KILL_ROUNDS ?? 16);
 const SEED = Number(process.env.BERTH_SEED ?? Date.now() % 0x7fffffff);
 const BRIDGE = "berthrkill0";
 
-/** mulberry32: a small seeded generator, so a failing schedule can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = rng(SEED);
 
 let env: CriEnv;
