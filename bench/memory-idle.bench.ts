@@ -35,7 +35,11 @@ async function main(): Promise<void> {
       console.log(`shim ${pid} idle:        RSS ${mib(m.rssKiB)} MiB  PSS ${mib(m.pssKiB)} MiB`);
     }
   } finally {
-    await env.stop();
+    try {
+      await env.stop();
+    } finally {
+      await env.images.stop(); // the shared registry, or node stays up after the run
+    }
   }
 }
 
