@@ -46,8 +46,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-// A file gets this long (BERTH_TEST_FILE_TIMEOUT_S to change it); the slowest, critest, takes
-// about 5 minutes here. A file past it is killed and fails, so one hang cannot eat the CI budget.
+// A file gets this long (BERTH_TEST_FILE_TIMEOUT_S to change it); the slowest, kubelet and critest,
+// take 1.5 to 5 minutes here. A file past it is killed and fails, so one hang cannot eat the CI budget.
 const fileTimeoutS = Number(process.env.BERTH_TEST_FILE_TIMEOUT_S ?? 1200);
 
 /** The pids in process group `pgid` (from /proc/PID/stat, past the command name), with their command lines. */
