@@ -42,7 +42,9 @@ test("shim Task and ttrpc Events service names", () => {
     "Connect",
     "Shutdown",
   ]);
-  assert.equal(shim.TaskService.create.path, "/containerd.task.v2.Task/Create");
+  // ttrpc sends service and method as fullName and name (no grpc-js service is generated for it).
+  assert.equal(shim.TaskDefinition.methods.create.name, "Create");
+  assert.equal("TaskService" in shim, false, "ttrpc-only protos carry no grpc-js client or server");
   assert.equal(shim.TaskDefinition.methods.create.requestType, shim.CreateTaskRequest);
 
   assert.equal(ttrpcEvents.EventsDefinition.fullName, "containerd.services.events.ttrpc.v1.Events");

@@ -6,18 +6,6 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  Client,
-  type ClientOptions,
-  type ClientUnaryCall,
-  type handleUnaryCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type ServiceError,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
 import { Any } from "../../../../../google/protobuf/any.js";
 import { Empty } from "../../../../../google/protobuf/empty.js";
 import { Timestamp } from "../../../../../google/protobuf/timestamp.js";
@@ -244,48 +232,6 @@ export const EventsDefinition = {
     },
   },
 } as const;
-
-/** Event intake: a shim forwards each event it publishes. */
-export type EventsService = typeof EventsService;
-export const EventsService = {
-  forward: {
-    path: "/containerd.services.events.ttrpc.v1.Events/Forward" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ForwardRequest): Buffer => Buffer.from(ForwardRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ForwardRequest => ForwardRequest.decode(value),
-    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
-    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
-  },
-} as const;
-
-export interface EventsServer extends UntypedServiceImplementation {
-  forward: handleUnaryCall<ForwardRequest, Empty>;
-}
-
-export interface EventsClient extends Client {
-  forward(request: ForwardRequest, callback: (error: ServiceError | null, response: Empty) => void): ClientUnaryCall;
-  forward(
-    request: ForwardRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: Empty) => void,
-  ): ClientUnaryCall;
-  forward(
-    request: ForwardRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: Empty) => void,
-  ): ClientUnaryCall;
-}
-
-export const EventsClient = makeGenericClientConstructor(
-  EventsService,
-  "containerd.services.events.ttrpc.v1.Events",
-) as unknown as {
-  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): EventsClient;
-  service: typeof EventsService;
-  serviceName: string;
-};
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
