@@ -17,7 +17,7 @@ import {
 import { currentCallObserver, withMetadata } from "./call-observer.js";
 import type { CallOptions, ClientOptions, StreamKind } from "./client-options.js";
 import { ClientStream, type PendingCall, remoteError } from "./client-stream.js";
-import { metadataToKeyValues, socketPath } from "./definition.js";
+import { type TtrpcTransport, metadataToKeyValues, socketPath } from "./definition.js";
 import { DEFAULT_MAX_MESSAGE_SIZE, Flags, type FrameHeader, FrameParser, MessageType, encodeFrame } from "./frame.js";
 
 export { setCallObserver } from "./call-observer.js";
@@ -66,9 +66,9 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
     });
   }
 
-  /** Wraps an already-connected socket. */
+  /** Wraps an already-connected socket (or another duplex byte stream). */
   constructor(
-    private readonly socket: net.Socket,
+    private readonly socket: TtrpcTransport,
     readonly address: string = "(socket)",
     opts: ClientOptions = {},
   ) {
@@ -126,12 +126,12 @@ export class TtrpcClient extends EventEmitter<{ close: [Error | undefined] }> {
 
   /** Lets the process exit while the connection is idle-open (and undoes it). */
   unref(): this {
-    this.socket.unref();
+    this.socket.unref?.();
     return this;
   }
 
   ref(): this {
-    this.socket.ref();
+    this.socket.ref?.();
     return this;
   }
 

@@ -1,7 +1,19 @@
+import type { Duplex } from "node:stream";
+
 import { InvalidArgumentError } from "../util/errors.js";
 
 // The service description both sides work from: ts-proto's "generic definition"
 // (`XDefinition` in src/gen), plus the metadata helpers shared by client and server.
+
+/**
+ * What ttrpc runs over: a net.Socket, or any duplex byte stream (one logical connection of
+ * NRI's multiplexed socket is one). ref/unref/setNoDelay are used when the stream has them.
+ */
+export type TtrpcTransport = Duplex & {
+  ref?(): unknown;
+  unref?(): unknown;
+  setNoDelay?(noDelay?: boolean): unknown;
+};
 
 /** What ttrpc needs of a generated message type (ts-proto's MessageFns fits). */
 export interface MessageCodec<T> {

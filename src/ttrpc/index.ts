@@ -20,6 +20,7 @@ export type {
   RequestOf,
   ResponseOf,
   ServiceDefinition,
+  TtrpcTransport,
 } from "./definition.js";
 export {
   DEFAULT_MAX_MESSAGE_SIZE,

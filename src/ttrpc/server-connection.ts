@@ -1,11 +1,10 @@
 // One accepted ttrpc connection: frame parsing, stream-id rules, dispatch of requests to
 // handlers, streaming inboxes, and read-side flow control.
 import { once } from "node:events";
-import type net from "node:net";
 
 import { Request, Response } from "../gen/ttrpc/request.js";
 import { DeadlineExceededError, GrpcCode, InvalidArgumentError, UnavailableError } from "../util/errors.js";
-import { type MethodDefinition, metadataFromKeyValues } from "./definition.js";
+import { type MethodDefinition, type TtrpcTransport, metadataFromKeyValues } from "./definition.js";
 import { Flags, type FrameHeader, FrameParser, MessageType, encodeFrame } from "./frame.js";
 import { MessageQueue } from "./queue.js";
 import { LazyAbort, oversizedResponse, statusOfError } from "./server-status.js";
@@ -32,7 +31,7 @@ export class ServerConnection {
 
   constructor(
     private readonly server: ConnectionHost,
-    private readonly socket: net.Socket,
+    private readonly socket: TtrpcTransport,
   ) {
     this.parser = new FrameParser(
       {

@@ -6,7 +6,7 @@ import net from "node:net";
 import { basename, dirname, join } from "node:path";
 
 import { AlreadyExistsError, FailedPreconditionError, GrpcCode, UnavailableError } from "../util/errors.js";
-import { type ServiceDefinition, socketPath } from "./definition.js";
+import { type ServiceDefinition, type TtrpcTransport, socketPath } from "./definition.js";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "./frame.js";
 import { ServerConnection } from "./server-connection.js";
 import type {
@@ -119,8 +119,8 @@ export class TtrpcServer implements ConnectionHost {
     return this.listening?.path;
   }
 
-  /** Serves an already-connected socket (e.g. one end of a socketpair). */
-  serveSocket(socket: net.Socket): void {
+  /** Serves an already-connected socket (e.g. one end of a socketpair) or another duplex byte stream. */
+  serveSocket(socket: TtrpcTransport): void {
     this.accept(socket);
   }
 
@@ -157,7 +157,7 @@ export class TtrpcServer implements ConnectionHost {
     if (st && st.ino === l.ino) await unlink(l.path).catch(() => {});
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: TtrpcTransport): void {
     if (this.closing) {
       socket.destroy();
       return;
