@@ -9,6 +9,7 @@
         "native/sys/mounts.c",
         "native/sys/namespaces.c",
         "native/sys/process.c",
+        "native/sys/spawn.c",
         "native/sys/xattr.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],

@@ -9,7 +9,7 @@
 // do their namespace work in a short-lived dedicated pthread, so the main thread (and so
 // the event loop) never leaves the host network namespace.
 //
-// The functions live in native/sys/ by job (errors, args, mounts, xattr, process, namespaces);
+// The functions live in native/sys/ by job (errors, args, mounts, xattr, process, spawn, namespaces);
 // this file only registers them.
 
 #include "sys/berth_sys.h"
@@ -32,6 +32,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"waitpid", NULL, js_waitpid, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pidfdOpen", NULL, js_pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spawnRef", NULL, js_spawn_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectInNetns", NULL, js_connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netnsLoopbackUp", NULL, js_netns_loopback_up, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -79,6 +79,10 @@ napi_value js_waitpid(napi_env env, napi_callback_info info);
 napi_value js_pidfd_open(napi_env env, napi_callback_info info);
 napi_value js_flock(napi_env env, napi_callback_info info);
 
+// spawn.c
+napi_value js_spawn(napi_env env, napi_callback_info info);
+napi_value js_spawn_ref(napi_env env, napi_callback_info info);
+
 // namespaces.c
 napi_value js_setns(napi_env env, napi_callback_info info);
 napi_value js_unshare(napi_env env, napi_callback_info info);

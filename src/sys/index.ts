@@ -62,7 +62,7 @@ export interface WaitResult {
 }
 
 /** The native module's shape (native/berth_sys.c). */
-interface Binding {
+export interface Binding {
   setErrorClass(ctor: typeof SysError): void;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
@@ -79,6 +79,16 @@ interface Binding {
   waitpid(pid: number, options: number): WaitResult;
   pidfdOpen(pid: number): number;
   flock(fd: number, operation: number): void;
+  spawn(
+    file: string,
+    argv: string[],
+    envp: string[] | null,
+    cwd: string | null,
+    stdio: number[],
+    setsid: boolean,
+    onExit: (code: number, signal: number, errno: number) => void,
+  ): { pid: number; fds: number[]; handle: object };
+  spawnRef(handle: object, on: boolean): void;
   netnsCreate(path: string): void;
   connectInNetns(nsPath: string, host: string, port: number, timeoutMs: number | null): number;
   netnsLoopbackUp(nsPath: string): void;
@@ -91,7 +101,8 @@ interface Binding {
 const candidates = ["../../../build/Release/berth_sys.node", "../../build/Release/berth_sys.node"];
 let binding: Binding | undefined;
 
-function native(): Binding {
+/** The loaded binding (for src/sys/spawn.ts, which wraps spawn in a ChildProcess-like shape). */
+export function native(): Binding {
   if (binding) return binding;
   const require = createRequire(import.meta.url);
   let lastError: unknown;
