@@ -8,6 +8,7 @@
         "native/sys/errors.c",
         "native/sys/mounts.c",
         "native/sys/namespaces.c",
+        "native/sys/probes.c",
         "native/sys/process.c",
         "native/sys/spawn.c",
         "native/sys/xattr.c"

@@ -39,6 +39,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"netnsLoopbackUp", NULL, js_netns_loopback_up, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fsmount", NULL, js_fsmount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"idmapMount", NULL, js_idmap_mount, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"probeRecursiveReadOnly", NULL, js_probe_recursive_read_only, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"probeUsernsHostSys", NULL, js_probe_userns_host_sys, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -66,6 +66,10 @@ napi_value js_mknod(napi_env env, napi_callback_info info);
 napi_value js_fsmount(napi_env env, napi_callback_info info);
 napi_value js_idmap_mount(napi_env env, napi_callback_info info);
 
+// probes.c
+napi_value js_probe_recursive_read_only(napi_env env, napi_callback_info info);
+napi_value js_probe_userns_host_sys(napi_env env, napi_callback_info info);
+
 // xattr.c
 napi_value js_setxattr(napi_env env, napi_callback_info info);
 napi_value js_lsetxattr(napi_env env, napi_callback_info info);

@@ -81,9 +81,15 @@ export function runtimeInfoHandlers(
           : {},
         runtimeHandlers,
         // The Strict supplemental groups policy is honoured, and ContainerStatus reports the user.
-        // A pod with a user namespace needs a netns its namespace owns (src/cri/userns/pin.ts),
-        // which the host's is not: user namespaces with the host network are refused.
-        features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
+        // A pod with a user namespace on the host network gets the host's /sys bound read-only
+        // ("rro"), where a handler's runtime and the host's probe allow it; the feature is the
+        // runtime's as a whole, so it is announced when some handler can (others refuse such
+        // pods with FAILED_PRECONDITION naming the handlers that can).
+        features: {
+          supplementalGroupsPolicy: true,
+          userNamespacesHostNetwork: Object.values(deps.handlerFeatures ?? {}).some((f) => f.userNamespacesHostNetwork),
+          mountOptions: false,
+        },
       });
     },
 

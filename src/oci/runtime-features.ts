@@ -1,8 +1,11 @@
 // What each configured OCI runtime can do, for the runtime handler features that Status
 // announces (kubelet and critest read them before asking for the feature) and for the checks
-// RunPodSandbox makes before it asks a runtime for them. Asked once at start from the
-// runtime's own `features` subcommand (runc 1.1+, OCI runtime-spec features.md); a runtime
-// without it (runsc, older crun) or not installed announces nothing.
+// RunPodSandbox makes before it asks a runtime for them. Two halves: the runtime's own word,
+// asked once at start from its `features` subcommand (runc 1.1+, OCI runtime-spec
+// features.md; a runtime without it, such as runsc or an older crun, or one not installed,
+// announces nothing), and what this host's kernel was seen to do when berthd tried it at
+// start (src/cri/userns/probe.ts), applied by applyHostProbes. A feature is announced only
+// when both agree.
 
 import { execFile } from "node:child_process";
 import { release } from "node:os";
@@ -10,7 +13,10 @@ import { release } from "node:os";
 export interface HandlerFeatures {
   /** The runtime binary answered at all (it is installed and runs). */
   installed: boolean;
-  /** Mount.recursive_read_only works: the runtime knows the "rro" mount option and the kernel has mount_setattr(2). */
+  /**
+   * Mount.recursive_read_only works: the runtime knows the "rro" mount option and, once the
+   * host probes are applied, a recursively read-only mount was made and written to here.
+   */
   recursiveReadOnlyMounts: boolean;
   /** Idmapped bind mounts (Mount.uid_mappings): the runtime's idmap mount extension (runc 1.2+) and mount_setattr(2). */
   idmapMounts: boolean;
@@ -20,6 +26,13 @@ export interface HandlerFeatures {
    * mount_setattr(2) with MOUNT_ATTR_IDMAP (5.12+) and overlayfs on idmapped layers (5.19+).
    */
   userNamespaces: boolean;
+  /**
+   * Pods with a user namespace can use the host's network: user namespaces and "rro" (the
+   * host's /sys is bound in recursively read-only, since sysfs cannot be mounted by a user
+   * namespace that does not own the network namespace), and the host let a user namespace
+   * do that. Only ever true once the host probes are applied.
+   */
+  userNamespacesHostNetwork: boolean;
 }
 
 export const NO_FEATURES: HandlerFeatures = {
@@ -27,6 +40,7 @@ export const NO_FEATURES: HandlerFeatures = {
   recursiveReadOnlyMounts: false,
   idmapMounts: false,
   userNamespaces: false,
+  userNamespacesHostNetwork: false,
 };
 
 function kernelAtLeast(kernelRelease: string, major: number, minor: number): boolean {
@@ -36,7 +50,7 @@ function kernelAtLeast(kernelRelease: string, major: number, minor: number): boo
   return a > major || (a === major && b >= minor);
 }
 
-/** mount_setattr(2), which "rro" needs, came in Linux 5.12. */
+/** mount_setattr(2), which idmapped mounts need, came in Linux 5.12. */
 export function kernelHasMountSetattr(kernelRelease: string = release()): boolean {
   return kernelAtLeast(kernelRelease, 5, 12);
 }
@@ -51,7 +65,11 @@ interface FeaturesDoc {
   linux?: { namespaces?: unknown; mountExtensions?: { idmap?: { enabled?: unknown } } };
 }
 
-/** Parses `RUNTIME features` output (runtime-spec features.md). */
+/**
+ * Parses `RUNTIME features` output (runtime-spec features.md): the runtime's word. Recursive
+ * read-only mounts are what the runtime says; whether the kernel makes them is the host
+ * probe's to say (applyHostProbes).
+ */
 export function parseRuntimeFeatures(json: string, kernelRelease: string = release()): HandlerFeatures {
   let doc: FeaturesDoc;
   try {
@@ -64,9 +82,32 @@ export function parseRuntimeFeatures(json: string, kernelRelease: string = relea
   const idmapMounts = doc.linux?.mountExtensions?.idmap?.enabled === true && kernelHasMountSetattr(kernelRelease);
   return {
     installed: true,
-    recursiveReadOnlyMounts: options.includes("rro") && kernelHasMountSetattr(kernelRelease),
+    recursiveReadOnlyMounts: options.includes("rro"),
     idmapMounts,
     userNamespaces: namespaces.includes("user") && idmapMounts && kernelHasIdmappedOverlayLayers(kernelRelease),
+    userNamespacesHostNetwork: false,
+  };
+}
+
+/** What berthd saw this host do at start: null where the attempt worked, else why it did not. */
+export interface HostProbes {
+  /** A mount made read-only with mount_setattr(AT_RECURSIVE) refused a write in its submount. */
+  recursiveReadOnly: string | null;
+  /** A user namespace, an idmapped mount through it and an overlay on that (src/cri/userns/probe.ts). */
+  idmappedLayers: string | null;
+  /** A user namespace not owning the network namespace bound the host's /sys recursively read-only. */
+  usernsHostSys: string | null;
+}
+
+/** A handler's features once the host has shown what its kernel does: each needs both halves. */
+export function applyHostProbes(f: HandlerFeatures, p: HostProbes): HandlerFeatures {
+  const recursiveReadOnlyMounts = f.recursiveReadOnlyMounts && p.recursiveReadOnly === null;
+  const userNamespaces = f.userNamespaces && p.idmappedLayers === null;
+  return {
+    ...f,
+    recursiveReadOnlyMounts,
+    userNamespaces,
+    userNamespacesHostNetwork: userNamespaces && recursiveReadOnlyMounts && p.usernsHostSys === null,
   };
 }
 

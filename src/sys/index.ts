@@ -94,6 +94,8 @@ export interface Binding {
   netnsLoopbackUp(nsPath: string): void;
   fsmount(fstype: string, target: string, attrFlags: number, params: [string, string | null][]): void;
   idmapMount(source: string, target: string, usernsPath: string): void;
+  probeRecursiveReadOnly(dir: string): string | null;
+  probeUsernsHostSys(hostId: number, size: number, submount: string, readable: string): string | null;
 }
 
 // From dist/src/sys/index.js the package root is three levels up; from src/sys/index.ts
@@ -208,6 +210,29 @@ function mountOverlayParams(source: string, target: string, flags: number, data:
  */
 export function idmapMount(source: string, target: string, usernsPath: string): void {
   native().idmapMount(source, target, usernsPath);
+}
+
+/**
+ * Tries a recursively read-only mount for real: in a private mount namespace of a short-lived
+ * thread, a tmpfs on `dir` (an existing directory) with a tmpfs inside it, mount_setattr
+ * (AT_RECURSIVE, MOUNT_ATTR_RDONLY) on the outer one, and a file created in the inner one,
+ * which must fail with EROFS. Null when it works, else what failed ("mount_setattr(...): ENOSYS").
+ * Nothing stays mounted: the namespace dies with the thread.
+ */
+export function probeRecursiveReadOnly(dir: string): string | null {
+  return native().probeRecursiveReadOnly(dir);
+}
+
+/**
+ * Tries, in a child process in a new user namespace (ids 0..size-1 mapped to hostId..) and
+ * mount namespace, what a runtime does for /sys when that namespace does not own the network
+ * namespace (the host's): a recursive clone of the host's /sys made read-only, nosuid, nodev
+ * and noexec with mount_setattr(AT_RECURSIVE). `submount` (relative to /sys, "" to skip) must
+ * then be read-only and `readable` (relative to /sys) readable. Null when it works, else what
+ * failed. The clone is never attached; the child's namespaces go with it.
+ */
+export function probeUsernsHostSys(hostId: number, size: number, submount: string, readable: string): string | null {
+  return native().probeUsernsHostSys(hostId, size, submount, readable);
 }
 
 export function umount2(target: string, flags: number): void {

@@ -39,6 +39,12 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
       `mount of ${idmapped.hostPath} asks for an idmapped mount, which runtime handler ${JSON.stringify(handler)} cannot make (runc 1.2+ and Linux 5.12+ are needed)`,
     );
   }
+  const rro = config.mounts.find((m) => m.recursiveReadOnly);
+  if (rro && d.handlerFeatures && !d.handlerFeatures[handler]?.recursiveReadOnlyMounts) {
+    throw new FailedPreconditionError(
+      `mount of ${rro.hostPath} asks to be recursively read-only, which runtime handler ${JSON.stringify(handler)} cannot make (its runtime lists no "rro" mount option, or this kernel failed berthd's start probe)`,
+    );
+  }
   const imageRef = config.image.image;
   const generation = d.images.generation;
   const imageId = d.images.resolveId(imageRef);

@@ -73,9 +73,11 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
     await mkdir(podDir, { recursive: true, mode: 0o711 });
     undo.push(() => rm(podDir, { recursive: true, force: true }));
     // A pod with its own user namespace: made with its netns (which it must own) when CNI
-    // asks for the netns, pinned in the pod dir for the sandbox and containers to join.
+    // asks for the netns, or alone with the host's network, pinned in the pod dir for the
+    // sandbox and containers to join.
     const usernsPath = userns ? podUsernsPath(podDir) : undefined;
     if (usernsPath) undo.push(() => unpinNamespace(usernsPath));
+    if (userns && usernsPath && hostNetwork) await pinPodNamespaces(usernsPath, null, userns);
 
     let netnsPath = "";
     let ips: string[] = [];
@@ -186,9 +188,15 @@ function checkHandlerCan(d: SandboxDeps, handler: string, userns: PodUserns | nu
         `handlers that can: ${can.length ? can.join(", ") : "none"})`,
     );
   }
-  if (hostNetwork) {
+  if (hostNetwork && !f.userNamespacesHostNetwork) {
+    const can = Object.entries(d.handlerFeatures ?? {})
+      .filter(([, x]) => x.userNamespacesHostNetwork)
+      .map(([n]) => n);
     throw new FailedPreconditionError(
-      "a pod with a user namespace cannot use the host network on berth (user_namespaces_host_network is not announced)",
+      `runtime handler ${JSON.stringify(handler)} cannot run a pod with a user namespace on the host network: ` +
+        `sysfs cannot be mounted by a user namespace that does not own the network namespace, so /sys must be ` +
+        `the host's bound recursively read-only, which needs the "rro" mount option in the runtime and a kernel ` +
+        `that let berthd's probe do it (see berthd's start log; handlers that can: ${can.length ? can.join(", ") : "none"})`,
     );
   }
 }

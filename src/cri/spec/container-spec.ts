@@ -372,6 +372,9 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
   if (devices.length > 0) spec.linux.devices = devices;
   if (seccomp) spec.linux.seccomp = seccomp;
   if (rootfsPropagation) spec.linux.rootfsPropagation = rootfsPropagation;
-  if (userns) applyContainerUserns(spec, userns, pp.usernsPath, [pp.hostname, pp.hosts, pp.resolvConf]);
+  if (userns) {
+    const podFiles = [pp.hostname, pp.hosts, pp.resolvConf];
+    applyContainerUserns(spec, userns, pp.usernsPath, podFiles, modes.network === NamespaceMode.NODE);
+  }
   return spec;
 }

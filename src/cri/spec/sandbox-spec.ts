@@ -38,6 +38,7 @@ import { resolveSeccomp } from "./security-profiles.js";
 import { OCI_VERSION, type Mount, type Namespace, type Spec } from "../../oci/spec.js";
 import { validateSysctls } from "../../oci/sysctls.js";
 import { podUserns } from "../userns/options.js";
+import { useHostSys } from "./userns.js";
 
 /** Pod-level files and directories the daemon prepared, bind-mounted into every container of the pod. */
 export interface PodFiles {
@@ -88,8 +89,8 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   const hostPid = modes.pid === NamespaceMode.NODE;
 
   // A pod with its own user namespace (hostUsers: false) runs in the one berthd made and
-  // pinned with the pod's netns (which it owns); the mappings are repeated for the runtime,
-  // which checks them against the namespace it joins.
+  // pinned with the pod's netns (which it owns), or alone with the host's network; the
+  // mappings are repeated for the runtime, which checks them against the namespace it joins.
   const userns = podUserns(sc?.namespaceOptions?.usernsOptions);
   const namespaces: Namespace[] = [];
   if (userns) {
@@ -130,6 +131,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   mounts.push(podBindMount(input.files.resolvConf, "/etc/resolv.conf", true, ["nosuid", "nodev", "noexec"]));
   mounts.push(podBindMount(input.files.hosts, "/etc/hosts", true, ["nosuid", "nodev", "noexec"]));
   mounts.push(podBindMount(input.files.hostname, "/etc/hostname", true, ["nosuid", "nodev", "noexec"]));
+  if (userns && hostNetwork) useHostSys(mounts);
 
   const seccomp = resolveSeccomp({
     profile: sc?.seccomp,

@@ -1,13 +1,21 @@
 // What each runtime handler can do, probed once at start: the runtime's own `features`
-// (src/oci/runtime-features.ts), and for user namespaces a real attempt on this host of what a
-// pod with one needs from the kernel: a user namespace berthd makes and pins, an idmapped
-// mount through it on the filesystem of berthd's root (where image layers live), and an
-// overlay stacked on that idmapped layer. If the attempt fails, no handler announces user
-// namespaces, and the log says why.
+// (src/oci/runtime-features.ts), and real attempts on this host of what the kernel must do:
+// - recursive read-only: a mount made read-only with mount_setattr(AT_RECURSIVE) refuses a
+//   write in its submount (native probeRecursiveReadOnly, in a throwaway mount namespace);
+// - user namespaces: a user namespace berthd makes and pins, an idmapped mount through it on
+//   the filesystem of berthd's root (where image layers live), and an overlay on that layer;
+// - user namespaces with the host network: a user namespace that does not own the network
+//   namespace binds the host's /sys recursively read-only (sysfs cannot be mounted there).
+// A failed attempt turns the feature off for every handler, and the log says why.
 
-import { mkdir, rmdir, stat } from "node:fs/promises";
+import { mkdir, readFile, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { probeHandlerFeatures, type HandlerFeatures } from "../../oci/runtime-features.js";
+import {
+  applyHostProbes,
+  probeHandlerFeatures,
+  type HandlerFeatures,
+  type HostProbes,
+} from "../../oci/runtime-features.js";
 import * as sys from "../../sys/index.js";
 import type { Logger } from "../../util/log.js";
 import { pinPodNamespaces, unpinNamespace } from "./pin.js";
@@ -47,23 +55,87 @@ export async function probeIdmappedLayers(dir: string): Promise<void> {
   }
 }
 
-/** Every handler's features (name -> binary_name); user namespaces only where the host passed the probe. */
+/** The first mount below /sys in this process's mount table, relative to /sys ("" if none). */
+export function firstSysSubmount(mountinfo: string): string {
+  for (const line of mountinfo.split("\n")) {
+    const at = line.split(" ")[4];
+    if (at?.startsWith("/sys/"))
+      return at.slice("/sys/".length).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  }
+  return "";
+}
+
+/**
+ * A recursively read-only mount for real, on an empty directory `dir` (made and removed
+ * here): null when a write in its submount was refused with EROFS, else why not.
+ */
+export async function probeRecursiveReadOnly(dir: string): Promise<string | null> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    return sys.probeRecursiveReadOnly(dir);
+  } finally {
+    await rmdir(dir).catch(() => undefined);
+  }
+}
+
+/**
+ * What a container of a pod with a user namespace and the host's network needs for /sys: a
+ * user namespace (not owning the host's network namespace, so it cannot mount sysfs) binds
+ * the host's /sys recursively read-only, its submounts are read-only too, and the host's
+ * interfaces are readable there. Null when it works, else why not.
+ */
+export async function probeUsernsHostSys(): Promise<string | null> {
+  const submount = firstSysSubmount(await readFile("/proc/self/mountinfo", "utf8"));
+  return sys.probeUsernsHostSys(PROBE_HOST_UID, 65536, submount, "class/net/lo/ifindex");
+}
+
+async function attempt(what: () => Promise<unknown>): Promise<string | null> {
+  try {
+    const r = await what();
+    return typeof r === "string" ? r : null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * Every handler's features (name -> binary_name): the runtime's word, then what this host was
+ * seen to do (only the probes some runtime's word makes worth trying), per handler.
+ */
 export async function probeAllHandlers(
   binaries: Record<string, string>,
   scratch: string,
   log: Logger,
 ): Promise<Record<string, HandlerFeatures>> {
   const features = await probeHandlerFeatures(binaries);
-  const wanted = Object.keys(features).filter((n) => features[n]!.userNamespaces);
-  if (wanted.length === 0) return features;
-  try {
-    await probeIdmappedLayers(scratch);
-  } catch (err) {
-    log.warn(
-      { err: (err as Error).message, handlers: wanted },
-      "user namespaces: the runtime can make them but this host cannot make idmapped overlay layers; no handler announces them",
-    );
-    for (const n of wanted) features[n] = { ...features[n]!, userNamespaces: false };
+  const all = Object.values(features);
+  const skipped = "not tried: no runtime asks for it";
+  const probes: HostProbes = { recursiveReadOnly: skipped, idmappedLayers: skipped, usernsHostSys: skipped };
+  if (all.some((f) => f.recursiveReadOnlyMounts)) {
+    probes.recursiveReadOnly = await attempt(() => probeRecursiveReadOnly(join(scratch, "rro")));
+    if (probes.recursiveReadOnly !== null) {
+      log.warn(
+        { err: probes.recursiveReadOnly },
+        "recursive read-only mounts: this kernel cannot make them; no handler announces them",
+      );
+    }
   }
-  return features;
+  if (all.some((f) => f.userNamespaces)) {
+    probes.idmappedLayers = await attempt(() => probeIdmappedLayers(scratch));
+    if (probes.idmappedLayers !== null) {
+      log.warn(
+        { err: probes.idmappedLayers },
+        "user namespaces: the runtime can make them but this host cannot make idmapped overlay layers; no handler announces them",
+      );
+    } else if (probes.recursiveReadOnly === null) {
+      probes.usernsHostSys = await attempt(probeUsernsHostSys);
+      if (probes.usernsHostSys !== null) {
+        log.warn(
+          { err: probes.usernsHostSys },
+          "user namespaces with the host network: a user namespace cannot bind the host's /sys read-only here; pods asking for both are refused",
+        );
+      }
+    }
+  }
+  return Object.fromEntries(Object.entries(features).map(([n, f]) => [n, applyHostProbes(f, probes)]));
 }

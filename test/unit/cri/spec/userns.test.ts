@@ -1,8 +1,9 @@
 // Unit tests of a pod's user namespace (kubelet's hostUsers: false) in the OCI specs: the
 // checks of the CRI options (containerd's), the sandbox joining the pinned namespace, the
-// containers joining the sandbox's with idmapped pod files and volumes; and what a runtime's
-// `features` says about user namespaces and recursive read-only mounts. The end-to-end run
-// with runc 1.5 is test/e2e/cri-userns.test.ts.
+// containers joining the sandbox's with idmapped pod files and volumes, and the host's /sys
+// bound read-only for a pod on the host's network. What a runtime's `features` says is
+// test/unit/oci/runtime-features.test.ts; the end-to-end run with runc 1.5 is
+// test/e2e/cri-userns.test.ts.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -10,7 +11,6 @@ import { join } from "node:path";
 import { NamespaceMode, PodSandboxConfig, type UserNamespace } from "../../../../src/gen/cri/runtime/v1/api.js";
 import { buildSandboxSpec } from "../../../../src/cri/spec/index.js";
 import { podUserns, sameUserns } from "../../../../src/cri/userns/options.js";
-import { parseRuntimeFeatures, runtimeCommand } from "../../../../src/oci/runtime-features.js";
 import { InternalError } from "../../../../src/util/errors.js";
 import { build, dir, expectInvalid, host, outside, podPaths } from "./fixture.js";
 
@@ -94,6 +94,43 @@ describe("sandbox spec with a user namespace", () => {
     assert.equal(s.linux.uidMappings, undefined);
   });
 
+  test("on the host's network: no network or UTS namespace, and /sys is the host's bound recursively read-only", () => {
+    const s = buildSandboxSpec({
+      id: "s1",
+      config: PodSandboxConfig.fromPartial({
+        metadata: { name: "pod", namespace: "ns", uid: "u" },
+        linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, usernsOptions: POD } } },
+      }),
+      rootfsPath: "/sandbox-root",
+      netnsPath: null,
+      files: {
+        resolvConf: join(dir, "resolv.conf"),
+        hosts: join(dir, "hosts"),
+        hostname: join(dir, "hostname"),
+        shm: join(dir, "shm"),
+      },
+      host,
+      usernsPath: "/run/berth/pods/s1/userns",
+    });
+    assert.deepEqual(
+      s.linux.namespaces.map((n) => n.type),
+      ["user", "mount", "pid", "ipc"],
+    );
+    assert.deepEqual(
+      s.mounts.filter((m) => m.destination === "/sys"),
+      [{ destination: "/sys", type: "bind", source: "/sys", options: ["rbind", "rro", "nosuid", "nodev", "noexec"] }],
+    );
+  });
+
+  test("sysfs stays for a pod with its own network, with or without a user namespace", () => {
+    for (const s of [sandbox(POD, "/run/berth/pods/s1/userns"), sandbox(undefined)]) {
+      assert.deepEqual(
+        s.mounts.filter((m) => m.destination === "/sys").map((m) => m.type),
+        ["sysfs"],
+      );
+    }
+  });
+
   test("a pinned namespace is required, and bad options are refused", () => {
     assert.throws(() => sandbox(POD), InternalError);
     expectInvalid(() => sandbox({ mode: NamespaceMode.CONTAINER, uids: [], gids: [] }, "/x"), /not supported/);
@@ -140,6 +177,25 @@ describe("container spec with a user namespace", () => {
     );
   });
 
+  test("on the host's network the container's /sys is the host's, bound recursively read-only; the cgroup mount stays", () => {
+    const hostNetPod = {
+      linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, usernsOptions: POD } } },
+    };
+    const ctrHostNet = {
+      linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, usernsOptions: POD } } },
+    };
+    const s = build(ctrHostNet, { pod: hostNetPod, extra: { podPaths: { ...podPaths(), usernsPath } } });
+    assert.deepEqual(
+      s.mounts.filter((m) => m.destination === "/sys"),
+      [{ destination: "/sys", type: "bind", source: "/sys", options: ["rbind", "rro", "nosuid", "nodev", "noexec"] }],
+    );
+    assert.equal(s.mounts.filter((m) => m.destination === "/sys/fs/cgroup").length, 1);
+    assert.ok(!s.linux.namespaces.some((n) => n.type === "network"));
+    // the same pod without the host's network keeps sysfs
+    const own = build(ctr(), { pod: podWith(POD), extra: { podPaths: { ...podPaths(), usernsPath } } });
+    assert.equal(own.mounts.find((m) => m.destination === "/sys")!.type, "sysfs");
+  });
+
   test("a container whose options differ from its pod's is refused", () => {
     expectInvalid(
       () => build({}, { pod: podWith(POD), extra: { podPaths: { ...podPaths(), usernsPath } } }),
@@ -152,45 +208,5 @@ describe("container spec with a user namespace", () => {
     const s = build({});
     assert.ok(!s.linux.namespaces.some((n) => n.type === "user"));
     assert.ok(s.mounts.every((m) => m.uidMappings === undefined));
-  });
-});
-
-describe("runtime features", () => {
-  const runc15 = JSON.stringify({
-    mountOptions: ["bind", "ro", "rro"],
-    linux: { namespaces: ["mount", "user", "network"], mountExtensions: { idmap: { enabled: true } } },
-  });
-  const runc11 = JSON.stringify({ mountOptions: ["bind", "ro", "rro"], linux: { namespaces: ["mount", "user"] } });
-
-  test("user namespaces need the runtime's idmap mounts, a user namespace, and Linux 5.19+", () => {
-    assert.deepEqual(parseRuntimeFeatures(runc15, "6.18.44"), {
-      installed: true,
-      recursiveReadOnlyMounts: true,
-      idmapMounts: true,
-      userNamespaces: true,
-    });
-    assert.equal(parseRuntimeFeatures(runc15, "5.19.0").userNamespaces, true);
-    assert.equal(parseRuntimeFeatures(runc15, "5.15.0").userNamespaces, false); // no overlayfs on idmapped layers
-    assert.equal(parseRuntimeFeatures(runc15, "5.15.0").idmapMounts, true);
-    assert.equal(parseRuntimeFeatures(runc15, "5.11.0").idmapMounts, false); // no mount_setattr
-    assert.equal(parseRuntimeFeatures(runc11, "6.18.44").userNamespaces, false); // runc 1.1: no idmap mounts
-    const noUser = JSON.stringify({ linux: { namespaces: ["mount"], mountExtensions: { idmap: { enabled: true } } } });
-    assert.equal(parseRuntimeFeatures(noUser, "6.18.44").userNamespaces, false);
-    const off = JSON.stringify({ linux: { namespaces: ["user"], mountExtensions: { idmap: { enabled: false } } } });
-    assert.equal(parseRuntimeFeatures(off, "6.18.44").userNamespaces, false);
-  });
-
-  test("a runtime that answers without JSON is installed but announces nothing", () => {
-    assert.deepEqual(parseRuntimeFeatures("Usage: runsc <flags> <subcommand>", "6.18.44"), {
-      installed: true,
-      recursiveReadOnlyMounts: false,
-      idmapMounts: false,
-      userNamespaces: false,
-    });
-  });
-
-  test("binary_name may carry flags after the program", () => {
-    assert.deepEqual(runtimeCommand("runsc --network=host"), ["runsc", ["--network=host"]]);
-    assert.deepEqual(runtimeCommand("/usr/local/sbin/runc-1.5"), ["/usr/local/sbin/runc-1.5", []]);
   });
 });
