@@ -10,6 +10,7 @@ import type { HandlerFeatures } from "../oci/runtime-features.js";
 import type { RuntimeClasses, ShimManager } from "../runtime/index.js";
 import type { Logger } from "../util/log.js";
 import type { CriEvents } from "./events.js";
+import type { NriHooks } from "../nri/hooks.js";
 
 /** The containerd namespace of every CRI task (the one containerd's CRI plugin uses). */
 export const CRI_NAMESPACE = "k8s.io";
@@ -34,6 +35,8 @@ export interface CriContext {
   cdiSpecDirs?: string[];
   /** What each runtime handler can do (probed at start); a handler not here can do none of it. */
   handlerFeatures?: Record<string, HandlerFeatures>;
+  /** NRI plugins' hooks (daemon/compose.ts builds them when [nri] enable is set). */
+  nri?: NriHooks;
 }
 
 export const paths = {

@@ -80,6 +80,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     maxLogLineSize: ctx.maxLogLineSize,
     cdiSpecDirs: ctx.cdiSpecDirs,
     handlerFeatures: ctx.handlerFeatures,
+    nri: ctx.nri,
   };
   const sandboxes: SandboxDeps = {
     store: sandboxStore,
@@ -95,6 +96,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     cgroupDriver: ctx.cgroupDriver,
     sandboxRootfs: ctx.sandboxRootfs,
     handlerFeatures: ctx.handlerFeatures,
+    nri: ctx.nri,
   };
   // Subscribed now: exits that happen while recovery runs are heard.
   const monitor = new ExitMonitor(containers, sandboxes);

@@ -44,6 +44,8 @@ import type { Logger } from "../util/log.js";
 import type { BerthConfig } from "./config.js";
 import { parseDuration } from "./config-fields.js";
 import { BERTH_VERSION } from "../util/version.js";
+import { NriAdaptation } from "../nri/index.js";
+import { nriState } from "../cri/nri-view.js";
 
 export interface Services {
   /** The CRI handlers the gRPC server serves. */
@@ -203,6 +205,18 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       join(config.root, "probe"),
       log,
     );
+    // NRI plugins (src/nri): wired into the CRI operations now, accepting plugins once recovery
+    // has rebuilt the pods and containers they are synchronized with.
+    const nri = config.nri.enable
+      ? new NriAdaptation({
+          socketPath: config.nri.socket_path,
+          registrationTimeoutMs: parseDuration(config.nri.plugin_registration_timeout) ?? 5000,
+          requestTimeoutMs: parseDuration(config.nri.plugin_request_timeout) ?? 2000,
+          runtimeName: "berth",
+          runtimeVersion: BERTH_VERSION,
+          log: log.child({ component: "nri" }),
+        })
+      : undefined;
     const criContext: CriContext = {
       pods: new PodMetadata(db),
       containers: new ContainerMetadata(db),
@@ -241,10 +255,16 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       cgroupDriver: config.cgroup.driver,
       cdiSpecDirs: config.cdi.spec_dirs,
       handlerFeatures,
+      nri,
     };
     const podRuntime = createPodRuntime(criContext);
     closers.push(() => podRuntime.close());
     await podRuntime.recover();
+    if (nri) {
+      await nri.start(nriState(podRuntime.sandboxes.store, podRuntime.containers.store, config.cgroup.driver));
+      // Closed before the pod runtime: plugins are told to shut down while berthd still answers.
+      closers.push(() => nri.stop());
+    }
     metricSources.shims = () => shims.shimCount;
     const countBy = <T>(items: T[], key: (x: T) => string) => {
       const out: Record<string, number> = {};

@@ -4,6 +4,7 @@
 // containerd's config.toml. Checks that span several keys go in `crossChecks` below.
 
 import {
+  bool,
   duration,
   fileMode,
   int,
@@ -122,6 +123,19 @@ export const configSchema = section("berthd configuration", {
     spec_dirs: stringList(
       ["/etc/cdi", "/var/run/cdi"],
       "Directories of CDI spec files (.json, .yaml); a later directory overrides an earlier one.",
+    ),
+  }),
+
+  nri: section("NRI (Node Resource Interface): plugins that see, and may adjust, pods and containers.", {
+    enable: bool(false, "Accept NRI plugins on socket_path (containerd enables NRI by default; berth does not)."),
+    socket_path: path(
+      "/var/run/nri/nri.sock",
+      "Unix socket NRI plugins connect to (its directory 0711, the socket 0600).",
+    ),
+    plugin_registration_timeout: duration("5s", "How long a connecting plugin has to register."),
+    plugin_request_timeout: duration(
+      "2s",
+      "How long a plugin has to answer one request; a plugin that takes longer is disconnected.",
     ),
   }),
 

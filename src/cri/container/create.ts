@@ -22,8 +22,14 @@ import { podUsernsPath } from "../userns/pin.js";
 import { hostRoot, podUserns } from "../userns/options.js";
 import { idmapScratch, mountIdmappedRootfs } from "../userns/rootfs.js";
 import { rememberImageRef } from "./status.js";
+import { notifyNri, nriOf, nriContainer, nriPod } from "../nri-view.js";
 
-export async function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
+export function createContainer(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
+  // A plugin joining meanwhile gets the container in its snapshot or as an event, never neither.
+  return nriOf(d).blockSync(() => create(d, pod, config));
+}
+
+async function create(d: ContainerDeps, pod: SandboxEntry, config: ContainerConfig): Promise<string> {
   const name = config.metadata?.name;
   if (!name) throw new InvalidArgumentError("container config must have metadata.name");
   if (!config.image?.image) throw new InvalidArgumentError("container config must name an image");
@@ -119,12 +125,21 @@ export async function createContainer(d: ContainerDeps, pod: SandboxEntry, confi
       runtimeHandler: pod.info.runtimeHandler,
     });
     await injectCdiDevices(spec, requestedCdiDevices(config), d.cdiSpecDirs ?? DEFAULT_CDI_SPEC_DIRS);
+    // NRI plugins see the container as its spec says and may adjust it; it stays unlisted
+    // (creating) until they all answered, and a refusal rolls the create back.
+    const nri = nriOf(d);
+    if (nri.enabled) {
+      const rest = await nri.createContainer(nriPod(pod, d.cgroupDriver), nriContainer(entry), spec);
+      if (rest.cdiDevices.length > 0)
+        await injectCdiDevices(spec, rest.cdiDevices, d.cdiSpecDirs ?? DEFAULT_CDI_SPEC_DIRS);
+    }
     d.bundles.writeSpec(id, spec);
     d.store.apply(id, { type: "created" });
   } catch (err) {
     await runUndo(undo, d.log, `create of container ${id}`);
     throw err;
   }
+  await notifyNri(d, id, (nri, p, c) => nri.postCreateContainer(p, c));
   await publishContainerEvent(d, id, ContainerEventType.CONTAINER_CREATED_EVENT);
   return id;
 }

@@ -11,6 +11,7 @@ import type { KeyedLock } from "../context.js";
 import type { RetryScheduler } from "../retry.js";
 import type { ContainerStore, SandboxStore } from "../store/index.js";
 import type { TaskRuntime } from "../../runtime/index.js";
+import type { NriHooks } from "../../nri/hooks.js";
 
 /** What containers need of the image service. */
 export type ContainerImages = Pick<ImageService, "resolveId" | "status" | "prepareRootfs" | "removeRootfs"> & {
@@ -40,4 +41,6 @@ export interface ContainerDeps {
   cdiSpecDirs?: string[];
   /** What each runtime handler can do (probed at start): a container asking for more is refused. */
   handlerFeatures?: Record<string, HandlerFeatures>;
+  /** NRI plugins' hooks; absent means NRI is off. */
+  nri?: NriHooks;
 }

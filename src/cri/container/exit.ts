@@ -13,6 +13,7 @@ import { UNKNOWN_REASON, exitReason } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
 import { cgroupOomKilled } from "./oom.js";
+import { notifyNri } from "../nri-view.js";
 
 /** How long an exited process's output may take to drain before its streams are closed. */
 const DRAIN_MS = 5000;
@@ -101,6 +102,8 @@ async function finishExit(d: ContainerDeps, id: string): Promise<void> {
   }
   const exit = { exitCode, finishedAt: dateNs(exitedAt) || nowNs(), reason: reasonFor(exitCode), message };
   if (!d.store.apply(id, { type: "task-deleted", exit })) return;
+  // Once per container, whether it was stopped or exited by itself (its exit is settled once).
+  await notifyNri(d, id, (nri, p, c) => nri.stopContainer(p, c));
   await publishContainerEvent(d, id, ContainerEventType.CONTAINER_STOPPED_EVENT);
 }
 

@@ -11,6 +11,7 @@ import type { ContainerEntry } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
 import { stopEntry } from "./stop.js";
+import { notifyNri } from "../nri-view.js";
 
 export async function removeContainer(d: ContainerDeps, ref: string): Promise<void> {
   let e: ContainerEntry;
@@ -35,6 +36,7 @@ export async function removeEntry(d: ContainerDeps, id: string): Promise<void> {
   e.io?.close();
   e.io = undefined;
   await cleanupContainerFiles(d, id);
+  await notifyNri(d, id, (nri, p, c) => nri.removeContainer(p, c));
   d.store.delete(id);
   await publishContainerEvent(d, id, ContainerEventType.CONTAINER_DELETED_EVENT, e.info);
 }

@@ -8,6 +8,7 @@ import { CRI_NAMESPACE as NS } from "../context.js";
 import { ContainerLogger } from "../io/container-logger.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
+import { notifyNri, nriContainer, nriOf, nriPod } from "../nri-view.js";
 
 export async function startContainer(d: ContainerDeps, ref: string): Promise<void> {
   const id = d.store.resolve(ref).id;
@@ -45,6 +46,8 @@ async function startLocked(d: ContainerDeps, id: string): Promise<void> {
       sandboxId: pod.id,
     });
     created = true;
+    // Plugins hear of the start with the task created, before it runs; a refusal undoes it.
+    await nriOf(d).startContainer(nriPod(pod, d.cgroupDriver), nriContainer(e));
     logger.release();
     e.io = logger;
     // Taken before Start so that a process that exits at once never finishes before it started.
@@ -61,5 +64,6 @@ async function startLocked(d: ContainerDeps, id: string): Promise<void> {
     d.store.apply(id, { type: "start-failed", at: nowNs(), message: (err as Error).message });
     throw err;
   }
+  await notifyNri(d, id, (nri, p, c) => nri.postStartContainer(p, c));
   await publishContainerEvent(d, id, ContainerEventType.CONTAINER_STARTED_EVENT);
 }

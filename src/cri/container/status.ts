@@ -6,6 +6,7 @@ import {
   ContainerState,
   type ContainerStatus as CriContainerStatus,
 } from "../../gen/cri/runtime/v1/api.js";
+import { NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import { imageVolumeStatus } from "../image-volumes.js";
 import { storedSignalToCri } from "../stop-signal.js";
@@ -18,7 +19,11 @@ export interface ContainerStatusResult {
 }
 
 export function containerStatus(d: ContainerDeps, ref: string, verbose: boolean): Promise<ContainerStatusResult> {
-  return containerStatusOf(d, d.store.resolve(ref), verbose);
+  const e = d.store.resolve(ref);
+  // Not a container yet (as it is not listed): CreateContainer has not returned it, and an NRI
+  // plugin may still refuse it.
+  if (e.status.phase === "creating") return Promise.reject(new NotFoundError(`container ${e.id} is being created`));
+  return containerStatusOf(d, e, verbose);
 }
 
 /** `imageRefs` memoises image_ref by image id across the containers of one call (a pod's status, a list). */

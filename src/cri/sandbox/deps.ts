@@ -12,6 +12,7 @@ import type { KeyedLock } from "../context.js";
 import type { RetryScheduler } from "../retry.js";
 import type { SandboxStore } from "../store/index.js";
 import type { TaskRuntime } from "../../runtime/index.js";
+import type { NriHooks } from "../../nri/hooks.js";
 
 /** The configured runtime handlers (runtime classes) by name. */
 export interface RuntimeClassLookup {
@@ -37,4 +38,6 @@ export interface SandboxDeps {
   sandboxRootfs: string;
   /** What each runtime handler can do (probed at start): a pod asking for more is refused. */
   handlerFeatures?: Record<string, HandlerFeatures>;
+  /** NRI plugins' hooks; absent means NRI is off. */
+  nri?: NriHooks;
 }

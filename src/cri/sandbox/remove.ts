@@ -12,6 +12,7 @@ import type { SandboxDeps } from "./deps.js";
 import { publishSandboxEvent } from "./events.js";
 import { sandboxStatusOf } from "./status.js";
 import { stopSandboxEntry } from "./stop.js";
+import { nriOf, nriPod } from "../nri-view.js";
 
 export async function removePodSandbox(d: SandboxDeps, ref: string): Promise<void> {
   let e: SandboxEntry;
@@ -28,8 +29,9 @@ export async function removePodSandbox(d: SandboxDeps, ref: string): Promise<voi
 
 /** Removes the pod with everything in it (no lock taken: callers hold the pod's). */
 export async function removeSandboxEntry(d: SandboxDeps, id: string): Promise<void> {
+  const wasReady = d.store.get(id)?.status.phase === "ready";
   d.store.apply(id, { type: "removing" });
-  await stopSandboxEntry(d, id);
+  await stopSandboxEntry(d, id, { nriStop: wasReady });
   for (const c of d.containers.store.bySandbox(id)) await removeEntry(d.containers, c.id);
   const e = d.store.get(id);
   if (!e) return;
@@ -39,6 +41,7 @@ export async function removeSandboxEntry(d: SandboxDeps, id: string): Promise<vo
   await unpinNamespace(podUsernsPath(e.info.podDir));
   await rm(e.info.podDir, { recursive: true, force: true });
   const last = sandboxStatusOf(e);
+  await nriOf(d).removePodSandbox(nriPod(e, d.cgroupDriver));
   d.store.delete(id);
   await publishSandboxEvent(d, id, ContainerEventType.CONTAINER_DELETED_EVENT, last);
 }

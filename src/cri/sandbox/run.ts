@@ -20,6 +20,7 @@ import { removeOwnCgroup } from "./cgroup.js";
 import type { SandboxDeps } from "./deps.js";
 import { publishSandboxEvent } from "./events.js";
 import { noticeSandboxExit } from "./exit.js";
+import { nriOf, nriPod } from "../nri-view.js";
 
 const protocols: Record<number, PortMapping["protocol"]> = {
   [Protocol.TCP]: "tcp",
@@ -27,7 +28,12 @@ const protocols: Record<number, PortMapping["protocol"]> = {
   [Protocol.SCTP]: "sctp",
 };
 
-export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: string): Promise<string> {
+export function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: string): Promise<string> {
+  // A plugin joining meanwhile gets the pod in its snapshot or as an event, never neither.
+  return nriOf(d).blockSync(() => run(d, config, runtimeHandler));
+}
+
+async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: string): Promise<string> {
   const md = config.metadata;
   if (!md?.name || !md.namespace)
     throw new InvalidArgumentError("pod sandbox config must have metadata.name and metadata.namespace");
@@ -156,6 +162,15 @@ export async function runPodSandbox(d: SandboxDeps, config: PodSandboxConfig, ru
     });
     await d.runtime.start(NS, id);
     mark("start");
+    // NRI plugins see the pod once it runs and before anyone else can: it is listed (and
+    // READY) only after they all accepted it, and a refusal rolls it all back (containerd).
+    const nri = nriOf(d);
+    if (nri.enabled) {
+      const entry = d.store.get(id);
+      const pid = (await d.runtime.state(NS, id).catch(() => undefined))?.pid ?? 0;
+      if (entry) await nri.runPodSandbox(nriPod(entry, d.cgroupDriver, pid));
+      mark("nri");
+    }
     d.store.apply(id, { type: "ready" });
     d.log.debug({ pod: id, phasesMs: phases }, "pod sandbox running");
   } catch (err) {

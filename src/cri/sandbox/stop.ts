@@ -7,6 +7,7 @@ import { stopEntry } from "../container/stop.js";
 import { podFiles, unmountShm } from "../pod-files.js";
 import type { SandboxDeps } from "./deps.js";
 import { publishSandboxEvent } from "./events.js";
+import { nriOf, nriPod } from "../nri-view.js";
 
 export async function stopPodSandbox(d: SandboxDeps, ref: string): Promise<void> {
   let id: string;
@@ -22,12 +23,20 @@ export async function stopPodSandbox(d: SandboxDeps, ref: string): Promise<void>
   });
 }
 
-/** Stops the pod (no lock taken: callers hold the pod's). */
-export async function stopSandboxEntry(d: SandboxDeps, id: string): Promise<void> {
+/**
+ * Stops the pod (no lock taken: callers hold the pod's). NRI plugins hear StopPodSandbox once,
+ * when a READY pod stops (`nriStop`, by default whether the pod is READY now): a repeated stop
+ * changes nothing and tells them nothing.
+ */
+export async function stopSandboxEntry(d: SandboxDeps, id: string, opts: { nriStop?: boolean } = {}): Promise<void> {
   const e = d.store.get(id);
   if (!e) return;
+  const nriStop = opts.nriStop ?? e.status.phase === "ready";
   const hadTask = d.runtime.has(NS, id);
   for (const c of d.containers.store.bySandbox(id)) await stopEntry(d.containers, c.id, 0);
+  // Between the containers and the sandbox, as containerd: the containers have exited, the
+  // pod's namespaces and network are still there for the plugins to look at.
+  if (nriStop) await nriOf(d).stopPodSandbox(nriPod(e, d.cgroupDriver));
   if (d.runtime.has(NS, id)) {
     await d.runtime.kill(NS, id, 9, { all: true }).catch(() => {});
     await d.runtime.wait(NS, id).catch(() => {});

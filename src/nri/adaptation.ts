@@ -1,0 +1,298 @@
+// berthd's NRI runtime side (containerd/nri pkg/adaptation): listens on the NRI socket, takes
+// each connecting plugin through registration, configuration and synchronization, keeps the
+// running plugins in NRI's order (by index, then name), and relays the CRI operations' hooks
+// (hooks.ts) to the plugins subscribed to each event, one after another in that order.
+//
+// A plugin that times out or whose connection drops is closed and skipped, as containerd does:
+// one broken plugin must not wedge every pod on the node. A plugin that answers with an error
+// fails the operations that can fail (hooks.ts) and is logged for the others.
+import { chmod, lstat, mkdir, mkdtemp, rename, rmdir, unlink } from "node:fs/promises";
+import net from "node:net";
+import { basename, dirname, join } from "node:path";
+
+import { type Container, ContainerState, Event, type LinuxResources, type PodSandbox } from "../gen/nri/api.js";
+import type { Spec } from "../oci/spec.js";
+import {
+  AlreadyExistsError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  UnavailableError,
+  UnimplementedError,
+} from "../util/errors.js";
+import type { Logger } from "../util/log.js";
+import { type AdjustmentRest, applyAdjustment } from "./adjust.js";
+import type { NriHooks, NriState } from "./hooks.js";
+import { NriPlugin } from "./plugin.js";
+import { containerFromSpec } from "./spec-view.js";
+import { SyncLock } from "./sync-lock.js";
+
+export interface NriOptions {
+  socketPath: string;
+  registrationTimeoutMs: number;
+  requestTimeoutMs: number;
+  runtimeName: string;
+  runtimeVersion: string;
+  log: Logger;
+}
+
+export class NriAdaptation implements NriHooks {
+  readonly enabled = true;
+  private plugins: NriPlugin[] = [];
+  private readonly pending = new Set<NriPlugin>();
+  private readonly lock = new SyncLock();
+  private server: net.Server | undefined;
+  private state: NriState | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: NriOptions) {}
+
+  /** Starts accepting plugins on the socket (its directory 0711, the socket 0600, as containerd). */
+  async start(state: NriState): Promise<void> {
+    this.state = state;
+    const path = this.opts.socketPath;
+    await mkdir(dirname(path), { recursive: true, mode: 0o711 });
+    await chmod(dirname(path), 0o711);
+    await removeStaleSocket(path);
+    const server = net.createServer((socket) => void this.accept(socket));
+    server.on("error", (err) => this.opts.log.warn({ err }, "NRI socket error"));
+    // Bound in a private 0700 directory, made 0600, then renamed into place: the socket is
+    // never reachable at its path with looser permissions.
+    const tmp = await mkdtemp(join(dirname(path), `.${basename(path)}-`));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(join(tmp, "s"), () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+      await chmod(join(tmp, "s"), 0o600);
+      await rename(join(tmp, "s"), path);
+    } catch (err) {
+      server.close();
+      throw err;
+    } finally {
+      await rmdir(tmp).catch(() => {});
+    }
+    this.server = server;
+    this.opts.log.info({ socket: path }, "NRI: accepting plugins");
+  }
+
+  /** Tells every plugin to shut down (NRI's Shutdown), closes their connections and the socket. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const server = this.server;
+    if (server) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await unlink(this.opts.socketPath).catch(() => {});
+    }
+    const all = [...this.plugins, ...this.pending];
+    await Promise.all(
+      all.map(async (p) => {
+        await p.api.shutdown({}, { timeoutMs: Math.min(this.opts.requestTimeoutMs, 1000) }).catch(() => {});
+        p.close();
+      }),
+    );
+    this.plugins = [];
+  }
+
+  /** The running plugins, in the order they are called ("00-name" labels). */
+  get pluginNames(): string[] {
+    return this.plugins.map((p) => p.label);
+  }
+
+  private async accept(socket: net.Socket): Promise<void> {
+    const log = this.opts.log;
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    const p = new NriPlugin(socket, {
+      runtimeName: this.opts.runtimeName,
+      runtimeVersion: this.opts.runtimeVersion,
+      registrationTimeoutMs: this.opts.registrationTimeoutMs,
+      requestTimeoutMs: this.opts.requestTimeoutMs,
+      log,
+    });
+    this.pending.add(p);
+    p.once("close", () => {
+      this.pending.delete(p);
+      this.plugins = this.plugins.filter((x) => x !== p);
+      log.info({ plugin: p.label }, "NRI plugin disconnected");
+    });
+    try {
+      await p.handshake();
+      // No pod or container creation runs while the snapshot is taken and sent, and the
+      // plugin joins the running set before any new one starts (sync-lock.ts).
+      await this.lock.exclusive(async () => {
+        if (p.closed || this.stopped) return;
+        const pods = this.state?.pods() ?? [];
+        const containers = this.state?.containers() ?? [];
+        const rpl = await p.api.synchronize(
+          { pods, containers, more: false },
+          { timeoutMs: this.opts.requestTimeoutMs },
+        );
+        if (rpl.update.length > 0) {
+          throw new UnimplementedError(
+            `NRI plugin ${p.label} asked for container updates in Synchronize, which berth cannot apply`,
+          );
+        }
+        if (p.closed) return;
+        this.plugins = [...this.plugins, p].sort((a, b) => a.idx.localeCompare(b.idx) || a.name.localeCompare(b.name));
+        this.pending.delete(p);
+        log.info(
+          { plugin: p.label, events: p.events, pods: pods.length, containers: containers.length },
+          "NRI plugin synchronized",
+        );
+      });
+    } catch (err) {
+      log.warn({ err, plugin: p.label }, "NRI plugin refused");
+      p.close();
+    }
+  }
+
+  blockSync<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.shared(fn);
+  }
+
+  /**
+   * Calls `fn` for each plugin subscribed to `event`, in order. A broken plugin (timed out,
+   * gone) is closed and skipped; a plugin's error fails the operation when `mayFail`, else it
+   * is logged.
+   */
+  private async each(event: Event, what: string, mayFail: boolean, fn: (p: NriPlugin) => Promise<void>): Promise<void> {
+    for (const p of this.plugins) {
+      if (p.closed || !p.subscribed(event)) continue;
+      try {
+        await fn(p);
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (err instanceof DeadlineExceededError || (err instanceof UnavailableError && p.closed)) {
+          this.opts.log.error({ err, plugin: p.label }, `NRI plugin did not handle ${what}: closing it`);
+          p.close();
+          continue;
+        }
+        // Not the plugin's answer but berth refusing what the plugin asked (adjust.ts): as is.
+        if (!(typeof err === "object" && err !== null && "grpcCode" in err)) throw err;
+        if (!mayFail) {
+          this.opts.log.warn({ err, plugin: p.label }, `NRI plugin failed ${what}`);
+          continue;
+        }
+        throw new FailedPreconditionError(`NRI plugin ${p.label} failed ${what}: ${msg}`, { cause: err });
+      }
+    }
+  }
+
+  private get timeout() {
+    return { timeoutMs: this.opts.requestTimeoutMs };
+  }
+
+  async runPodSandbox(pod: PodSandbox): Promise<void> {
+    await this.each(Event.RUN_POD_SANDBOX, "RunPodSandbox", true, async (p) => {
+      await p.api.runPodSandbox({ pod }, this.timeout);
+    });
+  }
+
+  async stopPodSandbox(pod: PodSandbox): Promise<void> {
+    await this.each(Event.STOP_POD_SANDBOX, "StopPodSandbox", false, async (p) => {
+      await p.api.stopPodSandbox({ pod }, this.timeout);
+    });
+  }
+
+  async removePodSandbox(pod: PodSandbox): Promise<void> {
+    await this.each(Event.REMOVE_POD_SANDBOX, "RemovePodSandbox", false, async (p) => {
+      await p.api.removePodSandbox({ pod }, this.timeout);
+    });
+  }
+
+  async createContainer(pod: PodSandbox, base: Container, spec: Spec): Promise<AdjustmentRest> {
+    const cdiDevices: string[] = [];
+    await this.each(Event.CREATE_CONTAINER, "CreateContainer", true, async (p) => {
+      const container = containerFromSpec({ ...base, state: ContainerState.CONTAINER_UNKNOWN }, spec);
+      const rpl = await p.api.createContainer({ pod, container }, this.timeout);
+      if (rpl.update.length > 0 || rpl.evict.length > 0) {
+        throw new UnimplementedError(
+          `NRI plugin ${p.label} asked, in CreateContainer, to update or evict other containers, which berth cannot apply`,
+        );
+      }
+      if (rpl.adjust) cdiDevices.push(...applyAdjustment(spec, rpl.adjust, p.label).cdiDevices);
+    });
+    return { cdiDevices };
+  }
+
+  async postCreateContainer(pod: PodSandbox, container: Container): Promise<void> {
+    await this.each(Event.POST_CREATE_CONTAINER, "PostCreateContainer", false, async (p) => {
+      await p.api.postCreateContainer({ pod, container }, this.timeout);
+    });
+  }
+
+  async startContainer(pod: PodSandbox, container: Container): Promise<void> {
+    await this.each(Event.START_CONTAINER, "StartContainer", true, async (p) => {
+      await p.api.startContainer({ pod, container }, this.timeout);
+    });
+  }
+
+  async postStartContainer(pod: PodSandbox, container: Container): Promise<void> {
+    await this.each(Event.POST_START_CONTAINER, "PostStartContainer", false, async (p) => {
+      await p.api.postStartContainer({ pod, container }, this.timeout);
+    });
+  }
+
+  async updateContainer(pod: PodSandbox, container: Container, resources: LinuxResources): Promise<LinuxResources> {
+    let out = resources;
+    await this.each(Event.UPDATE_CONTAINER, "UpdateContainer", true, async (p) => {
+      const rpl = await p.api.updateContainer({ pod, container, linuxResources: out }, this.timeout);
+      for (const u of rpl.update) {
+        if (u.containerId !== container.id || rpl.evict.length > 0) {
+          throw new UnimplementedError(
+            `NRI plugin ${p.label} asked, in UpdateContainer, to update or evict other containers, which berth cannot apply`,
+          );
+        }
+        if (u.linux?.resources) out = u.linux.resources;
+      }
+    });
+    return out;
+  }
+
+  async postUpdateContainer(pod: PodSandbox, container: Container): Promise<void> {
+    await this.each(Event.POST_UPDATE_CONTAINER, "PostUpdateContainer", false, async (p) => {
+      await p.api.postUpdateContainer({ pod, container }, this.timeout);
+    });
+  }
+
+  async stopContainer(pod: PodSandbox, container: Container): Promise<void> {
+    await this.each(Event.STOP_CONTAINER, "StopContainer", false, async (p) => {
+      const rpl = await p.api.stopContainer({ pod, container }, this.timeout);
+      if (rpl.update.length > 0) {
+        this.opts.log.error(
+          { plugin: p.label, container: container.id },
+          "NRI plugin asked for container updates in StopContainer, which berth cannot apply: ignored",
+        );
+      }
+    });
+  }
+
+  async removeContainer(pod: PodSandbox, container: Container): Promise<void> {
+    await this.each(Event.REMOVE_CONTAINER, "RemoveContainer", false, async (p) => {
+      await p.api.removeContainer({ pod, container }, this.timeout);
+    });
+  }
+}
+
+/** Removes a socket file a dead berthd left; refuses a live socket or a file that is no socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return;
+  if (!st.isSocket()) throw new AlreadyExistsError(`NRI socket path ${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const s = net.connect({ path });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+  if (live) throw new AlreadyExistsError(`NRI socket ${path} is in use (another runtime's NRI?)`);
+  await unlink(path).catch(() => {});
+}
