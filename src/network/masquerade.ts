@@ -14,10 +14,10 @@
 // and check-then-add is two): each change runs under an flock on /run/berth-masquerade.lock,
 // which the kernel releases if the holder dies.
 
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { flock, LOCK_EX, LOCK_NB } from "../sys/index.js";
+import { runProgram } from "../sys/spawn.js";
 import { InternalError, InvalidArgumentError } from "../util/errors.js";
 import { sleep } from "../util/sleep.js";
 
@@ -44,16 +44,14 @@ interface Run {
   stderr: string;
 }
 
-function iptables(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("iptables", ["-w", "-t", "nat", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (err += b.toString()));
-    child.on("error", (e) => reject(new InternalError(`run iptables: ${e.message}`, { cause: e })));
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout: out, stderr: err.trim() }));
-  });
+/** Runs iptables on the nat table (posix_spawn through sys/spawn.ts: no fork of berthd). */
+async function iptables(args: string[]): Promise<Run> {
+  try {
+    const r = await runProgram("iptables", ["-w", "-t", "nat", ...args]);
+    return { code: r.code ?? 1, stdout: r.stdout.toString(), stderr: r.stderr.toString().trim() };
+  } catch (e) {
+    throw new InternalError(`run iptables: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 async function must(args: string[]): Promise<void> {

@@ -2,14 +2,13 @@
 // exec process, or re-adopts a running one through its control socket, and turns its
 // text reports into events. A monitor that vanished without an exit record is a lost
 // process: it is watched by pid until it is gone.
-import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
 
-import { trackChild } from "./reaper.js";
+import { spawnChild } from "../sys/spawn.js";
 
 export interface ExitRecord {
   status: number;
@@ -64,16 +63,19 @@ export class Monitor extends EventEmitter<MonitorEvents> {
     if (o.watchOom) args.push("-O");
     args.push("--", ...o.argv);
     const logFd = o.logFd ?? "ignore";
-    // detached: its own session, so signals aimed at the shim's group never reach it.
-    const child = trackChild(spawn(bin, args, { detached: true, stdio: ["ignore", logFd, logFd, "pipe"] }));
     const m = new Monitor(o.stateDir);
-    child.on("error", () => {
-      m.failedStatus = 127;
-      m.emit("failed", 127);
-    });
+    let child;
+    try {
+      // detached: its own session, so signals aimed at the shim's group never reach it.
+      // posix_spawn (sys/spawn.ts), not child_process: no fork of the shim per container.
+      child = spawnChild(bin, args, { detached: true, stdio: ["ignore", logFd, logFd, "socket"] });
+    } catch {
+      m.failedStatus = 127; // could not be started; ready() rejects
+      process.nextTick(() => m.emit("failed", 127));
+      return m;
+    }
     child.unref();
-    const sock = child.stdio[3] as net.Socket;
-    m.attach(sock);
+    m.attach(child.stdio[3]!);
     return m;
   }
 

@@ -4,11 +4,14 @@
 // reparented to it. libuv reaps the children it spawned with waitpid(pid) on each of them;
 // a blanket waitpid(-1) would race it and leave a ChildProcess that never exits. So the
 // shim records every pid it spawns through child_process (trackChild), and on SIGCHLD
-// (and on a slow timer) reaps only zombie children that are not among them.
+// (and on a slow timer) reaps only zombie children that are not among them. Programs started
+// with sys/spawn.ts are reaped by their own pidfd; its live set is skipped the same way (a pid
+// enters it before spawnChild returns, so before any SIGCHLD of it can be handled here).
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 
 import * as sys from "../sys/index.js";
+import { liveSpawnedChildren } from "../sys/spawn.js";
 
 const tracked = new Set<number>();
 
@@ -52,8 +55,9 @@ function isZombie(pid: number): boolean {
 /** Reaps zombie orphans; returns how many. */
 export function reapOrphans(): number {
   let n = 0;
+  const spawned = liveSpawnedChildren();
   for (const pid of ourChildren()) {
-    if (tracked.has(pid) || !isZombie(pid)) continue;
+    if (tracked.has(pid) || spawned.has(pid) || !isZombie(pid)) continue;
     try {
       if (sys.waitpid(pid, sys.WNOHANG).pid === pid) n++;
     } catch {

@@ -2,11 +2,13 @@
 // (create, exec, restore) and runs the short commands itself (start, kill, delete, ...).
 // Errors come back from the runtime's JSON log (--log, --log-format json), as containerd's
 // runc shim reads them, so a caller sees runc's own message.
-import { execFile, spawn } from "node:child_process";
+//
+// The commands start through sys/spawn.ts (posix_spawn), not child_process: a fork of the
+// shim would copy its page tables for every runc run, several per pod.
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
-import { trackChild } from "./reaper.js";
+import { MaxBufferError, runProgram, spawnChild } from "../sys/spawn.js";
 import { traceRuntime } from "./trace.js";
 import { Options } from "../gen/containerd/runc/options/oci.js";
 import type { Any } from "../gen/google/protobuf/any.js";
@@ -146,11 +148,13 @@ export class OciRuntime {
     if (this.config.noPivotRoot) argv.push("--no-pivot");
     argv.push(id);
     await traceRuntime(`${this.kind} create`, { "runtime.args": argv.join(" ") }, async () => {
-      const status = await new Promise<number>((resolve) => {
-        const child = trackChild(spawn(this.command, argv, { stdio: "ignore" }));
-        child.once("error", () => resolve(127));
-        child.once("exit", (code) => resolve(code ?? 255));
-      });
+      let status: number;
+      try {
+        const child = spawnChild(this.command, argv, { stdio: ["ignore", "ignore", "ignore"] });
+        status = (await child.exited).code ?? 255;
+      } catch {
+        status = 127; // could not be started
+      }
       if (status !== 0) {
         const msg = (await lastRuntimeError(this.logFile)) || `exit status ${status}`;
         throw runtimeError(`${this.kind} create`, msg);
@@ -256,26 +260,28 @@ export class OciRuntime {
     await mkdir(dirname(this.logFile), { recursive: true, mode: 0o700 });
     const logFile = `${this.logFile}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;
     const argv = [...this.globalArgs(logFile), ...args];
-    return new Promise((resolve, reject) => {
-      const child = trackChild(
-        execFile(this.command, argv, { encoding: "buffer", maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-          void (async () => {
-            const logged = err ? await lastRuntimeError(logFile) : "";
-            await rm(logFile, { force: true });
-            if (!err) return resolve(stdout);
-            const died = err.signal ? `killed by ${err.signal}` : err.message;
-            const msg = logged || stderr.toString().trim() || died;
-            if (namesMissingState(msg, this.config.root)) {
-              // crun's way of saying the container does not exist: its state dir is not there
-              return reject(new NotFoundError(`${this.kind} ${args[0]}: container does not exist (${msg})`));
-            }
-            reject(runtimeError(`${this.kind} ${args[0]}`, msg));
-          })();
-        }),
-      );
-      if (stdin) child.stdin?.end(stdin);
-      else child.stdin?.end();
-    });
+    let failure: string | undefined;
+    let stdout: Buffer = Buffer.alloc(0);
+    let stderr: Buffer = Buffer.alloc(0);
+    try {
+      const r = await runProgram(this.command, argv, { input: stdin, maxBuffer: 16 << 20 });
+      ({ stdout, stderr } = r);
+      if (r.signal) failure = `killed by ${r.signal}`;
+      else if (r.code !== 0) failure = `exit status ${r.code}`;
+    } catch (err) {
+      // could not start (ENOENT...), or its output outgrew maxBuffer and it was killed
+      failure = err instanceof MaxBufferError ? `${err.message} (killed)` : (err as Error).message;
+      if (err instanceof MaxBufferError) stderr = err.result.stderr;
+    }
+    const logged = failure !== undefined ? await lastRuntimeError(logFile) : "";
+    await rm(logFile, { force: true });
+    if (failure === undefined) return stdout;
+    const msg = logged || stderr.toString().trim() || failure;
+    if (namesMissingState(msg, this.config.root)) {
+      // crun's way of saying the container does not exist: its state dir is not there
+      throw new NotFoundError(`${this.kind} ${args[0]}: container does not exist (${msg})`);
+    }
+    throw runtimeError(`${this.kind} ${args[0]}`, msg);
   }
 }
 

@@ -54,11 +54,11 @@ type ChildEvents = {
 
 const STDIO_KIND = { ignore: -1, pipe: -2, socket: -3 } as const;
 
-const liveNative = new Set<number>();
+const liveSpawned = new Set<number>();
 
-/** Pids of natively spawned children not yet reaped (the shim's reaper leaves them alone). */
-export function liveNativeChildren(): ReadonlySet<number> {
-  return liveNative;
+/** Pids of spawnChild's children not yet reaped (the shim's reaper leaves them alone). */
+export function liveSpawnedChildren(): ReadonlySet<number> {
+  return liveSpawned;
 }
 
 function signalName(n: number): NodeJS.Signals | null {
@@ -110,17 +110,17 @@ export class Child extends EventEmitter<ChildEvents> {
   }
 
   /**
-   * Signals the program's whole process group (it must be `detached`); falls back to the
-   * program alone when the group is gone. False once reaped.
+   * Signals the program's whole process group (it must be `detached`), also after the program
+   * itself is gone: members left behind keep the group, and its id, from being reused. False
+   * when there was nobody to signal.
    */
   killGroup(signal: NodeJS.Signals | number = "SIGKILL"): boolean {
-    if (this.done) return false;
     try {
       process.kill(-this.pid, signal);
+      return true;
     } catch {
-      process.kill(this.pid, signal);
+      return this.kill(signal);
     }
-    return true;
   }
 
   /** Whether the wait for the exit keeps Node running (it does by default). */
@@ -217,7 +217,7 @@ export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}
       kinds,
       opts.detached ?? false,
       (code: number, signal: number, errno: number) => {
-        liveNative.delete(r.pid);
+        liveSpawned.delete(r.pid);
         if (errno !== 0) {
           // Someone reaped our child (a waitpid(-1) somewhere): the status is lost.
           process.emitWarning(`berth spawn: the exit status of ${file} (pid ${r.pid}) was taken by another waiter`);
@@ -228,7 +228,7 @@ export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}
   } catch (err) {
     throw blameCwd(err, opts.cwd);
   }
-  liveNative.add(r.pid);
+  liveSpawned.add(r.pid);
   const sockets = r.fds.map((fd, i) => (fd >= 0 ? socketFor(fd, i, stdio[i]!) : null));
   child = new Child(r.pid, sockets);
   const handle = r.handle;
@@ -285,7 +285,12 @@ function spawnWithChildProcess(file: string, args: string[], opts: SpawnOptions,
   }
   const child = new Child(cp.pid, (cp.stdio as (net.Socket | null)[]).slice(0, stdio.length));
   child.setRef((on) => (on ? cp.ref() : cp.unref()));
-  cp.once("exit", (code, signal) => child.onExit(code, signal));
+  liveSpawned.add(cp.pid); // libuv reaps it: keep the shim's reaper off it too
+  const pid = cp.pid;
+  cp.once("exit", (code, signal) => {
+    liveSpawned.delete(pid);
+    child.onExit(code, signal);
+  });
   return child;
 }
 
@@ -352,9 +357,11 @@ export function runProgram(file: string, args: string[], opts: RunOptions = {}):
       stderr: Buffer.concat(err),
     });
     const collect = (stream: "stdout" | "stderr", into: Buffer[]) => (b: Buffer) => {
-      into.push(b);
+      if (failure) return; // killed: what still comes (from a grandchild, say) is not kept
+      const room = opts.maxBuffer === undefined ? b.length : opts.maxBuffer - size[stream];
+      into.push(room < b.length ? b.subarray(0, Math.max(room, 0)) : b);
       size[stream] += b.length;
-      if (opts.maxBuffer !== undefined && size[stream] > opts.maxBuffer && !failure) {
+      if (room < b.length) {
         failure = (r) => new MaxBufferError(stream, r);
         child.kill(killSignal);
       }

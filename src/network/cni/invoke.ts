@@ -1,12 +1,13 @@
 // Executing one CNI plugin: found on CNI_PATH by its `type`, given the command in its
 // environment and its network config on stdin; it answers a result (or an error object) as
-// JSON on stdout.
+// JSON on stdout. Plugins start through sys/spawn.ts (posix_spawn), not child_process: a
+// fork of berthd would copy its page tables for every plugin, two or three per pod.
 
-import { spawn } from "node:child_process";
 import { constants as fsConstants } from "node:fs";
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 
+import { spawnChild, type Child } from "../../sys/spawn.js";
 import { FailedPreconditionError } from "../../util/errors.js";
 import { isObject } from "./config.js";
 import { CniPluginError, CniPluginNotFoundError, CniPluginTimeoutError } from "./errors.js";
@@ -113,26 +114,29 @@ export class CniExec {
       timedOut: boolean;
     }>((resolve, reject) => {
       // Its own process group, so a timeout also kills what it started (iptables, IPAM plugins).
-      const child = spawn(bin, [], { env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+      let child: Child;
+      try {
+        child = spawnChild(bin, [], { env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+      } catch (e) {
+        reject(
+          new CniPluginError(r.plugin, r.command, r.network, 0, `cannot execute ${bin}: ${(e as Error).message}`, ""),
+        );
+        return;
+      }
+      const stdout = child.stdout!;
+      const stderr = child.stderr!;
+      const stdin = child.stdin!;
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       const timer = setTimeout(() => {
-        try {
-          if (child.pid) process.kill(-child.pid, "SIGKILL");
-        } catch {
-          child.kill("SIGKILL");
-        }
+        child.killGroup("SIGKILL");
         // Do not wait for "close": a grandchild that escaped the group could hold stdout open.
-        child.stdout.destroy();
-        child.stderr.destroy();
+        stdout.destroy();
+        stderr.destroy();
         resolve({ code: null, stdout: "", stderr: "", timedOut: true });
       }, this.timeoutMs);
-      child.stdout.on("data", (b: Buffer) => out.push(b));
-      child.stderr.on("data", (b: Buffer) => err.push(b));
-      child.on("error", (e) => {
-        clearTimeout(timer);
-        reject(new CniPluginError(r.plugin, r.command, r.network, 0, `cannot execute ${bin}: ${e.message}`, ""));
-      });
+      stdout.on("data", (b: Buffer) => out.push(b));
+      stderr.on("data", (b: Buffer) => err.push(b));
       child.on("close", (code) => {
         clearTimeout(timer);
         resolve({
@@ -143,8 +147,8 @@ export class CniExec {
         });
       });
       // A plugin that exits without reading stdin gives EPIPE here; its exit status tells the story.
-      child.stdin.on("error", () => undefined);
-      child.stdin.end(r.stdin);
+      stdin.on("error", () => undefined);
+      stdin.end(r.stdin);
     });
     if (timedOut) throw new CniPluginTimeoutError(r.plugin, r.command, this.timeoutMs);
     if (code !== 0) {
