@@ -10,8 +10,8 @@ import { chmod, lstat, mkdir, mkdtemp, rename, rmdir, unlink } from "node:fs/pro
 import net from "node:net";
 import { basename, dirname, join } from "node:path";
 
-import { type Container, ContainerState, Event, type LinuxResources, type PodSandbox } from "../gen/nri/api.js";
-import type { Spec } from "../oci/spec.js";
+import { type Container, ContainerState, Event, type PodSandbox } from "../gen/nri/api.js";
+import type { Resources, Spec } from "../oci/spec.js";
 import {
   AlreadyExistsError,
   DeadlineExceededError,
@@ -20,10 +20,10 @@ import {
   UnimplementedError,
 } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
-import { type AdjustmentRest, applyAdjustment } from "./adjust.js";
+import { type AdjustmentRest, applyAdjustment, applyNriResources } from "./adjust.js";
 import type { NriHooks, NriState } from "./hooks.js";
 import { NriPlugin } from "./plugin.js";
-import { containerFromSpec } from "./spec-view.js";
+import { containerFromSpec, resourcesToNri } from "./spec-view.js";
 import { SyncLock } from "./sync-lock.js";
 
 export interface NriOptions {
@@ -239,20 +239,19 @@ export class NriAdaptation implements NriHooks {
     });
   }
 
-  async updateContainer(pod: PodSandbox, container: Container, resources: LinuxResources): Promise<LinuxResources> {
-    let out = resources;
+  async updateContainer(pod: PodSandbox, container: Container, resources: Resources): Promise<void> {
     await this.each(Event.UPDATE_CONTAINER, "UpdateContainer", true, async (p) => {
-      const rpl = await p.api.updateContainer({ pod, container, linuxResources: out }, this.timeout);
+      const linuxResources = resourcesToNri(resources);
+      const rpl = await p.api.updateContainer({ pod, container, linuxResources }, this.timeout);
       for (const u of rpl.update) {
         if (u.containerId !== container.id || rpl.evict.length > 0) {
           throw new UnimplementedError(
             `NRI plugin ${p.label} asked, in UpdateContainer, to update or evict other containers, which berth cannot apply`,
           );
         }
-        if (u.linux?.resources) out = u.linux.resources;
+        if (u.linux?.resources) applyNriResources(resources, u.linux.resources, p.label);
       }
     });
-    return out;
   }
 
   async postUpdateContainer(pod: PodSandbox, container: Container): Promise<void> {

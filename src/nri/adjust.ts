@@ -126,8 +126,18 @@ function adjustDevice(spec: Spec, d: LinuxDevice): void {
   ];
 }
 
+/** Sets in `res` what `r` sets (an UpdateContainer answer); refuses what berth cannot apply. */
+export function applyNriResources(res: Resources, r: LinuxResources, plugin: string): void {
+  adjustResourcesOf(res, r, (field) => {
+    throw new UnimplementedError(`NRI plugin ${plugin} updated ${field}, which berth cannot apply`);
+  });
+}
+
 function adjustResources(spec: Spec, r: LinuxResources, refuse: (field: string) => never): void {
-  const res: Resources = (spec.linux.resources ??= {});
+  adjustResourcesOf((spec.linux.resources ??= {}), r, refuse);
+}
+
+function adjustResourcesOf(res: Resources, r: LinuxResources, refuse: (field: string) => never): void {
   const m = r.memory;
   if (m) {
     const mem = (res.memory ??= {});

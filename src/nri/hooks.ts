@@ -6,8 +6,8 @@
 // Which hooks can fail the CRI call follows containerd: RunPodSandbox, CreateContainer,
 // StartContainer and UpdateContainer do (a plugin's error fails the call, and the operation's
 // rollback runs); the others are notifications whose plugin errors are logged.
-import type { Container, LinuxResources, PodSandbox } from "../gen/nri/api.js";
-import type { Spec } from "../oci/spec.js";
+import type { Container, PodSandbox } from "../gen/nri/api.js";
+import type { Resources, Spec } from "../oci/spec.js";
 import type { AdjustmentRest } from "./adjust.js";
 
 export interface NriHooks {
@@ -30,8 +30,8 @@ export interface NriHooks {
   postCreateContainer(pod: PodSandbox, container: Container): Promise<void>;
   startContainer(pod: PodSandbox, container: Container): Promise<void>;
   postStartContainer(pod: PodSandbox, container: Container): Promise<void>;
-  /** Plugins may change the resources asked for: the resources to apply are returned. */
-  updateContainer(pod: PodSandbox, container: Container, resources: LinuxResources): Promise<LinuxResources>;
+  /** Plugins see the new resources and may change them: their changes are applied to `resources` in place. */
+  updateContainer(pod: PodSandbox, container: Container, resources: Resources): Promise<void>;
   postUpdateContainer(pod: PodSandbox, container: Container): Promise<void>;
   stopContainer(pod: PodSandbox, container: Container): Promise<void>;
   removeContainer(pod: PodSandbox, container: Container): Promise<void>;
@@ -54,7 +54,7 @@ export const NO_NRI: NriHooks = {
   postCreateContainer: async () => {},
   startContainer: async () => {},
   postStartContainer: async () => {},
-  updateContainer: async (_p, _c, resources) => resources,
+  updateContainer: async () => {},
   postUpdateContainer: async () => {},
   stopContainer: async () => {},
   removeContainer: async () => {},

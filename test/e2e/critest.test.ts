@@ -16,6 +16,11 @@
 // The "Security Context UserNamespaces" specs run in a second pass with the runc-1.5 handler
 // (critest --runtime-handler; runc v1.5 built by scripts/go-tools.sh): the default handler,
 // Debian's runc 1.1.5, makes no idmapped mounts, so critest would skip them there.
+//
+// berthd runs with NRI enabled and critest gets its socket (--nri-socket): critest's NRI specs
+// connect the Go stub containerd's NRI plugins use and check the hook contracts. The plugin
+// request timeout is raised from the default 2 s because those specs hold hooks and
+// Synchronize open on purpose (2 s and more on this shared machine).
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -68,7 +73,9 @@ test(
         subnet: "10.234.60.0/24",
         // berth runs its built-in pause whatever this says; set so that it is the image kubelet
         // would pin, served like the rest
-        config: `\n[image]\nsandbox_image = "${SANDBOX_IMAGE}"\n[runtime.handlers."${USERNS_HANDLER}"]\nbinary_name = "${goTool("runc-1.5", "runc")}"\nroot = "{{dir}}/runc-1.5"\n`,
+        config:
+          `\n[image]\nsandbox_image = "${SANDBOX_IMAGE}"\n[runtime.handlers."${USERNS_HANDLER}"]\nbinary_name = "${goTool("runc-1.5", "runc")}"\nroot = "{{dir}}/runc-1.5"\n` +
+          `[nri]\nenable = true\nsocket_path = "{{dir}}/nri/nri.sock"\nplugin_request_timeout = "60s"\n`,
       });
       images = await startCritestImages(join(env.d.dir, "certs.d"));
 
@@ -77,6 +84,7 @@ test(
         `--runtime-endpoint=unix://${env.d.socket}`,
         `--image-endpoint=unix://${env.d.socket}`,
         "--ginkgo.no-color",
+        `--nri-socket=${join(env.d.dir, "nri", "nri.sock")}`,
         ...skips.map((s) => `--ginkgo.skip=${s.pattern}`),
         ...(focus ? [`--ginkgo.focus=${focus}`] : []),
       ];
