@@ -3,11 +3,15 @@
 // runs them; Debian's runc 1.1.5 (the default handler) makes no idmapped mounts and refuses
 // them. The container's root is uid 0 inside and the mapped host uid outside, writes to its
 // rootfs (idmapped image layers under a writable layer it owns) and to a volume kubelet sends
-// with the pod's mappings (an idmapped bind mount), and nothing is left after removal.
+// with the pod's mappings (an idmapped bind mount), and nothing is left after removal. A pod
+// with a user namespace may use the host's network (kubelet's UserNamespacesHostNetworkSupport):
+// it sees the host's interfaces, and /sys is the host's bound read-only, since the kernel lets
+// only a user namespace owning the network namespace mount sysfs.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
@@ -23,6 +27,8 @@ const HOST_ID = 65536 * 7;
 const MAPPING = [{ containerId: 0, hostId: HOST_ID, length: 65536 }];
 const USERNS = { mode: NamespaceMode.POD, uids: MAPPING, gids: MAPPING };
 const usernsPod = { linux: { securityContext: { namespaceOptions: { usernsOptions: USERNS } } } };
+/** A veth pair the host-network test adds to the host (and removes). */
+const DUMMY = "berthunsd0";
 const usernsCtr = { securityContext: { namespaceOptions: { usernsOptions: USERNS } } };
 
 let env: CriEnv;
@@ -67,7 +73,9 @@ describe("pods with a user namespace", () => {
     assert.deepEqual(userns, { runc: false, "": false, "runc-v2": false, runsc: false, [HANDLER]: true });
     const rro = s.runtimeHandlers.find((h) => h.name === HANDLER)!.features?.recursiveReadOnlyMounts;
     assert.equal(rro, true, "runc 1.5 on Linux 6.x makes recursive read-only mounts");
-    assert.equal(s.features?.userNamespacesHostNetwork, false);
+    // runc 1.5 has user namespaces and rro, and berthd's start probe bound the host's /sys
+    // read-only in a user namespace: pods with a user namespace may use the host's network
+    assert.equal(s.features?.userNamespacesHostNetwork, true);
   });
 
   test("the default handler (Debian's runc 1.1.5) refuses a user namespace with FAILED_PRECONDITION and leaves nothing", async () => {
@@ -101,7 +109,7 @@ describe("pods with a user namespace", () => {
     }
   });
 
-  test("bad mappings are INVALID_ARGUMENT, the host network FAILED_PRECONDITION; nothing is left", async () => {
+  test("bad mappings are INVALID_ARGUMENT, the host network on the default handler FAILED_PRECONDITION; nothing is left", async () => {
     const two = [...MAPPING, { containerId: 0, hostId: HOST_ID * 2, length: 65536 }];
     const run = (extra: object) =>
       env.d.rt.runPodSandbox({ config: env.podConfig("userns-bad", extra), runtimeHandler: HANDLER });
@@ -117,9 +125,12 @@ describe("pods with a user namespace", () => {
       /mode CONTAINER is not supported/,
     );
     await expectCode(
-      run(ns({ network: NamespaceMode.NODE, usernsOptions: USERNS })),
+      env.d.rt.runPodSandbox({
+        config: env.podConfig("userns-bad", ns({ network: NamespaceMode.NODE, usernsOptions: USERNS })),
+        runtimeHandler: "",
+      }),
       status.FAILED_PRECONDITION,
-      /host network/,
+      /runtime handler "runc" cannot run pods with a user namespace/,
     );
     assert.equal((await env.d.rt.listPodSandbox({})).items.length, 0);
     assert.deepEqual(env.leftovers(), []);
@@ -189,6 +200,74 @@ describe("pods with a user namespace", () => {
     assert.deepEqual(mountsOf(pod.id), []);
     assert.deepEqual(mountsOf(cid), []);
     assert.deepEqual(mountsOf(second), []);
+    assert.deepEqual(env.leftovers(), []);
+  });
+
+  test("on the host's network: the host's interfaces, root mapped to the host range, the host's /sys read-only; removal leaves nothing", async () => {
+    const hostNs = { network: NamespaceMode.NODE, usernsOptions: USERNS };
+    const pod = await env.runPod(
+      "userns-hostnet",
+      { linux: { securityContext: { namespaceOptions: hostNs } } },
+      HANDLER,
+    );
+    const cid = await env.runContainer(pod, "app", ["sleep", "3600"], {
+      linux: { securityContext: { namespaceOptions: hostNs } },
+    });
+    try {
+      // the host's network: the same network namespace, and an interface this test adds to
+      // the host shows in the container's /sys (which is usable) and /proc/net/dev
+      assert.equal(await exec(cid, ["readlink", "/proc/self/ns/net"]), readlinkSync("/proc/self/ns/net"));
+      execFileSync("ip", ["link", "add", DUMMY, "type", "veth", "peer", "name", `${DUMMY}p`]);
+      const ifindex = readFileSync(`/sys/class/net/${DUMMY}/ifindex`, "utf8").trim();
+      assert.equal(await exec(cid, ["cat", `/sys/class/net/${DUMMY}/ifindex`]), ifindex);
+      assert.match(await exec(cid, ["cat", "/proc/net/dev"]), new RegExp(`^\\s*${DUMMY}:`, "m"));
+      assert.equal(await exec(cid, ["hostname"]), hostname());
+
+      // root inside maps to the pod's host range, and the process runs as that uid outside
+      assert.equal(await exec(cid, ["id", "-u"]), "0");
+      assert.match(await exec(cid, ["cat", "/proc/self/uid_map"]), new RegExp(`^0\\s+${HOST_ID}\\s+65536$`));
+      const info = JSON.parse((await env.d.rt.containerStatus({ containerId: cid, verbose: true })).info.info) as {
+        pid: number;
+      };
+      const uidLine = readFileSync(`/proc/${info.pid}/status`, "utf8").match(/^Uid:\s+(.*)$/m)![1]!;
+      assert.deepEqual(uidLine.split(/\s+/).map(Number), [HOST_ID, HOST_ID, HOST_ID, HOST_ID]);
+
+      // /sys is the host's sysfs bound read-only, down to its submounts: every mount the host
+      // has under /sys (its cgroup mounts), which a plain "ro" bind would leave writable, is
+      // there read-only (runc's own cgroup mounts over them aside: other devices)
+      const under = (text: string) =>
+        text
+          .split("\n")
+          .map((l) => l.split(" "))
+          .filter((f) => /^\/sys(\/|$)/.test(f[4] ?? ""));
+      const inside = under(await exec(cid, ["cat", "/proc/self/mountinfo"]));
+      assert.match(inside[0]!.join(" "), /^\S+ \S+ \S+ \/ \/sys ro,.* - sysfs /, "the host's sysfs, bound read-only");
+      const hostSubs = under(readFileSync("/proc/self/mountinfo", "utf8")).filter((f) => f[4] !== "/sys");
+      assert.ok(hostSubs.length > 0, "the host has mounts under /sys");
+      for (const h of hostSubs) {
+        const copy = inside.find((f) => f[4] === h[4] && f[2] === h[2]);
+        assert.ok(copy, `the host's ${h[4]} (${h[2]}) is under the container's /sys`);
+        assert.match(copy[5]!, /^ro(,|$)/, copy.join(" "));
+      }
+      const write = await env.d.rt.execSync(
+        { containerId: cid, cmd: ["sh", "-c", "echo 1 > /sys/kernel/uevent_helper"], timeout: 20n },
+        { deadlineMs: 60_000 },
+      );
+      assert.notEqual(write.exitCode, 0);
+      assert.match(write.stderr.toString(), /Read-only file system/);
+      // the rootfs is the container's own, writable by its root
+      assert.equal(await exec(cid, ["sh", "-c", "echo hi > /new-file && cat /new-file"]), "hi");
+    } finally {
+      try {
+        execFileSync("ip", ["link", "del", DUMMY], { stdio: "ignore" });
+      } catch {
+        // never added
+      }
+      await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+      await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+    }
+    assert.deepEqual(mountsOf(pod.id), []);
+    assert.deepEqual(mountsOf(cid), []);
     assert.deepEqual(env.leftovers(), []);
   });
 });
