@@ -1,0 +1,167 @@
+// NRI through the CRI with a real plugin: test/go/nri-plugin is built on containerd/nri's own
+// stub (what NRI plugins use). berthd synchronizes it with the pods it already has, relays every
+// pod and container event in order, applies its container adjustments (env added and removed,
+// annotation, read-only bind mount, rlimit, pids limit) so the container really runs with them,
+// turns its refusal into FAILED_PRECONDITION with nothing left behind, and carries on without
+// it once it disconnects. critest's NRI specs (test/e2e/critest.test.ts) check the contracts.
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, test } from "node:test";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { startCriEnv, testImages, until, type CriEnv } from "../helpers/cri.js";
+import { goTool } from "../helpers/go-tools.js";
+
+let env: CriEnv;
+
+interface PluginEvent {
+  event: string;
+  pod: string;
+  container: string;
+}
+
+let plugin: ChildProcess | undefined;
+const events: PluginEvent[] = [];
+let mountSource: string;
+let existingPod: { id: string; config: object };
+
+/** Starts the Go plugin and waits until it has been synchronized. */
+async function startPlugin(): Promise<void> {
+  const bin = goTool("nri-plugin", "nri-test-plugin");
+  const p = spawn(bin, ["-socket", join(env.d.dir, "nri", "nri.sock"), "-mount-source", mountSource], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  plugin = p;
+  let stderr = "";
+  p.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+  createInterface({ input: p.stdout! }).on("line", (line) => events.push(JSON.parse(line) as PluginEvent));
+  await until(
+    () => events.some((e) => e.event === "ready") || p.exitCode !== null,
+    "the NRI plugin to be synchronized",
+  );
+  assert.equal(p.exitCode, null, `the NRI plugin exited: ${stderr}`);
+}
+
+before(async () => {
+  env = await startCriEnv({
+    bridge: "berthnri0",
+    subnet: "10.234.93.0/24",
+    config: `
+[nri]
+enable = true
+socket_path = "{{dir}}/nri/nri.sock"
+plugin_request_timeout = "30s"
+`,
+  });
+  await env.d.img.pullImage({ image: { image: env.images.busybox } }, { deadlineMs: 120_000 });
+  mountSource = join(env.d.dir, "nri-src");
+  mkdirSync(mountSource);
+  writeFileSync(join(mountSource, "hello"), "from the host\n");
+  // A pod that exists before the plugin connects: it must be in the plugin's Synchronize.
+  existingPod = await env.runPod("nri-before");
+  await startPlugin();
+});
+
+after(async () => {
+  try {
+    plugin?.kill("SIGKILL");
+    await env?.stop();
+  } finally {
+    await (await testImages()).stop();
+  }
+});
+
+async function exec(cid: string, cmd: string[]): Promise<string> {
+  const r = await env.d.rt.execSync({ containerId: cid, cmd, timeout: 10n });
+  assert.equal(r.exitCode, 0, r.stderr.toString());
+  return r.stdout.toString();
+}
+
+const of = (id: string) => events.filter((e) => e.container === id || (e.container === "" && e.pod === id));
+
+test("a joining plugin is synchronized with the pods that exist", () => {
+  assert.ok(
+    events.some((e) => e.event === "Synchronize" && e.pod === existingPod.id),
+    `pod ${existingPod.id} in the plugin's Synchronize: ${JSON.stringify(events)}`,
+  );
+});
+
+test("the plugin's adjustments reach the running container, and it hears every event in order", async () => {
+  const pod = await env.runPod("nri-adjust", { annotations: { "berth.test/nri-adjust": "1" } });
+  const cid = await env.runContainer(pod, "adjusted", ["sleep", "1000"], {
+    envs: [
+      { key: "DROP_ME", value: Buffer.from("x") },
+      { key: "KEEP_ME", value: Buffer.from("y") },
+    ],
+  });
+  const envOut = await exec(cid, ["env"]);
+  assert.match(envOut, /^NRI_ADJUSTED=1$/m);
+  assert.match(envOut, /^KEEP_ME=y$/m);
+  assert.doesNotMatch(envOut, /DROP_ME/, "the plugin removed DROP_ME");
+  assert.equal(await exec(cid, ["cat", "/nri-mount/hello"]), "from the host\n");
+  const write = await env.d.rt.execSync({ containerId: cid, cmd: ["touch", "/nri-mount/new"], timeout: 10n });
+  assert.notEqual(write.exitCode, 0, "the plugin's mount is read-only");
+  assert.equal(await exec(cid, ["sh", "-c", "ulimit -n"]), "1234\n");
+  const info = JSON.parse((await env.d.rt.containerStatus({ containerId: cid, verbose: true })).info.info!) as {
+    runtimeSpec: { annotations: Record<string, string>; linux: { resources: { pids?: { limit: number } } } };
+  };
+  assert.equal(info.runtimeSpec.annotations["berth.test/nri-adjusted"], "yes");
+  assert.equal(info.runtimeSpec.linux.resources.pids?.limit, 77);
+
+  await env.d.rt.stopContainer({ containerId: cid, timeout: 0n }, { deadlineMs: 60_000 });
+  await env.d.rt.removeContainer({ containerId: cid }, { deadlineMs: 60_000 });
+  await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+  await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+  await until(() => of(pod.id).some((e) => e.event === "RemovePodSandbox"), "RemovePodSandbox at the plugin");
+  assert.deepEqual(
+    of(cid).map((e) => e.event),
+    [
+      "CreateContainer",
+      "PostCreateContainer",
+      "StartContainer",
+      "PostStartContainer",
+      "StopContainer",
+      "RemoveContainer",
+    ],
+  );
+  assert.deepEqual(
+    of(pod.id).map((e) => e.event),
+    ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"],
+  );
+});
+
+test("a plugin's refusal fails CreateContainer with FAILED_PRECONDITION, leaving nothing", async () => {
+  const pod = await env.runPod("nri-refuse");
+  const bundles = readdirSync(join(env.d.state, "bundles")).length;
+  await assert.rejects(
+    env.d.rt.createContainer({
+      podSandboxId: pod.id,
+      config: env.containerConfig("refused", ["sleep", "1000"], { annotations: { "berth.test/nri-refuse": "1" } }),
+      sandboxConfig: pod.config,
+    }),
+    (e: { code: number; details: string }) =>
+      e.code === grpcStatus.FAILED_PRECONDITION &&
+      e.details.includes("50-berth-test") &&
+      e.details.includes("refused by nri-test-plugin"),
+  );
+  assert.deepEqual((await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
+  assert.equal(readdirSync(join(env.d.state, "bundles")).length, bundles, "no bundle left");
+  // The same config without the refusal is created: nothing of the refused one is in the way.
+  await env.runContainer(pod, "refused", ["sleep", "1000"]);
+  await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+  await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+});
+
+test("a plugin that disconnects is dropped: pods and containers are made without it", async () => {
+  const p = plugin!;
+  const exited = new Promise((resolve) => p.once("exit", resolve));
+  p.kill("SIGKILL");
+  await exited;
+  const pod = await env.runPod("nri-after", { annotations: { "berth.test/nri-refuse": "1" } });
+  await env.runContainer(pod, "after", ["sleep", "1000"]);
+  assert.ok(!events.some((e) => e.pod === pod.id), "the gone plugin heard nothing of the new pod");
+  await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+  await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+});
