@@ -55,7 +55,7 @@ export async function writePodFiles(o: PodFileOptions): Promise<PodFiles> {
   const name = o.hostNetwork ? osHostname() : o.hostname || osHostname();
   await writeFile(f.hostname, `${name}\n`, { mode: 0o644 });
   if (o.hostNetwork) await copyFile("/etc/hosts", f.hosts);
-  else await writeFile(f.hosts, hostsText(name, o.ip), { mode: 0o644 });
+  else await writePodHosts(o.podDir, name, o.ip);
   const dns = o.dns;
   if (dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) {
     await writeFile(f.resolvConf, resolvConfText(dns), { mode: 0o644 });
@@ -64,6 +64,14 @@ export async function writePodFiles(o: PodFileOptions): Promise<PodFiles> {
     await writeFile(f.resolvConf, await readFile("/etc/resolv.conf").catch(() => Buffer.alloc(0)), { mode: 0o644 });
   }
   return f;
+}
+
+/**
+ * (Re)writes a pod's /etc/hosts in place (same inode: a bind mount of it already made, by
+ * the sandbox's `runc create`, shows the new text), e.g. once CNI has given the pod its IP.
+ */
+export async function writePodHosts(podDir: string, hostname: string, ip: string | undefined): Promise<void> {
+  await writeFile(podFiles(podDir).hosts, hostsText(hostname || osHostname(), ip), { mode: 0o644 });
 }
 
 /** Mounts the pod's /dev/shm tmpfs (64 MiB, like containerd). */

@@ -75,6 +75,8 @@ export interface PodNetworkRequest {
    * user namespace needs its netns owned by that namespace); must leave nothing on failure.
    */
   makeNetns?: (path: string) => Promise<void>;
+  /** Called once the netns exists (lo up), before CNI runs: the sandbox may be created meanwhile. */
+  onNetns?: (path: string) => void;
 }
 
 export interface PodIP {
@@ -327,6 +329,7 @@ export class NetworkManager {
         // `lo` up, as the CNI loopback plugin would, but without a process start on ADD (and
         // none on DEL: lo lives and dies with the namespace and holds nothing on the host).
         bringLoopbackUp(nsPath);
+        req.onNetns?.(nsPath);
         for (const net of state.networks) {
           net.result = await addNetworkList(this.exec, net.list, { ...state.runtime, ifName: net.ifName });
           await this.writeState(state);

@@ -1,12 +1,12 @@
 // The shim's model of a task's processes (the init process and its execs): live state
 // comes from the process's monitor; what is needed to re-adopt it after a shim restart is
 // kept in <stateDir>/record.json, written atomically.
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import type { Status } from "../gen/containerd/types/task/task.js";
 import type { Timestamp } from "../gen/google/protobuf/timestamp.js";
-import { writeFileAtomic } from "../util/atomic-write.js";
 import type { ExitRecord, Monitor } from "./monitor.js";
 import { type ProcessEvent, type ProcessKind, type ProcessState, next, statusOf, transition } from "./process-state.js";
 import type { RuntimeConfig } from "./runtime.js";
@@ -39,9 +39,18 @@ export interface ProcessRecord {
   runscSubcontainer?: boolean;
 }
 
+/**
+ * Writes the record atomically (a temp file renamed over it), synchronously and without
+ * fsync. It exists so that a restarted shim can re-adopt processes that are still running;
+ * after a power loss or kernel crash none are, so durability would buy nothing, while the
+ * rename keeps a crash of the shim from leaving half a record. Written with fsync through
+ * the thread pool it cost 9 round trips, and 10-25 ms of every Create and Start at load 19.
+ */
 export async function saveRecord(stateDir: string, r: ProcessRecord): Promise<void> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(join(stateDir, "record.json"), JSON.stringify(r), 0o600);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const path = join(stateDir, "record.json");
+  writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
 }
 
 export async function loadRecord(stateDir: string): Promise<ProcessRecord | undefined> {

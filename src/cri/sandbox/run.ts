@@ -15,7 +15,7 @@ import { podUserns, type PodUserns } from "../userns/options.js";
 import { pinPodNamespaces, podUsernsPath, unpinNamespace } from "../userns/pin.js";
 import { CRI_NAMESPACE as NS, runUndo } from "../context.js";
 import { newId } from "../ids.js";
-import { mountShm, unmountShm, writePodFiles } from "../pod-files.js";
+import { mountShm, unmountShm, writePodFiles, writePodHosts } from "../pod-files.js";
 import { removeOwnCgroup } from "./cgroup.js";
 import type { SandboxDeps } from "./deps.js";
 import { publishSandboxEvent } from "./events.js";
@@ -75,6 +75,7 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
   const t0 = performance.now();
   const phases: Record<string, number> = {};
   const mark = (name: string) => (phases[name] = Math.round(performance.now() - t0));
+  let networkSettled: Promise<void> | undefined;
   try {
     await mkdir(podDir, { recursive: true, mode: 0o711 });
     undo.push(() => rm(podDir, { recursive: true, force: true }));
@@ -85,11 +86,17 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
     if (usernsPath) undo.push(() => unpinNamespace(usernsPath));
     if (userns && usernsPath && hostNetwork) await pinPodNamespaces(usernsPath, null, userns);
 
+    // The network's CNI ADD (plugin execs, 2 or more) and the sandbox's `runc create` are the two
+    // long steps, and the second needs only the netns path: both run at once, and the pause
+    // starts once both are done. /etc/hosts gets the pod IP when CNI gives it (in place, so
+    // the sandbox's bind mount of it shows it); no container can be made before that.
     let netnsPath = "";
-    let ips: string[] = [];
+    let network: Promise<string[]> | undefined;
     if (!hostNetwork) {
       undo.push(() => d.network.teardownPod(id));
-      const net = await d.network.setupPod({
+      let netnsReady!: (path: string) => void;
+      const netns = new Promise<string>((resolve) => (netnsReady = resolve));
+      const setup = d.network.setupPod({
         podId: id,
         name: md.name,
         namespace: md.namespace,
@@ -103,6 +110,7 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
             hostIP: p.hostIp || undefined,
           })),
         makeNetns: userns && usernsPath ? (path) => pinPodNamespaces(usernsPath, path, userns) : undefined,
+        onNetns: netnsReady,
         dns: config.dnsConfig
           ? {
               servers: config.dnsConfig.servers,
@@ -111,18 +119,27 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
             }
           : undefined,
       });
-      netnsPath = net.netnsPath;
-      ips = net.ips.map((i) => i.address);
-      d.store.setNetwork(id, netnsPath, ips);
+      network = setup.then((net) => {
+        mark("network");
+        const ips = net.ips.map((i) => i.address);
+        d.store.setNetwork(id, net.netnsPath, ips);
+        return ips;
+      });
+      // Settled before any undo runs (a failure of the other branch waits for this one).
+      networkSettled = network.then(
+        () => undefined,
+        () => undefined,
+      );
+      netnsPath = await Promise.race([netns, setup.then((net) => net.netnsPath)]);
+      mark("netns");
     }
-    mark("network");
 
     const files = await writePodFiles({
       podDir,
       hostname: config.hostname,
       hostNetwork,
       dns: config.dnsConfig,
-      ip: ips[0],
+      ip: undefined,
     });
     if (!hostIpc) {
       await mountShm(files.shm);
@@ -160,6 +177,10 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
       await d.runtime.kill(NS, id, 9).catch(() => {});
       await d.runtime.delete(NS, id);
     });
+    if (network) {
+      const ips = await network;
+      if (ips[0]) await writePodHosts(podDir, config.hostname, ips[0]);
+    }
     await d.runtime.start(NS, id);
     mark("start");
     // NRI plugins see the pod once it runs and before anyone else can: it is listed (and
@@ -174,6 +195,7 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
     d.store.apply(id, { type: "ready" });
     d.log.debug({ pod: id, phasesMs: phases }, "pod sandbox running");
   } catch (err) {
+    await networkSettled;
     await runUndo(undo, d.log, `RunPodSandbox ${id}`);
     throw err;
   }

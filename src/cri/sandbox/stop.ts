@@ -37,13 +37,23 @@ export async function stopSandboxEntry(d: SandboxDeps, id: string, opts: { nriSt
   // Between the containers and the sandbox, as containerd: the containers have exited, the
   // pod's namespaces and network are still there for the plugins to look at.
   if (nriStop) await nriOf(d).stopPodSandbox(nriPod(e, d.cgroupDriver));
-  if (d.runtime.has(NS, id)) {
-    await d.runtime.kill(NS, id, 9, { all: true }).catch(() => {});
-    await d.runtime.wait(NS, id).catch(() => {});
-    await d.runtime.delete(NS, id).catch((err: unknown) => d.log.warn({ err, pod: id }, "deleting the sandbox task"));
-  }
+  // The sandbox task's end (runc kill, then runc delete) and the network's CNI DEL (plugin
+  // execs) run at once: the netns is pinned by its file, not by the pause process, so the
+  // plugins find it either way, and nothing else of the pod is left to use the network.
+  const task = d.runtime.has(NS, id)
+    ? (async () => {
+        await d.runtime.kill(NS, id, 9, { all: true }).catch(() => {});
+        await d.runtime.wait(NS, id).catch(() => {});
+        await d.runtime
+          .delete(NS, id)
+          .catch((err: unknown) => d.log.warn({ err, pod: id }, "deleting the sandbox task"));
+      })()
+    : undefined;
+  const network = d.network.teardownPod(id);
+  // Both finish before the outcome is known (a failed DEL is the caller's to retry).
+  await Promise.allSettled([task, network]);
   unmountShm(podFiles(e.info.podDir).shm);
-  await d.network.teardownPod(id);
+  await network;
   d.store.apply(id, { type: "stopped" });
   if (hadTask) await publishSandboxEvent(d, id, ContainerEventType.CONTAINER_STOPPED_EVENT);
 }
