@@ -50,8 +50,11 @@ if (files.length === 0) {
 // take 1.5 to 5 minutes here. A file past it is killed and fails, so one hang cannot eat the CI budget.
 const fileTimeoutS = Number(process.env.BERTH_TEST_FILE_TIMEOUT_S ?? 1200);
 
-/** The pids in process group `pgid` (from /proc/PID/stat, past the command name), with their command lines. */
-function groupMembers(pgid) {
+/**
+ * The pids in process group `pgid` (from /proc/PID/stat, past the command name), with their
+ * command lines; with `detail`, also each one's state and kernel wait channel.
+ */
+function groupMembers(pgid, detail = false) {
   const out = [];
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
@@ -59,7 +62,15 @@ function groupMembers(pgid) {
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       if (Number(fields[2]) !== pgid || fields[0] === "Z") continue;
       const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
-      out.push(`${pid} ${cmd}`);
+      let wchan = "";
+      if (detail) {
+        try {
+          wchan = ` [${fields[0]} ${readFileSync(`/proc/${pid}/wchan`, "utf8") || "-"}]`;
+        } catch {
+          // gone
+        }
+      }
+      out.push(`${pid}${wchan} ${cmd}`);
     } catch {
       // gone
     }
@@ -100,6 +111,9 @@ function runFile(file, buffered = false) {
     const timer = setTimeout(() => {
       timedOut = true;
       note(`run-tests: ${relative(root, file)} still running after ${fileTimeoutS} s: killed`);
+      // What it was waiting on: a file blocked in a synchronous call never flushes its test
+      // events, so this list (state and kernel wait channel of each process) is the only trace.
+      for (const p of groupMembers(child.pid, true)) note(`run-tests:   was running: ${p}`);
       killGroup(child.pid);
     }, fileTimeoutS * 1000);
     child.stdout.on("data", (d) => {

@@ -78,14 +78,24 @@ export async function serve(flags: ShimFlags): Promise<void> {
 
   // Listen on a private name, then claim the group's name with link(2), which fails if
   // it exists: of two shims racing for a group exactly one wins, atomically.
+  // `start`, and containerd behind it, only see silence while this is not ready: a start that
+  // takes long says in the log which step it is in.
+  let phase = "listening";
+  const startedAt = Date.now();
+  const watchdog = setInterval(
+    () => log(`not ready yet: ${phase} for ${Math.round((Date.now() - startedAt) / 1000)} s`),
+    10_000,
+  );
   const tmp = join(root, `.${group}.${process.pid}.sock`);
   await server.listen(tmp, { mode: 0o600 });
   for (;;) {
     try {
+      phase = "claiming the group socket";
       await link(tmp, sockPath);
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      phase = "probing the shim on the group socket";
       if (await probe(sockPath)) {
         await server.close({ timeoutMs: 0 });
         await unlink(tmp).catch(() => {});
@@ -96,9 +106,12 @@ export async function serve(flags: ShimFlags): Promise<void> {
       await unlink(sockPath).catch(() => {});
     }
   }
+  phase = "removing the private socket name";
   await unlink(tmp).catch(() => {});
 
+  phase = "adopting recorded tasks";
   const adopted = await service.adopt();
+  clearInterval(watchdog);
   log(`serving ${sockPath} (namespace ${flags.namespace}, ${adopted} task(s) adopted)`);
   tellParent("ready");
 
