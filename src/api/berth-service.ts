@@ -19,14 +19,29 @@ import {
 } from "../gen/berth/v1/berth.js";
 import type { AuthConfig } from "../images/auth.js";
 import { parsePlatform } from "../images/platform.js";
-import type { FsUsage, ImageRecord, PullProgress } from "../images/service.js";
+import type { FsUsage, ImageRecord, ImageService, PullProgress } from "../images/service.js";
 import type { ServiceHandlers } from "../cri/handlers.js";
 import { implementService } from "../cri/server.js";
 import { InvalidArgumentError, UnimplementedError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { BerthArchives } from "./archives.js";
 
-export { configFromChanges, imageArchives, type BerthArchives } from "./archives.js";
+export type { BerthArchives } from "./archives.js";
+
+/**
+ * The image archives of archives.ts imageArchives(images), that module (tar, the archive
+ * formats, the layer unpacker) loaded at the first load, save or import: an idle berthd does
+ * without it (issue 15).
+ */
+export function lazyImageArchives(images: ImageService): BerthArchives {
+  let archives: Promise<BerthArchives> | undefined;
+  const get = () => (archives ??= import("./archives.js").then((m) => m.imageArchives(images)));
+  return {
+    load: async (source, signal) => (await get()).load(source, signal),
+    save: async (refs, format, out, signal) => (await get()).save(refs, format, out, signal),
+    importRootfs: async (source, opts, signal) => (await get()).importRootfs(source, opts, signal),
+  };
+}
 
 /** The part of images/service.ts ImageService this service uses. */
 export interface BerthImages {

@@ -7,7 +7,7 @@
 // those dependencies here, and spread its handlers into `runtime` / `image` below. A later
 // spread wins, so a real handler replaces the UNIMPLEMENTED default by name.
 
-import { berthService, imageArchives, type DaemonSummary } from "../api/berth-service.js";
+import { berthService, lazyImageArchives, type DaemonSummary } from "../api/berth-service.js";
 import { cniConfigProbe } from "../cri/network-status.js";
 import type { CriHandlers } from "../cri/handlers.js";
 import { imageServiceHandlers } from "../cri/image-service.js";
@@ -22,7 +22,7 @@ import { ensureSandboxRootfs } from "../cri/sandbox-rootfs.js";
 import { CriStreamingBackend } from "../cri/streaming-backend.js";
 import { streamingHandlers } from "../cri/streaming-handlers.js";
 import { streamListHandlers } from "../cri/stream-lists.js";
-import { configuredCredentials } from "../images/auth.js";
+import { configuredCredentials } from "../images/credentials.js";
 import { ImageService } from "../images/service.js";
 import { ContainerMetadata, ShimRecordMetadata } from "../metadata/containers.js";
 import { openDatabase } from "../metadata/db.js";
@@ -125,7 +125,12 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     // Metrics and traces (src/observability): CRI calls, core service calls and ttrpc calls to
     // shims become spans; gauges read their sources (filled in below) at scrape time.
     const metricSources: MetricsSources = {};
-    const obs = new Observability({ traceBufferSize: config.tracing.buffer_size, sources: metricSources });
+    // Metrics are kept only when an endpoint serves them (prom-client stays unloaded otherwise).
+    const obs = new Observability({
+      traceBufferSize: config.tracing.buffer_size,
+      sources: metricSources,
+      metrics: config.metrics.address !== "",
+    });
     obs.instrumentTtrpc();
     closers.push(() => obs.close());
     if (config.tracing.otlp_endpoint) {
@@ -274,7 +279,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
     metricSources.pods = async () => countBy(podRuntime.listPodSandboxes(), (p) => podSandboxStateToJSON(p.state));
     metricSources.containers = async () =>
       countBy(await podRuntime.listContainers(), (c) => containerStateToJSON(c.state));
-    if (config.metrics.address) {
+    if (obs.metrics) {
       const { host } = parseHostPort(config.metrics.address);
       if (!isLoopback(host))
         log.warn({ address: config.metrics.address }, "metrics endpoint is not on a loopback address");
@@ -329,7 +334,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
             log,
             summary: () => daemonSummary(config, startedAt),
             images,
-            archives: imageArchives(images),
+            archives: lazyImageArchives(images),
           }),
           obs,
         ),

@@ -39,8 +39,9 @@ import {
   tagName,
   type ImageReference,
 } from "./reference.js";
-import { RegistryClient, type RegistryClientOptions } from "./registry.js";
-import { applyLayer } from "./unpack.js";
+// The registry client (undici) and the layer unpacker (tar, gzip, zstd) are loaded at the first
+// pull or unpack: an idle berthd does without them (issue 15, about 13 MiB).
+import type { RegistryClient, RegistryClientOptions } from "./registry.js";
 import { ImageReadCache, imageRecord } from "./read-cache.js";
 
 export type { GcResult } from "./gc.js";
@@ -120,7 +121,7 @@ export class ImageService {
   readonly snapshotter: Snapshotter;
   readonly images: ImageMetadata;
   readonly leases: LeaseMetadata;
-  readonly registry: RegistryClient;
+  private registryClient: Promise<RegistryClient> | undefined;
   private readonly downloads: Semaphore;
   private readonly pulls = new SharedFlight<ImageRecord>();
   private readonly unpacks = new SingleFlight<void>();
@@ -132,7 +133,7 @@ export class ImageService {
   private readonly pullLeaseMs: number;
   private readonly staleIngestMs: number;
   private readonly collector: GarbageCollector;
-  private readonly pullDeps: PullDeps;
+  private readonly pullDeps: Omit<PullDeps, "registry">;
 
   private constructor(readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(join(opts.root, "content"));
@@ -142,7 +143,6 @@ export class ImageService {
         : createSnapshotter(opts.snapshotter ?? "overlayfs", opts.db, opts.root);
     this.images = new ImageMetadata(opts.db);
     this.leases = new LeaseMetadata(opts.db);
-    this.registry = new RegistryClient(opts.registry);
     this.downloads = new Semaphore(opts.maxConcurrentDownloads ?? 3);
     this.platform = opts.platform ?? hostPlatform();
     this.pullLeaseMs = opts.pullLeaseMs ?? 3600_000;
@@ -153,7 +153,6 @@ export class ImageService {
     this.collector = new GarbageCollector(deps);
     this.pullDeps = {
       content,
-      registry: this.registry,
       leases,
       downloads: this.downloads,
       retry: opts.registry?.retry,
@@ -178,6 +177,12 @@ export class ImageService {
 
   // ---------------------------------------------------------------- pull
 
+  /** The registry client, made at the first pull. */
+  private registry(): Promise<RegistryClient> {
+    this.registryClient ??= import("./registry.js").then((m) => new m.RegistryClient(this.opts.registry));
+    return this.registryClient;
+  }
+
   /**
    * Pulls `ref` for this host's platform and unpacks it (pull.ts). Concurrent pulls of one ref
    * share the work; a caller whose `signal` aborts leaves it, and the work stops (cleaning up
@@ -193,7 +198,9 @@ export class ImageService {
       key,
       (signal) =>
         this.gcLock.withShared(() =>
-          runPull(this.pullDeps, { ref: parsed, auth, platform, labels, onProgress }, signal),
+          this.registry().then((registry) =>
+            runPull({ ...this.pullDeps, registry }, { ref: parsed, auth, platform, labels, onProgress }, signal),
+          ),
         ),
       { signal: opts.signal, what: `pull of ${name}` },
     );
@@ -267,6 +274,7 @@ export class ImageService {
       const key = `extract-${randomBytes(6).toString("hex")} ${chainId}`;
       await this.snapshotter.prepare(key, parent, { labels: { "berth.io/unpacking": chainId } });
       try {
+        const { applyLayer } = await import("./unpack.js");
         await applyLayer(this.content.openRead(layer.digest), this.snapshotter.applyDir(key), {
           whiteouts: this.snapshotter.whiteouts,
           expectedDiffId: diffId,

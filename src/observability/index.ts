@@ -37,12 +37,13 @@ function seconds(startedHr: bigint): number {
 
 export class Observability {
   readonly tracer: Tracer;
-  readonly metrics: BerthMetrics;
+  /** Absent when nothing serves them (no metrics endpoint): then calls are not counted at all. */
+  readonly metrics: BerthMetrics | undefined;
   private uninstallTtrpc: (() => void) | undefined;
 
-  constructor(opts: { traceBufferSize: number; sources?: MetricsSources }) {
+  constructor(opts: { traceBufferSize: number; sources?: MetricsSources; metrics?: boolean }) {
     this.tracer = new Tracer(opts.traceBufferSize);
-    this.metrics = new BerthMetrics(opts.sources);
+    this.metrics = opts.metrics === false ? undefined : new BerthMetrics(opts.sources);
   }
 
   /**
@@ -55,11 +56,13 @@ export class Observability {
   private pendingCalls: { method: string; code: string; seconds: number }[] = [];
 
   private recordCall(method: string, code: string, seconds: number): void {
+    const metrics = this.metrics;
+    if (!metrics) return;
     if (this.pendingCalls.push({ method, code, seconds }) > 1) return;
     setImmediate(() => {
       const calls = this.pendingCalls;
       this.pendingCalls = [];
-      for (const c of calls) this.metrics.criCall(c.method, c.code, c.seconds);
+      for (const c of calls) metrics.criCall(c.method, c.code, c.seconds);
     });
   }
 
@@ -111,6 +114,7 @@ export class Observability {
     },
   >(images: T): T {
     const metrics = this.metrics;
+    if (!metrics) return images;
     return new Proxy(images, {
       get(t, prop) {
         const v = Reflect.get(t, prop, t) as unknown;
@@ -145,11 +149,11 @@ export class Observability {
       };
       return this.tracer.span(`ttrpc ${label}`, {}, traced).then(
         (v) => {
-          this.metrics.shimCall(label, "OK", seconds(started));
+          this.metrics?.shimCall(label, "OK", seconds(started));
           return v;
         },
         (err: unknown) => {
-          this.metrics.shimCall(label, codeNameOf(err), seconds(started));
+          this.metrics?.shimCall(label, codeNameOf(err), seconds(started));
           throw err;
         },
       );

@@ -5,7 +5,12 @@
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { createRequire } from "node:module";
+import type { Counter, Histogram, Registry } from "prom-client";
+
+// prom-client (with @opentelemetry/api, about 5 MiB of loaded modules) is required when the
+// metrics are made, which berthd does only with a metrics endpoint configured (issue 15).
+const require = createRequire(import.meta.url);
 
 /** Live counts the gauges read at scrape time. */
 export interface MetricsSources {
@@ -18,13 +23,15 @@ export interface MetricsSources {
 }
 
 export class BerthMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   private readonly requests: Counter<"method" | "code">;
   private readonly duration: Histogram<"method" | "code">;
   private readonly ttrpcDuration: Histogram<"method" | "code">;
   private readonly pullBytes: Counter;
 
   constructor(sources: MetricsSources = {}) {
+    const { Counter, Gauge, Histogram, Registry } = require("prom-client") as typeof import("prom-client");
+    this.registry = new Registry();
     const registers = [this.registry];
     this.requests = new Counter({
       name: "berth_cri_requests_total",

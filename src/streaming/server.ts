@@ -10,7 +10,8 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, createWebSocketStream, type WebSocket } from "ws";
+import { createRequire } from "node:module";
+import type { WebSocket, WebSocketServer } from "ws";
 import { InvalidArgumentError } from "../util/errors.js";
 import type { StreamingBackend } from "./backend.js";
 import {
@@ -50,6 +51,12 @@ export interface StreamingServerOptions {
 
 const HEADER_PROTOCOL_VERSION = "x-stream-protocol-version";
 
+// `ws` (about 3 MiB of loaded modules) is required at the first WebSocket upgrade: berthd
+// starts this server at start, and many nodes never see a WebSocket stream (issue 15).
+const require = createRequire(import.meta.url);
+let wsModule: typeof import("ws") | undefined;
+const wsLib = () => (wsModule ??= require("ws") as typeof import("ws"));
+
 interface Session {
   abort: AbortController;
   socket: Duplex;
@@ -57,11 +64,7 @@ interface Session {
 
 export class StreamingServer {
   private readonly server: http.Server | https.Server;
-  private readonly wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: 32 * 1024 * 1024,
-  });
+  private wssInstance: WebSocketServer | undefined;
   private readonly chosenWsProtocol = new WeakMap<http.IncomingMessage, string>();
   private readonly cache: RequestCache<StreamRequest>;
   private readonly sessions = new Set<Session>();
@@ -75,15 +78,26 @@ export class StreamingServer {
     this.server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
     this.server.on("request", (req, res) => this.onRequest(req, res));
     this.server.on("upgrade", (req, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
-    // The subprotocol is chosen before the handshake (see upgradeWebSocket) and answered here.
-    this.wss.on("headers", (headers: string[], req: http.IncomingMessage) => {
-      const p = this.chosenWsProtocol.get(req);
-      if (p) headers.push(`Sec-WebSocket-Protocol: ${p}`);
-    });
     this.server.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
     });
+  }
+
+  /** The WebSocket server, made at the first WebSocket upgrade. */
+  private get wss(): WebSocketServer {
+    if (this.wssInstance) return this.wssInstance;
+    const wss = new (wsLib().WebSocketServer)({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: 32 * 1024 * 1024,
+    });
+    // The subprotocol is chosen before the handshake (see upgradeWebSocket) and answered here.
+    wss.on("headers", (headers: string[], req: http.IncomingMessage) => {
+      const p = this.chosenWsProtocol.get(req);
+      if (p) headers.push(`Sec-WebSocket-Protocol: ${p}`);
+    });
+    return (this.wssInstance = wss);
   }
 
   /** Starts listening and returns the base URL, e.g. http://127.0.0.1:41234. */
@@ -136,7 +150,7 @@ export class StreamingServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sessions) s.abort.abort();
     for (const socket of this.sockets) socket.destroy();
-    this.wss.close();
+    this.wssInstance?.close();
     await closed;
   }
 
@@ -231,7 +245,7 @@ export class StreamingServer {
     if (request.kind !== "portforward") return serveRemoteCommandWs(ws, protocol, request, backend, signal);
     const { podSandboxId, ports } = request.req;
     if (protocol === PORTFORWARD_TUNNEL_PROTOCOL) {
-      const conn = new SpdyConnection(createWebSocketStream(ws), { server: true });
+      const conn = new SpdyConnection(wsLib().createWebSocketStream(ws), { server: true });
       return servePortForwardSpdy(conn, podSandboxId, backend, {
         streamCreationTimeoutMs: this.streamCreationTimeoutMs,
         signal,

@@ -3,7 +3,13 @@
 // is refused as a whole with the rule it breaks, as the reference library refuses it: unknown
 // fields, an unknown cdiVersion, a version lower than the fields used require, a bad kind or
 // device name, a device without a name, a relative hook path.
-import { parse as parseYaml } from "yaml";
+import { createRequire } from "node:module";
+
+// yaml (about 4.5 MiB of loaded modules) is required at the first YAML spec file: most nodes
+// have none, and berthd loads this module at start (issue 15).
+const require = createRequire(import.meta.url);
+let yaml: typeof import("yaml") | undefined;
+const parseYaml = (text: string): unknown => (yaml ??= require("yaml") as typeof import("yaml")).parse(text);
 
 export interface CdiDeviceNode {
   path: string;
