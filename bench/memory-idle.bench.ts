@@ -1,39 +1,128 @@
-// Idle memory of berthd and of its serving shim, PSS and RSS from /proc/PID/smaps_rollup.
-// Starts a private berthd (test/helpers/daemon.ts), lets it settle, measures; then runs one
-// pod (the pause sandbox only) so the serving shim starts, removes it, lets the shim settle
-// and measures both again. A focused run for the memory work of issue 15 (the full
-// side-by-side table is `npm run bench -- --compare containerd`).
+// Memory of berthd and of its serving shim, PSS and RSS from /proc/PID/smaps_rollup, and the
+// CPU time both spend on container create/start/stop (what a smaller heap or a lite-mode shim
+// could cost). Starts a private berthd (test/helpers/daemon.ts), then:
+//   1. idle: settle, measure berthd;
+//   2. one pod (the pause sandbox only) run and removed: the serving shim is up; settle, measure;
+//   3. N pods (default 20), each the pause sandbox and one `sleep` container, started 4 at a
+//      time; the CPU time of berthd and of the shim side (shims and monitors) across the
+//      containers' create+start and, later, stop+remove; settle, measure with the pods running;
+//   4. a churn of M pods (default 40) run, stopped and removed 8 at once; settle, measure berthd.
+// A focused run for the memory work of issue 15 (the side-by-side table with containerd is
+// `npm run bench -- --compare containerd`).
 //
-//   node dist/bench/memory-idle.bench.js [settle seconds, default 5]
-// Extra node flags for berthd (and, through the environment, its shim) can be tried with
-// NODE_OPTIONS=... in this script's environment.
+//   node dist/bench/memory-idle.bench.js [settle seconds, default 5] [pods, default 20] [churn, default 40]
+// Node flags to try instead of the defaults: BERTHD_NODE_FLAGS (berthd, read by the test helper
+// instead of bin/berthd's shebang) and BERTH_SHIM_NODE_FLAGS (the serving shim, read by
+// `containerd-shim-berth-v2 start`), e.g. BERTH_SHIM_NODE_FLAGS="" for none.
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { memOf, shimPids } from "./lib/memory.js";
-import { startCriEnv } from "../test/helpers/cri.js";
+import { loadavg, memOf, shimPids, sumMem, type Mem } from "./lib/memory.js";
+import { startCriEnv, type CriEnv } from "../test/helpers/cri.js";
 
 const settleMs = Number(process.argv[2] ?? 5) * 1000;
+const podCount = Number(process.argv[3] ?? 20);
+const churnCount = Number(process.argv[4] ?? 40);
+// Exits on SIGTERM (as PID 1 a bare `sleep` ignores it and every stop would wait the timeout out).
+const SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"];
 const mib = (kib: number) => (kib / 1024).toFixed(1);
+const fmt = (m: Mem) => `RSS ${mib(m.rssKiB).padStart(6)} MiB  PSS ${mib(m.pssKiB).padStart(6)} MiB`;
+
+function row(label: string, m: Mem, extra = ""): void {
+  console.log(`${label.padEnd(34)} ${fmt(m)}${extra}`);
+}
+
+/** utime + stime of a process in ms (/proc/PID/stat; clock ticks are 100 Hz on Linux). */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time of berthd and of the shim side (summed over the processes alive now). */
+function cpuNow(env: CriEnv): { daemon: number; shims: Map<number, number> } {
+  return { daemon: cpuMs(env.d.pid), shims: new Map(shimPids(env.d.socket).map((p) => [p, cpuMs(p)])) };
+}
+
+/** CPU spent between two readings; shim processes that exited in between count up to `before`'s reading. */
+function cpuSpent(env: CriEnv, before: ReturnType<typeof cpuNow>): string {
+  const after = cpuNow(env);
+  let shims = 0;
+  for (const [pid, ms] of after.shims) shims += ms - (before.shims.get(pid) ?? 0);
+  return `berthd ${after.daemon - before.daemon} ms, shim side ${shims} ms`;
+}
+
+async function inBatches<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map(fn));
+}
+
+async function removePod(env: CriEnv, podSandboxId: string): Promise<void> {
+  try {
+    await env.d.rt.stopPodSandbox({ podSandboxId }, { deadlineMs: 120_000 });
+  } finally {
+    await env.d.rt.removePodSandbox({ podSandboxId }, { deadlineMs: 120_000 });
+  }
+}
+
+function shimSide(env: CriEnv): { mem: Mem; count: number } {
+  const pids = shimPids(env.d.socket);
+  return { mem: sumMem(pids), count: pids.length };
+}
 
 async function main(): Promise<void> {
   const env = await startCriEnv({ bridge: "bmemidle0", subnet: "10.88.231.0/24" });
   const d = env.d;
+  console.log(`load average at start: ${loadavg()}`);
   try {
     await sleep(settleMs);
-    const idle = memOf(d.pid);
-    console.log(`berthd idle:              RSS ${mib(idle.rssKiB)} MiB  PSS ${mib(idle.pssKiB)} MiB`);
-    const { id: podSandboxId } = await env.runPod("mem-idle");
-    try {
-      await d.rt.stopPodSandbox({ podSandboxId });
-    } finally {
-      await d.rt.removePodSandbox({ podSandboxId });
-    }
+    row("berthd idle", memOf(d.pid));
+
+    await removePod(env, (await env.runPod("mem-idle")).id);
     await sleep(settleMs);
-    const after = memOf(d.pid);
-    console.log(`berthd after one pod:     RSS ${mib(after.rssKiB)} MiB  PSS ${mib(after.pssKiB)} MiB`);
-    for (const pid of shimPids(d.socket)) {
-      const m = memOf(pid);
-      console.log(`shim ${pid} idle:        RSS ${mib(m.rssKiB)} MiB  PSS ${mib(m.pssKiB)} MiB`);
-    }
+    row("berthd after one pod", memOf(d.pid));
+    for (const pid of shimPids(d.socket)) row(`shim ${pid} idle`, memOf(pid));
+
+    await d.img.pullImage({ image: { image: env.images.busybox } }, { deadlineMs: 120_000 });
+    const names = Array.from({ length: podCount }, (_, i) => `mem-pod-${i}`);
+    const pods = new Map<string, Awaited<ReturnType<CriEnv["runPod"]>>>();
+    await inBatches(names, 4, async (n) => void pods.set(n, await env.runPod(n)));
+    let cpu = cpuNow(env);
+    const containers: string[] = [];
+    await inBatches(
+      names,
+      4,
+      async (n) => void containers.push(await env.runContainer(pods.get(n)!, "sleep", SLEEPER)),
+    );
+    const createStartCpu = cpuSpent(env, cpu);
+    await sleep(settleMs);
+    const side = shimSide(env);
+    const daemonWith = memOf(d.pid);
+    row(`berthd with ${podCount} pods`, daemonWith);
+    row(`shim side with ${podCount} pods`, side.mem, `  (${side.count} processes)`);
+    row(`total with ${podCount} pods`, {
+      rssKiB: daemonWith.rssKiB + side.mem.rssKiB,
+      pssKiB: daemonWith.pssKiB + side.mem.pssKiB,
+    });
+    console.log(`CPU for ${containers.length} container create+start: ${createStartCpu}`);
+    cpu = cpuNow(env);
+    await inBatches(containers, 4, async (containerId) => {
+      await d.rt.stopContainer({ containerId, timeout: 10n }, { deadlineMs: 60_000 });
+      await d.rt.removeContainer({ containerId }, { deadlineMs: 60_000 });
+    });
+    console.log(`CPU for ${containers.length} container stop+remove: ${cpuSpent(env, cpu)}`);
+    await inBatches([...pods.values()], 4, (p) => removePod(env, p.id));
+
+    const churn = Array.from({ length: churnCount }, (_, i) => `mem-churn-${i}`);
+    cpu = cpuNow(env);
+    await inBatches(churn, 8, async (n) => removePod(env, (await env.runPod(n)).id));
+    console.log(`CPU for a ${churnCount}-pod churn: ${cpuSpent(env, cpu)}`);
+    await sleep(settleMs);
+    row(`berthd after a ${churnCount}-pod churn`, memOf(d.pid));
+    for (const pid of shimPids(d.socket)) row(`shim ${pid} after the churn`, memOf(pid));
+    console.log(`load average at end: ${loadavg()}`);
   } finally {
     try {
       await env.stop();

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { applyBootstrapParams, readBootstrapParams, startAnswer } from "./bootstrap.js";
 import type { ShimFlags } from "./flags.js";
 import { groupId, groupSocketPath, socketDir } from "./paths.js";
+import { BAD_OPTION_EXIT, shimNodeFlags } from "./node-flags.js";
 import { probe } from "./probe.js";
 
 export function ensureRootDir(root: string): void {
@@ -34,8 +35,28 @@ export async function start(given: ShimFlags, stdin: Buffer = Buffer.alloc(0)): 
 }
 
 async function spawnServer(flags: ShimFlags, env: NodeJS.ProcessEnv, sock: string, logPath: string): Promise<void> {
+  const nodeFlags = shimNodeFlags(env);
+  let answer = await spawnServerWith(nodeFlags, flags, env, sock, logPath);
+  // A node that rejects one of the flags (a newer V8 dropped it) must not cost us the shim:
+  // start it as it is.
+  if (answer === `exit ${BAD_OPTION_EXIT}` && nodeFlags.length > 0) {
+    answer = await spawnServerWith([], flags, env, sock, logPath);
+  }
+  if (answer !== "ready" && answer !== "exists") {
+    throw new Error(`serving shim did not start (${answer || "no answer"}); see ${logPath}`);
+  }
+}
+
+/** Spawns the serving shim under `nodeFlags`; resolves with its answer on fd 3, or `exit CODE`. */
+async function spawnServerWith(
+  nodeFlags: string[],
+  flags: ShimFlags,
+  env: NodeJS.ProcessEnv,
+  sock: string,
+  logPath: string,
+): Promise<string> {
   const main = fileURLToPath(new URL("./main.js", import.meta.url));
-  const args = [main, "-namespace", flags.namespace, "-address", flags.address, "-socket", sock];
+  const args = [...nodeFlags, main, "-namespace", flags.namespace, "-address", flags.address, "-socket", sock];
   if (flags.publishBinary) args.push("-publish-binary", flags.publishBinary);
   if (flags.id) args.push("-id", flags.id);
   if (flags.debug) args.push("-debug");
@@ -53,13 +74,14 @@ async function spawnServer(flags: ShimFlags, env: NodeJS.ProcessEnv, sock: strin
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
     pipe.setEncoding("utf8");
     pipe.on("data", (d: string) => (text += d));
-    pipe.on("end", () => resolve(text.trim()));
-    pipe.on("error", () => resolve(text.trim()));
-    child.once("exit", (code) => resolve(text.trim() || `exit ${code}`));
+    // A shim that answered closes fd 3 and keeps running; one that died unanswered is
+    // told by its exit code (node's for a bad option, say), so wait for the exit then.
+    const answered = () => text.trim() !== "" && resolve(text.trim());
+    pipe.on("end", answered);
+    pipe.on("error", answered);
+    child.once("exit", (code, signal) => resolve(text.trim() || `exit ${code ?? signal}`));
   });
   child.unref();
   (child.stdio[3] as unknown as { destroy(): void }).destroy();
-  if (answer !== "ready" && answer !== "exists") {
-    throw new Error(`serving shim did not start (${answer || "no answer"}); see ${logPath}`);
-  }
+  return answer;
 }

@@ -13,7 +13,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,19 @@ import { removeMasquerade } from "../../src/network/masquerade.js";
 /** The repository root (this file runs from dist/test/helpers/). */
 export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const BERTHD = join(REPO_ROOT, "bin/berthd");
+
+/**
+ * The node flags bin/berthd's shebang line gives berthd (`#!/usr/bin/env -S node FLAGS`), so a
+ * daemon the tests start with `node bin/berthd` runs as an installed one does. BERTHD_NODE_FLAGS
+ * replaces them (bench/memory-idle.bench.ts tries other flags through it).
+ */
+export function berthdNodeFlags(): string[] {
+  const given = process.env.BERTHD_NODE_FLAGS;
+  if (given !== undefined) return given.split(/\s+/).filter(Boolean);
+  const first = readFileSync(BERTHD, "utf8").split("\n", 1)[0];
+  const m = /^#!\S*env -S node((?:\s+--\S+)*)\s*$/.exec(first);
+  return m ? m[1].split(/\s+/).filter(Boolean) : [];
+}
 
 type DeepPartial<T> = T extends bigint | string | number | boolean | Buffer | undefined
   ? T
@@ -177,6 +190,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   if (!/^\[cni\]/m.test(configText)) configText = `${configText}\n\n[cni]\nconf_dir = "{{dir}}/net.d"\n`;
   writeFileSync(configPath, configText.replaceAll("{{dir}}", dir));
   const args = [
+    ...berthdNodeFlags(),
     BERTHD,
     "--config",
     configPath,
@@ -273,7 +287,10 @@ export interface RunResult {
 /** Runs berthd to completion (e.g. `config default`, or a start that must be refused); killed after timeoutMs. */
 export function runBerthd(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BERTHD, ...args], { cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [...berthdNodeFlags(), BERTHD, ...args], {
+      cwd: opts.cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
