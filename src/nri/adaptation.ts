@@ -24,6 +24,7 @@ import { type AdjustmentRest, applyAdjustment, applyNriResources } from "./adjus
 import type { NriHooks, NriState } from "./hooks.js";
 import { NriPlugin } from "./plugin.js";
 import { containerFromSpec, resourcesToNri } from "./spec-view.js";
+import { syncParts } from "./sync-parts.js";
 import { SyncLock } from "./sync-lock.js";
 
 export interface NriOptions {
@@ -129,14 +130,20 @@ export class NriAdaptation implements NriHooks {
         if (p.closed || this.stopped) return;
         const pods = this.state?.pods() ?? [];
         const containers = this.state?.containers() ?? [];
-        const rpl = await p.api.synchronize(
-          { pods, containers, more: false },
-          { timeoutMs: this.opts.requestTimeoutMs },
-        );
-        if (rpl.update.length > 0) {
-          throw new UnimplementedError(
-            `NRI plugin ${p.label} asked for container updates in Synchronize, which berth cannot apply`,
-          );
+        const parts = syncParts(pods, containers);
+        for (const [i, part] of parts.entries()) {
+          const more = i < parts.length - 1;
+          const rpl = await p.api.synchronize({ ...part, more }, { timeoutMs: this.opts.requestTimeoutMs });
+          if (more && !rpl.more) {
+            throw new FailedPreconditionError(
+              `NRI plugin ${p.label} does not take Synchronize in parts, and this node's pods and containers need ${parts.length}`,
+            );
+          }
+          if (rpl.update.length > 0) {
+            throw new UnimplementedError(
+              `NRI plugin ${p.label} asked for container updates in Synchronize, which berth cannot apply`,
+            );
+          }
         }
         if (p.closed) return;
         this.plugins = [...this.plugins, p].sort((a, b) => a.idx.localeCompare(b.idx) || a.name.localeCompare(b.name));
