@@ -5,11 +5,12 @@
 // with cwd = the bundle and TTRPC_ADDRESS = where the shim publishes events. `start` gets the
 // runtime options on stdin (the Any, or for containerd 2.3+ shims BootstrapParams), prints the
 // serving shim's address (shim-bootstrap.ts) and exits; `delete` cleans up after a dead shim
-// and prints a protobuf DeleteResponse.
-import { spawn } from "node:child_process";
+// and prints a protobuf DeleteResponse. Both start through sys/spawn.ts (posix_spawn): no
+// fork of berthd.
 
 import { DeleteResponse } from "../gen/containerd/runtime/v2/task/shim.js";
 import { Any } from "../gen/google/protobuf/any.js";
+import { spawnChild, type Child } from "../sys/spawn.js";
 import { DeadlineExceededError, InternalError } from "../util/errors.js";
 import { type ShimEndpoint, encodeBootstrapParams, parseStartOutput, speaksBootstrap } from "./shim-bootstrap.js";
 
@@ -48,11 +49,21 @@ function baseArgs(o: ShimCommandOptions): string[] {
 function run(o: ShimCommandOptions, args: string[], stdin: Buffer | undefined, what: string): Promise<RunResult> {
   const timeoutMs = o.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(o.binary, args, {
-      cwd: o.bundle,
-      env: { ...process.env, ...o.env, TTRPC_ADDRESS: o.ttrpcAddress },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    let child: Child;
+    try {
+      child = spawnChild(o.binary, args, {
+        cwd: o.bundle,
+        env: { ...process.env, ...o.env, TTRPC_ADDRESS: o.ttrpcAddress },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+    } catch (e) {
+      const where =
+        (e as NodeJS.ErrnoException).code === "ENOENT" ? ` (is the bundle ${o.bundle} or the binary missing?)` : "";
+      reject(new InternalError(`shim ${what}: cannot run ${o.binary}: ${(e as Error).message}${where}`, { cause: e }));
+      return;
+    }
+    const stdout = child.stdout!;
+    const stderr = child.stderr!;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let settled = false;
@@ -75,29 +86,25 @@ function run(o: ShimCommandOptions, args: string[], stdin: Buffer | undefined, w
       child.kill("SIGKILL");
       finish(new DeadlineExceededError(`shim ${what}: ${o.binary} did not finish within ${timeoutMs}ms`));
     }, timeoutMs);
-    child.stdout.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
-    child.on("error", (e: NodeJS.ErrnoException) => {
-      const where = e.code === "ENOENT" ? ` (is the bundle ${o.bundle} or the binary missing?)` : "";
-      finish(new InternalError(`shim ${what}: cannot run ${o.binary}: ${e.message}${where}`, { cause: e }));
-    });
+    stdout.on("data", (b: Buffer) => out.push(b));
+    stderr.on("data", (b: Buffer) => err.push(b));
     child.on("exit", (code, signal) => {
       exit = { code, signal };
       // A serving shim forked by `start` may keep our pipes open if it inherited them; the
       // answer is complete once `start` itself has exited, so do not wait for them for long.
       lingerTimer = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
+        stdout.destroy();
+        stderr.destroy();
         finish();
       }, 500);
     });
     child.on("close", () => {
       if (exit) finish();
     });
-    child.stdin.on("error", () => {
+    child.stdin!.on("error", () => {
       // The shim may not read stdin at all; a closed pipe is fine.
     });
-    child.stdin.end(stdin ?? Buffer.alloc(0));
+    child.stdin!.end(stdin ?? Buffer.alloc(0));
   });
 }
 
