@@ -83,11 +83,11 @@ export class NriAdaptation implements NriHooks {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // close() stops accepting but completes only once every connection is gone: the plugins'
+    // are closed below, so it is awaited last.
     const server = this.server;
-    if (server) {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await unlink(this.opts.socketPath).catch(() => {});
-    }
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    if (server) await unlink(this.opts.socketPath).catch(() => {});
     const all = [...this.plugins, ...this.pending];
     await Promise.all(
       all.map(async (p) => {
@@ -96,6 +96,7 @@ export class NriAdaptation implements NriHooks {
       }),
     );
     this.plugins = [];
+    await closed;
   }
 
   /** The running plugins, in the order they are called ("00-name" labels). */

@@ -2,8 +2,8 @@
 // stub (what NRI plugins use). berthd synchronizes it with the pods it already has, relays every
 // pod and container event in order, applies its container adjustments (env added and removed,
 // annotation, read-only bind mount, rlimit, pids limit) so the container really runs with them,
-// turns its refusal into FAILED_PRECONDITION with nothing left behind, and carries on without
-// it once it disconnects. critest's NRI specs (test/e2e/critest.test.ts) check the contracts.
+// turns its refusal into FAILED_PRECONDITION with nothing left behind, carries on without it
+// once it disconnects, and on shutdown tells a connected plugin (Shutdown) before closing it. critest's NRI specs (test/e2e/critest.test.ts) check the contracts.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
@@ -164,4 +164,30 @@ test("a plugin that disconnects is dropped: pods and containers are made without
   assert.ok(!events.some((e) => e.pod === pod.id), "the gone plugin heard nothing of the new pod");
   await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
   await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+});
+
+test("berthd shutting down tells a connected plugin and closes it; restarted, it takes plugins again", async () => {
+  events.length = 0;
+  await startPlugin();
+  const p = plugin!;
+  const pluginExit = new Promise<number | null>((resolve) => p.once("exit", (code) => resolve(code)));
+  env.d.kill("SIGTERM");
+  let exit;
+  let pluginCode;
+  try {
+    exit = await env.d.exited;
+    pluginCode = await pluginExit;
+  } finally {
+    // A berthd again, whatever happened: after() removes the pods through it.
+    await env.restart();
+  }
+  assert.equal(exit.code, 0, `berthd exit: ${JSON.stringify(exit)}`);
+  assert.equal(pluginCode, 0, "the plugin saw its connection closed after being synchronized");
+  assert.deepEqual(
+    events.filter((e) => e.event === "Shutdown" || e.event === "closed").map((e) => e.event),
+    ["Shutdown", "closed"],
+  );
+  // The restarted berthd binds the socket again and takes a plugin.
+  events.length = 0;
+  await startPlugin();
 });

@@ -7,7 +7,8 @@
 //	berth.test/nri-refuse: "1"  refuses CreateContainer with an error
 //
 // Every event it gets is printed to stdout as one JSON line {"event","pod","container"}, and
-// "ready" is printed once Synchronize is done.
+// "ready" is printed once Synchronize is done, "closed" when the runtime closed the connection
+// (the plugin then exits, 0 if it had been synchronized).
 package main
 
 import (
@@ -26,6 +27,13 @@ import (
 type plugin struct {
 	mountSource string
 	mu          sync.Mutex
+	synced      bool
+	closeOnce   sync.Once
+}
+
+// closed reports, once, that the runtime's connection is gone.
+func (p *plugin) closed() {
+	p.closeOnce.Do(func() { p.print("closed", "", "") })
 }
 
 func (p *plugin) print(event, pod, ctr string) {
@@ -46,8 +54,15 @@ func (p *plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 	for _, c := range ctrs {
 		p.print("Synchronize", c.GetPodSandboxId(), c.GetId())
 	}
+	p.mu.Lock()
+	p.synced = true
+	p.mu.Unlock()
 	p.print("ready", "", "")
 	return nil, nil
+}
+
+func (p *plugin) Shutdown(_ context.Context) {
+	p.print("Shutdown", "", "")
 }
 
 func (p *plugin) RunPodSandbox(_ context.Context, pod *api.PodSandbox) error {
@@ -121,13 +136,22 @@ func main() {
 	flag.Parse()
 	p := &plugin{mountSource: *mountSource}
 	s, err := stub.New(p, stub.WithSocketPath(*socket), stub.WithPluginName(*name), stub.WithPluginIdx(*idx),
-		stub.WithOnClose(func() { p.print("closed", "", ""); os.Exit(0) }))
+		stub.WithOnClose(p.closed))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if err := s.Run(context.Background()); err != nil {
+	// Run ends when the runtime closes the connection (its error then says so): after a
+	// completed Synchronize that is the expected end, and the plugin exits 0.
+	err = s.Run(context.Background())
+	p.closed()
+	p.mu.Lock()
+	synced := p.synced
+	p.mu.Unlock()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+	}
+	if !synced {
 		os.Exit(1)
 	}
 }
