@@ -129,6 +129,9 @@ function cpuMs(pid: number): number {
   }
 }
 
+const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8");
+const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+
 interface PodRound {
   run: number[];
   stop: number[];
@@ -162,6 +165,12 @@ async function podRound(way: Way, r: number): Promise<PodRound> {
     // warm-up: the shim starts, the pause image unpacks
     await stopRemove((await env.runPod(`warm-${r}`)).id);
     const shims = shimPids(env.d.socket);
+    if (shims.length === 0) throw new Error("no serving shim found after the warm-up pod");
+    // the way each process really uses: BERTH_SPAWN as its environment holds it
+    for (const pid of [env.d.pid, ...shims.filter((p) => !/berth-monitor/.test(cmdline(p)))]) {
+      const seen = /(?:^|\0)BERTH_SPAWN=child_process(?:\0|$)/.test(environ(pid)) ? "child_process" : "native";
+      if (seen !== way) throw new Error(`process ${pid} (${cmdline(pid)}) spawns the ${seen} way, not ${way}`);
+    }
     const cpu0 = cpuMs(env.d.pid);
     const shimCpu0 = shims.reduce((a, p) => a + cpuMs(p), 0);
     const load = loadavg();
