@@ -137,5 +137,6 @@ export async function probeAllHandlers(
       }
     }
   }
+  await rmdir(scratch).catch(() => undefined); // the probes' parent dir, empty again
   return Object.fromEntries(Object.entries(features).map(([n, f]) => [n, applyHostProbes(f, probes)]));
 }
