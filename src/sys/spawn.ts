@@ -205,10 +205,11 @@ export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}
   if (spawnMode() === "child_process") return spawnWithChildProcess(file, args, opts, stdio);
   const env = opts.env ?? process.env;
   const kinds = stdio.map((s) => (typeof s === "number" ? s : STDIO_KIND[s]));
-  let child: Child | undefined;
+  // The exit cannot be reported before spawn returns (the pidfd is polled on this thread), so
+  // the callback finds the Child made below.
+  const made: { child?: Child } = {};
   let r: ReturnType<Binding["spawn"]>;
   try {
-    // The exit cannot be reported before this returns: the pidfd is polled on this thread.
     r = native().spawn(
       file,
       [file, ...args],
@@ -222,7 +223,7 @@ export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}
           // Someone reaped our child (a waitpid(-1) somewhere): the status is lost.
           process.emitWarning(`berth spawn: the exit status of ${file} (pid ${r.pid}) was taken by another waiter`);
         }
-        child!.onExit(code >= 0 ? code : null, signal > 0 ? signalName(signal) : null);
+        made.child!.onExit(code >= 0 ? code : null, signal > 0 ? signalName(signal) : null);
       },
     );
   } catch (err) {
@@ -230,7 +231,8 @@ export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}
   }
   liveSpawned.add(r.pid);
   const sockets = r.fds.map((fd, i) => (fd >= 0 ? socketFor(fd, i, stdio[i]!) : null));
-  child = new Child(r.pid, sockets);
+  const child = new Child(r.pid, sockets);
+  made.child = child;
   const handle = r.handle;
   child.setRef((on) => native().spawnRef(handle, on));
   return child;
