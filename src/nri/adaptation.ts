@@ -10,7 +10,7 @@ import { chmod, lstat, mkdir, mkdtemp, rename, rmdir, unlink } from "node:fs/pro
 import net from "node:net";
 import { basename, dirname, join } from "node:path";
 
-import { type Container, ContainerState, Event, type PodSandbox } from "../gen/nri/api.js";
+import { type Container, type ContainerAdjustment, ContainerState, Event, type PodSandbox } from "../gen/nri/api.js";
 import type { Resources, Spec } from "../oci/spec.js";
 import {
   AlreadyExistsError,
@@ -20,7 +20,7 @@ import {
   UnimplementedError,
 } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
-import { type AdjustmentRest, applyAdjustment, applyNriResources } from "./adjust.js";
+import { type AdjustmentRest, applyAdjustment, applyNriResources, mergeAdjustments } from "./adjust.js";
 import type { NriHooks, NriState } from "./hooks.js";
 import { NriPlugin } from "./plugin.js";
 import { containerFromSpec, resourcesToNri } from "./spec-view.js";
@@ -216,7 +216,11 @@ export class NriAdaptation implements NriHooks {
 
   async createContainer(pod: PodSandbox, base: Container, spec: Spec): Promise<AdjustmentRest> {
     const cdiDevices: string[] = [];
+    const pristine = containerFromSpec({ ...base, state: ContainerState.CONTAINER_UNKNOWN }, spec);
+    const adjustments: ContainerAdjustment[] = [];
+    const consulted: { name: string; index: string }[] = [];
     await this.each(Event.CREATE_CONTAINER, "CreateContainer", true, async (p) => {
+      consulted.push({ name: p.name, index: p.idx });
       const container = containerFromSpec({ ...base, state: ContainerState.CONTAINER_UNKNOWN }, spec);
       const rpl = await p.api.createContainer({ pod, container }, this.timeout);
       if (rpl.update.length > 0 || rpl.evict.length > 0) {
@@ -224,9 +228,47 @@ export class NriAdaptation implements NriHooks {
           `NRI plugin ${p.label} asked, in CreateContainer, to update or evict other containers, which berth cannot apply`,
         );
       }
-      if (rpl.adjust) cdiDevices.push(...applyAdjustment(spec, rpl.adjust, p.label).cdiDevices);
+      if (rpl.adjust) {
+        cdiDevices.push(...applyAdjustment(spec, rpl.adjust, p.label).cdiDevices);
+        adjustments.push(rpl.adjust);
+      }
     });
+    await this.validate(pod, pristine, mergeAdjustments(adjustments), consulted);
     return { cdiDevices };
+  }
+
+  /**
+   * Validator plugins (subscribed to VALIDATE_CONTAINER_ADJUSTMENT) see the container as it was
+   * and everything the others adjusted, and may reject it. Unlike other plugins, one that fails
+   * to answer fails the create: skipping it would let unvalidated adjustments through.
+   */
+  private async validate(
+    pod: PodSandbox,
+    container: Container,
+    adjust: ContainerAdjustment,
+    plugins: { name: string; index: string }[],
+  ): Promise<void> {
+    for (const p of this.plugins) {
+      if (p.closed || !p.subscribed(Event.VALIDATE_CONTAINER_ADJUSTMENT)) continue;
+      let rpl;
+      try {
+        rpl = await p.api.validateContainerAdjustment(
+          { pod, container, adjust, update: [], owners: { owners: {} }, plugins },
+          this.timeout,
+        );
+      } catch (err) {
+        if (err instanceof DeadlineExceededError) p.close();
+        throw new FailedPreconditionError(
+          `NRI validator plugin ${p.label} failed to validate container ${container.id}: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+      if (rpl.reject) {
+        throw new FailedPreconditionError(
+          `NRI validator plugin ${p.label} rejected the adjustments of container ${container.id}: ${rpl.reason}`,
+        );
+      }
+    }
   }
 
   async postCreateContainer(pod: PodSandbox, container: Container): Promise<void> {

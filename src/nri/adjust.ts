@@ -4,14 +4,16 @@
 // What berth cannot apply (I/O priority, seccomp policy, scheduler, RDT, memory policy, network
 // devices, block I/O and RDT classes, real-time CPU limits) fails the CreateContainer with
 // UNIMPLEMENTED naming the field: a plugin's decision is never silently dropped.
-import type {
+import {
   ContainerAdjustment,
-  Hook as NriHook,
-  Hooks as NriHooks,
-  LinuxDevice,
+  type Hook as NriHook,
+  Hooks,
+  type Hooks as NriHooks,
+  type LinuxDevice,
+  LinuxContainerAdjustment,
   LinuxResources,
 } from "../gen/nri/api.js";
-import type { Hook, Hooks, NamespaceType, Resources, Spec } from "../oci/spec.js";
+import type { Hook, Hooks as OciHooks, NamespaceType, Resources, Spec } from "../oci/spec.js";
 import { InvalidArgumentError, UnimplementedError } from "../util/errors.js";
 
 /** What the caller must still do after the spec was adjusted: CDI devices to inject. */
@@ -100,7 +102,7 @@ function addHooks(spec: Spec, hooks: NriHooks): void {
   for (const kind of hookKinds) {
     const add = hooks[kind];
     if (add.length === 0) continue;
-    const out: Hooks = (spec.hooks ??= {});
+    const out: OciHooks = (spec.hooks ??= {});
     out[kind] = [...(out[kind] ?? []), ...add.map(toOci)];
   }
 }
@@ -188,4 +190,60 @@ function adjustResourcesOf(res: Resources, r: LinuxResources, refuse: (field: st
   if (r.pids) res.pids = { limit: Number(r.pids.limit) };
   if (r.blockioClass) refuse("linux.resources.blockio_class");
   if (r.rdtClass) refuse("linux.resources.rdt_class");
+}
+
+/** `b`'s set fields over `a`'s (ts-proto leaves unset optional fields as undefined keys). */
+function over<T extends object>(a: T | undefined, b: T | undefined): T | undefined {
+  if (!b) return a;
+  if (!a) return b;
+  const set = Object.fromEntries(Object.entries(b).filter(([, v]) => v !== undefined && v !== "")) as Partial<T>;
+  return { ...a, ...set };
+}
+
+/**
+ * The adjustments of several plugins as one (what a validator plugin is shown): maps merged,
+ * lists concatenated in plugin order, single values and resource fields last-set-wins. The
+ * removal markers stay in place, so the result applied at once equals the parts applied in turn.
+ */
+export function mergeAdjustments(adjs: ContainerAdjustment[]): ContainerAdjustment {
+  const out = ContainerAdjustment.fromPartial({});
+  for (const a of adjs) {
+    Object.assign(out.annotations, a.annotations);
+    out.mounts.push(...a.mounts);
+    out.env.push(...a.env);
+    out.rlimits.push(...a.rlimits);
+    out.CDIDevices.push(...a.CDIDevices);
+    if (a.args.length > 0) out.args = [...a.args];
+    if (a.hooks) {
+      const h = (out.hooks ??= Hooks.fromPartial({}));
+      for (const kind of hookKinds) h[kind].push(...a.hooks[kind]);
+    }
+    const l = a.linux;
+    if (l) {
+      const o = (out.linux ??= LinuxContainerAdjustment.fromPartial({}));
+      o.devices.push(...l.devices);
+      o.namespaces.push(...l.namespaces);
+      Object.assign(o.sysctl, l.sysctl);
+      Object.assign(o.netDevices, l.netDevices);
+      if (l.resources) {
+        const r = (o.resources ??= LinuxResources.fromPartial({}));
+        r.memory = over(r.memory, l.resources.memory);
+        r.cpu = over(r.cpu, l.resources.cpu);
+        r.hugepageLimits.push(...l.resources.hugepageLimits);
+        Object.assign(r.unified, l.resources.unified);
+        r.devices.push(...l.resources.devices);
+        r.pids = l.resources.pids ?? r.pids;
+        r.blockioClass = l.resources.blockioClass ?? r.blockioClass;
+        r.rdtClass = l.resources.rdtClass ?? r.rdtClass;
+      }
+      if (l.cgroupsPath) o.cgroupsPath = l.cgroupsPath;
+      o.oomScoreAdj = l.oomScoreAdj ?? o.oomScoreAdj;
+      o.ioPriority = l.ioPriority ?? o.ioPriority;
+      o.seccompPolicy = l.seccompPolicy ?? o.seccompPolicy;
+      o.scheduler = l.scheduler ?? o.scheduler;
+      o.rdt = l.rdt ?? o.rdt;
+      o.memoryPolicy = l.memoryPolicy ?? o.memoryPolicy;
+    }
+  }
+  return out;
 }

@@ -2,8 +2,10 @@
 // stub (what NRI plugins use). berthd synchronizes it with the pods it already has, relays every
 // pod and container event in order, applies its container adjustments (env added and removed,
 // annotation, read-only bind mount, rlimit, pids limit) so the container really runs with them,
-// turns its refusal into FAILED_PRECONDITION with nothing left behind, carries on without it
-// once it disconnects, and on shutdown tells a connected plugin (Shutdown) before closing it. critest's NRI specs (test/e2e/critest.test.ts) check the contracts.
+// shows them to it as a validator, turns its refusal or its validator's rejection into
+// FAILED_PRECONDITION with nothing left behind, carries on without it once it disconnects, and
+// on shutdown tells a connected plugin (Shutdown) before closing it. critest's NRI specs
+// (test/e2e/critest.test.ts) check the hook contracts.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
@@ -119,6 +121,7 @@ test("the plugin's adjustments reach the running container, and it hears every e
     of(cid).map((e) => e.event),
     [
       "CreateContainer",
+      "ValidateContainerAdjustment",
       "PostCreateContainer",
       "StartContainer",
       "PostStartContainer",
@@ -150,6 +153,28 @@ test("a plugin's refusal fails CreateContainer with FAILED_PRECONDITION, leaving
   assert.equal(readdirSync(join(env.d.state, "bundles")).length, bundles, "no bundle left");
   // The same config without the refusal is created: nothing of the refused one is in the way.
   await env.runContainer(pod, "refused", ["sleep", "1000"]);
+  await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+  await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+});
+
+test("a validator plugin sees the adjustments and its rejection fails CreateContainer, leaving nothing", async () => {
+  const pod = await env.runPod("nri-validate", {
+    annotations: { "berth.test/nri-adjust": "1", "berth.test/nri-validate-reject": "1" },
+  });
+  const bundles = readdirSync(join(env.d.state, "bundles")).length;
+  await assert.rejects(
+    env.d.rt.createContainer({
+      podSandboxId: pod.id,
+      config: env.containerConfig("rejected", ["sleep", "1000"]),
+      sandboxConfig: pod.config,
+    }),
+    (e: { code: number; details: string }) =>
+      e.code === grpcStatus.FAILED_PRECONDITION &&
+      e.details.includes("validator plugin 50-berth-test rejected") &&
+      e.details.includes("env adjustments are not allowed here"),
+  );
+  assert.deepEqual((await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
+  assert.equal(readdirSync(join(env.d.state, "bundles")).length, bundles, "no bundle left");
   await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
   await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
 });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { ContainerAdjustment } from "../../src/gen/nri/api.js";
-import { applyAdjustment } from "../../src/nri/adjust.js";
+import { applyAdjustment, mergeAdjustments } from "../../src/nri/adjust.js";
 import { containerFromSpec } from "../../src/nri/spec-view.js";
 import type { Spec } from "../../src/oci/spec.js";
 import { InvalidArgumentError, UnimplementedError } from "../../src/util/errors.js";
@@ -221,4 +221,28 @@ test("the next plugin sees the spec as adjusted so far", () => {
   assert.equal(base.annotations.a, "b");
   assert.equal(base.linux?.resources?.memory?.limit?.value, 1n << 20n);
   assert.deepEqual(base.args, ["/pause"]);
+});
+
+test("merged adjustments (what a validator sees) equal the parts applied in turn", () => {
+  const first = adjust({
+    annotations: { a: "1" },
+    env: [{ key: "X", value: "1" }],
+    linux: { resources: { memory: { limit: { value: 100n } } } } as never,
+  });
+  const second = adjust({
+    annotations: { b: "2" },
+    env: [{ key: "-DROP", value: "" }],
+    mounts: [{ destination: "/m", type: "bind", source: "/s", options: ["ro"] }],
+    linux: { resources: { cpu: { shares: { value: 7n } } }, oomScoreAdj: { value: 3n } } as never,
+  });
+  const inTurn = baseSpec();
+  applyAdjustment(inTurn, first, "00-a");
+  applyAdjustment(inTurn, second, "01-b");
+  const merged = mergeAdjustments([first, second]);
+  assert.deepEqual(merged.annotations, { a: "1", b: "2" });
+  assert.deepEqual(merged.linux?.resources?.memory?.limit, { value: 100n });
+  assert.deepEqual(merged.linux?.resources?.cpu?.shares, { value: 7n });
+  const atOnce = baseSpec();
+  applyAdjustment(atOnce, merged, "merged");
+  assert.deepEqual(atOnce, inTurn);
 });

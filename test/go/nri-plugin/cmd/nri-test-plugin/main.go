@@ -5,6 +5,8 @@
 //	                            a read-only bind mount of -mount-source at /nri-mount, an
 //	                            RLIMIT_NOFILE of 1234, a pids limit of 77, and removes env DROP_ME
 //	berth.test/nri-refuse: "1"  refuses CreateContainer with an error
+//	berth.test/nri-validate-reject: "1"
+//	                            rejects, as a validator, adjustments that touch the env
 //
 // Every event it gets is printed to stdout as one JSON line {"event","pod","container"}, and
 // "ready" is printed once Synchronize is done, "closed" when the runtime closed the connection
@@ -96,6 +98,15 @@ func (p *plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	adj.AddRlimit("RLIMIT_NOFILE", 1234, 1234)
 	adj.SetLinuxPidLimits(77)
 	return adj, nil, nil
+}
+
+func (p *plugin) ValidateContainerAdjustment(_ context.Context, req *api.ValidateContainerAdjustmentRequest) error {
+	ctr := req.GetContainer()
+	p.print("ValidateContainerAdjustment", req.GetPod().GetId(), ctr.GetId())
+	if asks(req.GetPod(), ctr, "berth.test/nri-validate-reject") && len(req.GetAdjust().GetEnv()) > 0 {
+		return errors.New("env adjustments are not allowed here")
+	}
+	return nil
 }
 
 func (p *plugin) PostCreateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) error {
