@@ -2,13 +2,13 @@
 // stub (what NRI plugins use). berthd synchronizes it with the pods it already has, relays every
 // pod and container event in order, applies its container adjustments (env added and removed,
 // annotation, read-only bind mount, rlimit, pids limit) so the container really runs with them,
-// shows them to it as a validator, turns its refusal or its validator's rejection into
-// FAILED_PRECONDITION with nothing left behind, carries on without it once it disconnects, and
-// on shutdown tells a connected plugin (Shutdown) before closing it. critest's NRI specs
-// (test/e2e/critest.test.ts) check the hook contracts.
+// passes UpdateContainerResources through it, shows its adjustments to it as a validator, turns
+// its refusal or its validator's rejection into FAILED_PRECONDITION with nothing left behind,
+// carries on without it once it disconnects, and on shutdown tells a connected plugin (Shutdown)
+// before closing it. critest's NRI specs (test/e2e/critest.test.ts) check the hook contracts.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
@@ -133,6 +133,33 @@ test("the plugin's adjustments reach the running container, and it hears every e
     of(pod.id).map((e) => e.event),
     ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"],
   );
+});
+
+test("UpdateContainerResources goes through the plugin, and its change is what is applied", async () => {
+  const pod = await env.runPod("nri-update", { annotations: { "berth.test/nri-update": "1" } });
+  const cid = await env.runContainer(pod, "updated", ["sleep", "1000"]);
+  await env.d.rt.updateContainerResources({
+    containerId: cid,
+    linux: { cpuShares: 512n, memoryLimitInBytes: 64n << 20n },
+  });
+  const info = JSON.parse((await env.d.rt.containerStatus({ containerId: cid, verbose: true })).info.info!) as {
+    runtimeSpec: {
+      linux: { cgroupsPath: string; resources: { cpu?: { shares?: number }; memory?: { limit?: number } } };
+    };
+  };
+  assert.equal(info.runtimeSpec.linux.resources.cpu?.shares, 333, "the plugin's CPU shares, not the call's 512");
+  assert.equal(info.runtimeSpec.linux.resources.memory?.limit, 64 << 20, "what the plugin left alone is the call's");
+  // This host's cgroup v1 cpu hierarchy, cgroupfs driver: the running container has them too.
+  const cgroup = `/sys/fs/cgroup/cpu${info.runtimeSpec.linux.cgroupsPath}/cpu.shares`;
+  assert.equal(readFileSync(cgroup, "utf8").trim(), "333", cgroup);
+  assert.deepEqual(
+    of(cid)
+      .map((e) => e.event)
+      .filter((e) => e.includes("Update")),
+    ["UpdateContainer", "PostUpdateContainer"],
+  );
+  await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
+  await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });
 });
 
 test("a plugin's refusal fails CreateContainer with FAILED_PRECONDITION, leaving nothing", async () => {

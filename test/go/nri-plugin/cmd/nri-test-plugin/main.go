@@ -5,6 +5,7 @@
 //	                            a read-only bind mount of -mount-source at /nri-mount, an
 //	                            RLIMIT_NOFILE of 1234, a pids limit of 77, and removes env DROP_ME
 //	berth.test/nri-refuse: "1"  refuses CreateContainer with an error
+//	berth.test/nri-update: "1"  changes the CPU shares of an UpdateContainerResources to 333
 //	berth.test/nri-validate-reject: "1"
 //	                            rejects, as a validator, adjustments that touch the env
 //
@@ -126,7 +127,18 @@ func (p *plugin) PostStartContainer(_ context.Context, pod *api.PodSandbox, ctr 
 
 func (p *plugin) UpdateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container, _ *api.LinuxResources) ([]*api.ContainerUpdate, error) {
 	p.print("UpdateContainer", pod.GetId(), ctr.GetId())
-	return nil, nil
+	if !asks(pod, ctr, "berth.test/nri-update") {
+		return nil, nil
+	}
+	u := &api.ContainerUpdate{}
+	u.SetContainerId(ctr.GetId())
+	u.SetLinuxCPUShares(333)
+	return []*api.ContainerUpdate{u}, nil
+}
+
+func (p *plugin) PostUpdateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	p.print("PostUpdateContainer", pod.GetId(), ctr.GetId())
+	return nil
 }
 
 func (p *plugin) StopContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) ([]*api.ContainerUpdate, error) {
