@@ -51,8 +51,9 @@ export class NriAdaptation implements NriHooks {
   async start(state: NriState): Promise<void> {
     this.state = state;
     const path = this.opts.socketPath;
-    await mkdir(dirname(path), { recursive: true, mode: 0o711 });
-    await chmod(dirname(path), 0o711);
+    // A directory made here is 0711 whatever the umask; an existing one (say /run) is the
+    // administrator's and keeps its mode.
+    if (await mkdir(dirname(path), { recursive: true, mode: 0o711 })) await chmod(dirname(path), 0o711);
     await removeStaleSocket(path);
     const server = net.createServer((socket) => void this.accept(socket));
     server.on("error", (err) => this.opts.log.warn({ err }, "NRI socket error"));

@@ -8,8 +8,8 @@
 // before closing it. critest's NRI specs (test/e2e/critest.test.ts) check the hook contracts.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { status as grpcStatus } from "@grpc/grpc-js";
@@ -82,6 +82,13 @@ async function exec(cid: string, cmd: string[]): Promise<string> {
 }
 
 const of = (id: string) => events.filter((e) => e.container === id || (e.container === "" && e.pod === id));
+
+test("the NRI socket is 0600 in a 0711 directory", () => {
+  const socket = join(env.d.dir, "nri", "nri.sock");
+  assert.ok(statSync(socket).isSocket());
+  assert.equal(statSync(socket).mode & 0o777, 0o600);
+  assert.equal(statSync(dirname(socket)).mode & 0o777, 0o711);
+});
 
 test("a joining plugin is synchronized with the pods that exist", () => {
   assert.ok(
