@@ -185,6 +185,14 @@ test("a plugin's refusal fails CreateContainer with FAILED_PRECONDITION, leaving
   );
   assert.deepEqual((await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
   assert.equal(readdirSync(join(env.d.state, "bundles")).length, bundles, "no bundle left");
+  // The plugin is told the container it refused is gone (it may have reserved something).
+  const refused = events.filter((e) => e.event === "CreateContainer" && e.pod === pod.id).map((e) => e.container);
+  assert.equal(refused.length, 1);
+  await until(
+    () => of(refused[0]!).some((e) => e.event === "RemoveContainer"),
+    "RemoveContainer of the refused container at the plugin",
+  );
+  assert.ok(!of(refused[0]!).some((e) => e.event === "StartContainer"));
   // The same config without the refusal is created: nothing of the refused one is in the way.
   await env.runContainer(pod, "refused", ["sleep", "1000"]);
   await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 120_000 });

@@ -129,7 +129,12 @@ async function create(d: ContainerDeps, pod: SandboxEntry, config: ContainerConf
     // (creating) until they all answered, and a refusal rolls the create back.
     const nri = nriOf(d);
     if (nri.enabled) {
-      const rest = await nri.createContainer(nriPod(pod, d.cgroupDriver), nriContainer(entry), spec);
+      const podView = nriPod(pod, d.cgroupDriver);
+      const view = nriContainer(entry);
+      // Plugins that adjusted the container may have reserved something for it (CPUs, devices):
+      // if it is not created after all, they hear it is removed, as containerd's undo does.
+      undo.push(() => nri.removeContainer(podView, view));
+      const rest = await nri.createContainer(podView, view, spec);
       if (rest.cdiDevices.length > 0)
         await injectCdiDevices(spec, rest.cdiDevices, d.cdiSpecDirs ?? DEFAULT_CDI_SPEC_DIRS);
     }

@@ -189,7 +189,13 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
     if (nri.enabled) {
       const entry = d.store.get(id);
       const pid = (await d.runtime.state(NS, id).catch(() => undefined))?.pid ?? 0;
-      if (entry) await nri.runPodSandbox(nriPod(entry, d.cgroupDriver, pid));
+      if (entry) {
+        const view = nriPod(entry, d.cgroupDriver, pid);
+        // Plugins that accepted the pod may have reserved something for it: a later refusal
+        // (another plugin's) tells them it is gone, as containerd does.
+        undo.push(() => nri.removePodSandbox(view));
+        await nri.runPodSandbox(view);
+      }
       mark("nri");
     }
     d.store.apply(id, { type: "ready" });
