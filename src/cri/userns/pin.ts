@@ -8,13 +8,13 @@
 // A user namespace can only be made by a single-threaded process, so a short-lived helper
 // (util-linux unshare(1)) makes both and waits; berthd writes its uid/gid maps (as root of
 // the parent namespace, any range is allowed), binds /proc/PID/ns/{user,net} onto the pin
-// files, and lets it exit.
+// files, and lets it exit. The helper starts with posix_spawn (sys/spawn.ts): no fork of berthd.
 
-import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as sys from "../../sys/index.js";
+import { spawnChild, type Child } from "../../sys/spawn.js";
 import { InternalError } from "../../util/errors.js";
 import type { PodUserns } from "./options.js";
 
@@ -32,19 +32,25 @@ function touch(path: string): void {
  */
 export async function pinPodNamespaces(usernsFile: string, netnsFile: string | null, userns: PodUserns): Promise<void> {
   const args = ["--user", ...(netnsFile ? ["--net"] : []), "--", "/bin/sh", "-c", "echo ready; read _"];
-  const helper = spawn("unshare", args, { stdio: ["pipe", "pipe", "pipe"] });
+  let helper: Child;
+  try {
+    helper = spawnChild("unshare", args, { stdio: ["pipe", "pipe", "pipe"] });
+  } catch (err) {
+    throw new InternalError(`make the pod's user namespace: ${(err as Error).message}`, { cause: err });
+  }
+  const stdin = helper.stdin!;
+  stdin.on("error", () => undefined); // it may be gone before we close its stdin
   let stderr = "";
-  helper.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+  helper.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<void>((resolve) => helper.once("close", () => resolve()));
   try {
     await new Promise<void>((resolve, reject) => {
-      helper.once("error", reject);
-      helper.stdout.once("data", () => resolve());
+      helper.stdout!.once("data", () => resolve());
       helper.once("close", (code) =>
         reject(new InternalError(`unshare --user exited (${code}) before making the namespaces: ${stderr.trim()}`)),
       );
     });
-    const pid = helper.pid!;
+    const pid = helper.pid;
     await writeFile(`/proc/${pid}/uid_map`, mapText(userns.uidMappings));
     await writeFile(`/proc/${pid}/gid_map`, mapText(userns.gidMappings));
     touch(usernsFile);
@@ -60,11 +66,9 @@ export async function pinPodNamespaces(usernsFile: string, netnsFile: string | n
       ? err
       : new InternalError(`make the pod's user namespace: ${(err as Error).message}`, { cause: err });
   } finally {
-    helper.stdin.end();
-    if (helper.pid !== undefined) {
-      helper.kill("SIGKILL");
-      await exited;
-    }
+    stdin.end();
+    helper.kill("SIGKILL");
+    await exited;
   }
 }
 
