@@ -195,8 +195,8 @@ export class OciRuntime {
   /** `update --resources -` with OCI LinuxResources JSON on stdin. */
   async update(id: string, resourcesJson: Buffer): Promise<void> {
     if (this.kind === "crun") {
-      // crun reads `-` by opening /dev/stdin, which fails (ENXIO) on the socket node gives a
-      // child for stdin: hand it a file instead.
+      // crun reads `-` by opening /dev/stdin, which fails (ENXIO) on a socket, the stdin
+      // child_process gives (BERTH_SPAWN=child_process; sys/spawn.ts gives a pipe): hand it a file.
       const file = `${this.logFile}.resources.${Math.random().toString(36).slice(2, 8)}.json`;
       await mkdir(dirname(file), { recursive: true, mode: 0o700 });
       await writeFile(file, resourcesJson, { mode: 0o600 });

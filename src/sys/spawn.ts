@@ -8,11 +8,15 @@
 // (socketpairs), kill, 'exit' and 'close' events, ref/unref; `exited` is a promise of the exit.
 //
 // Differences that matter: a program that cannot be started (ENOENT, EACCES, a bad cwd) throws
-// a SysError synchronously instead of emitting 'error' later; and every fd of ours is closed in
-// the child (child_process only closes close-on-exec ones).
+// a SysError synchronously instead of emitting 'error' later; every fd of ours is closed in
+// the child (child_process only closes close-on-exec ones); and "pipe" slots are pipes, not the
+// socketpairs child_process makes (so a child can open /dev/stdin).
+//
+// What still blocks the event loop: with CLONE_VFORK the calling thread waits until the child
+// has exec'd (0.2-0.5 ms here, more when the child waits for a CPU), plus the JS around it.
 //
 // Reaping: only the pidfd reaps a native child (waitid P_PIDFD), and the shim's subreaper
-// (src/shim/reaper.ts) skips every pid in liveNativeChildren(), so neither steals the other's
+// (src/shim/reaper.ts) skips every pid in liveSpawnedChildren(), so neither steals the other's
 // exit status.
 //
 // BERTH_SPAWN=child_process (read once, at first use) makes every spawnChild go through
