@@ -68,7 +68,9 @@ export class Bundles {
   /** Removes the bundle (its rootfs must be unmounted) and the io dir. Idempotent. */
   async remove(id: string): Promise<void> {
     this.specs.delete(id);
-    await rm(this.dir(id), { recursive: true, force: true });
-    await rm(this.io(id).dir, { recursive: true, force: true });
+    await Promise.all([
+      rm(this.dir(id), { recursive: true, force: true }),
+      rm(this.io(id).dir, { recursive: true, force: true }),
+    ]);
   }
 }

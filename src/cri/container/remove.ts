@@ -44,8 +44,14 @@ export async function removeEntry(d: ContainerDeps, id: string): Promise<void> {
 /** Unmounts and removes what a container has on disk (idempotent). */
 export async function cleanupContainerFiles(d: Pick<ContainerDeps, "bundles" | "images">, id: string): Promise<void> {
   unmountAll(d.bundles.rootfs(id));
-  await d.images.removeRootfs(id);
-  await removeImageVolumes(d.images, id, d.bundles.dir(id));
-  await releaseIdmapScratch(idmapScratch(d.bundles.dir(id)));
-  await d.bundles.remove(id);
+  // The snapshot and the bundle are apart on disk: both are removed at once (the image
+  // volumes and the idmap scratch are mounted in the bundle, so they go before it).
+  const bundle = (async () => {
+    await removeImageVolumes(d.images, id, d.bundles.dir(id));
+    await releaseIdmapScratch(idmapScratch(d.bundles.dir(id)));
+    await d.bundles.remove(id);
+  })();
+  const [snapshot, rest] = await Promise.allSettled([d.images.removeRootfs(id), bundle]);
+  if (snapshot.status === "rejected") throw snapshot.reason;
+  if (rest.status === "rejected") throw rest.reason;
 }
