@@ -1,12 +1,13 @@
 // The shim's model of a task's processes (the init process and its execs): live state
 // comes from the process's monitor; what is needed to re-adopt it after a shim restart is
 // kept in <stateDir>/record.json, written atomically.
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import type { Status } from "../gen/containerd/types/task/task.js";
 import type { Timestamp } from "../gen/google/protobuf/timestamp.js";
+import { writeFileAtomicSync } from "../util/atomic-write.js";
 import type { ExitRecord, Monitor } from "./monitor.js";
 import { type ProcessEvent, type ProcessKind, type ProcessState, next, statusOf, transition } from "./process-state.js";
 import type { RuntimeConfig } from "./runtime.js";
@@ -48,9 +49,7 @@ export interface ProcessRecord {
  */
 export async function saveRecord(stateDir: string, r: ProcessRecord): Promise<void> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const path = join(stateDir, "record.json");
-  writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomicSync(join(stateDir, "record.json"), JSON.stringify(r), 0o600, { durable: false });
 }
 
 export async function loadRecord(stateDir: string): Promise<ProcessRecord | undefined> {

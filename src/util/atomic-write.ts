@@ -52,14 +52,24 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   await syncDir(dirname(path));
 }
 
-/** The synchronous twin of writeFileAtomic, for callers that cannot await. */
-export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644): void {
+/**
+ * The synchronous twin of writeFileAtomic, for callers that cannot await. With `durable: false`
+ * it skips both fsyncs: still atomic against a crash of the writer, but not against a power
+ * loss, for state that no longer means anything after a reboot.
+ */
+export function writeFileAtomicSync(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+  opts: { durable?: boolean } = {},
+): void {
+  const durable = opts.durable ?? true;
   const tmp = tmpName(path);
   try {
     const fd = openSync(tmp, "wx", mode);
     try {
       writeFileSync(fd, data);
-      fsyncSync(fd);
+      if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -68,7 +78,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, mod
     rmSync(tmp, { force: true });
     throw err;
   }
-  syncDirSync(dirname(path));
+  if (durable) syncDirSync(dirname(path));
 }
 
 /** fsyncs a directory, making renames and unlinks in it durable. */
