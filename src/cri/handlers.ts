@@ -67,9 +67,18 @@ type MethodsOf<S> = { [K in keyof S as string extends K ? never : K]: S[K] };
 export type CriMethodHandlers = ServiceHandlers<RuntimeServiceServer>;
 export type ImageHandlers = ServiceHandlers<ImageServiceServer>;
 
+/** What the server knows of a call before it runs, for its observer. */
+export interface CallHints {
+  /**
+   * A read kubelet polls (server.ts POLLED_READS): whatever it calls that opens a span does so
+   * before its first await, so its trace needs no AsyncLocalStorage (observability/tracer.ts).
+   */
+  polled: boolean;
+}
+
 /** Wraps every CRI call's handler (tracing, metrics); learns the outcome from the promise. */
 export interface CriCallObserver {
-  run<T>(method: string, handler: () => Promise<T>): Promise<T>;
+  run<T>(method: string, handler: () => Promise<T>, hints?: CallHints): Promise<T>;
 }
 
 /** Everything the CRI server serves; missing methods answer UNIMPLEMENTED. */

@@ -6,14 +6,15 @@
 // service" and nothing is silently missed. The wrapper maps errors (status.ts), passes an
 // AbortSignal for the call's cancellation and logs the call; unary, server-streaming and
 // client-streaming methods are served. A read kubelet polls must cost little more than grpc-js
-// itself (issue 15): the signal is made only for handlers that ask for it, and the call's
-// log line is built only when debug logging is on.
+// itself (issue 15): the signal is made only for handlers that ask for it, the call's log line
+// is built only when debug logging is on, the handler starts in grpc-js's callback without a
+// promise hop, and the reads kubelet polls are traced without AsyncLocalStorage (POLLED_READS).
 
 import * as grpc from "@grpc/grpc-js";
 import { ImageServiceService, RuntimeServiceService } from "../gen/cri/runtime/v1/api.js";
 import { UnimplementedError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
-import type { CallContext, CriCallObserver, CriHandlers, StreamContext } from "./handlers.js";
+import type { CallContext, CallHints, CriCallObserver, CriHandlers, StreamContext } from "./handlers.js";
 import { codeName, isExpected, toGrpcStatus } from "./status.js";
 import { GrpcUnixListener } from "./transport/grpc-listener.js";
 
@@ -58,32 +59,42 @@ function signalFor(call: Cancellable, cancelledAtStart = call.cancelled): AbortS
  * handlers (every status and list read) never look at it, and an AbortController with its
  * listener on every call was a measurable part of a read's cost. A signal asked for after the
  * call was cancelled is aborted already, with the reason it would have had from the start.
+ * A class, so that a call costs one small object of one shape (no per-call getter closure).
  */
+class LazySignalContext<C extends Cancellable & { metadata: grpc.Metadata }> implements CallContext {
+  readonly metadata: grpc.Metadata;
+  private readonly cancelledAtStart: boolean;
+  private made: AbortSignal | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly call: C,
+    readonly log: Logger,
+  ) {
+    this.metadata = call.metadata;
+    this.cancelledAtStart = call.cancelled;
+  }
+
+  get signal(): AbortSignal {
+    return (this.made ??= signalFor(this.call, this.cancelledAtStart));
+  }
+}
+
 export function callContext<C extends Cancellable & { metadata: grpc.Metadata }>(
   method: string,
   call: C,
   log: Logger,
 ): CallContext & { call: C } {
-  const cancelledAtStart = call.cancelled;
-  let signal: AbortSignal | undefined;
-  return {
-    method,
-    metadata: call.metadata,
-    log,
-    call,
-    get signal() {
-      return (signal ??= signalFor(call, cancelledAtStart));
-    },
-  };
+  return new LazySignalContext(method, call, log);
 }
 
-function finish(log: Logger, label: string, method: string, started: bigint, err: unknown): void {
+/** `started` is performance.now() (a number: no BigInt allocated per call). */
+function finish(log: Logger, label: string, method: string, started: number, err: unknown): void {
   if (err === undefined) {
-    if (log.isLevelEnabled("debug"))
-      log.debug({ method, code: "OK", durationMs: Number(process.hrtime.bigint() - started) / 1e6 }, label);
+    if (log.isLevelEnabled("debug")) log.debug({ method, code: "OK", durationMs: performance.now() - started }, label);
     return;
   }
-  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const durationMs = performance.now() - started;
   const code = codeName(toGrpcStatus(err, method).code);
   if (isExpected(err)) log.debug({ method, code, durationMs, error: (err as Error).message }, label);
   else log.error({ method, code, durationMs, err }, `${label} failed`);
@@ -91,6 +102,41 @@ function finish(log: Logger, label: string, method: string, started: bigint, err
 
 /** Without an observer a handler just runs. */
 const noObserver: CriCallObserver = { run: (_method, handler) => handler() };
+
+/**
+ * The reads kubelet polls (every pod and container each second or so, and the image and
+ * runtime status): traced without AsyncLocalStorage (CallHints.polled). None of them opens a
+ * span after an await, but a verbose status, which asks the shim for the pid, is not polled
+ * and loses that one span.
+ */
+export const POLLED_READS: ReadonlySet<string> = new Set(
+  [
+    "RuntimeService/Version",
+    "RuntimeService/Status",
+    "RuntimeService/RuntimeConfig",
+    "RuntimeService/ContainerStatus",
+    "RuntimeService/PodSandboxStatus",
+    "RuntimeService/ListContainers",
+    "RuntimeService/ListPodSandbox",
+    // Evented PLEG holds this stream open for the kubelet's life.
+    "RuntimeService/GetContainerEvents",
+    "ImageService/ImageStatus",
+    "ImageService/ListImages",
+    "ImageService/ImageFsInfo",
+  ].map((m) => `runtime.v1.${m}`),
+);
+
+/**
+ * Runs a handler through the observer. The handler starts synchronously, inside grpc-js's
+ * callback (no extra promise hop); a synchronous throw becomes a rejection.
+ */
+function observe<T>(observer: CriCallObserver, method: string, hints: CallHints, run: () => Promise<T>): Promise<T> {
+  try {
+    return observer.run(method, run, hints);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
 
 export interface ServiceOptions {
   log: Logger;
@@ -123,45 +169,42 @@ export function implementService(
     const method = def.path.replace(/^\//, "");
     const handler = (given[name] as AnyUnary | AnyStream | AnyClientStream | undefined) ?? unimplemented(method);
     const callLog = log.child({ method });
-    const done = (started: bigint, err?: unknown) => finish(log, label, method, started, err);
+    const done = (started: number, err?: unknown) => finish(log, label, method, started, err);
+    const hints: CallHints = { polled: POLLED_READS.has(method) };
     if (def.requestStream && def.responseStream) throw new Error(`${method}: bidirectional streaming is not supported`);
     if (def.requestStream) {
       impl[name] = ((call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const started = process.hrtime.bigint();
+        const started = performance.now();
         const ctx = callContext(method, call, callLog);
-        Promise.resolve()
-          .then(() => observer.run(method, () => (handler as AnyClientStream)(call, ctx)))
-          .then(
-            (response) => {
-              done(started);
-              callback(null, response);
-            },
-            (err: unknown) => {
-              done(started, err);
-              callback(toGrpcStatus(err, method));
-            },
-          );
+        observe(observer, method, hints, () => (handler as AnyClientStream)(call, ctx)).then(
+          (response) => {
+            done(started);
+            callback(null, response);
+          },
+          (err: unknown) => {
+            done(started, err);
+            callback(toGrpcStatus(err, method));
+          },
+        );
       }) as grpc.handleClientStreamingCall<unknown, unknown>;
     } else if (!def.responseStream) {
       impl[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const started = process.hrtime.bigint();
+        const started = performance.now();
         const ctx = callContext(method, call, callLog);
-        Promise.resolve()
-          .then(() => observer.run(method, () => (handler as AnyUnary)(call.request, ctx)))
-          .then(
-            (response) => {
-              done(started);
-              callback(null, response);
-            },
-            (err: unknown) => {
-              done(started, err);
-              callback(toGrpcStatus(err, method));
-            },
-          );
+        observe(observer, method, hints, () => (handler as AnyUnary)(call.request, ctx)).then(
+          (response) => {
+            done(started);
+            callback(null, response);
+          },
+          (err: unknown) => {
+            done(started, err);
+            callback(toGrpcStatus(err, method));
+          },
+        );
       }) as grpc.handleUnaryCall<unknown, unknown>;
     } else {
       impl[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
-        const started = process.hrtime.bigint();
+        const started = performance.now();
         const signal = signalFor(call);
         const send = (message: unknown) =>
           new Promise<void>((resolve, reject) => {
@@ -179,18 +222,16 @@ export function implementService(
             signal.addEventListener("abort", onAbort, { once: true });
           });
         const ctx = { method, signal, metadata: call.metadata, log: callLog, call, send };
-        Promise.resolve()
-          .then(() => observer.run(method, () => (handler as AnyStream)(call.request, ctx)))
-          .then(
-            () => {
-              done(started);
-              call.end();
-            },
-            (err: unknown) => {
-              done(started, err);
-              call.emit("error", toGrpcStatus(err, method));
-            },
-          );
+        observe(observer, method, hints, () => (handler as AnyStream)(call.request, ctx)).then(
+          () => {
+            done(started);
+            call.end();
+          },
+          (err: unknown) => {
+            done(started, err);
+            call.emit("error", toGrpcStatus(err, method));
+          },
+        );
       }) as grpc.handleServerStreamingCall<unknown, unknown>;
     }
   }

@@ -4,7 +4,7 @@
 import { TraceSpanEvent } from "../gen/berth/v1/berth.js";
 import { setCallObserver } from "../ttrpc/client.js";
 import { BerthMetrics, type MetricsSources } from "./metrics.js";
-import { codeNameOf, Tracer } from "./tracer.js";
+import { codeNameOf, NO_ATTRIBUTES, Tracer } from "./tracer.js";
 
 export { BerthMetrics, isLoopback, parseHostPort, serveMetrics, type MetricsSources } from "./metrics.js";
 export { OtlpExporter, otlpBody, tracesUrl } from "./otlp.js";
@@ -13,7 +13,8 @@ export { codeNameOf, Tracer, type SpanRecord, type TraceRecord } from "./tracer.
 
 /** Shape of the CRI server's per-call hook (cri/handlers.ts CriCallObserver). */
 export interface CallObserver {
-  run<T>(method: string, handler: () => Promise<T>): Promise<T>;
+  /** `hints.polled`: a read kubelet polls, traced without AsyncLocalStorage (tracer.ts). */
+  run<T>(method: string, handler: () => Promise<T>, hints?: { polled: boolean }): Promise<T>;
 }
 
 /** Request metadata that asks berth's shim to report its OCI runtime commands as spans (src/shim/trace.ts). */
@@ -30,6 +31,9 @@ export interface ShimEventSource {
 
 type AsyncMethod = (...args: never[]) => Promise<unknown>;
 type AsyncMethodNames<T> = { [K in keyof T]: T[K] extends AsyncMethod ? K : never }[keyof T] & string;
+
+const SHALLOW = { shallow: true } as const;
+const DEEP = { shallow: false } as const;
 
 function seconds(startedHr: bigint): number {
   return Number(process.hrtime.bigint() - startedHr) / 1e9;
@@ -68,9 +72,12 @@ export class Observability {
 
   /** The CRI server's hook: each call is the root span of a trace and one sample of the CRI metrics. */
   readonly cri: CallObserver = {
-    run: <T>(method: string, handler: () => Promise<T>): Promise<T> => {
-      const started = process.hrtime.bigint();
-      return this.tracer.root(method, {}, handler).then(
+    run: <T>(method: string, handler: () => Promise<T>, hints?: { polled: boolean }): Promise<T> => {
+      const started = this.metrics ? process.hrtime.bigint() : 0n;
+      const traced = this.tracer.root(method, NO_ATTRIBUTES, handler, hints?.polled ? SHALLOW : DEEP);
+      // Without metrics the trace is all there is to do: no extra promise.
+      if (!this.metrics) return traced;
+      return traced.then(
         (v) => {
           this.recordCall(method, "OK", seconds(started));
           return v;

@@ -4,6 +4,15 @@
 // traces are kept in a ring buffer (the last N) for `berth trace`, and handed to an optional
 // exporter (OTLP). Spans opened outside any CRI call (background monitors, metric scrapes)
 // are not recorded: a trace always starts at a CRI call.
+//
+// What AsyncLocalStorage costs (issue 15): in Node 20 it is an async hook, and while it is
+// enabled every promise, tick, timer and native callback of the whole process runs the hook and
+// carries the store as an extra property; on a polled read that was about a fifth of berthd's
+// CPU per call. So it is enabled only while a "deep" root runs (the default: a call whose
+// children may open spans after an await, like RunPodSandbox) and disabled again when the last
+// one ends. A "shallow" root (the reads kubelet polls) never enables it: its children are
+// found through the synchronous part of each span instead (`sync` below), which is all a read
+// needs; a span such a call opens after an await is not recorded.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { statusCodeOf } from "../util/errors.js";
@@ -46,7 +55,17 @@ export interface RemoteSpan {
 interface Active {
   trace: TraceRecord;
   span: SpanRecord;
+  /** The root is deep: this span's children run in AsyncLocalStorage too. */
+  deep: boolean;
 }
+
+export interface RootOptions {
+  /** Only spans opened in the synchronous part of a span find their parent (see the top). */
+  shallow?: boolean;
+}
+
+/** The attributes of a span that has none (shared: a polled read allocates no object for them). */
+export const NO_ATTRIBUTES: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /** gRPC code names by number, for span status. */
 const CODE_NAMES = [
@@ -85,6 +104,10 @@ export class Tracer {
   /** Traces whose root span is still open, by id: remote spans may arrive before they finish. */
   private readonly active = new Map<string, TraceRecord>();
   private readonly exporters: TraceExporter[] = [];
+  /** The span whose synchronous part is running, if any. */
+  private sync: Active | undefined;
+  /** Deep roots running; AsyncLocalStorage is enabled while there is one. */
+  private deepRoots = 0;
 
   constructor(private readonly capacity: number) {}
 
@@ -93,22 +116,33 @@ export class Tracer {
     this.exporters.push(fn);
   }
 
+  /** The current span: the one whose synchronous part runs, else AsyncLocalStorage's. */
+  private current(): Active | undefined {
+    return this.sync ?? (this.deepRoots > 0 ? this.als.getStore() : undefined);
+  }
+
   /** The trace id of the current call, if any. */
   currentTraceId(): string | undefined {
-    return this.als.getStore()?.trace.traceId;
+    return this.current()?.trace.traceId;
   }
 
   /** The trace and span ids of the current span, if any (e.g. to send along to a shim). */
   currentIds(): { traceId: string; spanId: string } | undefined {
-    const a = this.als.getStore();
+    const a = this.current();
     return a ? { traceId: a.trace.traceId, spanId: a.span.spanId } : undefined;
   }
 
-  /** Runs `fn` as the root span of a new trace (one CRI call). */
-  root<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  /** Runs `fn` as the root span of a new trace (one CRI call); deep unless `opts.shallow`. */
+  root<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>, opts: RootOptions = {}): Promise<T> {
     const trace: TraceRecord = { traceId: newTraceId(), spans: [] };
     this.active.set(trace.traceId, trace);
-    return this.run(trace, "", name, attributes, fn, () => this.finish(trace));
+    const deep = !opts.shallow;
+    if (deep) this.deepRoots++;
+    return this.run(trace, "", name, attributes, fn, deep, () => {
+      // The last deep root ends: no async hook until the next one (Node 20 keeps it on otherwise).
+      if (deep && --this.deepRoots === 0) this.als.disable();
+      this.finish(trace);
+    });
   }
 
   /**
@@ -143,9 +177,9 @@ export class Tracer {
 
   /** Runs `fn` as a child span of the current one; outside a trace it just runs `fn`. */
   span<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-    const parent = this.als.getStore();
+    const parent = this.current();
     if (!parent) return fn();
-    return this.run(parent.trace, parent.span.spanId, name, attributes, fn, () => undefined);
+    return this.run(parent.trace, parent.span.spanId, name, attributes, fn, parent.deep, () => undefined);
   }
 
   private run<T>(
@@ -154,6 +188,7 @@ export class Tracer {
     name: string,
     attributes: Record<string, string>,
     fn: () => Promise<T>,
+    deep: boolean,
     done: () => void,
   ): Promise<T> {
     const span: SpanRecord = {
@@ -174,19 +209,28 @@ export class Tracer {
       }
       done();
     };
-    return this.als.run({ trace, span }, () =>
-      Promise.resolve()
-        .then(fn)
-        .then(
-          (v) => {
-            end(undefined);
-            return v;
-          },
-          (err: unknown) => {
-            end(err ?? new Error("rejected without a reason"));
-            throw err;
-          },
-        ),
+    // fn starts right here, with this span current for its synchronous part (and, when deep,
+    // in AsyncLocalStorage for the rest); a synchronous throw is a rejection like any other.
+    const active: Active = { trace, span, deep };
+    const outer = this.sync;
+    this.sync = active;
+    let result: Promise<T>;
+    try {
+      result = Promise.resolve(deep ? this.als.run(active, fn) : fn());
+    } catch (err) {
+      result = Promise.reject(err);
+    } finally {
+      this.sync = outer;
+    }
+    return result.then(
+      (v) => {
+        end(undefined);
+        return v;
+      },
+      (err: unknown) => {
+        end(err ?? new Error("rejected without a reason"));
+        throw err;
+      },
     );
   }
 
