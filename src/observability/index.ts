@@ -97,15 +97,22 @@ export class Observability {
   traced<T extends object>(target: T, prefix: string, methods: AsyncMethodNames<T>[]): T {
     const names = new Set<string | symbol>(methods);
     const tracer = this.tracer;
+    // The function handed out for each method, made once per method (not a new bound function
+    // on every access: status reads touch the image service's methods on every call).
+    const made = new Map<string | symbol, { of: unknown; fn: unknown }>();
     return new Proxy(target, {
       get(t, prop) {
         const v = Reflect.get(t, prop, t) as unknown;
         if (typeof v !== "function") return v;
-        if (!names.has(prop)) return v.bind(t);
-        return (...args: unknown[]) =>
-          tracer.span(`${prefix}.${String(prop)}`, {}, () =>
-            (v as (...a: unknown[]) => Promise<unknown>).apply(t, args),
-          );
+        const m = made.get(prop);
+        if (m?.of === v) return m.fn;
+        const spanName = `${prefix}.${String(prop)}`;
+        const fn = !names.has(prop)
+          ? v.bind(t)
+          : (...args: unknown[]) =>
+              tracer.span(spanName, NO_ATTRIBUTES, () => (v as (...a: unknown[]) => Promise<unknown>).apply(t, args));
+        made.set(prop, { of: v, fn });
+        return fn;
       },
     });
   }

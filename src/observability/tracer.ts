@@ -135,13 +135,15 @@ export class Tracer {
   /** Runs `fn` as the root span of a new trace (one CRI call); deep unless `opts.shallow`. */
   root<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>, opts: RootOptions = {}): Promise<T> {
     const trace: TraceRecord = { traceId: newTraceId(), spans: [] };
-    this.active.set(trace.traceId, trace);
     const deep = !opts.shallow;
+    // Remote spans come from shims, which only deep calls reach (a shallow root's late ones
+    // would still find it in the ring).
+    if (deep) this.active.set(trace.traceId, trace);
     if (deep) this.deepRoots++;
     return this.run(trace, "", name, attributes, fn, deep, () => {
       // The last deep root ends: no async hook until the next one (Node 20 keeps it on otherwise).
       if (deep && --this.deepRoots === 0) this.als.disable();
-      this.finish(trace);
+      this.finish(trace, deep);
     });
   }
 
@@ -234,8 +236,8 @@ export class Tracer {
     );
   }
 
-  private finish(trace: TraceRecord): void {
-    this.active.delete(trace.traceId);
+  private finish(trace: TraceRecord, deep: boolean): void {
+    if (deep) this.active.delete(trace.traceId);
     this.ring.push(trace);
     // Evicted in batches: a splice off the front on every call costs a copy of the whole buffer.
     if (this.ring.length > 2 * this.capacity) this.ring.splice(0, this.ring.length - this.capacity);

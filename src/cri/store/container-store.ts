@@ -63,6 +63,11 @@ function entryOf(row: ContainerRow): MutableEntry {
 
 export class ContainerStore {
   private entries: Map<string, MutableEntry> | undefined;
+  /**
+   * The entries of each pod, in insertion order: PodSandboxStatus (polled for every pod) reads
+   * its pod's containers without a scan of every container of the node.
+   */
+  private readonly pods = new Map<string, Set<MutableEntry>>();
 
   constructor(private readonly meta: ContainerMetadata) {}
 
@@ -70,9 +75,16 @@ export class ContainerStore {
   private table(): Map<string, MutableEntry> {
     if (!this.entries) {
       this.entries = new Map();
-      for (const row of this.meta.list()) this.entries.set(row.id, entryOf(row));
+      for (const row of this.meta.list()) this.add(entryOf(row));
     }
     return this.entries;
+  }
+
+  private add(e: MutableEntry): void {
+    this.entries!.set(e.id, e);
+    let set = this.pods.get(e.info.sandboxId);
+    if (!set) this.pods.set(e.info.sandboxId, (set = new Set()));
+    set.add(e);
   }
 
   get(id: string): ContainerEntry | undefined {
@@ -90,7 +102,9 @@ export class ContainerStore {
   }
 
   bySandbox(sandboxId: string): ContainerEntry[] {
-    return this.list().filter((e) => e.info.sandboxId === sandboxId);
+    this.table();
+    const set = this.pods.get(sandboxId);
+    return set ? [...set] : [];
   }
 
   /** A new container (phase creating), persisted first. */
@@ -98,7 +112,8 @@ export class ContainerStore {
     const full: ContainerRow = { ...row, phase: "creating", startedAt: 0n, exit: undefined };
     this.meta.insert(full);
     const e = entryOf(full);
-    this.table().set(row.id, e);
+    this.table();
+    this.add(e);
     return e;
   }
 
@@ -134,7 +149,13 @@ export class ContainerStore {
   /** Forgets the container (its row deleted). */
   delete(id: string): void {
     this.meta.delete(id);
-    this.table().get(id)?.io?.close();
+    const e = this.table().get(id);
+    e?.io?.close();
     this.table().delete(id);
+    if (e) {
+      const set = this.pods.get(e.info.sandboxId);
+      set?.delete(e);
+      if (set?.size === 0) this.pods.delete(e.info.sandboxId);
+    }
   }
 }
