@@ -111,3 +111,23 @@ test("a root whose function throws synchronously ends its span with the error an
   });
   assert.deepEqual(names(tracer.recent(1)[0]!), ["after", "after.a"]);
 });
+
+test("trace and span ids are drawn once, on first read, and differ between traces", async () => {
+  const tracer = new Tracer(10);
+  for (const shallow of [false, true]) {
+    await tracer.root("a", {}, async () => tracer.span("b", {}, async () => undefined), { shallow });
+  }
+  const [deep, shallow] = tracer.recent(10);
+  for (const t of [deep!, shallow!]) {
+    assert.match(t.traceId, /^[0-9a-f]{32}$/);
+    assert.equal(t.traceId, t.traceId, "the same id on every read");
+    assert.match(t.spans[0]!.spanId, /^[0-9a-f]{16}$/);
+    assert.equal(t.spans[1]!.parentSpanId, t.spans[0]!.spanId);
+    assert.notEqual(t.spans[1]!.spanId, t.spans[0]!.spanId);
+  }
+  assert.notEqual(deep!.traceId, shallow!.traceId);
+  assert.deepEqual(
+    tracer.find(shallow!.traceId.slice(0, 12)).map((t) => t.traceId),
+    [shallow!.traceId],
+  );
+});
