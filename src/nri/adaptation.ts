@@ -6,20 +6,20 @@
 // A plugin that times out or whose connection drops is closed and skipped, as containerd does:
 // one broken plugin must not wedge every pod on the node. A plugin that answers with an error
 // fails the operations that can fail (hooks.ts) and is logged for the others.
-import { chmod, lstat, mkdir, mkdtemp, rename, rmdir, unlink } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rename, rmdir, unlink } from "node:fs/promises";
 import net from "node:net";
 import { basename, dirname, join } from "node:path";
 
 import { type Container, type ContainerAdjustment, ContainerState, Event, type PodSandbox } from "../gen/nri/api.js";
 import type { Resources, Spec } from "../oci/spec.js";
 import {
-  AlreadyExistsError,
   DeadlineExceededError,
   FailedPreconditionError,
   UnavailableError,
   UnimplementedError,
 } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
+import { removeStaleSocket } from "../util/stale-socket.js";
 import { type AdjustmentRest, applyAdjustment, applyNriResources, mergeAdjustments } from "./adjust.js";
 import type { NriHooks, NriState } from "./hooks.js";
 import { NriPlugin } from "./plugin.js";
@@ -54,7 +54,7 @@ export class NriAdaptation implements NriHooks {
     // A directory made here is 0711 whatever the umask; an existing one (say /run) is the
     // administrator's and keeps its mode.
     if (await mkdir(dirname(path), { recursive: true, mode: 0o711 })) await chmod(dirname(path), 0o711);
-    await removeStaleSocket(path);
+    await removeStaleSocket(path, "NRI socket");
     const server = net.createServer((socket) => void this.accept(socket));
     server.on("error", (err) => this.opts.log.warn({ err }, "NRI socket error"));
     // Bound in a private 0700 directory, made 0600, then renamed into place: the socket is
@@ -328,21 +328,4 @@ export class NriAdaptation implements NriHooks {
       await p.api.removeContainer({ pod, container }, this.timeout);
     });
   }
-}
-
-/** Removes a socket file a dead berthd left; refuses a live socket or a file that is no socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  const st = await lstat(path).catch(() => undefined);
-  if (!st) return;
-  if (!st.isSocket()) throw new AlreadyExistsError(`NRI socket path ${path} exists and is not a socket`);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = net.connect({ path });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-  if (live) throw new AlreadyExistsError(`NRI socket ${path} is in use (another runtime's NRI?)`);
-  await unlink(path).catch(() => {});
 }

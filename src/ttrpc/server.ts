@@ -1,11 +1,12 @@
 // ttrpc server on a filesystem unix socket, wire-compatible with containerd/ttrpc (Go):
 // requests are dispatched by full service name and method name, answered with a
 // ttrpc.Response carrying a gRPC status, many calls in flight per connection.
-import { chmod, lstat, mkdtemp, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { chmod, mkdtemp, rename, rmdir, stat, unlink } from "node:fs/promises";
 import net from "node:net";
 import { basename, dirname, join } from "node:path";
 
 import { AlreadyExistsError, FailedPreconditionError, GrpcCode, UnavailableError } from "../util/errors.js";
+import { removeStaleSocket } from "../util/stale-socket.js";
 import { type ServiceDefinition, type TtrpcTransport, socketPath } from "./definition.js";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "./frame.js";
 import { ServerConnection } from "./server-connection.js";
@@ -72,7 +73,7 @@ export class TtrpcServer implements ConnectionHost {
     if (this.listening || this.closing) throw new FailedPreconditionError("ttrpc: server already listening or closed");
     const path = socketPath(address);
     const mode = opts.mode ?? 0o600;
-    await removeStaleSocket(path);
+    await removeStaleSocket(path, "ttrpc socket");
     // Bind inside a fresh 0700 directory, fix the mode, then rename into place: the socket
     // is never reachable at `path` with looser permissions than asked for.
     const tmpDir = await mkdtemp(join(dirname(path), `.ttrpc-${basename(path).slice(0, 8)}-`));
@@ -180,24 +181,4 @@ export class TtrpcServer implements ConnectionHost {
   get isClosing(): boolean {
     return this.closing !== undefined;
   }
-}
-
-/** Removes a socket file left by a dead server; refuses to touch a live one or a non-socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  const st = await lstat(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return undefined;
-    throw err;
-  });
-  if (!st) return;
-  if (!st.isSocket()) throw new AlreadyExistsError(`ttrpc: ${path} exists and is not a socket`);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = net.connect({ path });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-  if (live) throw new AlreadyExistsError(`ttrpc: ${path} is in use by another server`);
-  await unlink(path).catch(() => {});
 }
