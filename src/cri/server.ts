@@ -172,26 +172,19 @@ export function implementService(
     const done = (started: number, err?: unknown) => finish(log, label, method, started, err);
     const hints: CallHints = { polled: POLLED_READS.has(method) };
     if (def.requestStream && def.responseStream) throw new Error(`${method}: bidirectional streaming is not supported`);
-    if (def.requestStream) {
-      impl[name] = ((call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    if (!def.responseStream) {
+      // Unary and client-streaming calls differ only in what the handler is given.
+      type OneAnswerCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>;
+      const invoke = (
+        def.requestStream
+          ? (call: grpc.ServerReadableStream<unknown, unknown>) =>
+              (handler as AnyClientStream)(call, callContext(method, call, callLog))
+          : (call: grpc.ServerUnaryCall<unknown, unknown>) =>
+              (handler as AnyUnary)(call.request, callContext(method, call, callLog))
+      ) as (call: OneAnswerCall) => Promise<unknown>;
+      impl[name] = ((call: OneAnswerCall, callback: grpc.sendUnaryData<unknown>) => {
         const started = performance.now();
-        const ctx = callContext(method, call, callLog);
-        observe(observer, method, hints, () => (handler as AnyClientStream)(call, ctx)).then(
-          (response) => {
-            done(started);
-            callback(null, response);
-          },
-          (err: unknown) => {
-            done(started, err);
-            callback(toGrpcStatus(err, method));
-          },
-        );
-      }) as grpc.handleClientStreamingCall<unknown, unknown>;
-    } else if (!def.responseStream) {
-      impl[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const started = performance.now();
-        const ctx = callContext(method, call, callLog);
-        observe(observer, method, hints, () => (handler as AnyUnary)(call.request, ctx)).then(
+        observe(observer, method, hints, () => invoke(call)).then(
           (response) => {
             done(started);
             callback(null, response);
