@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { ContainerState, PodSandboxState } from "../../src/gen/cri/runtime/v1/api.js";
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 import { until, type CriEnv } from "../helpers/cri.js";
 import { useCriEnv } from "../helpers/cri-fixture.js";
 
@@ -356,5 +357,18 @@ describe("security context", () => {
       linux: { securityContext: { seccomp: { profileType: 1 } } },
     });
     assert.equal((await sh(unconfined, "unshare -U true")).exitCode, 0);
+  });
+
+  test("masked and read-only paths are the request's: kubelet's defaults hide /proc/kcore, empty lists (procMount: Unmasked) hide nothing", async () => {
+    // A masked file is /dev/null bound over it; a read-only path is a read-only bind of itself.
+    const probe = `test -c /proc/kcore && echo kcore-masked; awk '$2 == "/proc/sys" && $4 ~ /^ro/ { print "sys-ro" }' /proc/mounts`;
+    const byDefault = await env.runContainer(pod, "proc-default", ["sleep", "1000"], {
+      linux: { securityContext: { maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] } },
+    });
+    assert.equal((await sh(byDefault, probe)).stdout.toString(), "kcore-masked\nsys-ro\n");
+    const unmasked = await env.runContainer(pod, "proc-unmasked", ["sleep", "1000"], {
+      linux: { securityContext: { maskedPaths: [], readonlyPaths: [] } },
+    });
+    assert.equal((await sh(unmasked, probe)).stdout.toString(), "");
   });
 });

@@ -28,6 +28,7 @@ import {
 } from "../../src/gen/cri/runtime/v1/api.js";
 import { buildContainerSpec, buildSandboxSpec, type ImageProcessConfig } from "../../src/cri/spec/index.js";
 import { writeSpecFile, type Spec } from "../../src/oci/index.js";
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from "../../src/oci/defaults.js";
 
 const CGROUP_PARENT = `/berth-oci-test-${process.pid}`;
 const APPLETS = ["sh", "id", "chown", "touch", "cat", "wc", "unshare", "echo", "hostname", "sleep", "true", "tr", "ls"];
@@ -219,18 +220,26 @@ describe("runc runs the generated container spec", () => {
     assert.deepEqual(r.stdout.trim().split("\n"), ["1001", "1001", "1001 2000 2001"]);
   });
 
-  test("masked paths hide /proc/timer_list; a custom list replaces the default", async () => {
+  // kubelet sends these lists for every container (procMount: Default); berth uses what it is given.
+  const kubeletLists = { maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] };
+
+  test("masked paths hide /proc/timer_list; a custom list replaces the default; no list hides nothing", async () => {
     const script = "wc -c < /proc/timer_list";
-    const masked = await runSpec(hostPodSpec(sh(script)));
+    const masked = await runSpec(hostPodSpec(withSc(sh(script), kubeletLists)));
     assert.equal(masked.code, 0, masked.stderr);
     assert.equal(masked.stdout.trim(), "0");
     const custom = await runSpec(hostPodSpec(withSc(sh(script), { maskedPaths: ["/proc/acpi"] })));
     assert.equal(custom.code, 0, custom.stderr);
     assert.ok(Number(custom.stdout.trim()) > 0, custom.stdout);
+    const none = await runSpec(hostPodSpec(sh(script)));
+    assert.equal(none.code, 0, none.stderr);
+    assert.ok(Number(none.stdout.trim()) > 0, none.stdout);
   });
 
   test("readonly paths: /proc/sys and /sys refuse writes", async () => {
-    const r = await runSpec(hostPodSpec(sh("echo 1 > /proc/sys/kernel/ns_last_pid; echo 1 > /sys/kernel/profiling")));
+    const r = await runSpec(
+      hostPodSpec(withSc(sh("echo 1 > /proc/sys/kernel/ns_last_pid; echo 1 > /sys/kernel/profiling"), kubeletLists)),
+    );
     assert.equal(r.stderr.match(/Read-only file system/g)?.length, 2, r.stderr);
   });
 

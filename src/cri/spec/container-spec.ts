@@ -24,7 +24,7 @@ import {
 } from "../../oci/annotations.js";
 import { applyCapabilityChanges, DEFAULT_CAPABILITIES } from "../../oci/capabilities.js";
 import { cgroupsPath, type CgroupDriver } from "../../oci/cgroups-path.js";
-import { DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV, DEFAULT_READONLY_PATHS } from "../../oci/defaults.js";
+import { DEFAULT_PATH_ENV } from "../../oci/defaults.js";
 import { criDevices, hostDevices } from "./devices.js";
 import { probeHost, type HostFacts } from "../../oci/host.js";
 import {
@@ -331,15 +331,13 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
   };
   if (input.runtimeHandler) annotations[ANNOTATION_RUNTIME_HANDLER] = input.runtimeHandler;
 
-  // Masked and read-only paths: the CRI's lists, or the defaults when it sends none
-  // (containerd would mask nothing then; kubelet always sends the defaults, crictl
-  // does not, and an unmasked /proc/kcore is not a safe default). Privileged: none.
-  const maskedPaths = privileged ? [] : sc?.maskedPaths?.length ? [...sc.maskedPaths] : [...DEFAULT_MASKED_PATHS];
-  const readonlyPaths = privileged
-    ? []
-    : sc?.readonlyPaths?.length
-      ? [...sc.readonlyPaths]
-      : [...DEFAULT_READONLY_PATHS];
+  // Masked and read-only paths: exactly the CRI's lists, none when it sends none; privileged:
+  // none. As containerd (container_create.go, issue 5029): kubelet always sends its default
+  // lists, and for procMount: Unmasked it sends empty ones, which protobuf cannot tell from
+  // absent, so a fallback to berth's own defaults would make Unmasked impossible. A client
+  // that wants /proc/kcore hidden (crictl, a bench) must ask, as it must of containerd.
+  const maskedPaths = privileged ? [] : [...(sc?.maskedPaths ?? [])];
+  const readonlyPaths = privileged ? [] : [...(sc?.readonlyPaths ?? [])];
 
   const spec: Spec = {
     ociVersion: OCI_VERSION,

@@ -246,10 +246,13 @@ describe("capabilities and privileges", () => {
   test("a privileged container in a non-privileged pod is refused", () => {
     expectInvalid(() => build({ linux: { securityContext: { privileged: true } } }), /privileged/);
   });
-  test("masked and readonly paths: the CRI's lists, defaults when none", () => {
-    const d = build({});
-    assert.ok(d.linux.maskedPaths!.includes("/proc/kcore"));
-    assert.ok(d.linux.readonlyPaths!.includes("/proc/sys"));
+  test("masked and readonly paths: exactly the CRI's lists, none when it sends none (procMount: Unmasked)", () => {
+    const none = build({});
+    assert.deepEqual(none.linux.maskedPaths, []);
+    assert.deepEqual(none.linux.readonlyPaths, []);
+    const empty = build({ linux: { securityContext: { maskedPaths: [], readonlyPaths: [] } } });
+    assert.deepEqual(empty.linux.maskedPaths, []);
+    assert.deepEqual(empty.linux.readonlyPaths, []);
     const c = build({ linux: { securityContext: { maskedPaths: ["/proc/x"], readonlyPaths: ["/proc/y"] } } });
     assert.deepEqual(c.linux.maskedPaths, ["/proc/x"]);
     assert.deepEqual(c.linux.readonlyPaths, ["/proc/y"]);
