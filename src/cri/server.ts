@@ -17,9 +17,19 @@ import type { Logger } from "../util/log.js";
 import type { CallContext, CallHints, CriCallObserver, CriHandlers, StreamContext } from "./handlers.js";
 import { codeName, isExpected, toGrpcStatus } from "./status.js";
 import { GrpcUnixListener } from "./transport/grpc-listener.js";
+import { H2GrpcServer } from "./transport/h2-grpc-server.js";
+
+/** Which gRPC server serves the socket: berth's own on node:http2, or @grpc/grpc-js's. */
+export type GrpcServerKind = "node-http2" | "grpc-js";
+export const GRPC_SERVER_KINDS: readonly GrpcServerKind[] = ["node-http2", "grpc-js"];
+
+/** Either server; both take grpc-js service definitions and implementations. */
+export type CriGrpcServer = grpc.Server | H2GrpcServer;
 
 export interface CriServerOptions {
   log: Logger;
+  /** "node-http2": berth's own (transport/h2-grpc-server.ts); default "grpc-js". */
+  server?: GrpcServerKind;
   /** Bytes; kubelet sends and accepts up to 16 MiB. */
   maxRecvMessageSize: number;
   maxSendMessageSize: number;
@@ -62,7 +72,6 @@ function signalFor(call: Cancellable, cancelledAtStart = call.cancelled): AbortS
  * A class, so that a call costs one small object of one shape (no per-call getter closure).
  */
 class LazySignalContext<C extends Cancellable & { metadata: grpc.Metadata }> implements CallContext {
-  readonly metadata: grpc.Metadata;
   private readonly cancelledAtStart: boolean;
   private made: AbortSignal | undefined;
 
@@ -71,8 +80,12 @@ class LazySignalContext<C extends Cancellable & { metadata: grpc.Metadata }> imp
     readonly call: C,
     readonly log: Logger,
   ) {
-    this.metadata = call.metadata;
     this.cancelledAtStart = call.cancelled;
+  }
+
+  /** Read through: the node:http2 server builds a call's Metadata only when asked. */
+  get metadata(): grpc.Metadata {
+    return this.call.metadata;
   }
 
   get signal(): AbortSignal {
@@ -235,12 +248,19 @@ export function implementService(
 export const runtimeMethods = Object.keys(RuntimeServiceService);
 export const imageMethods = Object.keys(ImageServiceService);
 
-/** A grpc-js server serving both CRI services with the given handlers; not yet bound. */
-export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): grpc.Server {
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": opts.maxRecvMessageSize,
-    "grpc.max_send_message_length": opts.maxSendMessageSize,
-  });
+/** A gRPC server serving both CRI services with the given handlers; not yet bound. */
+export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): CriGrpcServer {
+  const server =
+    opts.server === "node-http2"
+      ? new H2GrpcServer({
+          log: opts.log.child({ component: "grpc" }),
+          maxRecvMessageSize: opts.maxRecvMessageSize,
+          maxSendMessageSize: opts.maxSendMessageSize,
+        })
+      : new grpc.Server({
+          "grpc.max_receive_message_length": opts.maxRecvMessageSize,
+          "grpc.max_send_message_length": opts.maxSendMessageSize,
+        });
   const log = opts.log.child({ component: "cri" });
   const service = { log, observer: handlers.observer };
   server.addService(RuntimeServiceService, implementService(RuntimeServiceService, handlers.runtime, service));
@@ -254,14 +274,17 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
  * Serves the server on a unix socket path (which must not exist) through berth's own listener,
  * which accepts every :authority a gRPC client sends (transport/grpc-listener.ts): what berthd uses.
  */
-export async function serveUnix(server: grpc.Server, socketPath: string, log: Logger): Promise<GrpcUnixListener> {
-  const listener = new GrpcUnixListener(server, log.child({ component: "grpc" }));
+export async function serveUnix(server: CriGrpcServer, socketPath: string, log: Logger): Promise<GrpcUnixListener> {
+  const sink =
+    server instanceof H2GrpcServer ? server : server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = new GrpcUnixListener(sink, log.child({ component: "grpc" }));
   await listener.listen(socketPath);
   return listener;
 }
 
-/** Binds the server to a unix socket path (which must not exist) with grpc-js's own listener. */
-export function listenUnix(server: grpc.Server, socketPath: string): Promise<void> {
+/** Binds the server to a unix socket path (which must not exist) with the server's own listener. */
+export function listenUnix(server: CriGrpcServer, socketPath: string): Promise<void> {
+  if (server instanceof H2GrpcServer) return server.listen(socketPath);
   return new Promise((resolve, reject) => {
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
       err ? reject(err) : resolve(),
@@ -275,7 +298,7 @@ export function listenUnix(server: grpc.Server, socketPath: string): Promise<voi
  * accepting first, and every connection it handed over is gone when this resolves.
  */
 export function shutdownServer(
-  server: grpc.Server,
+  server: CriGrpcServer,
   graceMs: number,
   listener?: GrpcUnixListener,
 ): Promise<"graceful" | "forced"> {

@@ -65,6 +65,11 @@ export const configSchema = section("berthd configuration", {
     }),
     max_send_message_size: int(16 * MiB, "Largest gRPC message sent, in bytes.", { min: 1024, max: 2 ** 31 - 1 }),
     shutdown_timeout: duration("5s", "On SIGTERM/SIGINT, how long in-flight calls may run before they are cut off."),
+    server: oneOf(
+      ["node-http2", "grpc-js"],
+      "grpc-js",
+      "gRPC server: berth's own on node:http2 (cheaper per call) or @grpc/grpc-js's.",
+    ),
   }),
 
   log: section("Daemon logging (to stderr).", {

@@ -2,10 +2,9 @@
 // on stop, drain calls and release everything it claimed. Startup refusals (another daemon,
 // a path in the way) throw DaemonConflictError with a message meant for the operator.
 
-import type { Server } from "@grpc/grpc-js";
 import { lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { createCriServer, serveUnix, shutdownServer } from "../cri/server.js";
+import { createCriServer, type CriGrpcServer, serveUnix, shutdownServer } from "../cri/server.js";
 import type { GrpcUnixListener } from "../cri/transport/grpc-listener.js";
 import type { Logger } from "../util/log.js";
 import { parseDuration } from "./config-fields.js";
@@ -26,7 +25,7 @@ export class Daemon {
     private readonly log: Logger,
     private readonly pidFile: PidFile,
     private readonly services: Services,
-    private readonly server: Server,
+    private readonly server: CriGrpcServer,
     private readonly listener: GrpcUnixListener,
     /** Inode of the socket we bound, so stop() never removes a successor's socket. */
     private readonly socketIno: number,
@@ -52,9 +51,10 @@ export class Daemon {
         log,
         maxRecvMessageSize: config.grpc.max_recv_message_size,
         maxSendMessageSize: config.grpc.max_send_message_size,
+        server: config.grpc.server,
       });
       // Bind under a strict umask so the socket is never reachable with looser bits than configured.
-      // berth's own listener hands connections to grpc-js and accepts any :authority (kubelet 1.26).
+      // berth's own listener hands connections to the gRPC server and accepts any :authority (kubelet 1.26).
       const oldMask = process.umask(0o177);
       let listener: GrpcUnixListener;
       try {

@@ -1,5 +1,5 @@
 // berthd's gRPC socket: its own net.Server on the unix socket, handing each connection to
-// grpc-js through a connection injector, so that requests with any :authority are served (see
+// the gRPC server (berth's H2GrpcServer or grpc-js through a connection injector), so that requests with any :authority are served (see
 // authority.ts for what nghttp2 refuses and why grpc-go clients send it).
 //
 // Cost: Node's HTTP/2 wraps anything that is not a net.Socket in a JS stream adapter, which alone
@@ -19,7 +19,6 @@
 // During the look-ahead berthd answers PINGs itself (nobody else is there yet); a client that
 // sends something other than HTTP/2 is disconnected, as is one whose look-ahead grows past a cap.
 
-import * as grpc from "@grpc/grpc-js";
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import type { Logger } from "../../util/log.js";
@@ -30,18 +29,25 @@ import { Flag, frame, FrameType, H2ProtocolError } from "./h2-frames.js";
 const LOOKAHEAD_CAP = MAX_HEADER_BLOCK + (256 << 10);
 const SERVER_SETTINGS = frame(FrameType.SETTINGS, 0, 0);
 
+/** Where accepted connections go: grpc-js's connection injector or berth's H2GrpcServer. */
+export interface ConnectionSink {
+  injectConnection(connection: Duplex): void;
+  /** Ends every connection handed over. */
+  destroy(): void;
+}
+
 export class GrpcUnixListener {
   private readonly netServer: NetServer;
-  private readonly injector: grpc.ConnectionInjector;
+  private readonly injector: ConnectionSink;
   private readonly sockets = new Set<Socket>();
   private readonly lookingAhead = new Set<Socket>();
   private closed = false;
 
   constructor(
-    server: grpc.Server,
+    sink: ConnectionSink,
     private readonly log: Logger,
   ) {
-    this.injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.injector = sink;
     this.netServer = createServer((socket) => this.accept(socket));
   }
 

@@ -1,0 +1,344 @@
+// One gRPC call on a node:http2 stream, as the handlers of cri/server.ts implementService see
+// it: the subset of grpc-js's ServerUnaryCall / ServerReadableStream / ServerWritableStream
+// that berth uses (request, metadata, cancelled + 'cancelled', write/'drain'/end, an 'error'
+// event carrying the status, and for client streams a Readable of the requests).
+//
+// CallCore owns the stream's response side: it sends headers, messages and the status once,
+// runs the deadline and turns the stream's early close (client cancel, RST_STREAM, connection
+// loss) into cancellation. The facades hold one each.
+
+import { Metadata, status as Code } from "@grpc/grpc-js";
+import { EventEmitter } from "node:events";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { Readable } from "node:stream";
+import { gunzipSync } from "node:zlib";
+import { encodeMessage, MessageReader, MessageTooLargeError, type RawMessage } from "./grpc-frame.js";
+import { MAX_TIMER_MS } from "./grpc-timeout.js";
+import { OK_TRAILERS, RESPONSE_HEADERS, statusHeaders, trailersOnly } from "./grpc-trailers.js";
+
+/** What a call needs to know of its method and server. */
+export interface CallSetup {
+  stream: ServerHttp2Stream;
+  headers: IncomingHttpHeaders;
+  /** Milliseconds from now, or undefined for none. */
+  timeoutMs: number | undefined;
+  /** The request's grpc-encoding when it is gzip; messages with the compressed flag need it. */
+  gzip: boolean;
+  maxRecv: number;
+  maxSend: number;
+  deserialize: (b: Buffer) => unknown;
+  serialize: (v: unknown) => Buffer;
+}
+
+/** A status as the wrapper hands it over (grpc-js's ServerErrorResponse shape). */
+export interface StatusLike {
+  code?: number;
+  details?: string;
+  message?: string;
+  metadata?: Metadata;
+}
+
+/** Request headers that are the transport's, not the caller's metadata (as grpc-js drops them). */
+const TRANSPORT_HEADERS = ["content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"];
+
+export function metadataOf(headers: IncomingHttpHeaders): Metadata {
+  const md = Metadata.fromHttp2Headers(headers);
+  for (const h of TRANSPORT_HEADERS) md.remove(h);
+  return md;
+}
+
+/** The response side of one call. `onCancel` runs once if the call ends before its status was sent. */
+export class CallCore {
+  /** The status went out (or the call was cut off): nothing more is sent. */
+  done = false;
+  cancelled = false;
+  private headersSent = false;
+  private trailers: OutgoingHttpHeaders = OK_TRAILERS;
+  private readonly timer: NodeJS.Timeout | undefined;
+  onCancel: (() => void) | undefined;
+
+  constructor(readonly setup: CallSetup) {
+    const { stream, timeoutMs } = setup;
+    stream.once("close", () => {
+      if (this.timer) clearTimeout(this.timer);
+      if (!this.done) this.cancel();
+    });
+    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
+      this.timer = setTimeout(() => {
+        if (this.done) return;
+        this.sendStatus(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+        this.cancel();
+      }, timeoutMs);
+    }
+  }
+
+  private cancel(): void {
+    this.done = true;
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.onCancel?.();
+  }
+
+  /** Decodes one message (decompressing it if flagged); null after it ended the call with an error. */
+  decode(m: RawMessage): unknown {
+    let bytes = m.payload;
+    try {
+      if (m.compressed) {
+        if (!this.setup.gzip) {
+          this.fail(Code.INTERNAL, "Compressed message received without a grpc-encoding");
+          return null;
+        }
+        bytes = gunzipSync(bytes, { maxOutputLength: this.setup.maxRecv + 1 });
+        if (bytes.length > this.setup.maxRecv) throw new MessageTooLargeError(bytes.length, this.setup.maxRecv);
+      }
+    } catch (err) {
+      if (err instanceof MessageTooLargeError) this.fail(Code.RESOURCE_EXHAUSTED, err.message);
+      else if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
+        this.fail(Code.RESOURCE_EXHAUSTED, `Received message larger than max (more than ${this.setup.maxRecv})`);
+      else this.fail(Code.INTERNAL, `Error decompressing request: ${(err as Error).message}`);
+      return null;
+    }
+    try {
+      return this.setup.deserialize(bytes);
+    } catch (err) {
+      this.fail(Code.INTERNAL, `Error deserializing request: ${(err as Error).message}`);
+      return null;
+    }
+  }
+
+  /** A reader of this call's request messages with the receive limit. */
+  reader(): MessageReader {
+    return new MessageReader(this.setup.maxRecv);
+  }
+
+  /** Ends the call with an error status the server itself found, and cancels what runs. */
+  fail(code: number, message: string): void {
+    if (this.done) return;
+    this.sendStatus(code, message);
+    this.cancel();
+  }
+
+  /** Serializes and frames a response message; undefined (and the call failed) when it cannot be sent. */
+  frame(value: unknown): Buffer | undefined {
+    let bytes: Buffer;
+    try {
+      bytes = this.setup.serialize(value);
+    } catch (err) {
+      this.fail(Code.INTERNAL, `Error serializing response: ${(err as Error).message}`);
+      return undefined;
+    }
+    if (bytes.length > this.setup.maxSend) {
+      this.fail(Code.RESOURCE_EXHAUSTED, `Sent message larger than max (${bytes.length} vs. ${this.setup.maxSend})`);
+      return undefined;
+    }
+    return encodeMessage(bytes);
+  }
+
+  private respond(): boolean {
+    const { stream } = this.setup;
+    if (stream.destroyed || stream.closed) return false;
+    if (!this.headersSent) {
+      this.headersSent = true;
+      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers(this.trailers));
+    }
+    return true;
+  }
+
+  /** Sends one framed message (server streaming); false when the stream wants a 'drain' first. */
+  write(framed: Buffer): boolean {
+    if (this.done || !this.respond()) return false;
+    return this.setup.stream.write(framed);
+  }
+
+  /** A unary answer: headers, the message and OK trailers. */
+  sendMessageAndOk(value: unknown): void {
+    if (this.done) return;
+    const framed = this.frame(value);
+    if (framed === undefined) return;
+    this.done = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.respond()) this.setup.stream.end(framed);
+  }
+
+  /** Ends the call with a status: in the trailers after messages, else trailers-only. */
+  sendStatus(code: number, message: string, metadata?: Metadata): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.timer) clearTimeout(this.timer);
+    const { stream } = this.setup;
+    if (stream.destroyed || stream.closed) return;
+    if (!this.headersSent) {
+      this.headersSent = true;
+      stream.respond(trailersOnly(code, message, metadata), { endStream: true });
+    } else {
+      if (code !== Code.OK || metadata) this.trailers = statusHeaders(code, message, metadata);
+      stream.end();
+    }
+    // What the client still sends is read and dropped (flow control must not stall the session).
+    if (!stream.readableEnded) stream.resume();
+  }
+
+  /** The status of a handler's error (the wrapper's toGrpcStatus shape, or anything thrown). */
+  sendError(err: StatusLike | null | undefined): void {
+    const code = typeof err?.code === "number" ? err.code : Code.UNKNOWN;
+    this.sendStatus(
+      code === Code.OK ? Code.UNKNOWN : code,
+      err?.details ?? err?.message ?? "unknown error",
+      err?.metadata,
+    );
+  }
+}
+
+type UnaryCallback = (err: StatusLike | null | undefined, value?: unknown) => void;
+
+/** Reads exactly one request message, then calls `run` with it. */
+function readOne(core: CallCore, run: (request: unknown) => void): void {
+  const { stream } = core.setup;
+  const reader = core.reader();
+  let request: unknown;
+  let count = 0;
+  stream.on("data", (chunk: Buffer) => {
+    if (core.done) return;
+    let msgs: RawMessage[];
+    try {
+      msgs = reader.push(chunk);
+    } catch (err) {
+      return core.fail(
+        err instanceof MessageTooLargeError ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
+        (err as Error).message,
+      );
+    }
+    for (const m of msgs) {
+      if (++count > 1) return core.fail(Code.UNIMPLEMENTED, "Received a second request message for a unary call");
+      request = core.decode(m);
+      if (core.done) return;
+    }
+  });
+  stream.once("end", () => {
+    if (core.done) return;
+    if (count === 0 || !reader.atBoundary) return core.fail(Code.UNIMPLEMENTED, "Received no complete request message");
+    run(request);
+  });
+}
+
+/** A unary call (grpc-js ServerUnaryCall's used subset). */
+export class H2UnaryCall extends EventEmitter {
+  request: unknown = undefined;
+  private md: Metadata | undefined;
+
+  constructor(readonly core: CallCore) {
+    super();
+    core.onCancel = () => this.emit("cancelled");
+  }
+
+  get cancelled(): boolean {
+    return this.core.cancelled;
+  }
+
+  get metadata(): Metadata {
+    return (this.md ??= metadataOf(this.core.setup.headers));
+  }
+
+  /** Reads the request and runs the grpc-js style handler with it. */
+  start(handler: (call: H2UnaryCall, cb: UnaryCallback) => void): void {
+    readOne(this.core, (request) => {
+      this.request = request;
+      handler(this, (err, value) => (err ? this.core.sendError(err) : this.core.sendMessageAndOk(value)));
+    });
+  }
+}
+
+/** A server-streaming call (grpc-js ServerWritableStream's used subset). */
+export class H2WritableCall extends EventEmitter {
+  request: unknown = undefined;
+  private md: Metadata | undefined;
+
+  constructor(readonly core: CallCore) {
+    super();
+    core.onCancel = () => this.emit("cancelled");
+    core.setup.stream.on("drain", () => this.emit("drain"));
+    // implementService reports a handler's failure as an 'error' event carrying the status.
+    this.on("error", (err: StatusLike) => core.sendError(err));
+  }
+
+  get cancelled(): boolean {
+    return this.core.cancelled;
+  }
+
+  get metadata(): Metadata {
+    return (this.md ??= metadataOf(this.core.setup.headers));
+  }
+
+  start(handler: (call: H2WritableCall) => void): void {
+    readOne(this.core, (request) => {
+      this.request = request;
+      handler(this);
+    });
+  }
+
+  /** Sends a message; false asks the caller to wait for 'drain' (also false once the call ended). */
+  write(message: unknown): boolean {
+    if (this.core.done) return false;
+    const framed = this.core.frame(message);
+    return framed !== undefined && this.core.write(framed);
+  }
+
+  end(): void {
+    this.core.sendStatus(Code.OK, "");
+  }
+}
+
+/** A client-streaming call: a Readable of the decoded requests (grpc-js ServerReadableStream's used subset). */
+export class H2ReadableCall extends Readable {
+  private md: Metadata | undefined;
+
+  constructor(readonly core: CallCore) {
+    super({ objectMode: true });
+    core.onCancel = () => {
+      this.emit("cancelled");
+      if (!this.readableEnded) this.destroy(new Error("call cancelled"));
+    };
+  }
+
+  get cancelled(): boolean {
+    return this.core.cancelled;
+  }
+
+  get metadata(): Metadata {
+    return (this.md ??= metadataOf(this.core.setup.headers));
+  }
+
+  override _read(): void {
+    this.core.setup.stream.resume();
+  }
+
+  start(handler: (call: H2ReadableCall, cb: UnaryCallback) => void): void {
+    const { core } = this;
+    const { stream } = core.setup;
+    const reader = core.reader();
+    stream.on("data", (chunk: Buffer) => {
+      if (core.done) return;
+      let msgs: RawMessage[];
+      try {
+        msgs = reader.push(chunk);
+      } catch (err) {
+        return core.fail(
+          err instanceof MessageTooLargeError ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
+          (err as Error).message,
+        );
+      }
+      for (const m of msgs) {
+        const value = core.decode(m);
+        if (core.done) return;
+        if (!this.push(value)) stream.pause();
+      }
+    });
+    stream.once("end", () => {
+      if (core.done) return;
+      if (!reader.atBoundary) return core.fail(Code.INTERNAL, "The request stream ended inside a message");
+      this.push(null);
+    });
+    handler(this, (err, value) => (err ? core.sendError(err) : core.sendMessageAndOk(value)));
+  }
+}

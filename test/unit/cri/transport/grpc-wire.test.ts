@@ -1,0 +1,122 @@
+// The pure parts of berth's node:http2 gRPC server (src/cri/transport): message framing across
+// arbitrary DATA splits and the receive limit, grpc-timeout parsing, grpc-message encoding.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  BadFrameError,
+  encodeMessage,
+  MessageReader,
+  MessageTooLargeError,
+} from "../../../../src/cri/transport/grpc-frame.js";
+import { parseGrpcTimeout } from "../../../../src/cri/transport/grpc-timeout.js";
+import {
+  decodeGrpcMessage,
+  encodeGrpcMessage,
+  statusHeaders,
+  trailersOnly,
+} from "../../../../src/cri/transport/grpc-trailers.js";
+import { isGrpcContentType } from "../../../../src/cri/transport/h2-grpc-server.js";
+import { Metadata } from "@grpc/grpc-js";
+
+test("encodeMessage: flag 0, big-endian length, payload", () => {
+  assert.deepEqual([...encodeMessage(Buffer.from("abc"))], [0, 0, 0, 0, 3, 0x61, 0x62, 0x63]);
+  assert.deepEqual([...encodeMessage(Buffer.alloc(0))], [0, 0, 0, 0, 0]);
+});
+
+test("MessageReader: messages come out whole however the bytes are split", () => {
+  const msgs = [Buffer.from("hello"), Buffer.alloc(0), Buffer.alloc(300, 7), Buffer.from("x")];
+  const wire = Buffer.concat(msgs.map(encodeMessage));
+  for (const size of [1, 2, 3, 5, 6, 7, 64, 299, wire.length]) {
+    const r = new MessageReader(1000);
+    const out: Buffer[] = [];
+    for (let off = 0; off < wire.length; off += size) {
+      for (const m of r.push(wire.subarray(off, off + size))) {
+        assert.equal(m.compressed, false);
+        out.push(Buffer.from(m.payload));
+      }
+    }
+    assert.deepEqual(out, msgs, `split every ${size} bytes`);
+    assert.equal(r.atBoundary, true);
+  }
+});
+
+test("MessageReader: a partial message is held (not at a boundary)", () => {
+  const r = new MessageReader(1000);
+  assert.deepEqual(r.push(encodeMessage(Buffer.from("hello")).subarray(0, 7)), []);
+  assert.equal(r.atBoundary, false);
+  const r2 = new MessageReader(1000);
+  assert.deepEqual(r2.push(Buffer.from([0, 0])), []);
+  assert.equal(r2.atBoundary, false);
+});
+
+test("MessageReader: the compressed flag is reported, other flags are refused", () => {
+  const wire = encodeMessage(Buffer.from("z"));
+  wire[0] = 1;
+  assert.equal(new MessageReader(10).push(wire)[0]!.compressed, true);
+  wire[0] = 2;
+  assert.throws(() => new MessageReader(10).push(wire), BadFrameError);
+});
+
+test("MessageReader: a declared length over the limit throws before its bytes arrive", () => {
+  const r = new MessageReader(4);
+  assert.deepEqual(r.push(encodeMessage(Buffer.from("four"))).length, 1);
+  const head = encodeMessage(Buffer.alloc(5)).subarray(0, 5);
+  assert.throws(
+    () => r.push(head),
+    (err: unknown) => err instanceof MessageTooLargeError && err.length === 5 && err.limit === 4,
+  );
+});
+
+test("parseGrpcTimeout: every unit, absent, malformed", () => {
+  assert.equal(parseGrpcTimeout(undefined), undefined);
+  assert.equal(parseGrpcTimeout("2H"), 7_200_000);
+  assert.equal(parseGrpcTimeout("3M"), 180_000);
+  assert.equal(parseGrpcTimeout("10S"), 10_000);
+  assert.equal(parseGrpcTimeout("250m"), 250);
+  assert.equal(parseGrpcTimeout("1500u"), 1.5);
+  assert.equal(parseGrpcTimeout("2000000n"), 2);
+  assert.equal(parseGrpcTimeout("99999999S"), 99_999_999_000);
+  for (const bad of ["", "10", "S", "123456789S", "1.5S", "10s", "-1S", " 1S"]) {
+    assert.throws(() => parseGrpcTimeout(bad), /malformed grpc-timeout/, bad);
+  }
+});
+
+test("grpc-message: printable ASCII as is, '%' and everything else as %XX of UTF-8", () => {
+  assert.equal(encodeGrpcMessage("container abc not found"), "container abc not found");
+  assert.equal(encodeGrpcMessage("100% done"), "100%25 done");
+  assert.equal(encodeGrpcMessage("line1\nline2"), "line1%0Aline2");
+  assert.equal(encodeGrpcMessage("café ✓"), "caf%C3%A9 %E2%9C%93");
+  for (const s of ["100% done", "a\r\nb\tc", "café ✓ 日本", "%%41", ""]) {
+    assert.equal(decodeGrpcMessage(encodeGrpcMessage(s)), s);
+  }
+  assert.equal(decodeGrpcMessage("bad %zz and %4"), "bad %zz and %4");
+});
+
+test("status headers: code, encoded message, metadata without transport names", () => {
+  const md = new Metadata();
+  md.set("x-berth-hint", "retry");
+  md.set("grpc-status", "0");
+  md.set("trace-bin", Buffer.from([1, 2, 3]));
+  assert.deepEqual(statusHeaders(5, 'pod "x" not found', md), {
+    "x-berth-hint": "retry",
+    "trace-bin": Buffer.from([1, 2, 3]).toString("base64"),
+    "grpc-status": "5",
+    "grpc-message": 'pod "x" not found',
+  });
+  assert.deepEqual(statusHeaders(0, ""), { "grpc-status": "0" });
+  assert.deepEqual(trailersOnly(12, "nope"), {
+    ":status": 200,
+    "content-type": "application/grpc",
+    "grpc-status": "12",
+    "grpc-message": "nope",
+  });
+});
+
+test("content-type: application/grpc with an optional +subtype or ;parameters", () => {
+  for (const ok of ["application/grpc", "application/grpc+proto", "application/grpc;charset=utf-8"]) {
+    assert.equal(isGrpcContentType(ok), true, ok);
+  }
+  for (const bad of [undefined, "", "application/json", "application/grpcx", "application/grpc-web", "text/plain"]) {
+    assert.equal(isGrpcContentType(bad), false, String(bad));
+  }
+});
