@@ -188,6 +188,14 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   let configText = opts.config ?? "";
   // Appended, not prepended: top-level keys of the test's own text must stay top-level.
   if (!/^\[cni\]/m.test(configText)) configText = `${configText}\n\n[cni]\nconf_dir = "{{dir}}/net.d"\n`;
+  // BERTHD_GRPC_SERVER=node-http2|grpc-js runs every test daemon on that gRPC server (a test's
+  // own [grpc] server key wins): how the real-peer suites are run against either.
+  const grpcServer = process.env.BERTHD_GRPC_SERVER;
+  if (grpcServer && !/^server\s*=/m.test(configText)) {
+    configText = /^\[grpc\]/m.test(configText)
+      ? configText.replace(/^\[grpc\][ \t]*$/m, `[grpc]\nserver = "${grpcServer}"`)
+      : `${configText}\n\n[grpc]\nserver = "${grpcServer}"\n`;
+  }
   writeFileSync(configPath, configText.replaceAll("{{dir}}", dir));
   const args = [
     ...berthdNodeFlags(),
