@@ -153,6 +153,25 @@ function runFile(file, buffered = false) {
   });
 }
 
+/**
+ * Shims and monitors run detached (their own session), so a file's process-group check cannot
+ * see one it left behind, and the end-of-run audit cannot say which file started it. Each
+ * file's new ones are noted as it ends, and the audit names the file.
+ */
+const shimBornIn = new Map();
+function noteNewShims(file) {
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    if (shimBornIn.has(pid)) continue;
+    let cmd;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    } catch {
+      continue; // gone
+    }
+    if (/shim\/main\.js|berth-monitor|containerd-shim/.test(cmd)) shimBornIn.set(pid, relative(root, file));
+  }
+}
+
 /** Unit tests (test/unit/) share nothing on the machine: they run side by side, four at a time. */
 const isUnit = (f) => f.includes(`${join("dist", "test", "unit")}/`);
 async function runAll(list) {
@@ -160,7 +179,10 @@ async function runAll(list) {
   const units = list.filter(isUnit);
   for (let i = 0; i < units.length; i += 4)
     results.push(...(await Promise.all(units.slice(i, i + 4).map((f) => runFile(f, true)))));
-  for (const f of list.filter((x) => !isUnit(x))) results.push(await runFile(f));
+  for (const f of list.filter((x) => !isUnit(x))) {
+    results.push(await runFile(f));
+    noteNewShims(f);
+  }
   return results;
 }
 
@@ -199,7 +221,10 @@ if (fullRun) {
     await sleep(500);
   }
   for (const l of before) console.log(`present before the run (not counted): ${l}`);
-  for (const l of leftBehind) console.log(`LEFT BEHIND by the suite: ${l}`);
+  for (const l of leftBehind) {
+    const from = shimBornIn.get(/^process (\d+):/.exec(l)?.[1] ?? "");
+    console.log(`LEFT BEHIND by the suite: ${l}${from ? ` (first seen as ${from} ended)` : ""}`);
+  }
 }
 for (const f of failed)
   console.log(flaky.includes(f) ? `FAILED (then passed when run again: FLAKY): ${f}` : `FAILED: ${f}`);
