@@ -165,6 +165,11 @@ export class NriAdaptation implements NriHooks {
     return this.lock.shared(fn);
   }
 
+  subscribed(event: Event): boolean {
+    if (this.pending.size > 0) return true;
+    return this.plugins.some((p) => !p.closed && p.subscribed(event));
+  }
+
   /**
    * Calls `fn` for each plugin subscribed to `event`, in order. A broken plugin (timed out,
    * gone) is closed and skipped; a plugin's error fails the operation when `mayFail`, else it

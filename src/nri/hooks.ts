@@ -6,7 +6,7 @@
 // Which hooks can fail the CRI call follows containerd: RunPodSandbox, CreateContainer,
 // StartContainer and UpdateContainer do (a plugin's error fails the call, and the operation's
 // rollback runs); the others are notifications whose plugin errors are logged.
-import type { Container, PodSandbox } from "../gen/nri/api.js";
+import type { Container, Event, PodSandbox } from "../gen/nri/api.js";
 import type { Resources, Spec } from "../oci/spec.js";
 import type { AdjustmentRest } from "./adjust.js";
 
@@ -18,6 +18,12 @@ export interface NriHooks {
    * (sync-lock.ts): the new object reaches a joining plugin in its snapshot or as an event.
    */
   blockSync<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Whether a plugin hears of `event` now: a running plugin subscribed to it, or one still
+   * joining (its subscriptions are not settled). Called inside blockSync, the answer holds
+   * until blockSync's function returns (no plugin joins meanwhile).
+   */
+  subscribed(event: Event): boolean;
   runPodSandbox(pod: PodSandbox): Promise<void>;
   stopPodSandbox(pod: PodSandbox): Promise<void>;
   removePodSandbox(pod: PodSandbox): Promise<void>;
@@ -47,6 +53,7 @@ export interface NriState {
 export const NO_NRI: NriHooks = {
   enabled: false,
   blockSync: (fn) => fn(),
+  subscribed: () => false,
   runPodSandbox: async () => {},
   stopPodSandbox: async () => {},
   removePodSandbox: async () => {},

@@ -13,6 +13,12 @@ import { normalizeIO } from "./task-client.js";
 import type { CreateTaskOptions, CreatedTask } from "./task-runtime.js";
 import { type TaskTable, taskKey } from "./task-table.js";
 
+/**
+ * Create metadata asking berth's shim to start the task at once when it can (the shim's copy,
+ * with what it does, is START_AT_ONCE_METADATA_KEY in shim/start-at-once.ts). Other shims ignore it.
+ */
+export const START_AT_ONCE_METADATA_KEY = "berth-start-at-once";
+
 export class TaskCreator {
   /** Tasks whose create is in flight (so a second create of the same id is refused at once). */
   private readonly creating = new Set<string>();
@@ -106,7 +112,7 @@ export class TaskCreator {
           parentCheckpoint: "",
           options,
         },
-        this.table.callOpts(req.namespace),
+        req.startAtOnce ? this.startAtOnceOpts(req.namespace) : this.table.callOpts(req.namespace),
       );
       this.table.tasks.set(k, { record, conn, dead: undefined, log: shimLog, lastExit: undefined, started: false });
       log.info({ address: record.address, pid: resp.pid, handler: handler.name }, "task created");
@@ -119,6 +125,11 @@ export class TaskCreator {
       shimLog.close();
       throw err;
     }
+  }
+
+  private startAtOnceOpts(namespace: string): { metadata: Record<string, string>; timeoutMs: number } {
+    const o = this.table.callOpts(namespace);
+    return { ...o, metadata: { ...o.metadata, [START_AT_ONCE_METADATA_KEY]: "1" } };
   }
 
   /** What containerd does when Create fails: delete the task in the shim, shut the shim down if idle, run `delete`. */

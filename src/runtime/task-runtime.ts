@@ -25,6 +25,12 @@ export interface CreateTaskOptions {
   handler?: string;
   /** Pod sandbox id (recorded; the runc shim groups by the sandbox-id annotation in config.json). */
   sandboxId?: string;
+  /**
+   * The caller Starts the task right after Create with nothing in between that needs it created
+   * but not started: berth's shim may then run it at once (one runtime command instead of two)
+   * and answer that Start without running anything. Start must still be called.
+   */
+  startAtOnce?: boolean;
 }
 
 export interface CreatedTask {

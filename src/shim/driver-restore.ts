@@ -22,6 +22,10 @@ export class RestoreDriver implements ProcessDriver {
     return this.inner.watchOom;
   }
 
+  canStartAtCreate(_task: Task): boolean {
+    return false;
+  }
+
   /** Nothing runs until Start; the record (pid 0) is already saved. */
   async create(_task: Task): Promise<void> {}
 
@@ -42,7 +46,7 @@ export class RestoreDriver implements ProcessDriver {
       logFile,
     );
     proc.record.pid = await this.launcher.spawn(task, proc, argv, logFile);
-    task.cgroups = await cgroupPathsOf(proc.record.pid);
+    task.cgroups = cgroupPathsOf(proc.record.pid);
   }
 
   startExec(task: Task, proc: Proc): Promise<void> {

@@ -23,7 +23,13 @@ export class RuncDriver implements ProcessDriver {
 
   constructor(protected readonly launcher: ProcessLauncher) {}
 
-  async create(task: Task): Promise<void> {
+  canStartAtCreate(task: Task): boolean {
+    // runc and crun (and runtimes that take their command line) have `run --detach`; gVisor's
+    // drivers override this.
+    return task.runtime.kind !== "runsc";
+  }
+
+  async create(task: Task, andStart = false): Promise<void> {
     const { record: r, stateDir } = task.init;
     const logFile = runtimeLogPath(stateDir);
     const argv = task.runtime.createArgv(
@@ -32,9 +38,11 @@ export class RuncDriver implements ProcessDriver {
       join(stateDir, "pid"),
       r.terminal ? join(stateDir, "console.sock") : undefined,
       logFile,
+      andStart,
     );
-    r.pid = await this.launcher.spawn(task, task.init, argv, logFile);
-    task.cgroups = await cgroupPathsOf(r.pid);
+    r.pid = await this.launcher.spawn(task, task.init, argv, logFile, andStart ? "run" : "create");
+    // Read now, while the process surely lives (stats of an exited task still need its cgroups).
+    task.cgroups = cgroupPathsOf(r.pid);
     await task.init.save();
   }
 
@@ -114,7 +122,7 @@ export class RuncDriver implements ProcessDriver {
   async stats(task: Task): Promise<Any | undefined> {
     let paths = task.cgroups;
     if (!paths || paths.size === 0) {
-      if (task.init.pid > 0 && !task.init.exit) paths = task.cgroups = await cgroupPathsOf(task.init.pid);
+      if (task.init.pid > 0 && !task.init.exit) paths = task.cgroups = cgroupPathsOf(task.init.pid);
     }
     if (!paths || paths.size === 0) throw new NotFoundError(`no cgroup known for task ${task.id}`);
     return metricsAny(await collectMetrics(paths));

@@ -32,6 +32,10 @@ import { sleep } from "../util/sleep.js";
 export class RunscDriver extends RuncDriver {
   override readonly watchOom: boolean = false;
 
+  override canStartAtCreate(_task: Task): boolean {
+    return false;
+  }
+
   protected override execPidFile(proc: Proc): string | undefined {
     return execInternalPidFile(proc.stateDir);
   }

@@ -1,6 +1,7 @@
 // How a task's processes are run. TaskService routes each call to its task's ProcessDriver;
 // the drivers hold what differs between runtimes:
-//   driver-runc.ts     runc and crun: the monitor runs `create`, `exec`; `start` is the runtime's
+//   driver-runc.ts     runc and crun: the monitor runs `create` (or `run --detach`), `exec`;
+//                      `start` is the runtime's
 //   driver-runsc.ts    gVisor: a sandbox container, and a sub-container of an existing sandbox
 //                      (created detached, its process and stdio only come with start)
 //   driver-restore.ts  a task created from a checkpoint: nothing runs until Start restores it
@@ -19,8 +20,16 @@ import type { Task } from "./task.js";
 export interface ProcessDriver {
   /** Whether the init's monitor watches its cgroup for OOM kills (gVisor's happen inside its sandbox). */
   readonly watchOom: boolean;
-  /** Creates the init process (its pid goes into the record, which is saved). */
-  create(task: Task): Promise<void>;
+  /**
+   * Whether create() can also start the init process in the same runtime command (runc and
+   * crun: `run --detach`); runsc and a restore keep create and start apart.
+   */
+  canStartAtCreate(task: Task): boolean;
+  /**
+   * Creates the init process (its pid goes into the record, which is saved); with `andStart`
+   * (only when canStartAtCreate) it runs it at once.
+   */
+  create(task: Task, andStart?: boolean): Promise<void>;
   /** Releases what a failed create holds beyond what the service undoes (runtime delete, mounts, dirs). */
   abortCreate(task: Task): void;
   /** Starts the created init process (its pid goes into the record). */

@@ -65,7 +65,13 @@ export class ProcessLauncher {
   }
 
   /** Spawns a monitor that runs argv and waits for the process to exist. */
-  async spawn(task: Task, proc: Proc, argv: string[], logFile: string, what?: "start"): Promise<number> {
+  async spawn(
+    task: Task,
+    proc: Proc,
+    argv: string[],
+    logFile: string,
+    what?: "start" | "run" | "create",
+  ): Promise<number> {
     const r = proc.record;
     const stdio = await this.stdio(r);
     const sub = what ?? (argv.includes("exec") ? "exec" : argv.includes("restore") ? "restore" : "create");

@@ -38,6 +38,11 @@ export interface ProcessRecord {
   started: boolean;
   /** init only: a runsc sub-container (runsc.ts), started through a waiter rather than `runsc start`. */
   runscSubcontainer?: boolean;
+  /**
+   * init only: Create already ran the process (`runc run --detach`, asked for by berthd's
+   * start-at-once metadata); the first Start only confirms it (service.ts).
+   */
+  startedAtCreate?: boolean;
 }
 
 /**
@@ -70,6 +75,8 @@ export class Proc {
   exit: ExitRecord | undefined;
   /** Set while Start runs, so an exit is published only after the start event. */
   starting: Promise<unknown> | undefined;
+  /** Lets the exits held since Create through (holdUntilStart). */
+  private openGate: (() => void) | undefined;
   private waiters: ((e: ExitRecord) => void)[] = [];
 
   constructor(
@@ -106,6 +113,28 @@ export class Proc {
   /** Moves the process on by `event`; throws FailedPreconditionError if the table refuses it. */
   to(event: ProcessEvent): void {
     this.current = next(this.kind, this.current, event);
+  }
+
+  /**
+   * A process Create already ran looks created until its Start confirms it: its exit, which
+   * may come at once, is held (through `starting`) until that Start published TaskStart, or
+   * until the gate is opened otherwise (a Kill or Delete of the unconfirmed task).
+   */
+  holdUntilStart(): void {
+    if (this.openGate) return;
+    this.starting = new Promise<void>((resolve) => (this.openGate = resolve));
+  }
+
+  /** Whether Create ran the process (the record says so) and no Start has confirmed it yet. */
+  get awaitingStart(): boolean {
+    return !this.record.execId && !!this.record.startedAtCreate && !this.record.started;
+  }
+
+  /** Lets a held exit through (holdUntilStart). */
+  openStartGate(): void {
+    const open = this.openGate;
+    this.openGate = undefined;
+    open?.();
   }
 
   save(): Promise<void> {

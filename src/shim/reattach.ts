@@ -55,7 +55,7 @@ export async function reattachAll(
       };
       tasks.set(r.id, task);
       await reattachProcess(task, task.init);
-      if (r.pid > 0 && !task.init.exit) task.cgroups = await cgroupPathsOf(r.pid);
+      if (r.pid > 0 && !task.init.exit) task.cgroups = cgroupPathsOf(r.pid);
     } else {
       const task = tasks.get(r.id);
       if (!task) {

@@ -5,6 +5,7 @@
 //
 // The commands start through sys/spawn.ts (posix_spawn), not child_process: a fork of the
 // shim would copy its page tables for every runc run, several per pod.
+import { accessSync, constants as fsc, statSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
@@ -65,15 +66,30 @@ export class OciRuntime {
     return [...a, ...this.extraArgs];
   }
 
-  /** argv of `create`, for the monitor to run (the container process becomes its child). */
+  /**
+   * argv of `create`, or with `andStart` of `run --detach` (created and started by one runtime
+   * process, where create then start take two), for the monitor to run (the container process
+   * becomes its child). The binary is the absolute path when it can be found, so that the
+   * monitor's exec does not search PATH.
+   */
   createArgv(
     id: string,
     bundle: string,
     pidFile: string,
     consoleSocket: string | undefined,
     logFile: string,
+    andStart = false,
   ): string[] {
-    const a = [this.command, ...this.globalArgs(logFile), "create", "--bundle", bundle, "--pid-file", pidFile];
+    const verb = andStart ? ["run", "--detach"] : ["create"];
+    const a = [
+      resolveBinary(this.command),
+      ...this.globalArgs(logFile),
+      ...verb,
+      "--bundle",
+      bundle,
+      "--pid-file",
+      pidFile,
+    ];
     if (consoleSocket) a.push("--console-socket", consoleSocket);
     if (this.config.noPivotRoot) a.push("--no-pivot");
     if (this.config.noNewKeyring) a.push("--no-new-keyring");
@@ -95,7 +111,7 @@ export class OciRuntime {
     internalPidFile?: string,
   ): string[] {
     const a = [
-      this.command,
+      resolveBinary(this.command),
       ...this.globalArgs(logFile),
       "exec",
       "--detach",
@@ -264,7 +280,7 @@ export class OciRuntime {
     let stdout: Buffer = Buffer.alloc(0);
     let stderr: Buffer = Buffer.alloc(0);
     try {
-      const r = await runProgram(this.command, argv, { input: stdin, maxBuffer: 16 << 20 });
+      const r = await runProgram(resolveBinary(this.command), argv, { input: stdin, maxBuffer: 16 << 20 });
       ({ stdout, stderr } = r);
       if (r.signal) failure = `killed by ${r.signal}`;
       else if (r.code !== 0) failure = `exit status ${r.code}`;
@@ -348,6 +364,32 @@ export async function lastRuntimeError(logFile: string): Promise<string> {
     }
   }
   return last;
+}
+
+const resolved = new Map<string, string>();
+
+/**
+ * The absolute path of a runtime binary named without a slash, found on PATH once per name (a
+ * name that is not found stays as it is: the exec then fails and reports it). An exec through
+ * PATH tries every directory before the runtime's, on every create and exec.
+ */
+export function resolveBinary(command: string): string {
+  if (command.includes("/")) return command;
+  const known = resolved.get(command);
+  if (known) return known;
+  for (const dir of (process.env.PATH || "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+    if (!dir.startsWith("/")) continue;
+    const p = join(dir, command);
+    try {
+      accessSync(p, fsc.X_OK);
+      if (!statSync(p).isFile()) continue;
+    } catch {
+      continue;
+    }
+    resolved.set(command, p);
+    return p;
+  }
+  return command;
 }
 
 export function runtimeLogPath(stateDir: string): string {

@@ -55,6 +55,7 @@ import { mountAll } from "./mounts.js";
 import { processStateDir } from "./paths.js";
 import { Proc, toTimestamp, type ProcessRecord } from "./process.js";
 import { reattachAll } from "./reattach.js";
+import { START_AT_ONCE_METADATA_KEY } from "./start-at-once.js";
 import { OciRuntime, runtimeConfigFrom, runtimeLogPath } from "./runtime.js";
 import { type Task, closeQuietly, openLogFifo, releaseFds, safeUnmount } from "./task.js";
 import { TaskEvents } from "./task-events.js";
@@ -152,11 +153,17 @@ export class TaskService {
     };
     this.tasks.set(req.id, task); // reserve the id while creating
     const rootfs = join(req.bundle, "rootfs");
+    const atOnce = ctx?.metadata.get(START_AT_ONCE_METADATA_KEY)?.[0] === "1" && task.driver.canStartAtCreate(task);
+    if (atOnce) {
+      record.startedAtCreate = true;
+      task.init.holdUntilStart();
+    }
     try {
       if (req.rootfs.length > 0) await mountAll(req.rootfs, rootfs);
       await task.init.save();
-      await task.driver.create(task);
+      await task.driver.create(task, atOnce);
     } catch (err) {
+      task.init.openStartGate();
       this.tasks.delete(req.id);
       task.driver.abortCreate(task);
       task.init.monitor?.close();
@@ -167,7 +174,7 @@ export class TaskService {
       closeQuietly(task.logFd);
       throw err;
     }
-    this.events.log(task, `created pid ${record.pid} with ${task.runtime.kind}`);
+    this.events.log(task, `created${atOnce ? " and ran" : ""} pid ${record.pid} with ${task.runtime.kind}`);
     this.events.publish(task, Topics.create, [
       "containerd.events.TaskCreate",
       TaskCreate,
@@ -188,8 +195,12 @@ export class TaskService {
     if (proc.record.started || !proc.can("start")) {
       throw new FailedPreconditionError(`${req.execId ? `exec ${req.execId}` : `task ${req.id}`} is already started`);
     }
+    // Create already ran it (START_AT_ONCE_METADATA_KEY): this Start only makes it known.
+    const confirmOnly = !req.execId && proc.awaitingStart;
     const run = async () => {
-      if (!req.execId) {
+      if (confirmOnly) {
+        // nothing to run
+      } else if (!req.execId) {
         await task.driver.start(task);
       } else {
         if (task.init.state !== "running" && task.init.state !== "paused") {
@@ -221,6 +232,8 @@ export class TaskService {
       await p;
     } finally {
       proc.starting = undefined;
+      // TaskStart is out (or Start failed): an exit held since Create may follow now.
+      if (confirmOnly) proc.openStartGate();
     }
     this.events.log(task, `started ${req.execId ? `exec ${req.execId}` : "init"} pid ${proc.pid}`);
     return { pid: proc.pid };
@@ -228,6 +241,8 @@ export class TaskService {
 
   async delete(req: DeleteRequest): Promise<DeleteResponse> {
     const { task, proc } = this.proc(req.id, req.execId);
+    // A task Create ran that is deleted unstarted: its exit, held for a Start, is let through.
+    if (!req.execId) proc.openStartGate();
     // A created process may be deleted only if it never started (a start that failed midway
     // leaves it created but started: it must be killed and stopped first).
     if (!proc.can("delete") || (proc.state === "created" && proc.record.started)) {
@@ -348,6 +363,9 @@ export class TaskService {
       return {};
     }
     await task.driver.kill(task, req.signal, req.all);
+    // A task Create ran, signalled before its Start (as a created one may be): its exit, if
+    // the signal ends it, is told; a Start may still confirm it if not.
+    task.init.openStartGate();
     return {};
   }
 

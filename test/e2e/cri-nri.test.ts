@@ -5,7 +5,9 @@
 // passes UpdateContainerResources through it, shows its adjustments to it as a validator, turns
 // its refusal or its validator's rejection into FAILED_PRECONDITION with nothing left behind,
 // carries on without it once it disconnects, and on shutdown tells a connected plugin (Shutdown)
-// before closing it. critest's NRI specs (test/e2e/critest.test.ts) check the hook contracts.
+// before closing it. A container the plugin hears StartContainer for is created, then started
+// after the plugin answered (no one-step start). critest's NRI specs (test/e2e/critest.test.ts)
+// check the hook contracts.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
@@ -118,6 +120,15 @@ test("the plugin's adjustments reach the running container, and it hears every e
   };
   assert.equal(info.runtimeSpec.annotations["berth.test/nri-adjusted"], "yes");
   assert.equal(info.runtimeSpec.linux.resources.pids?.limit, 77);
+  // The plugin hears StartContainer, so the task was created, then started once it had answered:
+  // two runtime commands, where a container no plugin waits for is run by one.
+  const shimDir = join(env.d.state, "shim");
+  const shimLog = readdirSync(shimDir)
+    .filter((f) => f.endsWith(".log"))
+    .map((f) => readFileSync(join(shimDir, f), "utf8"))
+    .join("");
+  assert.match(shimLog, new RegExp(`\\[${cid}\\] created pid \\d+`));
+  assert.match(shimLog, new RegExp(`\\[${cid}\\] started init pid \\d+`));
 
   await env.d.rt.stopContainer({ containerId: cid, timeout: 0n }, { deadlineMs: 60_000 });
   await env.d.rt.removeContainer({ containerId: cid }, { deadlineMs: 60_000 });

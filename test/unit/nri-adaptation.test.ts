@@ -86,8 +86,13 @@ async function connectPlugin(name: string, idx: string, behaviour: Behaviour): P
 const pod = PodSandbox.fromPartial({ id: "p1", name: "n", namespace: "ns" });
 
 test("plugins join synchronized and are called in index order, not connection order", async () => {
+  // No plugin yet: nobody hears of any event (StartContainer may then run the task at Create).
+  assert.equal(nri.subscribed(Event.START_CONTAINER), false);
   const second = await connectPlugin("second", "10", {});
   const first = await connectPlugin("first", "05", {});
+  // Only what the plugins subscribed to is heard.
+  assert.equal(nri.subscribed(Event.RUN_POD_SANDBOX), true);
+  assert.equal(nri.subscribed(Event.START_CONTAINER), false);
   assert.deepEqual(second.synced, ["existing"]);
   assert.deepEqual(first.synced, ["existing"]);
   assert.deepEqual(nri.pluginNames, ["05-first", "10-second"]);

@@ -1,6 +1,8 @@
 // StartContainer: creates the task in the pod's shim with its stdio into the container's log
 // pump, then starts it (containerd's container_start.go). A failed start is recorded as an
-// exit with code 128 and reason StartError, as containerd does.
+// exit with code 128 and reason StartError, as containerd does. When no NRI plugin needs to see
+// the task created but not started, berth's shim runs it at Create (`runc run --detach`) and the
+// Start only confirms it: one runtime process instead of two.
 import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { nowNs } from "../../util/clock.js";
 import { FailedPreconditionError, NotFoundError } from "../../util/errors.js";
@@ -8,6 +10,7 @@ import { CRI_NAMESPACE as NS } from "../context.js";
 import { ContainerLogger } from "../io/container-logger.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
+import { Event as NriEvent } from "../../gen/nri/api.js";
 import { notifyNri, nriContainer, nriOf, nriPod } from "../nri-view.js";
 
 export async function startContainer(d: ContainerDeps, ref: string): Promise<void> {
@@ -33,27 +36,37 @@ async function startLocked(d: ContainerDeps, id: string): Promise<void> {
     stdin: config.stdin,
   });
   let created = false;
+  const nri = nriOf(d);
   try {
-    await d.runtime.createTask({
-      namespace: NS,
-      id,
-      bundle: d.bundles.dir(id),
-      stdin: config.stdin ? io.stdin : "",
-      stdout: io.stdout,
-      stderr: config.tty ? "" : io.stderr,
-      terminal: config.tty,
-      handler: pod.info.runtimeHandler,
-      sandboxId: pod.id,
+    // Held shared so that no NRI plugin joins between the choice below and the start.
+    await nri.blockSync(async () => {
+      // With no plugin to hear of StartContainer between create and start, the shim may run
+      // the task at Create (one runtime command); Start then only confirms it.
+      const atOnce = !nri.subscribed(NriEvent.START_CONTAINER);
+      // Taken before Start (before Create when that may run it) so that a process that exits at
+      // once never finishes before it started.
+      let startedAt = nowNs();
+      await d.runtime.createTask({
+        namespace: NS,
+        id,
+        bundle: d.bundles.dir(id),
+        stdin: config.stdin ? io.stdin : "",
+        stdout: io.stdout,
+        stderr: config.tty ? "" : io.stderr,
+        terminal: config.tty,
+        handler: pod.info.runtimeHandler,
+        sandboxId: pod.id,
+        startAtOnce: atOnce,
+      });
+      created = true;
+      // Plugins hear of the start with the task created, before it runs; a refusal undoes it.
+      if (!atOnce) await nri.startContainer(nriPod(pod, d.cgroupDriver), nriContainer(e));
+      logger.release();
+      e.io = logger;
+      if (!atOnce) startedAt = nowNs();
+      await d.runtime.start(NS, id);
+      d.store.apply(id, { type: "started", at: startedAt });
     });
-    created = true;
-    // Plugins hear of the start with the task created, before it runs; a refusal undoes it.
-    await nriOf(d).startContainer(nriPod(pod, d.cgroupDriver), nriContainer(e));
-    logger.release();
-    e.io = logger;
-    // Taken before Start so that a process that exits at once never finishes before it started.
-    const startedAt = nowNs();
-    await d.runtime.start(NS, id);
-    d.store.apply(id, { type: "started", at: startedAt });
   } catch (err) {
     if (e.io === logger) e.io = undefined;
     if (created) {

@@ -171,7 +171,9 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
 
     // Runs after the task's delete (undo is last-first): runc leaves the pod level behind.
     undo.push(() => removeOwnCgroup(d, id, config));
-    await d.runtime.createTask({ namespace: NS, id, bundle, handler: handler.name, sandboxId: id });
+    // Started right after (NRI plugins hear of the pod once it runs): the shim may run the
+    // pause at Create, one runtime command instead of two; the Start below confirms it.
+    await d.runtime.createTask({ namespace: NS, id, bundle, handler: handler.name, sandboxId: id, startAtOnce: true });
     mark("createTask");
     undo.push(async () => {
       await d.runtime.kill(NS, id, 9).catch(() => {});
