@@ -34,13 +34,22 @@ export async function start(given: ShimFlags, stdin: Buffer = Buffer.alloc(0)): 
   return startAnswer(address, params);
 }
 
+/** How long `start` waits for a serving shim's answer (BERTH_SHIM_START_TIMEOUT_MS overrides). */
+export const SERVER_ANSWER_TIMEOUT_MS = 60_000;
+
+function answerTimeoutMs(env: NodeJS.ProcessEnv): number {
+  const given = Number(env.BERTH_SHIM_START_TIMEOUT_MS);
+  return Number.isFinite(given) && given > 0 ? given : SERVER_ANSWER_TIMEOUT_MS;
+}
+
 async function spawnServer(flags: ShimFlags, env: NodeJS.ProcessEnv, sock: string, logPath: string): Promise<void> {
   const nodeFlags = shimNodeFlags(env);
-  let answer = await spawnServerWith(nodeFlags, flags, env, sock, logPath);
+  const timeoutMs = answerTimeoutMs(env);
+  let answer = await spawnServerWith(nodeFlags, flags, env, sock, logPath, timeoutMs);
   // A node that rejects one of the flags (a newer V8 dropped it) must not cost us the shim:
   // start it as it is.
   if (answer === `exit ${BAD_OPTION_EXIT}` && nodeFlags.length > 0) {
-    answer = await spawnServerWith([], flags, env, sock, logPath);
+    answer = await spawnServerWith([], flags, env, sock, logPath, timeoutMs);
   }
   if (answer !== "ready" && answer !== "exists") {
     throw new Error(`serving shim did not start (${answer || "no answer"}); see ${logPath}`);
@@ -54,6 +63,7 @@ async function spawnServerWith(
   env: NodeJS.ProcessEnv,
   sock: string,
   logPath: string,
+  timeoutMs: number,
 ): Promise<string> {
   const main = fileURLToPath(new URL("./main.js", import.meta.url));
   const args = [...nodeFlags, main, "-namespace", flags.namespace, "-address", flags.address, "-socket", sock];
@@ -70,16 +80,27 @@ async function spawnServerWith(
   });
   closeSync(logFd);
   const answer = await new Promise<string>((resolve) => {
+    // A serving shim that neither answers nor exits (stopped, wedged in its start-up; a start
+    // once hung 25 minutes here) would hang containerd's or berthd's create with it: after the
+    // bound it is killed, and what it logged is in logPath.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      resolve(`no answer within ${timeoutMs / 1000} s, killed pid ${child.pid}`);
+    }, timeoutMs);
+    const done = (answer: string) => {
+      clearTimeout(timer);
+      resolve(answer);
+    };
     let text = "";
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
     pipe.setEncoding("utf8");
     pipe.on("data", (d: string) => (text += d));
     // A shim that answered closes fd 3 and keeps running; one that died unanswered is
     // told by its exit code (node's for a bad option, say), so wait for the exit then.
-    const answered = () => text.trim() !== "" && resolve(text.trim());
+    const answered = () => text.trim() !== "" && done(text.trim());
     pipe.on("end", answered);
     pipe.on("error", answered);
-    child.once("exit", (code, signal) => resolve(text.trim() || `exit ${code ?? signal}`));
+    child.once("exit", (code, signal) => done(text.trim() || `exit ${code ?? signal}`));
   });
   child.unref();
   (child.stdio[3] as unknown as { destroy(): void }).destroy();
