@@ -71,7 +71,10 @@ export class Daemon {
       undo.push(() => removeSocket(address, socketIno));
       setSocketAccess(address, { mode: config.grpc.mode, uid: config.grpc.uid, gid: config.grpc.gid });
 
-      log.info({ address, root: config.root, state: config.state, version: BERTH_VERSION }, "berthd serving CRI");
+      log.info(
+        { address, root: config.root, state: config.state, version: BERTH_VERSION, grpcServer: config.grpc.server },
+        "berthd serving CRI",
+      );
       return new Daemon(config, log, pidFile, services, server, listener, socketIno);
     } catch (err) {
       for (const u of undo.reverse()) {
