@@ -83,6 +83,8 @@ export class TaskService {
   private readonly tasks = new Map<string, Task>();
   private readonly launcher: ProcessLauncher;
   private readonly events: TaskEvents;
+  /** State dirs of deleted execs being removed after Delete answered. */
+  private readonly removing = new Map<string, Promise<void>>();
 
   constructor(private readonly cfg: ServiceConfig) {
     this.events = new TaskEvents(cfg.publisher, cfg.log);
@@ -111,6 +113,15 @@ export class TaskService {
     const proc = task.execs.get(execId);
     if (!proc) throw new NotFoundError(`exec ${execId} of task ${id} not found`);
     return { task, proc };
+  }
+
+  private removeLater(dir: string): void {
+    const p = rm(dir, { recursive: true, force: true })
+      .catch((err: unknown) => this.cfg.log(`remove ${dir}: ${(err as Error).message}`))
+      .finally(() => {
+        if (this.removing.get(dir) === p) this.removing.delete(dir);
+      });
+    this.removing.set(dir, p);
   }
 
   // ---- Task service --------------------------------------------------------------------
@@ -254,7 +265,9 @@ export class TaskService {
       proc.to("delete");
       proc.monitor?.close();
       task.execs.delete(req.execId);
-      await rm(proc.stateDir, { recursive: true, force: true });
+      // Answered at once: the dir (a handful of small files) goes after, and an Exec reusing the
+      // id waits for it (exec()).
+      this.removeLater(proc.stateDir);
       return { pid: proc.pid, exitStatus: proc.exit?.status ?? 0, exitedAt: toTimestamp(proc.exit) };
     }
     await task.runtime.delete(task.id, true);
@@ -376,6 +389,7 @@ export class TaskService {
     if (task.init.exit) throw new FailedPreconditionError(`task ${req.id} is stopped`);
     if (!req.spec || req.spec.value.length === 0) throw new InvalidArgumentError("exec: a process spec is required");
     const stateDir = processStateDir(this.cfg.root, this.cfg.group, req.id, req.execId);
+    await this.removing.get(stateDir);
     await rm(stateDir, { recursive: true, force: true });
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
     await writeFile(join(stateDir, "process.json"), req.spec.value, { mode: 0o600 });
@@ -447,7 +461,10 @@ export class TaskService {
   async shutdown(_req: ShutdownRequest): Promise<Empty> {
     // Many tasks share this shim: containerd asks every task's shim to shut down after
     // its delete, and only the last one really ends it.
-    if (this.tasks.size === 0) setImmediate(() => this.cfg.onEmpty());
+    if (this.tasks.size === 0) {
+      // exec state dirs still being removed after their Delete go first
+      void Promise.all(this.removing.values()).then(() => setImmediate(() => this.cfg.onEmpty()));
+    }
     return {};
   }
 

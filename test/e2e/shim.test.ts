@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { Metrics } from "../../src/gen/cgroups/stats/v1/metrics.js";
@@ -176,6 +176,36 @@ test("exec runs with its own output and exit code; pids, pause/resume, stats, SI
     "/tasks/exit",
     "/tasks/delete",
   ]);
+});
+
+test("an exec waited on before its Start (as berthd and containerd do) and deleted: its dir goes, its id is free again", async () => {
+  const dir = bundle("execwait", ["sleep", "1000"]);
+  await task.create(createReq("execwait", dir), h.md);
+  await task.start({ id: "execwait", execId: "" }, h.md);
+  const procDirs = () =>
+    readdirSync(h.socketDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .flatMap((d) =>
+        existsSync(join(h.socketDir, d.name, "p"))
+          ? readdirSync(join(h.socketDir, d.name, "p")).map((k) => join(h.socketDir, d.name, "p", k))
+          : [],
+      );
+  const before = new Set(procDirs());
+  for (const status of [3, 4]) {
+    const spec = { typeUrl: PROCESS_SPEC_TYPE_URL, value: execProcess(["sh", "-c", `exit ${status}`]) };
+    await task.exec({ id: "execwait", execId: "ew", terminal: false, stdin: "", stdout: "", stderr: "", spec }, h.md);
+    const execDir = procDirs().find((d) => !before.has(d));
+    assert.ok(execDir, "the exec has a state dir");
+    const waited = task.wait({ id: "execwait", execId: "ew" }, h.md);
+    await task.start({ id: "execwait", execId: "ew" }, h.md);
+    assert.equal((await waited).exitStatus, status);
+    assert.equal((await task.delete({ id: "execwait", execId: "ew" }, h.md)).exitStatus, status);
+    await assert.rejects(task.state({ id: "execwait", execId: "ew" }, h.md), /not found/);
+    await until(() => !existsSync(execDir), "the deleted exec's state dir to go");
+  }
+  await task.kill({ id: "execwait", execId: "", signal: 9, all: false }, h.md);
+  await task.wait({ id: "execwait", execId: "" }, h.md);
+  await task.delete({ id: "execwait", execId: "" }, h.md);
 });
 
 test("stdin from a fifo reaches the process; closing it ends cat", async () => {

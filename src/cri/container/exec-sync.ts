@@ -45,17 +45,26 @@ export async function execSync(
   try {
     await d.runtime.exec(NS, id, execId, { spec: processSpec, stdout: cap.path("stdout"), stderr: cap.path("stderr") });
     added = true;
-    await d.runtime.start(NS, id, execId);
+    // Wait is asked before Start, as containerd does: the exit comes back the moment the shim
+    // hears of it, instead of after Start's answer and another round trip.
+    const ac = new AbortController();
+    const exited = d.runtime.wait(NS, id, execId, { signal: ac.signal });
+    exited.catch(() => {}); // awaited below; a failed Start aborts it
+    try {
+      await d.runtime.start(NS, id, execId);
+    } catch (err) {
+      ac.abort();
+      throw err;
+    }
     // The shim opens the exec's fifos by the time the process has started.
     cap.release();
-    const ac = new AbortController();
     const onAbort = () => ac.abort();
     signal.addEventListener("abort", onAbort, { once: true });
     const timer = timeoutS > 0 ? setTimeout(() => ac.abort(), timeoutS * 1000) : undefined;
     let exitCode: number;
     let timedOut = false;
     try {
-      exitCode = (await d.runtime.wait(NS, id, execId, { signal: ac.signal })).exitStatus;
+      exitCode = (await exited).exitStatus;
     } catch (err) {
       if (!ac.signal.aborted) throw err;
       // Timed out (or the caller went away): kill the exec process and report in time.
