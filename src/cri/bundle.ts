@@ -3,12 +3,16 @@
 // (<state>/io/<id>: the stdio fifos) and the pod's shared files dir (<state>/pods/<id>).
 //
 // This module is the only one that touches config.json: specs are written atomically (a
-// temporary file fsynced, then renamed: oci/spec.ts writeSpecFile), so a crash leaves either
-// the old spec or the whole new one, and read through a cache (ContainerStatus, exec, stats
-// and UpdateContainerResources would otherwise parse the same file again and again).
-import { mkdir, rm } from "node:fs/promises";
+// temporary file renamed over it), so a crash of berthd leaves either the old spec or the whole
+// new one, and read through a cache (ContainerStatus, exec, stats and UpdateContainerResources
+// would otherwise parse the same file again and again). Not fsynced: the state dir is runtime
+// state (tmpfs under /run), which a power loss takes away with every task it describes, as
+// containerd writes its bundles' config.json.
+import { mkdirSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { type Spec, readSpecFile, writeSpecFile } from "../oci/spec.js";
+import { type Spec, readSpecFile } from "../oci/spec.js";
+import { writeFileAtomicSync } from "../util/atomic-write.js";
 import { type ContainerIoPaths, containerIoPaths } from "./io/container-logger.js";
 
 export class Bundles {
@@ -37,13 +41,18 @@ export class Bundles {
 
   /** Creates the bundle dir (and, with `rootfs`, its rootfs mount point). */
   async create(id: string, opts: { rootfs: boolean }): Promise<void> {
-    await mkdir(opts.rootfs ? this.rootfs(id) : this.dir(id), { recursive: true, mode: 0o711 });
+    // Synchronous: two or three mkdirs cost less than a trip through libuv's thread pool.
+    mkdirSync(opts.rootfs ? this.rootfs(id) : this.dir(id), { recursive: true, mode: 0o711 });
   }
 
-  /** Writes the bundle's config.json atomically and durably. */
+  /**
+   * Writes the bundle's config.json atomically (not durably: see above). The cache keeps
+   * `spec` itself, not a copy: the caller hands it over and must not change it afterwards
+   * (readers get copies).
+   */
   writeSpec(id: string, spec: Spec): void {
-    writeSpecFile(this.dir(id), spec);
-    this.specs.set(id, structuredClone(spec));
+    writeFileAtomicSync(join(this.dir(id), "config.json"), JSON.stringify(spec), 0o600, { durable: false });
+    this.specs.set(id, spec);
   }
 
   /** The bundle's spec (a copy the caller may change); throws when there is none. */

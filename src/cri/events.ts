@@ -8,6 +8,11 @@ const MAX_QUEUED = 1000;
 export class CriEvents {
   private readonly subscribers = new Set<(e: ContainerEventResponse) => void>();
 
+  /** Whether anyone streams events now (GetContainerEvents): publishers skip building them otherwise. */
+  get listening(): boolean {
+    return this.subscribers.size > 0;
+  }
+
   publish(e: ContainerEventResponse): void {
     for (const s of this.subscribers) s(e);
   }

@@ -12,7 +12,7 @@ import type { Db } from "../metadata/db.js";
 import { ImageMetadata, type ImageRow } from "../metadata/images.js";
 import { LeaseMetadata, type LeaseResource } from "../metadata/leases.js";
 import { createSnapshotter } from "../snapshots/index.js";
-import type { Mount, Snapshotter } from "../snapshots/types.js";
+import type { Mount, Snapshotter, StagedSnapshot } from "../snapshots/types.js";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 import type { AuthConfig } from "./auth.js";
 import { ContentStore } from "./content-store.js";
@@ -414,6 +414,27 @@ export class ImageService {
     containerKey: string,
     opts: { readonly?: boolean; labels?: Record<string, string> } = {},
   ): Promise<Mount[]> {
+    const parent = this.rootfsParent(imageId);
+    return opts.readonly
+      ? this.snapshotter.view(containerKey, parent, { labels: opts.labels })
+      : this.snapshotter.prepare(containerKey, parent, { labels: opts.labels });
+  }
+
+  /**
+   * prepareRootfs (writable) in two steps: the snapshot's files are made now, and it is
+   * recorded by the returned commit(), in a transaction of the metadata database the caller
+   * may have open (CreateContainer records the container with it: one commit for both).
+   */
+  async stageRootfs(
+    imageId: string,
+    containerKey: string,
+    opts: { labels?: Record<string, string> } = {},
+  ): Promise<StagedSnapshot> {
+    return this.snapshotter.stage("active", containerKey, this.rootfsParent(imageId), opts.labels ?? {});
+  }
+
+  /** The committed snapshot a container of image `imageId` starts from. */
+  private rootfsParent(imageId: string): string | undefined {
     const id = this.resolveId(imageId);
     const row = id ? this.images.get(id) : undefined;
     if (!row) throw new NotFoundError(`image ${imageId} not found`);
@@ -422,10 +443,7 @@ export class ImageService {
         `image ${row.id} was unpacked by snapshotter ${row.snapshotter}, not ${this.snapshotter.name}`,
       );
     }
-    const parent = row.chainId || undefined;
-    return opts.readonly
-      ? this.snapshotter.view(containerKey, parent, { labels: opts.labels })
-      : this.snapshotter.prepare(containerKey, parent, { labels: opts.labels });
+    return row.chainId || undefined;
   }
 
   /** Removes a container's snapshot (idempotent). */

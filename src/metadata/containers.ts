@@ -249,6 +249,19 @@ export class ContainerMetadata {
     this.sql(`DELETE FROM containers WHERE id = ?`).run(id);
     this.rows?.delete(id);
   }
+
+  /**
+   * Runs `fn` in one transaction (a savepoint inside another), so its writes commit (and sync)
+   * once. When it fails the mirror is dropped, to be read again: it may hold what was rolled back.
+   */
+  transaction<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      this.rows = undefined;
+      throw err;
+    }
+  }
 }
 
 /** The runtime's shim records (runtime.ShimRecordStore) in the metadata database. */

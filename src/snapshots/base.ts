@@ -4,12 +4,12 @@
 // the row, so a crash leaves at worst an orphan directory, which cleanup() removes.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, renameSync } from "node:fs";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../metadata/db.js";
 import { SnapshotMetadata, type SnapshotRow } from "../metadata/snapshots.js";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
-import type { Mount, SnapshotInfo, SnapshotKind, Snapshotter, Usage } from "./types.js";
+import type { Mount, SnapshotInfo, SnapshotKind, Snapshotter, StagedSnapshot, Usage } from "./types.js";
 import { diskUsage } from "./usage.js";
 
 function isUniqueViolation(err: unknown): boolean {
@@ -80,7 +80,28 @@ export abstract class DirSnapshotter implements Snapshotter {
     key: string,
     parent: string | undefined,
     labels: Record<string, string>,
-  ) {
+  ): Promise<Mount[]> {
+    const staged = await this.stage(kind, key, parent, labels);
+    try {
+      return staged.commit();
+    } catch (err) {
+      await staged.discard();
+      throw err;
+    }
+  }
+
+  /**
+   * A new snapshot made ready under a temporary name: commit() records it (its row inserted
+   * and its directory renamed into place in one transaction, a savepoint when the caller's
+   * transaction is open, so a record of the caller's can commit with it) and returns its
+   * mounts; after a failed or no commit, discard() removes the temporary directory.
+   */
+  async stage(
+    kind: "active" | "view",
+    key: string,
+    parent: string | undefined,
+    labels: Record<string, string>,
+  ): Promise<StagedSnapshot> {
     if (!key) throw new InvalidArgumentError("snapshot key must not be empty");
     if (this.meta.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists (${this.name})`);
     let parents: SnapshotRow[] = [];
@@ -90,20 +111,30 @@ export abstract class DirSnapshotter implements Snapshotter {
       parents = [p, ...this.parentsOf(p)];
     }
     const tmp = join(this.root, `new-${randomBytes(8).toString("hex")}`);
-    await mkdir(tmp, { recursive: true });
+    mkdirSync(tmp); // the root exists (constructor): one syscall, not a thread-pool trip
+    const discard = () => rm(tmp, { recursive: true, force: true });
     try {
       await this.populate(tmp, kind, parents);
-      const id = this.meta.transaction(() => {
-        const id = this.meta.insert(key, parent ?? null, kind, labels);
-        renameSync(tmp, this.dirOf({ id }));
-        return id;
-      });
-      return this.mountsOf({ ...this.row(key), id }, parents);
     } catch (err) {
-      await rm(tmp, { recursive: true, force: true });
-      if (isUniqueViolation(err)) throw new AlreadyExistsError(`snapshot ${key} already exists (${this.name})`);
+      await discard();
       throw err;
     }
+    return {
+      commit: () => {
+        try {
+          const id = this.meta.transaction(() => {
+            const id = this.meta.insert(key, parent ?? null, kind, labels);
+            renameSync(tmp, this.dirOf({ id }));
+            return id;
+          });
+          return this.mountsOf({ ...this.row(key), id }, parents);
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new AlreadyExistsError(`snapshot ${key} already exists (${this.name})`);
+          throw err;
+        }
+      },
+      discard,
+    };
   }
 
   prepare(key: string, parent?: string, opts: { labels?: Record<string, string> } = {}): Promise<Mount[]> {

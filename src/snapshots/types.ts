@@ -29,6 +29,17 @@ export interface Usage {
   inodes: number;
 }
 
+/** A snapshot whose files are ready under a temporary name, not recorded yet. */
+export interface StagedSnapshot {
+  /**
+   * Records it (synchronously, in one transaction of the metadata database: a savepoint when
+   * the caller has one open, so the caller's own writes commit with it) and returns its mounts.
+   */
+  commit(): Mount[];
+  /** Removes the temporary files after a failed commit, or instead of one. */
+  discard(): Promise<void>;
+}
+
 export interface Snapshotter {
   readonly name: string;
   /**
@@ -42,6 +53,16 @@ export interface Snapshotter {
   list(): SnapshotInfo[];
   /** Creates a writable snapshot on top of committed `parent`. AlreadyExistsError if `key` exists. */
   prepare(key: string, parent?: string, opts?: { labels?: Record<string, string> }): Promise<Mount[]>;
+  /**
+   * prepare() or view() in two steps, so that a caller's record can commit with the snapshot's
+   * (see StagedSnapshot); AlreadyExistsError if `key` exists.
+   */
+  stage(
+    kind: "active" | "view",
+    key: string,
+    parent: string | undefined,
+    labels: Record<string, string>,
+  ): Promise<StagedSnapshot>;
   /** Creates a read-only snapshot of committed `parent`. */
   view(key: string, parent?: string, opts?: { labels?: Record<string, string> }): Promise<Mount[]>;
   /** The mounts that assemble active or view snapshot `key`. */

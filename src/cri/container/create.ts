@@ -1,7 +1,7 @@
 // CreateContainer: prepares the writable snapshot and mounts it as the bundle's rootfs,
 // builds the OCI spec from the CRI config and the image, and records the container CREATED
 // (containerd's container_create.go). Every step is undone, last first, when a later one fails.
-import { mkdir } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
 import { ContainerConfig, ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { podCgroupParent } from "../../oci/index.js";
@@ -14,7 +14,8 @@ import { injectCdiDevices, requestedCdiDevices } from "../cdi/inject.js";
 import { DEFAULT_CDI_SPEC_DIRS } from "../cdi/registry.js";
 import { newId } from "../ids.js";
 import { prepareImageVolumes } from "../image-volumes.js";
-import type { SandboxEntry } from "../store/index.js";
+import type { Mount } from "../../snapshots/types.js";
+import type { ContainerEntry, SandboxEntry } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
 import { effectiveStopSignal } from "../stop-signal.js";
@@ -37,6 +38,11 @@ async function create(d: ContainerDeps, pod: SandboxEntry, config: ContainerConf
     throw new FailedPreconditionError(
       `pod sandbox ${pod.id} is not ready (${pod.status.phase}): cannot create containers in it`,
     );
+  }
+  // A sandbox whose exit is known is refused from the record, as containerd checks its
+  // sandbox store (the pod is NOTREADY for good: kubelet makes a new one).
+  if (pod.status.exitedAt > 0n || pod.status.exitHeard) {
+    throw new FailedPreconditionError(`the sandbox process of pod ${pod.id} is not running`);
   }
   const handler = pod.info.runtimeHandler;
   const idmapped = config.mounts.find((m) => m.uidMappings.length > 0 || m.gidMappings.length > 0);
@@ -64,26 +70,38 @@ async function create(d: ContainerDeps, pod: SandboxEntry, config: ContainerConf
   if (logPath && !isAbsolute(logPath))
     throw new InvalidArgumentError(`log path ${logPath} must be absolute (set the pod's log_directory)`);
   const stopSignal = effectiveStopSignal(config.stopSignal, image.config.StopSignal);
-  const entry = d.store.insert({
-    id,
-    sandboxId: pod.id,
-    name,
-    attempt: config.metadata?.attempt ?? 0,
-    config: Buffer.from(ContainerConfig.encode(config).finish()),
-    imageRef,
-    imageId,
-    logPath,
-    stopSignal,
-    createdAt: nowNs(),
-  });
+  // The writable snapshot's files are made first, under a temporary name (the snapshotter's
+  // start-up cleanup removes them after a crash); the container's record and the snapshot's
+  // then commit in one transaction, so a create costs one commit (one sync) less.
+  const staged = await d.images.stageRootfs(imageId, id, { labels: { "berth.io/container": id } });
+  let entry: ContainerEntry;
+  let mounts: Mount[];
+  try {
+    ({ entry, also: mounts } = d.store.insertWith(
+      {
+        id,
+        sandboxId: pod.id,
+        name,
+        attempt: config.metadata?.attempt ?? 0,
+        config: Buffer.from(ContainerConfig.encode(config).finish()),
+        imageRef,
+        imageId,
+        logPath,
+        stopSignal,
+        createdAt: nowNs(),
+      },
+      () => staged.commit(),
+    ));
+  } catch (err) {
+    await staged.discard();
+    throw err;
+  }
   // Its image_ref, resolved here once rather than on every ContainerStatus.
   rememberImageRef(d, entry, generation, image.repoDigests[0] ?? imageId);
-  const undo: (() => unknown)[] = [() => d.store.delete(id)];
+  const undo: (() => unknown)[] = [() => d.store.delete(id), () => d.images.removeRootfs(id)];
   try {
     await d.bundles.create(id, { rootfs: true });
     undo.push(() => d.bundles.remove(id));
-    const mounts = await d.images.prepareRootfs(imageId, id, { labels: { "berth.io/container": id } });
-    undo.push(() => d.images.removeRootfs(id));
     // berthd mounts the rootfs itself (rather than handing the mounts to the shim) so the
     // spec can be built from the image's /etc/passwd and /etc/group, and so every shim
     // (berth's or containerd's) finds the same ready bundle.
@@ -94,11 +112,17 @@ async function create(d: ContainerDeps, pod: SandboxEntry, config: ContainerConf
     if (userns && usernsPath)
       await mountIdmappedRootfs(mounts, rootfs, usernsPath, hostRoot(userns), idmapScratch(d.bundles.dir(id)));
     else mountAll(mounts, rootfs);
-    if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
+    // kubelet made the pod's log dir already: one mkdir that finds it, done synchronously.
+    if (logPath) mkdirSync(dirname(logPath), { recursive: true, mode: 0o755 });
 
     const volumeMounts = await prepareImageVolumes(d.images, id, d.bundles.dir(id), config.mounts, undo);
 
-    const sandboxPid = await runningPid(d, pod.id, `the sandbox process of pod ${pod.id} is not running`);
+    // The sandbox's pid as RunPodSandbox or recovery learnt it; only a pod whose shim did not
+    // answer at recovery (pid unknown) costs a call to the shim here.
+    const sandboxPid =
+      pod.pid > 0 && !pod.status.unknown
+        ? pod.pid
+        : await runningPid(d, pod.id, `the sandbox process of pod ${pod.id} is not running`);
     const podDir = pod.info.podDir;
     const spec = buildContainerSpec({
       id,

@@ -14,7 +14,10 @@ import type { TaskRuntime } from "../../runtime/index.js";
 import type { NriHooks } from "../../nri/hooks.js";
 
 /** What containers need of the image service. */
-export type ContainerImages = Pick<ImageService, "resolveId" | "status" | "prepareRootfs" | "removeRootfs"> & {
+export type ContainerImages = Pick<
+  ImageService,
+  "resolveId" | "status" | "prepareRootfs" | "stageRootfs" | "removeRootfs"
+> & {
   readonly snapshotter: { readonly name: string };
   /** Changes whenever an image record does; absent (a fake), nothing derived from images is kept. */
   readonly generation?: number;
@@ -26,7 +29,8 @@ export interface ContainerDeps {
   runtime: TaskRuntime;
   images: ContainerImages;
   bundles: Bundles;
-  events: { publish(e: ContainerEventResponse): void };
+  /** `listening` false: nobody streams events, so none need be built (absent: always built). */
+  events: { publish(e: ContainerEventResponse): void; readonly listening?: boolean };
   /** The pod's status, for the container events sent to kubelet. */
   podStatus(sandboxId: string): Promise<PodSandboxStatus | undefined>;
   /** Start, stop, remove and exit handling of one container never overlap. */

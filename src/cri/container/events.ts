@@ -12,6 +12,9 @@ export async function publishContainerEvent(
   type: ContainerEventType,
   removed?: ContainerInfo,
 ): Promise<void> {
+  // Building one reads the container's and the pod's status: not for nobody (kubelet
+  // streams events only with its evented PLEG on).
+  if (d.events.listening === false) return;
   try {
     const e = d.store.get(id);
     const sandboxId = removed?.sandboxId ?? e?.info.sandboxId;

@@ -45,6 +45,7 @@ export async function sandboxExited(d: SandboxDeps, id: string): Promise<void> {
       }
       if (s && s.status !== "stopped") {
         d.store.apply(id, { type: "still-running" }); // a stale event: it runs
+        if (s.pid > 0) d.store.setPid(id, s.pid); // at recovery: the pid berthd forgot
         return;
       }
       if (s?.exitedAt) exitedAt = dateNs(s.exitedAt) || exitedAt;

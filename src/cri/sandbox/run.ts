@@ -183,16 +183,15 @@ async function run(d: SandboxDeps, config: PodSandboxConfig, runtimeHandler: str
       const ips = await network;
       if (ips[0]) await writePodHosts(podDir, config.hostname, ips[0]);
     }
-    await d.runtime.start(NS, id);
+    d.store.setPid(id, await d.runtime.start(NS, id));
     mark("start");
     // NRI plugins see the pod once it runs and before anyone else can: it is listed (and
     // READY) only after they all accepted it, and a refusal rolls it all back (containerd).
     const nri = nriOf(d);
     if (nri.enabled) {
       const entry = d.store.get(id);
-      const pid = (await d.runtime.state(NS, id).catch(() => undefined))?.pid ?? 0;
       if (entry) {
-        const view = nriPod(entry, d.cgroupDriver, pid);
+        const view = nriPod(entry, d.cgroupDriver, entry.pid);
         // Plugins that accepted the pod may have reserved something for it: a later refusal
         // (another plugin's) tells them it is gone, as containerd does.
         undo.push(() => nri.removePodSandbox(view));

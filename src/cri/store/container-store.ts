@@ -109,12 +109,24 @@ export class ContainerStore {
 
   /** A new container (phase creating), persisted first. */
   insert(row: Omit<ContainerRow, "phase" | "startedAt" | "exit">): ContainerEntry {
+    return this.insertWith(row, () => undefined).entry;
+  }
+
+  /**
+   * insert(), its row written in one transaction with what `alsoInTransaction` writes to the
+   * same database (a record the container owns, such as its snapshot's): one commit, and
+   * either both happen or neither. Returns the entry and what `alsoInTransaction` returns.
+   */
+  insertWith<T>(row: Omit<ContainerRow, "phase" | "startedAt" | "exit">, alsoInTransaction: () => T): { entry: ContainerEntry; also: T } {
     const full: ContainerRow = { ...row, phase: "creating", startedAt: 0n, exit: undefined };
-    this.meta.insert(full);
+    const also = this.meta.transaction(() => {
+      this.meta.insert(full);
+      return alsoInTransaction();
+    });
     const e = entryOf(full);
     this.table();
     this.add(e);
-    return e;
+    return { entry: e, also };
   }
 
   /**

@@ -15,12 +15,20 @@ export interface SandboxEntry {
   readonly info: SandboxInfo;
   readonly status: SandboxStatus;
   readonly config: PodSandboxConfig;
+  /**
+   * The sandbox process's pid while it runs, 0 when berthd has not learnt it (not started yet,
+   * or its shim did not answer at recovery). Not durable: RunPodSandbox sets it from the
+   * task's start and recovery from the shim's state, so CreateContainer can name the pod's
+   * namespaces (/proc/PID/ns/...) without a call to the shim.
+   */
+  readonly pid: number;
 }
 
 interface MutableEntry {
   id: string;
   info: SandboxInfo;
   status: SandboxStatus;
+  pid: number;
   configCache?: PodSandboxConfig;
   readonly config: PodSandboxConfig;
 }
@@ -31,6 +39,7 @@ function entryOf(row: PodRow): MutableEntry {
     id: row.id,
     info,
     status: initialSandboxStatus(row),
+    pid: 0,
     get config() {
       return (this.configCache ??= PodSandboxConfig.decode(row.config));
     },
@@ -78,6 +87,12 @@ export class SandboxStore {
     if (!e) throw new NotFoundError(`pod sandbox ${id} not found`);
     this.meta.setNetwork(id, netnsPath, ips);
     e.info = { ...e.info, netnsPath, ips: [...ips] };
+  }
+
+  /** Notes the running sandbox process's pid (see SandboxEntry.pid). */
+  setPid(id: string, pid: number): void {
+    const e = this.table().get(id);
+    if (e) e.pid = pid;
   }
 
   /** Applies `ev` to the pod's status, persisting what changed; undefined when the pod is gone. */
