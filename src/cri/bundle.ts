@@ -13,6 +13,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type Spec, readSpecFile } from "../oci/spec.js";
 import { writeFileAtomicSync } from "../util/atomic-write.js";
+import type { Trash } from "./trash.js";
 import { type ContainerIoPaths, containerIoPaths } from "./io/container-logger.js";
 
 export class Bundles {
@@ -72,6 +73,16 @@ export class Bundles {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * Moves the bundle and the io dir into `trash` at once (deleted there in the background);
+   * whatever was mounted in the bundle must be unmounted first. Idempotent.
+   */
+  discard(id: string, trash: Trash): void {
+    this.specs.delete(id);
+    trash.put(this.dir(id));
+    trash.put(this.io(id).dir);
   }
 
   /** Removes the bundle (its rootfs must be unmounted) and the io dir. Idempotent. */

@@ -2,7 +2,7 @@
 // operation deps (one file per RPC under container/ and sandbox/), the exit monitor and the
 // stats service over their dependencies and exposes them as CRI handlers (see handlers.ts).
 // The composition root calls createPodRuntime(), then recover() before serving, and close()
-// at shutdown (shims and containers keep running).
+// at shutdown (shims and containers keep running; removals under way in the trash finish).
 import {
   ContainerStatsResponse,
   ContainerStatusResponse,
@@ -20,6 +20,7 @@ import {
   type PodSandbox,
   type PodSandboxFilter,
 } from "../gen/cri/runtime/v1/api.js";
+import { join } from "node:path";
 import { killStalePlugins } from "../network/index.js";
 import { InvalidArgumentError } from "../util/errors.js";
 import { Bundles } from "./bundle.js";
@@ -48,6 +49,7 @@ import { stopPodSandbox } from "./sandbox/stop.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
 import { sweepOrphans } from "./orphan-sweep.js";
 import { StatsService } from "./stats.js";
+import { Trash } from "./trash.js";
 import { ContainerStore, SandboxStore } from "./store/index.js";
 import { updatePodResources } from "./pod-resources.js";
 
@@ -59,11 +61,13 @@ export interface PodRuntime {
   listContainers(filter?: ContainerFilter): Promise<Container[]>;
   /** Reattaches to what survived a restart, finishes or rolls back interrupted work, starts reconciling. */
   recover(): Promise<void>;
-  close(): void;
+  /** Stops the background work; resolves once the directories in the trash are deleted. */
+  close(): Promise<void>;
 }
 
 export function createPodRuntime(ctx: CriContext): PodRuntime {
   const bundles = new Bundles(ctx.stateDir);
+  const trash = new Trash(join(ctx.stateDir, "trash"), ctx.log);
   const sandboxStore = new SandboxStore(ctx.pods);
   const containers: ContainerDeps = {
     store: new ContainerStore(ctx.containers),
@@ -71,6 +75,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     runtime: ctx.shims,
     images: ctx.images,
     bundles,
+    trash,
     events: ctx.events,
     podStatus: async (id) => sandboxStatusById(sandboxes, id),
     lock: new KeyedLock(),
@@ -221,6 +226,9 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       // A CNI ADD the killed berthd left running would finish after the rollback below: end it first.
       for (const p of await killStalePlugins(ctx.network.netnsDir))
         ctx.log.warn({ plugin: p }, "killed a CNI plugin a previous berthd left running");
+      // What removals a previous berthd left in the trash (killed before they ended).
+      const emptied = await trash.empty();
+      if (emptied.length > 0) ctx.log.info({ entries: emptied.length }, "emptied the trash a previous berthd left");
       const recovered = await ctx.shims.recover();
       ctx.log.info({ tasks: recovered.length }, "reattached to shims");
       const keep = await recoverSandboxes(sandboxes);
@@ -248,7 +256,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       // From now on a lost exit event is caught within one reconciliation interval.
       monitor.start();
     },
-    close() {
+    async close() {
       monitor.close();
       sandboxes.retries.close();
       containers.retries.close();
@@ -256,6 +264,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
         e.io?.close();
         e.io = undefined;
       }
+      await trash.settled();
     },
   };
 }

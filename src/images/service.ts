@@ -451,6 +451,15 @@ export class ImageService {
     if (this.snapshotter.exists(containerKey)) await this.snapshotter.remove(containerKey);
   }
 
+  /**
+   * Removes a container's snapshot record and moves its files out of the way (idempotent);
+   * returns where they are, for the caller to delete in the background (the snapshotter's
+   * start-up cleanup deletes them after a crash), or undefined when there was no snapshot.
+   */
+  detachRootfs(containerKey: string): string | undefined {
+    return this.snapshotter.exists(containerKey) ? this.snapshotter.detach(containerKey) : undefined;
+  }
+
   // ---------------------------------------------------------------- usage and GC
 
   /** Bytes and inodes of the content store and the snapshots (usage.ts). */

@@ -172,6 +172,10 @@ export abstract class DirSnapshotter implements Snapshotter {
   }
 
   async remove(key: string): Promise<void> {
+    await rm(this.detach(key), { recursive: true, force: true });
+  }
+
+  detach(key: string): string {
     const r = this.row(key);
     const children = this.meta.children(key);
     if (children.length > 0) {
@@ -189,7 +193,7 @@ export abstract class DirSnapshotter implements Snapshotter {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
       }
     });
-    await rm(doomed, { recursive: true, force: true });
+    return doomed;
   }
 
   async usage(key: string): Promise<Usage> {

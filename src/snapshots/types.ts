@@ -71,6 +71,12 @@ export interface Snapshotter {
   commit(name: string, key: string, opts?: { labels?: Record<string, string> }): Promise<void>;
   /** Removes a snapshot; FailedPreconditionError while it has children. */
   remove(key: string): Promise<void>;
+  /**
+   * remove() without the wait for the files: the record goes and the directory is moved out of
+   * the way (renamed, atomically with the record's deletion); returns where it now is, for the
+   * caller to delete (cleanup() does at the next start otherwise). Errors as remove().
+   */
+  detach(key: string): string;
   /** Usage of the snapshot's own layer (not its parents). */
   usage(key: string): Promise<Usage>;
   /** The directory a layer diff is applied into for active snapshot `key`, without mounting. */

@@ -5,8 +5,8 @@
 // handler, of both generations (Debian's 1.6, and 2.4's built from the module proxy, which
 // wants the bootstrap protocol on start and serves the task API v3).
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import Database from "better-sqlite3";
 import { ContainerState, PodSandboxState } from "../../src/gen/cri/runtime/v1/api.js";
@@ -111,3 +111,43 @@ for (const [handler, shim] of Object.entries(shims)) {
     assert.deepEqual(env.leftovers(), []);
   });
 }
+
+test("after a restart a pod's containers still join its namespaces; a removed container leaves no mount or dir; a trash a killed berthd left is emptied at start", async () => {
+  const pod = await env.runPod("trash");
+  env.d.kill("SIGKILL");
+  await env.d.exited;
+  await env.restart();
+  // CreateContainer names the sandbox's namespaces by its pid, which recovery learnt again.
+  const cid = await env.runContainer(pod, "short", ["sleep", "1000"]);
+  const hostname = await env.d.rt.execSync({ containerId: cid, cmd: ["hostname"], timeout: 10n });
+  assert.equal(hostname.stdout.toString(), "trash\n", "the container is in the pod's UTS namespace");
+
+  const bundle = join(env.d.state, "bundles", cid);
+  const rootfs = join(bundle, "rootfs");
+  const mountOf = () =>
+    readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .find((l) => l.split(" ")[4] === rootfs);
+  const mount = mountOf();
+  assert.ok(mount, "the rootfs is mounted while the container runs");
+  const upper = /upperdir=([^,\s]+)/.exec(mount)?.[1];
+  assert.ok(upper, `an overlay rootfs: ${mount}`);
+  const snapshot = dirname(upper);
+  assert.ok(existsSync(snapshot));
+  await env.d.rt.stopContainer({ containerId: cid, timeout: 0n });
+  assert.equal(mountOf(), undefined, "the rootfs is unmounted once the container's task is deleted");
+  await env.d.rt.removeContainer({ containerId: cid });
+  for (const p of [bundle, join(env.d.state, "io", cid), snapshot]) assert.equal(existsSync(p), false, `${p} is left`);
+
+  // What berthd moved to its trash and was killed before deleting.
+  const trash = join(env.d.state, "trash");
+  mkdirSync(join(trash, "left-by-a-crash", "rootfs", "etc"), { recursive: true });
+  writeFileSync(join(trash, "left-by-a-crash", "config.json"), "{}");
+  env.d.kill("SIGKILL");
+  await env.d.exited;
+  await env.restart();
+  assert.deepEqual(readdirSync(trash), [], "the trash is emptied before berthd serves");
+  await env.d.rt.stopPodSandbox({ podSandboxId: pod.id });
+  await env.d.rt.removePodSandbox({ podSandboxId: pod.id });
+  assert.deepEqual(env.leftovers(), []);
+});

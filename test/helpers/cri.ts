@@ -269,6 +269,9 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
       }
       await env.d.stop();
       const left = env.leftovers();
+      // A stopped berthd has deleted everything it moved to its trash (cri/trash.ts).
+      const trash = join(env.d.state, "trash");
+      if (existsSync(trash)) for (const f of readdirSync(trash)) left.push(`trash entry ${join(trash, f)}`);
       rmSync(dir, { recursive: true, force: true });
       // The bridge plugin creates the test's bridge and never deletes it: the test does.
       try {

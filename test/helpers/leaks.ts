@@ -28,7 +28,11 @@ export interface LeakScope {
   ipamDir?: string;
   /** Pod and container ids the test created: no cgroup, bundle or path may carry them. */
   ids?: Iterable<string>;
-  /** Processes allowed to name the dirs (a still-running berthd). */
+  /**
+   * Processes allowed to name the dirs (a still-running berthd). With any, the directories a
+   * running berthd is still deleting in the background (its trash, removed snapshots) are not
+   * reported; without, nothing may be left there (a stopped berthd waits for them).
+   */
   excludePids?: number[];
   /** Interrupted content ingests are resumable by design (after a crash): do not report them. */
   allowIngests?: boolean;
@@ -164,11 +168,28 @@ export function leaks(s: LeakScope): string[] {
   }
 
   tempFiles(s.root, 4, out);
+  if (!s.excludePids?.length) out.push(...pendingRemovals(s.root, s.state));
   if (!s.allowIngests) {
     for (const ingest of findDirs(s.root, "ingest", 3))
       for (const f of readdirSync(ingest)) out.push(`ingest ${join(ingest, f)}`);
   }
   return [...new Set(out)];
+}
+
+/** What berthd deletes in the background: its trash (cri/trash.ts) and snapshots moved away (removed-*). */
+function pendingRemovals(root: string, state: string): string[] {
+  const out: string[] = [];
+  const trash = join(state, "trash");
+  if (existsSync(trash)) for (const f of readdirSync(trash)) out.push(`trash entry ${join(trash, f)}`);
+  const snapshotters = join(root, "snapshots");
+  if (existsSync(snapshotters)) {
+    for (const sn of readdirSync(snapshotters)) {
+      const d = join(snapshotters, sn);
+      if (!lstatSync(d).isDirectory()) continue;
+      for (const f of readdirSync(d)) if (f.startsWith("removed-")) out.push(`removed snapshot ${join(d, f)}`);
+    }
+  }
+  return out;
 }
 
 /** Directories named `name` below `dir` (to `depth` levels, not following symlinks). */

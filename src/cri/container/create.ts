@@ -16,6 +16,7 @@ import { newId } from "../ids.js";
 import { prepareImageVolumes } from "../image-volumes.js";
 import type { Mount } from "../../snapshots/types.js";
 import type { ContainerEntry, SandboxEntry } from "../store/index.js";
+import { deleteContainerRecord } from "./remove.js";
 import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
 import { effectiveStopSignal } from "../stop-signal.js";
@@ -98,7 +99,7 @@ async function create(d: ContainerDeps, pod: SandboxEntry, config: ContainerConf
   }
   // Its image_ref, resolved here once rather than on every ContainerStatus.
   rememberImageRef(d, entry, generation, image.repoDigests[0] ?? imageId);
-  const undo: (() => unknown)[] = [() => d.store.delete(id), () => d.images.removeRootfs(id)];
+  const undo: (() => unknown)[] = [() => deleteContainerRecord(d, id)];
   try {
     await d.bundles.create(id, { rootfs: true });
     undo.push(() => d.bundles.remove(id));

@@ -9,6 +9,7 @@ import type { Logger } from "../../util/log.js";
 import type { Bundles } from "../bundle.js";
 import type { KeyedLock } from "../context.js";
 import type { RetryScheduler } from "../retry.js";
+import type { Trash } from "../trash.js";
 import type { ContainerStore, SandboxStore } from "../store/index.js";
 import type { TaskRuntime } from "../../runtime/index.js";
 import type { NriHooks } from "../../nri/hooks.js";
@@ -16,7 +17,7 @@ import type { NriHooks } from "../../nri/hooks.js";
 /** What containers need of the image service. */
 export type ContainerImages = Pick<
   ImageService,
-  "resolveId" | "status" | "prepareRootfs" | "stageRootfs" | "removeRootfs"
+  "resolveId" | "status" | "prepareRootfs" | "stageRootfs" | "removeRootfs" | "detachRootfs"
 > & {
   readonly snapshotter: { readonly name: string };
   /** Changes whenever an image record does; absent (a fake), nothing derived from images is kept. */
@@ -29,6 +30,8 @@ export interface ContainerDeps {
   runtime: TaskRuntime;
   images: ContainerImages;
   bundles: Bundles;
+  /** Where a removed container's directories go to be deleted in the background. */
+  trash: Trash;
   /** `listening` false: nobody streams events, so none need be built (absent: always built). */
   events: { publish(e: ContainerEventResponse): void; readonly listening?: boolean };
   /** The pod's status, for the container events sent to kubelet. */

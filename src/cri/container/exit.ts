@@ -7,6 +7,7 @@
 import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { dateNs, nowNs } from "../../util/clock.js";
 import { NotFoundError } from "../../util/errors.js";
+import { unmountAll } from "../../snapshots/mount.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import type { ContainerExit } from "../../metadata/containers.js";
 import { UNKNOWN_REASON, exitReason } from "../store/index.js";
@@ -99,6 +100,13 @@ async function finishExit(d: ContainerDeps, id: string): Promise<void> {
     }
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
+  }
+  // The task is gone: its rootfs is unmounted now, as containerd's shim does when it deletes
+  // a task, so RemoveContainer has no unmount to wait for (it tries again if this fails).
+  try {
+    unmountAll(d.bundles.rootfs(id));
+  } catch (err) {
+    d.log.warn({ err, container: id }, "unmounting an exited container's rootfs failed; RemoveContainer tries again");
   }
   const exit = { exitCode, finishedAt: dateNs(exitedAt) || nowNs(), reason: reasonFor(exitCode), message };
   if (!d.store.apply(id, { type: "task-deleted", exit })) return;

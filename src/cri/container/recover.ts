@@ -9,7 +9,7 @@ import { backoffMs } from "../retry.js";
 import { UNKNOWN_EXIT_CODE, UNKNOWN_REASON } from "../store/index.js";
 import type { ContainerDeps } from "./deps.js";
 import { handleContainerExit } from "./exit.js";
-import { cleanupContainerFiles } from "./remove.js";
+import { cleanupContainerFiles, deleteContainerRecord } from "./remove.js";
 import { waitExit } from "./stop.js";
 
 export async function recoverContainers(d: ContainerDeps): Promise<void> {
@@ -108,7 +108,7 @@ async function finishInterrupted(d: ContainerDeps, id: string, attempt: number):
       // bundle, which writes <bundle>/log.json, racing the bundle's removal (ENOTEMPTY).
       await e.exiting?.catch(() => {});
       await cleanupContainerFiles(d, id);
-      d.store.delete(id);
+      deleteContainerRecord(d, id);
       d.log.info(
         { container: id, phase },
         phase === "creating"

@@ -1,6 +1,8 @@
-// RemoveContainer: stops the container, deletes its task, unmounts and removes its rootfs,
-// bundle and fifos, then its record (containerd's container_remove.go). The log file stays, as
-// in containerd. OK when the container does not exist.
+// RemoveContainer: stops the container, deletes its task, unmounts its rootfs, moves its
+// bundle, fifos and snapshot out of the way (deleted in the background), then deletes its
+// record (containerd's container_remove.go). The log file stays, as in containerd. OK when the
+// container does not exist.
+import { existsSync } from "node:fs";
 import { idmapScratch, releaseIdmapScratch } from "../userns/rootfs.js";
 import { ContainerEventType } from "../../gen/cri/runtime/v1/api.js";
 import { unmountAll } from "../../snapshots/mount.js";
@@ -30,28 +32,50 @@ export async function removeContainer(d: ContainerDeps, ref: string): Promise<vo
 export async function removeEntry(d: ContainerDeps, id: string): Promise<void> {
   const e = d.store.get(id);
   if (!e) return;
-  d.store.apply(id, { type: "removing" });
-  await stopEntry(d, id, 0);
-  if (d.runtime.has(NS, id)) await d.runtime.delete(NS, id).catch(() => {});
+  // A task still to stop and delete: marked first, so that a crash meanwhile leaves a removal
+  // recovery finishes. Without one (exited, or never started), what follows is only moves and
+  // one transaction, each step idempotent: a crash in between leaves the container as it was
+  // for kubelet to remove again, so no mark (and no commit for it) is needed.
+  if (d.runtime.has(NS, id)) {
+    d.store.apply(id, { type: "removing" });
+    await stopEntry(d, id, 0);
+    if (d.runtime.has(NS, id)) await d.runtime.delete(NS, id).catch(() => {});
+  }
+  // An exit handling still in its last steps (it unmounts the rootfs too) ends first.
+  await e.exiting?.catch(() => {});
   e.io?.close();
   e.io = undefined;
   await cleanupContainerFiles(d, id);
   await notifyNri(d, id, (nri, p, c) => nri.removeContainer(p, c));
-  d.store.delete(id);
+  deleteContainerRecord(d, id);
   await publishContainerEvent(d, id, ContainerEventType.CONTAINER_DELETED_EVENT, e.info);
 }
 
-/** Unmounts and removes what a container has on disk (idempotent). */
-export async function cleanupContainerFiles(d: Pick<ContainerDeps, "bundles" | "images">, id: string): Promise<void> {
+/**
+ * Unmounts what a container has on disk and moves its bundle and io dir out of the way, to
+ * be deleted in the background (trash.ts): RemoveContainer waits for no recursive removal,
+ * as containerd's, whose garbage collector removes snapshot directories later. Idempotent: a
+ * removal interrupted anywhere is finished by calling it again.
+ */
+export async function cleanupContainerFiles(
+  d: Pick<ContainerDeps, "bundles" | "images" | "trash">,
+  id: string,
+): Promise<void> {
+  // Usually unmounted already, when its task was deleted (exit.ts): then one EINVAL.
   unmountAll(d.bundles.rootfs(id));
-  // The snapshot and the bundle are apart on disk: both are removed at once (the image
-  // volumes and the idmap scratch are mounted in the bundle, so they go before it).
-  const bundle = (async () => {
-    await removeImageVolumes(d.images, id, d.bundles.dir(id));
-    await releaseIdmapScratch(idmapScratch(d.bundles.dir(id)));
-    await d.bundles.remove(id);
-  })();
-  const [snapshot, rest] = await Promise.allSettled([d.images.removeRootfs(id), bundle]);
-  if (snapshot.status === "rejected") throw snapshot.reason;
-  if (rest.status === "rejected") throw rest.reason;
+  // The image volumes and the idmap scratch are mounted in the bundle: they go before it moves.
+  const bundle = d.bundles.dir(id);
+  await removeImageVolumes(d.images, id, bundle);
+  const scratch = idmapScratch(bundle);
+  if (existsSync(scratch)) await releaseIdmapScratch(scratch);
+  d.bundles.discard(id, d.trash);
+}
+
+/**
+ * Deletes the container's record and its snapshot's in one transaction (one commit to sync),
+ * last, after its files are out of the way; the snapshot's files go to the background too.
+ */
+export function deleteContainerRecord(d: Pick<ContainerDeps, "store" | "images" | "trash">, id: string): void {
+  const snapshot = d.store.deleteWith(id, () => d.images.detachRootfs(id));
+  if (snapshot) d.trash.removeLater(snapshot);
 }

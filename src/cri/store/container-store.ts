@@ -160,7 +160,20 @@ export class ContainerStore {
 
   /** Forgets the container (its row deleted). */
   delete(id: string): void {
-    this.meta.delete(id);
+    this.deleteWith(id, () => undefined);
+  }
+
+  /**
+   * Forgets the container, its row deleted in one transaction with what `alsoInTransaction`
+   * writes to the same database (a record the container owned, such as its snapshot's): one
+   * commit, and either both happen or neither. Returns what `alsoInTransaction` returns.
+   */
+  deleteWith<T>(id: string, alsoInTransaction: () => T): T {
+    const r = this.meta.transaction(() => {
+      const out = alsoInTransaction();
+      this.meta.delete(id);
+      return out;
+    });
     const e = this.table().get(id);
     e?.io?.close();
     this.table().delete(id);
@@ -169,5 +182,6 @@ export class ContainerStore {
       set?.delete(e);
       if (set?.size === 0) this.pods.delete(e.info.sandboxId);
     }
+    return r;
   }
 }

@@ -9,6 +9,7 @@ import { ContainerMetadata } from "../../../src/metadata/containers.js";
 import { openDatabase } from "../../../src/metadata/db.js";
 import { PodMetadata } from "../../../src/metadata/pods.js";
 import type { RuntimeEvent, TaskState } from "../../../src/runtime/index.js";
+import { Trash } from "../../../src/cri/trash.js";
 import { Bundles } from "../../../src/cri/bundle.js";
 import type { ContainerDeps } from "../../../src/cri/container/deps.js";
 import { CRI_NAMESPACE, KeyedLock } from "../../../src/cri/context.js";
@@ -130,6 +131,8 @@ export interface World {
   containers: ContainerDeps;
   sandboxes: SandboxDeps;
   events: ContainerEventResponse[];
+  /** The metadata database under the stores (in memory). */
+  db: ReturnType<typeof openDatabase>;
   close(): void;
 }
 
@@ -151,9 +154,11 @@ export function world(): World {
       status: async () => undefined,
       prepareRootfs: async () => [],
       removeRootfs: async () => {},
+      detachRootfs: () => undefined,
       snapshotter: { name: "fake" },
     } as unknown as ContainerDeps["images"],
     bundles,
+    trash: new Trash(join(dir, "trash"), log),
     events: { publish: (e) => events.push(e) },
     podStatus: async (id) => sandboxStatusById({ store: sandboxStore }, id),
     lock: new KeyedLock(),
@@ -180,6 +185,7 @@ export function world(): World {
     containers,
     sandboxes,
     events,
+    db,
     close() {
       for (const e of containers.store.list()) e.io?.close();
       containers.retries.close();
