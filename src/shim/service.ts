@@ -3,7 +3,8 @@
 // runtimes. A task's processes run under berth-monitors (launcher.ts), which hold their stdio
 // and exit statuses; a process's status changes only through its state table
 // (process-state.ts). This service checks requests, keeps the model and publishes events.
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 
 import {
@@ -132,8 +133,8 @@ export class TaskService {
     const namespace = this.ns(ctx);
     const runtimeCfg = runtimeConfigFrom(req.options, namespace, this.cfg.runtimeRootBase);
     const stateDir = processStateDir(this.cfg.root, this.cfg.group, req.id, "");
-    await rm(stateDir, { recursive: true, force: true });
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    rmSync(stateDir, { recursive: true, force: true });
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const record: ProcessRecord = {
       namespace,
       id: req.id,
@@ -390,9 +391,10 @@ export class TaskService {
     if (!req.spec || req.spec.value.length === 0) throw new InvalidArgumentError("exec: a process spec is required");
     const stateDir = processStateDir(this.cfg.root, this.cfg.group, req.id, req.execId);
     await this.removing.get(stateDir);
-    await rm(stateDir, { recursive: true, force: true });
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    await writeFile(join(stateDir, "process.json"), req.spec.value, { mode: 0o600 });
+    // Synchronous: a few small metadata operations cost less than as many thread-pool round trips.
+    rmSync(stateDir, { recursive: true, force: true });
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(stateDir, "process.json"), req.spec.value, { mode: 0o600 });
     const proc = new Proc(
       {
         namespace: task.namespace,

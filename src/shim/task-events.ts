@@ -1,7 +1,7 @@
 // What the shim tells the outside about its tasks: containerd task events through the
 // publisher, and lines in the shim's log (and the task's log fifo). It is also the watcher
 // of every process's monitor (launcher.ts): exits and OOMs become TaskExit and TaskOOM.
-import { access, writeFile } from "node:fs/promises";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { TaskExit, TaskOOM } from "../gen/containerd/events/task.js";
@@ -38,16 +38,16 @@ export class TaskEvents implements ProcessWatcher {
     proc.setExited(e);
     this.log(task, `${proc.execId ? `exec ${proc.execId}` : "init"} pid ${proc.pid} exited with status ${e.status}`);
     // An exit that happened while no shim was serving is published by the shim that
-    // re-adopts it; the marker keeps a restarted shim from publishing it twice.
+    // re-adopts it; the marker keeps a restarted shim from publishing it twice. Checked and
+    // written synchronously (a small file in the state dir): two thread-pool round trips held
+    // every TaskExit, and with it StopContainer, behind whatever else the pool was doing.
     const marker = join(proc.stateDir, "exit-published");
-    if (
-      await access(marker).then(
-        () => true,
-        () => false,
-      )
-    )
-      return;
-    await writeFile(marker, "").catch(() => {});
+    if (existsSync(marker)) return;
+    try {
+      writeFileSync(marker, "");
+    } catch {
+      // the state dir is gone (deleted meanwhile): publish anyway
+    }
     this.publish(task, Topics.exit, [
       "containerd.events.TaskExit",
       TaskExit,
