@@ -3,7 +3,7 @@
 // built under a temporary name and renamed into place inside the transaction that inserts
 // the row, so a crash leaves at worst an orphan directory, which cleanup() removes.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../metadata/db.js";
@@ -121,14 +121,22 @@ export abstract class DirSnapshotter implements Snapshotter {
     }
     return {
       commit: () => {
+        let placed: string | undefined;
         try {
           const id = this.meta.transaction(() => {
             const id = this.meta.insert(key, parent ?? null, kind, labels);
-            renameSync(tmp, this.dirOf({ id }));
+            const dir = this.dirOf({ id });
+            this.moveOrphanAside(dir);
+            renameSync(tmp, dir);
+            placed = dir;
             return id;
           });
+          placed = undefined; // recorded: the directory is the row's now
           return this.mountsOf({ ...this.row(key), id }, parents);
         } catch (err) {
+          // The transaction did not commit (a full disk fails the COMMIT after the rename):
+          // the directory goes back under its temporary name, for discard().
+          if (placed) renameSync(placed, tmp);
           if (isUniqueViolation(err)) throw new AlreadyExistsError(`snapshot ${key} already exists (${this.name})`);
           throw err;
         }
@@ -185,15 +193,37 @@ export abstract class DirSnapshotter implements Snapshotter {
     }
     // Rename first (with the row deletion, atomically) so a crash mid-rm leaves only an orphan.
     const doomed = join(this.root, `removed-${r.id}-${randomBytes(4).toString("hex")}`);
-    this.meta.transaction(() => {
-      this.meta.delete(key);
-      try {
-        renameSync(this.dirOf(r), doomed);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      }
-    });
+    let moved = false;
+    try {
+      this.meta.transaction(() => {
+        this.meta.delete(key);
+        try {
+          renameSync(this.dirOf(r), doomed);
+          moved = true;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        }
+      });
+    } catch (err) {
+      // The row stays (its deletion did not commit): so does its directory.
+      if (moved) renameSync(doomed, this.dirOf(r));
+      throw err;
+    }
     return doomed;
+  }
+
+  /**
+   * A directory at a freshly inserted row's place belongs to no record: the insert that last
+   * took this id was rolled back after its rename (a COMMIT that failed on a full disk, an
+   * enclosing transaction that failed, or a crash before cleanup() ran). SQLite hands a
+   * rolled-back id out again, and a rename onto a non-empty directory fails (ENOTEMPTY), so the
+   * orphan is moved aside and deleted.
+   */
+  private moveOrphanAside(dir: string): void {
+    if (!existsSync(dir)) return;
+    const aside = join(this.root, `removed-orphan-${randomBytes(4).toString("hex")}`);
+    renameSync(dir, aside);
+    void rm(aside, { recursive: true, force: true }).catch(() => {}); // else cleanup() at the next start
   }
 
   async usage(key: string): Promise<Usage> {
