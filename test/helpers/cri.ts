@@ -13,6 +13,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -268,7 +269,10 @@ export async function startCriEnv(o: CriEnvOptions): Promise<CriEnv> {
         await env.d.rt.removePodSandbox({ podSandboxId: p.id }, { deadlineMs: 120_000 }).catch(() => {});
       }
       await env.d.stop();
-      const left = env.leftovers();
+      // With every pod removed and berthd stopped, berth's shim holds no task: it idles out
+      // later, so the test ends it. One still holding a task (a container's bundle open, or a
+      // monitor child) would never exit: that is left behind.
+      const left = [...env.leftovers(), ...berthShimsHoldingTasks(env.d.socket, env.d.state)];
       // A stopped berthd has deleted everything it moved to its trash (cri/trash.ts).
       const trash = join(env.d.state, "trash");
       if (existsSync(trash)) for (const f of readdirSync(trash)) left.push(`trash entry ${join(trash, f)}`);
@@ -343,4 +347,51 @@ export async function containerPid(env: CriEnv, cid: string): Promise<number> {
 export function ppid(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+/**
+ * berth's shims serving the daemon at `socket` (node running dist/src/shim/main.js), all
+ * SIGKILLed; those that still held a task (an open file in the daemon's bundles, or a child
+ * such as a monitor) are returned as left behind.
+ */
+function berthShimsHoldingTasks(socket: string, state: string): string[] {
+  const out: string[] = [];
+  const bundles = join(state, "bundles") + "/";
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    let cmd: string[];
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue; // gone
+    }
+    if (!cmd.some((a) => a.endsWith("/shim/main.js")) || !cmd.includes(socket)) continue;
+    const held: string[] = [];
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        const target = readlinkOrEmpty(`/proc/${pid}/fd/${fd}`);
+        if (target.startsWith(bundles)) held.push(target);
+      }
+      for (const t of readdirSync(`/proc/${pid}/task`)) {
+        const kids = readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim();
+        if (kids) held.push(`children ${kids}`);
+      }
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (held.length > 0) out.push(`berth shim pid ${pid} still holding a task (${held.join(", ")}): ${cmd.join(" ")}`);
+    try {
+      process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+function readlinkOrEmpty(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return "";
+  }
 }
