@@ -11,7 +11,7 @@
 // first and mirrored only once the statement succeeded. berthd is the table's one writer and
 // builds one ContainerMetadata over it, so the copy never differs from the database.
 import { AlreadyExistsError } from "../util/errors.js";
-import { statements, type Db, type Statement } from "./db.js";
+import { statements, unsyncedTransaction, type Db, type Statement } from "./db.js";
 
 /** creating: CreateContainer in progress; created: it exists; removing: RemoveContainer in progress. */
 export type ContainerPhase = "creating" | "created" | "removing";
@@ -253,10 +253,11 @@ export class ContainerMetadata {
   /**
    * Runs `fn` in one transaction (a savepoint inside another), so its writes commit (and sync)
    * once. When it fails the mirror is dropped, to be read again: it may hold what was rolled back.
+   * `synced: false`: its commit is not synced by itself (db.ts unsyncedTransaction says when that is right).
    */
-  transaction<T>(fn: () => T): T {
+  transaction<T>(fn: () => T, opts: { synced?: boolean } = {}): T {
     try {
-      return this.db.transaction(fn)();
+      return opts.synced === false ? unsyncedTransaction(this.db, fn) : this.db.transaction(fn)();
     } catch (err) {
       this.rows = undefined;
       throw err;

@@ -127,6 +127,26 @@ export const migrations: Migration[] = [
   },
 ];
 
+/**
+ * Runs `fn` in one transaction whose commit is not synced by itself (synchronous=NORMAL for
+ * that commit only; WAL mode): it is written to the WAL, so it survives a crash of berthd, and
+ * the next synced commit syncs it too (the WAL is synced in order). A power cut before that
+ * may lose it. Only for a step that a synced commit of the same operation always follows, and
+ * whose loss at a power cut leaves nothing that recovery and the start-up sweeps do not handle.
+ * Inside another transaction, that one's commit decides.
+ */
+export function unsyncedTransaction<T>(db: Db, fn: () => T): T {
+  if (db.inTransaction) return db.transaction(fn)();
+  const sql = statements(db);
+  const level = sql("PRAGMA synchronous").pluck().get() as number;
+  sql("PRAGMA synchronous = NORMAL").run();
+  try {
+    return db.transaction(fn)();
+  } finally {
+    sql(`PRAGMA synchronous = ${level}`).run();
+  }
+}
+
 /** Opens (creating if needed) the database at `path` and applies pending migrations. ":memory:" works for tests. */
 export function openDatabase(path: string, list: Migration[] = migrations): Db {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });

@@ -109,20 +109,33 @@ export class ContainerStore {
 
   /** A new container (phase creating), persisted first. */
   insert(row: Omit<ContainerRow, "phase" | "startedAt" | "exit">): ContainerEntry {
-    return this.insertWith(row, () => undefined).entry;
+    return this.insertWith(row, () => undefined, { synced: true }).entry;
   }
 
   /**
    * insert(), its row written in one transaction with what `alsoInTransaction` writes to the
    * same database (a record the container owns, such as its snapshot's): one commit, and
    * either both happen or neither. Returns the entry and what `alsoInTransaction` returns.
+   *
+   * Not synced by itself unless `synced`: CreateContainer always ends in a synced commit (the
+   * container CREATED, or its undo deleting it), which syncs this one too, and a power cut
+   * before that loses only a 'creating' record, whose files the start-up sweeps remove without
+   * it (a snapshot dir no record names, a bundle under the state dir). A crash of berthd loses
+   * nothing: the commit is in the WAL.
    */
-  insertWith<T>(row: Omit<ContainerRow, "phase" | "startedAt" | "exit">, alsoInTransaction: () => T): { entry: ContainerEntry; also: T } {
+  insertWith<T>(
+    row: Omit<ContainerRow, "phase" | "startedAt" | "exit">,
+    alsoInTransaction: () => T,
+    opts: { synced?: boolean } = {},
+  ): { entry: ContainerEntry; also: T } {
     const full: ContainerRow = { ...row, phase: "creating", startedAt: 0n, exit: undefined };
-    const also = this.meta.transaction(() => {
-      this.meta.insert(full);
-      return alsoInTransaction();
-    });
+    const also = this.meta.transaction(
+      () => {
+        this.meta.insert(full);
+        return alsoInTransaction();
+      },
+      { synced: opts.synced ?? false },
+    );
     const e = entryOf(full);
     this.table();
     this.add(e);
