@@ -13,7 +13,8 @@
 //   node dist/bench/memory-idle.bench.js [settle seconds, default 5] [pods, default 20] [churn, default 40]
 // Node flags to try instead of the defaults: BERTHD_NODE_FLAGS (berthd, read by the test helper
 // instead of bin/berthd's shebang) and BERTH_SHIM_NODE_FLAGS (the serving shim, read by
-// `containerd-shim-berth-v2 start`), e.g. BERTH_SHIM_NODE_FLAGS="" for none.
+// `containerd-shim-berth-v2 start`), e.g. BERTH_SHIM_NODE_FLAGS="" for none. BENCH_HEAP_SNAPSHOT=1:
+// heap snapshots of berthd (see heapSnapshot).
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadavg, memOf, shimPids, sumMem, type Mem } from "./lib/memory.js";
@@ -29,6 +30,33 @@ const fmt = (m: Mem) => `RSS ${mib(m.rssKiB).padStart(6)} MiB  PSS ${mib(m.pssKi
 
 function row(label: string, m: Mem, extra = ""): void {
   console.log(`${label.padEnd(34)} ${fmt(m)}${extra}`);
+}
+
+/**
+ * Where a process's PSS lies (/proc/PID/smaps): private memory (the V8 heap, malloc, stacks;
+ * what the process alone costs) against its share of the node binary's pages, which every
+ * node process on the machine splits (so it moves with what else runs), and the rest
+ * (shared libraries, the SQLite and native addon files).
+ */
+function breakdown(pid: number): string {
+  let smaps: string;
+  try {
+    smaps = readFileSync(`/proc/${pid}/smaps`, "utf8");
+  } catch {
+    return "";
+  }
+  let priv = 0;
+  let nodePss = 0;
+  let otherShared = 0;
+  for (const block of smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const path = block.slice(0, block.indexOf("\n")).split(/\s+/)[5] ?? "";
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(block)?.[1] ?? 0);
+    const p = kb("Private_Clean") + kb("Private_Dirty");
+    priv += p;
+    if (path === process.execPath) nodePss += kb("Pss") - p;
+    else otherShared += kb("Pss") - p;
+  }
+  return `  (private ${mib(priv)}, node binary's share ${mib(nodePss)}, other shared ${mib(otherShared)})`;
 }
 
 /** utime + stime of a process in ms (/proc/PID/stat; clock ticks are 100 Hz on Linux). */
@@ -55,6 +83,19 @@ function cpuSpent(env: CriEnv, before: ReturnType<typeof cpuNow>): string {
   return `berthd ${after.daemon - before.daemon} ms, shim side ${shims} ms`;
 }
 
+/**
+ * With BENCH_HEAP_SNAPSHOT=1, has berthd write a heap snapshot (idle and after the churn, each
+ * after its row is measured), for a look at what stays; BERTHD_NODE_FLAGS must then include
+ * --heapsnapshot-signal=SIGUSR2 (and --diagnostic-dir=DIR for where).
+ */
+async function heapSnapshot(pid: number): Promise<void> {
+  if (!process.env.BENCH_HEAP_SNAPSHOT) return;
+  console.log(`berthd ${pid}: heap snapshot`);
+  await sleep(3000);
+  process.kill(pid, "SIGUSR2");
+  await sleep(15_000);
+}
+
 async function inBatches<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map(fn));
 }
@@ -78,11 +119,12 @@ async function main(): Promise<void> {
   console.log(`load average at start: ${loadavg()}`);
   try {
     await sleep(settleMs);
-    row("berthd idle", memOf(d.pid));
+    row("berthd idle", memOf(d.pid), breakdown(d.pid));
+    await heapSnapshot(d.pid);
 
     await removePod(env, (await env.runPod("mem-idle")).id);
     await sleep(settleMs);
-    row("berthd after one pod", memOf(d.pid));
+    row("berthd after one pod", memOf(d.pid), breakdown(d.pid));
     for (const pid of shimPids(d.socket)) row(`shim ${pid} idle`, memOf(pid));
 
     await d.img.pullImage({ image: { image: env.images.busybox } }, { deadlineMs: 120_000 });
@@ -100,7 +142,7 @@ async function main(): Promise<void> {
     await sleep(settleMs);
     const side = shimSide(env);
     const daemonWith = memOf(d.pid);
-    row(`berthd with ${podCount} pods`, daemonWith);
+    row(`berthd with ${podCount} pods`, daemonWith, breakdown(d.pid));
     row(`shim side with ${podCount} pods`, side.mem, `  (${side.count} processes)`);
     row(`total with ${podCount} pods`, {
       rssKiB: daemonWith.rssKiB + side.mem.rssKiB,
@@ -120,7 +162,8 @@ async function main(): Promise<void> {
     await inBatches(churn, 8, async (n) => removePod(env, (await env.runPod(n)).id));
     console.log(`CPU for a ${churnCount}-pod churn: ${cpuSpent(env, cpu)}`);
     await sleep(settleMs);
-    row(`berthd after a ${churnCount}-pod churn`, memOf(d.pid));
+    row(`berthd after a ${churnCount}-pod churn`, memOf(d.pid), breakdown(d.pid));
+    await heapSnapshot(d.pid);
     for (const pid of shimPids(d.socket)) row(`shim ${pid} after the churn`, memOf(pid));
     console.log(`load average at end: ${loadavg()}`);
   } finally {
