@@ -1,6 +1,7 @@
 // The floor of a unary CRI call's server cost under two gRPC servers: a bare grpc-js server
 // (bench/lib/bare-version-server.ts) and a bare gRPC server on node:http2 directly
-// (bench/lib/bare-h2-version-server.ts), both answering Version, both driven by the same
+// (bench/lib/bare-h2-version-server.ts) and berth's H2GrpcServer with berthd's call wrapper
+// (bench/lib/berth-h2-version-server.ts), all answering Version, all driven by the same
 // grpc-go client (test/go/cri-read-bench, k8s.io/cri-client as kubelet). Server CPU per call is
 // utime+stime over the loop (warm-up included) / calls; targets alternate round by round, or
 // run at the same time with --paired (same machine load for both CPU figures).
@@ -71,6 +72,7 @@ const servers: Server[] = [];
 try {
   servers.push(await start("bare grpc-js", "./lib/bare-version-server.js"));
   servers.push(await start("bare node:http2", "./lib/bare-h2-version-server.js"));
+  servers.push(await start("berth H2GrpcServer", "./lib/berth-h2-version-server.js"));
   const p50s = new Map<string, number[]>();
   const cpu = new Map<string, number>();
   const measure = async (group: Server[]) => {
@@ -89,8 +91,8 @@ try {
     `Version, ${o.rounds} rounds x ${calls} calls (+${warmup} warm-up)${o.paired ? ", paired" : ""}, grpc-go k8s.io/cri-client`,
   );
   console.log(`load average before ${loadBefore}, after ${loadavg()}`);
-  console.log(`| server           | p50 µs (median of rounds) | server CPU µs/call |`);
-  console.log(`|------------------|--------------------------:|-------------------:|`);
+  console.log(`| server              | p50 µs (median of rounds) | server CPU µs/call |`);
+  console.log(`|---------------------|--------------------------:|-------------------:|`);
   for (const s of servers) {
     const perCall = cpu.get(s.name)! / (Number(o.rounds) * (calls + warmup));
     console.log(

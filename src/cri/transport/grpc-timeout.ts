@@ -15,6 +15,3 @@ export function parseGrpcTimeout(value: string | string[] | undefined): number |
   if (!m) throw new Error(`malformed grpc-timeout ${JSON.stringify(v)}`);
   return Number(m[1]) * UNIT_MS[m[2]!]!;
 }
-
-/** Node's timers take at most 2^31-1 ms; a longer deadline (99999999H) is no deadline. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -4,11 +4,13 @@
 import type { Metadata } from "@grpc/grpc-js";
 import type { OutgoingHttpHeaders } from "node:http2";
 
-/** The response headers of a call that sends messages. */
+/**
+ * The response headers of a call that sends messages. grpc-accept-encoding is sent only with
+ * a refused encoding (h2-grpc-server.ts): every header costs on every call.
+ */
 export const RESPONSE_HEADERS: Readonly<OutgoingHttpHeaders> = Object.freeze({
   ":status": 200,
   "content-type": "application/grpc",
-  "grpc-accept-encoding": "identity,gzip",
 });
 
 /** The trailers of a call that ended OK without metadata: one frozen object, no per-call work. */

@@ -13,7 +13,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from
 import { Readable } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import { encodeMessage, MessageReader, MessageTooLargeError, type RawMessage } from "./grpc-frame.js";
-import { MAX_TIMER_MS } from "./grpc-timeout.js";
+import type { Clear, Deadlines } from "./deadlines.js";
 import { OK_TRAILERS, RESPONSE_HEADERS, statusHeaders, trailersOnly } from "./grpc-trailers.js";
 
 /** What a call needs to know of its method and server. */
@@ -22,6 +22,7 @@ export interface CallSetup {
   headers: IncomingHttpHeaders;
   /** Milliseconds from now, or undefined for none. */
   timeoutMs: number | undefined;
+  deadlines: Deadlines;
   /** The request's grpc-encoding when it is gzip; messages with the compressed flag need it. */
   gzip: boolean;
   maxRecv: number;
@@ -54,22 +55,25 @@ export class CallCore {
   cancelled = false;
   private headersSent = false;
   private trailers: OutgoingHttpHeaders = OK_TRAILERS;
-  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly clearDeadline: Clear | undefined;
+  readonly deadlineAt: number;
   onCancel: (() => void) | undefined;
 
   constructor(readonly setup: CallSetup) {
     const { stream, timeoutMs } = setup;
     stream.once("close", () => {
-      if (this.timer) clearTimeout(this.timer);
+      this.clearDeadline?.();
       if (!this.done) this.cancel();
     });
-    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
-      this.timer = setTimeout(() => {
-        if (this.done) return;
-        this.sendStatus(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
-        this.cancel();
-      }, timeoutMs);
-    }
+    this.deadlineAt = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
+    if (timeoutMs !== undefined) this.clearDeadline = setup.deadlines.watch(this, timeoutMs);
+  }
+
+  /** The deadline passed (Deadlines calls this). */
+  expire(): void {
+    if (this.done) return;
+    this.sendStatus(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+    this.cancel();
   }
 
   private cancel(): void {
@@ -157,7 +161,7 @@ export class CallCore {
     const framed = this.frame(value);
     if (framed === undefined) return;
     this.done = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.clearDeadline?.();
     if (this.respond()) this.setup.stream.end(framed);
   }
 
@@ -165,7 +169,7 @@ export class CallCore {
   sendStatus(code: number, message: string, metadata?: Metadata): void {
     if (this.done) return;
     this.done = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.clearDeadline?.();
     const { stream } = this.setup;
     if (stream.destroyed || stream.closed) return;
     if (!this.headersSent) {
@@ -222,14 +226,21 @@ function readOne(core: CallCore, run: (request: unknown) => void): void {
   });
 }
 
-/** A unary call (grpc-js ServerUnaryCall's used subset). */
-export class H2UnaryCall extends EventEmitter {
+/**
+ * A unary call (grpc-js ServerUnaryCall's used subset). Not an EventEmitter: its one event is
+ * 'cancelled', almost never listened to, and an emitter per call was a visible part of a read.
+ */
+export class H2UnaryCall {
   request: unknown = undefined;
   private md: Metadata | undefined;
+  private cancelListeners: (() => void)[] | undefined;
 
   constructor(readonly core: CallCore) {
-    super();
-    core.onCancel = () => this.emit("cancelled");
+    core.onCancel = () => {
+      const ls = this.cancelListeners;
+      this.cancelListeners = undefined;
+      if (ls) for (const fn of ls) fn();
+    };
   }
 
   get cancelled(): boolean {
@@ -238,6 +249,26 @@ export class H2UnaryCall extends EventEmitter {
 
   get metadata(): Metadata {
     return (this.md ??= metadataOf(this.core.setup.headers));
+  }
+
+  /** 'cancelled' fires at most once, so on and once are the same. */
+  once(event: "cancelled", fn: () => void): this {
+    if (event === "cancelled" && !this.core.cancelled) (this.cancelListeners ??= []).push(fn);
+    return this;
+  }
+
+  on(event: "cancelled", fn: () => void): this {
+    return this.once(event, fn);
+  }
+
+  off(event: "cancelled", fn: () => void): this {
+    const i = event === "cancelled" ? (this.cancelListeners?.indexOf(fn) ?? -1) : -1;
+    if (i >= 0) this.cancelListeners!.splice(i, 1);
+    return this;
+  }
+
+  listenerCount(event: string): number {
+    return event === "cancelled" ? (this.cancelListeners?.length ?? 0) : 0;
   }
 
   /** Reads the request and runs the grpc-js style handler with it. */

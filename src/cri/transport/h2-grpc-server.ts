@@ -22,6 +22,7 @@ import {
 import { createServer as createNetServer, type Server as NetServer } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../util/log.js";
+import { Deadlines } from "./deadlines.js";
 import { parseGrpcTimeout } from "./grpc-timeout.js";
 import { trailersOnly } from "./grpc-trailers.js";
 import { CallCore, H2ReadableCall, H2UnaryCall, H2WritableCall, type CallSetup } from "./h2-call.js";
@@ -52,6 +53,7 @@ export class H2GrpcServer {
   private readonly http2: Http2Server;
   private readonly routes = new Map<string, Route>();
   private readonly sessions = new Set<Http2Session>();
+  private readonly deadlines = new Deadlines();
   private shuttingDown = false;
   private drained: (() => void) | undefined;
   /** A listener of its own (listen()); berthd uses GrpcUnixListener instead. */
@@ -185,6 +187,7 @@ export class H2GrpcServer {
       stream,
       headers,
       timeoutMs,
+      deadlines: this.deadlines,
       gzip: encoding === "gzip",
       maxRecv: this.opts.maxRecvMessageSize,
       maxSend: this.opts.maxSendMessageSize,
