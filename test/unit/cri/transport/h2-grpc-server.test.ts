@@ -326,3 +326,17 @@ test("graceful shutdown: an in-flight call finishes, then the shutdown completes
     s2.forceShutdown();
   }
 });
+
+test("raw HTTP/2: a keepalive PING is answered", async () => {
+  const session = connect("http://localhost", { createConnection: () => netConnect(socket) });
+  try {
+    await new Promise((resolve) => session.once("connect", resolve));
+    const payload = Buffer.from("berthpng");
+    const echoed = await new Promise<Buffer>((resolve, reject) =>
+      session.ping(payload, (err, _ms, p) => (err ? reject(err) : resolve(p))),
+    );
+    assert.deepEqual(echoed, payload);
+  } finally {
+    session.close();
+  }
+});
