@@ -73,7 +73,10 @@ export class Trash {
       await Promise.all(
         batch.map((path) =>
           this.remove(path, mounts).catch((err: unknown) =>
-            this.log.warn({ err, path }, "deleting a removed container's directory failed; berthd tries again at start"),
+            this.log.warn(
+              { err, path },
+              "deleting a removed container's directory failed; berthd tries again at start",
+            ),
           ),
         ),
       );

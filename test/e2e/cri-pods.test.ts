@@ -364,7 +364,9 @@ describe("security context", () => {
     // (/proc/timer_list rather than /proc/kcore: kernels without CONFIG_PROC_KCORE have none.)
     const probe = `test -c /proc/timer_list && echo timer_list-masked; awk '$2 == "/proc/sys" && $4 ~ /^ro/ { print "sys-ro" }' /proc/mounts`;
     const byDefault = await env.runContainer(pod, "proc-default", ["sleep", "1000"], {
-      linux: { securityContext: { maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] } },
+      linux: {
+        securityContext: { maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] },
+      },
     });
     assert.equal((await sh(byDefault, probe)).stdout.toString(), "timer_list-masked\nsys-ro\n");
     const unmasked = await env.runContainer(pod, "proc-unmasked", ["sleep", "1000"], {
