@@ -30,7 +30,7 @@ export type CriGrpcServer = grpc.Server | H2GrpcServer;
 
 export interface CriServerOptions {
   log: Logger;
-  /** "node-http2": berth's own (transport/h2-grpc-server.ts); default "grpc-js". */
+  /** Default "node-http2": berth's own (transport/h2-grpc-server.ts); "grpc-js" keeps grpc-js's server. */
   server?: GrpcServerKind;
   /** Bytes; kubelet sends and accepts up to 16 MiB. */
   maxRecvMessageSize: number;
@@ -253,15 +253,15 @@ export const imageMethods = Object.keys(ImageServiceService);
 /** A gRPC server serving both CRI services with the given handlers; not yet bound. */
 export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): CriGrpcServer {
   const server =
-    opts.server === "node-http2"
-      ? new H2GrpcServer({
+    opts.server === "grpc-js"
+      ? new grpc.Server({
+          "grpc.max_receive_message_length": opts.maxRecvMessageSize,
+          "grpc.max_send_message_length": opts.maxSendMessageSize,
+        })
+      : new H2GrpcServer({
           log: opts.log.child({ component: "grpc" }),
           maxRecvMessageSize: opts.maxRecvMessageSize,
           maxSendMessageSize: opts.maxSendMessageSize,
-        })
-      : new grpc.Server({
-          "grpc.max_receive_message_length": opts.maxRecvMessageSize,
-          "grpc.max_send_message_length": opts.maxSendMessageSize,
         });
   const log = opts.log.child({ component: "cri" });
   const service = { log, observer: handlers.observer };

@@ -67,7 +67,7 @@ export const configSchema = section("berthd configuration", {
     shutdown_timeout: duration("5s", "On SIGTERM/SIGINT, how long in-flight calls may run before they are cut off."),
     server: oneOf(
       ["node-http2", "grpc-js"],
-      "grpc-js",
+      "node-http2",
       "gRPC server: berth's own on node:http2 (cheaper per call) or @grpc/grpc-js's.",
     ),
   }),
