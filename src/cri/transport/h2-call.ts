@@ -61,7 +61,8 @@ export class CallCore {
 
   constructor(readonly setup: CallSetup) {
     const { stream, timeoutMs } = setup;
-    stream.once("close", () => {
+    // 'close' comes once: `on` spares the wrapper `once` makes on every call.
+    stream.on("close", () => {
       this.clearDeadline?.();
       if (!this.done) this.cancel();
     });
