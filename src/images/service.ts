@@ -452,12 +452,14 @@ export class ImageService {
   }
 
   /**
-   * Removes a container's snapshot record and moves its files out of the way (idempotent);
-   * returns where they are, for the caller to delete in the background (the snapshotter's
-   * start-up cleanup deletes them after a crash), or undefined when there was no snapshot.
+   * Removes a container's snapshot in two steps (Snapshotter.forget): the record is deleted now,
+   * in the caller's transaction; the returned function, called once that committed, moves the
+   * files out of the way and returns where they are, for the caller to delete in the background
+   * (the snapshotter's start-up cleanup deletes them after a crash). Undefined when there is no
+   * snapshot.
    */
-  detachRootfs(containerKey: string): string | undefined {
-    return this.snapshotter.exists(containerKey) ? this.snapshotter.detach(containerKey) : undefined;
+  forgetRootfs(containerKey: string): (() => string | undefined) | undefined {
+    return this.snapshotter.exists(containerKey) ? this.snapshotter.forget(containerKey) : undefined;
   }
 
   // ---------------------------------------------------------------- usage and GC

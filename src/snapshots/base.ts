@@ -183,7 +183,25 @@ export abstract class DirSnapshotter implements Snapshotter {
     await rm(this.detach(key), { recursive: true, force: true });
   }
 
-  detach(key: string): string {
+  forget(key: string): () => string | undefined {
+    const r = this.removable(key);
+    this.meta.transaction(() => this.meta.delete(key));
+    return () => {
+      // Synchronously after the caller's commit: no insert can take the id (and its directory
+      // name) meanwhile. A crash before it leaves a directory no row names: cleanup() at start.
+      const doomed = join(this.root, `removed-${r.id}-${randomBytes(4).toString("hex")}`);
+      try {
+        renameSync(this.dirOf(r), doomed);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw err;
+      }
+      return doomed;
+    };
+  }
+
+  /** The row of `key`, which must have no children to be removed. */
+  private removable(key: string): SnapshotRow {
     const r = this.row(key);
     const children = this.meta.children(key);
     if (children.length > 0) {
@@ -191,6 +209,11 @@ export abstract class DirSnapshotter implements Snapshotter {
         `snapshot ${key} has ${children.length} child snapshot(s) (${children[0]}, ...); remove them first`,
       );
     }
+    return r;
+  }
+
+  detach(key: string): string {
+    const r = this.removable(key);
     // Rename first (with the row deletion, atomically) so a crash mid-rm leaves only an orphan.
     const doomed = join(this.root, `removed-${r.id}-${randomBytes(4).toString("hex")}`);
     let moved = false;

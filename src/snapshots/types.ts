@@ -77,6 +77,14 @@ export interface Snapshotter {
    * caller to delete (cleanup() does at the next start otherwise). Errors as remove().
    */
   detach(key: string): string;
+  /**
+   * remove() in two steps for a caller whose own transaction deletes its record with the
+   * snapshot's: the row is deleted now (a savepoint inside the caller's open transaction), and
+   * the returned function, called once that transaction committed, moves the directory out of
+   * the way and returns where it is now, for the caller to delete (undefined: no directory).
+   * If the caller's transaction does not commit, row and directory both stay. Errors as remove().
+   */
+  forget(key: string): () => string | undefined;
   /** Usage of the snapshot's own layer (not its parents). */
   usage(key: string): Promise<Usage>;
   /** The directory a layer diff is applied into for active snapshot `key`, without mounting. */

@@ -17,7 +17,7 @@ import type { NriHooks } from "../../nri/hooks.js";
 /** What containers need of the image service. */
 export type ContainerImages = Pick<
   ImageService,
-  "resolveId" | "status" | "prepareRootfs" | "stageRootfs" | "removeRootfs" | "detachRootfs"
+  "resolveId" | "status" | "prepareRootfs" | "stageRootfs" | "removeRootfs" | "forgetRootfs"
 > & {
   readonly snapshotter: { readonly name: string };
   /** Changes whenever an image record does; absent (a fake), nothing derived from images is kept. */

@@ -73,9 +73,11 @@ export async function cleanupContainerFiles(
 
 /**
  * Deletes the container's record and its snapshot's in one transaction (one commit to sync),
- * last, after its files are out of the way; the snapshot's files go to the background too.
+ * last, after its files are out of the way; once that committed, the snapshot's files are moved
+ * aside and go to the background too (if it does not commit, record and snapshot both stay).
  */
 export function deleteContainerRecord(d: Pick<ContainerDeps, "store" | "images" | "trash">, id: string): void {
-  const snapshot = d.store.deleteWith(id, () => d.images.detachRootfs(id));
+  const moveFiles = d.store.deleteWith(id, () => d.images.forgetRootfs(id));
+  const snapshot = moveFiles?.();
   if (snapshot) d.trash.removeLater(snapshot);
 }

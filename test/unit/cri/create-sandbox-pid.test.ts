@@ -16,7 +16,7 @@ beforeEach(() => {
     resolveId: () => "sha256:img",
     status: async () => ({ id: "sha256:img", repoDigests: [], config: {} }),
     stageRootfs: async () => ({ commit: () => [], discard: async () => {} }),
-    detachRootfs: () => undefined,
+    forgetRootfs: () => undefined,
   });
 });
 afterEach(async () => {

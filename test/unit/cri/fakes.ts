@@ -154,7 +154,7 @@ export function world(): World {
       status: async () => undefined,
       prepareRootfs: async () => [],
       removeRootfs: async () => {},
-      detachRootfs: () => undefined,
+      forgetRootfs: () => undefined,
       snapshotter: { name: "fake" },
     } as unknown as ContainerDeps["images"],
     bundles,

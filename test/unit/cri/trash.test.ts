@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, test } from "node:test";
 import { ContainerConfig } from "../../../src/gen/cri/runtime/v1/api.js";
 import { cleanupContainerFiles, removeContainer } from "../../../src/cri/container/remove.js";
 import { ContainerMetadata } from "../../../src/metadata/containers.js";
+import { NativeSnapshotter } from "../../../src/snapshots/native.js";
 import { FailedPreconditionError } from "../../../src/util/errors.js";
 import { Trash, mountsBelow } from "../../../src/cri/trash.js";
 import { silentLogger } from "../../../src/util/log.js";
@@ -81,10 +82,12 @@ describe("RemoveContainer's cleanup", () => {
     w = world();
     detached = [];
     doomedSnapshot = join(w.containers.bundles.dir("x"), "..", "..", "snapshot-removed-1");
-    w.containers.images.detachRootfs = (key: string) => {
+    w.containers.images.forgetRootfs = (key: string) => {
       detached.push(key);
-      tree(doomedSnapshot); // what the snapshotter renamed out of the way
-      return doomedSnapshot;
+      return () => {
+        tree(doomedSnapshot); // what the snapshotter renamed out of the way
+        return doomedSnapshot;
+      };
     };
   });
   afterEach(() => w.close());
@@ -133,7 +136,7 @@ describe("RemoveContainer's cleanup", () => {
 
   test("the record and the snapshot's go in one transaction: a snapshot that cannot go keeps the record", async () => {
     const id = await created();
-    w.containers.images.detachRootfs = () => {
+    w.containers.images.forgetRootfs = () => {
       throw new FailedPreconditionError("snapshot has children");
     };
     await assert.rejects(removeContainer(w.containers, id), FailedPreconditionError);
@@ -141,5 +144,39 @@ describe("RemoveContainer's cleanup", () => {
     const reloaded = new ContainerMetadata(w.db).get(id);
     assert.ok(reloaded, "the row was deleted without its snapshot's");
     await w.containers.trash.settled();
+  });
+
+  test("a real snapshot: when the deletion's commit fails (a full disk), both rows and the snapshot's files stay; the next RemoveContainer finishes", async () => {
+    const id = await created();
+    const root = join(w.containers.trash.dir, "..", "snap");
+    const snap = new NativeSnapshotter(w.db, root);
+    await snap.prepare(id);
+    w.containers.images.forgetRootfs = (key: string) => (snap.exists(key) ? snap.forget(key) : undefined);
+    // The next container-store transaction runs its body, then fails as a full disk fails its COMMIT.
+    type Tx = <T>(fn: () => T, opts?: { synced?: boolean }) => T;
+    const meta = (w.containers.store as unknown as { meta: { transaction: Tx } }).meta;
+    const real = meta.transaction.bind(meta);
+    meta.transaction = (<T>(fn: () => T, opts?: { synced?: boolean }): T => {
+      meta.transaction = real;
+      return real(() => {
+        fn();
+        throw Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+      }, opts);
+    }) as Tx;
+    await assert.rejects(removeContainer(w.containers, id), /disk is full/);
+    assert.ok(w.containers.store.get(id), "the container's record stays");
+    assert.ok(new ContainerMetadata(w.db).get(id), "the container's row stays");
+    assert.ok(snap.exists(id), "the snapshot's row stays");
+    assert.deepEqual(readdirSync(join(root, "snapshots")), ["1"], "the snapshot's directory stays where its row says");
+    await removeContainer(w.containers, id);
+    assert.equal(w.containers.store.get(id), undefined);
+    assert.equal(snap.exists(id), false);
+    await w.containers.trash.settled();
+    assert.deepEqual(readdirSync(join(root, "snapshots")), []);
+    assert.deepEqual(
+      readdirSync(root).filter((n) => n !== "snapshots"),
+      [],
+      "nothing moved aside is left",
+    );
   });
 });
