@@ -1,6 +1,7 @@
-// berthd's gRPC socket: its own net.Server on the unix socket, handing each connection to
-// the gRPC server (berth's H2GrpcServer or grpc-js through a connection injector), so that requests with any :authority are served (see
-// authority.ts for what nghttp2 refuses and why grpc-go clients send it).
+// berthd's gRPC socket: its own net.Server on the unix socket, handing each connection to the
+// gRPC server (berth's H2GrpcServer, or grpc-js through a connection injector), so that
+// requests with any :authority are served (see authority.ts for what nghttp2 refuses and why
+// grpc-go clients send it).
 //
 // Cost: Node's HTTP/2 wraps anything that is not a net.Socket in a JS stream adapter, which alone
 // added about a fifth to a unary call's latency in a first measurement. So a connection is only
@@ -65,19 +66,19 @@ export class GrpcUnixListener {
 
   /**
    * Stops accepting connections and drops those still in the look-ahead (no call of theirs has
-   * reached grpc-js). Connections already handed over are drained by the grpc-js server's
+   * reached the server). Connections already handed over are drained by the gRPC server's
    * tryShutdown / forceShutdown; destroyAll() ends whatever is left after that.
    */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     // The listening socket closes now (its path is unlinked); the server's 'close' event would
-    // wait for every accepted connection, which is the grpc-js shutdown's business.
+    // wait for every accepted connection, which is the gRPC server's shutdown's business.
     this.netServer.close();
     for (const s of this.lookingAhead) s.destroy();
   }
 
-  /** Destroys every connection still open (after the grpc-js server's shutdown). */
+  /** Destroys every connection still open (after the gRPC server's shutdown). */
   destroyAll(): void {
     this.injector.destroy();
     for (const s of this.sockets) s.destroy();
