@@ -1,7 +1,7 @@
 // Creating a task: find or start its shim (joining a warm berth shim when there is one),
 // record the task durably before Create so a crash leaves something recover() finds, then
 // Create in the shim. Whatever was made is undone when a step fails, as containerd does.
-import { access, constants, writeFile } from "node:fs/promises";
+import { accessSync, constants, writeFileSync } from "node:fs";
 import { basename, isAbsolute, join, resolve } from "node:path";
 
 import { AlreadyExistsError, InvalidArgumentError, UnavailableError } from "../util/errors.js";
@@ -34,7 +34,7 @@ export class TaskCreator {
     validateIdentifier("namespace", req.namespace);
     validateIdentifier("task id", req.id);
     const handler = this.table.opts.handlers.get(req.handler);
-    const bundle = await checkBundle(req.bundle, req.id);
+    const bundle = checkBundle(req.bundle, req.id);
     const k = taskKey(req.namespace, req.id);
     if (this.table.tasks.has(k) || this.creating.has(k) || (await this.table.opts.records.get(req.namespace, req.id))) {
       throw new AlreadyExistsError(`task ${req.id} already exists in namespace ${req.namespace}`);
@@ -80,7 +80,7 @@ export class TaskCreator {
           // print this same address after spawning a whole Node process to find it out.
           record.address = warm.address;
           warm.tasks.add(k); // claimed before any await, so an idle-shutdown cannot race us
-          await writeFile(join(bundle, "address"), warm.address, { mode: 0o600 });
+          writeFileSync(join(bundle, "address"), warm.address, { mode: 0o600 });
           conn = warm;
           break;
         }
@@ -153,7 +153,12 @@ export class TaskCreator {
   }
 }
 
-async function checkBundle(bundle: string, id: string): Promise<string> {
+/**
+ * Checked synchronously, as the warm shim's address file is written: berthd's own bundle dir on a
+ * local disk answers in microseconds, where each thread-pool round trip waits its turn on a busy
+ * daemon, on the path of every StartContainer and RunPodSandbox.
+ */
+function checkBundle(bundle: string, id: string): string {
   if (!bundle || !isAbsolute(bundle))
     throw new InvalidArgumentError(`bundle path ${JSON.stringify(bundle)} must be absolute`);
   const dir = resolve(bundle);
@@ -162,12 +167,12 @@ async function checkBundle(bundle: string, id: string): Promise<string> {
     throw new InvalidArgumentError(`bundle directory ${dir} must be named after the task id ${JSON.stringify(id)}`);
   }
   try {
-    await access(dir, constants.X_OK);
+    accessSync(dir, constants.X_OK);
   } catch {
     throw new InvalidArgumentError(`bundle directory ${dir} does not exist`);
   }
   try {
-    await access(join(dir, "config.json"), constants.R_OK);
+    accessSync(join(dir, "config.json"), constants.R_OK);
   } catch {
     throw new InvalidArgumentError(`bundle ${dir} has no config.json`);
   }
