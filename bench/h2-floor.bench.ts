@@ -1,4 +1,4 @@
-// The floor of a unary CRI call's server cost under two gRPC servers: a bare grpc-js server
+// The floor of a unary CRI call's server cost under three gRPC servers: a bare grpc-js server
 // (bench/lib/bare-version-server.ts) and a bare gRPC server on node:http2 directly
 // (bench/lib/bare-h2-version-server.ts) and berth's H2GrpcServer with berthd's call wrapper
 // (bench/lib/berth-h2-version-server.ts), all answering Version, all driven by the same
@@ -96,7 +96,7 @@ try {
   for (const s of servers) {
     const perCall = cpu.get(s.name)! / (Number(o.rounds) * (calls + warmup));
     console.log(
-      `| ${s.name.padEnd(16)} | ${median(p50s.get(s.name)!).toFixed(0).padStart(25)} | ${perCall.toFixed(0).padStart(18)} |`,
+      `| ${s.name.padEnd(19)} | ${median(p50s.get(s.name)!).toFixed(0).padStart(25)} | ${perCall.toFixed(0).padStart(18)} |`,
     );
   }
 } finally {
