@@ -1,7 +1,8 @@
 // berth_sys: the Linux system calls Node.js lacks, as a plain N-API addon.
 //
-// Every function is synchronous: the calls are fast and callers sit on paths where an
-// await would only add latency. Failures throw the SysError class that src/sys/index.ts
+// Every function is synchronous (the calls are fast and callers sit on paths where an
+// await would only add latency) but umount2Async: unmounting an overlay syncs its upper
+// filesystem, milliseconds the event loop should not spend blocked. Failures throw the SysError class that src/sys/index.ts
 // hands us through setErrorClass(), so JS sees the same error type whatever fails.
 //
 // Threads matter here: setns()/unshare() act on the calling thread only, and Node runs
@@ -19,6 +20,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setErrorClass", NULL, js_set_error_class, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"makedev", NULL, js_makedev, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setxattr", NULL, js_setxattr, NULL, NULL, NULL, napi_enumerable, NULL},

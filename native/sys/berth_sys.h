@@ -48,6 +48,8 @@
 
 // errors.c: throws SysError(syscall, code, errno, path) (a plain Error before setErrorClass).
 void throw_sys_error(napi_env env, const char *syscall, int err, const char *path);
+// The same error as a value (to reject a Promise with).
+napi_value make_sys_error(napi_env env, const char *syscall, int err, const char *path);
 napi_value js_set_error_class(napi_env env, napi_callback_info info);
 
 // args.c: argument helpers. Each returns 0 (or NULL) after throwing a TypeError.
@@ -61,6 +63,7 @@ napi_value undefined(napi_env env);
 // mounts.c
 napi_value js_mount(napi_env env, napi_callback_info info);
 napi_value js_umount2(napi_env env, napi_callback_info info);
+napi_value js_umount2_async(napi_env env, napi_callback_info info);
 napi_value js_makedev(napi_env env, napi_callback_info info);
 napi_value js_mknod(napi_env env, napi_callback_info info);
 napi_value js_fsmount(napi_env env, napi_callback_info info);

@@ -21,9 +21,10 @@ static const char *errno_name(int err, char *buf, size_t len) {
   return buf;
 }
 
-// Throws SysError(syscall, code, errno, path). Falls back to a plain Error carrying the
-// same properties if the class was never registered (the binding used on its own).
-void throw_sys_error(napi_env env, const char *syscall, int err, const char *path) {
+// Creates SysError(syscall, code, errno, path), for throwing or for rejecting a Promise.
+// Falls back to a plain Error carrying the same properties if the class was never registered
+// (the binding used on its own).
+napi_value make_sys_error(napi_env env, const char *syscall, int err, const char *path) {
   char namebuf[16];
   const char *code = errno_name(err, namebuf, sizeof namebuf);
   napi_value argv[4];
@@ -40,8 +41,7 @@ void throw_sys_error(napi_env env, const char *syscall, int err, const char *pat
   napi_ref error_class_ref = get_error_class(env);
   if (error_class_ref != NULL && napi_get_reference_value(env, error_class_ref, &ctor) == napi_ok &&
       ctor != NULL && napi_new_instance(env, ctor, 4, argv, &error) == napi_ok) {
-    napi_throw(env, error);
-    return;
+    return error;
   }
   char msg[512];
   snprintf(msg, sizeof msg, "%s%s%s: %s", syscall, path ? " " : "", path ? path : "", code);
@@ -51,7 +51,12 @@ void throw_sys_error(napi_env env, const char *syscall, int err, const char *pat
   napi_set_named_property(env, error, "syscall", argv[0]);
   napi_set_named_property(env, error, "errno", argv[2]);
   if (path != NULL) napi_set_named_property(env, error, "path", argv[3]);
-  napi_throw(env, error);
+  return error;
+}
+
+// Throws SysError(syscall, code, errno, path).
+void throw_sys_error(napi_env env, const char *syscall, int err, const char *path) {
+  napi_throw(env, make_sys_error(env, syscall, err, path));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -30,3 +30,20 @@ export function unmountAll(target: string): void {
     }
   }
 }
+
+/**
+ * unmountAll with each umount2 on the thread pool (an overlay's unmount syncs its upper
+ * filesystem: milliseconds the event loop goes on meanwhile). Same semantics: everything
+ * stacked on `target` is unmounted; a target that is not a mount point, or missing, is fine.
+ */
+export async function unmountAllAsync(target: string): Promise<void> {
+  for (;;) {
+    try {
+      await sys.umount2Async(target, 0);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "EINVAL" || code === "ENOENT") return;
+      throw err;
+    }
+  }
+}

@@ -1,5 +1,5 @@
 // The one place berth makes system calls Node.js lacks (DESIGN.md principle 7).
-// Every function is synchronous (the calls are fast; a blocking waitpid without WNOHANG
+// Every function is synchronous but umount2Async (the calls are fast; a blocking waitpid without WNOHANG
 // or a slow connectInNetns does block the event loop, so callers choose their options
 // accordingly) and throws SysError carrying the errno name (e.g. "ENOENT") in `code`,
 // like Node's own fs errors, so callers can branch on err.code.
@@ -66,6 +66,7 @@ export interface Binding {
   setErrorClass(ctor: typeof SysError): void;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
+  umount2Async(target: string, flags: number): Promise<void>;
   makedev(major: number, minor: number): number;
   mknod(path: string, mode: number, dev: number): void;
   setxattr(path: string, name: string, value: Buffer): void;
@@ -237,6 +238,16 @@ export function probeUsernsHostSys(hostId: number, size: number, submount: strin
 
 export function umount2(target: string, flags: number): void {
   native().umount2(target, flags);
+}
+
+/**
+ * umount2(2) on the libuv thread pool: unmounting an overlay syncs its upper filesystem, which
+ * takes milliseconds the event loop should not be blocked for. Rejects with the SysError
+ * umount2 throws (EINVAL when `target` is not a mount point, ENOENT when it does not exist,
+ * EBUSY when in use).
+ */
+export function umount2Async(target: string, flags: number): Promise<void> {
+  return native().umount2Async(target, flags);
 }
 
 /** glibc makedev(3): the dev_t number for mknod (makedev(0, 0) is the overlayfs whiteout device). */

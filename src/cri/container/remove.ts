@@ -14,6 +14,7 @@ import type { ContainerDeps } from "./deps.js";
 import { publishContainerEvent } from "./events.js";
 import { stopEntry } from "./stop.js";
 import { notifyNri } from "../nri-view.js";
+import { rootfsUnmountSettled } from "./rootfs-unmount.js";
 
 export async function removeContainer(d: ContainerDeps, ref: string): Promise<void> {
   let e: ContainerEntry;
@@ -61,8 +62,12 @@ export async function cleanupContainerFiles(
   d: Pick<ContainerDeps, "bundles" | "images" | "trash">,
   id: string,
 ): Promise<void> {
-  // Usually unmounted already, when its task was deleted (exit.ts): then one EINVAL.
-  unmountAll(d.bundles.rootfs(id));
+  // Usually unmounted already, when its task was deleted (exit.ts): then one EINVAL, cheaper
+  // synchronous than a thread-pool round trip. That unmount may still be in flight (an exit
+  // handled by the exit monitor, a path that did not wait for it): the bundle moves only after.
+  const rootfs = d.bundles.rootfs(id);
+  await rootfsUnmountSettled(rootfs);
+  unmountAll(rootfs);
   // The image volumes and the idmap scratch are mounted in the bundle: they go before it moves.
   const bundle = d.bundles.dir(id);
   await removeImageVolumes(d.images, id, bundle);
