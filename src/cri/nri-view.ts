@@ -82,8 +82,7 @@ export function nriContainer(e: ContainerEntry): Container {
     id: e.id,
     podSandboxId: e.info.sandboxId,
     name: e.info.name,
-    state:
-      e.status.phase === "creating" ? NRI_STATE.UNKNOWN : (stateOf[view.state] ?? NRI_STATE.UNKNOWN),
+    state: e.status.phase === "creating" ? NRI_STATE.UNKNOWN : (stateOf[view.state] ?? NRI_STATE.UNKNOWN),
     labels: { ...config.labels },
     annotations: { ...config.annotations },
     args: [...config.command, ...config.args],

@@ -164,6 +164,7 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
       "pull",
       "imageConfig",
       "prepareRootfs",
+      "stageRootfs",
       "removeRootfs",
       "remove",
     ]);
