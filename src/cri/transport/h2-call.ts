@@ -116,6 +116,19 @@ export class CallCore {
     return new MessageReader(this.setup.maxRecv);
   }
 
+  /**
+   * The whole request messages `chunk` completes in `reader`; undefined (and the call failed:
+   * RESOURCE_EXHAUSTED past the receive limit, else INTERNAL) when the framing is broken.
+   */
+  messages(reader: MessageReader, chunk: Buffer): RawMessage[] | undefined {
+    try {
+      return reader.push(chunk);
+    } catch (err) {
+      this.fail(err instanceof MessageTooLargeError ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL, (err as Error).message);
+      return undefined;
+    }
+  }
+
   /** Ends the call with an error status the server itself found, and cancels what runs. */
   fail(code: number, message: string): void {
     if (this.done) return;
@@ -205,15 +218,8 @@ function readOne(core: CallCore, run: (request: unknown) => void): void {
   let count = 0;
   stream.on("data", (chunk: Buffer) => {
     if (core.done) return;
-    let msgs: RawMessage[];
-    try {
-      msgs = reader.push(chunk);
-    } catch (err) {
-      return core.fail(
-        err instanceof MessageTooLargeError ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
-        (err as Error).message,
-      );
-    }
+    const msgs = core.messages(reader, chunk);
+    if (!msgs) return;
     for (const m of msgs) {
       if (++count > 1) return core.fail(Code.UNIMPLEMENTED, "Received a second request message for a unary call");
       request = core.decode(m);
@@ -351,15 +357,8 @@ export class H2ReadableCall extends Readable {
     const reader = core.reader();
     stream.on("data", (chunk: Buffer) => {
       if (core.done) return;
-      let msgs: RawMessage[];
-      try {
-        msgs = reader.push(chunk);
-      } catch (err) {
-        return core.fail(
-          err instanceof MessageTooLargeError ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL,
-          (err as Error).message,
-        );
-      }
+      const msgs = core.messages(reader, chunk);
+      if (!msgs) return;
       for (const m of msgs) {
         const value = core.decode(m);
         if (core.done) return;
