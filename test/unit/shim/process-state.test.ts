@@ -18,6 +18,7 @@ import {
 } from "../../../src/shim/process-state.js";
 import { Proc, type ProcessRecord } from "../../../src/shim/process.js";
 import { FailedPreconditionError } from "../../../src/util/errors.js";
+import { processRecord } from "./fixtures.js";
 
 /** "from event" -> to; every pair not listed must be refused. */
 const ALLOWED: Record<ProcessKind, Record<string, ProcessState>> = {
@@ -80,30 +81,7 @@ test("states report containerd's task Status; a deleted process reports stopped"
   assert.equal(statusOf("deleted"), Status.STOPPED);
 });
 
-function record(execId = ""): ProcessRecord {
-  return {
-    namespace: "test",
-    id: "c1",
-    execId,
-    bundle: "/nonexistent/c1",
-    stdin: "",
-    stdout: "",
-    stderr: "",
-    terminal: false,
-    runtime: {
-      binary: "runc",
-      root: "/nonexistent",
-      systemdCgroup: false,
-      noPivotRoot: false,
-      noNewKeyring: false,
-      criuPath: "",
-    },
-    rootfs: [],
-    checkpoint: "",
-    pid: 0,
-    started: false,
-  };
-}
+const record = (execId = ""): ProcessRecord => processRecord({ execId });
 
 const exit = (status: number) => ({ status, seconds: 1n, nanos: 0 });
 

@@ -12,35 +12,12 @@ import type { EventEncoder, Publisher } from "../../../src/shim/events.js";
 import { Proc, type ProcessRecord } from "../../../src/shim/process.js";
 import type { Task } from "../../../src/shim/task.js";
 import { TaskEvents } from "../../../src/shim/task-events.js";
+import { processRecord } from "./fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "berth-at-once-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function record(o: Partial<ProcessRecord> = {}): ProcessRecord {
-  return {
-    namespace: "test",
-    id: "c1",
-    execId: "",
-    bundle: "/nonexistent/c1",
-    stdin: "",
-    stdout: "",
-    stderr: "",
-    terminal: false,
-    runtime: {
-      binary: "runc",
-      root: "/nonexistent",
-      systemdCgroup: false,
-      noPivotRoot: false,
-      noNewKeyring: false,
-      criuPath: "",
-    },
-    rootfs: [],
-    checkpoint: "",
-    pid: 42,
-    started: false,
-    ...o,
-  };
-}
+const record = (o: Partial<ProcessRecord> = {}): ProcessRecord => processRecord({ pid: 42, ...o });
 
 /** A publisher that keeps the topics it was given. */
 function recorder(): Publisher & { topics: string[] } {
