@@ -160,6 +160,9 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
         onGcError: (err) => log.warn({ err }, "image garbage collection failed"),
       }),
     );
+    // Closers run in reverse: a background collection (after a RemoveImage) finishes before the
+    // database closes, so a stop leaves no half-removed snapshot behind.
+    closers.push(() => images.gcSettled());
     const tracedImages = obs.traced(images, "images", [
       "pull",
       "imageConfig",

@@ -39,6 +39,15 @@ export class GarbageCollector {
 
   constructor(private readonly d: GcDeps) {}
 
+  /**
+   * Resolves once no background collection runs or waits to run. berthd's stop waits for it: a
+   * collection cut short by the process exiting leaves its snapshot directories (removed-*)
+   * until the next start's cleanup.
+   */
+  async settled(): Promise<void> {
+    for (let p = this.again ?? this.running; p; p = this.again ?? this.running) await p.catch(() => undefined);
+  }
+
   /** Removes blobs and committed snapshots nothing references. */
   collect(): Promise<GcResult> {
     const d = this.d;

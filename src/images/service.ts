@@ -474,6 +474,11 @@ export class ImageService {
     return this.collector.collect();
   }
 
+  /** Resolves once no background collection runs or waits to (gc.ts); berthd's stop waits for it. */
+  gcSettled(): Promise<void> {
+    return this.collector.settled();
+  }
+
   /** Collects garbage in the background; concurrent requests share one collection (gc.ts). */
   requestGc(): Promise<GcResult | undefined> {
     return this.collector.request();
