@@ -5,14 +5,13 @@
 // Start is told only after it. Real shim, monitors, runc and busybox.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { createReadStream, existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { Status } from "../../src/gen/containerd/types/task/task.js";
 import { START_AT_ONCE_METADATA_KEY } from "../../src/shim/start-at-once.js";
 import { makeBundle } from "../helpers/bundle.js";
-import { ShimHarness, alive, until, type TaskClient } from "../helpers/shim.js";
+import { ShimHarness, alive, fifoReader, until, type TaskClient } from "../helpers/shim.js";
 
 let h: ShimHarness;
 let task: TaskClient;
@@ -48,17 +47,6 @@ function createReq(id: string, args: string[], stdout = "") {
     parentCheckpoint: "",
     options: h.options(),
   };
-}
-
-function fifoReader(path: string): Promise<string> {
-  execFileSync("mkfifo", [path]);
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const s = createReadStream(path, { encoding: "utf8" });
-    s.on("data", (d) => (text += d));
-    s.on("end", () => resolve(text));
-    s.on("error", reject);
-  });
 }
 
 /** The command name of a process (runc's init waiting for `start` is "runc:[2:INIT]"). */

@@ -3,14 +3,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { Metrics } from "../../src/gen/cgroups/stats/v1/metrics.js";
 import { DeleteResponse } from "../../src/gen/containerd/runtime/v2/task/shim.js";
 import { Status } from "../../src/gen/containerd/types/task/task.js";
 import { PROCESS_SPEC_TYPE_URL, execProcess, makeBundle } from "../helpers/bundle.js";
-import { ShimHarness, alive, until, type TaskClient } from "../helpers/shim.js";
+import { ShimHarness, alive, fifoReader, until, type TaskClient } from "../helpers/shim.js";
 
 let h: ShimHarness;
 let task: TaskClient;
@@ -55,18 +55,6 @@ function createReq(
     parentCheckpoint: "",
     options: h.options(),
   };
-}
-
-/** A fifo like containerd's: we hold the read end and collect everything written. */
-function fifoReader(path: string): Promise<string> {
-  execFileSync("mkfifo", [path]);
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const s = createReadStream(path, { encoding: "utf8" });
-    s.on("data", (d) => (text += d));
-    s.on("end", () => resolve(text));
-    s.on("error", reject);
-  });
 }
 
 test("start prints a unix:// address of a 0600 socket in a 0700 dir and writes the bundle's address file", () => {

@@ -2,7 +2,7 @@
 // in for containerd's ttrpc events service, `start` through the real binary, and a
 // cleanup that removes every shim, monitor, container, mount and file it made.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { createReadStream, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 import { Options } from "../../src/gen/containerd/runc/options/oci.js";
@@ -201,4 +201,16 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A fifo like containerd's: we hold the read end and collect everything written. */
+export function fifoReader(path: string): Promise<string> {
+  execFileSync("mkfifo", [path]);
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const s = createReadStream(path, { encoding: "utf8" });
+    s.on("data", (d) => (text += d));
+    s.on("end", () => resolve(text));
+    s.on("error", reject);
+  });
 }
