@@ -219,13 +219,12 @@ export function addPod(w: World): string {
   return id;
 }
 
-/** A started container with a running task and a log pump the test drains. */
-export function addRunningContainer(w: World, podId: string) {
-  const id = `ctr${++seq}`.padEnd(64, "0");
+/** Container `id` of pod `podId` in the store, created (no task, nothing on disk). */
+export function addCreatedContainer(w: World, podId: string, id: string, name = id.slice(0, 8)): void {
   w.containers.store.insert({
     id,
     sandboxId: podId,
-    name: `c${seq}`,
+    name,
     attempt: 0,
     config: Buffer.from(ContainerConfig.encode(ContainerConfig.fromPartial({ metadata: { name: "c" } })).finish()),
     imageRef: "img",
@@ -235,6 +234,12 @@ export function addRunningContainer(w: World, podId: string) {
     createdAt: 1n,
   });
   w.containers.store.apply(id, { type: "created" });
+}
+
+/** A started container with a running task and a log pump the test drains. */
+export function addRunningContainer(w: World, podId: string) {
+  const id = `ctr${++seq}`.padEnd(64, "0");
+  addCreatedContainer(w, podId, id, `c${seq}`);
   w.containers.store.apply(id, { type: "started", at: 2n });
   w.runtime.tasks.set(id, { status: "running", pid: 200, exitStatus: 0 });
   const logger = fakeLogger();

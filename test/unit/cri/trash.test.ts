@@ -7,14 +7,13 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
-import { ContainerConfig } from "../../../src/gen/cri/runtime/v1/api.js";
 import { cleanupContainerFiles, removeContainer } from "../../../src/cri/container/remove.js";
 import { ContainerMetadata } from "../../../src/metadata/containers.js";
 import { NativeSnapshotter } from "../../../src/snapshots/native.js";
 import { FailedPreconditionError } from "../../../src/util/errors.js";
 import { Trash, mountsBelow } from "../../../src/cri/trash.js";
 import { silentLogger } from "../../../src/util/log.js";
-import { type World, addPod, world } from "./fakes.js";
+import { type World, addCreatedContainer, addPod, world } from "./fakes.js";
 
 function tree(dir: string): void {
   mkdirSync(join(dir, "a", "b"), { recursive: true });
@@ -96,19 +95,7 @@ describe("RemoveContainer's cleanup", () => {
   async function created(): Promise<string> {
     const pod = addPod(w);
     const id = `rm${Math.random().toString(16).slice(2)}`.padEnd(64, "0");
-    w.containers.store.insert({
-      id,
-      sandboxId: pod,
-      name: id.slice(0, 8),
-      attempt: 0,
-      config: Buffer.from(ContainerConfig.encode(ContainerConfig.fromPartial({ metadata: { name: "c" } })).finish()),
-      imageRef: "img",
-      imageId: "sha256:img",
-      logPath: "",
-      stopSignal: "SIGTERM",
-      createdAt: 1n,
-    });
-    w.containers.store.apply(id, { type: "created" });
+    addCreatedContainer(w, pod, id);
     const b = w.containers.bundles;
     await b.create(id, { rootfs: true });
     b.writeSpec(id, { ociVersion: "1.0.2", process: { args: ["true"], cwd: "/" }, root: { path: "rootfs" } } as never);
