@@ -132,7 +132,13 @@ export class RuncDriver implements ProcessDriver {
     const r = proc.record;
     const monitor = await Monitor.adopt(proc.stateDir, r.pid);
     this.launcher.watch(task, proc, monitor);
-    if (monitor.exit) await this.launcher.exited(task, proc, monitor.exit);
+    if (monitor.exit) {
+      const told = this.launcher.exited(task, proc, monitor.exit);
+      // An exit held until Start (start-at-once.ts, holdAfterRestart) is told after that Start,
+      // which cannot come before the re-adoption ends.
+      if (proc.starting) void told;
+      else await told;
+    }
     if (proc.exit) return;
     let state: "created" | "running" | "paused" = r.started ? "running" : "created";
     if (!proc.execId) {

@@ -43,6 +43,11 @@ export interface ProcessRecord {
    * start-at-once metadata); the first Start only confirms it (service.ts).
    */
   startedAtCreate?: boolean;
+  /**
+   * init only, with startedAtCreate: a Kill before the confirming Start let the exit through
+   * (Proc.releaseBeforeStart), so a shim that re-adopts the process does not hold it again.
+   */
+  exitBeforeStart?: boolean;
 }
 
 /**
@@ -135,6 +140,19 @@ export class Proc {
     const open = this.openGate;
     this.openGate = undefined;
     open?.();
+  }
+
+  /**
+   * A Kill of the task before its confirming Start: from now on its exit is told at once, as a
+   * created task's is. Written to the record before the gate opens, so that a shim restarted
+   * after the exit was told never holds it again (start-at-once.ts, holdAfterRestart).
+   */
+  async releaseBeforeStart(): Promise<void> {
+    if (this.awaitingStart && !this.record.exitBeforeStart) {
+      this.record.exitBeforeStart = true;
+      await this.save();
+    }
+    this.openStartGate();
   }
 
   save(): Promise<void> {

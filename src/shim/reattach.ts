@@ -9,6 +9,7 @@ import { driverForRecord } from "./driver.js";
 import type { ProcessLauncher } from "./launcher.js";
 import { Proc, loadRecord, type ProcessRecord } from "./process.js";
 import { OciRuntime, runtimeLogPath } from "./runtime.js";
+import { holdAfterRestart } from "./start-at-once.js";
 import { cgroupPathsOf } from "./stats.js";
 import { type Task, openLogFifo } from "./task.js";
 
@@ -54,8 +55,11 @@ export async function reattachAll(
         ioHold: [],
       };
       tasks.set(r.id, task);
+      // Create ran it and no Start confirmed it yet: its exit waits for that Start again.
+      holdAfterRestart(task.init);
       await reattachProcess(task, task.init);
-      if (r.pid > 0 && !task.init.exit) task.cgroups = cgroupPathsOf(r.pid);
+      // (not of an exit held until Start: the pid may be another process's by now)
+      if (r.pid > 0 && !task.init.exit && !task.init.monitor?.exit) task.cgroups = cgroupPathsOf(r.pid);
     } else {
       const task = tasks.get(r.id);
       if (!task) {

@@ -378,8 +378,9 @@ export class TaskService {
     }
     await task.driver.kill(task, req.signal, req.all);
     // A task Create ran, signalled before its Start (as a created one may be): its exit, if
-    // the signal ends it, is told; a Start may still confirm it if not.
-    task.init.openStartGate();
+    // the signal ends it, is told, also by a shim restarted later; a Start may still confirm
+    // it if not.
+    await task.init.releaseBeforeStart();
     return {};
   }
 

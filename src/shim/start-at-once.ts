@@ -10,4 +10,22 @@
  *
  * The process model's side is Proc.holdUntilStart and Proc.awaitingStart (process.ts).
  */
+import type { Proc } from "./process.js";
+
 export const START_AT_ONCE_METADATA_KEY = "berth-start-at-once";
+
+/**
+ * After a restart of the serving shim (reattach.ts), before its monitor is adopted: a process
+ * Create ran and no Start confirmed is held again as it was. The fact lives in the process's
+ * record (startedAtCreate, and started once Start confirmed), written atomically with the
+ * record at Create and Start, so it outlives the shim. The process then reads CREATED, an exit
+ * that came meanwhile (or comes later) waits for the Start that publishes TaskStart, and a
+ * Kill or Delete without Start lets it through, as before the restart. A Kill that already let
+ * it through before the restart (exitBeforeStart) is not undone.
+ *
+ * A plain created task needs none of this across a restart: runc's init cannot exit before
+ * `runc start`.
+ */
+export function holdAfterRestart(proc: Proc): void {
+  if (proc.awaitingStart && !proc.record.exitBeforeStart) proc.holdUntilStart();
+}
