@@ -148,11 +148,15 @@ export class Proc {
    * after the exit was told never holds it again (start-at-once.ts, holdAfterRestart).
    */
   async releaseBeforeStart(): Promise<void> {
-    if (this.awaitingStart && !this.record.exitBeforeStart) {
-      this.record.exitBeforeStart = true;
-      await this.save();
+    try {
+      if (this.awaitingStart && !this.record.exitBeforeStart) {
+        this.record.exitBeforeStart = true;
+        await this.save();
+      }
+    } finally {
+      // this shim tells the exit even if the record could not be written
+      this.openStartGate();
     }
-    this.openStartGate();
   }
 
   save(): Promise<void> {

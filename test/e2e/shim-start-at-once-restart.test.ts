@@ -102,13 +102,15 @@ function monitorsOf(dir: string): number[] {
     .map((p) => p.pid);
 }
 
-test("restart before Start of a process that already ended: CREATED, Start confirms, then TaskStart and TaskExit", async () => {
+test("restart before Start: CREATED; Start confirms, then TaskStart and TaskExit, also for a process that ended before", async () => {
   const quick = createReq("quick-at-once", ["sh", "-c", "exit 3"]);
   const plain = createReq("quick-two-step", ["sh", "-c", "exit 3"]);
+  const running = createReq("running-at-once", ["sleep", "1000"]);
   const address = join(h.root, "quick.sock");
   const first = await shimFor("quick-at-once", address);
   const { pid } = await first.task.create(quick, atOnce());
   const plainPid = (await first.task.create(plain, h.md)).pid;
+  const runningPid = (await first.task.create(running, atOnce())).pid;
   // it ran and ended under its monitor before the shim died
   await until(() => !alive(pid), "the process to end");
   const task = await killAndRestart(first.task, first.conn, "quick-at-once", address);
@@ -130,6 +132,15 @@ test("restart before Start of a process that already ended: CREATED, Start confi
     assert.equal((await task.delete(init(id), h.md)).exitStatus, 3);
     assert.equal(mounted(id), false);
   }
+  // one that still runs: Start confirms it as running, its exit comes when it is killed
+  assert.equal((await task.state(init("running-at-once"), h.md)).status, Status.CREATED);
+  assert.equal((await task.start(init("running-at-once"), h.md)).pid, runningPid);
+  assert.equal((await task.state(init("running-at-once"), h.md)).status, Status.RUNNING);
+  await task.kill({ ...init("running-at-once"), signal: 9, all: false }, h.md);
+  assert.equal((await task.wait(init("running-at-once"), h.md)).exitStatus, 137);
+  await task.delete(init("running-at-once"), h.md);
+  await until(() => h.topics("running-at-once").includes("/tasks/delete"), "the delete event");
+  assert.deepEqual(h.topics("running-at-once"), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
   await shutdown(task);
 });
 
