@@ -105,12 +105,12 @@ describe("a process Create ran", () => {
 // runs: the adopted monitor's records on disk ("exit") say the process already ended.
 describe("a process Create ran, after a restart of the serving shim", () => {
   /** The state a killed shim leaves: the record, and the exit its monitor wrote. */
-  function leftBehind(name: string, o: Partial<ProcessRecord>, exitStatus?: number) {
+  async function leftBehind(name: string, o: Partial<ProcessRecord>, exitStatus?: number) {
     const root = join(dir, name);
     const stateDir = processStateDir(root, "g", "c1", "");
     mkdirSync(stateDir, { recursive: true });
     const r = record({ pid: 999_999, runtime: { ...record().runtime, binary: "true" }, ...o });
-    void saveRecord(stateDir, r);
+    await saveRecord(stateDir, r);
     if (exitStatus !== undefined) writeFileSync(join(stateDir, "exit"), `${exitStatus} 1 0\n`);
     const pub = recorder();
     const service = new TaskService({
@@ -127,7 +127,7 @@ describe("a process Create ran, after a restart of the serving shim", () => {
   const md = { id: "c1", execId: "" };
 
   test("is created again; its exit, from before the restart, is told after the Start that confirms it", async () => {
-    const { service, pub } = leftBehind("restarted", { startedAtCreate: true }, 5);
+    const { service, pub } = await leftBehind("restarted", { startedAtCreate: true }, 5);
     // the re-adoption does not wait for the held exit
     assert.equal(await service.adopt(), 1);
     await settle();
@@ -141,7 +141,7 @@ describe("a process Create ran, after a restart of the serving shim", () => {
   });
 
   test("deleted without a Start, it lets its exit through and leaves no state dir", async () => {
-    const { service, pub, stateDir } = leftBehind("dropped", { startedAtCreate: true }, 137);
+    const { service, pub, stateDir } = await leftBehind("dropped", { startedAtCreate: true }, 137);
     await service.adopt();
     assert.equal((await service.delete(md)).exitStatus, 137);
     assert.deepEqual(pub.topics, ["/tasks/exit", "/tasks/delete"]);
@@ -150,7 +150,7 @@ describe("a process Create ran, after a restart of the serving shim", () => {
   });
 
   test("a Kill before the restart let its exit through: it is not held again", async () => {
-    const { service, pub } = leftBehind("killed", { startedAtCreate: true, exitBeforeStart: true }, 137);
+    const { service, pub } = await leftBehind("killed", { startedAtCreate: true, exitBeforeStart: true }, 137);
     await service.adopt();
     await settle();
     assert.equal((await service.state(md)).status, Status.STOPPED);
