@@ -19,14 +19,24 @@ import type { Logger } from "../util/log.js";
 import type { CallContext, CallHints, CriCallObserver, CriHandlers, StreamContext } from "./handlers.js";
 import { codeName, isExpected, toGrpcStatus } from "./status.js";
 import { GrpcUnixListener } from "./transport/grpc-listener.js";
+import { BerthGrpcServer } from "./transport/grpc-server.js";
 import { H2GrpcServer } from "./transport/h2-grpc-server.js";
 
-/** Which gRPC server serves the socket: berth's own on node:http2, or @grpc/grpc-js's. */
-export type GrpcServerKind = "node-http2" | "grpc-js";
-export const GRPC_SERVER_KINDS: readonly GrpcServerKind[] = ["node-http2", "grpc-js"];
+/**
+ * Which gRPC server serves the socket: berth's own on its own HTTP/2 connection ("berth"),
+ * berth's own on node:http2, or @grpc/grpc-js's.
+ */
+export type GrpcServerKind = "berth" | "node-http2" | "grpc-js";
+export const GRPC_SERVER_KINDS: readonly GrpcServerKind[] = ["berth", "node-http2", "grpc-js"];
 
-/** Either server; both take grpc-js service definitions and implementations. */
-export type CriGrpcServer = grpc.Server | H2GrpcServer;
+/** Any of them; all take grpc-js service definitions and implementations. */
+export type CriGrpcServer = grpc.Server | H2GrpcServer | BerthGrpcServer;
+
+/** What serveUnix hands back: stop accepting, and end whatever connection is left. */
+export interface UnixListener {
+  close(): void;
+  destroyAll(): void;
+}
 
 export interface CriServerOptions {
   log: Logger;
@@ -252,17 +262,16 @@ export const imageMethods = Object.keys(ImageServiceService);
 
 /** A gRPC server serving both CRI services with the given handlers; not yet bound. */
 export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): CriGrpcServer {
+  const limits = { maxRecvMessageSize: opts.maxRecvMessageSize, maxSendMessageSize: opts.maxSendMessageSize };
   const server =
     opts.server === "grpc-js"
       ? new grpc.Server({
           "grpc.max_receive_message_length": opts.maxRecvMessageSize,
           "grpc.max_send_message_length": opts.maxSendMessageSize,
         })
-      : new H2GrpcServer({
-          log: opts.log.child({ component: "grpc" }),
-          maxRecvMessageSize: opts.maxRecvMessageSize,
-          maxSendMessageSize: opts.maxSendMessageSize,
-        });
+      : opts.server === "berth"
+        ? new BerthGrpcServer({ log: opts.log.child({ component: "grpc" }), ...limits })
+        : new H2GrpcServer({ log: opts.log.child({ component: "grpc" }), ...limits });
   const log = opts.log.child({ component: "cri" });
   const service = { log, observer: handlers.observer };
   server.addService(RuntimeServiceService, implementService(RuntimeServiceService, handlers.runtime, service));
@@ -273,10 +282,15 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
 }
 
 /**
- * Serves the server on a unix socket path (which must not exist) through berth's own listener,
- * which accepts every :authority a gRPC client sends (transport/grpc-listener.ts): what berthd uses.
+ * Serves the server on a unix socket path (which must not exist) accepting every :authority a
+ * gRPC client sends: what berthd uses. berth's own server ignores :authority and listens
+ * itself; the others get their connections from transport/grpc-listener.ts.
  */
-export async function serveUnix(server: CriGrpcServer, socketPath: string, log: Logger): Promise<GrpcUnixListener> {
+export async function serveUnix(server: CriGrpcServer, socketPath: string, log: Logger): Promise<UnixListener> {
+  if (server instanceof BerthGrpcServer) {
+    await server.listen(socketPath);
+    return { close: () => server.stopListening(), destroyAll: () => server.forceShutdown() };
+  }
   const sink =
     server instanceof H2GrpcServer ? server : server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = new GrpcUnixListener(sink, log.child({ component: "grpc" }));
@@ -286,7 +300,7 @@ export async function serveUnix(server: CriGrpcServer, socketPath: string, log: 
 
 /** Binds the server to a unix socket path (which must not exist) with the server's own listener. */
 export function listenUnix(server: CriGrpcServer, socketPath: string): Promise<void> {
-  if (server instanceof H2GrpcServer) return server.listen(socketPath);
+  if (server instanceof H2GrpcServer || server instanceof BerthGrpcServer) return server.listen(socketPath);
   return new Promise((resolve, reject) => {
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
       err ? reject(err) : resolve(),
@@ -302,7 +316,7 @@ export function listenUnix(server: CriGrpcServer, socketPath: string): Promise<v
 export function shutdownServer(
   server: CriGrpcServer,
   graceMs: number,
-  listener?: GrpcUnixListener,
+  listener?: UnixListener,
 ): Promise<"graceful" | "forced"> {
   listener?.close();
   return new Promise((resolve) => {

@@ -4,8 +4,7 @@
 
 import { lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { createCriServer, type CriGrpcServer, serveUnix, shutdownServer } from "../cri/server.js";
-import type { GrpcUnixListener } from "../cri/transport/grpc-listener.js";
+import { createCriServer, type CriGrpcServer, serveUnix, shutdownServer, type UnixListener } from "../cri/server.js";
 import type { Logger } from "../util/log.js";
 import { parseDuration } from "./config-fields.js";
 import type { BerthConfig } from "./config.js";
@@ -26,7 +25,7 @@ export class Daemon {
     private readonly pidFile: PidFile,
     private readonly services: Services,
     private readonly server: CriGrpcServer,
-    private readonly listener: GrpcUnixListener,
+    private readonly listener: UnixListener,
     /** Inode of the socket we bound, so stop() never removes a successor's socket. */
     private readonly socketIno: number,
   ) {}
@@ -56,7 +55,7 @@ export class Daemon {
       // Bind under a strict umask so the socket is never reachable with looser bits than configured.
       // berth's own listener hands connections to the gRPC server and accepts any :authority (kubelet 1.26).
       const oldMask = process.umask(0o177);
-      let listener: GrpcUnixListener;
+      let listener: UnixListener;
       try {
         listener = await serveUnix(server, address, log);
       } finally {

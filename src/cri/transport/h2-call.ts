@@ -1,25 +1,24 @@
-// One gRPC call on a node:http2 stream, as the handlers of cri/server.ts implementService see
-// it: the subset of grpc-js's ServerUnaryCall / ServerReadableStream / ServerWritableStream
+// One gRPC call on an HTTP/2 request stream (call-stream.ts), as the handlers of cri/server.ts
+// implementService see it: the subset of grpc-js's ServerUnaryCall / ServerReadableStream / ServerWritableStream
 // that berth uses (request, metadata, cancelled + 'cancelled', write/'drain'/end, an 'error'
 // event carrying the status, and for client streams a Readable of the requests).
 //
 // CallCore owns the stream's response side: it sends headers, messages and the status once,
 // runs the deadline and turns the stream's early close (client cancel, RST_STREAM, connection
-// loss) into cancellation. The facades hold one each.
+// loss) into cancellation. It is also the stream's sink: request data, end and drain go to the
+// facade's hooks (one each, no listeners). The facades hold one core each.
 
 import { Metadata, status as Code } from "@grpc/grpc-js";
 import { EventEmitter } from "node:events";
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { Readable } from "node:stream";
 import { gunzipSync } from "node:zlib";
+import type { CallStream, CallStreamSink, RequestHeaders } from "./call-stream.js";
 import { encodeMessage, MessageReader, MessageTooLargeError, type RawMessage } from "./grpc-frame.js";
 import type { Clear, Deadlines } from "./deadlines.js";
-import { OK_TRAILERS, RESPONSE_HEADERS, statusHeaders, trailersOnly } from "./grpc-trailers.js";
 
 /** What a call needs to know of its method and server. */
 export interface CallSetup {
-  stream: ServerHttp2Stream;
-  headers: IncomingHttpHeaders;
+  stream: CallStream;
   /** Milliseconds from now, or undefined for none. */
   timeoutMs: number | undefined;
   deadlines: Deadlines;
@@ -42,32 +41,56 @@ export interface StatusLike {
 /** Request headers that are the transport's, not the caller's metadata (as grpc-js drops them). */
 const TRANSPORT_HEADERS = ["content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"];
 
-export function metadataOf(headers: IncomingHttpHeaders): Metadata {
+export function metadataOf(headers: RequestHeaders): Metadata {
   const md = Metadata.fromHttp2Headers(headers);
   for (const h of TRANSPORT_HEADERS) md.remove(h);
   return md;
 }
 
 /** The response side of one call. `onCancel` runs once if the call ends before its status was sent. */
-export class CallCore {
+export class CallCore implements CallStreamSink {
   /** The status went out (or the call was cut off): nothing more is sent. */
   done = false;
   cancelled = false;
-  private headersSent = false;
-  private trailers: OutgoingHttpHeaders = OK_TRAILERS;
   private readonly clearDeadline: Clear | undefined;
   readonly deadlineAt: number;
   onCancel: (() => void) | undefined;
+  /** The facade's hooks for the request side and for drain. */
+  onData: ((chunk: Buffer) => void) | undefined;
+  onEnd: (() => void) | undefined;
+  onDrain: (() => void) | undefined;
 
   constructor(readonly setup: CallSetup) {
-    const { stream, timeoutMs } = setup;
-    // 'close' comes once: `on` spares the wrapper `once` makes on every call.
-    stream.on("close", () => {
-      this.clearDeadline?.();
-      if (!this.done) this.cancel();
-    });
+    const { timeoutMs } = setup;
     this.deadlineAt = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
     if (timeoutMs !== undefined) this.clearDeadline = setup.deadlines.watch(this, timeoutMs);
+  }
+
+  /** Starts the stream's events; the facade sets its hooks first. */
+  attach(): void {
+    this.setup.stream.attach(this);
+  }
+
+  get headers(): RequestHeaders {
+    return this.setup.stream.headers;
+  }
+
+  data(chunk: Buffer): void {
+    if (!this.done) this.onData?.(chunk);
+  }
+
+  end(): void {
+    if (!this.done) this.onEnd?.();
+  }
+
+  /** The stream went away early (client cancel, RST_STREAM, connection loss). */
+  close(): void {
+    this.clearDeadline?.();
+    if (!this.done) this.cancel();
+  }
+
+  drain(): void {
+    this.onDrain?.();
   }
 
   /** The deadline passed (Deadlines calls this). */
@@ -152,31 +175,20 @@ export class CallCore {
     return encodeMessage(bytes);
   }
 
-  private respond(): boolean {
-    const { stream } = this.setup;
-    if (stream.destroyed || stream.closed) return false;
-    if (!this.headersSent) {
-      this.headersSent = true;
-      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-      stream.once("wantTrailers", () => stream.sendTrailers(this.trailers));
-    }
-    return true;
-  }
-
   /** Sends one framed message (server streaming); false when the stream wants a 'drain' first. */
   write(framed: Buffer): boolean {
-    if (this.done || !this.respond()) return false;
+    if (this.done) return false;
     return this.setup.stream.write(framed);
   }
 
-  /** A unary answer: headers, the message and OK trailers. */
+  /** A unary answer: headers, the message and OK trailers (one write on berth's connection). */
   sendMessageAndOk(value: unknown): void {
     if (this.done) return;
     const framed = this.frame(value);
     if (framed === undefined) return;
     this.done = true;
     this.clearDeadline?.();
-    if (this.respond()) this.setup.stream.end(framed);
+    this.setup.stream.finish(framed, Code.OK, "");
   }
 
   /** Ends the call with a status: in the trailers after messages, else trailers-only. */
@@ -184,17 +196,7 @@ export class CallCore {
     if (this.done) return;
     this.done = true;
     this.clearDeadline?.();
-    const { stream } = this.setup;
-    if (stream.destroyed || stream.closed) return;
-    if (!this.headersSent) {
-      this.headersSent = true;
-      stream.respond(trailersOnly(code, message, metadata), { endStream: true });
-    } else {
-      if (code !== Code.OK || metadata) this.trailers = statusHeaders(code, message, metadata);
-      stream.end();
-    }
-    // What the client still sends is read and dropped (flow control must not stall the session).
-    if (!stream.readableEnded) stream.resume();
+    this.setup.stream.finish(undefined, code, message, metadata);
   }
 
   /** The status of a handler's error (the wrapper's toGrpcStatus shape, or anything thrown). */
@@ -212,12 +214,10 @@ type UnaryCallback = (err: StatusLike | null | undefined, value?: unknown) => vo
 
 /** Reads exactly one request message, then calls `run` with it. */
 function readOne(core: CallCore, run: (request: unknown) => void): void {
-  const { stream } = core.setup;
   const reader = core.reader();
   let request: unknown;
   let count = 0;
-  stream.on("data", (chunk: Buffer) => {
-    if (core.done) return;
+  core.onData = (chunk: Buffer) => {
     const msgs = core.messages(reader, chunk);
     if (!msgs) return;
     for (const m of msgs) {
@@ -225,12 +225,12 @@ function readOne(core: CallCore, run: (request: unknown) => void): void {
       request = core.decode(m);
       if (core.done) return;
     }
-  });
-  stream.once("end", () => {
-    if (core.done) return;
+  };
+  core.onEnd = () => {
     if (count === 0 || !reader.atBoundary) return core.fail(Code.UNIMPLEMENTED, "Received no complete request message");
     run(request);
-  });
+  };
+  core.attach();
 }
 
 /**
@@ -255,7 +255,7 @@ export class H2UnaryCall {
   }
 
   get metadata(): Metadata {
-    return (this.md ??= metadataOf(this.core.setup.headers));
+    return (this.md ??= metadataOf(this.core.headers));
   }
 
   /** 'cancelled' fires at most once, so on and once are the same. */
@@ -295,7 +295,7 @@ export class H2WritableCall extends EventEmitter {
   constructor(readonly core: CallCore) {
     super();
     core.onCancel = () => this.emit("cancelled");
-    core.setup.stream.on("drain", () => this.emit("drain"));
+    core.onDrain = () => this.emit("drain");
     // implementService reports a handler's failure as an 'error' event carrying the status.
     this.on("error", (err: StatusLike) => core.sendError(err));
   }
@@ -305,7 +305,7 @@ export class H2WritableCall extends EventEmitter {
   }
 
   get metadata(): Metadata {
-    return (this.md ??= metadataOf(this.core.setup.headers));
+    return (this.md ??= metadataOf(this.core.headers));
   }
 
   start(handler: (call: H2WritableCall) => void): void {
@@ -333,6 +333,9 @@ export class H2ReadableCall extends Readable {
 
   constructor(readonly core: CallCore) {
     super({ objectMode: true });
+    // A cancel destroys this Readable with an error; a handler that stopped reading must not
+    // turn that into an uncaught exception (a reader still gets it).
+    this.on("error", () => {});
     core.onCancel = () => {
       this.emit("cancelled");
       if (!this.readableEnded) this.destroy(new Error("call cancelled"));
@@ -344,7 +347,7 @@ export class H2ReadableCall extends Readable {
   }
 
   get metadata(): Metadata {
-    return (this.md ??= metadataOf(this.core.setup.headers));
+    return (this.md ??= metadataOf(this.core.headers));
   }
 
   override _read(): void {
@@ -355,8 +358,7 @@ export class H2ReadableCall extends Readable {
     const { core } = this;
     const { stream } = core.setup;
     const reader = core.reader();
-    stream.on("data", (chunk: Buffer) => {
-      if (core.done) return;
+    core.onData = (chunk: Buffer) => {
       const msgs = core.messages(reader, chunk);
       if (!msgs) return;
       for (const m of msgs) {
@@ -364,12 +366,12 @@ export class H2ReadableCall extends Readable {
         if (core.done) return;
         if (!this.push(value)) stream.pause();
       }
-    });
-    stream.once("end", () => {
-      if (core.done) return;
+    };
+    core.onEnd = () => {
       if (!reader.atBoundary) return core.fail(Code.INTERNAL, "The request stream ended inside a message");
       this.push(null);
-    });
+    };
+    core.attach();
     handler(this, (err, value) => (err ? core.sendError(err) : core.sendMessageAndOk(value)));
   }
 }

@@ -83,3 +83,43 @@ export function headerBlockFrames(
   }
   return frames;
 }
+
+/** Error codes of RST_STREAM and GOAWAY (RFC 9113 section 7). */
+export const ErrorCode = {
+  NO_ERROR: 0x0,
+  PROTOCOL_ERROR: 0x1,
+  INTERNAL_ERROR: 0x2,
+  FLOW_CONTROL_ERROR: 0x3,
+  SETTINGS_TIMEOUT: 0x4,
+  STREAM_CLOSED: 0x5,
+  FRAME_SIZE_ERROR: 0x6,
+  REFUSED_STREAM: 0x7,
+  CANCEL: 0x8,
+  COMPRESSION_ERROR: 0x9,
+  CONNECT_ERROR: 0xa,
+  ENHANCE_YOUR_CALM: 0xb,
+  INADEQUATE_SECURITY: 0xc,
+  HTTP_1_1_REQUIRED: 0xd,
+} as const;
+
+/** SETTINGS parameter identifiers (RFC 9113 section 6.5.2). */
+export const Setting = {
+  HEADER_TABLE_SIZE: 0x1,
+  ENABLE_PUSH: 0x2,
+  MAX_CONCURRENT_STREAMS: 0x3,
+  INITIAL_WINDOW_SIZE: 0x4,
+  MAX_FRAME_SIZE: 0x5,
+  MAX_HEADER_LIST_SIZE: 0x6,
+} as const;
+
+/** The largest flow-control window (and SETTINGS_INITIAL_WINDOW_SIZE) there can be: 2^31-1. */
+export const MAX_WINDOW = 0x7fffffff;
+/** Every window starts at this until SETTINGS / WINDOW_UPDATE say otherwise. */
+export const DEFAULT_WINDOW = 65535;
+
+/** A 4-byte big-endian value as a frame payload (WINDOW_UPDATE, RST_STREAM). */
+export function u32(value: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(value >>> 0, 0);
+  return b;
+}

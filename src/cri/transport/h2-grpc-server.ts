@@ -10,16 +10,12 @@
 // What is left per call is mostly Node's own stream and header handling (respond(),
 // processHeaders, Http2Stream), which a bare node:http2 server pays too.
 //
-// Per stream (gRPC over HTTP/2): POST only (405), content-type application/grpc[+proto|;...]
-// (415), a known /service/method (else UNIMPLEMENTED), grpc-encoding identity or gzip (else
-// UNIMPLEMENTED naming the ones accepted), grpc-timeout as the call's deadline (malformed:
-// INTERNAL). Bidirectional methods are refused when registered: berth has none.
+// Per stream: the checks of grpc-routes.ts.
 // Shutdown: tryShutdown sends GOAWAY on every session (Http2Session.close) and calls back when
 // their in-flight streams are done; forceShutdown destroys the sessions, which cancels every call.
 
-import { status as Code, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import {
-  constants,
   createServer,
   type Http2Server,
   type Http2Session,
@@ -29,44 +25,24 @@ import {
 import { createServer as createNetServer, type Server as NetServer } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../util/log.js";
-import { Deadlines } from "./deadlines.js";
-import { parseGrpcTimeout } from "./grpc-timeout.js";
-import { trailersOnly } from "./grpc-trailers.js";
-import { CallCore, H2ReadableCall, H2UnaryCall, H2WritableCall, type CallSetup } from "./h2-call.js";
+import { GrpcRoutes, type MessageLimits } from "./grpc-routes.js";
+import { NodeCallStream } from "./node-h2-call-stream.js";
 
-export interface H2GrpcServerOptions {
+export interface H2GrpcServerOptions extends MessageLimits {
   log: Logger;
-  maxRecvMessageSize: number;
-  maxSendMessageSize: number;
-}
-
-type Kind = "unary" | "serverStream" | "clientStream";
-interface Route {
-  kind: Kind;
-  /** The grpc-js style handler; its shape follows `kind`. */
-  handler: unknown;
-  deserialize: (b: Buffer) => unknown;
-  serialize: (v: unknown) => Buffer;
-}
-
-/** "application/grpc", optionally followed by "+subtype" or ";params" (the spec's Content-Type). */
-export function isGrpcContentType(ct: string | undefined): boolean {
-  if (ct === undefined || !ct.startsWith("application/grpc")) return false;
-  const next = ct.charAt(16);
-  return next === "" || next === "+" || next === ";";
 }
 
 export class H2GrpcServer {
   private readonly http2: Http2Server;
-  private readonly routes = new Map<string, Route>();
+  private readonly routes: GrpcRoutes;
   private readonly sessions = new Set<Http2Session>();
-  private readonly deadlines = new Deadlines();
   private shuttingDown = false;
   private drained: (() => void) | undefined;
   /** A listener of its own (listen()); berthd uses GrpcUnixListener instead. */
   private netServer: NetServer | undefined;
 
   constructor(private readonly opts: H2GrpcServerOptions) {
+    this.routes = new GrpcRoutes(opts);
     this.http2 = createServer({
       // As grpc-js: nghttp2's session memory cap makes Node refuse streams under large
       // messages (16 MiB from kubelet) with ENHANCE_YOUR_CALM; flow control bounds memory.
@@ -79,19 +55,7 @@ export class H2GrpcServer {
 
   /** Registers every method of `definition` that `impl` has (as grpc.Server.addService). */
   addService(definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
-    for (const [name, def] of Object.entries(definition)) {
-      const handler = impl[name] ?? impl[def.originalName ?? ""];
-      if (!handler) continue;
-      if (def.requestStream && def.responseStream)
-        throw new Error(`${def.path}: bidirectional streaming is not supported`);
-      const kind: Kind = def.requestStream ? "clientStream" : def.responseStream ? "serverStream" : "unary";
-      this.routes.set(def.path, {
-        kind,
-        handler,
-        deserialize: def.requestDeserialize as Route["deserialize"],
-        serialize: def.responseSerialize as Route["serialize"],
-      });
-    }
+    this.routes.addService(definition, impl);
   }
 
   /** Serves one accepted connection (the socket, or GrpcUnixListener's rewriting stream). */
@@ -157,66 +121,6 @@ export class H2GrpcServer {
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    // A stream error (peer reset while writing) ends the call through 'close'; never unhandled.
-    stream.on("error", noop);
-    if (headers[":method"] !== "POST") {
-      stream.respond({ ":status": constants.HTTP_STATUS_METHOD_NOT_ALLOWED }, { endStream: true });
-      stream.resume();
-      return;
-    }
-    if (!isGrpcContentType(headers["content-type"])) {
-      stream.respond({ ":status": constants.HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE }, { endStream: true });
-      stream.resume();
-      return;
-    }
-    const path = headers[":path"] ?? "";
-    const route = this.routes.get(path);
-    if (!route) return refuse(stream, Code.UNIMPLEMENTED, `The server does not implement the method ${path}`);
-    const encoding = headers["grpc-encoding"];
-    if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip") {
-      stream.respond(
-        {
-          ...trailersOnly(Code.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`),
-          "grpc-accept-encoding": "identity,gzip",
-        },
-        { endStream: true },
-      );
-      stream.resume();
-      return;
-    }
-    let timeoutMs: number | undefined;
-    try {
-      timeoutMs = parseGrpcTimeout(headers["grpc-timeout"]);
-    } catch (err) {
-      return refuse(stream, Code.INTERNAL, (err as Error).message);
-    }
-    const setup: CallSetup = {
-      stream,
-      headers,
-      timeoutMs,
-      deadlines: this.deadlines,
-      gzip: encoding === "gzip",
-      maxRecv: this.opts.maxRecvMessageSize,
-      maxSend: this.opts.maxSendMessageSize,
-      deserialize: route.deserialize,
-      serialize: route.serialize,
-    };
-    const core = new CallCore(setup);
-    switch (route.kind) {
-      case "unary":
-        return new H2UnaryCall(core).start(route.handler as never);
-      case "serverStream":
-        return new H2WritableCall(core).start(route.handler as never);
-      case "clientStream":
-        return new H2ReadableCall(core).start(route.handler as never);
-    }
+    this.routes.dispatch(new NodeCallStream(stream, headers));
   }
-}
-
-function noop(): void {}
-
-/** A trailers-only error before any call exists; the request's bytes are read and dropped. */
-function refuse(stream: ServerHttp2Stream, code: number, message: string): void {
-  stream.respond(trailersOnly(code, message), { endStream: true });
-  stream.resume();
 }

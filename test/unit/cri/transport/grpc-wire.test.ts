@@ -15,7 +15,7 @@ import {
   statusHeaders,
   trailersOnly,
 } from "../../../../src/cri/transport/grpc-trailers.js";
-import { isGrpcContentType } from "../../../../src/cri/transport/h2-grpc-server.js";
+import { isGrpcContentType } from "../../../../src/cri/transport/grpc-routes.js";
 import { Metadata } from "@grpc/grpc-js";
 
 test("encodeMessage: flag 0, big-endian length, payload", () => {

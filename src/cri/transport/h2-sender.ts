@@ -1,0 +1,147 @@
+// The sending side of berth's HTTP/2 server connection (h2-connection.ts): response frames go
+// out within the client's windows (connection and stream) and its MAX_FRAME_SIZE; what does not
+// fit waits until a WINDOW_UPDATE or SETTINGS makes room. The socket's backpressure holds it
+// too: after a write returned false, response bytes wait for 'drain' (control frames do not).
+// Frames made while a read of the client's bytes is processed are batched into one write at
+// its end; a unary answer made outside a read (the usual case: the handler is async) is one
+// write of its own: HEADERS + DATA + trailers.
+
+import type { Socket } from "node:net";
+import { H2Error, RECV } from "./h2-limits.js";
+import {
+  DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_WINDOW,
+  ErrorCode,
+  FRAME_HEADER_LENGTH,
+  FrameType,
+  headerBlockFrames,
+} from "./h2-frames.js";
+import type { H2ServerStream } from "./h2-server-stream.js";
+
+export class H2Sender {
+  /** The connection's send window (the client's receive window for the connection). */
+  window = DEFAULT_WINDOW;
+  /** The client's SETTINGS_MAX_FRAME_SIZE. */
+  maxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  /** The last socket write returned false: response bytes wait for 'drain'. */
+  blocked = false;
+  /** Streams with response bytes waiting for a window or the socket. */
+  readonly waiting = new Set<H2ServerStream>();
+  private batch: Buffer[] | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly streams: ReadonlyMap<number, H2ServerStream>,
+    /** The last frame of a stream's response went out. */
+    private readonly ended: (s: H2ServerStream) => void,
+  ) {}
+
+  startBatch(): void {
+    this.batch = [];
+  }
+
+  /** Writes what the batch holds (one write). */
+  endBatch(): void {
+    const out = this.takeBatch();
+    if (out.length > 0 && !this.socket.destroyed) this.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  /** The batch so far, which is then no longer written (the connection ends with it). */
+  takeBatch(): Buffer[] {
+    const out = this.batch ?? [];
+    this.batch = undefined;
+    return out;
+  }
+
+  send(frames: Buffer[]): void {
+    if (this.batch) {
+      for (const f of frames) this.batch.push(f);
+      return;
+    }
+    this.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+  }
+
+  private write(b: Buffer): void {
+    if (this.socket.destroyed) return;
+    if (!this.socket.write(b)) {
+      this.blocked = true;
+      // A client that sends (PINGs, SETTINGS) but never reads could make control frames pile up.
+      if (this.socket.writableLength > RECV.maxWriteBacklog) {
+        this.socket.destroy(new H2Error(ErrorCode.ENHANCE_YOUR_CALM, "the client reads nothing"));
+      }
+    }
+  }
+
+  /** Sends what `s` has queued, as far as the windows and the socket allow. */
+  flush(s: H2ServerStream): void {
+    if (s.gone || this.socket.destroyed) return;
+    if (this.blocked) {
+      this.waiting.add(s);
+      return;
+    }
+    const out: Buffer[] = [];
+    let bytes = 0;
+    if (s.pendingHeaders) {
+      const endStream = s.pendingHeadersEnd;
+      out.push(...headerBlockFrames(s.id, s.pendingHeaders, { endStream, maxFrameSize: this.maxFrameSize }));
+      s.pendingHeaders = undefined;
+      if (endStream) s.endSent = true;
+    }
+    while (s.queued > 0 && bytes < RECV.maxWriteBatch) {
+      const room = Math.min(this.window, s.sendWindow, this.maxFrameSize);
+      if (room <= 0) break;
+      let head = s.queue[0]!;
+      if (head.length > room) {
+        s.queue[0] = head.subarray(room);
+        head = head.subarray(0, room);
+      } else s.queue.shift();
+      out.push(dataFrameHeader(s.id, head.length), head);
+      s.queued -= head.length;
+      bytes += head.length;
+      s.sendWindow -= head.length;
+      this.window -= head.length;
+    }
+    if (s.queued === 0 && s.trailers) {
+      out.push(...headerBlockFrames(s.id, s.trailers, { endStream: true, maxFrameSize: this.maxFrameSize }));
+      s.trailers = undefined;
+      s.endSent = true;
+    }
+    if (s.queued > 0) this.waiting.add(s);
+    else this.waiting.delete(s);
+    if (out.length > 0) this.send(out);
+    if (s.endSent) this.ended(s);
+  }
+
+  onDrain(): void {
+    this.blocked = false;
+    this.flushWaiting();
+  }
+
+  /** Sends what waited for a window or the socket; tells the streams that asked to drain. */
+  flushWaiting(): void {
+    for (const s of [...this.waiting]) {
+      if (this.blocked) break;
+      this.waiting.delete(s);
+      this.flush(s);
+    }
+    if (this.blocked) return;
+    for (const s of this.streams.values()) this.notifyDrain(s);
+  }
+
+  notifyDrain(s: H2ServerStream): void {
+    if (s.wantDrain && s.queued === 0 && !this.blocked && !s.gone) {
+      s.wantDrain = false;
+      s.sink?.drain();
+    }
+  }
+}
+
+/** A DATA frame's 9 header bytes; the payload follows as its own buffer (no copy). */
+function dataFrameHeader(id: number, length: number): Buffer {
+  const h = Buffer.allocUnsafe(FRAME_HEADER_LENGTH);
+  h.writeUIntBE(length, 0, 3);
+  h[3] = FrameType.DATA;
+  h[4] = 0;
+  h.writeUInt32BE(id, 5);
+  return h;
+}
