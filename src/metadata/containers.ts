@@ -298,7 +298,18 @@ export class ShimRecordMetadata {
     this.sql = statements(db);
   }
 
+  /**
+   * Not synced by itself (unsyncedTransaction): a record names a live shim, and after a power cut
+   * no shim lives, so what a lost record would have told recovery is already true; a crash of
+   * berthd loses nothing (the commit is in the WAL). Both creates that write one end in a synced
+   * commit that syncs it too (StartContainer's start or start-failed, RunPodSandbox's ready or its undo).
+   * Its sync was the second disk flush of every StartContainer and RunPodSandbox (issue 15).
+   */
   async put(r: ShimRecordRow): Promise<void> {
+    unsyncedTransaction(this.db, () => this.insert(r));
+  }
+
+  private insert(r: ShimRecordRow): void {
     this.sql(
       `INSERT INTO shim_records (namespace, id, address, handler, runtime_type, shim_binary, bundle, sandbox_id, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
