@@ -43,6 +43,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"idmapMount", NULL, js_idmap_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeRecursiveReadOnly", NULL, js_probe_recursive_read_only, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeUsernsHostSys", NULL, js_probe_userns_host_sys, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

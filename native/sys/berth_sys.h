@@ -90,6 +90,9 @@ napi_value js_flock(napi_env env, napi_callback_info info);
 napi_value js_spawn(napi_env env, napi_callback_info info);
 napi_value js_spawn_ref(napi_env env, napi_callback_info info);
 
+// malloc.c
+napi_value js_malloc_trim(napi_env env, napi_callback_info info);
+
 // namespaces.c
 napi_value js_setns(napi_env env, napi_callback_info info);
 napi_value js_unshare(napi_env env, napi_callback_info info);

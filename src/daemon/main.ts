@@ -21,6 +21,8 @@ import {
 import { DaemonConflictError, isLiveBerthd } from "./pidfile.js";
 import { Daemon, PID_FILE } from "./server.js";
 import { BERTH_VERSION } from "../util/version.js";
+import { startIdleTrim } from "../util/idle-trim.js";
+import { mallocTrim } from "../sys/index.js";
 
 interface GlobalFlags {
   config?: string;
@@ -72,6 +74,16 @@ async function serve(flags: GlobalFlags): Promise<void> {
     log.fatal({ err }, "berthd failed to start");
     refuse(`failed to start: ${(err as Error).message}`);
   }
+
+  // Memory a burst of work left behind goes back once berthd is quiet (src/util/idle-trim.ts).
+  startIdleTrim({
+    mallocTrim,
+    onTrim: (t) =>
+      log.debug(
+        { heapBefore: t.beforeBytes, heapAfter: t.afterBytes, ms: Math.round(t.ms) },
+        "idle: heap collected and malloc trimmed",
+      ),
+  });
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

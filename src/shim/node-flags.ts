@@ -24,8 +24,15 @@
 // WebAssembly off (the shim runs none). Not taken: --optimize-for-size and one GC thread (within
 // noise here), heap limits (a shim serving many pods must not die of one).
 //
+// --expose-gc: the full GC src/util/idle-trim.ts runs once the shim is quiet after a burst.
+//
 // BERTH_SHIM_NODE_FLAGS, when set, replaces them (space-separated; empty for none).
-export const SHIM_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=1", "--lite-mode", "--no-expose-wasm"];
+export const SHIM_NODE_FLAGS: readonly string[] = [
+  "--max-semi-space-size=1",
+  "--lite-mode",
+  "--no-expose-wasm",
+  "--expose-gc",
+];
 
 export function shimNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
   const given = env.BERTH_SHIM_NODE_FLAGS;

@@ -14,6 +14,8 @@ import { probe } from "./probe.js";
 import { startReaper } from "./reaper.js";
 import { TaskService } from "./service.js";
 import { publishingSink, setSpanSink, withTraceContext } from "./trace.js";
+import { mallocTrim } from "../sys/index.js";
+import { startIdleTrim } from "../util/idle-trim.js";
 
 export function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} berth-shim[${process.pid}] ${msg}\n`);
@@ -134,6 +136,8 @@ export async function serve(flags: ShimFlags): Promise<void> {
     },
     Math.min(5000, Math.max(100, idleExitMs / 4)),
   );
+  // What a burst of task calls left behind goes back once the shim is quiet (src/util/idle-trim.ts).
+  startIdleTrim({ mallocTrim });
   // The parent (`start`) and any client may go away; nothing here depends on them.
   process.on("SIGHUP", () => {});
 }

@@ -97,6 +97,7 @@ export interface Binding {
   idmapMount(source: string, target: string, usernsPath: string): void;
   probeRecursiveReadOnly(dir: string): string | null;
   probeUsernsHostSys(hostId: number, size: number, submount: string, readable: string): string | null;
+  mallocTrim(): boolean;
 }
 
 // From dist/src/sys/index.js the package root is three levels up; from src/sys/index.ts
@@ -365,4 +366,9 @@ export function netnsLoopbackUp(nsPath: string): void {
  */
 export function connectInNetns(nsPath: string, host: string, port: number, timeoutMs?: number): number {
   return native().connectInNetns(nsPath, host, port, timeoutMs ?? null);
+}
+
+/** malloc_trim(0): glibc returns every arena's free pages to the kernel; true when some were. */
+export function mallocTrim(): boolean {
+  return native().mallocTrim();
 }
