@@ -71,6 +71,7 @@ export class ShimManager implements TaskRuntime {
     this.creator = new TaskCreator(this.table, this.conns);
     this.recovery = new ShimRecovery(this.table, this.conns);
     this.events = new EventsServer((env) => this.onShimEvent(decodeEnvelope(env)), log);
+    this.table.startExits.deliver = (ev) => this.onShimEvent(ev);
   }
 
   /** Builds a manager and starts its events server. Call recover() next to reattach to existing shims. */
@@ -166,6 +167,8 @@ export class ShimManager implements TaskRuntime {
   // ---- plumbing ---------------------------------------------------------------------------
 
   private onShimEvent(ev: RuntimeEvent): void {
+    // An exit of a task whose start its Create confirmed, before the caller collected it (start-exits.ts).
+    if (ev.type === "exit" && this.table.startExits.offer(taskKey(ev.namespace, ev.containerId), ev)) return;
     if (ev.type === "exit" && ev.execId === "") {
       // Already reported by the manager, ahead of the task's delete: a late TaskExit.
       if (!this.table.reportedExits.add(ev.namespace, ev.containerId, ev.pid)) return;

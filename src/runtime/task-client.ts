@@ -43,6 +43,15 @@ export class TaskClient {
 
   /** Starts a created task (execId "") or exec process; resolves with its pid. */
   async start(namespace: string, id: string, execId = ""): Promise<number> {
+    const confirmed = execId === "" ? this.table.tasks.get(taskKey(namespace, id)) : undefined;
+    if (confirmed?.startConfirmedPid !== undefined) {
+      // Its Create confirmed the start already (task-create.ts): this start only collects it.
+      const pid = confirmed.startConfirmedPid;
+      confirmed.startConfirmedPid = undefined;
+      // As the shim's Start would: an exit held since Create goes out now (start-exits.ts).
+      this.table.startExits.release(taskKey(namespace, id));
+      return pid;
+    }
     const pid = await this.withTask(
       namespace,
       id,
@@ -68,6 +77,8 @@ export class TaskClient {
 
   /** Signals the init process (or an exec process), or with `all` every process of the task. */
   async kill(namespace: string, id: string, signal: number, o: { execId?: string; all?: boolean } = {}): Promise<void> {
+    // A task killed before its confirmed start was collected: its exit is let through, as the shim does.
+    if (!o.execId) this.table.startExits.release(taskKey(namespace, id));
     await this.withTask(
       namespace,
       id,
@@ -242,6 +253,7 @@ export class TaskClient {
    * (`delete` command) and returns the reported exit. The record is removed either way.
    */
   async delete(namespace: string, id: string): Promise<ExitResult> {
+    this.table.startExits.release(taskKey(namespace, id));
     const e = this.table.entry(namespace, id);
     const result = await this.withTask(
       namespace,

@@ -8,6 +8,7 @@ import { AlreadyExistsError, InvalidArgumentError, UnavailableError } from "../u
 import type { ShimConnection, ShimConnections } from "./connections.js";
 import { type ShimRecord, validateIdentifier } from "./records.js";
 import { BERTH_RUNTIME_TYPE, type RuntimeHandler, resolveShimBinary, runcOptionsAny } from "./runtime-classes.js";
+import { confirmsStartAtCreate, shimVersion } from "./shim-features.js";
 import { ShimLogReader } from "./shim-log.js";
 import { normalizeIO } from "./task-client.js";
 import type { CreateTaskOptions, CreatedTask } from "./task-runtime.js";
@@ -18,6 +19,14 @@ import { type TaskTable, taskKey } from "./task-table.js";
  * with what it does, is START_AT_ONCE_METADATA_KEY in shim/start-at-once.ts). Other shims ignore it.
  */
 export const START_AT_ONCE_METADATA_KEY = "berth-start-at-once";
+
+/**
+ * With it, Create metadata asking berth's shim (0.2 and later) to confirm at Create the task it
+ * ran at once, so that no Start is sent: the caller's start() then answers from the Create
+ * (TaskEntry.startConfirmedPid). The shim's copy is START_CONFIRMED_METADATA_KEY in
+ * shim/start-at-once.ts.
+ */
+export const START_CONFIRMED_METADATA_KEY = "berth-start-confirmed";
 
 export class TaskCreator {
   /** Tasks whose create is in flight (so a second create of the same id is refused at once). */
@@ -99,6 +108,11 @@ export class TaskCreator {
       await this.table.opts.records.put(record);
       recorded = true;
       const io = normalizeIO(req);
+      const confirm =
+        req.startAtOnce === true &&
+        record.runtimeType === BERTH_RUNTIME_TYPE &&
+        confirmsStartAtCreate(await shimVersion(conn, req.id, this.table.callOpts(req.namespace)));
+      if (confirm) this.table.startExits.hold(k);
       const resp = await conn.task.create(
         {
           id: req.id,
@@ -112,12 +126,21 @@ export class TaskCreator {
           parentCheckpoint: "",
           options,
         },
-        req.startAtOnce ? this.startAtOnceOpts(req.namespace) : this.table.callOpts(req.namespace),
+        req.startAtOnce ? this.startAtOnceOpts(req.namespace, confirm) : this.table.callOpts(req.namespace),
       );
-      this.table.tasks.set(k, { record, conn, dead: undefined, log: shimLog, lastExit: undefined, started: false });
+      this.table.tasks.set(k, {
+        record,
+        conn,
+        dead: undefined,
+        log: shimLog,
+        lastExit: undefined,
+        started: confirm,
+        startConfirmedPid: confirm ? resp.pid : undefined,
+      });
       log.info({ address: record.address, pid: resp.pid, handler: handler.name }, "task created");
       return { pid: resp.pid, address: record.address };
     } catch (err) {
+      this.table.startExits.release(k);
       log.warn({ err }, "task create failed; cleaning up");
       await this.undoCreate(record, conn, recorded).catch((e: unknown) =>
         log.warn({ err: e }, "cleanup after failed create"),
@@ -127,9 +150,14 @@ export class TaskCreator {
     }
   }
 
-  private startAtOnceOpts(namespace: string): { metadata: Record<string, string>; timeoutMs: number } {
+  private startAtOnceOpts(
+    namespace: string,
+    confirm: boolean,
+  ): { metadata: Record<string, string>; timeoutMs: number } {
     const o = this.table.callOpts(namespace);
-    return { ...o, metadata: { ...o.metadata, [START_AT_ONCE_METADATA_KEY]: "1" } };
+    const metadata: Record<string, string> = { ...o.metadata, [START_AT_ONCE_METADATA_KEY]: "1" };
+    if (confirm) metadata[START_CONFIRMED_METADATA_KEY] = "1";
+    return { ...o, metadata };
   }
 
   /** What containerd does when Create fails: delete the task in the shim, shut the shim down if idle, run `delete`. */

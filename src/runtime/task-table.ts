@@ -11,6 +11,7 @@ import type { Logger } from "../util/log.js";
 import type { ShimConnection } from "./connections.js";
 import { type EventHub, timestampToDate } from "./events.js";
 import { ReportedInitExits } from "./init-exits.js";
+import { HeldStartExits } from "./start-exits.js";
 import type { ShimRecord, ShimRecordStore } from "./records.js";
 import {
   BERTH_RUNTIME_TYPE,
@@ -60,6 +61,11 @@ export interface TaskEntry {
   lastExit: ExitResult | undefined;
   /** The init process was started (a task deleted unstarted exits without a TaskExit). */
   started: boolean;
+  /**
+   * The shim confirmed the start at Create (task-create.ts START_CONFIRMED_METADATA_KEY): the
+   * pid the caller's start() returns once, without a Start call.
+   */
+  startConfirmedPid?: number;
 }
 
 export const statusNames: Record<number, TaskStatus> = {
@@ -84,6 +90,8 @@ export class TaskTable {
   readonly callTimeoutMs: number;
   /** Init exits reported to subscribers, so each is reported once (init-exits.ts). */
   readonly reportedExits = new ReportedInitExits();
+  /** Init exits held for tasks whose start the shim confirmed at Create, until start() collects it. */
+  readonly startExits = new HeldStartExits();
   closed = false;
 
   constructor(

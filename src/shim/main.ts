@@ -2,7 +2,7 @@
 // Each action loads only its own modules: `start` runs once per container and must be quick.
 import { parseFlags } from "./flags.js";
 
-const VERSION = "berth-shim 0.1.0";
+const VERSION = "berth-shim 0.2.0"; // service.ts SHIM_VERSION
 
 function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} berth-shim[${process.pid}] ${msg}\n`);

@@ -56,12 +56,13 @@ import { mountAll } from "./mounts.js";
 import { processStateDir } from "./paths.js";
 import { Proc, toTimestamp, type ProcessRecord } from "./process.js";
 import { reattachAll } from "./reattach.js";
-import { START_AT_ONCE_METADATA_KEY } from "./start-at-once.js";
+import { START_AT_ONCE_METADATA_KEY, START_CONFIRMED_METADATA_KEY } from "./start-at-once.js";
 import { OciRuntime, runtimeConfigFrom, runtimeLogPath } from "./runtime.js";
 import { type Task, closeQuietly, openLogFifo, releaseFds, safeUnmount } from "./task.js";
 import { TaskEvents } from "./task-events.js";
 
-export const SHIM_VERSION = "berth-shim 0.1.0";
+/** 0.2: Create confirms a task it ran at once when asked (START_CONFIRMED_METADATA_KEY). */
+export const SHIM_VERSION = "berth-shim 0.2.0";
 
 export interface ServiceConfig {
   /** socket/state root (paths.ts) */
@@ -199,6 +200,10 @@ export class TaskService {
         pid: record.pid,
       },
     ]);
+    // berthd sends no Start (START_CONFIRMED_METADATA_KEY): this Create confirms what it ran.
+    if (atOnce && ctx?.metadata.get(START_CONFIRMED_METADATA_KEY)?.[0] === "1") {
+      await this.start({ id: req.id, execId: "" });
+    }
     return { pid: record.pid };
   }
 

@@ -9,7 +9,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { Status } from "../../src/gen/containerd/types/task/task.js";
-import { START_AT_ONCE_METADATA_KEY } from "../../src/shim/start-at-once.js";
+import { SHIM_VERSION } from "../../src/shim/service.js";
+import { START_AT_ONCE_METADATA_KEY, START_CONFIRMED_METADATA_KEY } from "../../src/shim/start-at-once.js";
+import { confirmsStartAtCreate } from "../../src/runtime/shim-features.js";
 import { makeBundle } from "../helpers/bundle.js";
 import { ShimHarness, alive, fifoReader, until, type TaskClient } from "../helpers/shim.js";
 
@@ -30,6 +32,11 @@ after(async () => {
 /** The metadata berthd sends with a Create it starts at once. */
 function atOnce() {
   return { metadata: { ...h.md.metadata, [START_AT_ONCE_METADATA_KEY]: "1" } };
+}
+
+/** The metadata berthd sends with a Create it starts at once and sends no Start for. */
+function confirmed() {
+  return { metadata: { ...atOnce().metadata, [START_CONFIRMED_METADATA_KEY]: "1" } };
 }
 
 function createReq(id: string, args: string[], stdout = "") {
@@ -125,4 +132,44 @@ test("without the metadata Create only creates: runc's init waits for Start", as
   await task.kill({ id: "twostep", execId: "", signal: 9, all: false }, h.md);
   assert.equal((await task.wait({ id: "twostep", execId: "" }, h.md)).exitStatus, 137);
   await task.delete({ id: "twostep", execId: "" }, h.md);
+});
+
+test("the shim's Connect tells berthd it confirms a start at Create", async () => {
+  const { version } = await task.connect({ id: "first" }, h.md);
+  assert.equal(version, SHIM_VERSION);
+  assert.equal(confirmsStartAtCreate(version), true);
+});
+
+test("with the confirmation asked for, Create answers a running task: TaskStart follows TaskCreate, no Start is needed", async () => {
+  const { pid } = await task.create(createReq("confirmed", ["sleep", "1000"]), confirmed());
+  assert.equal(comm(pid), "sleep");
+  assert.equal((await task.state({ id: "confirmed", execId: "" }, h.md)).status, Status.RUNNING);
+  await until(() => h.topics("confirmed").includes("/tasks/start"), "start event");
+  // It is started: a Start now is refused, as for any started task.
+  await assert.rejects(task.start({ id: "confirmed", execId: "" }, h.md), /already started/);
+  await task.kill({ id: "confirmed", execId: "", signal: 9, all: false }, h.md);
+  assert.equal((await task.wait({ id: "confirmed", execId: "" }, h.md)).exitStatus, 137);
+  await task.delete({ id: "confirmed", execId: "" }, h.md);
+  await until(() => h.topics("confirmed").includes("/tasks/delete"), "delete event");
+  assert.deepEqual(h.topics("confirmed"), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
+});
+
+test("with the confirmation asked for, a process that exits at once is told after TaskStart, with its status", async () => {
+  const out = fifoReader(join(h.root, "quick2.stdout"));
+  await task.create(createReq("quick2", ["sh", "-c", "echo hi; exit 5"], join(h.root, "quick2.stdout")), confirmed());
+  assert.equal(await out, "hi\n");
+  assert.equal((await task.wait({ id: "quick2", execId: "" }, h.md)).exitStatus, 5);
+  assert.equal((await task.delete({ id: "quick2", execId: "" }, h.md)).exitStatus, 5);
+  await until(() => h.topics("quick2").includes("/tasks/delete"), "delete event");
+  assert.deepEqual(h.topics("quick2"), ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
+});
+
+test("the confirmation without start-at-once changes nothing: Create only creates", async () => {
+  const { pid } = await task.create(createReq("plain", ["sleep", "1000"]), {
+    metadata: { ...h.md.metadata, [START_CONFIRMED_METADATA_KEY]: "1" },
+  });
+  assert.match(comm(pid), /^runc:\[2:INIT\]$/);
+  assert.equal((await task.state({ id: "plain", execId: "" }, h.md)).status, Status.CREATED);
+  await task.delete({ id: "plain", execId: "" }, h.md);
+  assert.equal(alive(pid), false);
 });
