@@ -88,9 +88,24 @@ export async function execSync(
     await Promise.race([cap.done, sleep(2000)]);
     return { stdout: Buffer.concat(cap.stdout), stderr: Buffer.concat(cap.stderr), exitCode };
   } finally {
-    if (!handedOff) {
-      if (added) await d.runtime.deleteProcess(NS, id, execId).catch(() => {});
-      await cap.close();
-    }
+    // The caller has its answer first: the exec's Delete in the shim and the fifos' removal
+    // follow in the background (containerd's execsync waits for its Delete, a round trip to
+    // the shim on every call). Nothing the caller can see depends on them: the exec id is this
+    // call's own, and a Delete that comes after the container's task is gone finds nothing to do.
+    if (!handedOff) void cleanupExec(d, id, execId, added, cap);
+  }
+}
+
+async function cleanupExec(
+  d: ContainerDeps,
+  id: string,
+  execId: string,
+  added: boolean,
+  cap: ExecCapture,
+): Promise<void> {
+  try {
+    if (added) await d.runtime.deleteProcess(NS, id, execId).catch(() => {});
+  } finally {
+    await cap.close().catch(() => {});
   }
 }
