@@ -1,8 +1,7 @@
-// The floor of a unary CRI call's server cost under four gRPC servers: a bare grpc-js server
+// The floor of a unary CRI call's server cost under three gRPC servers: a bare grpc-js server
 // (bench/lib/bare-version-server.ts), a bare gRPC server on node:http2 directly
-// (bench/lib/bare-h2-version-server.ts), berth's H2GrpcServer on node:http2 with berthd's call
-// wrapper (bench/lib/berth-h2-version-server.ts) and berth's own server on its own HTTP/2
-// connection with that wrapper (bench/lib/berth-own-version-server.ts), all answering Version, all driven by the same
+// (bench/lib/bare-h2-version-server.ts) and berth's own server on its own HTTP/2 connection with
+// berthd's call wrapper (bench/lib/berth-own-version-server.ts), all answering Version, all driven by the same
 // grpc-go client (test/go/cri-read-bench, k8s.io/cri-client as kubelet). Server CPU per call is
 // utime+stime over the loop (warm-up included) / calls; targets alternate round by round, or
 // run at the same time with --paired (same machine load for both CPU figures).
@@ -73,7 +72,6 @@ const servers: Server[] = [];
 try {
   servers.push(await start("bare grpc-js", "./lib/bare-version-server.js"));
   servers.push(await start("bare node:http2", "./lib/bare-h2-version-server.js"));
-  servers.push(await start("berth H2GrpcServer", "./lib/berth-h2-version-server.js"));
   servers.push(await start("berth own HTTP/2", "./lib/berth-own-version-server.js"));
   const p50s = new Map<string, number[]>();
   const cpu = new Map<string, number>();

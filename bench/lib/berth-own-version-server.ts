@@ -1,7 +1,7 @@
 // berth's own gRPC server on its own HTTP/2 connection (src/cri/transport/grpc-server.ts)
 // answering Version through the same wrapper berthd uses (cri/server.ts implementService),
-// nothing else: beside berth-h2-version-server.ts (the same on node:http2) it shows what
-// dropping node:http2 saves.
+// nothing else: beside bare-h2-version-server.ts (a bare gRPC answer on node:http2) it shows
+// what berth's transport and wrapper cost without node:http2.
 //   node dist/bench/lib/berth-own-version-server.js SOCKET      prints "ready"; exits on SIGTERM
 import { RuntimeServiceService, VersionResponse } from "../../src/gen/cri/runtime/v1/api.js";
 import { implementService } from "../../src/cri/server.js";

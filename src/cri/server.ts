@@ -1,8 +1,9 @@
 // The CRI gRPC server: RuntimeService and ImageService on a unix socket, and the one wrapper
 // every gRPC service of berthd is served through (implementService: the CRI here, berth.v1
 // for the CLI in src/api). The wrapper's output is a grpc-js service implementation, served by
-// either berth's own gRPC server on node:http2 (transport/h2-grpc-server.ts, about a third less
-// CPU per call) or @grpc/grpc-js's, as [grpc] server says.
+// either berth's own gRPC server on its own HTTP/2 connection (transport/grpc-server.ts, without
+// node:http2: about a third of grpc-js's server CPU per call) or @grpc/grpc-js's, as [grpc]
+// server says.
 // Every method of a service definition is registered. A method with a handler runs it; every
 // other method answers UNIMPLEMENTED naming itself, so a client never sees a bare "unknown
 // service" and nothing is silently missed. The wrapper maps errors (status.ts), passes an
@@ -20,17 +21,13 @@ import type { CallContext, CallHints, CriCallObserver, CriHandlers, StreamContex
 import { codeName, isExpected, toGrpcStatus } from "./status.js";
 import { GrpcUnixListener } from "./transport/grpc-listener.js";
 import { BerthGrpcServer } from "./transport/grpc-server.js";
-import { H2GrpcServer } from "./transport/h2-grpc-server.js";
 
-/**
- * Which gRPC server serves the socket: berth's own on its own HTTP/2 connection ("berth"),
- * berth's own on node:http2, or @grpc/grpc-js's.
- */
-export type GrpcServerKind = "berth" | "node-http2" | "grpc-js";
-export const GRPC_SERVER_KINDS: readonly GrpcServerKind[] = ["berth", "node-http2", "grpc-js"];
+/** Which gRPC server serves the socket: berth's own on its own HTTP/2 connection, or @grpc/grpc-js's. */
+export type GrpcServerKind = "berth" | "grpc-js";
+export const GRPC_SERVER_KINDS: readonly GrpcServerKind[] = ["berth", "grpc-js"];
 
-/** Any of them; all take grpc-js service definitions and implementations. */
-export type CriGrpcServer = grpc.Server | H2GrpcServer | BerthGrpcServer;
+/** Either server; both take grpc-js service definitions and implementations. */
+export type CriGrpcServer = grpc.Server | BerthGrpcServer;
 
 /** What serveUnix hands back: stop accepting, and end whatever connection is left. */
 export interface UnixListener {
@@ -40,7 +37,7 @@ export interface UnixListener {
 
 export interface CriServerOptions {
   log: Logger;
-  /** Default "node-http2": berth's own (transport/h2-grpc-server.ts); "grpc-js" keeps grpc-js's server. */
+  /** Default "berth": berth's own (transport/grpc-server.ts); "grpc-js" keeps grpc-js's server. */
   server?: GrpcServerKind;
   /** Bytes; kubelet sends and accepts up to 16 MiB. */
   maxRecvMessageSize: number;
@@ -95,7 +92,7 @@ class LazySignalContext<C extends Cancellable & { metadata: grpc.Metadata }> imp
     this.cancelledAtStart = call.cancelled;
   }
 
-  /** Read through: the node:http2 server builds a call's Metadata only when asked. */
+  /** Read through: berth's own server builds a call's Metadata only when asked. */
   get metadata(): grpc.Metadata {
     return this.call.metadata;
   }
@@ -269,9 +266,7 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
           "grpc.max_receive_message_length": opts.maxRecvMessageSize,
           "grpc.max_send_message_length": opts.maxSendMessageSize,
         })
-      : opts.server === "berth"
-        ? new BerthGrpcServer({ log: opts.log.child({ component: "grpc" }), ...limits })
-        : new H2GrpcServer({ log: opts.log.child({ component: "grpc" }), ...limits });
+      : new BerthGrpcServer({ log: opts.log.child({ component: "grpc" }), ...limits });
   const log = opts.log.child({ component: "cri" });
   const service = { log, observer: handlers.observer };
   server.addService(RuntimeServiceService, implementService(RuntimeServiceService, handlers.runtime, service));
@@ -291,8 +286,7 @@ export async function serveUnix(server: CriGrpcServer, socketPath: string, log: 
     await server.listen(socketPath);
     return { close: () => server.stopListening(), destroyAll: () => server.forceShutdown() };
   }
-  const sink =
-    server instanceof H2GrpcServer ? server : server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const sink = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = new GrpcUnixListener(sink, log.child({ component: "grpc" }));
   await listener.listen(socketPath);
   return listener;
@@ -300,7 +294,7 @@ export async function serveUnix(server: CriGrpcServer, socketPath: string, log: 
 
 /** Binds the server to a unix socket path (which must not exist) with the server's own listener. */
 export function listenUnix(server: CriGrpcServer, socketPath: string): Promise<void> {
-  if (server instanceof H2GrpcServer || server instanceof BerthGrpcServer) return server.listen(socketPath);
+  if (server instanceof BerthGrpcServer) return server.listen(socketPath);
   return new Promise((resolve, reject) => {
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
       err ? reject(err) : resolve(),

@@ -66,9 +66,9 @@ export const configSchema = section("berthd configuration", {
     max_send_message_size: int(16 * MiB, "Largest gRPC message sent, in bytes.", { min: 1024, max: 2 ** 31 - 1 }),
     shutdown_timeout: duration("5s", "On SIGTERM/SIGINT, how long in-flight calls may run before they are cut off."),
     server: oneOf(
-      ["berth", "node-http2", "grpc-js"],
-      "node-http2",
-      "gRPC server: berth's own on its own HTTP/2 connection, berth's own on node:http2, or @grpc/grpc-js's.",
+      ["berth", "grpc-js"],
+      "berth",
+      "gRPC server: berth's own (its own HTTP/2 connection, cheapest per call) or @grpc/grpc-js's.",
     ),
   }),
 

@@ -50,7 +50,7 @@ test("an empty file gives the documented defaults", () => {
     max_recv_message_size: 16777216,
     max_send_message_size: 16777216,
     shutdown_timeout: "5s",
-    server: "node-http2",
+    server: "berth",
   });
   assert.deepEqual(cfg.log, { level: "info", format: "json" });
   assert.equal(cfg.cgroup.driver, "cgroupfs");

@@ -188,7 +188,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   let configText = opts.config ?? "";
   // Appended, not prepended: top-level keys of the test's own text must stay top-level.
   if (!/^\[cni\]/m.test(configText)) configText = `${configText}\n\n[cni]\nconf_dir = "{{dir}}/net.d"\n`;
-  // BERTHD_GRPC_SERVER=node-http2|grpc-js runs every test daemon on that gRPC server (a test's
+  // BERTHD_GRPC_SERVER=berth|grpc-js runs every test daemon on that gRPC server (a test's
   // own [grpc] server key wins): how the real-peer suites are run against either.
   const grpcServer = process.env.BERTHD_GRPC_SERVER;
   if (grpcServer && !/^server\s*=/m.test(configText)) {

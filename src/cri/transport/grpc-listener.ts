@@ -1,5 +1,5 @@
-// berthd's gRPC socket: its own net.Server on the unix socket, handing each connection to the
-// gRPC server (berth's H2GrpcServer, or grpc-js through a connection injector), so that
+// berthd's gRPC socket when grpc-js serves it ([grpc] server = "grpc-js"): its own net.Server on
+// the unix socket, handing each connection to grpc-js's connection injector, so that
 // requests with any :authority are served (see authority.ts for what nghttp2 refuses and why
 // grpc-go clients send it).
 //
@@ -30,7 +30,10 @@ import { Flag, frame, FrameType, H2ProtocolError } from "./h2-frames.js";
 const LOOKAHEAD_CAP = MAX_HEADER_BLOCK + (256 << 10);
 const SERVER_SETTINGS = frame(FrameType.SETTINGS, 0, 0);
 
-/** Where accepted connections go: grpc-js's connection injector or berth's H2GrpcServer. */
+/**
+ * Where accepted connections go: grpc-js's connection injector. (berth's own server needs none
+ * of this: it never checks :authority and takes the socket's connections itself.)
+ */
 export interface ConnectionSink {
   injectConnection(connection: Duplex): void;
   /** Ends every connection handed over. */

@@ -57,7 +57,11 @@ export class BerthGrpcServer {
         this.connections.delete(conn);
         this.checkDrained();
       },
-      onError: (err) => this.opts.log.debug({ err: err.message, code: err.code }, "HTTP/2 connection error"),
+      onError: (err) =>
+        this.opts.log.debug(
+          { err: err.message, code: err.code },
+          "gRPC connection closed: not a valid HTTP/2 client stream",
+        ),
     });
     this.connections.add(conn);
   }

@@ -1,20 +1,9 @@
 // A call's status as HTTP/2 headers: grpc-status and grpc-message in the trailers (or in the
 // only header block of a trailers-only response), plus any custom metadata of the status.
+// h2-server-stream.ts encodes them (statusBlock).
 
 import type { Metadata } from "@grpc/grpc-js";
 import type { OutgoingHttpHeaders } from "node:http2";
-
-/**
- * The response headers of a call that sends messages. grpc-accept-encoding is sent only with
- * a refused encoding (h2-grpc-server.ts): every header costs on every call.
- */
-export const RESPONSE_HEADERS: Readonly<OutgoingHttpHeaders> = Object.freeze({
-  ":status": 200,
-  "content-type": "application/grpc",
-});
-
-/** The trailers of a call that ended OK without metadata: one frozen object, no per-call work. */
-export const OK_TRAILERS: Readonly<OutgoingHttpHeaders> = Object.freeze({ "grpc-status": "0" });
 
 /**
  * grpc-message's encoding: bytes outside printable ASCII (0x20-0x7E) and '%' itself become
@@ -60,9 +49,4 @@ export function statusHeaders(code: number, message: string, metadata?: Metadata
   out["grpc-status"] = String(code);
   if (message) out["grpc-message"] = encodeGrpcMessage(message);
   return out;
-}
-
-/** A trailers-only response: HTTP status, content-type and the status in one header block. */
-export function trailersOnly(code: number, message: string, metadata?: Metadata): OutgoingHttpHeaders {
-  return { ":status": 200, "content-type": "application/grpc", ...statusHeaders(code, message, metadata) };
 }

@@ -139,12 +139,13 @@ export class H2Connection implements StreamOwner {
   }
 
   private readFrames(): void {
-    let b = this.input;
+    const b = this.input;
     let at = 0;
     if (!this.prefaceSeen) {
       const n = Math.min(b.length, CLIENT_PREFACE.length);
       if (!b.subarray(0, n).equals(CLIENT_PREFACE.subarray(0, n))) {
         // Not HTTP/2 with prior knowledge (an HTTP/1 client, garbage): nothing to answer.
+        this.opts.onError?.(new H2Error(ErrorCode.PROTOCOL_ERROR, "not the HTTP/2 client preface"));
         this.dead = true;
         this.input = Buffer.alloc(0);
         this.socket.destroy();
@@ -165,9 +166,8 @@ export class H2Connection implements StreamOwner {
       at += FRAME_HEADER_LENGTH + length;
       this.onFrame(type, flags, id, payload);
     }
-    b = b.subarray(at);
-    // Keep no view into a large chunk for a small remainder.
-    this.input = b.length === 0 ? Buffer.alloc(0) : b;
+    // A partial frame stays (a view; the next chunk is appended to a copy of it).
+    this.input = at === b.length ? Buffer.alloc(0) : b.subarray(at);
   }
 
   private onFrame(type: number, flags: number, id: number, payload: Buffer): void {

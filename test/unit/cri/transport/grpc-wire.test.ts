@@ -1,5 +1,5 @@
-// The pure parts of berth's node:http2 gRPC server (src/cri/transport): message framing across
-// arbitrary DATA splits and the receive limit, grpc-timeout parsing, grpc-message encoding.
+// The pure parts of berth's gRPC server (src/cri/transport): message framing across arbitrary
+// DATA splits and the receive limit, grpc-timeout parsing, grpc-message encoding, status blocks.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
@@ -9,12 +9,9 @@ import {
   MessageTooLargeError,
 } from "../../../../src/cri/transport/grpc-frame.js";
 import { parseGrpcTimeout } from "../../../../src/cri/transport/grpc-timeout.js";
-import {
-  decodeGrpcMessage,
-  encodeGrpcMessage,
-  statusHeaders,
-  trailersOnly,
-} from "../../../../src/cri/transport/grpc-trailers.js";
+import { decodeGrpcMessage, encodeGrpcMessage, statusHeaders } from "../../../../src/cri/transport/grpc-trailers.js";
+import { RESPONSE_BLOCK, statusBlock } from "../../../../src/cri/transport/h2-server-stream.js";
+import { HpackDecoder } from "../../../../src/cri/transport/hpack.js";
 import { isGrpcContentType } from "../../../../src/cri/transport/grpc-routes.js";
 import { Metadata } from "@grpc/grpc-js";
 
@@ -104,12 +101,23 @@ test("status headers: code, encoded message, metadata without transport names", 
     "grpc-message": 'pod "x" not found',
   });
   assert.deepEqual(statusHeaders(0, ""), { "grpc-status": "0" });
-  assert.deepEqual(trailersOnly(12, "nope"), {
-    ":status": 200,
-    "content-type": "application/grpc",
-    "grpc-status": "12",
-    "grpc-message": "nope",
-  });
+});
+
+test("a trailers-only block: the response headers' block and the status block, concatenated", () => {
+  const md = new Metadata();
+  md.add("x-many", "a");
+  md.add("x-many", "b");
+  const block = Buffer.concat([RESPONSE_BLOCK, statusBlock(12, "nope 100%", md, { "grpc-accept-encoding": "gzip" })]);
+  const fields = new HpackDecoder().decode(block).fields.map((f) => [f.name, f.value]);
+  assert.deepEqual(fields, [
+    [":status", "200"],
+    ["content-type", "application/grpc"],
+    ["x-many", "a"],
+    ["x-many", "b"],
+    ["grpc-status", "12"],
+    ["grpc-message", "nope 100%25"],
+    ["grpc-accept-encoding", "gzip"],
+  ]);
 });
 
 test("content-type: application/grpc with an optional +subtype or ;parameters", () => {
