@@ -2,9 +2,8 @@
 // `WWW-Authenticate: Bearer realm="..",service="..",scope=".."` (get a token from the realm,
 // with Basic credentials if we have any) or `Basic realm=".."` (send the credentials).
 // Credentials come in CRI's AuthConfig shape, per pull or from configuration.
-import { request } from "undici";
 import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError, UnavailableError } from "../util/errors.js";
-import { defaultDispatcher } from "./hosts.js";
+import { defaultClient } from "./http.js";
 
 /** CRI runtime.v1 AuthConfig, camel-cased. */
 export interface AuthConfig {
@@ -174,23 +173,22 @@ export class Authorizer {
           ...(params.service ? { service: params.service } : {}),
           scope: [...scopes].join(" "),
         });
-        res = await request(url, {
+        res = await defaultClient().request(url, {
           method: "POST",
           headers: { "content-type": "application/x-www-form-urlencoded", "user-agent": this.userAgent },
           body: form.toString(),
-          dispatcher: defaultDispatcher(),
         });
       } else {
         for (const s of scopes) url.searchParams.append("scope", s);
         const creds = basicCredentials(auth);
         const headers: Record<string, string> = { "user-agent": this.userAgent };
         if (creds) headers.authorization = basicHeader(creds);
-        res = await request(url, { method: "GET", headers, dispatcher: defaultDispatcher() });
+        res = await defaultClient().request(url, { method: "GET", headers });
       }
     } catch (err) {
       throw new UnavailableError(`token server ${url.origin} for ${host}: ${(err as Error).message}`, { cause: err });
     }
-    const text = await res.body.text();
+    const text = await res.text();
     if (res.statusCode === 401) {
       throw new UnauthenticatedError(
         basicCredentials(auth) || auth?.identityToken
@@ -216,5 +214,5 @@ export class Authorizer {
 }
 
 // Kept apart (credentials.ts) so berthd's start reads its configuration without loading the
-// HTTP client (undici) that only a pull needs.
+// HTTP client (http.ts) that only a pull needs.
 export { configuredCredentials, type ConfiguredAuth } from "./credentials.js";

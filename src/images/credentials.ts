@@ -1,5 +1,5 @@
 // The registry credentials of berthd's configuration ([registry.auths."<host>"]) as a
-// CredentialLookup. Apart from auth.ts, whose token requests load undici: berthd builds this at
+// CredentialLookup. Apart from auth.ts, whose token requests load the HTTP client: berthd builds this at
 // start, and an idle daemon should not pay for the HTTP client a pull needs (issue 15).
 import type { AuthConfig, CredentialLookup } from "./auth.js";
 

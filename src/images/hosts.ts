@@ -14,8 +14,8 @@
 import { readFile, readdir } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { parse as parseToml } from "smol-toml";
-import { Agent, type Dispatcher } from "undici";
 import { InvalidArgumentError } from "../util/errors.js";
+import { defaultClient, HttpClient } from "./http.js";
 
 export type Capability = "pull" | "resolve" | "push";
 
@@ -31,7 +31,8 @@ export interface RegistryHost {
   /** the registry this host serves (added as ?ns= when it is a mirror) */
   namespace: string;
   isMirror: boolean;
-  dispatcher: Dispatcher;
+  /** the connections to it (its TLS settings) */
+  client: HttpClient;
 }
 
 export const defaultConfigPath = "/etc/berth/certs.d";
@@ -42,12 +43,12 @@ interface TlsFiles {
   skipVerify: boolean;
 }
 
-const agents = new Map<string, Agent>();
+const clients = new Map<string, HttpClient>();
 
-async function dispatcherFor(tls: TlsFiles): Promise<Agent> {
+async function clientFor(tls: TlsFiles): Promise<HttpClient> {
   const key = JSON.stringify(tls);
-  let agent = agents.get(key);
-  if (agent) return agent;
+  let client = clients.get(key);
+  if (client) return client;
   const ca = tls.ca.length > 0 ? await Promise.all(tls.ca.map((f) => readFile(f))) : undefined;
   let cert: Buffer | undefined;
   let keyPem: Buffer | undefined;
@@ -56,19 +57,9 @@ async function dispatcherFor(tls: TlsFiles): Promise<Agent> {
     cert = await readFile(c);
     keyPem = k ? await readFile(k) : cert; // a single .pem may hold both
   }
-  agent = new Agent({
-    connect: { ca, cert, key: keyPem, rejectUnauthorized: !tls.skipVerify },
-    connections: 16,
-  });
-  agents.set(key, agent);
-  return agent;
-}
-
-let plainAgent: Agent | undefined;
-/** The shared dispatcher for hosts with no TLS settings (and for redirects to other hosts). */
-export function defaultDispatcher(): Agent {
-  plainAgent ??= new Agent({ connections: 16 });
-  return plainAgent;
+  client = new HttpClient({ ca, cert, key: keyPem, rejectUnauthorized: !tls.skipVerify });
+  clients.set(key, client);
+  return client;
 }
 
 /** The host part without port, brackets kept off: "[::1]:5000" -> "::1". */
@@ -177,7 +168,7 @@ async function makeHost(
     headers,
     namespace,
     isMirror: u.host !== namespace && !(namespace === "docker.io" && u.host === "registry-1.docker.io"),
-    dispatcher: plain ? defaultDispatcher() : await dispatcherFor(tls),
+    client: plain ? defaultClient() : await clientFor(tls),
   };
 }
 
@@ -231,7 +222,7 @@ export async function registryHosts(
       const tls = await dockerCertFiles(dir);
       if (tls && (tls.ca.length > 0 || tls.clients.length > 0)) {
         const host = await makeHost(defaultServer(namespace), {}, dir, namespace, { caps: all });
-        return [{ ...host, dispatcher: await dispatcherFor(tls) }];
+        return [{ ...host, client: await clientFor(tls) }];
       }
     }
   }

@@ -2,7 +2,6 @@
 // over HTTP(S) through the hosts of registry `namespace` (mirrors first, see hosts.ts),
 // with auth challenges answered (auth.ts), bounded retries of transient failures,
 // redirects followed without leaking Authorization to other hosts, and Range resume.
-import { request, type Dispatcher } from "undici";
 import {
   InternalError,
   InvalidArgumentError,
@@ -14,7 +13,8 @@ import {
 } from "../util/errors.js";
 import { Authorizer, type AuthConfig } from "./auth.js";
 import { sha256Digest, type BlobSource } from "./content-store.js";
-import { defaultConfigPath, defaultDispatcher, registryHosts, type Capability, type RegistryHost } from "./hosts.js";
+import { defaultConfigPath, registryHosts, type Capability, type RegistryHost } from "./hosts.js";
+import { defaultClient, type HttpClient, type HttpResponse } from "./http.js";
 import { isSchema1, manifestAccept, sniffManifestType, isIndex, isManifest, type Descriptor } from "./mediatypes.js";
 import { repositoryName, type ImageReference } from "./reference.js";
 import { defaultRetry, TransientHttpError, withRetry, type RetryPolicy } from "./retry.js";
@@ -45,7 +45,7 @@ export interface FetchedManifest {
   body: Buffer;
 }
 
-type Response = Dispatcher.ResponseData;
+type Response = HttpResponse;
 
 export class RegistryClient {
   private readonly authorizer: Authorizer;
@@ -94,13 +94,13 @@ export class RegistryClient {
         let res: Response;
         try {
           const h = { ...host.headers, ...headers };
-          res = await this.follow(url, method, h, authorization, host.dispatcher, signal);
+          res = await this.follow(url, method, h, authorization, host.client, signal);
         } catch (err) {
           signal?.throwIfAborted();
           throw tlsProblem(err, host, this.configPath) ?? err;
         }
         if (res.statusCode === 401) {
-          await res.body.dump();
+          await res.dump();
           if (answered) {
             const given = auth && (auth.username || auth.auth || auth.identityToken || auth.registryToken);
             throw new UnauthenticatedError(
@@ -121,13 +121,13 @@ export class RegistryClient {
           continue;
         }
         if (res.statusCode === 403) {
-          const text = await res.body.text().catch(() => "");
+          const text = await res.text().catch(() => "");
           throw new PermissionDeniedError(
             `registry ${host.host} denied access to ${repo} (403 Forbidden) ${text.slice(0, 200)}`.trim(),
           );
         }
         if (res.statusCode >= 500 || res.statusCode === 429) {
-          await res.body.dump();
+          await res.dump();
           throw new TransientHttpError(`registry ${host.host} answered ${res.statusCode} for ${method} ${suffix}`);
         }
         return res;
@@ -141,7 +141,7 @@ export class RegistryClient {
     method: "GET" | "HEAD",
     headers: Record<string, string | string[]>,
     authorization: string | undefined,
-    dispatcher: Dispatcher,
+    client: HttpClient,
     signal?: AbortSignal,
   ): Promise<Response> {
     const origin = new URL(url).origin;
@@ -150,14 +150,9 @@ export class RegistryClient {
       const sameOrigin = new URL(current).origin === origin;
       const h: Record<string, string | string[]> = { ...headers, "user-agent": this.userAgent };
       if (authorization && sameOrigin) h.authorization = authorization;
-      const res = await request(current, {
-        method,
-        headers: h,
-        dispatcher: sameOrigin ? dispatcher : defaultDispatcher(),
-        signal,
-      });
+      const res = await (sameOrigin ? client : defaultClient()).request(current, { method, headers: h, signal });
       if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
-        await res.body.dump();
+        await res.dump();
         current = new URL(String(res.headers.location), current).toString();
         continue;
       }
@@ -188,12 +183,12 @@ export class RegistryClient {
         const accept = { accept: manifestAccept };
         const res = await this.send(host, repo, "GET", `manifests/${reference}`, accept, a, signal);
         if (res.statusCode === 404) {
-          await res.body.dump();
+          await res.dump();
           lastErr = new NotFoundError(`image ${repositoryName(ref)}:${reference} not found in registry ${host.host}`);
           continue;
         }
         if (res.statusCode >= 300) {
-          await res.body.dump();
+          await res.dump();
           throw new UnavailableError(`registry ${host.host} answered ${res.statusCode} for manifest ${reference}`);
         }
         const body = await readLimited(res, maxManifestBytes, opts.onData);
@@ -240,18 +235,18 @@ export class RegistryClient {
           if (offset > 0) headers.range = `bytes=${offset}-`;
           const res = await this.send(host, ref.path, "GET", `blobs/${desc.digest}`, headers, a, signal);
           if (res.statusCode === 404) {
-            await res.body.dump();
+            await res.dump();
             lastErr = new NotFoundError(
               `blob ${desc.digest} of ${repositoryName(ref)} not found in registry ${host.host}`,
             );
             continue;
           }
           if (res.statusCode === 416) {
-            await res.body.dump();
+            await res.dump();
             return this.blobSource(ref, desc, auth)(0, signal);
           }
           if (res.statusCode >= 300) {
-            await res.body.dump();
+            await res.dump();
             throw new UnavailableError(`registry ${host.host} answered ${res.statusCode} for blob ${desc.digest}`);
           }
           let start = 0;
@@ -289,7 +284,7 @@ function tlsProblem(err: unknown, host: RegistryHost, configPath: string | undef
 
 function isNetworkError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
-  return typeof code === "string" && (code.startsWith("E") || code.startsWith("UND_ERR"));
+  return typeof code === "string" && code.startsWith("E"); // node's ECONNREFUSED, ETIMEDOUT, ERR_*
 }
 
 function wrapUnavailable(err: unknown, ref: ImageReference): Error {

@@ -39,7 +39,7 @@ import {
   tagName,
   type ImageReference,
 } from "./reference.js";
-// The registry client (undici) and the layer unpacker (tar, gzip, zstd) are loaded at the first
+// The registry client (http.ts) and the layer unpacker (tar, gzip, zstd) are loaded at the first
 // pull or unpack: an idle berthd does without them (issue 15, about 13 MiB).
 import type { RegistryClient, RegistryClientOptions } from "./registry.js";
 import { ImageReadCache, imageRecord } from "./read-cache.js";
