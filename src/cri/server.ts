@@ -2,8 +2,8 @@
 // every gRPC service of berthd is served through (implementService: the CRI here, berth.v1
 // for the CLI in src/api). The wrapper's output is a grpc-js service implementation, served by
 // either berth's own gRPC server on its own HTTP/2 connection (transport/grpc-server.ts, without
-// node:http2: about a third of grpc-js's server CPU per call) or @grpc/grpc-js's, as [grpc]
-// server says.
+// node:http2: under half of grpc-js's server CPU per read, bench/read-cpu.bench.ts) or
+// @grpc/grpc-js's, as [grpc] server says.
 // Every method of a service definition is registered. A method with a handler runs it; every
 // other method answers UNIMPLEMENTED naming itself, so a client never sees a bare "unknown
 // service" and nothing is silently missed. The wrapper maps errors (status.ts), passes an
