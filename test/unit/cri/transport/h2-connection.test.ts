@@ -293,6 +293,82 @@ test("a malformed request (a pseudo-header twice) is reset with PROTOCOL_ERROR; 
   }
 });
 
+test("DATA after the client's END_STREAM: the stream is reset with STREAM_CLOSED and its call cancelled", async () => {
+  const c = await RawH2Client.open(socket);
+  try {
+    const started = new Promise<void>((resolve) => (slowStarted = resolve));
+    c.send(headersFrame(1, requestBlock(VERSION)), dataFrame(1, versionBody("slow"), true));
+    await started;
+    c.send(dataFrame(1, Buffer.alloc(3)));
+    const rst = await c.next((f) => f.id === 1);
+    assert.equal(rst?.type, FrameType.RST_STREAM);
+    assert.equal(rst.payload.readUInt32BE(0), ErrorCode.STREAM_CLOSED);
+    assert.equal(((await aborted) as Error).message, "call cancelled by the client");
+  } finally {
+    c.close();
+  }
+});
+
+test("a client that stops reading: the answer waits for the socket, then arrives whole", async () => {
+  // Large windows, so only the socket's backpressure can hold the 200 KiB answers back.
+  const c = await RawH2Client.open(socket, [[Setting.INITIAL_WINDOW_SIZE, 16 << 20]]);
+  try {
+    c.send(windowUpdate(0, 16 << 20));
+    c.socket.pause();
+    const ids = [1, 3, 5, 7, 9, 11, 13, 15];
+    for (const id of ids) c.send(headersFrame(id, requestBlock(VERSION)), dataFrame(id, versionBody("big"), true));
+    // 1.6 MiB of answers against a socket nobody reads: the server's writes report a full
+    // socket and the rest waits for its 'drain'. (The pause only gives the handlers time to
+    // answer; the outcome does not depend on its length.)
+    await new Promise((r) => setTimeout(r, 100));
+    c.socket.resume();
+    for (const id of ids) {
+      const r = await response(c, id);
+      assert.equal(r.trailers["grpc-status"], "0");
+      assert.equal(decodeVersion(r.body).runtimeName.length, BIG);
+    }
+  } finally {
+    c.close();
+  }
+});
+
+test("graceful shutdown: GOAWAY names the last stream, a newer one is refused, the call in flight finishes", async () => {
+  const s2 = new BerthGrpcServer({ log: silentLogger(), maxRecvMessageSize: 1 << 20, maxSendMessageSize: 1 << 20 });
+  let release: () => void = () => {};
+  let running: () => void = () => {};
+  const started = new Promise<void>((resolve) => (running = resolve));
+  const handlers = {
+    async version() {
+      running();
+      await new Promise<void>((resolve) => (release = resolve));
+      return VersionResponse.fromPartial({ version: "done" });
+    },
+  };
+  s2.addService(RuntimeServiceService, implementService(RuntimeServiceService, handlers, { log: silentLogger() }));
+  const sock2 = join(dir, "shutdown.sock");
+  await s2.listen(sock2);
+  const c = await RawH2Client.open(sock2);
+  try {
+    c.send(headersFrame(1, requestBlock(VERSION)), dataFrame(1, versionBody("x"), true));
+    await started;
+    const shutDown = new Promise<void>((resolve) => s2.tryShutdown(() => resolve()));
+    const g = await c.next((f) => f.type === FrameType.GOAWAY);
+    assert.equal(g?.payload.readUInt32BE(0), 1);
+    assert.equal(g.payload.readUInt32BE(4), ErrorCode.NO_ERROR);
+    c.send(headersFrame(3, requestBlock(VERSION)), dataFrame(3, versionBody("late"), true));
+    const refused = await c.next((f) => f.id === 3);
+    assert.equal(refused?.type, FrameType.RST_STREAM);
+    assert.equal(refused.payload.readUInt32BE(0), ErrorCode.REFUSED_STREAM);
+    release();
+    assert.equal(decodeVersion((await response(c, 1)).body).version, "done");
+    await c.closed;
+    await shutDown;
+  } finally {
+    c.close();
+    s2.forceShutdown();
+  }
+});
+
 /** Connection errors: the bytes after a good preface + SETTINGS, and the GOAWAY code expected. */
 const connectionErrors: [string, () => Buffer[], number][] = [
   ["an even stream id", () => [headersFrame(2, requestBlock(VERSION), true)], ErrorCode.PROTOCOL_ERROR],
