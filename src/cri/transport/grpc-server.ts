@@ -11,6 +11,7 @@ import { createServer, type Server as NetServer, type Socket } from "node:net";
 import type { Logger } from "../../util/log.js";
 import { GrpcRoutes, type MessageLimits } from "./grpc-routes.js";
 import { H2Connection } from "./h2-connection.js";
+import { ErrorCode } from "./h2-frames.js";
 
 export interface BerthGrpcServerOptions extends MessageLimits {
   log: Logger;
@@ -58,10 +59,12 @@ export class BerthGrpcServer {
         this.checkDrained();
       },
       onError: (err) =>
-        this.opts.log.debug(
-          { err: err.message, code: err.code },
-          "gRPC connection closed: not a valid HTTP/2 client stream",
-        ),
+        err.code === ErrorCode.INTERNAL_ERROR
+          ? this.opts.log.error({ err: err.message }, "gRPC connection closed: internal error")
+          : this.opts.log.debug(
+              { err: err.message, code: err.code },
+              "gRPC connection closed: not a valid HTTP/2 client stream",
+            ),
     });
     this.connections.add(conn);
   }

@@ -133,8 +133,10 @@ export class H2Connection implements StreamOwner {
     try {
       this.readFrames();
     } catch (err) {
-      if (!(err instanceof H2Error)) throw err;
-      this.connectionError(err);
+      // A bug here or in a call's synchronous start costs this connection, not berthd.
+      this.connectionError(
+        err instanceof H2Error ? err : new H2Error(ErrorCode.INTERNAL_ERROR, `internal error: ${String(err)}`),
+      );
     } finally {
       this.sender.endBatch();
     }
@@ -442,8 +444,12 @@ export class H2Connection implements StreamOwner {
   private endIfIdle(): void {
     if (this.draining && this.streams.size === 0 && !this.dead) {
       this.dead = true;
-      // After this read's frames (the last answer) are written: end() flushes, then closes.
-      setImmediate(() => this.socket.end());
+      // After this read's frames (the last answer) are written: end() flushes, then closes; a
+      // client that never closes its side is cut off a moment later.
+      setImmediate(() => {
+        this.socket.end();
+        setTimeout(() => this.socket.destroy(), 1000).unref();
+      });
     }
   }
 
