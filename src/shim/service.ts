@@ -167,8 +167,12 @@ export class TaskService {
     this.tasks.set(req.id, task); // reserve the id while creating
     const rootfs = join(req.bundle, "rootfs");
     const atOnce = ctx?.metadata.get(START_AT_ONCE_METADATA_KEY)?.[0] === "1" && task.driver.canStartAtCreate(task);
+    // berthd sends no Start (START_CONFIRMED_METADATA_KEY): this Create confirms what it ran.
+    const confirm = atOnce && ctx?.metadata.get(START_CONFIRMED_METADATA_KEY)?.[0] === "1";
     if (atOnce) {
       record.startedAtCreate = true;
+      // The records this Create writes say so already: no second write to confirm it below.
+      if (confirm) record.started = true;
       task.init.holdUntilStart();
     }
     try {
@@ -200,9 +204,17 @@ export class TaskService {
         pid: record.pid,
       },
     ]);
-    // berthd sends no Start (START_CONFIRMED_METADATA_KEY): this Create confirms what it ran.
-    if (atOnce && ctx?.metadata.get(START_CONFIRMED_METADATA_KEY)?.[0] === "1") {
-      await this.start({ id: req.id, execId: "" });
+    if (confirm) {
+      // What the Start would do (start()): running, TaskStart after TaskCreate, then a held exit.
+      if (!task.init.exit && task.init.state === "created") task.init.to("start");
+      this.events.publish(task, Topics.start, [
+        "containerd.events.TaskStart",
+        TaskStart,
+        { containerId: task.id, pid: record.pid },
+      ]);
+      task.init.starting = undefined;
+      task.init.openStartGate();
+      this.events.log(task, `started init pid ${record.pid}`);
     }
     return { pid: record.pid };
   }
