@@ -1,7 +1,7 @@
 // berthd's observability, built once by the composition root: the tracer, the metrics, and
 // the small wrappers that feed them from the CRI server, core services and the ttrpc client.
 
-import { TraceSpanEvent } from "../gen/berth/v1/berth.js";
+import { TraceSpanEvent } from "../gen/berth/v1/trace_event.js";
 import { setCallObserver } from "../ttrpc/client.js";
 import { BerthMetrics, type MetricsSources } from "./metrics.js";
 import { codeNameOf, NO_ATTRIBUTES, Tracer } from "./tracer.js";

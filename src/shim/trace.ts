@@ -110,17 +110,18 @@ export async function traceRuntime<T>(
 }
 
 /**
- * A sink that publishes each span as a `berth.v1.TraceSpanEvent`. The generated berth.v1 module
- * also carries berthd's gRPC service definitions, so it is loaded on the first traced command
- * only: a shim driven by containerd never pays for it.
+ * A sink that publishes each span as a `berth.v1.TraceSpanEvent`, loaded on the first traced
+ * command: a shim driven by containerd never needs it. The message has its own proto file
+ * (proto/berth/v1/trace_event.proto) so that loading it does not load berthd's gRPC service
+ * and grpc-js with it.
  */
 export function publishingSink(
   publish: <E>(namespace: string, topic: string, typeName: string, codec: EventEncoder<E>, event: E) => void,
   log: (msg: string) => void = () => {},
 ): SpanSink {
-  let codec: Promise<typeof import("../gen/berth/v1/berth.js").TraceSpanEvent> | undefined;
+  let codec: Promise<typeof import("../gen/berth/v1/trace_event.js").TraceSpanEvent> | undefined;
   return (tc, span) => {
-    codec ??= import("../gen/berth/v1/berth.js").then((m) => m.TraceSpanEvent);
+    codec ??= import("../gen/berth/v1/trace_event.js").then((m) => m.TraceSpanEvent);
     codec.then(
       (c) =>
         publish(tc.namespace, TRACE_SPAN_TOPIC, TRACE_SPAN_TYPE, c, {
