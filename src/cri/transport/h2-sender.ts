@@ -110,6 +110,19 @@ export class H2Sender {
     else this.waiting.delete(s);
     if (out.length > 0) this.send(out);
     if (s.endSent) this.ended(s);
+    // Stopped by the batch cap with room left in the windows: if the socket took it all at
+    // once there is no 'drain' to come, and the client may owe no WINDOW_UPDATE yet.
+    if (bytes >= RECV.maxWriteBatch && s.queued > 0 && !this.blocked) this.scheduleFlush();
+  }
+
+  private flushScheduled = false;
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (!this.blocked && !this.socket.destroyed) this.flushWaiting();
+    });
   }
 
   onDrain(): void {
