@@ -69,6 +69,13 @@ export class BerthGrpcServer {
     this.connections.add(conn);
   }
 
+  /** Streams open on all connections (for tests: a cancelled or finished call leaves none). */
+  openStreams(): number {
+    let n = 0;
+    for (const c of this.connections) n += c.streams.size;
+    return n;
+  }
+
   /** Stops accepting connections (the socket path goes away); those accepted stay. */
   stopListening(): void {
     this.netServer?.close();

@@ -356,11 +356,13 @@ export class H2Connection implements StreamOwner {
       if (err instanceof HpackError) throw new H2Error(ErrorCode.COMPRESSION_ERROR, err.message);
       throw err;
     }
-    if (resetWith !== undefined) return this.resetStream(id, resetWith);
     const open = this.streams.get(id);
     if (open) {
+      if (resetWith !== undefined) return this.resetStream(id, resetWith);
+      // 5.1: after the client's END_STREAM only WINDOW_UPDATE, PRIORITY and RST_STREAM may come.
+      if (open.remoteEnded) return this.resetStream(id, ErrorCode.STREAM_CLOSED);
       // Trailers from the client: they must end the stream (8.1); gRPC clients send none.
-      if (!endStream || open.remoteEnded) return this.resetStream(id, ErrorCode.PROTOCOL_ERROR);
+      if (!endStream) return this.resetStream(id, ErrorCode.PROTOCOL_ERROR);
       return this.remoteEnd(open);
     }
     if (id <= this.lastStreamId) {
@@ -368,7 +370,10 @@ export class H2Connection implements StreamOwner {
       throw new H2Error(ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
     }
     if (id % 2 === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `client stream id ${id} is even`);
+    // The stream leaves idle even when it is reset at once: DATA the client sent behind the
+    // HEADERS is then ignored, not taken for DATA on an idle stream (a connection error).
     this.lastStreamId = id;
+    if (resetWith !== undefined) return this.resetStream(id, resetWith);
     if (this.draining) return this.resetStream(id, ErrorCode.REFUSED_STREAM);
     if (this.streams.size >= RECV.maxConcurrentStreams) return this.resetStream(id, ErrorCode.REFUSED_STREAM);
     const headers = readRequestHeaders(fields);
