@@ -3,7 +3,10 @@
 // (test/go/grpc-error-paths) calls an unknown method and service (UNIMPLEMENTED), sends a
 // 17 MiB request (RESOURCE_EXHAUSTED, over the 16 MiB limit), lets a deadline pass and cancels
 // during ExecSync (the exec'd process is killed: the cancellation reached the handler), and
-// the connection still serves afterwards; a raw HTTP/2 client with a JSON content-type gets 415
+// the connection still serves afterwards; a request of exactly 16 MiB is served and one byte
+// more is RESOURCE_EXHAUSTED; 200 calls at once on one connection are all answered; 1200
+// server-streaming calls cancelled mid-call (RST_STREAM CANCEL), 100 at a time beside 100
+// answered calls, leave nothing in the server's stream table (it takes 1000 at once); a raw HTTP/2 client with a JSON content-type gets 415
 // through berthd's :authority look-ahead.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -38,7 +41,7 @@ useCriEnv({ bridge: "berthgep0", subnet: "10.234.64.0/24" }, (e) => (env = e));
 // Built at load time, so no daemon waits on the compiler.
 const bin = goTool("grpc-error-paths", "grpc-error-paths");
 
-test("grpc-go: unknown method and service, a too-large request, a deadline and a cancel", async () => {
+test("grpc-go: unknown method and service, requests at and over the limit, a deadline and a cancel, 200 calls at once, cancelled streams", async () => {
   const pod = await env.runPod("errors");
   const container = await env.runContainer(pod, "c", ["sleep", "100000"]);
   const { stdout } = await promisify(execFile)(bin, ["-socket", env.d.socket, "-container", container], {
@@ -49,7 +52,7 @@ test("grpc-go: unknown method and service, a too-large request, a deadline and a
       .trim()
       .split("\n")
       .map((l) => {
-        const [name, code, ...msg] = l.split(" ");
+        const [name, code, ...msg] = l.split(" "); // "# ..." lines are notes
         return [name!, { code: code!, message: msg.join(" ") }];
       }),
   );
@@ -61,6 +64,12 @@ test("grpc-go: unknown method and service, a too-large request, a deadline and a
   assert.equal(lines.get("deadline")?.code, "DeadlineExceeded", stdout);
   assert.equal(lines.get("cancel")?.code, "Canceled", stdout);
   assert.equal(lines.get("after")?.code, "OK", stdout);
+  assert.equal(lines.get("exact-limit")?.code, "OK", stdout);
+  assert.equal(lines.get("one-over")?.code, "ResourceExhausted", stdout);
+  assert.match(lines.get("one-over")!.message, /larger than max \(16777217 vs\.? 16777216\)/);
+  assert.equal(lines.get("concurrent")?.code, "OK", stdout);
+  assert.equal(lines.get("cancel-half")?.code, "OK", stdout);
+  assert.match(stdout, /^# 1200 streams cancelled$/m);
   // The handler heard the deadline and the cancel: both exec'd sleeps are killed.
   await until(
     () => processesRunning(["sleep", "3141"]).length + processesRunning(["sleep", "3142"]).length === 0,
