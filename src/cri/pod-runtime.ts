@@ -17,6 +17,7 @@ import {
   RunPodSandboxResponse,
   type Container,
   type ContainerFilter,
+  type ContainerStatus,
   type PodSandbox,
   type PodSandboxFilter,
 } from "../gen/cri/runtime/v1/api.js";
@@ -32,7 +33,7 @@ import { recoverContainers } from "./container/recover.js";
 import { removeContainer } from "./container/remove.js";
 import { reopenContainerLog } from "./container/reopen-log.js";
 import { startContainer } from "./container/start.js";
-import { containerStatus, containerStatusOf } from "./container/status.js";
+import { containerStatus, containerStatusNow, containerStatusOf } from "./container/status.js";
 import { stopContainer } from "./container/stop.js";
 import { updateContainerResources } from "./container/update-resources.js";
 import { type CriContext, KeyedLock, nowNs } from "./context.js";
@@ -44,13 +45,13 @@ import { listPodSandboxes } from "./sandbox/list.js";
 import { recoverSandboxes } from "./sandbox/recover.js";
 import { removePodSandbox } from "./sandbox/remove.js";
 import { runPodSandbox } from "./sandbox/run.js";
-import { sandboxStatusById, sandboxStatusVerbose } from "./sandbox/status.js";
+import { sandboxStatusById, sandboxStatusOf, sandboxStatusVerbose } from "./sandbox/status.js";
 import { stopPodSandbox } from "./sandbox/stop.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
 import { sweepOrphans } from "./orphan-sweep.js";
 import { StatsService } from "./stats.js";
 import { Trash } from "./trash.js";
-import { ContainerStore, SandboxStore } from "./store/index.js";
+import { type ContainerEntry, ContainerStore, type SandboxEntry, SandboxStore } from "./store/index.js";
 import { updatePodResources } from "./pod-resources.js";
 
 export interface PodRuntime {
@@ -116,6 +117,22 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
   const stats = new StatsService(usage);
   const metrics = new MetricsService(usage);
 
+  /** PodSandboxStatus verbose, or with a container whose image_ref must be looked up. */
+  async function podSandboxStatusSlow(
+    pod: SandboxEntry,
+    members: readonly ContainerEntry[],
+    verbose: boolean,
+  ): Promise<PodSandboxStatusResponse> {
+    const { status, info } = await sandboxStatusVerbose(sandboxes, pod, verbose);
+    const imageRefs = new Map<string, Promise<string>>();
+    const cs = await Promise.all(
+      members
+        .filter((c) => c.status.phase !== "creating")
+        .map(async (c) => (await containerStatusOf(containers, c, false, imageRefs)).status),
+    );
+    return { status, info, containersStatuses: cs, timestamp: nowNs() };
+  }
+
   const handlers: Partial<CriMethodHandlers> = {
     async runPodSandbox(req) {
       if (!req.config) throw new InvalidArgumentError("RunPodSandbox needs a config");
@@ -130,19 +147,32 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       await removePodSandbox(sandboxes, req.podSandboxId);
       return {};
     },
-    async podSandboxStatus(req) {
-      const pod = sandboxStore.resolve(req.podSandboxId);
-      const { status, info } = await sandboxStatusVerbose(sandboxes, pod, req.verbose);
-      const imageRefs = new Map<string, Promise<string>>();
-      const cs = await Promise.all(
-        containers.store
-          .bySandbox(pod.id)
-          .filter((c) => c.status.phase !== "creating")
-          .map(async (c) => (await containerStatusOf(containers, c, false, imageRefs)).status),
-      );
+    podSandboxStatus(req) {
+      // kubelet's poll (not verbose, every container's image_ref kept) is answered without a
+      // promise per container or an await: the slow path only when something is missing.
+      let pod: SandboxEntry;
+      try {
+        pod = sandboxStore.resolve(req.podSandboxId);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      const members = containers.store.bySandbox(pod.id);
+      const cs: ContainerStatus[] = [];
+      for (const c of members) {
+        if (c.status.phase === "creating") continue;
+        const now = containerStatusNow(containers, c);
+        if (!now) return podSandboxStatusSlow(pod, members, req.verbose);
+        cs.push(now);
+      }
+      if (req.verbose) return podSandboxStatusSlow(pod, members, true);
       // Complete messages already: no fromPartial deep copy (kubelet polls this).
-      const r: PodSandboxStatusResponse = { status, info, containersStatuses: cs, timestamp: nowNs() };
-      return r;
+      const r: PodSandboxStatusResponse = {
+        status: sandboxStatusOf(pod),
+        info: {},
+        containersStatuses: cs,
+        timestamp: nowNs(),
+      };
+      return Promise.resolve(r);
     },
     async listPodSandbox(req) {
       // Complete messages already: no fromPartial deep copy of every item (polled every second).

@@ -14,10 +14,12 @@
 // promise hop, and the reads kubelet polls are traced without AsyncLocalStorage (POLLED_READS).
 
 import * as grpc from "@grpc/grpc-js";
+import * as cri from "../gen/cri/runtime/v1/api.js";
 import { ImageServiceService, RuntimeServiceService } from "../gen/cri/runtime/v1/api.js";
 import { UnimplementedError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { CallContext, CallHints, CriCallObserver, CriHandlers, StreamContext } from "./handlers.js";
+import { withReusedWriter } from "./response-encoder.js";
 import { codeName, isExpected, toGrpcStatus } from "./status.js";
 import { GrpcUnixListener } from "./transport/grpc-listener.js";
 import { BerthGrpcServer } from "./transport/grpc-server.js";
@@ -269,8 +271,12 @@ export function createCriServer(handlers: CriHandlers, opts: CriServerOptions): 
       : new BerthGrpcServer({ log: opts.log.child({ component: "grpc" }), ...limits });
   const log = opts.log.child({ component: "cri" });
   const service = { log, observer: handlers.observer };
-  server.addService(RuntimeServiceService, implementService(RuntimeServiceService, handlers.runtime, service));
-  server.addService(ImageServiceService, implementService(ImageServiceService, handlers.image, service));
+  // Responses are encoded through one reused writer (response-encoder.ts).
+  const codecs = cri as unknown as Record<string, unknown>;
+  const runtime = withReusedWriter(RuntimeServiceService, codecs);
+  const image = withReusedWriter(ImageServiceService, codecs);
+  server.addService(runtime, implementService(runtime, handlers.runtime, service));
+  server.addService(image, implementService(image, handlers.image, service));
   // Non-CRI services on the same socket (berth.v1.Berth for the CLI, implemented with implementService too).
   for (const extra of handlers.extra ?? []) server.addService(extra.definition, extra.implementation);
   return server;

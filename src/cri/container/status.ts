@@ -26,6 +26,9 @@ export function containerStatus(d: ContainerDeps, ref: string, verbose: boolean)
   return containerStatusOf(d, e, verbose);
 }
 
+/** The info map of a status that is not verbose (shared: it is only ever encoded). */
+const NO_INFO: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 /** `imageRefs` memoises image_ref by image id across the containers of one call (a pod's status, a list). */
 export async function containerStatusOf(
   d: ContainerDeps,
@@ -33,10 +36,45 @@ export async function containerStatusOf(
   verbose: boolean,
   imageRefs = new Map<string, Promise<string>>(),
 ): Promise<ContainerStatusResult> {
+  // kubelet's poll (not verbose, image_ref kept on the entry) is answered without an await.
+  const known = cachedImageRef(d, e);
+  const status = statusWith(d, e, known ?? (await imageRefFor(d, e, imageRefs)));
+  if (!verbose) return { status, info: NO_INFO };
+  const live = containerView(e.status);
+  const info = e.info;
+  const pid =
+    live.state === ContainerState.CONTAINER_RUNNING
+      ? ((await d.runtime.state(NS, e.id).catch(() => undefined))?.pid ?? 0)
+      : 0;
+  const out: Record<string, string> = {};
+  out.info = JSON.stringify({
+    sandboxID: info.sandboxId,
+    pid,
+    removing: e.status.phase === "removing",
+    snapshotKey: e.id,
+    snapshotter: d.images.snapshotter.name,
+    runtimeType: d.runtime.record(NS, e.id)?.runtimeType ?? "",
+    config: ContainerConfig.toJSON(e.config),
+    runtimeSpec: d.bundles.tryReadSpec(e.id),
+  });
+  return { status, info: out };
+}
+
+/**
+ * The status without verbose info when the entry's image_ref is current, else undefined (the
+ * caller then goes through containerStatusOf): PodSandboxStatus builds its containers' statuses
+ * without a promise each.
+ */
+export function containerStatusNow(d: ContainerDeps, e: ContainerEntry): CriContainerStatus | undefined {
+  const known = cachedImageRef(d, e);
+  return known === undefined ? undefined : statusWith(d, e, known);
+}
+
+function statusWith(d: ContainerDeps, e: ContainerEntry, imageRef: string): CriContainerStatus {
   const config = e.config;
   const live = containerView(e.status);
   const info = e.info;
-  const status: CriContainerStatus = {
+  return {
     id: e.id,
     metadata: config.metadata,
     state: live.state,
@@ -51,7 +89,7 @@ export async function containerStatusOf(
       runtimeHandler: "",
       imageRef: info.imageId,
     },
-    imageRef: await imageRefFor(d, e, imageRefs),
+    imageRef,
     reason: live.reason,
     message: live.message,
     labels: config.labels,
@@ -63,24 +101,6 @@ export async function containerStatusOf(
     user: userOf(d, e),
     stopSignal: storedSignalToCri(info.stopSignal),
   };
-  const out: Record<string, string> = {};
-  if (verbose) {
-    const pid =
-      live.state === ContainerState.CONTAINER_RUNNING
-        ? ((await d.runtime.state(NS, e.id).catch(() => undefined))?.pid ?? 0)
-        : 0;
-    out.info = JSON.stringify({
-      sandboxID: info.sandboxId,
-      pid,
-      removing: e.status.phase === "removing",
-      snapshotKey: e.id,
-      snapshotter: d.images.snapshotter.name,
-      runtimeType: d.runtime.record(NS, e.id)?.runtimeType ?? "",
-      config: ContainerConfig.toJSON(config),
-      runtimeSpec: d.bundles.tryReadSpec(e.id),
-    });
-  }
-  return { status, info: out };
 }
 
 /**
@@ -105,10 +125,15 @@ function userOf(d: ContainerDeps, e: ContainerEntry): CriContainerStatus["user"]
  */
 async function imageRefFor(d: ContainerDeps, e: ContainerEntry, memo: Map<string, Promise<string>>): Promise<string> {
   const generation = d.images.generation;
-  if (generation !== undefined && e.imageRef?.generation === generation) return e.imageRef.value;
   const value = await imageRefOf(d, e.info.imageId, memo);
   rememberImageRef(d, e, generation, value);
   return value;
+}
+
+/** The entry's image_ref if the image records have not changed since it was kept. */
+function cachedImageRef(d: ContainerDeps, e: ContainerEntry): string | undefined {
+  const generation = d.images.generation;
+  return generation !== undefined && e.imageRef?.generation === generation ? e.imageRef.value : undefined;
 }
 
 /** Keeps `value` as the entry's image_ref if the image records are still those of `generation`. */
