@@ -32,7 +32,7 @@ let dir = "";
 let socket = "";
 let server: BerthGrpcServer;
 /** The streaming handler: sends resolved so far, and whether one is pending (held by flow control). */
-const events = { resolved: 0, pending: false };
+const events = { resolved: 0, pending: false, count: MESSAGES, size: 95 };
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "berth-h2flow-"));
@@ -45,10 +45,10 @@ before(async () => {
     },
     async getContainerEvents(_req: unknown, ctx: { send: (m: unknown) => Promise<void> }) {
       events.resolved = 0;
-      for (let i = 0; i < MESSAGES; i++) {
+      for (let i = 0; i < events.count; i++) {
         events.pending = true;
         // Messages of ~100 bytes: the 1000-byte window ends inside one.
-        await ctx.send(ContainerEventResponse.fromPartial({ containerId: `${i}`.padStart(95, "c") }));
+        await ctx.send(ContainerEventResponse.fromPartial({ containerId: `${i}`.padStart(events.size, "c") }));
         events.pending = false;
         events.resolved++;
       }
@@ -101,10 +101,10 @@ async function exactly(c: RawH2Client, id: number, total: number, into: Buffer[]
     assert.ok(got <= total, `the server sent ${got} bytes on a window of ${total}`);
   }
   // The handler waits in a send (its message is held by the window), and nothing more comes.
-  await until(() => events.pending);
+  await until(() => events.pending || events.resolved === MESSAGES);
+  assert.ok(events.pending, "the handler's sends all resolved: nothing waited for the window");
   const more = await dataUntilPing(c, id, into);
   assert.deepEqual(more, { bytes: 0, ended: false });
-  assert.ok(events.resolved < MESSAGES);
 }
 
 async function until(cond: () => boolean): Promise<void> {
@@ -150,6 +150,41 @@ test("server streaming sends exactly the client's stream window, then exactly wh
     );
     assert.equal(events.resolved, MESSAGES);
   } finally {
+    c.close();
+  }
+});
+
+test("server streaming to a client that does not read: the handler's send waits for the socket's drain", async () => {
+  // Windows as large as allowed: only the socket can hold the 16 x 1 MiB messages back.
+  const c = await RawH2Client.open(socket, [[Setting.INITIAL_WINDOW_SIZE, 0x7fffffff]]);
+  try {
+    c.send(windowUpdate(0, 0x7fffffff - 65535));
+    c.socket.pause();
+    events.count = 16;
+    events.size = 1 << 20;
+    c.send(headersFrame(1, requestBlock(EVENTS)), dataFrame(1, encodeMessage(Buffer.alloc(0)), true));
+    // A send that resolved without the socket taking the bytes would let the handler run to its end.
+    await until(() => events.pending || events.resolved === events.count);
+    assert.ok(events.pending && events.resolved < events.count, `${events.resolved} sends resolved`);
+    c.socket.resume();
+    let bytes = 0;
+    let status: string | undefined;
+    for (;;) {
+      const f = await c.next((x) => x.id === 1);
+      assert.ok(f, "the connection closed");
+      if (f.type === FrameType.DATA) bytes += f.payload.length;
+      if (f.flags & Flag.END_STREAM) {
+        status = c.headersOf(f)["grpc-status"];
+        break;
+      }
+    }
+    assert.equal(status, "0");
+    const one = ContainerEventResponse.encode(ContainerEventResponse.fromPartial({ containerId: "c".repeat(1 << 20) }));
+    assert.equal(bytes, events.count * (5 + one.finish().length));
+    assert.equal(events.resolved, events.count);
+  } finally {
+    events.count = MESSAGES;
+    events.size = 95;
     c.close();
   }
 });
