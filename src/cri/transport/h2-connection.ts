@@ -191,7 +191,13 @@ export class H2Connection implements StreamOwner {
       case FrameType.PRIORITY:
         if (id === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
         if (payload.length !== 5) return this.resetStream(id, ErrorCode.FRAME_SIZE_ERROR);
-        return; // Deprecated (RFC 9113 5.3.2): ignored.
+        // Deprecated (RFC 9113 5.3.2), ignored but for a stream depending on itself (5.3.1): an
+        // open one is reset; an idle one may not be (5.1), so that costs the connection.
+        if ((payload.readUInt32BE(0) & 0x7fffffff) === id) {
+          if (this.streams.has(id)) return this.resetStream(id, ErrorCode.PROTOCOL_ERROR);
+          if (id > this.lastStreamId) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "PRIORITY: a stream on itself");
+        }
+        return;
       case FrameType.RST_STREAM:
         return this.onRstStream(id, payload);
       case FrameType.SETTINGS:

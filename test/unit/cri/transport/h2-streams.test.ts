@@ -162,6 +162,26 @@ test("HEADERS whose PRIORITY makes the stream depend on itself: that stream is r
   }
 });
 
+test("a PRIORITY frame making an open stream depend on itself resets it with PROTOCOL_ERROR and cancels its call; on an idle stream it ends the connection", async () => {
+  const c = await RawH2Client.open(socket);
+  try {
+    const started = new Promise<void>((resolve) => (slowStarted = resolve));
+    c.send(headersFrame(1, requestBlock(VERSION)), dataFrame(1, versionBody("slow"), true));
+    await started;
+    c.send(frame(FrameType.PRIORITY, 0, 1, Buffer.concat([u32(1), Buffer.from([16])])));
+    await resetWith(c, 1, ErrorCode.PROTOCOL_ERROR);
+    assert.equal(((await slowAborted) as Error).message, "call cancelled by the client");
+    // On another stream (or on a closed one) it is ignored.
+    c.send(frame(FrameType.PRIORITY, 0, 1, Buffer.concat([u32(3), Buffer.from([16])])));
+    c.send(headersFrame(3, requestBlock(VERSION)), dataFrame(3, versionBody("on"), true));
+    assert.equal((await versionOf(c, 3)).version, "on");
+    c.send(frame(FrameType.PRIORITY, 0, 9, Buffer.concat([u32(9), Buffer.from([16])])));
+    assert.equal(await c.goawayCode(), ErrorCode.PROTOCOL_ERROR);
+  } finally {
+    c.close();
+  }
+});
+
 test("client trailers: HEADERS with END_STREAM after DATA ends the request, which is answered", async () => {
   const c = await RawH2Client.open(socket);
   try {
