@@ -315,7 +315,7 @@ test("graceful shutdown with a server-streaming call open: GOAWAY, then at the g
     assert.equal(g.payload.readUInt32BE(4), ErrorCode.NO_ERROR);
     // The stream never ends by itself: the grace ends, the connection is closed, the call cancelled.
     assert.equal(await done, "forced");
-    assert.ok(((await streamAborted) as Error).message);
+    assert.equal(((await streamAborted) as Error).message, "call cancelled by the client");
     await c.closed;
     assert.equal(s2.openStreams(), 0);
   } finally {
