@@ -12,10 +12,11 @@
 //   with 20 pods         21.5 -> 19.4                 82.7 -> 76.6 -> 75.5
 //   after a 40-pod churn 25.7 -> 19.9                 84.4 -> 76.9 -> 76.1
 //
-// So once the event loop has been quiet for one check and the heap (with external memory) has
-// grown by minGrowthBytes since the last trim, this runs one full GC and malloc_trim(0). A
-// process that keeps serving never meets the quiet test; one that idles pays one GC (tens of
-// milliseconds for a 20 MiB heap) per burst, and none while nothing grows. The checks are one
+// So once the event loop has been quiet for one check and the heap's committed size (with
+// external memory) has grown by minGrowthBytes since the last trim, this runs a full GC (two,
+// see below) and malloc_trim(0). A process that keeps serving never meets the quiet test; one
+// that idles pays one trim (tens of milliseconds for a 20 MiB heap) per burst, and none while
+// nothing grows. The checks are one
 // unref'd timer, so they never keep a process alive.
 //
 // berthd's private memory (smaps Private_*, MiB) with it and without (the same build, a switch
@@ -48,13 +49,17 @@ export interface IdleTrimOptions {
   intervalMs?: number;
   /** The event-loop utilization (0-1) over one interval under which the process counts as quiet. */
   quietUtilization?: number;
-  /** Growth of the heap's used size plus external memory since the last trim that makes one worthwhile. */
+  /**
+   * Growth of the heap's committed (physical) size plus external memory since the last trim
+   * that makes one worthwhile: what a trim can give back is committed pages, dead objects or not
+   * (a young generation grown to 2 MiB, fragmented old-space pages).
+   */
   minGrowthBytes?: number;
   /** A full garbage collection: node's `gc` (given --expose-gc) unless told. */
   gc?: () => void;
   /** malloc_trim(0); none when the native addon is not at hand. */
   mallocTrim?: () => void;
-  /** Told after each trim: heap used before and after, and the time it took. */
+  /** Told after each trim: the heap's committed bytes (with external) before and after, and the time it took. */
   onTrim?: (t: { beforeBytes: number; afterBytes: number; ms: number }) => void;
 }
 
@@ -64,9 +69,9 @@ export interface IdleTrim {
   readonly count: number;
 }
 
-const usedBytes = () => {
+const committedBytes = () => {
   const h = getHeapStatistics();
-  return h.used_heap_size + h.external_memory;
+  return h.total_physical_size + h.external_memory;
 };
 
 export function startIdleTrim(opts: IdleTrimOptions = {}): IdleTrim {
@@ -74,13 +79,13 @@ export function startIdleTrim(opts: IdleTrimOptions = {}): IdleTrim {
   const quiet = opts.quietUtilization ?? 0.05;
   const minGrowth = opts.minGrowthBytes ?? 2 * 1024 * 1024;
   const gc = opts.gc ?? (globalThis as { gc?: () => void }).gc;
-  let baseline = usedBytes();
+  let baseline = committedBytes();
   let elu = performance.eventLoopUtilization();
   let count = 0;
   const timer = setInterval(() => {
     const window = performance.eventLoopUtilization(elu);
     elu = performance.eventLoopUtilization();
-    const before = usedBytes();
+    const before = committedBytes();
     if (window.utilization >= quiet || before - baseline < minGrowth) {
       // The heap can also shrink by V8's own collections: the next burst counts from there.
       if (before < baseline) baseline = before;
@@ -92,7 +97,7 @@ export function startIdleTrim(opts: IdleTrimOptions = {}): IdleTrim {
     gc?.();
     gc?.();
     opts.mallocTrim?.();
-    baseline = usedBytes();
+    baseline = committedBytes();
     count++;
     opts.onTrim?.({ beforeBytes: before, afterBytes: baseline, ms: performance.now() - t0 });
     // The trim's own time is not the program's: the next window starts after it.
