@@ -55,7 +55,7 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     `- PullImage: a 1-layer and a ${s.bigLayers}-layer gzip image of text-like data from the loopback registry, ` +
       `${s.pullsSmall} and ${s.pullsBig} pulls, the image removed after each.`,
     `- N pods started at once: N goroutines each RunPodSandbox + CreateContainer + StartContainer; wall time of all.`,
-    "- Memory: PSS from /proc/PID/smaps_rollup. Idle: busybox and pause pulled, one pod run and removed. " +
+    "- Memory: PSS from /proc/PID/smaps_rollup, read 3 s after the burst before it (every runtime alike). Idle: busybox and pause pulled, one pod run and removed. " +
       `After the churn: ${s.churn} pods run and removed, 8 at once. Shims: every shim process serving the ` +
       "daemon's socket (containerd-shim-runc-v2, one per pod; berth's one Node shim and its per-container " +
       "berth-monitor processes) with the N pods of the row above running. PSS of a Node process shares its " +

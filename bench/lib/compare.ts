@@ -140,7 +140,10 @@ async function measure(
 ) {
   const memory: RuntimeResult["memory"] = {};
   const onHold = async (label: string) => {
-    await sleep(label === "idle" ? 2000 : 1000); // let the daemon settle after the burst
+    // Every runtime settles 3 s after a burst before its memory is read: the steady state an
+    // operator sees, not the burst's. berthd trims its heap once quiet for 1 s (util/idle-trim.ts);
+    // Go returns freed memory in the background too.
+    await sleep(3000);
     const d = memOf(rt.pid);
     const point: RuntimeResult["memory"][string] = { daemonPssKiB: d.pssKiB, daemonRssKiB: d.rssKiB };
     if (label.startsWith("pods-")) {
