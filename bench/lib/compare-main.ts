@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../test/helpers/daemon.js";
 import { runCompare, type CompareOutput } from "./compare.js";
-import { writeSection } from "./compare-report.js";
+import { replaceSection, writeSection } from "./compare-report.js";
 import { writeJson } from "./report.js";
 
 export function machineLine(): string {
@@ -20,6 +20,16 @@ export function machineLine(): string {
 }
 
 /** The generated RESULTS.md section (markdown, no markers). */
+/** The README's copy: when and under what load, then the table. */
+export function readmeText(out: CompareOutput): string {
+  const when = out.started.toISOString().slice(0, 16).replace("T", " ");
+  return [
+    `From the run of ${when} UTC (load average ${out.load.before} before, ${out.load.after} after, on the shared CPUs):`,
+    "",
+    out.table,
+  ].join("\n");
+}
+
 export function sectionText(out: CompareOutput, command: string, machine: string): string {
   const s = out.sizes;
   const failed = Object.entries(out.errors).map(([n, e]) => `- **${n} failed**: ${e}`);
@@ -81,6 +91,13 @@ export async function sideBySide(o: { quick: boolean; json?: string; results?: s
   if (results) {
     writeSection(results, sectionText(out, command, machine));
     process.stderr.write(`[bench] wrote the side-by-side section of ${results}\n`);
+  }
+  // A full run into the repository's RESULTS.md also rewrites the README's copy of the table,
+  // so the two never disagree.
+  if (!o.quick && o.results === undefined) {
+    const readme = join(REPO_ROOT, "README.md");
+    if (replaceSection(readme, readmeText(out))) process.stderr.write(`[bench] wrote the table in ${readme}\n`);
+    else process.stderr.write(`[bench] ${readme} has no side-by-side markers: its table was left alone\n`);
   }
   if (o.json) {
     writeJson(o.json, { ...out, machine, command });

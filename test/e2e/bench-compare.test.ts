@@ -18,6 +18,7 @@ import {
   berthRatio,
   sideRows,
   sideTable,
+  replaceSection,
   writeSection,
   type RuntimeResult,
 } from "../../bench/lib/compare-report.js";
@@ -116,6 +117,18 @@ test("the generated section replaces its old self in RESULTS.md and leaves the r
     readFileSync(file, "utf8"),
     `# Benchmark results\n\nhand-written text\n\n${BEGIN}\nthird\n${END}\n\n## Later section\n`,
   );
+});
+
+test("the README's table is replaced only between its markers; without them the README is left alone", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "berth-bench-readme-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "README.md");
+  writeFileSync(file, "# berth\n\nno table here\n");
+  assert.equal(replaceSection(file, "table"), false);
+  assert.equal(readFileSync(file, "utf8"), "# berth\n\nno table here\n");
+  writeFileSync(file, `# berth\n\nbefore\n${BEGIN}\nold table\n${END}\nafter\n`);
+  assert.equal(replaceSection(file, "new table\n"), true);
+  assert.equal(readFileSync(file, "utf8"), `# berth\n\nbefore\n${BEGIN}\nnew table\n${END}\nafter\n`);
 });
 
 /** What a side-by-side run may leave on the host: its bridges, netns, cgroup parents, mounts, processes. */
