@@ -3,7 +3,11 @@
 // handling in flight, decoded config and user). Every status change goes through apply(),
 // which runs the pure transition and persists the durable part through the metadata store:
 // the one place a container's row changes after it is inserted.
-import { ContainerConfig, type ContainerStatus as CriContainerStatus } from "../../gen/cri/runtime/v1/api.js";
+import {
+  type Container,
+  ContainerConfig,
+  type ContainerStatus as CriContainerStatus,
+} from "../../gen/cri/runtime/v1/api.js";
 import type { ContainerMetadata, ContainerRow } from "../../metadata/containers.js";
 import { resolveId } from "../ids.js";
 import type { ContainerLogger } from "../io/container-logger.js";
@@ -32,6 +36,11 @@ export interface ContainerEntry {
    * (`generation`, ImageService.generation).
    */
   imageRef?: { generation: number; value: string };
+  /**
+   * Its ListContainers item (container/list.ts), valid while `config` and `info` are still the
+   * entry's and the item's state is the container's: shared by every list, never changed.
+   */
+  listed?: { config: ContainerConfig; info: ContainerInfo; item: Container };
   /** The log pump while the task exists. */
   io?: ContainerLogger;
   /** The exit handling in flight, so an exit is handled once whoever notices it first. */

@@ -1,7 +1,7 @@
 // The CRI's one record of every pod sandbox: its durable facts (the metadata row) and its
 // status (sandbox-status.ts). Every status change goes through apply(), which runs the pure
 // transition and persists the durable part through the metadata store.
-import { PodSandboxConfig } from "../../gen/cri/runtime/v1/api.js";
+import { type PodSandbox, PodSandboxConfig } from "../../gen/cri/runtime/v1/api.js";
 import type { PodMetadata, PodRow } from "../../metadata/pods.js";
 import { NotFoundError } from "../../util/errors.js";
 import { resolveId } from "../ids.js";
@@ -22,7 +22,14 @@ export interface SandboxEntry {
    * namespaces (/proc/PID/ns/...) without a call to the shim.
    */
   readonly pid: number;
+  /**
+   * Its ListPodSandbox item (sandbox/list.ts), valid while `config` and `info` are still the
+   * entry's and the item's state is the pod's: shared by every list, never changed.
+   */
+  listed?: SandboxListed;
 }
+
+type SandboxListed = { config: PodSandboxConfig; info: SandboxInfo; item: PodSandbox };
 
 interface MutableEntry {
   id: string;
@@ -31,6 +38,7 @@ interface MutableEntry {
   pid: number;
   configCache?: PodSandboxConfig;
   readonly config: PodSandboxConfig;
+  listed?: SandboxListed;
 }
 
 function entryOf(row: PodRow): MutableEntry {
