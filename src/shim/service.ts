@@ -264,7 +264,9 @@ export class TaskService {
       // TaskStart is out (or Start failed): an exit held since Create may follow now.
       if (confirmOnly) proc.openStartGate();
     }
-    this.events.log(task, `started ${req.execId ? `exec ${req.execId}` : "init"} pid ${proc.pid}`);
+    // Execs are not logged one by one (kubelet's probes run one every few seconds per container,
+    // and each line costs the shim two writes); a failed Start is answered with its error.
+    if (!req.execId) this.events.log(task, `started init pid ${proc.pid}`);
     return { pid: proc.pid };
   }
 
@@ -431,7 +433,11 @@ export class TaskService {
       },
       stateDir,
     );
-    await proc.save();
+    // The dir is new and the record written once here: plain, not through a temp file and a
+    // rename (saveRecord). A shim that dies mid-write leaves a record that does not parse, which
+    // a restarted shim skips exactly as it skips an exec whose Exec never reached the disk: an
+    // exec that was never started has no process to re-adopt. Start rewrites it atomically.
+    writeFileSync(join(stateDir, "record.json"), JSON.stringify(proc.record), { mode: 0o600 });
     task.execs.set(req.execId, proc);
     this.events.publish(task, Topics.execAdded, [
       "containerd.events.TaskExecAdded",

@@ -36,7 +36,8 @@ export class TaskEvents implements ProcessWatcher {
     if (proc.starting) await proc.starting.catch(() => {});
     if (proc.exit) return;
     proc.setExited(e);
-    this.log(task, `${proc.execId ? `exec ${proc.execId}` : "init"} pid ${proc.pid} exited with status ${e.status}`);
+    // An exec's exit is its caller's answer (Wait, TaskExit); only the init's goes to the log.
+    if (!proc.execId) this.log(task, `init pid ${proc.pid} exited with status ${e.status}`);
     // An exit that happened while no shim was serving is published by the shim that
     // re-adopts it; the marker keeps a restarted shim from publishing it twice. Checked and
     // written synchronously (a small file in the state dir): two thread-pool round trips held
