@@ -98,11 +98,21 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
       t.end();
     }
   };
+  // Work started and not awaited at once: storing the manifests and fetching config and layers
+  // overlap (a small image's pull was one round trip and commit after another). Everything is
+  // awaited before the image is recorded, and settled before the pull returns or throws.
+  const pending: Promise<unknown>[] = [];
+  const background = <T>(p: Promise<T>): Promise<T> => {
+    p.catch(() => {}); // observed where awaited; avoid an unhandled rejection meanwhile
+    pending.push(p);
+    return p;
+  };
+  let failed = false;
   try {
     const top = await fetchManifest();
     const target = top.descriptor;
     hold({ type: "content", resource: target.digest });
-    await d.content.writeBuffer(top.body, target);
+    const stored: Promise<unknown>[] = [background(d.content.writeBuffer(top.body, target))];
     progress({ phase: "resolved", digest: target.digest });
     const blobs = [target.digest];
 
@@ -126,7 +136,7 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
       manifestDesc = m.descriptor;
       manifestBody = m.body;
       hold({ type: "content", resource: manifestDesc.digest });
-      await d.content.writeBuffer(m.body, { digest: chosen.digest, size: chosen.size });
+      stored.push(background(d.content.writeBuffer(m.body, { digest: chosen.digest, size: chosen.size })));
       blobs.push(manifestDesc.digest);
     }
     const manifest = parseManifest(manifestBody, name);
@@ -138,45 +148,46 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
         signal,
         observer: watch,
       });
-    hold({ type: "content", resource: manifest.config.digest });
-    await fetchBlob(manifest.config);
+    // One commit holds config and layers; the config downloads beside the layers.
+    d.leases.addResources(lease, [
+      { type: "content", resource: manifest.config.digest },
+      ...manifest.layers.map((l) => ({ type: "content", resource: l.digest })),
+    ]);
+    stored.push(background(fetchBlob(manifest.config)));
     // Every layer starts downloading now (under the global limit); unpacking follows in order.
-    const layerReady = manifest.layers.map((l) => {
-      hold({ type: "content", resource: l.digest });
-      const p = d.downloads
-        .run(() => fetchBlob(l), signal)
-        .then(() => progress({ phase: "downloaded", digest: l.digest }));
-      p.catch(() => {}); // observed below, in order; avoid an unhandled rejection meanwhile
-      return p;
+    const layerReady = manifest.layers.map((l) =>
+      background(
+        d.downloads.run(() => fetchBlob(l), signal).then(() => progress({ phase: "downloaded", digest: l.digest })),
+      ),
+    );
+    await Promise.all(stored);
+    const record = await d.storeImage({
+      target,
+      manifestDesc,
+      manifest,
+      names: [tagName(ref.digest ? { ...ref, tag: undefined } : ref), digestName(ref, target.digest)].filter(
+        (n): n is string => !!n,
+      ),
+      blobs,
+      labels: a.labels ?? {},
+      layerReady,
+      onLayer: (digest, phase) => progress({ phase, digest }),
+      hold,
+      signal,
     });
-    try {
-      const record = await d.storeImage({
-        target,
-        manifestDesc,
-        manifest,
-        names: [tagName(ref.digest ? { ...ref, tag: undefined } : ref), digestName(ref, target.digest)].filter(
-          (n): n is string => !!n,
-        ),
-        blobs,
-        labels: a.labels ?? {},
-        layerReady,
-        onLayer: (digest, phase) => progress({ phase, digest }),
-        hold,
-        signal,
-      });
-      progress({ phase: "done", digest: record.id });
-      return record;
-    } finally {
-      // Aborted or failed, nothing of this pull keeps running once it returns.
-      await Promise.allSettled(layerReady);
-    }
+    progress({ phase: "done", digest: record.id });
+    return record;
   } catch (err) {
+    failed = true;
     // Whatever an aborted request threw, the reason is the abort: cancelled, or stalled.
     if (signal.aborted) throw signal.reason;
     throw err;
   } finally {
+    // Aborted or failed, nothing of this pull keeps running once it returns.
+    await Promise.allSettled(pending);
     watch.stop();
     d.leases.delete(lease);
-    if (signal.aborted) d.requestGc();
+    // A failed pull may have committed blobs that started beside the one that failed.
+    if (signal.aborted || (failed && pending.length > 0)) d.requestGc();
   }
 }

@@ -1,8 +1,16 @@
 // Leases: named holds on content blobs and snapshots that garbage collection must keep.
 // A pull takes one for everything it writes until the image record exists; the runtime can
 // take one for a container's snapshot. Expired leases are ignored (and pruned) by GC.
+//
+// A lease's writes are committed unsynced (db.ts unsyncedTransaction): a lease only matters
+// to a collection in this berthd while the pull that holds it runs, and the WAL survives a
+// crash of berthd. A power cut may lose a lease (and what it held: the image was not recorded,
+// so its pull had not returned, and a collection may take those blobs), or the deletion of
+// one (it then holds its blobs until it expires). The pull's synced image commit syncs the
+// lease writes before it with it. A pull had 5 synced lease commits (create, manifest,
+// config, layer, delete) on top of its snapshot and image commits.
 import { randomUUID } from "node:crypto";
-import { statements, type Db, type Statement } from "./db.js";
+import { statements, unsyncedTransaction, type Db, type Statement } from "./db.js";
 
 export interface LeaseResource {
   /** "content" for a blob digest, "snapshot/<snapshotter>" for a snapshot key */
@@ -21,21 +29,27 @@ export class LeaseMetadata {
   create(opts: { id?: string; expiresInMs?: number; labels?: Record<string, string> } = {}): string {
     const id = opts.id ?? randomUUID();
     const now = Date.now();
-    this.sql(`INSERT INTO leases (id, created_at, expires_at, labels) VALUES (?, ?, ?, ?)`).run(
-      id,
-      now,
-      opts.expiresInMs === undefined ? null : now + opts.expiresInMs,
-      JSON.stringify(opts.labels ?? {}),
+    unsyncedTransaction(this.db, () =>
+      this.sql(`INSERT INTO leases (id, created_at, expires_at, labels) VALUES (?, ?, ?, ?)`).run(
+        id,
+        now,
+        opts.expiresInMs === undefined ? null : now + opts.expiresInMs,
+        JSON.stringify(opts.labels ?? {}),
+      ),
     );
     return id;
   }
 
   addResource(leaseId: string, r: LeaseResource): void {
-    this.sql(`INSERT OR IGNORE INTO lease_resources (lease_id, type, resource) VALUES (?, ?, ?)`).run(
-      leaseId,
-      r.type,
-      r.resource,
-    );
+    this.addResources(leaseId, [r]);
+  }
+
+  /** Adds several resources in one commit. */
+  addResources(leaseId: string, rs: LeaseResource[]): void {
+    const add = this.sql(`INSERT OR IGNORE INTO lease_resources (lease_id, type, resource) VALUES (?, ?, ?)`);
+    unsyncedTransaction(this.db, () => {
+      for (const r of rs) add.run(leaseId, r.type, r.resource);
+    });
   }
 
   removeResource(leaseId: string, r: LeaseResource): void {
@@ -47,7 +61,7 @@ export class LeaseMetadata {
   }
 
   delete(id: string): void {
-    this.sql(`DELETE FROM leases WHERE id = ?`).run(id);
+    unsyncedTransaction(this.db, () => this.sql(`DELETE FROM leases WHERE id = ?`).run(id));
   }
 
   list(): { id: string; createdAt: number; expiresAt: number | null }[] {
