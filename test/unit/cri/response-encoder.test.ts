@@ -67,3 +67,32 @@ test("an encode that throws leaves the next response whole", () => {
     RuntimeServiceService.listContainers.responseSerialize(good),
   );
 });
+
+test("ListContainers and ListPodSandbox: items encoded once, by the item object, framed as the generated serializer frames them", () => {
+  const items = Array.from({ length: 300 }, (_, i) => container(i));
+  const gen = RuntimeServiceService.listContainers;
+  const first = runtime.listContainers!.responseSerialize({ containers: items });
+  assert.deepEqual(first, gen.responseSerialize({ containers: items }));
+  // The same objects again, fewer of them, and with a new object for one: still the same bytes.
+  const again = [items[5]!, container(1000), items[299]!, items[5]!];
+  assert.deepEqual(
+    runtime.listContainers!.responseSerialize({ containers: again }),
+    gen.responseSerialize({ containers: again }),
+  );
+  assert.deepEqual(runtime.listContainers!.responseSerialize({ containers: [] }), Buffer.alloc(0));
+  const pods: cri.PodSandbox[] = Array.from({ length: 3 }, (_, i) =>
+    cri.PodSandbox.fromPartial({
+      id: `p${i}`.padEnd(64, "0"),
+      metadata: { name: `pod-${i}`, uid: "u", namespace: "default", attempt: 0 },
+      state: cri.PodSandboxState.SANDBOX_READY,
+      createdAt: 5n,
+      labels: { a: "b".repeat(200) }, // an item over 127 bytes: a two-byte length
+    }),
+  );
+  for (let round = 0; round < 2; round++) {
+    assert.deepEqual(
+      runtime.listPodSandbox!.responseSerialize({ items: pods }),
+      RuntimeServiceService.listPodSandbox.responseSerialize({ items: pods }),
+    );
+  }
+});
