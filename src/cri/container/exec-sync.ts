@@ -2,7 +2,6 @@
 // returns its output (at most EXEC_OUTPUT_LIMIT per stream) and exit code; on timeout the
 // process is killed and the caller gets DEADLINE_EXCEEDED at once.
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { ContainerState } from "../../gen/cri/runtime/v1/api.js";
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError } from "../../util/errors.js";
 import { sleep } from "../../util/sleep.js";
@@ -35,9 +34,8 @@ export async function execSync(
   const spec = d.bundles.readSpec(id);
   const processSpec = { ...spec.process, args: cmd, terminal: false };
   const execId = randomBytes(8).toString("hex");
-  const io = d.bundles.io(id);
-  mkdirSync(io.dir, { recursive: true, mode: 0o700 });
-  const cap = new ExecCapture(io.dir, execId, EXEC_OUTPUT_LIMIT);
+  // ExecCapture makes the io dir if needed.
+  const cap = new ExecCapture(d.bundles.io(id).dir, execId, EXEC_OUTPUT_LIMIT);
   // Whether the shim has the exec process, and whether its cleanup is still this call's (a
   // timeout hands it to the background).
   let added = false;
