@@ -54,11 +54,11 @@ import { Topics, type Publisher } from "./events.js";
 import { ProcessLauncher } from "./launcher.js";
 import { mountAll } from "./mounts.js";
 import { processStateDir } from "./paths.js";
-import { Proc, toTimestamp, type ProcessRecord } from "./process.js";
+import { Proc, toTimestamp } from "./process.js";
 import { reattachAll } from "./reattach.js";
 import { START_AT_ONCE_METADATA_KEY, START_CONFIRMED_METADATA_KEY } from "./start-at-once.js";
 import { OciRuntime, runtimeConfigFrom, runtimeLogPath } from "./runtime.js";
-import { type Task, closeQuietly, openLogFifo, releaseFds, safeUnmount } from "./task.js";
+import { type Task, closeQuietly, initRecord, openLogFifo, releaseFds, safeUnmount, undoCreate } from "./task.js";
 import { TaskEvents } from "./task-events.js";
 
 /** 0.2: Create confirms a task it ran at once when asked (START_CONFIRMED_METADATA_KEY). */
@@ -136,21 +136,7 @@ export class TaskService {
     const stateDir = processStateDir(this.cfg.root, this.cfg.group, req.id, "");
     rmSync(stateDir, { recursive: true, force: true });
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const record: ProcessRecord = {
-      namespace,
-      id: req.id,
-      execId: "",
-      bundle: req.bundle,
-      stdin: req.stdin,
-      stdout: req.stdout,
-      stderr: req.stderr,
-      terminal: req.terminal,
-      runtime: runtimeCfg,
-      rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })),
-      checkpoint: req.checkpoint,
-      pid: 0,
-      started: false,
-    };
+    const record = initRecord(req, namespace, runtimeCfg);
     const runtime = new OciRuntime(runtimeCfg, runtimeLogPath(stateDir));
     const task: Task = {
       id: req.id,
@@ -180,15 +166,8 @@ export class TaskService {
       await task.init.save();
       await task.driver.create(task, atOnce);
     } catch (err) {
-      task.init.openStartGate();
       this.tasks.delete(req.id);
-      task.driver.abortCreate(task);
-      task.init.monitor?.close();
-      releaseFds(task);
-      await task.runtime.delete(req.id, true).catch(() => {});
-      if (req.rootfs.length > 0) safeUnmount(rootfs);
-      await rm(stateDir, { recursive: true, force: true });
-      closeQuietly(task.logFd);
+      await undoCreate(task, req.rootfs.length > 0 ? rootfs : undefined, stateDir);
       throw err;
     }
     this.events.log(task, `created${atOnce ? " and ran" : ""} pid ${record.pid} with ${task.runtime.kind}`);

@@ -1,13 +1,15 @@
 // A task as the shim serving it keeps it: the init process, its execs, the OCI runtime and
 // the driver that runs its processes (driver.ts), plus the small fd helpers its life needs.
 import { constants as fsc, closeSync, openSync, statSync, writeSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { CreateTaskRequest } from "../gen/containerd/runtime/v2/task/shim.js";
 
 import type { ProcessDriver } from "./driver.js";
 import type { ExitRecord } from "./monitor.js";
 import { unmountAll } from "./mounts.js";
-import type { Proc } from "./process.js";
-import type { OciRuntime } from "./runtime.js";
+import type { Proc, ProcessRecord } from "./process.js";
+import type { OciRuntime, RuntimeConfig } from "./runtime.js";
 
 export interface Task {
   id: string;
@@ -95,4 +97,38 @@ export function safeUnmount(target: string): void {
   } catch {
     // reported by the runtime's delete or left for `delete` to retry
   }
+}
+
+/** The init process's record for a Create request. */
+export function initRecord(req: CreateTaskRequest, namespace: string, runtime: RuntimeConfig): ProcessRecord {
+  return {
+    namespace,
+    id: req.id,
+    execId: "",
+    bundle: req.bundle,
+    stdin: req.stdin,
+    stdout: req.stdout,
+    stderr: req.stderr,
+    terminal: req.terminal,
+    runtime,
+    rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })),
+    checkpoint: req.checkpoint,
+    pid: 0,
+    started: false,
+  };
+}
+
+/**
+ * Undoes a Create that failed part way (the task is already out of the table): the runtime's
+ * container, the mounted rootfs (`rootfs`, when Create mounted it), the state dir, the fds.
+ */
+export async function undoCreate(task: Task, rootfs: string | undefined, stateDir: string): Promise<void> {
+  task.init.openStartGate();
+  task.driver.abortCreate(task);
+  task.init.monitor?.close();
+  releaseFds(task);
+  await task.runtime.delete(task.id, true).catch(() => {});
+  if (rootfs) safeUnmount(rootfs);
+  await rm(stateDir, { recursive: true, force: true });
+  closeQuietly(task.logFd);
 }
