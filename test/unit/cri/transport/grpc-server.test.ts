@@ -6,13 +6,11 @@
 // streaming, gzip requests, bad content-type / method / encoding, graceful shutdown.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { connect, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { ArchiveChunk, BerthClient, BerthService, LoadImagesResponse } from "../../../../src/gen/berth/v1/berth.js";
+import { ArchiveChunk, BerthClient, LoadImagesResponse } from "../../../../src/gen/berth/v1/berth.js";
 import {
   ContainerEventResponse,
   RuntimeServiceClient,
@@ -22,17 +20,17 @@ import {
   VersionResponse,
 } from "../../../../src/gen/cri/runtime/v1/api.js";
 import { implementService, shutdownServer } from "../../../../src/cri/server.js";
-import { encodeMessage } from "../../../../src/cri/transport/grpc-frame.js";
 import { BerthGrpcServer } from "../../../../src/cri/transport/grpc-server.js";
 import { NotFoundError } from "../../../../src/util/errors.js";
 import { silentLogger } from "../../../../src/util/log.js";
+import { onAbort, serveForTest, versionBody } from "./fixtures.js";
 
 const LIMIT = 64 * 1024;
 type Ctx = { signal: AbortSignal; metadata: grpc.Metadata; send?: (m: unknown) => Promise<void> };
 
 let dir = "";
 let socket = "";
-let server: BerthGrpcServer;
+let stop = () => {};
 let rt: RuntimeServiceClient;
 let berth: BerthClient;
 /** What the slow handlers saw: their signal's abort reason, once it aborted. */
@@ -41,16 +39,7 @@ let handlerRan = 0;
 /** Called by the slow handler once it listens for its abort. */
 let slowStarted: () => void = () => {};
 
-function onAbort(signal: AbortSignal): Promise<unknown> {
-  return new Promise((resolve) =>
-    signal.aborted ? resolve(signal.reason) : signal.addEventListener("abort", () => resolve(signal.reason)),
-  );
-}
-
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "berth-h2grpc-"));
-  socket = join(dir, "s.sock");
-  server = new BerthGrpcServer({ log: silentLogger(), maxRecvMessageSize: LIMIT, maxSendMessageSize: LIMIT });
   const runtime = {
     async version(req: VersionRequest, ctx: Ctx) {
       handlerRan++;
@@ -86,9 +75,12 @@ before(async () => {
       return LoadImagesResponse.fromPartial({ images: [`${count} messages`, `${bytes} bytes`] });
     },
   };
-  server.addService(RuntimeServiceService, implementService(RuntimeServiceService, runtime, { log: silentLogger() }));
-  server.addService(BerthService, implementService(BerthService, image, { log: silentLogger(), kind: "berth.v1" }));
-  await server.listen(socket);
+  ({ dir, socket, stop } = await serveForTest(
+    "berth-h2grpc-",
+    { maxRecvMessageSize: LIMIT, maxSendMessageSize: LIMIT },
+    runtime,
+    image,
+  ));
   rt = new RuntimeServiceClient(`unix://${socket}`, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 4 * LIMIT,
     "grpc.max_send_message_length": 4 * LIMIT,
@@ -101,8 +93,7 @@ before(async () => {
 after(async () => {
   rt?.close();
   berth?.close();
-  server?.forceShutdown();
-  rmSync(dir, { recursive: true, force: true });
+  stop();
 });
 
 function version(
@@ -251,9 +242,6 @@ async function raw(
     session.close();
   }
 }
-
-const versionBody = (v: string) =>
-  encodeMessage(VersionRequest.encode(VersionRequest.fromPartial({ version: v })).finish());
 
 test("raw HTTP/2: a content-type other than application/grpc is 415; GET is 405", async () => {
   const r = await raw({ "content-type": "application/json" }, [Buffer.from("{}")]);

@@ -5,11 +5,9 @@
 // with the code, then the connection closes).
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { BerthService, LoadImagesResponse } from "../../../../src/gen/berth/v1/berth.js";
+import { LoadImagesResponse } from "../../../../src/gen/berth/v1/berth.js";
 import {
   ContainerEventResponse,
   RuntimeServiceService,
@@ -31,28 +29,17 @@ import {
   settingsFrame,
   windowUpdate,
 } from "./raw-h2-client.js";
+import { EVENTS, LOAD, onAbort, serveForTest, VERSION, versionBody } from "./fixtures.js";
 
-const VERSION = "/runtime.v1.RuntimeService/Version";
-const EVENTS = "/runtime.v1.RuntimeService/GetContainerEvents";
-const LOAD = "/berth.v1.Berth/LoadImages";
 const BIG = 200 * 1024;
 
 let dir = "";
 let socket = "";
-let server: BerthGrpcServer;
+let stop = () => {};
 let aborted: Promise<unknown> = Promise.resolve();
 let slowStarted: () => void = () => {};
 
-function onAbort(signal: AbortSignal): Promise<unknown> {
-  return new Promise((resolve) =>
-    signal.aborted ? resolve(signal.reason) : signal.addEventListener("abort", () => resolve(signal.reason)),
-  );
-}
-
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "berth-h2conn-"));
-  socket = join(dir, "s.sock");
-  server = new BerthGrpcServer({ log: silentLogger(), maxRecvMessageSize: 64 * 1024, maxSendMessageSize: 1 << 20 });
   const runtime = {
     async version(req: VersionRequest, ctx: { signal: AbortSignal }) {
       if (req.version === "big") return VersionResponse.fromPartial({ runtimeName: "b".repeat(BIG) });
@@ -75,18 +62,15 @@ before(async () => {
       return LoadImagesResponse.fromPartial({});
     },
   };
-  server.addService(RuntimeServiceService, implementService(RuntimeServiceService, runtime, { log: silentLogger() }));
-  server.addService(BerthService, implementService(BerthService, berth, { log: silentLogger(), kind: "berth.v1" }));
-  await server.listen(socket);
+  ({ dir, socket, stop } = await serveForTest(
+    "berth-h2conn-",
+    { maxRecvMessageSize: 64 * 1024, maxSendMessageSize: 1 << 20 },
+    runtime,
+    berth,
+  ));
 });
 
-after(() => {
-  server?.forceShutdown();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const versionBody = (v: string) =>
-  encodeMessage(VersionRequest.encode(VersionRequest.fromPartial({ version: v })).finish());
+after(() => stop());
 
 /** Reads stream `id`'s response to its end: headers, body, trailers (windows credited as `credit` says). */
 async function response(

@@ -5,39 +5,23 @@
 // unary answer through the default 65,535-byte windows credited as read; a client that sends
 // PINGs but reads nothing is cut off past RECV.maxWriteBacklog; WINDOW_UPDATE on a closed stream.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
-import {
-  ContainerEventResponse,
-  RuntimeServiceService,
-  VersionRequest,
-  VersionResponse,
-} from "../../../../src/gen/cri/runtime/v1/api.js";
-import { implementService } from "../../../../src/cri/server.js";
+import { ContainerEventResponse, VersionRequest, VersionResponse } from "../../../../src/gen/cri/runtime/v1/api.js";
 import { encodeMessage } from "../../../../src/cri/transport/grpc-frame.js";
-import { BerthGrpcServer } from "../../../../src/cri/transport/grpc-server.js";
 import { Flag, frame, FrameType, Setting } from "../../../../src/cri/transport/h2-frames.js";
 import { RECV } from "../../../../src/cri/transport/h2-limits.js";
-import { silentLogger } from "../../../../src/util/log.js";
 import { dataFrame, headersFrame, RawH2Client, requestBlock, settingsFrame, windowUpdate } from "./raw-h2-client.js";
+import { EVENTS, serveForTest, VERSION, versionBody } from "./fixtures.js";
 
-const VERSION = "/runtime.v1.RuntimeService/Version";
-const EVENTS = "/runtime.v1.RuntimeService/GetContainerEvents";
 const MESSAGES = 40;
 const HUGE = 6 << 20;
 
-let dir = "";
 let socket = "";
-let server: BerthGrpcServer;
+let stop = () => {};
 /** The streaming handler: sends resolved so far, and whether one is pending (held by flow control). */
 const events = { resolved: 0, pending: false, count: MESSAGES, size: 95 };
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "berth-h2flow-"));
-  socket = join(dir, "s.sock");
-  server = new BerthGrpcServer({ log: silentLogger(), maxRecvMessageSize: 1 << 20, maxSendMessageSize: 16 << 20 });
   const runtime = {
     async version(req: VersionRequest) {
       if (req.version === "huge") return VersionResponse.fromPartial({ runtimeName: "h".repeat(HUGE) });
@@ -54,17 +38,14 @@ before(async () => {
       }
     },
   };
-  server.addService(RuntimeServiceService, implementService(RuntimeServiceService, runtime, { log: silentLogger() }));
-  await server.listen(socket);
+  ({ socket, stop } = await serveForTest(
+    "berth-h2flow-",
+    { maxRecvMessageSize: 1 << 20, maxSendMessageSize: 16 << 20 },
+    runtime,
+  ));
 });
 
-after(() => {
-  server?.forceShutdown();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const versionBody = (v: string) =>
-  encodeMessage(VersionRequest.encode(VersionRequest.fromPartial({ version: v })).finish());
+after(() => stop());
 
 let pings = 0;
 /**

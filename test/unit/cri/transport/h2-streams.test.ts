@@ -5,11 +5,9 @@
 // once with half cancelled (RST_STREAM CANCEL) leaving an empty stream table; graceful shutdown
 // with a server-streaming call open.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { BerthService, LoadImagesResponse } from "../../../../src/gen/berth/v1/berth.js";
+import { LoadImagesResponse } from "../../../../src/gen/berth/v1/berth.js";
 import {
   ContainerEventResponse,
   RuntimeServiceService,
@@ -24,14 +22,12 @@ import { RECV } from "../../../../src/cri/transport/h2-limits.js";
 import { encodeWithoutIndexing } from "../../../../src/cri/transport/hpack.js";
 import { silentLogger } from "../../../../src/util/log.js";
 import { dataFrame, headersFrame, RawH2Client, type RawFrame, requestBlock } from "./raw-h2-client.js";
-
-const VERSION = "/runtime.v1.RuntimeService/Version";
-const EVENTS = "/runtime.v1.RuntimeService/GetContainerEvents";
-const LOAD = "/berth.v1.Berth/LoadImages";
+import { EVENTS, LOAD, onAbort, serveForTest, VERSION, versionBody } from "./fixtures.js";
 
 let dir = "";
 let socket = "";
 let server: BerthGrpcServer;
+let stop = () => {};
 /** Version "hold" calls wait for this; each one's abort is counted. */
 let release: () => void = () => {};
 let held = Promise.resolve();
@@ -40,16 +36,7 @@ let holdAborted = 0;
 let slowAborted: Promise<unknown> = Promise.resolve();
 let slowStarted: () => void = () => {};
 
-function onAbort(signal: AbortSignal): Promise<unknown> {
-  return new Promise((resolve) =>
-    signal.aborted ? resolve(signal.reason) : signal.addEventListener("abort", () => resolve(signal.reason)),
-  );
-}
-
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "berth-h2streams-"));
-  socket = join(dir, "s.sock");
-  server = new BerthGrpcServer({ log: silentLogger(), maxRecvMessageSize: 1 << 20, maxSendMessageSize: 1 << 20 });
   const runtime = {
     async version(req: VersionRequest, ctx: { signal: AbortSignal; metadata: { get(k: string): unknown[] } }) {
       if (req.version === "hold") {
@@ -75,18 +62,15 @@ before(async () => {
       return LoadImagesResponse.fromPartial({});
     },
   };
-  server.addService(RuntimeServiceService, implementService(RuntimeServiceService, runtime, { log: silentLogger() }));
-  server.addService(BerthService, implementService(BerthService, berth, { log: silentLogger(), kind: "berth.v1" }));
-  await server.listen(socket);
+  ({ dir, socket, server, stop } = await serveForTest(
+    "berth-h2streams-",
+    { maxRecvMessageSize: 1 << 20, maxSendMessageSize: 1 << 20 },
+    runtime,
+    berth,
+  ));
 });
 
-after(() => {
-  server?.forceShutdown();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const versionBody = (v: string) =>
-  encodeMessage(VersionRequest.encode(VersionRequest.fromPartial({ version: v })).finish());
+after(() => stop());
 
 async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setImmediate(r));
