@@ -152,9 +152,11 @@ export class TaskService {
     };
     this.tasks.set(req.id, task); // reserve the id while creating
     const rootfs = join(req.bundle, "rootfs");
-    const atOnce = ctx?.metadata.get(START_AT_ONCE_METADATA_KEY)?.[0] === "1" && task.driver.canStartAtCreate(task);
-    // berthd sends no Start (START_CONFIRMED_METADATA_KEY): this Create confirms what it ran.
-    const confirm = atOnce && ctx?.metadata.get(START_CONFIRMED_METADATA_KEY)?.[0] === "1";
+    const startAtOnce = ctx?.metadata.get(START_AT_ONCE_METADATA_KEY)?.[0] === "1";
+    const atOnce = startAtOnce && task.driver.canStartAtCreate(task);
+    // berthd sends no Start (START_CONFIRMED_METADATA_KEY): this Create leaves the task started.
+    const wantsStarted = startAtOnce && ctx?.metadata.get(START_CONFIRMED_METADATA_KEY)?.[0] === "1";
+    const confirm = atOnce && wantsStarted;
     if (atOnce) {
       record.startedAtCreate = true;
       // The records this Create writes say so already: no second write to confirm it below.
@@ -195,6 +197,9 @@ export class TaskService {
       task.init.openStartGate();
       this.events.log(task, `started init pid ${record.pid}`);
     }
+    // A driver that cannot run and start in one step (runsc, a restore) starts it here: berthd
+    // sends no Start after a Create it asked to confirm the start.
+    if (wantsStarted && !atOnce) return { pid: (await this.start({ id: req.id, execId: "" })).pid };
     return { pid: record.pid };
   }
 
