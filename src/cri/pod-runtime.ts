@@ -45,13 +45,13 @@ import { listPodSandboxes } from "./sandbox/list.js";
 import { recoverSandboxes } from "./sandbox/recover.js";
 import { removePodSandbox } from "./sandbox/remove.js";
 import { runPodSandbox } from "./sandbox/run.js";
-import { sandboxStatusById, sandboxStatusOf, sandboxStatusVerbose } from "./sandbox/status.js";
+import { sandboxStatusById, sandboxStatusVerbose } from "./sandbox/status.js";
 import { stopPodSandbox } from "./sandbox/stop.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
 import { sweepOrphans } from "./orphan-sweep.js";
 import { StatsService } from "./stats.js";
 import { Trash } from "./trash.js";
-import { type ContainerEntry, ContainerStore, type SandboxEntry, SandboxStore } from "./store/index.js";
+import { ContainerStore, SandboxStore } from "./store/index.js";
 import { updatePodResources } from "./pod-resources.js";
 
 export interface PodRuntime {
@@ -117,22 +117,6 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
   const stats = new StatsService(usage);
   const metrics = new MetricsService(usage);
 
-  /** PodSandboxStatus verbose, or with a container whose image_ref must be looked up. */
-  async function podSandboxStatusSlow(
-    pod: SandboxEntry,
-    members: readonly ContainerEntry[],
-    verbose: boolean,
-  ): Promise<PodSandboxStatusResponse> {
-    const { status, info } = await sandboxStatusVerbose(sandboxes, pod, verbose);
-    const imageRefs = new Map<string, Promise<string>>();
-    const cs = await Promise.all(
-      members
-        .filter((c) => c.status.phase !== "creating")
-        .map(async (c) => (await containerStatusOf(containers, c, false, imageRefs)).status),
-    );
-    return { status, info, containersStatuses: cs, timestamp: nowNs() };
-  }
-
   const handlers: Partial<CriMethodHandlers> = {
     async runPodSandbox(req) {
       if (!req.config) throw new InvalidArgumentError("RunPodSandbox needs a config");
@@ -147,32 +131,20 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       await removePodSandbox(sandboxes, req.podSandboxId);
       return {};
     },
-    podSandboxStatus(req) {
-      // kubelet's poll (not verbose, every container's image_ref kept) is answered without a
-      // promise per container or an await: the slow path only when something is missing.
-      let pod: SandboxEntry;
-      try {
-        pod = sandboxStore.resolve(req.podSandboxId);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      const members = containers.store.bySandbox(pod.id);
+    async podSandboxStatus(req) {
+      const pod = sandboxStore.resolve(req.podSandboxId);
+      const { status, info } = await sandboxStatusVerbose(sandboxes, pod, req.verbose);
+      // kubelet's poll: each container's status is built at once when its image_ref is kept
+      // (containerStatusNow), and looked up (memoised per image) only when it is not.
+      const imageRefs = new Map<string, Promise<string>>();
       const cs: ContainerStatus[] = [];
-      for (const c of members) {
+      for (const c of containers.store.bySandbox(pod.id)) {
         if (c.status.phase === "creating") continue;
-        const now = containerStatusNow(containers, c);
-        if (!now) return podSandboxStatusSlow(pod, members, req.verbose);
-        cs.push(now);
+        cs.push(containerStatusNow(containers, c) ?? (await containerStatusOf(containers, c, false, imageRefs)).status);
       }
-      if (req.verbose) return podSandboxStatusSlow(pod, members, true);
       // Complete messages already: no fromPartial deep copy (kubelet polls this).
-      const r: PodSandboxStatusResponse = {
-        status: sandboxStatusOf(pod),
-        info: {},
-        containersStatuses: cs,
-        timestamp: nowNs(),
-      };
-      return Promise.resolve(r);
+      const r: PodSandboxStatusResponse = { status, info, containersStatuses: cs, timestamp: nowNs() };
+      return r;
     },
     async listPodSandbox(req) {
       // Complete messages already: no fromPartial deep copy of every item (polled every second).
