@@ -18,7 +18,8 @@ export const START_AT_ONCE_METADATA_KEY = "berth-start-at-once";
  * With START_AT_ONCE_METADATA_KEY, Create metadata by which berthd says it sends no Start: the
  * Create that ran the task also confirms it, as that Start would have (the process started,
  * TaskStart published right after TaskCreate, a held exit let through after it), and answers
- * only then. It saves berthd a round trip and the shim a call on every StartContainer and
+ * only then. A driver that cannot run and start in one step (runsc, a restore) starts the task
+ * within that Create (service.ts). It saves berthd a round trip and the shim a call on every StartContainer and
  * RunPodSandbox. berthd sends it only to a shim whose Connect reports SHIM_VERSION 0.2 or later
  * (runtime/shim-features.ts), so an older serving shim that outlived an upgrade still gets its Start.
  */
