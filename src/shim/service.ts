@@ -56,7 +56,7 @@ import { mountAll } from "./mounts.js";
 import { processStateDir } from "./paths.js";
 import { Proc, toTimestamp } from "./process.js";
 import { reattachAll } from "./reattach.js";
-import { START_AT_ONCE_METADATA_KEY, START_CONFIRMED_METADATA_KEY } from "./start-at-once.js";
+import { START_AT_ONCE_METADATA_KEY, START_CONFIRMED_METADATA_KEY, confirmAtCreate } from "./start-at-once.js";
 import { OciRuntime, runtimeConfigFrom, runtimeLogPath } from "./runtime.js";
 import { type Task, closeQuietly, initRecord, openLogFifo, releaseFds, safeUnmount, undoCreate } from "./task.js";
 import { TaskEvents } from "./task-events.js";
@@ -117,6 +117,12 @@ export class TaskService {
     return { task, proc };
   }
 
+  /** proc(), once an in-flight Create of the task has settled (Task.creating). */
+  private async settledProc(id: string, execId: string): Promise<{ task: Task; proc: Proc }> {
+    await this.tasks.get(id)?.creating;
+    return this.proc(id, execId);
+  }
+
   private removeLater(dir: string): void {
     const p = rm(dir, { recursive: true, force: true })
       .catch((err: unknown) => this.cfg.log(`remove ${dir}: ${(err as Error).message}`))
@@ -151,6 +157,8 @@ export class TaskService {
       ioHold: [],
     };
     this.tasks.set(req.id, task); // reserve the id while creating
+    let settled!: () => void;
+    task.creating = new Promise<void>((resolve) => (settled = resolve));
     const rootfs = join(req.bundle, "rootfs");
     const startAtOnce = ctx?.metadata.get(START_AT_ONCE_METADATA_KEY)?.[0] === "1";
     const atOnce = startAtOnce && task.driver.canStartAtCreate(task);
@@ -171,6 +179,11 @@ export class TaskService {
       this.tasks.delete(req.id);
       await undoCreate(task, req.rootfs.length > 0 ? rootfs : undefined, stateDir);
       throw err;
+    } finally {
+      // A Kill or Delete waiting on it goes on only after the rest of this Create, which runs
+      // without a break up to its answer (or to the Start of a driver that cannot run at once).
+      task.creating = undefined;
+      settled();
     }
     this.events.log(task, `created${atOnce ? " and ran" : ""} pid ${record.pid} with ${task.runtime.kind}`);
     this.events.publish(task, Topics.create, [
@@ -185,18 +198,7 @@ export class TaskService {
         pid: record.pid,
       },
     ]);
-    if (confirm) {
-      // What the Start would do (start()): running, TaskStart after TaskCreate, then a held exit.
-      if (!task.init.exit && task.init.state === "created") task.init.to("start");
-      this.events.publish(task, Topics.start, [
-        "containerd.events.TaskStart",
-        TaskStart,
-        { containerId: task.id, pid: record.pid },
-      ]);
-      task.init.starting = undefined;
-      task.init.openStartGate();
-      this.events.log(task, `started init pid ${record.pid}`);
-    }
+    if (confirm) confirmAtCreate(task, this.events);
     // A driver that cannot run and start in one step (runsc, a restore) starts it here: berthd
     // sends no Start after a Create it asked to confirm the start.
     if (wantsStarted && !atOnce) return { pid: (await this.start({ id: req.id, execId: "" })).pid };
@@ -255,7 +257,7 @@ export class TaskService {
   }
 
   async delete(req: DeleteRequest): Promise<DeleteResponse> {
-    const { task, proc } = this.proc(req.id, req.execId);
+    const { task, proc } = await this.settledProc(req.id, req.execId);
     // A task Create ran that is deleted unstarted: its exit, held for a Start, is let through.
     if (!req.execId) proc.openStartGate();
     // A created process may be deleted only if it never started (a start that failed midway
@@ -372,7 +374,7 @@ export class TaskService {
   }
 
   async kill(req: KillRequest): Promise<Empty> {
-    const { task, proc } = this.proc(req.id, req.execId);
+    const { task, proc } = await this.settledProc(req.id, req.execId);
     if (proc.exit) throw new NotFoundError(`process ${req.execId || req.id} already finished`);
     if (req.execId) {
       if (proc.pid <= 0) throw new FailedPreconditionError(`exec ${req.execId} is not started`);

@@ -10,7 +10,11 @@
  *
  * The process model's side is Proc.holdUntilStart and Proc.awaitingStart (process.ts).
  */
+import { TaskStart } from "../gen/containerd/events/task.js";
+import { Topics } from "./events.js";
 import type { Proc } from "./process.js";
+import type { Task } from "./task.js";
+import type { TaskEvents } from "./task-events.js";
 
 export const START_AT_ONCE_METADATA_KEY = "berth-start-at-once";
 
@@ -39,4 +43,22 @@ export const START_CONFIRMED_METADATA_KEY = "berth-start-confirmed";
  */
 export function holdAfterRestart(proc: Proc): void {
   if (proc.awaitingStart && !proc.record.exitBeforeStart) proc.holdUntilStart();
+}
+
+/**
+ * For a Create that confirms the start (START_CONFIRMED_METADATA_KEY), what the Start would do
+ * (service.ts start()): the process reads running, TaskStart follows TaskCreate, and an exit
+ * held for the Start is let through after it.
+ */
+export function confirmAtCreate(task: Task, events: TaskEvents): void {
+  const init = task.init;
+  if (!init.exit && init.state === "created") init.to("start");
+  events.publish(task, Topics.start, [
+    "containerd.events.TaskStart",
+    TaskStart,
+    { containerId: task.id, pid: init.pid },
+  ]);
+  init.starting = undefined;
+  init.openStartGate();
+  events.log(task, `started init pid ${init.pid}`);
 }

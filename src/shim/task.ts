@@ -28,6 +28,12 @@ export interface Task {
    * (at Start): whoever reads them must not see EOF before the process even started.
    */
   ioHold: number[];
+  /**
+   * Set while the task's Create runs (its runtime command may still be starting the process):
+   * a Kill or Delete that comes meanwhile waits for it, or it would signal a process not there
+   * yet, and the one the Create then starts would run on unsignalled (and a Wait hang).
+   */
+  creating?: Promise<void>;
 }
 
 /** Writes a line to the shim's own log and, when containerd reads it, the task's log fifo. */

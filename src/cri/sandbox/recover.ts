@@ -2,7 +2,7 @@
 // whose sandbox process exited meanwhile marked NOTREADY.
 import { unmountAll } from "../../snapshots/mount.js";
 import { podUsernsPath, unpinNamespace } from "../userns/pin.js";
-import { NotFoundError } from "../../util/errors.js";
+import { CanceledError, NotFoundError } from "../../util/errors.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import { podFiles, unmountShm } from "../pod-files.js";
 import { backoffMs } from "../retry.js";
@@ -11,6 +11,9 @@ import type { SandboxDeps } from "./deps.js";
 import { sandboxExited } from "./exit.js";
 import { removeSandboxEntry } from "./remove.js";
 import { rm } from "node:fs/promises";
+
+/** How long a rollback waits for the killed sandbox process before it tries again later. */
+const ROLLBACK_WAIT_MS = 10_000;
 
 /** Returns the ids of the pods whose network must stay. */
 export async function recoverSandboxes(d: SandboxDeps): Promise<Set<string>> {
@@ -52,7 +55,11 @@ async function finishInterrupted(d: SandboxDeps, id: string, attempt: number): P
       if (phase === "creating") {
         if (d.runtime.has(NS, id)) {
           await d.runtime.kill(NS, id, 9, { all: true }).catch(() => {});
-          await d.runtime.wait(NS, id).catch(() => {});
+          // Bounded: this runs before berthd serves, and a process the kill missed must not
+          // keep it from serving. The retry below kills again.
+          await d.runtime.wait(NS, id, "", { signal: AbortSignal.timeout(ROLLBACK_WAIT_MS) }).catch((err: unknown) => {
+            if (err instanceof CanceledError) throw err;
+          });
           await d.runtime.delete(NS, id).catch((err: unknown) => {
             if (!(err instanceof NotFoundError)) throw err;
           });
