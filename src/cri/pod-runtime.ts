@@ -23,7 +23,7 @@ import {
 } from "../gen/cri/runtime/v1/api.js";
 import { join } from "node:path";
 import { killStalePlugins } from "../network/index.js";
-import { InvalidArgumentError } from "../util/errors.js";
+import { CanceledError, InvalidArgumentError } from "../util/errors.js";
 import { Bundles } from "./bundle.js";
 import { createContainer } from "./container/create.js";
 import type { ContainerDeps } from "./container/deps.js";
@@ -53,6 +53,9 @@ import { StatsService } from "./stats.js";
 import { Trash } from "./trash.js";
 import { ContainerStore, SandboxStore } from "./store/index.js";
 import { updatePodResources } from "./pod-resources.js";
+
+/** How long recovery waits for a killed orphaned task to end (berthd does not serve meanwhile). */
+const ORPHAN_WAIT_MS = 10_000;
 
 export interface PodRuntime {
   handlers: Partial<CriMethodHandlers>;
@@ -239,7 +242,16 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       for (const r of ctx.shims.list()) {
         if (sandboxStore.get(r.id) || containers.store.get(r.id)) continue;
         await ctx.shims.kill(r.namespace, r.id, 9, { all: true }).catch(() => {});
-        await ctx.shims.wait(r.namespace, r.id).catch(() => {});
+        // Bounded: berthd does not serve until this ends. A task still there is met again at
+        // the next start (the shim keeps its record).
+        const waited = await ctx.shims
+          .wait(r.namespace, r.id, "", { signal: AbortSignal.timeout(ORPHAN_WAIT_MS) })
+          .then(() => true)
+          .catch((err: unknown) => !(err instanceof CanceledError));
+        if (!waited) {
+          ctx.log.warn({ task: r.id }, "an orphaned task did not end after SIGKILL; left for the next start");
+          continue;
+        }
         await ctx.shims.delete(r.namespace, r.id).catch(() => {});
         ctx.log.info({ task: r.id }, "removed an orphaned task");
       }
