@@ -4,10 +4,8 @@
 // such metadata (containerd) gets no new events.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { join } from "node:path";
 import { TraceSpanEvent } from "../../src/gen/berth/v1/trace_event.js";
 import { Tracer, type TraceRecord } from "../../src/observability/tracer.js";
-import { makeBundle } from "../helpers/bundle.js";
 import { berth } from "../helpers/cli.js";
 import { startCriEnv, testImages, until, type CriEnv } from "../helpers/cri.js";
 import { ShimHarness, sleep } from "../helpers/shim.js";
@@ -28,22 +26,7 @@ after(async () => {
   await testImages().then((i) => i.stop());
 });
 
-function createReq(id: string) {
-  const dir = join(h.root, id);
-  makeBundle(dir, { args: ["sleep", "3600"] });
-  return {
-    id,
-    bundle: dir,
-    rootfs: [],
-    terminal: false,
-    stdin: "",
-    stdout: "",
-    stderr: "",
-    checkpoint: "",
-    parentCheckpoint: "",
-    options: h.options(),
-  };
-}
+const createReq = (id: string) => h.createRequest(id, ["sleep", "3600"]);
 
 function spanEvents(): TraceSpanEvent[] {
   return h.events

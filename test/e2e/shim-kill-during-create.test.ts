@@ -46,22 +46,7 @@ after(async () => {
   await h.cleanup();
 });
 
-function createReq(id: string, args = ["sleep", "1000"]) {
-  const dir = join(h.root, id);
-  makeBundle(dir, { args });
-  return {
-    id,
-    bundle: dir,
-    rootfs: [],
-    terminal: false,
-    stdin: "",
-    stdout: "",
-    stderr: "",
-    checkpoint: "",
-    parentCheckpoint: "",
-    options: h.options(wrapper),
-  };
-}
+const createReq = (id: string, args = ["sleep", "1000"]) => h.createRequest(id, args, { binaryName: wrapper });
 
 /** What berthd sends: a Create that runs the task at once and needs no Start. */
 const confirmed = () => ({

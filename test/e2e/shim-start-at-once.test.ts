@@ -39,22 +39,7 @@ function confirmed() {
   return { metadata: { ...atOnce().metadata, [START_CONFIRMED_METADATA_KEY]: "1" } };
 }
 
-function createReq(id: string, args: string[], stdout = "") {
-  const dir = join(h.root, id);
-  makeBundle(dir, { args });
-  return {
-    id,
-    bundle: dir,
-    rootfs: [],
-    terminal: false,
-    stdin: "",
-    stdout,
-    stderr: "",
-    checkpoint: "",
-    parentCheckpoint: "",
-    options: h.options(),
-  };
-}
+const createReq = (id: string, args: string[], stdout = "") => h.createRequest(id, args, { stdout });
 
 /** The command name of a process (runc's init waiting for `start` is "runc:[2:INIT]"). */
 function comm(pid: number): string {

@@ -9,6 +9,7 @@ import { Options } from "../../src/gen/containerd/runc/options/oci.js";
 import { TaskDefinition } from "../../src/gen/containerd/runtime/v2/task/shim.js";
 import { EventsDefinition, type Envelope } from "../../src/gen/containerd/services/ttrpc/events/v1/events.js";
 import type { Any } from "../../src/gen/google/protobuf/any.js";
+import { makeBundle } from "./bundle.js";
 import { TtrpcClient, TtrpcServer, createClient, type ServiceClient } from "../../src/ttrpc/index.js";
 
 export const REPO = new URL("../../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -108,6 +109,27 @@ export class ShimHarness {
     return {
       typeUrl: "containerd.runc.v1.Options",
       value: Buffer.from(Options.encode(Options.fromPartial({ binaryName, root })).finish()),
+    };
+  }
+
+  /**
+   * A Create request for a new bundle <root>/<id> (busybox rootfs) running `args`, with this
+   * harness's options (`binaryName` picks another runtime binary).
+   */
+  createRequest(id: string, args: string[], o: { stdout?: string; binaryName?: string } = {}) {
+    const bundle = join(this.root, id);
+    makeBundle(bundle, { args });
+    return {
+      id,
+      bundle,
+      rootfs: [],
+      terminal: false,
+      stdin: "",
+      stdout: o.stdout ?? "",
+      stderr: "",
+      checkpoint: "",
+      parentCheckpoint: "",
+      options: this.options(o.binaryName),
     };
   }
 
