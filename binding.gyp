@@ -9,6 +9,7 @@
         "native/sys/malloc.c",
         "native/sys/mounts.c",
         "native/sys/namespaces.c",
+        "native/sys/pool.c",
         "native/sys/probes.c",
         "native/sys/process.c",
         "native/sys/spawn.c",

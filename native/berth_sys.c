@@ -1,8 +1,9 @@
 // berth_sys: the Linux system calls Node.js lacks, as a plain N-API addon.
 //
 // Every function is synchronous (the calls are fast and callers sit on paths where an
-// await would only add latency) but umount2Async: unmounting an overlay syncs its upper
-// filesystem, milliseconds the event loop should not spend blocked. Failures throw the SysError class that src/sys/index.ts
+// await would only add latency) but umount2Async and syncfsAsync (sys/pool.c): unmounting an
+// overlay syncs its upper filesystem, and syncfs writes one back, milliseconds the event loop
+// should not spend blocked. Failures throw the SysError class that src/sys/index.ts
 // hands us through setErrorClass(), so JS sees the same error type whatever fails.
 //
 // Threads matter here: setns()/unshare() act on the calling thread only, and Node runs
@@ -10,7 +11,7 @@
 // do their namespace work in a short-lived dedicated pthread, so the main thread (and so
 // the event loop) never leaves the host network namespace.
 //
-// The functions live in native/sys/ by job (errors, args, mounts, xattr, process, spawn, namespaces);
+// The functions live in native/sys/ by job (errors, args, mounts, pool, xattr, process, spawn, namespaces);
 // this file only registers them.
 
 #include "sys/berth_sys.h"
@@ -21,6 +22,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"syncfsAsync", NULL, js_syncfs_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"makedev", NULL, js_makedev, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setxattr", NULL, js_setxattr, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -60,6 +60,11 @@ int get_int64(napi_env env, napi_value v, const char *what, int64_t *out);
 int get_int32(napi_env env, napi_value v, const char *what, int32_t *out);
 napi_value undefined(napi_env env);
 
+// pool.c: `call(path, arg)` (0 or an errno) on the libuv thread pool; takes `path` (malloc'd).
+typedef int (*path_call)(const char *path, int arg);
+napi_value queue_path_call(napi_env env, const char *syscall, path_call call, char *path, int arg);
+napi_value js_syncfs_async(napi_env env, napi_callback_info info);
+
 // mounts.c
 napi_value js_mount(napi_env env, napi_callback_info info);
 napi_value js_umount2(napi_env env, napi_callback_info info);

@@ -47,36 +47,10 @@ out:
   return ret;
 }
 
-// umount2Async(target, flags): the same call on the libuv thread pool, returning a Promise
-// that resolves to undefined or rejects with the SysError umount2 would throw. Unmounting an
+// umount2Async(target, flags): the same call on the libuv thread pool (pool.c). Unmounting an
 // overlay syncs its upper filesystem (milliseconds under load); the event loop goes on meanwhile.
-struct umount_work {
-  napi_async_work work;
-  napi_deferred deferred;
-  char *target;
-  int flags;
-  int err;
-};
-
-static void umount_execute(napi_env env, void *data) {
-  (void)env;
-  struct umount_work *w = data;
-  w->err = umount2(w->target, w->flags) == 0 ? 0 : errno;
-}
-
-static void umount_complete(napi_env env, napi_status status, void *data) {
-  struct umount_work *w = data;
-  if (status != napi_ok) {
-    // Cancelled (never the case: nothing calls napi_cancel_async_work) or failed to run.
-    napi_reject_deferred(env, w->deferred, make_sys_error(env, "umount2", ECANCELED, w->target));
-  } else if (w->err != 0) {
-    napi_reject_deferred(env, w->deferred, make_sys_error(env, "umount2", w->err, w->target));
-  } else {
-    napi_resolve_deferred(env, w->deferred, undefined(env));
-  }
-  napi_delete_async_work(env, w->work);
-  free(w->target);
-  free(w);
+static int umount2_path(const char *target, int flags) {
+  return umount2(target, flags) == 0 ? 0 : errno;
 }
 
 napi_value js_umount2_async(napi_env env, napi_callback_info info) {
@@ -86,30 +60,7 @@ napi_value js_umount2_async(napi_env env, napi_callback_info info) {
   if (!get_int32(env, argv[1], "flags", &flags)) return NULL;
   char *target = get_string(env, argv[0], "target");
   if (target == NULL) return NULL;
-  struct umount_work *w = calloc(1, sizeof *w);
-  napi_value promise, name;
-  if (w == NULL) {
-    free(target);
-    throw_sys_error(env, "umount2", ENOMEM, NULL);
-    return NULL;
-  }
-  w->target = target;
-  w->flags = flags;
-  if (napi_create_promise(env, &w->deferred, &promise) != napi_ok) goto fail;
-  napi_create_string_utf8(env, "berth:umount2", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, umount_execute, umount_complete, w, &w->work) != napi_ok) goto fail;
-  if (napi_queue_async_work(env, w->work) != napi_ok) {
-    napi_delete_async_work(env, w->work);
-    goto fail;
-  }
-  return promise;
-fail:
-  // Not settled on purpose: the promise was never handed out, so rejecting it would only
-  // raise an unhandled rejection; the thrown error below is what the caller sees.
-  free(target);
-  free(w);
-  napi_throw_error(env, "ERR_BERTH_ASYNC", "umount2Async: could not queue the work");
-  return NULL;
+  return queue_path_call(env, "umount2", umount2_path, target, flags);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import { openDatabase } from "../metadata/db.js";
 import { PodMetadata } from "../metadata/pods.js";
 import { NetworkManager } from "../network/index.js";
 import { RuntimeClasses, ShimManager } from "../runtime/index.js";
+import { syncfs } from "../sys/index.js";
 import { StreamingServer } from "../streaming/server.js";
 import { containerStateToJSON, podSandboxStateToJSON } from "../gen/cri/runtime/v1/api.js";
 import {
@@ -155,6 +156,9 @@ export async function compose(config: BerthConfig, log: Logger): Promise<Service
           credentials: configuredCredentials(config.registry.auths),
         },
         maxConcurrentDownloads: config.image.max_concurrent_downloads,
+        syncLayer: config.image.image_pull_with_sync_fs
+          ? obs.traced({ syncfs }, "images", ["syncfs"]).syncfs
+          : undefined,
         staleIngestMs: parseDuration(config.image.stale_ingest_timeout),
         pullProgressTimeoutMs: parseDuration(config.image.image_pull_progress_timeout),
         onGcError: (err) => log.warn({ err }, "image garbage collection failed"),

@@ -114,6 +114,10 @@ export const configSchema = section("berthd configuration", {
     }),
     sandbox_image: str("", "Pause image for pod sandboxes; empty means berth's built-in pause."),
     max_concurrent_downloads: int(3, "Layer downloads in flight at once, over all pulls.", { min: 1, max: 64 }),
+    image_pull_with_sync_fs: bool(
+      false,
+      "syncfs each unpacked layer before its snapshot is committed, so a power cut soon after a pull cannot leave a committed layer with empty or cut-off files (containerd's option of the same name; it makes pulls slower).",
+    ),
     stale_ingest_timeout: duration(
       "24h",
       "Image GC removes an interrupted layer download that got no data for this long.",

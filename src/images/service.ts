@@ -69,6 +69,12 @@ export interface ImageServiceOptions {
   pullProgressTimeoutMs?: number;
   /** where requestGc() reports a failed background collection */
   onGcError?: (err: unknown) => void;
+  /**
+   * Makes each unpacked layer durable before its snapshot is committed (containerd's
+   * image_pull_with_sync_fs): called with the layer's directory, e.g. sys.syncfs. Without it a
+   * power cut soon after a pull can leave a committed snapshot with empty or cut-off files.
+   */
+  syncLayer?: (dir: string) => Promise<void>;
 }
 
 export interface PullProgress {
@@ -275,11 +281,13 @@ export class ImageService {
       await this.snapshotter.prepare(key, parent, { labels: { "berth.io/unpacking": chainId } });
       try {
         const { applyLayer } = await import("./unpack.js");
-        await applyLayer(this.content.openRead(layer.digest), this.snapshotter.applyDir(key), {
+        const dir = this.snapshotter.applyDir(key);
+        await applyLayer(this.content.openRead(layer.digest), dir, {
           whiteouts: this.snapshotter.whiteouts,
           expectedDiffId: diffId,
           layer: layer.digest,
         });
+        await this.opts.syncLayer?.(dir);
         await this.snapshotter.commit(chainId, key);
       } catch (err) {
         await this.snapshotter.remove(key).catch(() => {});

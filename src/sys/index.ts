@@ -67,6 +67,7 @@ export interface Binding {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
+  syncfsAsync(path: string): Promise<void>;
   makedev(major: number, minor: number): number;
   mknod(path: string, mode: number, dev: number): void;
   setxattr(path: string, name: string, value: Buffer): void;
@@ -249,6 +250,14 @@ export function umount2(target: string, flags: number): void {
  */
 export function umount2Async(target: string, flags: number): Promise<void> {
   return native().umount2Async(target, flags);
+}
+
+/**
+ * syncfs(2) of the filesystem holding `path`, on the libuv thread pool: its dirty data and
+ * metadata reach the disk. Rejects with a SysError (ENOENT when `path` does not exist).
+ */
+export function syncfs(path: string): Promise<void> {
+  return native().syncfsAsync(path);
 }
 
 /** glibc makedev(3): the dev_t number for mknod (makedev(0, 0) is the overlayfs whiteout device). */

@@ -71,6 +71,7 @@ test("an empty file gives the documented defaults", () => {
     snapshotter: "overlayfs",
     sandbox_image: "",
     max_concurrent_downloads: 3,
+    image_pull_with_sync_fs: false,
     stale_ingest_timeout: "24h",
     image_pull_progress_timeout: "5m",
   });
