@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, test } from "node:test";
 import { ContainerEventType, ContainerState, PodSandboxState } from "../../../src/gen/cri/runtime/v1/api.js";
 import { ExitMonitor } from "../../../src/cri/exit-monitor.js";
 import { UNKNOWN_REASON, containerView, sandboxView } from "../../../src/cri/store/index.js";
-import { type World, addPod, addRunningContainer, settle, world } from "./fakes.js";
+import { type World, addPod, addRunningContainer, eventually, exitHandled, settle, world } from "./fakes.js";
 
 const { CONTAINER_RUNNING: RUNNING, CONTAINER_EXITED: EXITED } = ContainerState;
 
@@ -48,7 +48,7 @@ describe("exit monitor", () => {
     assert.equal(view(id).state, RUNNING, "reported EXITED before its output drained");
     assert.ok(!w.runtime.calls.includes(`delete ${id}`));
     logger.drain();
-    await settle();
+    await exitHandled(w, id);
     assert.deepEqual(
       { ...view(id) },
       {
@@ -77,7 +77,7 @@ describe("exit monitor", () => {
     w.runtime.tasks.set(id, { status: "stopped", pid: 200, exitStatus: 137 });
     w.runtime.emit({ type: "exit", containerId: id, exitStatus: 137, pid: 200 });
     logger.drain();
-    await settle();
+    await exitHandled(w, id);
     assert.equal(view(id).state, EXITED);
     assert.equal(view(id).reason, "OOMKilled");
     assert.ok(
@@ -97,7 +97,7 @@ describe("exit monitor", () => {
       { state: EXITED, exitCode: 255, reason: UNKNOWN_REASON, message: "the shim died" },
     );
     logger.drain();
-    await settle();
+    await exitHandled(w, id);
     assert.equal(view(id).reason, UNKNOWN_REASON, "the settled exit keeps the reason");
     assert.equal(w.containers.store.get(id)!.status.exitFinal, true);
   });
@@ -106,7 +106,7 @@ describe("exit monitor", () => {
     const pod = addPod(w);
     const { id } = addRunningContainer(w, pod);
     w.runtime.emit({ type: "exit", containerId: id, exitStatus: 0, pid: 200 });
-    await settle();
+    await exitHandled(w, id);
     assert.equal(view(id).state, RUNNING);
     assert.equal(w.containers.store.get(id)!.status.exitHeard, undefined);
     assert.ok(w.runtime.tasks.has(id));
@@ -128,7 +128,10 @@ describe("exit monitor", () => {
     w.runtime.tasks.set(pod, { status: "stopped", pid: 100, exitStatus: 0, exitedAt: new Date(2000) });
     w.runtime.emit({ type: "exit", containerId: pod, exitStatus: 0, pid: 100 });
     assert.equal(sandboxView(w.sandboxes.store.get(pod)!.status).state, PodSandboxState.SANDBOX_NOTREADY);
-    await settle();
+    await eventually(
+      () => w.events.some((e) => e.containerId === pod),
+      "the sandbox exit handled (its CONTAINER_STOPPED event)",
+    );
     assert.equal(w.sandboxes.store.get(pod)!.status.exitedAt, 2_000_000_000n);
     assert.ok(!w.runtime.tasks.has(pod));
     assert.deepEqual(
@@ -145,7 +148,7 @@ describe("exit monitor", () => {
     await settle();
     assert.equal(view(id).state, RUNNING);
     await monitor.reconcile();
-    await settle();
+    await exitHandled(w, id);
     assert.equal(view(id).state, EXITED);
     assert.equal(view(id).reason, "Completed");
     assert.ok(!w.runtime.tasks.has(id));
@@ -165,7 +168,7 @@ describe("exit monitor", () => {
     const pod = addPod(w);
     w.runtime.tasks.set(pod, { status: "stopped", pid: 100, exitStatus: 0 });
     await monitor.reconcile();
-    await settle();
+    await eventually(() => w.sandboxes.store.get(pod)!.status.exitedAt > 0n, "the lost sandbox exit handled");
     const s = w.sandboxes.store.get(pod)!.status;
     assert.equal(sandboxView(s).state, PodSandboxState.SANDBOX_NOTREADY);
     assert.ok(s.exitedAt > 0n);

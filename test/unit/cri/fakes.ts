@@ -247,7 +247,26 @@ export function addRunningContainer(w: World, podId: string) {
   return { id, logger };
 }
 
-/** Lets pending promise callbacks and timers of 0 ms run. */
+/**
+ * Lets pending promise callbacks and timers of 0 ms run. Only for checking that something did
+ * NOT happen yet: exit handling does real I/O (a cgroup read, an unmount on the thread pool),
+ * so what must have happened is waited for with exitHandled or eventually, never a sleep.
+ */
 export function settle(): Promise<void> {
   return new Promise((r) => setTimeout(r, 5));
+}
+
+/** Waits until the container's exit handling (handleContainerExit: drain, delete, unmount, event) has ended. */
+export async function exitHandled(w: World, id: string): Promise<void> {
+  await settle();
+  await w.containers.store.get(id)?.exiting;
+}
+
+/** Waits until `cond` holds, for what runs without a promise to wait on (a sandbox's exit handling). */
+export async function eventually(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
 }
