@@ -152,7 +152,8 @@ describe("a process Create ran, after a restart of the serving shim", () => {
   test("a Kill before the restart let its exit through: it is not held again", async () => {
     const { service, pub } = await leftBehind("killed", { startedAtCreate: true, exitBeforeStart: true }, 137);
     await service.adopt();
-    await settle();
+    // Not held: the exit comes without a Start (waited for, not slept on: adoption reads files).
+    assert.equal((await service.wait(md)).exitStatus, 137);
     assert.equal((await service.state(md)).status, Status.STOPPED);
     assert.deepEqual(pub.topics, ["/tasks/exit"]);
   });
