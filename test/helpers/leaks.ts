@@ -245,6 +245,19 @@ export function warmShims(d: { socket: string; pid: number }): number[] {
     .map((p) => p.pid);
 }
 
+/**
+ * Waits until `d` has at most its one warm shim, and returns the serving shims then (pid and
+ * command line, for an assertion's message). Waited for, bounded: a shim that emptied unlinks
+ * its socket before it exits (its close takes up to 1 s), so a fresh one may already serve
+ * meanwhile; and a serving shim with no task and no client exits after its idle time (60 s).
+ */
+export async function settledWarmShims(d: { socket: string; pid: number }): Promise<{ pid: number; cmd: string }[]> {
+  const serving = () => processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
+  const deadline = Date.now() + 90_000;
+  while (serving().length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  return serving();
+}
+
 /** What a still-running berthd `d` left of the pods and containers `ids` (its warm shim allowed). */
 export function daemonLeaks(
   d: { dir: string; root: string; state: string; socket: string; pid: number },

@@ -15,7 +15,7 @@ import { after, before, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../../src/gen/cri/runtime/v1/api.js";
 import { startCriEnv, testImages, type CriEnv } from "../helpers/cri.js";
 import { buildImage, makeLayer, pushLayout, writeOciLayout } from "../helpers/images.js";
-import { corruptBlobs, daemonLeaks, leaks, processesNaming, warmShims } from "../helpers/leaks.js";
+import { corruptBlobs, daemonLeaks, leaks, processesNaming, settledWarmShims } from "../helpers/leaks.js";
 import { rng } from "../helpers/seeded-random.js";
 
 const LONG = process.env.BERTH_LONG === "1";
@@ -108,7 +108,8 @@ async function cleanAndCheck(when: string): Promise<void> {
     await env.d.rt.removePodSandbox({ podSandboxId: p.id }, { deadlineMs: 60_000 });
   }
   assert.deepEqual((await env.d.rt.listContainers({})).containers, [], `${when}: no container left`);
-  assert.ok(warmShims(env.d).length <= 1, `${when}: at most the one warm shim`);
+  const shims = await settledWarmShims(env.d);
+  assert.ok(shims.length <= 1, `${when}: at most the one warm shim: ${JSON.stringify(shims)}`);
   assert.deepEqual(
     daemonLeaks(env.d, { bridge: BRIDGE, ids, allowIngests: true }),
     [],

@@ -13,7 +13,7 @@ import { basename, join } from "node:path";
 import { after, before, test } from "node:test";
 import { ContainerState, PodSandboxState } from "../../src/gen/cri/runtime/v1/api.js";
 import { sleep, startCriEnv, testImages, type CriEnv } from "../helpers/cri.js";
-import { daemonLeaks, warmShims } from "../helpers/leaks.js";
+import { daemonLeaks, settledWarmShims } from "../helpers/leaks.js";
 import { rng } from "../helpers/seeded-random.js";
 
 const ROUNDS = Number(process.env.BERTH_KILL_ROUNDS ?? 16);
@@ -193,7 +193,8 @@ test("SIGKILL at random moments under pod churn leaves nothing behind", { timeou
 
   await removeAllPods();
   assert.deepEqual((await env.d.rt.listContainers({})).containers, [], "no container left");
-  assert.ok(warmShims(env.d).length <= 1, "at most the one warm shim");
+  const shims = await settledWarmShims(env.d);
+  assert.ok(shims.length <= 1, `at most the one warm shim: ${JSON.stringify(shims)}`);
   const st = env.d.state;
   for (const dir of [
     join(st, "netns"),

@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { ContainerState } from "../../src/gen/cri/runtime/v1/api.js";
 import { containerPid, ppid, until, type CriEnv } from "../helpers/cri.js";
 import { useCriEnv } from "../helpers/cri-fixture.js";
-import { daemonLeaks, processesNaming, warmShims } from "../helpers/leaks.js";
+import { daemonLeaks, processesNaming, settledWarmShims } from "../helpers/leaks.js";
 
 let env: CriEnv;
 
@@ -115,7 +115,8 @@ for (const handler of ["runc", "runc-v2"]) {
       console.log(`after RemovePodSandbox: pid ${pid} alive: ${cmdline(pid)} parent ${ppid(pid)}`);
       await until(() => !alive(pid), `container process ${pid} to be gone`, 5000);
     }
-    assert.ok(warmShims(env.d).length <= 1);
+    const shims = await settledWarmShims(env.d);
+    assert.ok(shims.length <= 1, `at most the one warm shim: ${JSON.stringify(shims)}`);
     assert.deepEqual(daemonLeaks(env.d, { bridge: "berthrel2", ids: [pod.id, a, b] }), []);
   });
 }
