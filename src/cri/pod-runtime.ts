@@ -23,7 +23,7 @@ import {
 } from "../gen/cri/runtime/v1/api.js";
 import { join } from "node:path";
 import { killStalePlugins } from "../network/index.js";
-import { CanceledError, InvalidArgumentError } from "../util/errors.js";
+import { InvalidArgumentError } from "../util/errors.js";
 import { Bundles } from "./bundle.js";
 import { createContainer } from "./container/create.js";
 import type { ContainerDeps } from "./container/deps.js";
@@ -34,7 +34,7 @@ import { removeContainer } from "./container/remove.js";
 import { reopenContainerLog } from "./container/reopen-log.js";
 import { startContainer } from "./container/start.js";
 import { containerStatus, containerStatusNow, containerStatusOf } from "./container/status.js";
-import { stopContainer } from "./container/stop.js";
+import { stopContainer, waitExit } from "./container/stop.js";
 import { updateContainerResources } from "./container/update-resources.js";
 import { type CriContext, KeyedLock, nowNs } from "./context.js";
 import { ExitMonitor } from "./exit-monitor.js";
@@ -244,11 +244,7 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
         await ctx.shims.kill(r.namespace, r.id, 9, { all: true }).catch(() => {});
         // Bounded: berthd does not serve until this ends. A task still there is met again at
         // the next start (the shim keeps its record).
-        const waited = await ctx.shims
-          .wait(r.namespace, r.id, "", { signal: AbortSignal.timeout(ORPHAN_WAIT_MS) })
-          .then(() => true)
-          .catch((err: unknown) => !(err instanceof CanceledError));
-        if (!waited) {
+        if (!(await waitExit({ runtime: ctx.shims }, r.id, ORPHAN_WAIT_MS, r.namespace))) {
           ctx.log.warn({ task: r.id }, "an orphaned task did not end after SIGKILL; left for the next start");
           continue;
         }

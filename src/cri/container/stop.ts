@@ -42,11 +42,16 @@ export async function stopEntry(d: ContainerDeps, id: string, timeoutS: number):
 }
 
 /** Waits for the task's init process to exit; false on timeout. */
-export async function waitExit(d: Pick<ContainerDeps, "runtime">, id: string, ms: number): Promise<boolean> {
+export async function waitExit(
+  d: Pick<ContainerDeps, "runtime">,
+  id: string,
+  ms: number,
+  namespace = NS,
+): Promise<boolean> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
   try {
-    await d.runtime.wait(NS, id, "", { signal: ac.signal });
+    await d.runtime.wait(namespace, id, "", { signal: ac.signal });
     return true;
   } catch (err) {
     if (err instanceof NotFoundError) return true;

@@ -2,7 +2,8 @@
 // whose sandbox process exited meanwhile marked NOTREADY.
 import { unmountAll } from "../../snapshots/mount.js";
 import { podUsernsPath, unpinNamespace } from "../userns/pin.js";
-import { CanceledError, NotFoundError } from "../../util/errors.js";
+import { NotFoundError } from "../../util/errors.js";
+import { waitExit } from "../container/stop.js";
 import { CRI_NAMESPACE as NS } from "../context.js";
 import { podFiles, unmountShm } from "../pod-files.js";
 import { backoffMs } from "../retry.js";
@@ -57,9 +58,7 @@ async function finishInterrupted(d: SandboxDeps, id: string, attempt: number): P
           await d.runtime.kill(NS, id, 9, { all: true }).catch(() => {});
           // Bounded: this runs before berthd serves, and a process the kill missed must not
           // keep it from serving. The retry below kills again.
-          await d.runtime.wait(NS, id, "", { signal: AbortSignal.timeout(ROLLBACK_WAIT_MS) }).catch((err: unknown) => {
-            if (err instanceof CanceledError) throw err;
-          });
+          if (!(await waitExit(d, id, ROLLBACK_WAIT_MS))) throw new Error("the killed sandbox process did not end");
           await d.runtime.delete(NS, id).catch((err: unknown) => {
             if (!(err instanceof NotFoundError)) throw err;
           });
