@@ -240,9 +240,12 @@ export function corruptBlobs(root: string): { checked: number; bad: string[] } {
 
 /** The idle shim a running berthd keeps warm for its next pod (by design, not a leak). */
 export function warmShims(d: { socket: string; pid: number }): number[] {
-  return processesNaming([d.socket], [d.pid])
-    .filter((p) => p.cmd.includes("-berth-serve"))
-    .map((p) => p.pid);
+  return servingShims(d).map((p) => p.pid);
+}
+
+/** The serving shims of berthd `d` (pid and command line). */
+function servingShims(d: { socket: string; pid: number }): { pid: number; cmd: string }[] {
+  return processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
 }
 
 /**
@@ -252,10 +255,9 @@ export function warmShims(d: { socket: string; pid: number }): number[] {
  * meanwhile; and a serving shim with no task and no client exits after its idle time (60 s).
  */
 export async function settledWarmShims(d: { socket: string; pid: number }): Promise<{ pid: number; cmd: string }[]> {
-  const serving = () => processesNaming([d.socket], [d.pid]).filter((p) => p.cmd.includes("-berth-serve"));
   const deadline = Date.now() + 90_000;
-  while (serving().length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  return serving();
+  while (servingShims(d).length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  return servingShims(d);
 }
 
 /** What a still-running berthd `d` left of the pods and containers `ids` (its warm shim allowed). */

@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, test } from "node:test";
 import { ContainerEventType, ContainerState, PodSandboxState } from "../../../src/gen/cri/runtime/v1/api.js";
 import { ExitMonitor } from "../../../src/cri/exit-monitor.js";
 import { UNKNOWN_REASON, containerView, sandboxView } from "../../../src/cri/store/index.js";
-import { type World, addPod, addRunningContainer, eventually, exitHandled, settle, world } from "./fakes.js";
+import { until } from "../../helpers/shim.js";
+import { type World, addPod, addRunningContainer, exitHandled, settle, world } from "./fakes.js";
 
 const { CONTAINER_RUNNING: RUNNING, CONTAINER_EXITED: EXITED } = ContainerState;
 
@@ -128,7 +129,7 @@ describe("exit monitor", () => {
     w.runtime.tasks.set(pod, { status: "stopped", pid: 100, exitStatus: 0, exitedAt: new Date(2000) });
     w.runtime.emit({ type: "exit", containerId: pod, exitStatus: 0, pid: 100 });
     assert.equal(sandboxView(w.sandboxes.store.get(pod)!.status).state, PodSandboxState.SANDBOX_NOTREADY);
-    await eventually(
+    await until(
       () => w.events.some((e) => e.containerId === pod),
       "the sandbox exit handled (its CONTAINER_STOPPED event)",
     );
@@ -168,7 +169,7 @@ describe("exit monitor", () => {
     const pod = addPod(w);
     w.runtime.tasks.set(pod, { status: "stopped", pid: 100, exitStatus: 0 });
     await monitor.reconcile();
-    await eventually(() => w.sandboxes.store.get(pod)!.status.exitedAt > 0n, "the lost sandbox exit handled");
+    await until(() => w.sandboxes.store.get(pod)!.status.exitedAt > 0n, "the lost sandbox exit handled");
     const s = w.sandboxes.store.get(pod)!.status;
     assert.equal(sandboxView(s).state, PodSandboxState.SANDBOX_NOTREADY);
     assert.ok(s.exitedAt > 0n);

@@ -250,7 +250,7 @@ export function addRunningContainer(w: World, podId: string) {
 /**
  * Lets pending promise callbacks and timers of 0 ms run. Only for checking that something did
  * NOT happen yet: exit handling does real I/O (a cgroup read, an unmount on the thread pool),
- * so what must have happened is waited for with exitHandled or eventually, never a sleep.
+ * so what must have happened is waited for with exitHandled (or helpers/shim.ts until), never a sleep.
  */
 export function settle(): Promise<void> {
   return new Promise((r) => setTimeout(r, 5));
@@ -260,13 +260,4 @@ export function settle(): Promise<void> {
 export async function exitHandled(w: World, id: string): Promise<void> {
   await settle();
   await w.containers.store.get(id)?.exiting;
-}
-
-/** Waits until `cond` holds, for what runs without a promise to wait on (a sandbox's exit handling). */
-export async function eventually(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
 }
