@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
-import type { Duplex, Readable } from "node:stream";
+import type { Duplex } from "node:stream";
 import { ContainerState } from "../gen/cri/runtime/v1/api.js";
 import type { Spec } from "../oci/index.js";
 import type { ExecResult, ExecStreams, StreamingBackend, TerminalSize } from "../streaming/backend.js";
@@ -18,6 +18,7 @@ import { FailedPreconditionError } from "../util/errors.js";
 import type { ContainerDeps } from "./container/deps.js";
 import { CRI_NAMESPACE as NS } from "./context.js";
 import { FifoSource, FifoWriter } from "./io/fifo.js";
+import { feedStdin } from "./io/stdin-feed.js";
 import type { SandboxDeps } from "./sandbox/deps.js";
 import { type ContainerEntry, type SandboxEntry, containerView } from "./store/index.js";
 
@@ -156,9 +157,12 @@ export class CriStreamingBackend implements StreamingBackend {
       stdout?.release();
       stderr?.release();
       if (streams.stdin && stdin) {
-        detachStdin = feed(streams.stdin, stdin, async () => {
-          await stdin?.close();
-          await this.shims.closeIO(NS, id, execId).catch(() => {});
+        detachStdin = feedStdin(streams.stdin, stdin, {
+          onEnd: async () => {
+            await stdin?.close();
+            await this.shims.closeIO(NS, id, execId).catch(() => {});
+          },
+          holdUntil: streams.tty ? () => streams.resize.settled() : undefined,
         });
       }
       if (streams.tty) void this.applyResizes(id, execId, streams.resize, () => exited);
@@ -242,11 +246,14 @@ export class CriStreamingBackend implements StreamingBackend {
       if (!target)
         streams.stdin.resume(); // the container has no stdin: what the client sends goes nowhere
       else {
-        detachStdin = feed(streams.stdin, target, async () => {
-          // stdin_once: the first attach session that closes stdin closes the container's.
-          if (!config.stdinOnce) return;
-          await target.close();
-          await this.shims.closeIO(NS, id).catch(() => {});
+        detachStdin = feedStdin(streams.stdin, target, {
+          onEnd: async () => {
+            // stdin_once: the first attach session that closes stdin closes the container's.
+            if (!config.stdinOnce) return;
+            await target.close();
+            await this.shims.closeIO(NS, id).catch(() => {});
+          },
+          holdUntil: config.tty ? () => streams.resize.settled() : undefined,
         });
       }
     }
@@ -305,25 +312,6 @@ export class CriStreamingBackend implements StreamingBackend {
       });
     });
   }
-}
-
-/**
- * Copies a client's stdin into a fifo writer with backpressure; `onEnd` runs when the client
- * closes stdin. Returns the detach function (the session is over).
- */
-function feed(input: Readable, out: FifoWriter, onEnd: () => Promise<void>): () => void {
-  const onData = (chunk: Buffer) => {
-    if (out.write(chunk)) return;
-    input.pause();
-    out.onDrain(() => input.resume());
-  };
-  const onFinish = () => void onEnd().catch(() => {});
-  input.on("data", onData);
-  input.once("end", onFinish);
-  return () => {
-    input.off("data", onData);
-    input.off("end", onFinish);
-  };
 }
 
 /**

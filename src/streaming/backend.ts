@@ -9,6 +9,17 @@ export interface TerminalSize {
   height: number;
 }
 
+/** The client's terminal sizes, newest last; ends with the session. */
+export interface ResizeStream extends AsyncIterable<TerminalSize> {
+  /**
+   * Resolves once every size received so far has been handled: its consumer took it and came
+   * back for the next one (or stopped consuming). Undefined when nothing is pending. Input the
+   * client sent after a size must reach the terminal only after that size was applied, or a
+   * program that reads its window size first (a shell running `stty size`) sees the old one.
+   */
+  settled(): Promise<void> | undefined;
+}
+
 export interface ExecStreams {
   /** Client input; ends when the client closes stdin. Absent when the request had no stdin. */
   stdin?: Readable;
@@ -23,7 +34,7 @@ export interface ExecStreams {
   stderr?: Writable;
   tty: boolean;
   /** Terminal sizes, newest last; ends with the session. Only a tty session receives any. */
-  resize: AsyncIterable<TerminalSize>;
+  resize: ResizeStream;
 }
 
 export interface ExecResult {

@@ -2,7 +2,7 @@
 // events, running the backend and turning its outcome into the Status the client expects
 // (kubelet pkg/cri/streaming/remotecommand, client-go tools/remotecommand).
 import { type Readable, Writable } from "node:stream";
-import type { StreamingBackend, TerminalSize } from "./backend.js";
+import type { ResizeStream, StreamingBackend, TerminalSize } from "./backend.js";
 import { type Status, exitCodeStatus, internalErrorStatus, successStatus } from "./status.js";
 
 export interface ExecRequest {
@@ -53,10 +53,15 @@ export function spdyProtocolVersion(protocol: string): 1 | 2 | 3 | 4 {
  * Resize events for the backend. Sizes are idempotent, so when the backend lags behind the
  * queue keeps only the newest few instead of growing without bound.
  */
-export class ResizeQueue implements AsyncIterable<TerminalSize> {
+export class ResizeQueue implements ResizeStream {
   private readonly items: TerminalSize[] = [];
   private waiter: (() => void) | undefined;
   private ended = false;
+  /** The consumer took a size and has not come back for the next one yet. */
+  private handling = false;
+  /** The consumer stopped iterating: nothing pending will be handled. */
+  private abandoned = false;
+  private settledWaiters: (() => void)[] = [];
   private static readonly LIMIT = 8;
 
   push(size: TerminalSize): void {
@@ -69,6 +74,12 @@ export class ResizeQueue implements AsyncIterable<TerminalSize> {
   end(): void {
     this.ended = true;
     this.wake();
+    this.wakeSettled();
+  }
+
+  settled(): Promise<void> | undefined {
+    if (this.ended || this.abandoned || (!this.handling && this.items.length === 0)) return undefined;
+    return new Promise((resolve) => this.settledWaiters.push(resolve));
   }
 
   private wake(): void {
@@ -77,15 +88,28 @@ export class ResizeQueue implements AsyncIterable<TerminalSize> {
     w?.();
   }
 
+  private wakeSettled(): void {
+    for (const w of this.settledWaiters.splice(0)) w();
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<TerminalSize> {
-    for (;;) {
-      const next = this.items.shift();
-      if (next) {
-        yield next;
-        continue;
+    try {
+      for (;;) {
+        const next = this.items.shift();
+        if (next) {
+          this.handling = true;
+          yield next;
+          continue;
+        }
+        this.handling = false;
+        this.wakeSettled();
+        if (this.ended) return;
+        await new Promise<void>((resolve) => (this.waiter = resolve));
       }
-      if (this.ended) return;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
+    } finally {
+      this.handling = false;
+      this.abandoned = true;
+      this.wakeSettled();
     }
   }
 }
