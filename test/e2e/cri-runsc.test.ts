@@ -252,17 +252,25 @@ root = "{{dir}}/runsc"
     assert.equal(r.stderr.toString(), "err\n");
     assert.equal(r.exitCode, 3);
 
-    // gVisor charges CPU time to a container in scheduler ticks, so an idle httpd may show 0: give
-    // it some work, then wait for the sentry's accounting to show it.
-    await env.d.rt.execSync({
+    // gVisor counts a container's CPU time over its live processes (and the children they
+    // reaped): an exec'd process that already exited no longer counts, and an idle httpd may
+    // show 0. So the work runs while the usage is read: a busy loop, exec'd, spins until a
+    // second exec tells it to stop.
+    const busy = env.d.rt.execSync({
       containerId: web.httpd,
-      cmd: ["sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"],
-      timeout: 60n,
+      cmd: ["sh", "-c", "while [ ! -e /tmp/stop-spinning ]; do :; done; rm /tmp/stop-spinning"],
+      timeout: 120n,
     });
-    const stats = await until(async () => {
-      const s = (await env.d.rt.containerStats({ containerId: web.httpd })).stats!;
-      return (s.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n ? s : undefined;
-    }, "the runsc container's cpu usage to show its work");
+    let stats;
+    try {
+      stats = await until(async () => {
+        const s = (await env.d.rt.containerStats({ containerId: web.httpd })).stats!;
+        return (s.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n ? s : undefined;
+      }, "the runsc container's cpu usage to show its work");
+    } finally {
+      await env.d.rt.execSync({ containerId: web.httpd, cmd: ["touch", "/tmp/stop-spinning"], timeout: 30n });
+      assert.equal((await busy).exitCode, 0);
+    }
     assert.ok((stats.memory?.workingSetBytes?.value ?? 0n) > 0n, "memory working set");
   });
 
