@@ -7,8 +7,12 @@
 // calls: far less disturbed by a shared machine than the p50. Targets alternate round by round.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/read-cpu.bench.js [--calls 3000] [--rounds 3]
-//        [--methods Version,ContainerStatus,...] [--no-bare] [--paired] [--cpu-prof DIR]
+//        [--methods Version,ContainerStatus,...] [--no-bare] [--paired] [--containerd]
+//        [--interleaved] [--cpu-prof DIR]
 //
+// --containerd adds containerd 2.4 (bench/lib/containerd.ts, as the side-by-side run starts it)
+// with the same pod and container, so its CPU per call stands beside berthd's: the p50s of
+// the side-by-side table differ by tens of µs, which its interleaved rounds cannot resolve.
 // --paired runs each berthd read at the same time as a bare Version loop, so both servers see
 // the same machine load: on a shared machine the CPU figures then compare well (the p50s do
 // not: the two loops compete for the cores).
@@ -31,7 +35,8 @@ import { startRegistry } from "../test/helpers/registry.js";
 import { writeHostsToml } from "./lib/compare-env.js";
 import { loadavg } from "./lib/memory.js";
 import { median } from "./lib/stats.js";
-import { createContainer, runPod, startBerthd, startContainer } from "./lib/target.js";
+import { startContainerd } from "./lib/containerd.js";
+import { connectCri, createContainer, runPod, startBerthd, startContainer } from "./lib/target.js";
 
 const METHODS = ["ContainerStatus", "PodSandboxStatus", "ImageStatus", "ListImages", "Version"];
 const o = new Command("read-cpu.bench")
@@ -40,6 +45,11 @@ const o = new Command("read-cpu.bench")
   .option("--rounds <n>", "rounds; each runs every read once", "3")
   .option("--methods <list>", "the reads, comma-separated", METHODS.join(","))
   .option("--no-bare", "no bare grpc-js server")
+  .option("--containerd", "also measure containerd 2.4 (built by scripts/go-tools.sh containerd-2.4-cri)")
+  .option(
+    "--interleaved",
+    "one loop per server calling every read in turn, as kubelet's polls and the side-by-side run do",
+  )
   .option("--paired", "each berthd read at the same time as a bare Version loop (fair CPU figures)")
   .option("--cpu-prof <dir>", "CPU-profile berthd into DIR (written when it exits)")
   .parse()
@@ -50,6 +60,8 @@ const o = new Command("read-cpu.bench")
     methods: string;
     bare: boolean;
     paired?: boolean;
+    containerd?: boolean;
+    interleaved?: boolean;
     cpuProf?: string;
   }>();
 const calls = Number(o.calls);
@@ -66,16 +78,21 @@ function cpuMicros(pid: number): number {
 
 const client = goTool("cri-read-bench", "cri-read-bench");
 
-/** One loop of the Go client; its p50 in µs. Asynchronous, so berthd's log pipe keeps draining. */
-async function loop(socket: string, method: string, args: string[]): Promise<number> {
+/**
+ * One loop of the Go client over one or more methods (interleaved); each method's p50 in µs.
+ * Asynchronous, so berthd's log pipe keeps draining.
+ */
+async function loop(socket: string, methods: string[], args: string[]): Promise<number[]> {
   const { stdout } = await promisify(execFile)(
     client,
-    ["-socket", socket, "-method", method, "-n", String(calls), "-warmup", String(warmup), ...args],
+    ["-socket", socket, "-method", methods.join(","), "-n", String(calls), "-warmup", String(warmup), ...args],
     { encoding: "utf8" },
   );
-  const m = /p50 ([\d.]+)/.exec(stdout);
-  if (!m) throw new Error(`cri-read-bench printed: ${stdout}`);
-  return Number(m[1]);
+  return methods.map((m) => {
+    const found = new RegExp(`^${methods.length > 1 ? `${m} ` : ""}p50 ([\\d.]+)`, "m").exec(stdout);
+    if (!found) throw new Error(`cri-read-bench printed: ${stdout}`);
+    return Number(found[1]);
+  });
 }
 
 /** The bare server in its own process; resolves once it serves. */
@@ -111,7 +128,9 @@ const registry = await startRegistry();
 const cleanups: (() => Promise<void> | void)[] = [() => registry.stop()];
 try {
   const image = `${registry.host}/bench/busybox:1.29`;
+  const pause = `${registry.host}/bench/pause:3.10`;
   await pushLayout(buildCritestImages(), "busybox", image);
+  if (o.containerd) await pushLayout(buildCritestImages(), "sandbox-pause", pause);
   const t = await startBerthd({ name: "berth", bridge: "berthrc0", subnet: "10.234.86.0/24" });
   cleanups.push(() => t.close());
   writeHostsToml(join(dirname(t.logDir), "certs.d"), registry.host);
@@ -122,29 +141,62 @@ try {
   const bare = o.bare && methods.includes("Version") ? await startBare() : undefined;
   if (bare) cleanups.push(() => bare.stop());
 
-  const argsOf: Record<string, string[]> = {
-    ContainerStatus: ["-id", ctr],
-    PodSandboxStatus: ["-id", pod.id],
-    ImageStatus: ["-image", image],
-  };
-  type Row = { name: string; socket: string; pid: number; method: string };
-  const rows: Row[] = methods.map((m) => ({ name: `berthd ${m}`, socket: t.socket, pid: t.pid!, method: m }));
+  /** One loop: a server and the reads it times, one method or (--interleaved) all of them. */
+  type Row = { name: string; socket: string; pid: number; methods: string[]; args: string[] };
+  const rowsOf = (name: string, socket: string, pid: number, ids: { pod: string; ctr: string }): Row[] =>
+    (o.interleaved ? [methods] : methods.map((m) => [m])).map((ms) => ({
+      name: ms.length > 1 ? name : `${name} ${ms[0]}`,
+      socket,
+      pid,
+      methods: ms,
+      args: ["-id", ids.ctr, "-pod", ids.pod, "-image", image],
+    }));
+  const rows: Row[] = rowsOf("berthd", t.socket, t.pid!, { pod: pod.id, ctr });
+  if (o.containerd) {
+    const cd = await startContainerd(
+      "2.4",
+      { bridge: "berthrc1", subnet: "10.234.87.0/24" },
+      registry.host,
+      pause,
+      log,
+    );
+    cleanups.push(() => cd.close());
+    const c = connectCri(cd.name, cd.socket, cd.pid);
+    cleanups.push(() => c.close());
+    await c.img.pullImage({ image: { image } }, { deadlineMs: 180_000 });
+    const cpod = await runPod(c, "reads");
+    const cctr = await createContainer(c, cpod, image, "c", ["sleep", "100000"]);
+    await startContainer(c, cctr);
+    // interleaved with berthd's, read by read, so both see the same moments of a shared machine
+    const theirs = rowsOf("containerd 2.4", cd.socket, cd.pid, { pod: cpod.id, ctr: cctr });
+    rows.splice(0, rows.length, ...rows.flatMap((r, i) => [r, theirs[i]!]));
+  }
   const bareRow: Row | undefined = bare && {
     name: "bare grpc-js Version",
     socket: bare.socket,
     pid: bare.pid,
-    method: "Version",
+    methods: ["Version"],
+    args: [],
   };
+  /** Per table line (server and method): the p50 of each round, and the server's CPU. */
   const p50s = new Map<string, number[]>();
   const cpu = new Map<string, { us: number; calls: number }>();
+  const lines: string[] = [];
+  const lineOf = (r: Row, m: string) => (r.methods.length > 1 ? `${r.name} ${m}` : r.name);
   /** Runs the rows' loops at the same time (each on its own server), recording each one. */
   const measure = async (group: Row[]) => {
     const c0 = group.map((r) => cpuMicros(r.pid));
-    const p50 = await Promise.all(group.map((r) => loop(r.socket, r.method, argsOf[r.method] ?? [])));
+    const p50 = await Promise.all(group.map((r) => loop(r.socket, r.methods, r.args)));
     group.forEach((r, i) => {
-      p50s.set(r.name, [...(p50s.get(r.name) ?? []), p50[i]!]);
-      const c = cpu.get(r.name) ?? { us: 0, calls: 0 };
-      cpu.set(r.name, { us: c.us + cpuMicros(r.pid) - c0[i]!, calls: c.calls + calls + warmup });
+      // Interleaved, the CPU is the loop's, spread evenly over its methods' calls.
+      const spent = cpuMicros(r.pid) - c0[i]!;
+      r.methods.forEach((m, j) => {
+        const line = lineOf(r, m);
+        if (!p50s.has(line)) lines.push(line);
+        p50s.set(line, [...(p50s.get(line) ?? []), p50[i]![j]!]);
+        const c = cpu.get(line) ?? { us: 0, calls: 0 };
+        cpu.set(line, { us: c.us + spent / r.methods.length, calls: c.calls + calls + warmup });
+      });
     });
   };
   const order: Row[] = [...rows, ...(bareRow ? [bareRow] : [])];
@@ -154,15 +206,15 @@ try {
     else for (const r of order) await measure([r]);
   }
   console.log(
-    `reads, ${o.rounds} rounds x ${calls} calls (+${warmup} warm-up) each${o.paired ? ", each berthd read paired with a bare Version loop" : ""}, grpc-go k8s.io/cri-client`,
+    `reads, ${o.rounds} rounds x ${calls} calls (+${warmup} warm-up) each${o.interleaved ? " (interleaved: one of each read per turn; CPU is the loop's average)" : ""}${o.paired ? ", each berthd loop paired with a bare Version loop" : ""}, grpc-go k8s.io/cri-client`,
   );
   console.log(`load average before ${loadBefore}, after ${loadavg()}`);
-  console.log(`| ${"read".padEnd(28)} | p50 µs (median of rounds) | server CPU µs/call |`);
-  console.log(`|${"-".repeat(30)}|--------------------------:|-------------------:|`);
-  for (const r of order) {
-    const c = cpu.get(r.name)!;
+  console.log(`| ${"read".padEnd(32)} | p50 µs (median of rounds) | server CPU µs/call |`);
+  console.log(`|${"-".repeat(34)}|--------------------------:|-------------------:|`);
+  for (const line of lines) {
+    const c = cpu.get(line)!;
     console.log(
-      `| ${r.name.padEnd(28)} | ${median(p50s.get(r.name)!).toFixed(0).padStart(25)} | ${(c.us / c.calls).toFixed(0).padStart(18)} |`,
+      `| ${line.padEnd(32)} | ${median(p50s.get(line)!).toFixed(0).padStart(25)} | ${(c.us / c.calls).toFixed(0).padStart(18)} |`,
     );
   }
 } finally {

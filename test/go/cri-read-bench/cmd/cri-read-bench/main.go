@@ -1,9 +1,12 @@
-// cri-read-bench times one CRI read in a loop through k8s.io/cri-client (kubelet's CRI
-// client, so the same headers, deadline and interceptors as kubelet), on one connection. It
-// prints "p50 <µs> p90 <µs> calls <n>" on stdout.
+// cri-read-bench times CRI reads in a loop through k8s.io/cri-client (kubelet's CRI client, so
+// the same headers, deadline and interceptors as kubelet), on one connection per service. With
+// one method it prints "p50 <µs> p90 <µs> calls <n>" on stdout. With several (comma-separated)
+// it calls them in turn, one of each per round, as kubelet's polls and the side-by-side
+// benchmark's reads interleave, and prints one line per method: "<method> p50 <µs> p90 <µs>
+// calls <n>".
 //
-//	cri-read-bench -socket PATH -method Version|ContainerStatus|PodSandboxStatus|ImageStatus|ListImages
-//	               [-id ID] [-image REF] [-n 3000] [-warmup 300]
+//	cri-read-bench -socket PATH -method Version|ContainerStatus|PodSandboxStatus|ImageStatus|ListImages[,...]
+//	               [-id ID] [-pod ID] [-image REF] [-n 3000] [-warmup 300]
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -20,65 +24,80 @@ import (
 
 func main() {
 	socket := flag.String("socket", "", "CRI unix socket path (required)")
-	method := flag.String("method", "Version", "the read to time")
-	id := flag.String("id", "", "container id (ContainerStatus) or pod id (PodSandboxStatus)")
+	methods := flag.String("method", "Version", "the read(s) to time, comma-separated")
+	id := flag.String("id", "", "container id (ContainerStatus) or, without -pod, pod id (PodSandboxStatus)")
+	podID := flag.String("pod", "", "pod id (PodSandboxStatus) when -id names a container")
 	image := flag.String("image", "", "image reference (ImageStatus)")
-	n := flag.Int("n", 3000, "timed calls")
-	warmup := flag.Int("warmup", 300, "untimed calls first")
+	n := flag.Int("n", 3000, "timed calls (of each method)")
+	warmup := flag.Int("warmup", 300, "untimed calls first (of each method)")
 	flag.Parse()
 	if *socket == "" {
-		fmt.Fprintln(os.Stderr, "usage: cri-read-bench -socket PATH -method M [-id ID] [-image REF] [-n N]")
+		fmt.Fprintln(os.Stderr, "usage: cri-read-bench -socket PATH -method M[,M...] [-id ID] [-pod ID] [-image REF] [-n N]")
 		os.Exit(2)
+	}
+	if *podID == "" {
+		*podID = *id
 	}
 	ctx := context.Background()
 	endpoint := "unix://" + *socket
-	var call func() error
-	switch *method {
-	case "Version", "ContainerStatus", "PodSandboxStatus":
-		rt, err := remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
-		if err != nil {
-			fail(err)
-		}
-		defer rt.Close(ctx)
-		switch *method {
+	rt, err := remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
+	if err != nil {
+		fail(err)
+	}
+	defer rt.Close(ctx)
+	img, err := remote.NewRemoteImageServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
+	if err != nil {
+		fail(err)
+	}
+	defer img.Close(ctx)
+	spec := &runtimeapi.ImageSpec{Image: *image}
+	names := strings.Split(*methods, ",")
+	calls := make([]func() error, len(names))
+	for i, m := range names {
+		switch m {
 		case "Version":
-			call = func() error { _, err := rt.Version(ctx, "0.1.0"); return err }
+			calls[i] = func() error { _, err := rt.Version(ctx, "0.1.0"); return err }
 		case "ContainerStatus":
-			call = func() error { _, err := rt.ContainerStatus(ctx, *id, false); return err }
+			calls[i] = func() error { _, err := rt.ContainerStatus(ctx, *id, false); return err }
+		case "PodSandboxStatus":
+			calls[i] = func() error { _, err := rt.PodSandboxStatus(ctx, *podID, false); return err }
+		case "ImageStatus":
+			calls[i] = func() error { _, err := img.ImageStatus(ctx, spec, false); return err }
+		case "ListImages":
+			calls[i] = func() error { _, err := img.ListImages(ctx, nil); return err }
 		default:
-			call = func() error { _, err := rt.PodSandboxStatus(ctx, *id, false); return err }
+			fmt.Fprintf(os.Stderr, "unknown -method %q\n", m)
+			os.Exit(2)
 		}
-	case "ImageStatus", "ListImages":
-		img, err := remote.NewRemoteImageServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
-		if err != nil {
-			fail(err)
-		}
-		defer img.Close(ctx)
-		spec := &runtimeapi.ImageSpec{Image: *image}
-		if *method == "ImageStatus" {
-			call = func() error { _, err := img.ImageStatus(ctx, spec, false); return err }
-		} else {
-			call = func() error { _, err := img.ListImages(ctx, nil); return err }
-		}
-	default:
-		fmt.Fprintf(os.Stderr, "unknown -method %q\n", *method)
-		os.Exit(2)
 	}
 	for i := 0; i < *warmup; i++ {
-		if err := call(); err != nil {
-			fail(err)
+		for _, call := range calls {
+			if err := call(); err != nil {
+				fail(err)
+			}
 		}
 	}
-	us := make([]float64, *n)
-	for i := range us {
-		t0 := time.Now()
-		if err := call(); err != nil {
-			fail(err)
-		}
-		us[i] = float64(time.Since(t0).Nanoseconds()) / 1e3
+	us := make([][]float64, len(calls))
+	for j := range us {
+		us[j] = make([]float64, *n)
 	}
-	sort.Float64s(us)
-	fmt.Printf("p50 %.1f p90 %.1f calls %d\n", us[len(us)/2], us[len(us)*9/10], *n)
+	for i := 0; i < *n; i++ {
+		for j, call := range calls {
+			t0 := time.Now()
+			if err := call(); err != nil {
+				fail(err)
+			}
+			us[j][i] = float64(time.Since(t0).Nanoseconds()) / 1e3
+		}
+	}
+	for j, m := range names {
+		sort.Float64s(us[j])
+		line := fmt.Sprintf("p50 %.1f p90 %.1f calls %d", us[j][*n/2], us[j][*n*9/10], *n)
+		if len(names) > 1 {
+			line = m + " " + line
+		}
+		fmt.Println(line)
+	}
 }
 
 func fail(err error) {
