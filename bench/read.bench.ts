@@ -38,6 +38,7 @@ const log = (msg: string) => process.stderr.write(`[read.bench] ${msg}\n`);
 const sizes: ClientSizes = {
   samples: 0,
   statusSamples: Number(o.samples),
+  warmReads: 0,
   list: 0,
   listPods: 0,
   listSamples: 0,

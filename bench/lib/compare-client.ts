@@ -7,6 +7,8 @@ import { goTool } from "../../test/helpers/go-tools.js";
 export interface ClientSizes {
   samples: number;
   statusSamples: number;
+  /** untimed rounds of the reads before they are timed a second time (the "warm" rows) */
+  warmReads: number;
   list: number;
   listPods: number;
   listSamples: number;
@@ -51,6 +53,7 @@ export function runClient(
     "-cgroup-parent", t.cgroupParent,
     "-samples", String(s.samples),
     "-status-samples", String(s.statusSamples),
+    "-warm-reads", String(s.warmReads),
     "-list", String(s.list),
     "-list-pods", String(s.listPods),
     "-list-samples", String(s.listSamples),

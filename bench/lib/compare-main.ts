@@ -60,7 +60,11 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     `- Pod and container calls: ${s.samples} pods one after the other, each RunPodSandbox, CreateContainer and ` +
       "StartContainer of a busybox (`sh` that exits on SIGTERM), ExecSync `true` twice, StopContainer, " +
       "RemoveContainer, StopPodSandbox, RemovePodSandbox.",
-    `- Reads: ${s.statusSamples} rounds of ContainerStatus, PodSandboxStatus, ImageStatus, ListImages and Version, interleaved.`,
+    `- Reads: ${s.statusSamples} rounds of ContainerStatus, PodSandboxStatus, ImageStatus, ListImages and Version, interleaved, ` +
+      `right after the pod and container calls. Then ${s.warmReads} rounds untimed and ${s.statusSamples} timed again (the "after ${s.warmReads} more rounds" rows): ` +
+      "kubelet polls these reads all the time, and V8 optimizes a function of berthd only after it ran some thousands of times, " +
+      "so the first rows show a berthd that has just started answering them and the later ones one that has answered them for a while " +
+      "(a Go daemon is compiled ahead of time and answers alike in both).",
     `- ListContainers: ${s.list} created (not started) containers in ${s.listPods} pods, ${s.listSamples} samples.`,
     `- PullImage: a 1-layer and a ${s.bigLayers}-layer gzip image of text-like data from the loopback registry, ` +
       `${s.pullsSmall} and ${s.pullsBig} pulls, the image removed after each.`,

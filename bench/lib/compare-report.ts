@@ -41,6 +41,8 @@ export interface Floors {
 
 export interface Labels {
   listContainers: number;
+  /** untimed rounds before the reads' second timing; 0: no second timing */
+  warmReads: number;
   churn: number;
   concurrent: number[];
   smallMiB: number;
@@ -50,6 +52,14 @@ export interface Labels {
 const p = (xs: number[] | undefined): number[] | null =>
   xs && xs.length ? [percentile(xs, 50), percentile(xs, 90)] : null;
 const p50 = (xs: number[]) => percentile(xs, 50);
+/** The reads timed twice: table label and the client's row key. */
+const READS: [string, string][] = [
+  ["ContainerStatus", "ContainerStatus"],
+  ["PodSandboxStatus", "PodSandboxStatus"],
+  ["ImageStatus", "ImageStatus"],
+  ["ListImages", "ListImages"],
+  ["Version", "Version"],
+];
 
 /** Builds the rows from each runtime's results (null: that runtime failed). */
 export function sideRows(
@@ -89,6 +99,9 @@ export function sideRows(
     time("ImageStatus", "ImageStatus"),
     time("ListImages", "ListImages"),
     time("Version, the gRPC round trip", "Version"),
+    ...(l.warmReads > 0
+      ? READS.map(([label, key]) => time(`${label}, after ${l.warmReads} more rounds`, `${key} warm`))
+      : []),
     time(
       `PullImage ${l.smallMiB} MiB`,
       "PullImage small",

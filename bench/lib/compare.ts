@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { goTool } from "../../test/helpers/go-tools.js";
 import { startBerthd, type CriTarget } from "./target.js";
 import { startContainerd, type Generation } from "./containerd.js";
+import { waitForQuiet } from "./quiet.js";
 import { startCompareImages, deleteLink, removeCgroupParent, unmountUnder, writeHostsToml } from "./compare-env.js";
 import { runClient, type ClientSizes } from "./compare-client.js";
 import { measureCniFloor } from "./cni-floor.js";
@@ -26,6 +27,7 @@ export interface CompareSizes extends ClientSizes {
 export const COMPARE_FULL: CompareSizes = {
   samples: 20,
   statusSamples: 200,
+  warmReads: 1000,
   list: 1000,
   listPods: 4,
   listSamples: 20,
@@ -40,6 +42,7 @@ export const COMPARE_FULL: CompareSizes = {
 export const COMPARE_QUICK: CompareSizes = {
   samples: 3,
   statusSamples: 20,
+  warmReads: 50,
   list: 50,
   listPods: 2,
   listSamples: 5,
@@ -212,6 +215,10 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
       const t0 = Date.now();
       let current: Started | undefined;
       try {
+        const quiet = await waitForQuiet();
+        log(
+          `${name}: the machine was ${(quiet.busy * 100).toFixed(0)}% busy after waiting ${(quiet.waitedMs / 1000).toFixed(0)} s`,
+        );
         await floorSlice();
         if (abort.signal.aborted) throw new Error("interrupted");
         log(`${name}: starting`);
@@ -238,6 +245,7 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
     }
     const labels = {
       listContainers: s.list,
+      warmReads: s.warmReads,
       churn: s.churn,
       concurrent: s.concurrent,
       smallMiB: Math.round(images.small.uncompressedBytes / 2 ** 20),

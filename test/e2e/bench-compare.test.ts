@@ -25,11 +25,18 @@ import {
 
 const run = promisify(execFile);
 
-const labels = { listContainers: 1000, churn: 40, concurrent: [20, 100], smallMiB: 2, bigMiB: 200 };
+const labels = { listContainers: 1000, warmReads: 1000, churn: 40, concurrent: [20, 100], smallMiB: 2, bigMiB: 200 };
 
 function result(scale: number): RuntimeResult {
   const samples: Record<string, number[]> = {};
-  for (const k of ["RunPodSandbox", "StopPodSandbox", "ContainerStatus", "ListContainers", "PullImage big"])
+  for (const k of [
+    "RunPodSandbox",
+    "StopPodSandbox",
+    "ContainerStatus",
+    "ContainerStatus warm",
+    "ListContainers",
+    "PullImage big",
+  ])
     samples[k] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((x) => x * scale);
   samples["20 pods started at once"] = [1000 * scale];
   const mem = { daemonPssKiB: 40 * 1024 * scale, daemonRssKiB: 60 * 1024 * scale };
@@ -66,6 +73,14 @@ test("side-by-side rows: p50 / p90 per runtime, berth's ratio to containerd 2.4,
   assert.equal(berthRatio(by("StopContainer")), null);
   assert.deepEqual(by("total PSS with 100 pods (daemon + shims)").values.berth, [140]);
   assert.deepEqual(by("daemon PSS after a 40-pod churn").values["containerd 2.4"], [80]);
+  // the reads' second timing has rows of its own, from the client's "<read> warm" samples
+  assert.deepEqual(by("ContainerStatus, after 1000 more rounds").values.berth, [5, 9]);
+  assert.equal(by("Version, after 1000 more rounds").values.berth, null);
+  assert.equal(
+    sideRows({ berth: result(1) }, floors, { ...labels, warmReads: 0 }).some((r) => r.row.includes("more rounds")),
+    false,
+    "no second timing, no rows for it",
+  );
   for (const want of [
     "RemovePodSandbox",
     "CreateContainer",

@@ -23,12 +23,12 @@ import (
 )
 
 type options struct {
-	socket, image, smallImage, bigImage, logDir, cgroupParent     string
-	samples, statusSamples, listContainers, listPods, listSamples int
-	churn, churnConcurrency, pullsSmall, pullsBig                 int
-	concurrent                                                    []int
-	hold                                                          bool
-	timeout                                                       time.Duration
+	socket, image, smallImage, bigImage, logDir, cgroupParent                string
+	samples, statusSamples, warmReads, listContainers, listPods, listSamples int
+	churn, churnConcurrency, pullsSmall, pullsBig                            int
+	concurrent                                                               []int
+	hold                                                                     bool
+	timeout                                                                  time.Duration
 }
 
 func parseFlags() options {
@@ -43,6 +43,7 @@ func parseFlags() options {
 	fs.StringVar(&o.cgroupParent, "cgroup-parent", "", "the pods' cgroup parent (cgroupfs path)")
 	fs.IntVar(&o.samples, "samples", 20, "pod lifecycles timed one after the other")
 	fs.IntVar(&o.statusSamples, "status-samples", 200, "samples of each status and image read")
+	fs.IntVar(&o.warmReads, "warm-reads", 0, "untimed rounds of the reads before they are timed again (rows \"<read> warm\"); 0: once only")
 	fs.IntVar(&o.listContainers, "list", 1000, "containers created for the ListContainers row")
 	fs.IntVar(&o.listPods, "list-pods", 4, "pods holding them")
 	fs.IntVar(&o.listSamples, "list-samples", 20, "ListContainers samples")

@@ -6,7 +6,7 @@
 // calls <n>".
 //
 //	cri-read-bench -socket PATH -method Version|ContainerStatus|PodSandboxStatus|ImageStatus|ListImages[,...]
-//	               [-id ID] [-pod ID] [-image REF] [-n 3000] [-warmup 300]
+//	               [-id ID] [-pod ID] [-image REF] [-n 3000] [-warmup 300] [-raw]
 package main
 
 import (
@@ -30,6 +30,7 @@ func main() {
 	image := flag.String("image", "", "image reference (ImageStatus)")
 	n := flag.Int("n", 3000, "timed calls (of each method)")
 	warmup := flag.Int("warmup", 300, "untimed calls first (of each method)")
+	raw := flag.Bool("raw", false, "also print each method's samples in call order: \"<method> samples <µs> <µs> ...\"")
 	flag.Parse()
 	if *socket == "" {
 		fmt.Fprintln(os.Stderr, "usage: cri-read-bench -socket PATH -method M[,M...] [-id ID] [-pod ID] [-image REF] [-n N]")
@@ -91,6 +92,13 @@ func main() {
 		}
 	}
 	for j, m := range names {
+		if *raw {
+			fmt.Print(m, " samples")
+			for _, v := range us[j] {
+				fmt.Printf(" %.1f", v)
+			}
+			fmt.Println()
+		}
 		sort.Float64s(us[j])
 		line := fmt.Sprintf("p50 %.1f p90 %.1f calls %d", us[j][*n/2], us[j][*n*9/10], *n)
 		if len(names) > 1 {
