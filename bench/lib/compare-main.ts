@@ -51,7 +51,8 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     out.table,
     "",
     "How it is measured: containerd 2.4.2 (with its CRI plugin, test/go/containerd-2.4-cri), Debian's containerd " +
-      "1.6 and a private berthd run one after the other, each with its own root, state, socket, bridge and /24, " +
+      "1.6 and a private berthd run one after the other (each once the CPUs were at most 10% busy for a second, " +
+      "bench/lib/quiet.ts: the kernel goes on tearing down the last runtime's pods for a while), each with its own root, state, socket, bridge and /24, " +
       "the same conflist shape (bridge + host-local + portmap, ipMasq off), the same hosts.toml mirror of a loopback " +
       "docker-registry and the same images (berthd runs its built-in pause, built from the source of the pause " +
       "image the containerds pull). Every CRI row is timed by one Go client, test/go/cri-bench, over " +
