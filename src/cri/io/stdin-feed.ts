@@ -5,7 +5,8 @@
 // WebSocket the client's resize and its keystrokes travel in order on one connection, but
 // berthd applies a size with an RPC to the shim while the keystrokes go straight into the fifo,
 // so without the hold a shell could read "stty size" and run it before its pty had the size.
-// The resize was then applied a moment too late: the CLI's `exec -it` test saw "0 0".
+// The CLI's `exec -it` test failed that way once under load, and every time with a 300 ms delay
+// put into the resize RPC.
 import type { Readable } from "node:stream";
 
 /** Where the input goes; FifoWriter is one. */
