@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	cri "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
 )
@@ -41,30 +42,50 @@ func main() {
 	}
 	ctx := context.Background()
 	endpoint := "unix://" + *socket
-	rt, err := remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
-	if err != nil {
-		fail(err)
-	}
-	defer rt.Close(ctx)
-	img, err := remote.NewRemoteImageServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
-	if err != nil {
-		fail(err)
-	}
-	defer img.Close(ctx)
-	spec := &runtimeapi.ImageSpec{Image: *image}
 	names := strings.Split(*methods, ",")
+	// Each service's client is built only when a method needs it: building one checks the
+	// endpoint serves that service (the image one calls ImageFsInfo), and the bare Version
+	// server serves only Version.
+	var rt cri.RuntimeService
+	var img cri.ImageManagerService
+	runtimeClient := func() cri.RuntimeService {
+		if rt == nil {
+			c, err := remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
+			if err != nil {
+				fail(err)
+			}
+			rt = c
+		}
+		return rt
+	}
+	imageClient := func() cri.ImageManagerService {
+		if img == nil {
+			c, err := remote.NewRemoteImageServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
+			if err != nil {
+				fail(err)
+			}
+			img = c
+		}
+		return img
+	}
+	spec := &runtimeapi.ImageSpec{Image: *image}
 	calls := make([]func() error, len(names))
 	for i, m := range names {
 		switch m {
 		case "Version":
+			rt := runtimeClient()
 			calls[i] = func() error { _, err := rt.Version(ctx, "0.1.0"); return err }
 		case "ContainerStatus":
+			rt := runtimeClient()
 			calls[i] = func() error { _, err := rt.ContainerStatus(ctx, *id, false); return err }
 		case "PodSandboxStatus":
+			rt := runtimeClient()
 			calls[i] = func() error { _, err := rt.PodSandboxStatus(ctx, *podID, false); return err }
 		case "ImageStatus":
+			img := imageClient()
 			calls[i] = func() error { _, err := img.ImageStatus(ctx, spec, false); return err }
 		case "ListImages":
+			img := imageClient()
 			calls[i] = func() error { _, err := img.ListImages(ctx, nil); return err }
 		default:
 			fmt.Fprintf(os.Stderr, "unknown -method %q\n", m)
