@@ -129,8 +129,9 @@ const cleanups: (() => Promise<void> | void)[] = [() => registry.stop()];
 try {
   const image = `${registry.host}/bench/busybox:1.29`;
   const pause = `${registry.host}/bench/pause:3.10`;
-  await pushLayout(buildCritestImages(), "busybox", image);
-  if (o.containerd) await pushLayout(buildCritestImages(), "sandbox-pause", pause);
+  const layout = buildCritestImages();
+  await pushLayout(layout, "busybox", image);
+  if (o.containerd) await pushLayout(layout, "sandbox-pause", pause);
   const t = await startBerthd({ name: "berth", bridge: "berthrc0", subnet: "10.234.86.0/24" });
   cleanups.push(() => t.close());
   writeHostsToml(join(dirname(t.logDir), "certs.d"), registry.host);
@@ -151,7 +152,7 @@ try {
       methods: ms,
       args: ["-id", ids.ctr, "-pod", ids.pod, "-image", image],
     }));
-  const rows: Row[] = rowsOf("berthd", t.socket, t.pid!, { pod: pod.id, ctr });
+  let rows: Row[] = rowsOf("berthd", t.socket, t.pid!, { pod: pod.id, ctr });
   if (o.containerd) {
     const cd = await startContainerd(
       "2.4",
@@ -169,7 +170,7 @@ try {
     await startContainer(c, cctr);
     // interleaved with berthd's, read by read, so both see the same moments of a shared machine
     const theirs = rowsOf("containerd 2.4", cd.socket, cd.pid, { pod: cpod.id, ctr: cctr });
-    rows.splice(0, rows.length, ...rows.flatMap((r, i) => [r, theirs[i]!]));
+    rows = rows.flatMap((r, i) => [r, theirs[i]!]);
   }
   const bareRow: Row | undefined = bare && {
     name: "bare grpc-js Version",
