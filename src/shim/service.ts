@@ -49,6 +49,7 @@ import type { Empty } from "../gen/google/protobuf/empty.js";
 import { NAMESPACE_METADATA_KEY, type CallContext } from "../ttrpc/index.js";
 import { abortable } from "../util/abortable.js";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import { ownCgroupPrimer, type CgroupPrimer } from "./cgroup-prime.js";
 import { driverForCreate } from "./driver.js";
 import { Topics, type Publisher } from "./events.js";
 import { ProcessLauncher } from "./launcher.js";
@@ -58,7 +59,16 @@ import { Proc, toTimestamp } from "./process.js";
 import { reattachAll } from "./reattach.js";
 import { START_AT_ONCE_METADATA_KEY, START_CONFIRMED_METADATA_KEY, confirmAtCreate } from "./start-at-once.js";
 import { OciRuntime, runtimeConfigFrom, runtimeLogPath } from "./runtime.js";
-import { type Task, closeQuietly, initRecord, openLogFifo, releaseFds, safeUnmount, undoCreate } from "./task.js";
+import {
+  type Task,
+  closeQuietly,
+  execRecord,
+  initRecord,
+  openLogFifo,
+  releaseFds,
+  safeUnmount,
+  undoCreate,
+} from "./task.js";
 import { TaskEvents } from "./task-events.js";
 
 /** 0.2: Create confirms a task it ran at once when asked (START_CONFIRMED_METADATA_KEY). */
@@ -79,6 +89,8 @@ export interface ServiceConfig {
   onEmpty: () => void;
   /** Base of default runtime roots: <base>/<runtime>/<namespace> (default /run/berth). */
   runtimeRootBase?: string;
+  /** Starts the grace period of the runtime's cgroup joins early (default: the shim's own cgroup). */
+  primer?: CgroupPrimer;
 }
 
 export class TaskService {
@@ -87,10 +99,12 @@ export class TaskService {
   private readonly events: TaskEvents;
   /** State dirs of deleted execs being removed after Delete answered. */
   private readonly removing = new Map<string, Promise<void>>();
+  private readonly primer: CgroupPrimer;
 
   constructor(private readonly cfg: ServiceConfig) {
     this.events = new TaskEvents(cfg.publisher, cfg.log);
     this.launcher = new ProcessLauncher(cfg.monitorBin, cfg.logFd, this.events);
+    this.primer = cfg.primer ?? ownCgroupPrimer((why) => cfg.log(`cgroup priming off: ${why}`));
   }
 
   get taskCount(): number {
@@ -137,6 +151,8 @@ export class TaskService {
   async create(req: CreateTaskRequest, ctx?: CallContext): Promise<CreateTaskResponse> {
     if (!req.id) throw new InvalidArgumentError("create: id is required");
     if (this.tasks.has(req.id)) throw new AlreadyExistsError(`task ${req.id} already exists`);
+    // The runtime will join the new process to its cgroups (cgroup-prime.ts).
+    void this.primer.prime();
     const namespace = this.ns(ctx);
     const runtimeCfg = runtimeConfigFrom(req.options, namespace, this.cfg.runtimeRootBase);
     const stateDir = processStateDir(this.cfg.root, this.cfg.group, req.id, "");
@@ -395,30 +411,15 @@ export class TaskService {
     if (task.execs.has(req.execId)) throw new AlreadyExistsError(`exec ${req.execId} already exists in task ${req.id}`);
     if (task.init.exit) throw new FailedPreconditionError(`task ${req.id} is stopped`);
     if (!req.spec || req.spec.value.length === 0) throw new InvalidArgumentError("exec: a process spec is required");
+    // The Start that follows runs `runc exec`, which joins the task's cgroups (cgroup-prime.ts).
+    void this.primer.prime();
     const stateDir = processStateDir(this.cfg.root, this.cfg.group, req.id, req.execId);
     await this.removing.get(stateDir);
     // Synchronous: a few small metadata operations cost less than as many thread-pool round trips.
     rmSync(stateDir, { recursive: true, force: true });
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     writeFileSync(join(stateDir, "process.json"), req.spec.value, { mode: 0o600 });
-    const proc = new Proc(
-      {
-        namespace: task.namespace,
-        id: req.id,
-        execId: req.execId,
-        bundle: task.bundle,
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-        terminal: req.terminal,
-        runtime: task.runtime.config,
-        rootfs: [],
-        checkpoint: "",
-        pid: 0,
-        started: false,
-      },
-      stateDir,
-    );
+    const proc = new Proc(execRecord(task, req), stateDir);
     // The dir is new and the record written once here: plain, not through a temp file and a
     // rename (saveRecord). A shim that dies mid-write leaves a record that does not parse, which
     // a restarted shim skips exactly as it skips an exec whose Exec never reached the disk: an

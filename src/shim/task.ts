@@ -3,7 +3,7 @@
 import { constants as fsc, closeSync, openSync, statSync, writeSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { CreateTaskRequest } from "../gen/containerd/runtime/v2/task/shim.js";
+import type { CreateTaskRequest, ExecProcessRequest } from "../gen/containerd/runtime/v2/task/shim.js";
 
 import type { ProcessDriver } from "./driver.js";
 import type { ExitRecord } from "./monitor.js";
@@ -119,6 +119,25 @@ export function initRecord(req: CreateTaskRequest, namespace: string, runtime: R
     runtime,
     rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })),
     checkpoint: req.checkpoint,
+    pid: 0,
+    started: false,
+  };
+}
+
+/** The record of an exec's process, before its Start. */
+export function execRecord(task: Task, req: ExecProcessRequest): ProcessRecord {
+  return {
+    namespace: task.namespace,
+    id: req.id,
+    execId: req.execId,
+    bundle: task.bundle,
+    stdin: req.stdin,
+    stdout: req.stdout,
+    stderr: req.stderr,
+    terminal: req.terminal,
+    runtime: task.runtime.config,
+    rootfs: [],
+    checkpoint: "",
     pid: 0,
     started: false,
   };

@@ -121,6 +121,7 @@ describe("a process Create ran, after a restart of the serving shim", () => {
       monitorBin: "/nonexistent/berth-monitor",
       log: () => {},
       onEmpty: () => {},
+      primer: { prime: async () => {} },
     });
     return { service, pub, stateDir };
   }
