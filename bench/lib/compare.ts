@@ -22,6 +22,8 @@ export interface CompareSizes extends ClientSizes {
   floorSamples: number;
   bigLayers: number;
   bigLayerMiB: number;
+  /** How long to wait at most for a quiet machine before each timed phase (0: no wait). */
+  quietBoundMs: number;
 }
 
 export const COMPARE_FULL: CompareSizes = {
@@ -38,6 +40,7 @@ export const COMPARE_FULL: CompareSizes = {
   floorSamples: 21,
   bigLayers: 4,
   bigLayerMiB: 50,
+  quietBoundMs: 60_000,
 };
 export const COMPARE_QUICK: CompareSizes = {
   samples: 3,
@@ -53,6 +56,7 @@ export const COMPARE_QUICK: CompareSizes = {
   floorSamples: 3,
   bigLayers: 2,
   bigLayerMiB: 10,
+  quietBoundMs: 0,
 };
 
 /** Each runtime's own bridge and /24, and the bare CNI floor's. */
@@ -143,6 +147,14 @@ async function measure(
 ) {
   const memory: RuntimeResult["memory"] = {};
   const onHold = async (label: string) => {
+    if (label === "quiet") {
+      // Before a timed phase: the kernel may still be tearing down the previous phase's pods
+      // (quiet.ts), and that would land on this phase's rows, more for one runtime than another.
+      if (s.quietBoundMs === 0) return;
+      const q = await waitForQuiet(0.1, s.quietBoundMs);
+      log(`${name}: quiet after ${(q.waitedMs / 1000).toFixed(1)} s (${Math.round(q.busy * 100)}% busy)`);
+      return;
+    }
     // Every runtime settles 3 s after a burst before its memory is read: the steady state an
     // operator sees, not the burst's. berthd trims its heap once quiet for 1 s (util/idle-trim.ts);
     // Go returns freed memory in the background too.

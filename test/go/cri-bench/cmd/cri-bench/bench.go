@@ -201,6 +201,9 @@ func (b *bench) reads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := b.hold("quiet"); err != nil {
+		return err
+	}
 	spec := &runtimeapi.ImageSpec{Image: b.o.image}
 	calls := []struct {
 		row string
@@ -268,6 +271,9 @@ func (b *bench) list(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("CreateContainer: %w", err)
 	}
+	if err := b.hold("quiet"); err != nil {
+		return err
+	}
 	for i := 0; i < b.o.listSamples; i++ {
 		if err := b.timed("ListContainers", func() error {
 			cs, err := b.rt.ListContainers(ctx, nil)
@@ -301,6 +307,9 @@ func (b *bench) concurrentPhase(ctx context.Context) error {
 	for _, n := range b.o.concurrent {
 		pods := make([]pod, n)
 		row := fmt.Sprintf("%d pods started at once", n)
+		if err := b.hold("quiet"); err != nil {
+			return err
+		}
 		err := b.timed(row, func() error {
 			return parallel(n, n, func(i int) error {
 				p, err := b.runPod(ctx, "")
@@ -339,6 +348,9 @@ func (b *bench) pulls(ctx context.Context) error {
 		n        int
 	}{{"PullImage small", b.o.smallImage, b.o.pullsSmall}, {"PullImage big", b.o.bigImage, b.o.pullsBig}} {
 		spec := &runtimeapi.ImageSpec{Image: x.ref}
+		if err := b.hold("quiet"); err != nil {
+			return err
+		}
 		for i := 0; i < x.n; i++ {
 			if err := b.timed(x.row, func() error { _, err := b.img.PullImage(ctx, spec, nil, nil); return err }); err != nil {
 				return err

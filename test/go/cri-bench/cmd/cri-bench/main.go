@@ -52,7 +52,7 @@ func parseFlags() options {
 	fs.IntVar(&o.pullsSmall, "pulls-small", 5, "pulls of the small image")
 	fs.IntVar(&o.pullsBig, "pulls-big", 2, "pulls of the big image")
 	fs.StringVar(&concurrent, "concurrent", "20,100", "pod counts started at once, comma-separated")
-	fs.BoolVar(&o.hold, "hold", false, `print "HOLD label" and wait for a stdin line at the memory points`)
+	fs.BoolVar(&o.hold, "hold", false, `print "HOLD label" and wait for a stdin line at the memory points and before each timed burst ("HOLD quiet")`)
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	_ = fs.Parse(os.Args[1:])
 	if o.socket == "" || o.image == "" || o.smallImage == "" || o.bigImage == "" || o.logDir == "" {
