@@ -6,6 +6,7 @@
         "native/berth_sys.c",
         "native/sys/args.c",
         "native/sys/errors.c",
+        "native/sys/files.c",
         "native/sys/malloc.c",
         "native/sys/mounts.c",
         "native/sys/namespaces.c",

@@ -23,6 +23,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfsAsync", NULL, js_syncfs_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"createFileAsync", NULL, js_create_file_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"makedev", NULL, js_makedev, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setxattr", NULL, js_setxattr, NULL, NULL, NULL, napi_enumerable, NULL},

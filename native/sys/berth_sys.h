@@ -65,6 +65,9 @@ typedef int (*path_call)(const char *path, int arg);
 napi_value queue_path_call(napi_env env, const char *syscall, path_call call, char *path, int arg);
 napi_value js_syncfs_async(napi_env env, napi_callback_info info);
 
+// files.c
+napi_value js_create_file_async(napi_env env, napi_callback_info info);
+
 // mounts.c
 napi_value js_mount(napi_env env, napi_callback_info info);
 napi_value js_umount2(napi_env env, napi_callback_info info);

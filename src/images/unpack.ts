@@ -18,20 +18,7 @@
 // The layer is applied by this process alone, so the lstat checks cannot be raced.
 import { createHash } from "node:crypto";
 import { constants as fsc } from "node:fs";
-import {
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  readdir,
-  readlink,
-  rm,
-  symlink,
-  chmod,
-  utimes,
-} from "node:fs/promises";
+import { lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, chmod, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import type { Readable } from "node:stream";
@@ -41,6 +28,7 @@ import { Decompress as ZstdDecompress } from "fzstd";
 import tar from "tar-stream";
 import * as sys from "../sys/index.js";
 import { BerthError, DataLossError, InvalidArgumentError } from "../util/errors.js";
+import { ConfinedRoot, cleanName, lstatOrNull, refuse, removeAny } from "./confined-root.js";
 import { DigestMismatchError } from "./content-store.js";
 import { PaxTap, xattrsFromPax, type PaxRecords } from "./tar-pax.js";
 
@@ -63,9 +51,13 @@ export interface ApplyResult {
 
 const WH_PREFIX = ".wh.";
 const WH_OPAQUE = ".wh..wh..opq";
-const MAX_PATH = 4096;
-const MAX_NAME = 255;
-const MAX_LINK_HOPS = 40;
+/**
+ * Regular files up to this size are collected in memory and created by one native call
+ * (sys.createFile: open, write, fchown, fchmod, futimens, close in one thread-pool job) instead
+ * of a pool round trip per step, about 80 µs each. A 2 MiB layer of 20 files applied in 18.8 ms
+ * (median of 40; its gunzip alone takes 4.0) before. Larger files stream, a write at a time.
+ */
+const SMALL_FILE = 1 << 20;
 
 /** Hashes (and counts) what flows through: the diff ID of the uncompressed tar. */
 class HashStream extends Transform {
@@ -157,105 +149,6 @@ export function compressionOf(head: Buffer): "gzip" | "zstd" | "none" {
   return "none";
 }
 
-function refuse(name: string, why: string): InvalidArgumentError {
-  return new InvalidArgumentError(`layer entry ${JSON.stringify(name)}: ${why}`);
-}
-
-/** Cleans a tar name to root-relative components; refuses names that climb out or are too long. */
-export function cleanName(name: string): string[] {
-  if (Buffer.byteLength(name) > MAX_PATH) throw refuse(name.slice(0, 64) + "...", "name longer than PATH_MAX");
-  if (name.includes("\0")) throw refuse(name, "name contains NUL");
-  const out: string[] = [];
-  for (const c of name.split("/")) {
-    if (c === "" || c === ".") continue;
-    if (c === "..") {
-      if (out.length === 0) throw refuse(name, "path escapes the root");
-      out.pop();
-      continue;
-    }
-    if (Buffer.byteLength(c) > MAX_NAME) throw refuse(name.slice(0, 64) + "...", "component longer than NAME_MAX");
-    out.push(c);
-  }
-  return out;
-}
-
-async function lstatOrNull(p: string) {
-  try {
-    return await lstat(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw err;
-  }
-}
-
-/** Resolves paths inside one root without ever letting the kernel follow a symlink. */
-class ConfinedRoot {
-  /** parent components (joined) -> host path of that directory, known to be a real directory */
-  private dirs = new Map<string, string>();
-
-  constructor(readonly root: string) {}
-
-  /** Forget cached directories (after anything was removed or replaced). */
-  invalidate(): void {
-    this.dirs.clear();
-  }
-
-  /**
-   * The host path of the directory reached by `components`, following symlinks inside the
-   * root; missing directories are created (0755, root-owned, as tar does) when `create`.
-   */
-  async dir(components: string[], name: string, create: boolean): Promise<string> {
-    const key = components.join("/");
-    const hit = this.dirs.get(key);
-    if (hit !== undefined) return hit;
-    const stack: string[] = [];
-    const todo = [...components];
-    let hops = 0;
-    while (todo.length > 0) {
-      const c = todo.shift()!;
-      if (c === "" || c === ".") continue;
-      if (c === "..") {
-        stack.pop(); // clamps at the root
-        continue;
-      }
-      const p = join(this.root, ...stack, c);
-      const st = await lstatOrNull(p);
-      if (st === null) {
-        if (!create) throw refuse(name, `parent ${[...stack, c].join("/")} does not exist`);
-        await mkdir(p, { mode: 0o755 });
-        stack.push(c);
-      } else if (st.isDirectory()) {
-        stack.push(c);
-      } else if (st.isSymbolicLink()) {
-        if (++hops > MAX_LINK_HOPS) throw refuse(name, "too many levels of symbolic links");
-        const target = await readlink(p);
-        if (target.startsWith("/")) stack.length = 0;
-        todo.unshift(...target.split("/"));
-      } else {
-        throw refuse(name, `parent ${[...stack, c].join("/")} is not a directory`);
-      }
-    }
-    const host = join(this.root, ...stack);
-    this.dirs.set(key, host);
-    return host;
-  }
-
-  /** Host path for entry `components` (the last component itself not followed). */
-  async entry(components: string[], name: string, create = true): Promise<string> {
-    if (components.length === 0) return this.root;
-    const parent = await this.dir(components.slice(0, -1), name, create);
-    return join(parent, components[components.length - 1]);
-  }
-}
-
-/** Removes whatever is at `p` (never following it). */
-async function removeAny(p: string): Promise<boolean> {
-  const st = await lstatOrNull(p);
-  if (!st) return false;
-  await rm(p, { recursive: st.isDirectory(), force: true });
-  return true;
-}
-
 /** The xattrs to set from an entry's raw PAX records (binary values intact, see tar-pax.ts). */
 function xattrsOf(header: tar.Header, raw: PaxRecords | undefined): [string, Buffer][] {
   const decoded = (header as { pax?: Record<string, string> | null }).pax;
@@ -282,6 +175,19 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
   const hasher = new HashStream();
   const extract = tar.extract();
   const paxTap = new PaxTap();
+
+  /**
+   * Removes what is at `target` (never following it), but keeps a directory when `keepDir`;
+   * says whether it kept one.
+   */
+  async function clear(target: string, keepDir: boolean): Promise<boolean> {
+    const existing = await lstatOrNull(target);
+    if (!existing) return false;
+    if (keepDir && existing.isDirectory()) return true;
+    await rm(target, { recursive: existing.isDirectory(), force: true });
+    confined.invalidate();
+    return false;
+  }
 
   async function applyEntry(header: tar.Header, stream: AsyncIterable<unknown>): Promise<void> {
     const paxRaw = paxTap.next();
@@ -316,12 +222,10 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
     }
 
     const target = await confined.entry(comps, header.name);
-    const existing = await lstatOrNull(target);
-    const keepDir = !!existing?.isDirectory() && type === "directory";
-    if (existing && !keepDir) {
-      await rm(target, { recursive: existing.isDirectory(), force: true });
-      confined.invalidate();
-    }
+    const isFile = type === "file" || type === "contiguous-file";
+    // A small file is created with O_EXCL first: what may be there is looked at only then.
+    const small = isFile && (header.size ?? 0) <= SMALL_FILE;
+    const keptDir = !small && (await clear(target, type === "directory"));
     for (let i = 1; i <= comps.length; i++) added.add(comps.slice(0, i).join("/"));
     const mode = (header.mode ?? 0o644) & 0o7777;
     const uid = header.uid ?? 0;
@@ -331,6 +235,19 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
     switch (type) {
       case "file":
       case "contiguous-file": {
+        if (small) {
+          const chunks: Buffer[] = [];
+          for await (const chunk of stream) chunks.push(chunk as Buffer);
+          const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+          try {
+            await sys.createFile(target, data, mode, uid, gid, mtime);
+          } catch (err) {
+            if ((err as { code?: string }).code !== "EEXIST") throw err;
+            await clear(target, false);
+            await sys.createFile(target, data, mode, uid, gid, mtime);
+          }
+          break;
+        }
         const fh = await open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
         try {
           let pos = 0;
@@ -352,7 +269,7 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
       }
       case "directory": {
         await drain(stream);
-        if (!keepDir) await mkdir(target, { mode: 0o700 });
+        if (!keptDir) await mkdir(target, { mode: 0o700 });
         await lchown(target, uid, gid);
         await chmod(target, mode);
         dirTimes.push({ path: target, mtime });

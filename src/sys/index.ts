@@ -68,6 +68,15 @@ export interface Binding {
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
   syncfsAsync(path: string): Promise<void>;
+  createFileAsync(
+    path: string,
+    data: Buffer,
+    mode: number,
+    uid: number,
+    gid: number,
+    mtimeSec: number,
+    mtimeNsec: number,
+  ): Promise<void>;
   makedev(major: number, minor: number): number;
   mknod(path: string, mode: number, dev: number): void;
   setxattr(path: string, name: string, value: Buffer): void;
@@ -258,6 +267,26 @@ export function umount2Async(target: string, flags: number): Promise<void> {
  */
 export function syncfs(path: string): Promise<void> {
   return native().syncfsAsync(path);
+}
+
+/**
+ * A new regular file at `path` holding `data`, owned by uid:gid, with `mode` (permission and
+ * setuid/setgid/sticky bits) and both times set to `mtime`, in one job on the libuv thread pool
+ * (native/sys/files.c). Never follows or reuses what is at `path`: rejects with a SysError
+ * EEXIST when anything is there (a symlink too), and with the failing call's error otherwise
+ * (ENOSPC, EDQUOT, EPERM from fchown...).
+ */
+export function createFile(
+  path: string,
+  data: Buffer,
+  mode: number,
+  uid: number,
+  gid: number,
+  mtime: Date,
+): Promise<void> {
+  const ms = mtime.getTime();
+  const sec = Math.floor(ms / 1000);
+  return native().createFileAsync(path, data, mode, uid, gid, sec, Math.round((ms - sec * 1000) * 1e6));
 }
 
 /** glibc makedev(3): the dev_t number for mknod (makedev(0, 0) is the overlayfs whiteout device). */

@@ -167,6 +167,50 @@ test("a write through a symlinked parent stays inside the root", async () => {
   await assertOutsideUntouched();
 });
 
+test("a file replaces what is at its name: a file, a symlink to outside, a directory, and in a later layer", async () => {
+  const mtime = new Date("2021-03-04T05:06:07Z");
+  await apply([
+    { name: "f", content: "old" },
+    { name: "f", content: "new", mode: 0o640, uid: 7, gid: 8, mtime },
+    { name: "l", type: "symlink", linkname: join(outside, "secret") },
+    { name: "l", content: "mine" },
+    { name: "d/", type: "directory" },
+    { name: "d/child", content: "gone" },
+    { name: "d", content: "now a file" },
+    { name: "g", content: "layer 1" },
+  ]);
+  await assertOutsideUntouched();
+  assert.equal(await readFile(join(root, "f"), "utf8"), "new");
+  const f = await lstat(join(root, "f"));
+  assert.deepEqual([f.mode & 0o7777, f.uid, f.gid, f.mtime.getTime()], [0o640, 7, 8, mtime.getTime()]);
+  assert.ok((await lstat(join(root, "l"))).isFile(), "the symlink was replaced, not followed");
+  assert.equal(await readFile(join(root, "l"), "utf8"), "mine");
+  assert.equal(await readFile(join(root, "d"), "utf8"), "now a file");
+  // native snapshots apply the next layer onto a copy of the tree: the file is there already
+  await apply([{ name: "g", content: "layer 2", mode: 0o600 }]);
+  assert.equal(await readFile(join(root, "g"), "utf8"), "layer 2");
+  assert.equal((await lstat(join(root, "g"))).mode & 0o7777, 0o600);
+});
+
+test("a file larger than the in-memory limit streams to disk with its mode, owner and times", async () => {
+  const mtime = new Date("2019-01-01T00:00:00Z");
+  const big = Buffer.alloc((1 << 20) + 4097);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7919) & 0xff;
+  await apply([
+    { name: "small", content: "x", mode: 0o4755, uid: 3, gid: 4, mtime },
+    { name: "big", content: big, mode: 0o2711, uid: 5, gid: 6, mtime },
+    { name: "big", content: big.subarray(0, 10) }, // replaced again, now small
+    { name: "big2", content: big, mode: 0o600, mtime },
+  ]);
+  const st = await lstat(join(root, "big2"));
+  assert.equal(st.size, big.length);
+  assert.ok((await readFile(join(root, "big2"))).equals(big));
+  assert.deepEqual([st.mode & 0o7777, st.mtime.getTime()], [0o600, mtime.getTime()]);
+  assert.ok((await readFile(join(root, "big"))).equals(big.subarray(0, 10)));
+  const small = await lstat(join(root, "small"));
+  assert.deepEqual([small.mode & 0o7777, small.uid, small.gid], [0o4755, 3, 4]);
+});
+
 test("hard links to files outside the root are refused", async () => {
   await assert.rejects(apply([{ name: "h", type: "link", linkname: `${outside}/secret` }]), InvalidArgumentError);
   await assert.rejects(

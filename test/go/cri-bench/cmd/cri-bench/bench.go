@@ -301,44 +301,54 @@ func (b *bench) churnPhase(ctx context.Context) error {
 	return b.hold("after-churn")
 }
 
-// concurrentPhase starts N pods with a container each all at once (wall time), holds for the
-// memory with N pods running, then removes them.
+// concurrentPhase starts N pods with a container each all at once (wall time), as many times
+// as asked, holds for the memory with N pods running after the last, then removes them.
 func (b *bench) concurrentPhase(ctx context.Context) error {
-	for _, n := range b.o.concurrent {
-		pods := make([]pod, n)
-		row := fmt.Sprintf("%d pods started at once", n)
-		if err := b.hold("quiet"); err != nil {
-			return err
-		}
-		err := b.timed(row, func() error {
-			return parallel(n, n, func(i int) error {
-				p, err := b.runPod(ctx, "")
-				if err != nil {
-					return fmt.Errorf("RunPodSandbox: %w", err)
-				}
-				pods[i] = p
-				_, err = b.startContainer(ctx, p, "c")
-				return err
-			})
-		})
-		if err == nil {
-			err = b.hold(fmt.Sprintf("pods-%d", n))
-		}
-		// removed whether or not all started (cleanup() catches the ones never recorded)
-		rmErr := parallel(n, 8, func(i int) error {
-			if pods[i].id == "" {
-				return nil
+	for _, c := range b.o.concurrent {
+		for r := 0; r < c.times; r++ {
+			hold := ""
+			if r == c.times-1 {
+				hold = fmt.Sprintf("pods-%d", c.n)
 			}
-			return b.removePod(ctx, pods[i], false)
-		})
-		if err != nil {
-			return err
-		}
-		if rmErr != nil {
-			return rmErr
+			if err := b.burst(ctx, c.n, hold); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// burst times n pods started at once, holds (unless hold is ""), and removes them.
+func (b *bench) burst(ctx context.Context, n int, hold string) error {
+	pods := make([]pod, n)
+	if err := b.hold("quiet"); err != nil {
+		return err
+	}
+	err := b.timed(fmt.Sprintf("%d pods started at once", n), func() error {
+		return parallel(n, n, func(i int) error {
+			p, err := b.runPod(ctx, "")
+			if err != nil {
+				return fmt.Errorf("RunPodSandbox: %w", err)
+			}
+			pods[i] = p
+			_, err = b.startContainer(ctx, p, "c")
+			return err
+		})
+	})
+	if err == nil && hold != "" {
+		err = b.hold(hold)
+	}
+	// removed whether or not all started (cleanup() catches the ones never recorded)
+	rmErr := parallel(n, 8, func(i int) error {
+		if pods[i].id == "" {
+			return nil
+		}
+		return b.removePod(ctx, pods[i], false)
+	})
+	if err != nil {
+		return err
+	}
+	return rmErr
 }
 
 // pulls times PullImage of a small and a big image, removing the image after each.

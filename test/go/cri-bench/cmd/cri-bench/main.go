@@ -5,7 +5,7 @@
 //
 //	cri-bench -socket /run/x.sock -image REF -small-image REF -big-image REF -log-dir DIR
 //	          [-cgroup-parent /bench-x] [-samples 20] [-status-samples 200] [-list 1000]
-//	          [-concurrent 20,100] [-churn 40] [-pulls-small 5] [-pulls-big 2] [-hold]
+//	          [-concurrent 20x3,100] [-churn 40] [-pulls-small 5] [-pulls-big 2] [-hold]
 package main
 
 import (
@@ -26,7 +26,7 @@ type options struct {
 	socket, image, smallImage, bigImage, logDir, cgroupParent                string
 	samples, statusSamples, warmReads, listContainers, listPods, listSamples int
 	churn, churnConcurrency, pullsSmall, pullsBig                            int
-	concurrent                                                               []int
+	concurrent                                                               []burst
 	hold                                                                     bool
 	timeout                                                                  time.Duration
 }
@@ -51,7 +51,7 @@ func parseFlags() options {
 	fs.IntVar(&o.churnConcurrency, "churn-concurrency", 8, "churn pods in flight")
 	fs.IntVar(&o.pullsSmall, "pulls-small", 5, "pulls of the small image")
 	fs.IntVar(&o.pullsBig, "pulls-big", 2, "pulls of the big image")
-	fs.StringVar(&concurrent, "concurrent", "20,100", "pod counts started at once, comma-separated")
+	fs.StringVar(&concurrent, "concurrent", "20,100", `pod counts started at once, comma-separated; "20x3": three bursts of 20 (the row's samples)`)
 	fs.BoolVar(&o.hold, "hold", false, `print "HOLD label" and wait for a stdin line at the memory points and before each timed burst ("HOLD quiet")`)
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	_ = fs.Parse(os.Args[1:])
@@ -64,15 +64,23 @@ func parseFlags() options {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "-concurrent: %q is not a positive count\n", s)
+		count, times, repeated := strings.Cut(s, "x")
+		n, err := strconv.Atoi(count)
+		reps := 1
+		if repeated {
+			reps, err = strconv.Atoi(times)
+		}
+		if err != nil || n <= 0 || reps <= 0 {
+			fmt.Fprintf(os.Stderr, "-concurrent: %q is not a positive count (with an optional xN)\n", s)
 			os.Exit(2)
 		}
-		o.concurrent = append(o.concurrent, n)
+		o.concurrent = append(o.concurrent, burst{n, reps})
 	}
 	return o
 }
+
+// burst is one -concurrent entry: n pods started at once, times over.
+type burst struct{ n, times int }
 
 // Result is the RESULT line: per row, every sample in milliseconds.
 type Result struct {
