@@ -14,6 +14,8 @@ export interface ClientSizes {
   listSamples: number;
   churn: number;
   concurrent: number[];
+  /** how many bursts of each size in `concurrent` (the row's samples; default 1 each) */
+  concurrentTimes?: number[];
   pullsSmall: number;
   pullsBig: number;
 }
@@ -58,7 +60,7 @@ export function runClient(
     "-list-pods", String(s.listPods),
     "-list-samples", String(s.listSamples),
     "-churn", String(s.churn),
-    "-concurrent", s.concurrent.join(","),
+    "-concurrent", s.concurrent.map((n, i) => `${n}x${s.concurrentTimes?.[i] ?? 1}`).join(","),
     "-pulls-small", String(s.pullsSmall),
     "-pulls-big", String(s.pullsBig),
     "-hold",

@@ -69,7 +69,11 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     `- ListContainers: ${s.list} created (not started) containers in ${s.listPods} pods, ${s.listSamples} samples.`,
     `- PullImage: a 1-layer and a ${s.bigLayers}-layer gzip image of text-like data from the loopback registry, ` +
       `${s.pullsSmall} and ${s.pullsBig} pulls, the image removed after each.`,
-    `- N pods started at once: N goroutines each RunPodSandbox + CreateContainer + StartContainer; wall time of all.`,
+    `- N pods started at once: N goroutines each RunPodSandbox + CreateContainer + StartContainer; wall time of all; ` +
+      s.concurrent.map((n, i) => `${s.concurrentTimes?.[i] ?? 1} burst(s) of ${n}`).join(", ") +
+      ", each removed before the next.",
+    "- Before each timed phase (the reads, each burst, ListContainers, the pulls) the run waits until the CPUs were " +
+      "at most 10% busy for a second: the kernel tears down network namespaces after the CRI calls that removed them returned.",
     "- Memory: PSS from /proc/PID/smaps_rollup, read 3 s after the burst before it (every runtime alike). Idle: busybox and pause pulled, one pod run and removed. " +
       `After the churn: ${s.churn} pods run and removed, 8 at once. Shims: every shim process serving the ` +
       "daemon's socket (containerd-shim-runc-v2, one per pod; berth's one Node shim and its per-container " +

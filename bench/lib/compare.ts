@@ -35,6 +35,8 @@ export const COMPARE_FULL: CompareSizes = {
   listSamples: 20,
   churn: 40,
   concurrent: [20, 100],
+  // a single burst's wall time swung 0.7-1.1x from run to run; the 100-pod one takes 10 s each
+  concurrentTimes: [5, 1],
   pullsSmall: 5,
   pullsBig: 3,
   floorSamples: 21,
