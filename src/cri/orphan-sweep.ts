@@ -14,6 +14,7 @@ import { unmountAll } from "../snapshots/mount.js";
 import { staleTempFiles } from "../util/atomic-write.js";
 import type { Logger } from "../util/log.js";
 import { findOrphans, PER_ID_DIRS, type CgroupEntry, type HostListing, type Orphan } from "./orphans.js";
+import { decodeMountPath } from "../util/cgroup-mounts.js";
 import { cgroupMounts, removePodCgroup, removePodChildCgroup, type CgroupMount } from "./pod-cgroup.js";
 
 /** berth's pod and container ids (ids.ts newId): what a cgroup name below /berth must look like to be looked at. */
@@ -161,10 +162,6 @@ async function names(dir: string): Promise<string[]> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw err;
   }
-}
-
-function decodeMountPath(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
 /** Mount points strictly below `dir`, from berthd's mountinfo. */

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { readdir, readFile, rmdir } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { DEFAULT_CGROUP_PARENT } from "../oci/index.js";
+import { cgroupFilesystems } from "../util/cgroup-mounts.js";
 
 /** What CRI stats report of a cgroup. */
 export interface CgroupUsage {
@@ -26,29 +27,15 @@ export interface CgroupMount {
   controllers: string[];
 }
 
-function decodeMountPath(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
 /** The cgroup hierarchies mounted in berthd's mount namespace, from /proc/self/mountinfo. */
 export function cgroupMounts(mountinfo = readFileSync("/proc/self/mountinfo", "utf8")): CgroupMount[] {
-  const out: CgroupMount[] = [];
-  for (const line of mountinfo.split("\n")) {
-    const sep = line.indexOf(" - ");
-    if (sep < 0) continue;
-    const [fstype, , superOpts = ""] = line.slice(sep + 3).split(" ");
-    if (fstype !== "cgroup" && fstype !== "cgroup2") continue;
-    const mountpoint = decodeMountPath(line.slice(0, sep).split(" ")[4] ?? "");
-    if (!mountpoint) continue;
-    const controllers =
-      fstype === "cgroup"
-        ? superOpts
-            .split(",")
-            .filter((o) => o !== "rw" && o !== "ro" && !o.startsWith("release_agent") && o !== "clone_children")
-        : [];
-    out.push({ mountpoint, v2: fstype === "cgroup2", controllers });
-  }
-  return out;
+  return cgroupFilesystems(mountinfo).map((f) => ({
+    mountpoint: f.mountpoint,
+    v2: f.v2,
+    controllers: f.v2
+      ? []
+      : f.superOpts.filter((o) => o !== "rw" && o !== "ro" && !o.startsWith("release_agent") && o !== "clone_children"),
+  }));
 }
 
 async function text(path: string): Promise<string | undefined> {

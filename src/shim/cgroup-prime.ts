@@ -22,6 +22,7 @@
  */
 import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
+import { cgroupFilesystems } from "../util/cgroup-mounts.js";
 
 export interface CgroupPrimer {
   /**
@@ -29,36 +30,6 @@ export interface CgroupPrimer {
    * promise (which never rejects) is for tests, settled when the write it started is done.
    */
   prime(): Promise<void>;
-}
-
-/** One line of /proc/self/mountinfo for a cgroup filesystem. */
-interface CgroupFs {
-  root: string;
-  mountpoint: string;
-  v2: boolean;
-  superOpts: string[];
-}
-
-function unescape(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-function cgroupFilesystems(mountinfo: string): CgroupFs[] {
-  const out: CgroupFs[] = [];
-  for (const line of mountinfo.split("\n")) {
-    const sep = line.indexOf(" - ");
-    if (sep < 0) continue;
-    const [fstype, , opts = ""] = line.slice(sep + 3).split(" ");
-    if (fstype !== "cgroup" && fstype !== "cgroup2") continue;
-    const f = line.slice(0, sep).split(" ");
-    out.push({
-      root: unescape(f[3] ?? "/"),
-      mountpoint: unescape(f[4] ?? ""),
-      v2: fstype === "cgroup2",
-      superOpts: opts.split(","),
-    });
-  }
-  return out;
 }
 
 /**
@@ -76,7 +47,7 @@ export function ownCgroupProcsFile(selfCgroup: string, mountinfo: string): strin
     const v2 = id === "0" && ctrls === "";
     const want = ctrls.split(",").filter(Boolean);
     const fs = fss.find((f) => f.v2 === v2 && (v2 || want.every((c) => f.superOpts.includes(c))));
-    if (!fs || !fs.mountpoint) continue;
+    if (!fs) continue;
     // A mount of a subtree (a cgroup namespace, a bind) shows paths below its root.
     if (fs.root !== "/" && path !== fs.root && !path.startsWith(fs.root + "/")) continue;
     const rel = fs.root === "/" ? path : path.slice(fs.root.length);
