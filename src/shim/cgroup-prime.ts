@@ -62,7 +62,8 @@ export class OwnCgroupPrimer implements CgroupPrimer {
 
   /**
    * @param locate the cgroup.procs file of the cgroup the shim is in now, looked up at each
-   *   write so that a shim moved elsewhere is never moved back (undefined: priming is off)
+   *   write so that a shim moved elsewhere is not moved back (short of a move in the
+   *   microseconds between the look-up and the write); undefined: priming is off
    * @param onOff told once, with the reason, when priming turns off
    */
   constructor(
