@@ -37,7 +37,8 @@ export const COMPARE_FULL: CompareSizes = {
   concurrent: [20, 100],
   // a single burst's wall time swung 0.7-1.1x from run to run; the 100-pod one takes 10 s each
   concurrentTimes: [5, 1],
-  pullsSmall: 5,
+  // 5 pulls of the small image gave a p50 that moved 0.96-1.30x between runs
+  pullsSmall: 15,
   pullsBig: 3,
   floorSamples: 21,
   bigLayers: 4,
