@@ -16,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis"
@@ -46,46 +47,30 @@ func main() {
 	// Each service's client is built only when a method needs it: building one checks the
 	// endpoint serves that service (the image one calls ImageFsInfo), and the bare Version
 	// server serves only Version.
-	var rt cri.RuntimeService
-	var img cri.ImageManagerService
-	runtimeClient := func() cri.RuntimeService {
-		if rt == nil {
-			c, err := remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
-			if err != nil {
-				fail(err)
-			}
-			rt = c
-		}
-		return rt
-	}
-	imageClient := func() cri.ImageManagerService {
-		if img == nil {
-			c, err := remote.NewRemoteImageServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
-			if err != nil {
-				fail(err)
-			}
-			img = c
-		}
-		return img
-	}
+	runtimeClient := sync.OnceValues(func() (cri.RuntimeService, error) {
+		return remote.NewRemoteRuntimeServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
+	})
+	imageClient := sync.OnceValues(func() (cri.ImageManagerService, error) {
+		return remote.NewRemoteImageServiceBuilder().WithEndpoint(endpoint).WithConnectionTimeout(30 * time.Second).Build(ctx)
+	})
 	spec := &runtimeapi.ImageSpec{Image: *image}
 	calls := make([]func() error, len(names))
 	for i, m := range names {
 		switch m {
 		case "Version":
-			rt := runtimeClient()
+			rt := must(runtimeClient())
 			calls[i] = func() error { _, err := rt.Version(ctx, "0.1.0"); return err }
 		case "ContainerStatus":
-			rt := runtimeClient()
+			rt := must(runtimeClient())
 			calls[i] = func() error { _, err := rt.ContainerStatus(ctx, *id, false); return err }
 		case "PodSandboxStatus":
-			rt := runtimeClient()
+			rt := must(runtimeClient())
 			calls[i] = func() error { _, err := rt.PodSandboxStatus(ctx, *podID, false); return err }
 		case "ImageStatus":
-			img := imageClient()
+			img := must(imageClient())
 			calls[i] = func() error { _, err := img.ImageStatus(ctx, spec, false); return err }
 		case "ListImages":
-			img := imageClient()
+			img := must(imageClient())
 			calls[i] = func() error { _, err := img.ListImages(ctx, nil); return err }
 		default:
 			fmt.Fprintf(os.Stderr, "unknown -method %q\n", m)
@@ -127,6 +112,14 @@ func main() {
 		}
 		fmt.Println(line)
 	}
+}
+
+// must is v, or the end of the run when err is set.
+func must[T any](v T, err error) T {
+	if err != nil {
+		fail(err)
+	}
+	return v
 }
 
 func fail(err error) {
