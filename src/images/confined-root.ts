@@ -93,18 +93,23 @@ export class ConfinedRoot {
     return host;
   }
 
+  /**
+   * Removes what is at host path `p` (never following it), and forgets the cached directories
+   * when it did; keeps a directory when `keepDir`. Says whether it kept one.
+   */
+  async clear(p: string, keepDir = false): Promise<boolean> {
+    const existing = await lstatOrNull(p);
+    if (!existing) return false;
+    if (keepDir && existing.isDirectory()) return true;
+    await rm(p, { recursive: existing.isDirectory(), force: true });
+    this.invalidate();
+    return false;
+  }
+
   /** Host path for entry `components` (the last component itself not followed). */
   async entry(components: string[], name: string, create = true): Promise<string> {
     if (components.length === 0) return this.root;
     const parent = await this.dir(components.slice(0, -1), name, create);
     return join(parent, components[components.length - 1]);
   }
-}
-
-/** Removes whatever is at `p` (never following it). */
-export async function removeAny(p: string): Promise<boolean> {
-  const st = await lstatOrNull(p);
-  if (!st) return false;
-  await rm(p, { recursive: st.isDirectory(), force: true });
-  return true;
 }

@@ -28,7 +28,7 @@ import { Decompress as ZstdDecompress } from "fzstd";
 import tar from "tar-stream";
 import * as sys from "../sys/index.js";
 import { BerthError, DataLossError, InvalidArgumentError } from "../util/errors.js";
-import { ConfinedRoot, cleanName, lstatOrNull, refuse, removeAny } from "./confined-root.js";
+import { ConfinedRoot, cleanName, lstatOrNull, refuse } from "./confined-root.js";
 import { DigestMismatchError } from "./content-store.js";
 import { PaxTap, xattrsFromPax, type PaxRecords } from "./tar-pax.js";
 
@@ -176,19 +176,6 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
   const extract = tar.extract();
   const paxTap = new PaxTap();
 
-  /**
-   * Removes what is at `target` (never following it), but keeps a directory when `keepDir`;
-   * says whether it kept one.
-   */
-  async function clear(target: string, keepDir: boolean): Promise<boolean> {
-    const existing = await lstatOrNull(target);
-    if (!existing) return false;
-    if (keepDir && existing.isDirectory()) return true;
-    await rm(target, { recursive: existing.isDirectory(), force: true });
-    confined.invalidate();
-    return false;
-  }
-
   async function applyEntry(header: tar.Header, stream: AsyncIterable<unknown>): Promise<void> {
     const paxRaw = paxTap.next();
     const type: string = header.type ?? "file";
@@ -213,7 +200,7 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
       const victim = base.slice(WH_PREFIX.length);
       if (victim === "" || victim === "." || victim === "..") throw refuse(header.name, "bad whiteout name");
       const p = join(dir, victim);
-      if (await removeAny(p)) confined.invalidate();
+      await confined.clear(p);
       if (opts.whiteouts === "overlay") {
         sys.mknod(p, sys.S_IFCHR | 0, sys.makedev(0, 0));
         added.add([...parentComps, victim].join("/"));
@@ -225,7 +212,7 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
     const isFile = type === "file" || type === "contiguous-file";
     // A small file is created with O_EXCL first: what may be there is looked at only then.
     const small = isFile && (header.size ?? 0) <= SMALL_FILE;
-    const keptDir = !small && (await clear(target, type === "directory"));
+    const keptDir = !small && (await confined.clear(target, type === "directory"));
     for (let i = 1; i <= comps.length; i++) added.add(comps.slice(0, i).join("/"));
     const mode = (header.mode ?? 0o644) & 0o7777;
     const uid = header.uid ?? 0;
@@ -243,7 +230,7 @@ export async function applyLayer(input: Readable, root: string, opts: ApplyOptio
             await sys.createFile(target, data, mode, uid, gid, mtime);
           } catch (err) {
             if ((err as { code?: string }).code !== "EEXIST") throw err;
-            await clear(target, false);
+            await confined.clear(target);
             await sys.createFile(target, data, mode, uid, gid, mtime);
           }
           break;
