@@ -46,6 +46,7 @@ const sizes: ClientSizes = {
   concurrent: [],
   pullsSmall: 0,
   pullsBig: 0,
+  turns: 0,
 };
 
 interface Started extends ClientTarget {

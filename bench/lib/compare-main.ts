@@ -45,24 +45,27 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     `Run of ${out.started.toISOString().slice(0, 16).replace("T", " ")} UTC, took ${Math.floor(out.seconds / 60)} min ${Math.round(out.seconds % 60)} s. ` +
       `Machine: ${machine}; cgroups v1, runc, overlayfs. ` +
       `**Load average ${out.load.before} before and ${out.load.after} after** (other work shared the machine, ` +
-      "so absolute figures are pessimistic and noisy; the runtimes ran one after the other under the same kind of load).",
+      "so absolute figures are pessimistic and noisy; the runtimes took turns, so each row of each runtime was measured in the same minutes).",
     "",
     ...(failed.length ? [...failed, ""] : []),
     out.table,
     "",
     "How it is measured: containerd 2.4.2 (with its CRI plugin, test/go/containerd-2.4-cri), Debian's containerd " +
-      "1.6 and a private berthd run one after the other (each once the CPUs were at most 10% busy for a second, " +
-      "bench/lib/quiet.ts: the kernel goes on tearing down the last runtime's pods for a while), each with its own root, state, socket, bridge and /24, " +
+      "1.6 and a private berthd all run, each with its own root, state, socket, bridge and /24, " +
       "the same conflist shape (bridge + host-local + portmap, ipMasq off), the same hosts.toml mirror of a loopback " +
       "docker-registry and the same images (berthd runs its built-in pause, built from the source of the pause " +
       "image the containerds pull). Every CRI row is timed by one Go client, test/go/cri-bench, over " +
-      "k8s.io/cri-client v0.37.2 (kubelet's client): p50 / p90 in ms.",
+      "k8s.io/cri-client v0.37.2 (kubelet's client): p50 / p90 in ms. Each runtime has its own client, and the clients take " +
+      `turns: each timed loop (the pod lifecycles, the reads, ListContainers, the pulls) is cut into ${s.turns} blocks and every burst is one, ` +
+      "and one runtime runs a block while the others wait, the order rotating. So every runtime's samples of a row come from " +
+      "the same minutes of the machine; run one after the other, a runtime's rows could fall in a busy minute and another's in a quiet one " +
+      "(the first reads moved 0.55-1.21x between runs so).",
     "",
     `- Pod and container calls: ${s.samples} pods one after the other, each RunPodSandbox, CreateContainer and ` +
       "StartContainer of a busybox (`sh` that exits on SIGTERM), ExecSync `true` twice, StopContainer, " +
       "RemoveContainer, StopPodSandbox, RemovePodSandbox.",
     `- Reads: ${s.statusSamples} rounds of ContainerStatus, PodSandboxStatus, ImageStatus, ListImages and Version, interleaved, ` +
-      `right after the pod and container calls. Then ${s.warmReads} rounds untimed and ${s.statusSamples} timed again (the "after ${s.warmReads} more rounds" rows): ` +
+      `right after the pod and container calls (each runtime's first reads are its own first ones, whatever the others did). Then ${s.warmReads} rounds untimed and ${s.statusSamples} timed again (the "after ${s.warmReads} more rounds" rows): ` +
       "kubelet polls these reads all the time, and V8 optimizes a function of berthd only after it ran some thousands of times, " +
       "so the first rows show a berthd that has just started answering them and the later ones one that has answered them for a while " +
       "(a Go daemon is compiled ahead of time and answers alike in both).",
@@ -72,15 +75,15 @@ export function sectionText(out: CompareOutput, command: string, machine: string
     `- N pods started at once: N goroutines each RunPodSandbox + CreateContainer + StartContainer; wall time of all; ` +
       s.concurrent.map((n, i) => `${s.concurrentTimes?.[i] ?? 1} burst(s) of ${n}`).join(", ") +
       ", each removed before the next.",
-    "- Before each timed phase (the reads, each burst, ListContainers, the pulls) the run waits until the CPUs were " +
-      "at most 10% busy for a second: the kernel tears down network namespaces after the CRI calls that removed them returned.",
+    "- Before each timed phase (the pod calls, the reads, each burst, ListContainers, the pulls) of each runtime, the run waits until the CPUs were " +
+      "at most 10% busy for a second (bench/lib/quiet.ts): the kernel tears down network namespaces after the CRI calls that removed them returned.",
     "- Memory: PSS from /proc/PID/smaps_rollup, read 3 s after the burst before it (every runtime alike). Idle: busybox and pause pulled, one pod run and removed. " +
       `After the churn: ${s.churn} pods run and removed, 8 at once. Shims: every shim process serving the ` +
       "daemon's socket (containerd-shim-runc-v2, one per pod; berth's one Node shim and its per-container " +
       "berth-monitor processes) with the N pods of the row above running. PSS of a Node process shares its " +
       "binary's pages with every other node process on the machine, so berth's figures move with what else runs.",
     "- Ratio: berth's p50 over containerd 2.4's (below 1: berth is faster or smaller).",
-    "- Floors, measured in the same run in slices, one before each runtime, pooled: `runc run -d` / `runc exec` / `runc delete -f` of a sleeping busybox " +
+    "- Floors, measured in the same run in three slices (at the start, before ListContainers, at the end), pooled: `runc run -d` / `runc exec` / `runc delete -f` of a sleeping busybox " +
       "bundle, the conflist's plugins exec'd by hand into a fresh netns (ADD, then DEL), and `gzip -d` of the " +
       "images' layer blobs.",
   ].join("\n");

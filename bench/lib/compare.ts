@@ -1,7 +1,8 @@
 // `npm run bench -- --compare containerd`: containerd 2.4 (with CRI, built by go-tools),
-// Debian's containerd 1.6 and a private berthd, one after the other, each measured by the
-// same Go CRI client (test/go/cri-bench) with the same images, registry mirror, conflist
-// shape and pause image; floors (runc, bare CNI, gzip -d) measured in the same run.
+// Debian's containerd 1.6 and a private berthd, all running, each measured by its own run of
+// the same Go CRI client (test/go/cri-bench) with the same images, registry mirror, conflist
+// shape and pause image, the clients taking turns block by block (one runs, the others wait);
+// floors (runc, bare CNI, gzip -d) measured in the same run.
 // Everything started is removed at the end, also on error or Ctrl-C.
 import { rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -10,7 +11,7 @@ import { startBerthd, type CriTarget } from "./target.js";
 import { startContainerd, type Generation } from "./containerd.js";
 import { waitForQuiet } from "./quiet.js";
 import { startCompareImages, deleteLink, removeCgroupParent, unmountUnder, writeHostsToml } from "./compare-env.js";
-import { runClient, type ClientSizes } from "./compare-client.js";
+import { SteppedClient, type ClientResult, type ClientSizes } from "./compare-client.js";
 import { measureCniFloor } from "./cni-floor.js";
 import { RuncFloor } from "./floor.js";
 import { memOf, shimPids, sumMem, loadavg } from "./memory.js";
@@ -32,7 +33,8 @@ export const COMPARE_FULL: CompareSizes = {
   warmReads: 1000,
   list: 1000,
   listPods: 4,
-  listSamples: 20,
+  // 20 samples of about 4 ms each were over in a moment, whose load decided the row
+  listSamples: 50,
   churn: 40,
   concurrent: [20, 100],
   // a single burst's wall time swung 0.7-1.1x from run to run; the 100-pod one takes 10 s each
@@ -40,6 +42,7 @@ export const COMPARE_FULL: CompareSizes = {
   // 5 pulls of the small image gave a p50 that moved 0.96-1.30x between runs
   pullsSmall: 15,
   pullsBig: 3,
+  turns: 5,
   floorSamples: 21,
   bigLayers: 4,
   bigLayerMiB: 50,
@@ -56,6 +59,7 @@ export const COMPARE_QUICK: CompareSizes = {
   concurrent: [4, 8],
   pullsSmall: 1,
   pullsBig: 1,
+  turns: 2,
   floorSamples: 3,
   bigLayers: 2,
   bigLayerMiB: 10,
@@ -83,6 +87,8 @@ export interface CompareOutput {
   errors: Partial<Record<RuntimeName, string>>;
   table: string;
   labels: Parameters<typeof sideRows>[2];
+  /** Each block a runtime ran, in order: the turn it ran in and the hold it ran from. */
+  schedule: { turn: number; runtime: RuntimeName; from: string }[];
 }
 
 async function runcFloor(samples: number): Promise<Pick<Floors, "runcRunMs" | "runcExecMs" | "runcDeleteMs">> {
@@ -140,42 +146,51 @@ async function startBerth(registryHost: string): Promise<Started> {
   };
 }
 
-/** Runs the client against one runtime, reading memory at its hold points. */
-async function measure(
-  name: RuntimeName,
-  rt: Started,
-  images: Parameters<typeof runClient>[1],
-  s: CompareSizes,
-  signal: AbortSignal,
-) {
-  const memory: RuntimeResult["memory"] = {};
-  const onHold = async (label: string) => {
-    if (label === "quiet") {
-      // Before a timed phase: the kernel may still be tearing down the previous phase's pods
-      // (quiet.ts), and that would land on this phase's rows, more for one runtime than another.
-      if (s.quietBoundMs === 0) return;
-      const q = await waitForQuiet(0.1, s.quietBoundMs);
-      log(`${name}: quiet after ${(q.waitedMs / 1000).toFixed(1)} s (${Math.round(q.busy * 100)}% busy)`);
-      return;
+/** A runtime in the run: its daemon, its client, and what the client reported so far. */
+interface Live {
+  name: RuntimeName;
+  rt: Started;
+  client: SteppedClient;
+  memory: RuntimeResult["memory"];
+  /** the hold its client stopped at: "quiet <phase>" or "turn" */
+  at: string;
+}
+
+/** Reads the daemon's (and at "pods-N" the shims') memory at a hold. */
+async function readMemory(l: Live, label: string): Promise<void> {
+  // Every runtime settles 3 s after a burst before its memory is read: the steady state an
+  // operator sees, not the burst's. berthd trims its heap once quiet for 1 s (util/idle-trim.ts);
+  // Go returns freed memory in the background too.
+  await sleep(3000);
+  const d = memOf(l.rt.pid);
+  const point: RuntimeResult["memory"][string] = { daemonPssKiB: d.pssKiB, daemonRssKiB: d.rssKiB };
+  if (label.startsWith("pods-")) {
+    const pids = shimPids(l.rt.shimMarker);
+    const m = sumMem(pids);
+    point.shimPssKiB = m.pssKiB;
+    point.shimProcs = pids.length;
+  }
+  l.memory[label] = point;
+  log(`${l.name}: memory at ${label}: daemon PSS ${(d.pssKiB / 1024).toFixed(1)} MiB` +
+    (point.shimPssKiB !== undefined ? `, shims ${(point.shimPssKiB / 1024).toFixed(1)} MiB in ${point.shimProcs} procs` : "")); // prettier-ignore
+}
+
+/**
+ * Lets a runtime's client run to its next turn ("quiet <phase>" or "turn"), reading memory at
+ * the memory holds on the way, so those figures come right after the runtime's own work;
+ * returns its result once it exits.
+ */
+async function advance(l: Live): Promise<ClientResult | undefined> {
+  for (;;) {
+    const step = await l.client.next();
+    if ("result" in step) return step.result;
+    if (step.hold === "turn" || step.hold.startsWith("quiet")) {
+      l.at = step.hold;
+      return undefined;
     }
-    // Every runtime settles 3 s after a burst before its memory is read: the steady state an
-    // operator sees, not the burst's. berthd trims its heap once quiet for 1 s (util/idle-trim.ts);
-    // Go returns freed memory in the background too.
-    await sleep(3000);
-    const d = memOf(rt.pid);
-    const point: RuntimeResult["memory"][string] = { daemonPssKiB: d.pssKiB, daemonRssKiB: d.rssKiB };
-    if (label.startsWith("pods-")) {
-      const pids = shimPids(rt.shimMarker);
-      const m = sumMem(pids);
-      point.shimPssKiB = m.pssKiB;
-      point.shimProcs = pids.length;
-    }
-    memory[label] = point;
-    log(`${name}: memory at ${label}: daemon PSS ${(d.pssKiB / 1024).toFixed(1)} MiB` +
-      (point.shimPssKiB !== undefined ? `, shims ${(point.shimPssKiB / 1024).toFixed(1)} MiB in ${point.shimProcs} procs` : "")); // prettier-ignore
-  };
-  const r = await runClient(rt, images, s, onHold, (m) => log(`${name}: ${m}`), signal);
-  return { samples: r.samples, listed: r.listed, memory };
+    await readMemory(l, step.hold).catch((err: Error) => log(`${l.name}: memory at ${step.hold}: ${err.message}`));
+    l.client.release();
+  }
 }
 
 export async function runCompare(quick: boolean): Promise<CompareOutput> {
@@ -198,8 +213,8 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
   try {
     log(`images: busybox, pause, a 2 MiB and a ${s.bigLayers * s.bigLayerMiB} MiB image`);
     images = await startCompareImages(s.bigLayers, s.bigLayerMiB);
-    // The floors are measured in slices, one before each runtime, and pooled: on a shared
-    // machine whose load swings, one block at the start would catch a single moment.
+    // The floors are measured in three slices (at the start, before the list phase, at the end)
+    // and pooled: on a shared machine whose load swings, one block would catch a single moment.
     const floors: Floors = {
       runcRunMs: [],
       runcExecMs: [],
@@ -210,7 +225,7 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
       gzipBigMs: [],
     };
     const floorSlice = async () => {
-      const n = Math.ceil(s.floorSamples / RUNTIMES.length);
+      const n = Math.ceil(s.floorSamples / 3);
       log(`floors: runc, bare CNI ADD/DEL, gzip -d (${n} samples)`);
       const runc = await runcFloor(n);
       const cni = await measureCniFloor(NETS.floor, n);
@@ -225,38 +240,92 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
     const clientImages = { busybox: images.busybox, small: images.small.ref, big: images.big.ref };
     const results: CompareOutput["results"] = {};
     const errors: CompareOutput["errors"] = {};
-    for (const name of RUNTIMES) {
-      if (abort.signal.aborted) throw new Error("interrupted");
-      const t0 = Date.now();
-      let current: Started | undefined;
-      try {
-        const quiet = await waitForQuiet();
-        log(
-          `${name}: the machine was ${(quiet.busy * 100).toFixed(0)}% busy after waiting ${(quiet.waitedMs / 1000).toFixed(0)} s`,
-        );
-        await floorSlice();
+    const t0 = new Map<RuntimeName, number>();
+    const fail = (name: RuntimeName, err: Error) => {
+      errors[name] = err.message;
+      results[name] = null;
+      log(`${name}: FAILED: ${err.message}`);
+    };
+    const finish = async (l: Live) => {
+      l.client.kill();
+      await l.rt.close().catch((err: Error) => log(`${l.name}: cleanup: ${err.message}`));
+      live.splice(live.indexOf(l), 1);
+      log(`${l.name}: done in ${((Date.now() - t0.get(l.name)!) / 1000).toFixed(0)} s`);
+    };
+    const live: Live[] = [];
+    const schedule: CompareOutput["schedule"] = [];
+    try {
+      const quiet = await waitForQuiet();
+      log(
+        `the machine was ${(quiet.busy * 100).toFixed(0)}% busy after waiting ${(quiet.waitedMs / 1000).toFixed(0)} s`,
+      );
+      await floorSlice();
+      // Every runtime is started, and its client run through the warm-up (and the idle memory
+      // point) to the first timed phase, one runtime at a time.
+      for (const name of RUNTIMES) {
         if (abort.signal.aborted) throw new Error("interrupted");
-        log(`${name}: starting`);
-        current =
-          name === "berth"
-            ? await startBerth(images.registry.host)
-            : await startContainerd(
-                name.slice("containerd ".length) as Generation,
-                NETS[name],
-                images.registry.host,
-                images.pause,
-                log,
-              );
-        if (abort.signal.aborted) throw new Error("interrupted");
-        results[name] = await measure(name, current, clientImages, s, abort.signal);
-      } catch (err) {
-        errors[name] = (err as Error).message;
-        results[name] = null;
-        log(`${name}: FAILED: ${errors[name]}`);
-      } finally {
-        await current?.close().catch((err: Error) => log(`${name}: cleanup: ${err.message}`));
-        log(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+        t0.set(name, Date.now());
+        let rt: Started | undefined;
+        try {
+          log(`${name}: starting`);
+          rt =
+            name === "berth"
+              ? await startBerth(images.registry.host)
+              : await startContainerd(
+                  name.slice("containerd ".length) as Generation,
+                  NETS[name],
+                  images.registry.host,
+                  images.pause,
+                  log,
+                );
+          const client = new SteppedClient(rt, clientImages, s, (m) => log(`${name}: ${m}`), abort.signal);
+          const l: Live = { name, rt, client, memory: {}, at: "" };
+          live.push(l);
+          rt = undefined;
+          if (await advance(l)) throw new Error("the client ended before its first timed phase");
+        } catch (err) {
+          fail(name, err as Error);
+          const l = live.find((x) => x.name === name);
+          if (l) await finish(l);
+          else await rt?.close().catch((e: Error) => log(`${name}: cleanup: ${e.message}`));
+        }
       }
+      // Then in turns: each runtime runs its client to its next turn while the others wait, so
+      // the same block of every timed loop (lifecycles, reads, bursts, lists, pulls) is measured for each
+      // runtime within the same minute or so of a shared machine, whose load swings. Run one
+      // after the other, a runtime's rows could land in a busy minute and another's in a quiet
+      // one: the cold reads of one run moved 0.55-1.21x so. The order rotates each turn.
+      let midFloors = false;
+      for (let turn = 0; live.length > 0; turn++) {
+        if (!midFloors && live.every((l) => l.at === "quiet list")) {
+          await floorSlice();
+          midFloors = true;
+        }
+        const order = live.map((_, i) => live[(i + turn) % live.length]!);
+        for (const l of order) {
+          if (abort.signal.aborted) throw new Error("interrupted");
+          try {
+            if (l.at.startsWith("quiet") && s.quietBoundMs > 0) {
+              // the kernel may still be tearing down pods of a phase just ended (quiet.ts)
+              const q = await waitForQuiet(0.1, s.quietBoundMs);
+              log(`${l.name}: ${l.at}: quiet after ${(q.waitedMs / 1000).toFixed(1)} s (${Math.round(q.busy * 100)}% busy)`); // prettier-ignore
+            }
+            schedule.push({ turn, runtime: l.name, from: l.at });
+            l.client.release();
+            const r = await advance(l);
+            if (r) {
+              results[l.name] = { samples: r.samples, listed: r.listed, memory: l.memory };
+              await finish(l);
+            }
+          } catch (err) {
+            fail(l.name, err as Error);
+            await finish(l);
+          }
+        }
+      }
+      await floorSlice();
+    } finally {
+      for (const l of [...live]) await finish(l);
     }
     const labels = {
       listContainers: s.list,
@@ -276,6 +345,7 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
       errors,
       labels,
       table: sideTable(sideRows(results, floors, labels)),
+      schedule,
     };
   } finally {
     await images?.stop().catch(() => {});

@@ -1,9 +1,9 @@
-// Waits for the machine to go quiet before a runtime's turn in the side-by-side run. Tearing
-// down a runtime's 100 pods leaves the kernel busy for a while after the last CRI call
+// Waits for the machine to go quiet before a runtime's timed phase in the side-by-side run.
+// Tearing down a runtime's 100 pods leaves the kernel busy for a while after the last CRI call
 // returned (network namespaces are destroyed by a kernel worker, asynchronously), and the next
-// runtime's first rows would pay for it: its reads were measured on a busier machine than the
-// first runtime's. So every runtime starts alike, once the CPUs have been mostly idle for a
-// second, or after a bound.
+// phase would pay for it: reads were once measured on a busier machine for one runtime than for
+// another. So every timed phase starts alike, once the CPUs have been mostly idle for a second,
+// or after a bound.
 import { readFileSync } from "node:fs";
 
 interface CpuTimes {

@@ -187,8 +187,29 @@ test(
       results: Record<string, RuntimeResult | null>;
       table: string;
       load: { before: string; after: string };
+      schedule: { turn: number; runtime: string; from: string }[];
     };
     assert.deepEqual(out.errors, {});
+    // The runtimes took turns: in every turn each of them ran one block, from the same hold, so
+    // their samples of a row come from the same minutes; the first to run rotates.
+    const turns = new Map<number, { runtime: string; from: string }[]>();
+    for (const e of out.schedule) turns.set(e.turn, [...(turns.get(e.turn) ?? []), e]);
+    for (const [n, blocks] of turns) {
+      assert.deepEqual(blocks.map((b) => b.runtime).sort(), [...RUNTIMES].sort(), `turn ${n}: every runtime ran`);
+      assert.equal(new Set(blocks.map((b) => b.from)).size, 1, `turn ${n}: all from one hold`);
+    }
+    assert.deepEqual(
+      [...turns.values()].map((b) => b[0]!.from),
+      [
+        "quiet lifecycle", "turn", // 3 lifecycles in 2 blocks
+        "quiet reads", "turn", // 20 rounds, then 50 untimed and 20 timed again, each in 2 blocks
+        "turn",
+        "quiet burst", "quiet burst", // one burst of 4 pods, one of 8
+        "quiet list", "turn", // 5 lists in 2 blocks
+        "quiet pull", "quiet pull", // one pull each: one block
+      ],
+    ); // prettier-ignore
+    assert.notEqual(turns.get(0)![0]!.runtime, turns.get(1)![0]!.runtime, "the order rotates");
     for (const name of RUNTIMES) {
       const r = out.results[name];
       assert.ok(r, `${name} measured`);

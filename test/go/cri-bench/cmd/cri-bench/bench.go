@@ -41,6 +41,21 @@ func (b *bench) timed(row string, fn func() error) error {
 	return nil
 }
 
+// turn offers the caller a turn between blocks of a timed loop: with -turns N, a loop of n
+// steps holds "turn" before step i when i starts one of its N blocks (never before the first).
+// The side-by-side run then lets the other runtimes run their block of the same loop, so every
+// runtime's samples of a row come from the same minutes of a shared machine.
+func (b *bench) turn(i, n int) error {
+	if b.o.turns <= 1 || i == 0 {
+		return nil
+	}
+	per := max(1, (n+b.o.turns-1)/b.o.turns)
+	if i%per != 0 {
+		return nil
+	}
+	return b.hold("turn")
+}
+
 type pod struct {
 	id     string
 	config *runtimeapi.PodSandboxConfig
@@ -155,7 +170,13 @@ func (b *bench) warmUp(ctx context.Context) error {
 
 // lifecycle times each pod and container call of a pod's life, one pod after the other.
 func (b *bench) lifecycle(ctx context.Context) error {
+	if err := b.hold("quiet lifecycle"); err != nil {
+		return err
+	}
 	for i := 0; i < b.o.samples; i++ {
+		if err := b.turn(i, b.o.samples); err != nil {
+			return err
+		}
 		p, err := b.runPod(ctx, "RunPodSandbox")
 		if err != nil {
 			return err
@@ -201,7 +222,7 @@ func (b *bench) reads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := b.hold("quiet"); err != nil {
+	if err := b.hold("quiet reads"); err != nil {
 		return err
 	}
 	spec := &runtimeapi.ImageSpec{Image: b.o.image}
@@ -234,6 +255,9 @@ func (b *bench) reads(ctx context.Context) error {
 	// kubelet polls these reads all the time, and a daemon whose code a JIT optimizes (berthd's
 	// V8 after some thousands of calls of a function) answers them faster than at first.
 	for i := 0; i < b.o.statusSamples; i++ {
+		if err := b.turn(i, b.o.statusSamples); err != nil {
+			return err
+		}
 		if err := round("", true); err != nil {
 			return err
 		}
@@ -245,6 +269,9 @@ func (b *bench) reads(ctx context.Context) error {
 			}
 		}
 		for i := 0; i < b.o.statusSamples; i++ {
+			if err := b.turn(i, b.o.statusSamples); err != nil {
+				return err
+			}
 			if err := round(" warm", true); err != nil {
 				return err
 			}
@@ -271,10 +298,13 @@ func (b *bench) list(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("CreateContainer: %w", err)
 	}
-	if err := b.hold("quiet"); err != nil {
+	if err := b.hold("quiet list"); err != nil {
 		return err
 	}
 	for i := 0; i < b.o.listSamples; i++ {
+		if err := b.turn(i, b.o.listSamples); err != nil {
+			return err
+		}
 		if err := b.timed("ListContainers", func() error {
 			cs, err := b.rt.ListContainers(ctx, nil)
 			b.res.Listed = len(cs)
@@ -321,7 +351,7 @@ func (b *bench) concurrentPhase(ctx context.Context) error {
 // burst times n pods started at once, holds (unless hold is ""), and removes them.
 func (b *bench) burst(ctx context.Context, n int, hold string) error {
 	pods := make([]pod, n)
-	if err := b.hold("quiet"); err != nil {
+	if err := b.hold("quiet burst"); err != nil {
 		return err
 	}
 	err := b.timed(fmt.Sprintf("%d pods started at once", n), func() error {
@@ -358,10 +388,13 @@ func (b *bench) pulls(ctx context.Context) error {
 		n        int
 	}{{"PullImage small", b.o.smallImage, b.o.pullsSmall}, {"PullImage big", b.o.bigImage, b.o.pullsBig}} {
 		spec := &runtimeapi.ImageSpec{Image: x.ref}
-		if err := b.hold("quiet"); err != nil {
+		if err := b.hold("quiet pull"); err != nil {
 			return err
 		}
 		for i := 0; i < x.n; i++ {
+			if err := b.turn(i, x.n); err != nil {
+				return err
+			}
 			if err := b.timed(x.row, func() error { _, err := b.img.PullImage(ctx, spec, nil, nil); return err }); err != nil {
 				return err
 			}

@@ -1,11 +1,13 @@
 // cri-bench measures one CRI runtime through k8s.io/cri-client, the client kubelet uses, so
 // that berthd and containerd are timed by the same code over the same gRPC stack. It prints
-// progress to stderr and, on stdout, "HOLD <label>" lines at the points where the caller
-// measures memory (it then waits for a line on stdin) and one final "RESULT <json>" line.
+// progress to stderr and, on stdout, "HOLD <label>" lines (it then waits for a line on stdin)
+// and one final "RESULT <json>" line. The labels: a memory point ("idle", "after-churn",
+// "pods-N"); "quiet <phase>" before a timed phase (the caller waits for a quiet machine); and
+// with -turns, "turn" between blocks of a timed loop (the caller lets other runtimes run).
 //
 //	cri-bench -socket /run/x.sock -image REF -small-image REF -big-image REF -log-dir DIR
 //	          [-cgroup-parent /bench-x] [-samples 20] [-status-samples 200] [-list 1000]
-//	          [-concurrent 20x3,100] [-churn 40] [-pulls-small 5] [-pulls-big 2] [-hold]
+//	          [-concurrent 20x3,100] [-churn 40] [-pulls-small 5] [-pulls-big 2] [-hold [-turns N]]
 package main
 
 import (
@@ -25,7 +27,7 @@ import (
 type options struct {
 	socket, image, smallImage, bigImage, logDir, cgroupParent                string
 	samples, statusSamples, warmReads, listContainers, listPods, listSamples int
-	churn, churnConcurrency, pullsSmall, pullsBig                            int
+	churn, churnConcurrency, pullsSmall, pullsBig, turns                     int
 	concurrent                                                               []burst
 	hold                                                                     bool
 	timeout                                                                  time.Duration
@@ -52,6 +54,7 @@ func parseFlags() options {
 	fs.IntVar(&o.pullsSmall, "pulls-small", 5, "pulls of the small image")
 	fs.IntVar(&o.pullsBig, "pulls-big", 2, "pulls of the big image")
 	fs.StringVar(&concurrent, "concurrent", "20,100", `pod counts started at once, comma-separated; "20x3": three bursts of 20 (the row's samples)`)
+	fs.IntVar(&o.turns, "turns", 0, `with -hold: split the lifecycles, the reads, the lists and the pulls into N blocks each, with "HOLD turn" between them`)
 	fs.BoolVar(&o.hold, "hold", false, `print "HOLD label" and wait for a stdin line at the memory points and before each timed burst ("HOLD quiet")`)
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	_ = fs.Parse(os.Args[1:])
