@@ -82,6 +82,8 @@ export class H2Connection implements StreamOwner {
   private block: PendingBlock | undefined;
   /** The highest stream id the client opened. */
   private lastStreamId = 0;
+  /** Ids the client jumped over (closed unused, 5.1.1), the latest 64 runs: [first, last]. */
+  private readonly skipped: [number, number][] = [];
   /** The client's SETTINGS_INITIAL_WINDOW_SIZE: each new stream's send window. */
   private peerInitialWindow = DEFAULT_WINDOW;
   private readonly sender: H2Sender;
@@ -373,9 +375,14 @@ export class H2Connection implements StreamOwner {
     }
     if (id <= this.lastStreamId) {
       if (this.resetByUs.has(id)) return;
+      // 5.1.1: a new stream's id must exceed every id used before; a used one is closed (5.1).
+      if (this.skipped.some(([a, b]) => id >= a && id <= b))
+        throw new H2Error(ErrorCode.PROTOCOL_ERROR, `stream id ${id} is below ${this.lastStreamId}, already opened`);
       throw new H2Error(ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
     }
     if (id % 2 === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `client stream id ${id} is even`);
+    const next = this.lastStreamId === 0 ? 1 : this.lastStreamId + 2;
+    if (id > next && this.skipped.push([next, id - 2]) > 64) this.skipped.shift();
     // The stream leaves idle even when it is reset at once: DATA the client sent behind the
     // HEADERS is then ignored, not taken for DATA on an idle stream (a connection error).
     this.lastStreamId = id;

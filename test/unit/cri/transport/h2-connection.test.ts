@@ -373,6 +373,11 @@ const connectionErrors: [string, () => Buffer[], number][] = [
   ],
   ["DATA on an idle stream", () => [dataFrame(5, Buffer.alloc(5))], ErrorCode.PROTOCOL_ERROR],
   [
+    "HEADERS on a stream id below the last one, never opened (5.1.1)",
+    () => [headersFrame(5, requestBlock(VERSION), true), headersFrame(3, requestBlock(VERSION), true)],
+    ErrorCode.PROTOCOL_ERROR,
+  ],
+  [
     "PUSH_PROMISE",
     () => [frame(FrameType.PUSH_PROMISE, Flag.END_HEADERS, 1, Buffer.alloc(4))],
     ErrorCode.PROTOCOL_ERROR,
@@ -408,6 +413,25 @@ for (const [what, frames, code] of connectionErrors) {
     }
   });
 }
+
+test("HEADERS on a stream that was opened and closed: GOAWAY STREAM_CLOSED; a skipped id below it: PROTOCOL_ERROR", async () => {
+  for (const [ids, code] of [
+    [[1, 1], ErrorCode.STREAM_CLOSED],
+    [[1, 5, 3], ErrorCode.PROTOCOL_ERROR],
+    [[1, 5, 5], ErrorCode.STREAM_CLOSED],
+  ] as const) {
+    const c = await RawH2Client.open(socket);
+    try {
+      for (const [i, id] of ids.entries()) {
+        c.send(headersFrame(id, requestBlock(VERSION)), dataFrame(id, versionBody(`v${i}`), true));
+        if (i < ids.length - 1) assert.equal(decodeVersion((await response(c, id)).body).version, `v${i}`);
+      }
+      assert.equal(await c.goawayCode(), code, `streams ${ids.join(", ")}`);
+    } finally {
+      c.close();
+    }
+  }
+});
 
 test("request DATA beyond the stream window (its call does not read) is a FLOW_CONTROL_ERROR", async () => {
   const c = await RawH2Client.open(socket);
