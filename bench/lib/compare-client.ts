@@ -1,6 +1,6 @@
 // Runs test/go/cri-bench (k8s.io/cri-client, as kubelet) against one runtime's socket, one
 // step at a time: the client stops at each "HOLD label" line it prints (a memory point, a quiet
-// wait before a timed phase, or a turn between blocks of a timed loop) until it is released,
+// wait before a timed phase or its timing, or a turn between blocks of a timed loop) until it is released,
 // so that the caller can read memory there or let another runtime's client run.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -20,7 +20,7 @@ export interface ClientSizes {
   concurrentTimes?: number[];
   pullsSmall: number;
   pullsBig: number;
-  /** blocks of each timed loop (lifecycles, reads, lists, pulls), with a "turn" hold between (0: none) */
+  /** blocks of each timed loop (lifecycles, reads, pulls), with a "turn" hold between (0: none) */
   turns: number;
 }
 

@@ -56,7 +56,7 @@ export function sectionText(out: CompareOutput, command: string, machine: string
       "docker-registry and the same images (berthd runs its built-in pause, built from the source of the pause " +
       "image the containerds pull). Every CRI row is timed by one Go client, test/go/cri-bench, over " +
       "k8s.io/cri-client v0.37.2 (kubelet's client): p50 / p90 in ms. Each runtime has its own client, and the clients take " +
-      `turns: each timed loop (the pod lifecycles, the reads, ListContainers, the pulls) is cut into ${s.turns} blocks and every burst is one, ` +
+      `turns: each timed loop (the pod lifecycles, the reads, the pulls) is cut into ${s.turns} blocks, and every burst and the ListContainers phase is one, ` +
       "and one runtime runs a block while the others wait, the order rotating. So every runtime's samples of a row come from " +
       "the same minutes of the machine; run one after the other, a runtime's rows could fall in a busy minute and another's in a quiet one " +
       "(the first reads moved 0.55-1.21x between runs so).",

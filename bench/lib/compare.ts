@@ -177,10 +177,11 @@ async function readMemory(l: Live, label: string): Promise<void> {
 
 /**
  * Lets a runtime's client run to its next turn ("quiet <phase>" or "turn"), reading memory at
- * the memory holds on the way, so those figures come right after the runtime's own work;
- * returns its result once it exits.
+ * the memory holds on the way, so those figures come right after the runtime's own work, and
+ * waiting for a quiet machine at "settle" (between a phase's set-up and its timing); returns
+ * its result once it exits.
  */
-async function advance(l: Live): Promise<ClientResult | undefined> {
+async function advance(l: Live, quietBoundMs: number): Promise<ClientResult | undefined> {
   for (;;) {
     const step = await l.client.next();
     if ("result" in step) return step.result;
@@ -188,9 +189,17 @@ async function advance(l: Live): Promise<ClientResult | undefined> {
       l.at = step.hold;
       return undefined;
     }
-    await readMemory(l, step.hold).catch((err: Error) => log(`${l.name}: memory at ${step.hold}: ${err.message}`));
+    if (step.hold === "settle") await quiet(l.name, step.hold, quietBoundMs);
+    else await readMemory(l, step.hold).catch((err: Error) => log(`${l.name}: memory at ${step.hold}: ${err.message}`));
     l.client.release();
   }
+}
+
+/** Waits for a quiet machine before a timed phase: the kernel may still be tearing down pods (quiet.ts). */
+async function quiet(name: RuntimeName, at: string, boundMs: number): Promise<void> {
+  if (boundMs === 0) return;
+  const q = await waitForQuiet(0.1, boundMs);
+  log(`${name}: ${at}: quiet after ${(q.waitedMs / 1000).toFixed(1)} s (${Math.round(q.busy * 100)}% busy)`);
 }
 
 export async function runCompare(quick: boolean): Promise<CompareOutput> {
@@ -255,9 +264,9 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
     const live: Live[] = [];
     const schedule: CompareOutput["schedule"] = [];
     try {
-      const quiet = await waitForQuiet();
+      const first = await waitForQuiet();
       log(
-        `the machine was ${(quiet.busy * 100).toFixed(0)}% busy after waiting ${(quiet.waitedMs / 1000).toFixed(0)} s`,
+        `the machine was ${(first.busy * 100).toFixed(0)}% busy after waiting ${(first.waitedMs / 1000).toFixed(0)} s`,
       );
       await floorSlice();
       // Every runtime is started, and its client run through the warm-up (and the idle memory
@@ -282,7 +291,7 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
           const l: Live = { name, rt, client, memory: {}, at: "" };
           live.push(l);
           rt = undefined;
-          if (await advance(l)) throw new Error("the client ended before its first timed phase");
+          if (await advance(l, s.quietBoundMs)) throw new Error("the client ended before its first timed phase");
         } catch (err) {
           fail(name, err as Error);
           const l = live.find((x) => x.name === name);
@@ -305,14 +314,10 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
         for (const l of order) {
           if (abort.signal.aborted) throw new Error("interrupted");
           try {
-            if (l.at.startsWith("quiet") && s.quietBoundMs > 0) {
-              // the kernel may still be tearing down pods of a phase just ended (quiet.ts)
-              const q = await waitForQuiet(0.1, s.quietBoundMs);
-              log(`${l.name}: ${l.at}: quiet after ${(q.waitedMs / 1000).toFixed(1)} s (${Math.round(q.busy * 100)}% busy)`); // prettier-ignore
-            }
+            if (l.at.startsWith("quiet")) await quiet(l.name, l.at, s.quietBoundMs);
             schedule.push({ turn, runtime: l.name, from: l.at });
             l.client.release();
-            const r = await advance(l);
+            const r = await advance(l, s.quietBoundMs);
             if (r) {
               results[l.name] = { samples: r.samples, listed: r.listed, memory: l.memory };
               await finish(l);

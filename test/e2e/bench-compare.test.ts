@@ -205,7 +205,7 @@ test(
         "quiet reads", "turn", // 20 rounds, then 50 untimed and 20 timed again, each in 2 blocks
         "turn",
         "quiet burst", "quiet burst", // one burst of 4 pods, one of 8
-        "quiet list", "turn", // 5 lists in 2 blocks
+        "quiet list", // one block: created, timed, removed
         "quiet pull", "quiet pull", // one pull each: one block
       ],
     ); // prettier-ignore

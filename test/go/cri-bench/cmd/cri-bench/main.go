@@ -2,8 +2,10 @@
 // that berthd and containerd are timed by the same code over the same gRPC stack. It prints
 // progress to stderr and, on stdout, "HOLD <label>" lines (it then waits for a line on stdin)
 // and one final "RESULT <json>" line. The labels: a memory point ("idle", "after-churn",
-// "pods-N"); "quiet <phase>" before a timed phase (the caller waits for a quiet machine); and
-// with -turns, "turn" between blocks of a timed loop (the caller lets other runtimes run).
+// "pods-N"); "quiet <phase>" at the start of a timed phase (the caller waits for a quiet
+// machine, and may let other runtimes run first); "settle" between a phase's set-up and its
+// timing (the caller waits for a quiet machine); and with -turns, "turn" between blocks of a
+// timed loop (the caller may let other runtimes run).
 //
 //	cri-bench -socket /run/x.sock -image REF -small-image REF -big-image REF -log-dir DIR
 //	          [-cgroup-parent /bench-x] [-samples 20] [-status-samples 200] [-list 1000]
@@ -54,7 +56,7 @@ func parseFlags() options {
 	fs.IntVar(&o.pullsSmall, "pulls-small", 5, "pulls of the small image")
 	fs.IntVar(&o.pullsBig, "pulls-big", 2, "pulls of the big image")
 	fs.StringVar(&concurrent, "concurrent", "20,100", `pod counts started at once, comma-separated; "20x3": three bursts of 20 (the row's samples)`)
-	fs.IntVar(&o.turns, "turns", 0, `with -hold: split the lifecycles, the reads, the lists and the pulls into N blocks each, with "HOLD turn" between them`)
+	fs.IntVar(&o.turns, "turns", 0, `with -hold: split the lifecycles, the reads and the pulls into N blocks each, with "HOLD turn" between them`)
 	fs.BoolVar(&o.hold, "hold", false, `print "HOLD label" and wait for a stdin line at the memory points and before each timed burst ("HOLD quiet")`)
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	_ = fs.Parse(os.Args[1:])
