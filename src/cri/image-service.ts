@@ -38,6 +38,8 @@ export interface CriImages {
   fsUsage(): Promise<FsUsage>;
   /** Background garbage collection after an image is gone (blobs and snapshots nothing uses). */
   requestGc(): Promise<GcResult | undefined>;
+  /** Changes whenever an image record does; undefined: nothing derived from them is kept. */
+  readonly generation?: number;
 }
 
 export interface ImageServiceDeps {
@@ -93,8 +95,33 @@ function usageEntry(ts: bigint, mountpoint: string, bytes: number, inodes: numbe
   };
 }
 
+/**
+ * Each image's Image message, kept while the image records stay as they were: ImageStatus and
+ * ListImages then hand out the same object on every poll, and the encoder keeps its bytes by
+ * the object (response-encoder.ts). `generation` is the records' generation from before the
+ * record was read: a record read across a change is answered but not kept.
+ */
+function keptImages(images: CriImages): (r: ImageRecord, generation: number | undefined) => Image {
+  let keptGeneration: number | undefined;
+  let kept = new Map<string, Image>();
+  return (r, generation) => {
+    if (generation === undefined || generation !== images.generation) return toCriImage(r);
+    if (generation !== keptGeneration) {
+      keptGeneration = generation;
+      kept = new Map();
+    }
+    let image = kept.get(r.id);
+    if (!image) {
+      image = toCriImage(r);
+      kept.set(r.id, image);
+    }
+    return image;
+  };
+}
+
 export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandlers> {
   const { images } = deps;
+  const criImage = keptImages(images);
   const refOf = (spec: { image: string } | undefined, method: string): string => {
     const ref = spec?.image?.trim() ?? "";
     if (!ref) throw new InvalidArgumentError(`${method}: image.image must name an image (reference, id or digest)`);
@@ -113,13 +140,15 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
 
     async listImages(req) {
       const ref = req.filter?.image?.image?.trim();
+      const generation = images.generation;
       const list = await images.list(ref ? { ref } : {});
       // toCriImage builds complete messages: no fromPartial deep copy (kubelet polls this).
-      const r: ListImagesResponse = { images: list.map(toCriImage) };
+      const r: ListImagesResponse = { images: list.map((record) => criImage(record, generation)) };
       return r;
     },
 
     async imageStatus(req) {
+      const generation = images.generation;
       const record = await images.status(refOf(req.image, "ImageStatus"));
       // CRI: an absent image is an empty response, so kubelet knows to pull it.
       if (!record) return ImageStatusResponse.fromPartial({});
@@ -135,7 +164,7 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
           labels: record.labels,
         });
       }
-      const r: ImageStatusResponse = { image: toCriImage(record), info };
+      const r: ImageStatusResponse = { image: criImage(record, generation), info };
       return r;
     },
 

@@ -5,8 +5,11 @@
 // ListContainers of 1,000 containers grew through a dozen buffers. One writer that keeps its
 // grown buffer, and a Buffer over finish's own copy, leave a single copy per response.
 // Encoding is synchronous and never re-entered, so one writer serves every call.
-// ListContainers and ListPodSandbox go further: each item's bytes are kept by the item object
-// (the lists keep their items per store entry), and the response is those bytes, framed.
+// The reads kubelet polls go further: a message the handlers keep per entry and hand out again
+// while it is current (a ListContainers or ListPodSandbox item, a ContainerStatus, an Image) has
+// its bytes kept by the object, and the response is those bytes, framed. A status read of a
+// berthd whose code V8 has not optimized yet (its first minutes, or a node whose kubelet polls
+// seldom) spent more time in the generated encoder than in any other part of the call.
 import type * as grpc from "@grpc/grpc-js";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 
@@ -33,11 +36,21 @@ function encodeWith(codec: MessageCodec, value: unknown): Buffer {
 }
 
 /**
- * Each listed item's own bytes, by the item object: ListContainers and ListPodSandbox answer
- * with the items the store keeps per entry (container/list.ts, sandbox/list.ts; never changed
- * once made), so a poll without changes encodes none of them again. A new item is a new key.
+ * A kept message's own bytes, by the object: the handlers hand out the same object while the
+ * message is current (container/list.ts, sandbox/list.ts, container/status.ts, image-service.ts;
+ * never changed once made), so a poll without changes encodes none of them again. A new
+ * message is a new key.
  */
-const itemBytes = new WeakMap<object, Uint8Array>();
+const messageBytes = new WeakMap<object, Uint8Array>();
+
+function bytesOf(codec: MessageCodec, message: object): Uint8Array {
+  let bytes = messageBytes.get(message);
+  if (!bytes) {
+    bytes = encodeWith(codec, message);
+    messageBytes.set(message, bytes);
+  }
+  return bytes;
+}
 
 function varintSize(n: number): number {
   let size = 1;
@@ -48,24 +61,14 @@ function varintSize(n: number): number {
   return size;
 }
 
-/** A message whose only field is `repeated Item items = 1` (ListContainersResponse, ListPodSandboxResponse). */
-function encodeItems(items: readonly object[], item: MessageCodec): Buffer {
-  const parts: Uint8Array[] = new Array(items.length);
+/** A length-delimited field (`tag`: its number << 3 | 2; field 1's is 0x0a) holding each of `parts`, in order. */
+function framed(parts: readonly Uint8Array[], tag = 0x0a): Buffer {
   let total = 0;
-  for (let i = 0; i < items.length; i++) {
-    const it = items[i]!;
-    let bytes = itemBytes.get(it);
-    if (!bytes) {
-      bytes = encodeWith(item, it);
-      itemBytes.set(it, bytes);
-    }
-    parts[i] = bytes;
-    total += 1 + varintSize(bytes.byteLength) + bytes.byteLength;
-  }
+  for (const bytes of parts) total += 1 + varintSize(bytes.byteLength) + bytes.byteLength;
   const out = Buffer.allocUnsafe(total);
   let pos = 0;
   for (const bytes of parts) {
-    out[pos++] = 0x0a; // field 1, length-delimited
+    out[pos++] = tag;
     for (let n = bytes.byteLength; ; n >>>= 7) {
       if (n < 0x80) {
         out[pos++] = n;
@@ -79,22 +82,98 @@ function encodeItems(items: readonly object[], item: MessageCodec): Buffer {
   return out;
 }
 
+/** A message whose only field is `repeated Item items = 1` (ListContainersResponse, ListPodSandboxResponse, ListImagesResponse). */
+function encodeItems(items: readonly object[], item: MessageCodec): Buffer {
+  const parts: Uint8Array[] = new Array(items.length);
+  for (let i = 0; i < items.length; i++) parts[i] = bytesOf(item, items[i]!);
+  return framed(parts);
+}
+
+function isEmpty(map: Record<string, string> | undefined): boolean {
+  for (const _ in map) return false;
+  return true;
+}
+
 /** The list responses whose items are kept per entry: the field holding them and the item codec's name. */
 const LISTS: Record<string, { field: string; item: string }> = {
   listContainers: { field: "containers", item: "Container" },
   listPodSandbox: { field: "items", item: "PodSandbox" },
+  listImages: { field: "images", item: "Image" },
 };
 
-/** Whether the codec's message has `field` as its one field (so field 1 is all it writes). */
-function onlyField(codec: MessageCodec, field: string): boolean {
-  const keys = Object.keys(codec.decode(Buffer.alloc(0)) as object);
-  return keys.length === 1 && keys[0] === field;
+/**
+ * The status responses of one kept message (field 1) and a verbose `info` map (field 2), which
+ * is empty unless the caller asked for verbose: the message's bytes, framed; with info, the
+ * generated encoding.
+ */
+const WRAPPED: Record<string, { field: string; item: string }> = {
+  containerStatus: { field: "status", item: "ContainerStatus" },
+  imageStatus: { field: "image", item: "Image" },
+};
+
+/** Whether the codec's message has exactly these fields, in this order (so field 1 is the first). */
+function onlyFields(codec: MessageCodec, ...fields: string[]): boolean {
+  return Object.keys(codec.decode(Buffer.alloc(0)) as object).join() === fields.join();
 }
 
 /** Whether a list of one empty item comes out as the generated serializer writes it (field 1). */
 function sameAsGenerated(def: grpc.MethodDefinition<unknown, unknown>, field: string, item: MessageCodec): boolean {
   const sample = { [field]: [item.decode(Buffer.alloc(0)) as object] };
   return Buffer.compare(encodeItems(sample[field]!, item), def.responseSerialize(sample)) === 0;
+}
+
+/**
+ * PodSandboxStatusResponse without verbose info: the kept pod status (field 1), each kept
+ * container status (field 3), and the timestamp (field 4, made for every call) through the
+ * generated encoder; with info, all of it through the generated encoder.
+ */
+function podStatusSerializer(codec: MessageCodec, pod: MessageCodec, ctr: MessageCodec) {
+  return (value: unknown): Buffer => {
+    const v = value as {
+      status?: object;
+      info?: Record<string, string>;
+      containersStatuses: object[];
+      timestamp: bigint;
+    };
+    if (!v.status || !isEmpty(v.info)) return encodeWith(codec, value);
+    const parts = [
+      framed([bytesOf(pod, v.status)]),
+      framed(
+        v.containersStatuses.map((c) => bytesOf(ctr, c)),
+        0x1a,
+      ),
+    ];
+    if (v.timestamp !== 0n)
+      parts.push(encodeWith(codec, { status: undefined, info: {}, containersStatuses: [], timestamp: v.timestamp }));
+    return Buffer.concat(parts);
+  };
+}
+
+/** Whether one empty kept message and no info come out as the generated serializer writes them. */
+function sameWrapped(def: grpc.MethodDefinition<unknown, unknown>, field: string, inner: MessageCodec): boolean {
+  const message = inner.decode(Buffer.alloc(0)) as object;
+  return (
+    Buffer.compare(framed([encodeWith(inner, message)]), def.responseSerialize({ [field]: message, info: {} })) === 0
+  );
+}
+
+/** Whether the response has the fields podStatusSerializer writes, and a sample comes out as the generated serializer writes it. */
+function samePodStatus(
+  def: grpc.MethodDefinition<unknown, unknown>,
+  codec: MessageCodec,
+  codecs: Record<string, unknown>,
+): boolean {
+  const pod = codecs.PodSandboxStatus as MessageCodec | undefined;
+  const ctr = codecs.ContainerStatus as MessageCodec | undefined;
+  if (!pod || !ctr || !onlyFields(codec, "status", "info", "containersStatuses", "timestamp")) return false;
+  const empty = Buffer.alloc(0);
+  const sample = {
+    status: pod.decode(empty),
+    info: {},
+    containersStatuses: [ctr.decode(empty), ctr.decode(empty)],
+    timestamp: 1_700_000_000_000_000_000n,
+  };
+  return Buffer.compare(podStatusSerializer(codec, pod, ctr)(sample), def.responseSerialize(sample)) === 0;
 }
 
 function sameDefaults(a: unknown, b: unknown): boolean {
@@ -122,9 +201,30 @@ export function withReusedWriter(
       sameDefaults(codec.decode(empty), def.responseDeserialize(empty));
     const list = LISTS[name];
     const item = list && (codecs[list.item] as MessageCodec | undefined);
-    if (fits && list && item && onlyField(codec!, list.field) && sameAsGenerated(def, list.field, item)) {
+    const wrapped = WRAPPED[name];
+    const inner = wrapped && (codecs[wrapped.item] as MessageCodec | undefined);
+    if (fits && list && item && onlyFields(codec!, list.field) && sameAsGenerated(def, list.field, item)) {
       const field = list.field;
       const serialize = (value: unknown) => encodeItems((value as Record<string, object[]>)[field]!, item);
+      out[name] = { ...def, responseSerialize: serialize };
+    } else if (
+      fits &&
+      wrapped &&
+      inner &&
+      onlyFields(codec!, wrapped.field, "info") &&
+      sameWrapped(def, wrapped.field, inner)
+    ) {
+      const field = wrapped.field;
+      const serialize = (value: unknown) => {
+        const v = value as Record<string, unknown>;
+        const message = v[field] as object | undefined;
+        return message && isEmpty(v.info as Record<string, string>)
+          ? framed([bytesOf(inner, message)])
+          : encodeWith(codec!, value);
+      };
+      out[name] = { ...def, responseSerialize: serialize };
+    } else if (fits && name === "podSandboxStatus" && samePodStatus(def, codec!, codecs)) {
+      const serialize = podStatusSerializer(codec!, codecs.PodSandboxStatus as MessageCodec, codecs.ContainerStatus as MessageCodec); // prettier-ignore
       out[name] = { ...def, responseSerialize: serialize };
     } else out[name] = fits ? { ...def, responseSerialize: (value: unknown) => encodeWith(codec!, value) } : def;
   }

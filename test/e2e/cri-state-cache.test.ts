@@ -2,7 +2,8 @@
 // (kubelet polls them every second), not by asking each shim. These tests check that the kept
 // state stays true when nothing berthd did changed it: a container killed from outside, a
 // shim killed outright (no exit event will ever come from it), and a berthd restart (with a
-// container killed while berthd was down).
+// container killed while berthd was down). And the status messages berthd keeps between polls
+// (encoded once, response-encoder.ts) follow every change that should show in them.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -147,4 +148,79 @@ test("a SIGKILLed containerd-shim-runc-v2: its containers are not reported RUNNI
   await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 60_000 });
   assert.deepEqual((await env.d.rt.listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
   await until(() => !alive(pidA), `the orphaned container process ${pidA} to be gone`, 10_000);
+});
+
+/** Copies a tag of the test registry's busybox to `tag` (the same manifest under a second name). */
+async function tagInRegistry(from: string, tag: string): Promise<string> {
+  const [host, rest] = [from.slice(0, from.indexOf("/")), from.slice(from.indexOf("/") + 1)];
+  const [repo, ref] = rest.split(":") as [string, string];
+  const accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+  const got = await fetch(`http://${host}/v2/${repo}/manifests/${ref}`, { headers: { accept } });
+  assert.equal(got.status, 200);
+  const type = got.headers.get("content-type")!;
+  const put = await fetch(`http://${host}/v2/${repo}/manifests/${tag}`, {
+    method: "PUT",
+    headers: { "content-type": type },
+    body: Buffer.from(await got.arrayBuffer()),
+  });
+  assert.equal(put.status, 201);
+  return `${host}/${repo}:${tag}`;
+}
+
+test("the status messages berthd keeps between polls follow every change: resources, an exit, the pod's stop, a new tag", async () => {
+  const pod = await env.runPod("kept-status");
+  const cid = await env.runContainer(pod, "kept", ["sleep", "1000"]);
+  const status = async () => (await env.d.rt.containerStatus({ containerId: cid })).status!;
+  const podStatus = () => env.d.rt.podSandboxStatus({ podSandboxId: pod.id });
+
+  // Polled again without a change: the same answer (the pod's with a new timestamp).
+  const first = await status();
+  assert.deepEqual(await status(), first);
+  const p1 = await podStatus();
+  const p2 = await podStatus();
+  assert.deepEqual(p2.status, p1.status);
+  assert.deepEqual(p2.containersStatuses, p1.containersStatuses);
+  assert.deepEqual(
+    p2.containersStatuses.map((c) => c.state),
+    [ContainerState.CONTAINER_RUNNING],
+  );
+  assert.ok(p2.timestamp >= p1.timestamp && p1.timestamp > 0n);
+
+  // New resources: in the container's status and in its pod's.
+  await env.d.rt.updateContainerResources({ containerId: cid, linux: { cpuShares: 512n } });
+  assert.equal((await status()).resources?.linux?.cpuShares, 512n);
+  assert.equal((await podStatus()).containersStatuses[0]?.resources?.linux?.cpuShares, 512n);
+
+  // A new name for the image: ImageStatus and ListImages carry it at once; the container's
+  // image_ref does not move (the same image).
+  const image = env.images.busybox;
+  const before = (await env.d.img.imageStatus({ image: { image } })).image!;
+  const listed = async () =>
+    (await env.d.img.listImages({})).images
+      .find((i) => i.id === before.id)
+      ?.repoTags.slice()
+      .sort();
+  assert.deepEqual(await listed(), before.repoTags.slice().sort());
+  const second = await tagInRegistry(image, "kept-status");
+  await env.d.img.pullImage({ image: { image: second } }, { deadlineMs: 60_000 });
+  const after = (await env.d.img.imageStatus({ image: { image } })).image!;
+  assert.equal(after.id, before.id);
+  assert.deepEqual(after.repoTags.slice().sort(), [...before.repoTags, second].sort());
+  assert.deepEqual(await listed(), [...before.repoTags, second].sort());
+  assert.equal((await status()).imageRef, first.imageRef);
+
+  // The exit, then the pod's stop.
+  process.kill(await pidOf(cid), "SIGKILL");
+  const exited = await exitedStatus(cid, "the killed container reported exited");
+  assert.equal(exited.exitCode, 137);
+  assert.equal((await podStatus()).containersStatuses[0]?.state, ContainerState.CONTAINER_EXITED);
+  const ready = (await podStatus()).status!;
+  assert.equal(ready.state, PodSandboxState.SANDBOX_READY);
+  assert.notEqual(ready.network?.ip, "");
+  await env.d.rt.stopPodSandbox({ podSandboxId: pod.id }, { deadlineMs: 60_000 });
+  const stopped = (await podStatus()).status!;
+  assert.equal(stopped.state, PodSandboxState.SANDBOX_NOTREADY);
+  assert.equal(stopped.network?.ip, "", "no IP once the network is torn down");
+  await env.d.rt.removePodSandbox({ podSandboxId: pod.id }, { deadlineMs: 60_000 });
+  await env.d.img.removeImage({ image: { image: second } });
 });

@@ -70,7 +70,38 @@ export function containerStatusNow(d: ContainerDeps, e: ContainerEntry): CriCont
   return known === undefined ? undefined : statusWith(d, e, known);
 }
 
+/**
+ * The status message, the same object while what it is made of stays as it was (the entry's
+ * status and config, its image_ref and user, the image records for its image volumes): the
+ * encoder keeps its bytes by the object (response-encoder.ts), so a poll of a container that
+ * did not change encodes nothing again.
+ */
 function statusWith(d: ContainerDeps, e: ContainerEntry, imageRef: string): CriContainerStatus {
+  const user = userOf(d, e);
+  const generation = d.images.generation;
+  const kept = e.statusMessage;
+  if (
+    kept !== undefined &&
+    generation !== undefined &&
+    kept.status === e.status &&
+    kept.config === e.config &&
+    kept.imageRef === imageRef &&
+    kept.user === user &&
+    kept.generation === generation
+  )
+    return kept.message;
+  const message = buildStatus(d, e, imageRef, user);
+  if (generation !== undefined)
+    e.statusMessage = { status: e.status, config: e.config, imageRef, user, generation, message };
+  return message;
+}
+
+function buildStatus(
+  d: ContainerDeps,
+  e: ContainerEntry,
+  imageRef: string,
+  user: CriContainerStatus["user"],
+): CriContainerStatus {
   const config = e.config;
   const live = containerView(e.status);
   const info = e.info;
@@ -98,7 +129,7 @@ function statusWith(d: ContainerDeps, e: ContainerEntry, imageRef: string): CriC
     logPath: info.logPath,
     resources: { linux: config.linux?.resources, windows: undefined },
     imageId: info.imageId,
-    user: userOf(d, e),
+    user,
     stopSignal: storedSignalToCri(info.stopSignal),
   };
 }

@@ -15,8 +15,19 @@ export interface SandboxStatusResult {
   info: Record<string, string>;
 }
 
-/** The status without verbose info (no shim round trip). */
+/**
+ * The status without verbose info (no shim round trip): the same object while the entry's
+ * status, config and info are (the encoder keeps its bytes by the object, response-encoder.ts).
+ */
 export function sandboxStatusOf(e: SandboxEntry): PodSandboxStatus {
+  const kept = e.statusMessage;
+  if (kept && kept.status === e.status && kept.config === e.config && kept.info === e.info) return kept.message;
+  const message = buildStatus(e);
+  e.statusMessage = { status: e.status, config: e.config, info: e.info, message };
+  return message;
+}
+
+function buildStatus(e: SandboxEntry): PodSandboxStatus {
   const config = e.config;
   const live = sandboxView(e.status);
   const ns = config.linux?.securityContext?.namespaceOptions;

@@ -41,6 +41,18 @@ export interface ContainerEntry {
    * entry's and the item's state is the container's: shared by every list, never changed.
    */
   listed?: { config: ContainerConfig; info: ContainerInfo; item: Container };
+  /**
+   * Its ContainerStatus message (container/status.ts), valid while the status, config,
+   * image_ref, user and image records it was made of are still the entry's: never changed.
+   */
+  statusMessage?: {
+    status: ContainerStatus;
+    config: ContainerConfig;
+    imageRef: string;
+    user: CriContainerStatus["user"];
+    generation: number;
+    message: CriContainerStatus;
+  };
   /** The log pump while the task exists. */
   io?: ContainerLogger;
   /** The exit handling in flight, so an exit is handled once whoever notices it first. */

@@ -1,7 +1,11 @@
 // The CRI's one record of every pod sandbox: its durable facts (the metadata row) and its
 // status (sandbox-status.ts). Every status change goes through apply(), which runs the pure
 // transition and persists the durable part through the metadata store.
-import { type PodSandbox, PodSandboxConfig } from "../../gen/cri/runtime/v1/api.js";
+import {
+  type PodSandbox,
+  PodSandboxConfig,
+  type PodSandboxStatus as CriPodSandboxStatus,
+} from "../../gen/cri/runtime/v1/api.js";
 import type { PodMetadata, PodRow } from "../../metadata/pods.js";
 import { NotFoundError } from "../../util/errors.js";
 import { resolveId } from "../ids.js";
@@ -27,9 +31,20 @@ export interface SandboxEntry {
    * entry's and the item's state is the pod's: shared by every list, never changed.
    */
   listed?: SandboxListed;
+  /**
+   * Its PodSandboxStatus message (sandbox/status.ts), valid while `status`, `config` and
+   * `info` are still the entry's: never changed.
+   */
+  statusMessage?: SandboxStatusMessage;
 }
 
 type SandboxListed = { config: PodSandboxConfig; info: SandboxInfo; item: PodSandbox };
+type SandboxStatusMessage = {
+  status: SandboxStatus;
+  config: PodSandboxConfig;
+  info: SandboxInfo;
+  message: CriPodSandboxStatus;
+};
 
 interface MutableEntry {
   id: string;
@@ -39,6 +54,7 @@ interface MutableEntry {
   configCache?: PodSandboxConfig;
   readonly config: PodSandboxConfig;
   listed?: SandboxListed;
+  statusMessage?: SandboxStatusMessage;
 }
 
 function entryOf(row: PodRow): MutableEntry {

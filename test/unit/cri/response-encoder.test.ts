@@ -96,3 +96,105 @@ test("ListContainers and ListPodSandbox: items encoded once, by the item object,
     );
   }
 });
+
+function containerStatus(i: number): cri.ContainerStatus {
+  return cri.ContainerStatus.fromPartial({
+    id: `c${i}`.padEnd(64, "0"),
+    metadata: { name: `name-${i}`, attempt: 0 },
+    state: cri.ContainerState.CONTAINER_RUNNING,
+    createdAt: 1_700_000_000_000_000_000n,
+    startedAt: 1_700_000_000_100_000_000n + BigInt(i),
+    image: { image: "busybox", annotations: {} },
+    imageRef: "sha256:" + "b".repeat(64),
+    labels: { app: "x".repeat(150) }, // over 127 bytes: a two-byte length
+    logPath: "/var/log/pods/c.log",
+    user: { linux: { uid: 0n, gid: 0n, supplementalGroups: [0n, 10n] } },
+  });
+}
+
+test("ContainerStatus, ImageStatus, ListImages, PodSandboxStatus: kept messages framed, the generated serializer's bytes", () => {
+  const rt = RuntimeServiceService;
+  const s1 = containerStatus(1);
+  for (let round = 0; round < 2; round++) {
+    for (const r of [
+      { status: s1, info: {} as Record<string, string> },
+      { status: s1, info: { info: '{"pid":1}' } }, // verbose: the generated encoding
+      { status: undefined, info: {} },
+    ])
+      assert.deepEqual(runtime.containerStatus!.responseSerialize(r), rt.containerStatus.responseSerialize(r));
+  }
+  const img = (i: number) =>
+    cri.Image.fromPartial({ id: `sha256:${i}`.padEnd(71, "0"), repoTags: [`busybox:${i}`], size: 1234n });
+  const images = [img(1), img(2)];
+  for (const r of [
+    { image: images[0], info: {} as Record<string, string> },
+    { image: images[1], info: { info: "{}" } },
+    { image: undefined, info: {} },
+  ])
+    assert.deepEqual(image.imageStatus!.responseSerialize(r), ImageServiceService.imageStatus.responseSerialize(r));
+  assert.deepEqual(
+    image.listImages!.responseSerialize({ images }),
+    ImageServiceService.listImages.responseSerialize({ images }),
+  );
+  const pod = cri.PodSandboxStatus.fromPartial({
+    id: "p".repeat(64),
+    metadata: { name: "pod", uid: "u", namespace: "default" },
+    state: cri.PodSandboxState.SANDBOX_READY,
+    network: { ip: "10.0.0.2" },
+    labels: { a: "b" },
+  });
+  for (const r of [
+    {
+      status: pod,
+      info: {} as Record<string, string>,
+      containersStatuses: [s1, containerStatus(2)],
+      timestamp: 1_733_000_000_000_000_000n,
+    },
+    { status: pod, info: {}, containersStatuses: [], timestamp: 0n },
+    { status: pod, info: { info: "{}" }, containersStatuses: [s1], timestamp: 5n },
+  ])
+    assert.deepEqual(runtime.podSandboxStatus!.responseSerialize(r), rt.podSandboxStatus.responseSerialize(r));
+});
+
+test("a kept message's bytes belong to its object: a new object with other values is encoded anew", () => {
+  const a = containerStatus(1);
+  const first = runtime.containerStatus!.responseSerialize({ status: a, info: {} });
+  const b = { ...a, state: cri.ContainerState.CONTAINER_EXITED, exitCode: 3 };
+  const second = runtime.containerStatus!.responseSerialize({ status: b, info: {} });
+  assert.equal(cri.ContainerStatusResponse.decode(first).status?.state, cri.ContainerState.CONTAINER_RUNNING);
+  assert.equal(cri.ContainerStatusResponse.decode(second).status?.exitCode, 3);
+  assert.deepEqual(second, RuntimeServiceService.containerStatus.responseSerialize({ status: b, info: {} }));
+});
+
+test("the status reads and ListImages answer from the kept bytes: a message handed out before is not encoded again", () => {
+  // Handlers never change a message once handed out; changing one here shows where the bytes come from.
+  const s = containerStatus(3);
+  const before = runtime.containerStatus!.responseSerialize({ status: s, info: {} });
+  s.exitCode = 99;
+  assert.deepEqual(runtime.containerStatus!.responseSerialize({ status: s, info: {} }), before);
+  const pod = cri.PodSandboxStatus.fromPartial({ id: "p1", state: cri.PodSandboxState.SANDBOX_READY });
+  const podBefore = runtime.podSandboxStatus!.responseSerialize({
+    status: pod,
+    info: {},
+    containersStatuses: [s],
+    timestamp: 7n,
+  });
+  pod.state = cri.PodSandboxState.SANDBOX_NOTREADY;
+  const podAfter = runtime.podSandboxStatus!.responseSerialize({
+    status: pod,
+    info: {},
+    containersStatuses: [s],
+    timestamp: 8n,
+  });
+  const decoded = cri.PodSandboxStatusResponse.decode(podAfter);
+  assert.equal(decoded.status?.state, cri.PodSandboxState.SANDBOX_READY);
+  assert.equal(decoded.containersStatuses[0]?.exitCode, 0);
+  assert.equal(decoded.timestamp, 8n, "the timestamp is made for every call");
+  assert.notDeepEqual(podAfter, podBefore);
+  const img = cri.Image.fromPartial({ id: "sha256:1", size: 5n });
+  const status = image.imageStatus!.responseSerialize({ image: img, info: {} });
+  const list = image.listImages!.responseSerialize({ images: [img] });
+  img.size = 6n;
+  assert.deepEqual(image.imageStatus!.responseSerialize({ image: img, info: {} }), status);
+  assert.deepEqual(image.listImages!.responseSerialize({ images: [img] }), list);
+});
