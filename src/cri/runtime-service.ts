@@ -42,14 +42,16 @@ export function runtimeInfoHandlers(
 ): Pick<CriMethodHandlers, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
   /** The node's pod CIDRs as kubelet last sent them (UpdateRuntimeConfig). */
   let podCidrs: string[] = [];
+  // One object for every call: the encoder keeps its bytes (response-encoder.ts).
+  const version = VersionResponse.fromPartial({
+    version: KUBE_RUNTIME_API_VERSION,
+    runtimeName: RUNTIME_NAME,
+    runtimeVersion: deps.version,
+    runtimeApiVersion: CRI_API_VERSION,
+  });
   return {
     async version() {
-      return VersionResponse.fromPartial({
-        version: KUBE_RUNTIME_API_VERSION,
-        runtimeName: RUNTIME_NAME,
-        runtimeVersion: deps.version,
-        runtimeApiVersion: CRI_API_VERSION,
-      });
+      return version;
     },
 
     async status(request) {

@@ -166,7 +166,7 @@ test("a kept message's bytes belong to its object: a new object with other value
   assert.deepEqual(second, RuntimeServiceService.containerStatus.responseSerialize({ status: b, info: {} }));
 });
 
-test("the status reads and ListImages answer from the kept bytes: a message handed out before is not encoded again", () => {
+test("the status reads, ListImages and Version answer from the kept bytes: a message handed out before is not encoded again", () => {
   // Handlers never change a message once handed out; changing one here shows where the bytes come from.
   const s = containerStatus(3);
   const before = runtime.containerStatus!.responseSerialize({ status: s, info: {} });
@@ -191,6 +191,10 @@ test("the status reads and ListImages answer from the kept bytes: a message hand
   assert.equal(decoded.containersStatuses[0]?.exitCode, 0);
   assert.equal(decoded.timestamp, 8n, "the timestamp is made for every call");
   assert.notDeepEqual(podAfter, podBefore);
+  const version = cri.VersionResponse.fromPartial({ version: "0.1.0", runtimeName: "berth" });
+  const versionBytes = runtime.version!.responseSerialize(version);
+  version.runtimeName = "other";
+  assert.deepEqual(runtime.version!.responseSerialize(version), versionBytes);
   const img = cri.Image.fromPartial({ id: "sha256:1", size: 5n });
   const status = image.imageStatus!.responseSerialize({ image: img, info: {} });
   const list = image.listImages!.responseSerialize({ images: [img] });
