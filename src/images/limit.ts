@@ -55,6 +55,11 @@ export class SharedLock {
   private exclusive = false;
   private queue: { exclusive: boolean; wake: () => void }[] = [];
 
+  /** Nothing holds the lock or waits for it. */
+  get free(): boolean {
+    return this.shared === 0 && !this.exclusive && this.queue.length === 0;
+  }
+
   private grant(): void {
     while (this.queue.length > 0 && !this.exclusive) {
       const head = this.queue[0];

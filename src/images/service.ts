@@ -491,4 +491,9 @@ export class ImageService {
   requestGc(): Promise<GcResult | undefined> {
     return this.collector.request();
   }
+
+  /** Whether a collection requested now would start at once: no pull or collection holds its lock or waits for it. */
+  get gcFree(): boolean {
+    return this.gcLock.free;
+  }
 }
