@@ -12,6 +12,7 @@ import {
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_WINDOW,
   ErrorCode,
+  Flag,
   FRAME_HEADER_LENGTH,
   FrameType,
   headerBlockFrames,
@@ -79,6 +80,7 @@ export class H2Sender {
       this.waiting.add(s);
       return;
     }
+    if (this.unaryAnswer(s)) return;
     const out: Buffer[] = [];
     let bytes = 0;
     if (s.pendingHeaders) {
@@ -115,6 +117,40 @@ export class H2Sender {
     if (bytes >= RECV.maxWriteBatch && s.queued > 0 && !this.blocked) this.scheduleFlush();
   }
 
+  /**
+   * The usual unary answer, whole: headers, one message within every window and frame size, and
+   * the trailers, built as one buffer (three frames). It is what every call ends with, and the
+   * general path's arrays, spreads and concat are what costs most while berthd's code is still
+   * interpreted (the first calls after a start). False (nothing done) for anything else.
+   */
+  private unaryAnswer(s: H2ServerStream): boolean {
+    const headers = s.pendingHeaders;
+    const trailers = s.trailers;
+    if (!headers || !trailers || s.pendingHeadersEnd || s.queue.length !== 1) return false;
+    const data = s.queue[0]!;
+    const max = this.maxFrameSize;
+    if (data.length > max || data.length > this.window || data.length > s.sendWindow) return false;
+    if (headers.length > max || trailers.length > max) return false;
+    const out = Buffer.allocUnsafe(3 * FRAME_HEADER_LENGTH + headers.length + data.length + trailers.length);
+    let at = putFrameHeader(out, 0, headers.length, FrameType.HEADERS, Flag.END_HEADERS, s.id);
+    at += headers.copy(out, at);
+    at = putFrameHeader(out, at, data.length, FrameType.DATA, 0, s.id);
+    at += data.copy(out, at);
+    at = putFrameHeader(out, at, trailers.length, FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, s.id);
+    trailers.copy(out, at);
+    s.pendingHeaders = undefined;
+    s.trailers = undefined;
+    s.queue.length = 0;
+    s.queued = 0;
+    s.sendWindow -= data.length;
+    this.window -= data.length;
+    s.endSent = true;
+    this.waiting.delete(s);
+    this.send([out]);
+    this.ended(s);
+    return true;
+  }
+
   private flushScheduled = false;
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
@@ -147,6 +183,17 @@ export class H2Sender {
       s.sink?.drain();
     }
   }
+}
+
+/** Writes a frame's 9 header bytes into `out` at `at`; returns where the payload goes. */
+function putFrameHeader(out: Buffer, at: number, length: number, type: number, flags: number, id: number): number {
+  out[at] = length >>> 16;
+  out[at + 1] = (length >>> 8) & 0xff;
+  out[at + 2] = length & 0xff;
+  out[at + 3] = type;
+  out[at + 4] = flags;
+  out.writeUInt32BE(id & 0x7fffffff, at + 5);
+  return at + FRAME_HEADER_LENGTH;
 }
 
 /** A DATA frame's 9 header bytes; the payload follows as its own buffer (no copy). */

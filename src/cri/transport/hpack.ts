@@ -140,43 +140,73 @@ export class DynamicTable {
 
   private evictTo(limit: number): void {
     while (this.size > Math.max(limit, 0) && this.entries.length > 0) {
-      const [n, v] = this.entries.pop()!;
-      this.size -= entrySize(n, v);
+      const e = this.entries.pop()!;
+      this.size -= entrySize(e[0], e[1]);
     }
   }
 }
 
 /** Reads one HPACK integer with an N-bit prefix (5.1) at `pos`; returns [value, next pos]. */
 export function readInteger(buf: Uint8Array, pos: number, prefixBits: number): [number, number] {
-  if (pos >= buf.length) throw new HpackError("truncated integer");
-  const max = (1 << prefixBits) - 1;
-  let value = buf[pos++] & max;
-  if (value < max) return [value, pos];
-  let shift = 0;
-  for (;;) {
-    if (pos >= buf.length) throw new HpackError("truncated integer");
-    const b = buf[pos++];
-    value += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    // Nothing in a header block needs more than 2^31; longer encodings are garbage or an attack.
-    if (value > 0x7fffffff) throw new HpackError("integer too large");
-    if ((b & 0x80) === 0) return [value, pos];
-  }
+  const c = new Cursor(buf, pos);
+  const value = c.integer(prefixBits);
+  return [value, c.pos];
 }
 
-function readString(buf: Uint8Array, pos: number): [string, number] {
-  if (pos >= buf.length) throw new HpackError("truncated string");
-  const huffman = (buf[pos] & 0x80) !== 0;
-  const [len, start] = readInteger(buf, pos, 7);
-  const end = start + len;
-  if (end > buf.length) throw new HpackError("string runs past the end of the header block");
-  const raw = buf.subarray(start, end);
-  if (!huffman) return [Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("latin1"), end];
-  try {
-    return [huffmanDecode(raw), end];
-  } catch (err) {
-    if (err instanceof HuffmanError) throw new HpackError(err.message);
-    throw err;
+/**
+ * A read position in one header block. The decoder reads integers and strings through it, not
+ * through functions returning [value, next position]: every request's header block is decoded
+ * while berthd's code is still interpreted (the first calls after a start), where each such
+ * tuple is an array allocated and destructured through the iterator protocol.
+ */
+class Cursor {
+  constructor(
+    readonly buf: Uint8Array,
+    public pos: number,
+  ) {}
+
+  integer(prefixBits: number): number {
+    const buf = this.buf;
+    let pos = this.pos;
+    if (pos >= buf.length) throw new HpackError("truncated integer");
+    const max = (1 << prefixBits) - 1;
+    let value = buf[pos++] & max;
+    if (value < max) {
+      this.pos = pos;
+      return value;
+    }
+    let shift = 0;
+    for (;;) {
+      if (pos >= buf.length) throw new HpackError("truncated integer");
+      const b = buf[pos++];
+      value += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      // Nothing in a header block needs more than 2^31; longer encodings are garbage or an attack.
+      if (value > 0x7fffffff) throw new HpackError("integer too large");
+      if ((b & 0x80) === 0) {
+        this.pos = pos;
+        return value;
+      }
+    }
+  }
+
+  string(): string {
+    const buf = this.buf;
+    if (this.pos >= buf.length) throw new HpackError("truncated string");
+    const huffman = (buf[this.pos] & 0x80) !== 0;
+    const len = this.integer(7);
+    const start = this.pos;
+    const end = start + len;
+    if (end > buf.length) throw new HpackError("string runs past the end of the header block");
+    this.pos = end;
+    const raw = buf.subarray(start, end);
+    if (!huffman) return Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("latin1");
+    try {
+      return huffmanDecode(raw);
+    } catch (err) {
+      if (err instanceof HuffmanError) throw new HpackError(err.message);
+      throw err;
+    }
   }
 }
 
@@ -204,23 +234,23 @@ export class HpackDecoder {
     const fields: HeaderField[] = [];
     const sizeUpdates: number[] = [];
     let listSize = 0;
-    let pos = 0;
-    while (pos < block.length) {
-      const b = block[pos];
+    const c = new Cursor(block, 0);
+    while (c.pos < block.length) {
+      const b = block[c.pos];
       let name: string;
       let value: string;
       let kind: FieldKind;
       if (b & 0x80) {
-        let index: number;
-        [index, pos] = readInteger(block, pos, 7);
+        const index = c.integer(7);
         if (index === 0) throw new HpackError("indexed field with index 0");
-        [name, value] = this.table.get(index);
+        const entry = this.table.get(index);
+        name = entry[0];
+        value = entry[1];
         kind = "indexed";
       } else if ((b & 0xe0) === 0x20) {
         // A size update is only allowed before the first field of a block (4.2).
         if (fields.length > 0) throw new HpackError("dynamic table size update after a header field");
-        let size: number;
-        [size, pos] = readInteger(block, pos, 5);
+        const size = c.integer(5);
         if (size > this.maxTableSize) throw new HpackError(`table size update ${size} over ${this.maxTableSize}`);
         this.table.resize(size);
         sizeUpdates.push(size);
@@ -228,11 +258,9 @@ export class HpackDecoder {
       } else {
         const incremental = (b & 0xc0) === 0x40;
         kind = incremental ? "incremental" : b & 0x10 ? "never" : "without";
-        let index: number;
-        [index, pos] = readInteger(block, pos, incremental ? 6 : 4);
-        if (index === 0) [name, pos] = readString(block, pos);
-        else name = this.table.get(index)[0];
-        [value, pos] = readString(block, pos);
+        const index = c.integer(incremental ? 6 : 4);
+        name = index === 0 ? c.string() : this.table.get(index)[0];
+        value = c.string();
         if (incremental) this.table.add(name, value);
       }
       listSize += entrySize(name, value);
