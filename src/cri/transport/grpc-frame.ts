@@ -24,12 +24,27 @@ export class MessageTooLargeError extends Error {
 /** A compressed flag other than 0 or 1: not a gRPC message stream (INTERNAL). */
 export class BadFrameError extends Error {}
 
-/** `payload` with its prefix, in one buffer (one DATA write). */
+/**
+ * Large payloads framed lately, by the payload: a serializer that answers an unchanged poll with
+ * the same bytes (ListContainers of 1,000 containers, cri/response-encoder.ts) gets the same
+ * framed buffer, not another copy of a few hundred KiB for the GC to collect. Entries go with
+ * their payload.
+ */
+const framedLarge = new WeakMap<Uint8Array, Buffer>();
+const LARGE = 32 << 10;
+
+/** `payload` with its prefix, in one buffer (one DATA write). Never changed once made. */
 export function encodeMessage(payload: Uint8Array): Buffer {
+  const large = payload.length >= LARGE;
+  if (large) {
+    const kept = framedLarge.get(payload);
+    if (kept) return kept;
+  }
   const out = Buffer.allocUnsafe(PREFIX_BYTES + payload.length);
   out[0] = 0;
   out.writeUInt32BE(payload.length, 1);
   out.set(payload, PREFIX_BYTES);
+  if (large) framedLarge.set(payload, out);
   return out;
 }
 

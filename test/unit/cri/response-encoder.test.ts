@@ -97,6 +97,26 @@ test("ListContainers and ListPodSandbox: items encoded once, by the item object,
   }
 });
 
+test("a list whose items are the same kept objects in the same order is answered with the same bytes; any change makes new ones", () => {
+  const items = Array.from({ length: 1000 }, (_, i) => container(i));
+  const ser = runtime.listContainers!.responseSerialize;
+  const gen = RuntimeServiceService.listContainers.responseSerialize;
+  const first = ser({ containers: items });
+  assert.equal(ser({ containers: [...items] }), first, "a new array of the same items: the same buffer");
+  const changed = [...items];
+  changed[500] = container(5000);
+  const second = ser({ containers: changed });
+  assert.notEqual(second, first);
+  assert.deepEqual(second, gen({ containers: changed }));
+  const reordered = [items[1]!, items[0]!, ...items.slice(2)];
+  assert.deepEqual(ser({ containers: reordered }), gen({ containers: reordered }));
+  const shorter = items.slice(0, 999);
+  assert.deepEqual(ser({ containers: shorter }), gen({ containers: shorter }));
+  // the first answer's bytes were never written over
+  assert.deepEqual(first, gen({ containers: items }));
+  assert.deepEqual(ser({ containers: items }), first);
+});
+
 function containerStatus(i: number): cri.ContainerStatus {
   return cri.ContainerStatus.fromPartial({
     id: `c${i}`.padEnd(64, "0"),

@@ -20,6 +20,20 @@ test("encodeMessage: flag 0, big-endian length, payload", () => {
   assert.deepEqual([...encodeMessage(Buffer.alloc(0))], [0, 0, 0, 0, 0]);
 });
 
+test("encodeMessage of a large payload: framed once per payload object, the same bytes as a fresh framing", () => {
+  const big = Buffer.alloc(100_000, 7);
+  const a = encodeMessage(big);
+  assert.equal(a.length, 100_005);
+  assert.deepEqual([...a.subarray(0, 5)], [0, 0, 1, 0x86, 0xa0]);
+  assert.ok(a.subarray(5).equals(big));
+  assert.equal(encodeMessage(big), a, "the same payload object: the same framed buffer");
+  const other = Buffer.from(big);
+  const b = encodeMessage(other);
+  assert.notEqual(b, a, "another payload object with equal bytes is framed on its own");
+  assert.ok(b.equals(a));
+  assert.notEqual(encodeMessage(Buffer.from("abc")), encodeMessage(Buffer.from("abc")));
+});
+
 test("MessageReader: messages come out whole however the bytes are split", () => {
   const msgs = [Buffer.from("hello"), Buffer.alloc(0), Buffer.alloc(300, 7), Buffer.from("x")];
   const wire = Buffer.concat(msgs.map(encodeMessage));

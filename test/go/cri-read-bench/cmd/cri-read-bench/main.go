@@ -72,6 +72,9 @@ func main() {
 		case "ListImages":
 			img := must(imageClient())
 			calls[i] = func() error { _, err := img.ListImages(ctx, nil); return err }
+		case "ListContainers":
+			rt := must(runtimeClient())
+			calls[i] = func() error { _, err := rt.ListContainers(ctx, nil); return err }
 		default:
 			fmt.Fprintf(os.Stderr, "unknown -method %q\n", m)
 			os.Exit(2)
