@@ -42,6 +42,8 @@ export interface CriImages {
   readonly gcFree?: boolean;
   /** Changes whenever an image record does; undefined: nothing derived from them is kept. */
   readonly generation?: number;
+  /** The image id `ref` names (as status() resolves it), or undefined; throws as status() does. */
+  resolveId?(ref: string): string | undefined;
 }
 
 export interface ImageServiceDeps {
@@ -103,27 +105,59 @@ function usageEntry(ts: bigint, mountpoint: string, bytes: number, inodes: numbe
  * the object (response-encoder.ts). `generation` is the records' generation from before the
  * record was read: a record read across a change is answered but not kept.
  */
-function keptImages(images: CriImages): (r: ImageRecord, generation: number | undefined) => Image {
-  let keptGeneration: number | undefined;
-  let kept = new Map<string, Image>();
-  return (r, generation) => {
-    if (generation === undefined || generation !== images.generation) return toCriImage(r);
-    if (generation !== keptGeneration) {
-      keptGeneration = generation;
-      kept = new Map();
+class KeptImages {
+  private generation: number | undefined;
+  private kept = new Map<string, Image>();
+  /** The whole list, in the records' order, when it was read within the kept generation. */
+  private all: Image[] | undefined;
+
+  constructor(private readonly images: CriImages) {}
+
+  /** The kept messages of the current generation (emptied first when the records changed). */
+  private current(generation: number | undefined): Map<string, Image> | undefined {
+    if (generation === undefined || generation !== this.images.generation) return undefined;
+    if (generation !== this.generation) {
+      this.generation = generation;
+      this.kept = new Map();
+      this.all = undefined;
     }
+    return this.kept;
+  }
+
+  of(r: ImageRecord, generation: number | undefined): Image {
+    const kept = this.current(generation);
+    if (!kept) return toCriImage(r);
     let image = kept.get(r.id);
     if (!image) {
       image = toCriImage(r);
       kept.set(r.id, image);
     }
     return image;
-  };
+  }
+
+  /** Every image's message, kept as a list too when nothing changed while it was read. */
+  list(records: ImageRecord[], generation: number | undefined): Image[] {
+    const out = records.map((r) => this.of(r, generation));
+    if (this.current(generation)) this.all = out;
+    return out;
+  }
+
+  /** Without reading any record: the kept message of image `id`, or the kept list, if current. */
+  peek(id: string): Image | undefined {
+    return this.current(this.images.generation)?.get(id);
+  }
+
+  peekList(): Image[] | undefined {
+    return this.current(this.images.generation) ? this.all : undefined;
+  }
 }
+
+/** The info map of a status that is not verbose (shared: it is only ever encoded). */
+const NO_INFO: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandlers> {
   const { images } = deps;
-  const criImage = keptImages(images);
+  const kept = new KeptImages(images);
   const refOf = (spec: { image: string } | undefined, method: string): string => {
     const ref = spec?.image?.trim() ?? "";
     if (!ref) throw new InvalidArgumentError(`${method}: image.image must name an image (reference, id or digest)`);
@@ -142,16 +176,27 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
 
     async listImages(req) {
       const ref = req.filter?.image?.image?.trim();
+      // kubelet's poll (no filter) while no image changed: the kept list, no record read
+      const all = ref ? undefined : kept.peekList();
+      if (all) return { images: all } satisfies ListImagesResponse;
       const generation = images.generation;
       const list = await images.list(ref ? { ref } : {});
       // toCriImage builds complete messages: no fromPartial deep copy (kubelet polls this).
-      const r: ListImagesResponse = { images: list.map((record) => criImage(record, generation)) };
+      const r: ListImagesResponse = {
+        images: ref ? list.map((record) => kept.of(record, generation)) : kept.list(list, generation),
+      };
       return r;
     },
 
     async imageStatus(req) {
+      const ref = refOf(req.image, "ImageStatus");
+      // kubelet's poll while no image changed: the kept message of the image the reference
+      // resolves to (resolveId keeps its answers per generation too), no record read
+      const id = req.verbose ? undefined : images.resolveId?.(ref);
+      const known = id === undefined ? undefined : kept.peek(id);
+      if (known) return { image: known, info: NO_INFO } satisfies ImageStatusResponse;
       const generation = images.generation;
-      const record = await images.status(refOf(req.image, "ImageStatus"));
+      const record = await images.status(ref);
       // CRI: an absent image is an empty response, so kubelet knows to pull it.
       if (!record) return ImageStatusResponse.fromPartial({});
       const info: Record<string, string> = {};
@@ -166,7 +211,7 @@ export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandl
           labels: record.labels,
         });
       }
-      const r: ImageStatusResponse = { image: criImage(record, generation), info };
+      const r: ImageStatusResponse = { image: kept.of(record, generation), info };
       return r;
     },
 

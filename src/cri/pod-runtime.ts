@@ -33,7 +33,13 @@ import { recoverContainers } from "./container/recover.js";
 import { removeContainer } from "./container/remove.js";
 import { reopenContainerLog } from "./container/reopen-log.js";
 import { startContainer } from "./container/start.js";
-import { containerStatus, containerStatusNow, containerStatusOf } from "./container/status.js";
+import {
+  containerStatus,
+  containerStatusNow,
+  containerStatusOf,
+  NO_INFO,
+  polledContainerStatus,
+} from "./container/status.js";
 import { stopContainer, waitExit } from "./container/stop.js";
 import { updateContainerResources } from "./container/update-resources.js";
 import { type CriContext, KeyedLock, nowNs } from "./context.js";
@@ -45,7 +51,7 @@ import { listPodSandboxes } from "./sandbox/list.js";
 import { recoverSandboxes } from "./sandbox/recover.js";
 import { removePodSandbox } from "./sandbox/remove.js";
 import { runPodSandbox } from "./sandbox/run.js";
-import { sandboxStatusById, sandboxStatusVerbose } from "./sandbox/status.js";
+import { sandboxStatusById, sandboxStatusOf, sandboxStatusVerbose } from "./sandbox/status.js";
 import { stopPodSandbox } from "./sandbox/stop.js";
 import { MetricsService, metricDescriptors } from "./metrics.js";
 import { sweepOrphans } from "./orphan-sweep.js";
@@ -136,14 +142,19 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
     },
     async podSandboxStatus(req) {
       const pod = sandboxStore.resolve(req.podSandboxId);
-      const { status, info } = await sandboxStatusVerbose(sandboxes, pod, req.verbose);
-      // kubelet's poll: each container's status is built at once when its image_ref is kept
+      // kubelet's poll (not verbose) has no await on its way: every promise and microtask of a
+      // read costs most while V8 still interprets berthd's code (its first minutes).
+      const { status, info } = req.verbose
+        ? await sandboxStatusVerbose(sandboxes, pod, true)
+        : { status: sandboxStatusOf(pod), info: NO_INFO };
+      // Each container's status is built at once when its image_ref is kept
       // (containerStatusNow), and looked up (memoised per image) only when it is not.
-      const imageRefs = new Map<string, Promise<string>>();
+      let imageRefs: Map<string, Promise<string>> | undefined;
       const cs: ContainerStatus[] = [];
       for (const c of containers.store.bySandbox(pod.id)) {
         if (c.status.phase === "creating") continue;
-        cs.push(containerStatusNow(containers, c) ?? (await containerStatusOf(containers, c, false, imageRefs)).status);
+        const now = containerStatusNow(containers, c);
+        cs.push(now ?? (await containerStatusOf(containers, c, false, (imageRefs ??= new Map()))).status);
       }
       // Complete messages already: no fromPartial deep copy (kubelet polls this).
       const r: PodSandboxStatusResponse = { status, info, containersStatuses: cs, timestamp: nowNs() };
@@ -172,6 +183,9 @@ export function createPodRuntime(ctx: CriContext): PodRuntime {
       return {};
     },
     async containerStatus(req) {
+      // kubelet's poll: answered without an await when the container's image_ref is kept.
+      const now = req.verbose ? undefined : polledContainerStatus(containers, req.containerId);
+      if (now) return { status: now, info: NO_INFO } satisfies ContainerStatusResponse;
       const { status, info } = await containerStatus(containers, req.containerId, req.verbose);
       const r: ContainerStatusResponse = { status, info };
       return r;

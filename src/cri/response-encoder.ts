@@ -153,10 +153,42 @@ function sameAsGenerated(def: grpc.MethodDefinition<unknown, unknown>, field: st
   return Buffer.compare(encodeItems(sample[field]!, item), def.responseSerialize(sample)) === 0;
 }
 
+/** Appends a length-delimited field: `tag`, the varint length, the bytes; returns the next position. */
+function putField(out: Buffer, pos: number, tag: number, bytes: Uint8Array): number {
+  out[pos++] = tag;
+  for (let n = bytes.byteLength; ; n >>>= 7) {
+    if (n < 0x80) {
+      out[pos++] = n;
+      break;
+    }
+    out[pos++] = (n & 0x7f) | 0x80;
+  }
+  out.set(bytes, pos);
+  return pos + bytes.byteLength;
+}
+
+/** An int64's varint (two's complement for a negative one, 10 bytes), as protobuf writes it. */
+function varint64(v: bigint): number[] {
+  let lo = Number(BigInt.asUintN(32, v));
+  let hi = Number(BigInt.asUintN(32, v >> 32n));
+  const out: number[] = [];
+  while (hi !== 0) {
+    out.push((lo & 0x7f) | 0x80);
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  while (lo > 0x7f) {
+    out.push((lo & 0x7f) | 0x80);
+    lo >>>= 7;
+  }
+  out.push(lo);
+  return out;
+}
+
 /**
- * PodSandboxStatusResponse without verbose info: the kept pod status (field 1), each kept
- * container status (field 3), and the timestamp (field 4, made for every call) through the
- * generated encoder; with info, all of it through the generated encoder.
+ * PodSandboxStatusResponse without verbose info, written into one buffer: the kept pod status
+ * (field 1), each kept container status (field 3) and the timestamp (field 4, an int64 made for
+ * every call); with info, all of it through the generated encoder.
  */
 function podStatusSerializer(codec: MessageCodec, pod: MessageCodec, ctr: MessageCodec) {
   return (value: unknown): Buffer => {
@@ -167,16 +199,25 @@ function podStatusSerializer(codec: MessageCodec, pod: MessageCodec, ctr: Messag
       timestamp: bigint;
     };
     if (!v.status || !isEmpty(v.info)) return encodeWith(codec, value);
-    const parts = [
-      framed([bytesOf(pod, v.status)]),
-      framed(
-        v.containersStatuses.map((c) => bytesOf(ctr, c)),
-        0x1a,
-      ),
-    ];
-    if (v.timestamp !== 0n)
-      parts.push(encodeWith(codec, { status: undefined, info: {}, containersStatuses: [], timestamp: v.timestamp }));
-    return Buffer.concat(parts);
+    const status = bytesOf(pod, v.status);
+    const list = v.containersStatuses;
+    const ctrs: Uint8Array[] = new Array(list.length);
+    let total = 1 + varintSize(status.byteLength) + status.byteLength;
+    for (let i = 0; i < list.length; i++) {
+      const b = bytesOf(ctr, list[i]!);
+      ctrs[i] = b;
+      total += 1 + varintSize(b.byteLength) + b.byteLength;
+    }
+    const ts = v.timestamp !== 0n ? varint64(v.timestamp) : undefined;
+    if (ts) total += 1 + ts.length;
+    const out = Buffer.allocUnsafe(total);
+    let pos = putField(out, 0, 0x0a, status);
+    for (let i = 0; i < ctrs.length; i++) pos = putField(out, pos, 0x1a, ctrs[i]!);
+    if (ts) {
+      out[pos++] = 0x20;
+      for (let i = 0; i < ts.length; i++) out[pos++] = ts[i]!;
+    }
+    return out;
   };
 }
 
@@ -198,13 +239,18 @@ function samePodStatus(
   const ctr = codecs.ContainerStatus as MessageCodec | undefined;
   if (!pod || !ctr || !onlyFields(codec, "status", "info", "containersStatuses", "timestamp")) return false;
   const empty = Buffer.alloc(0);
-  const sample = {
-    status: pod.decode(empty),
-    info: {},
-    containersStatuses: [ctr.decode(empty), ctr.decode(empty)],
-    timestamp: 1_700_000_000_000_000_000n,
-  };
-  return Buffer.compare(podStatusSerializer(codec, pod, ctr)(sample), def.responseSerialize(sample)) === 0;
+  const serialize = podStatusSerializer(codec, pod, ctr);
+  // the timestamp's varint at its edges (one byte, two, past 32 bits, negative) and now
+  const stamps = [0n, 1n, 127n, 128n, 1n << 32n, 1n << 35n, -1n, 1_700_000_000_000_000_000n];
+  return stamps.every((timestamp, i) => {
+    const sample = {
+      status: pod.decode(empty),
+      info: {},
+      containersStatuses: Array.from({ length: i % 3 }, () => ctr.decode(empty)),
+      timestamp,
+    };
+    return Buffer.compare(serialize(sample), def.responseSerialize(sample)) === 0;
+  });
 }
 
 function sameDefaults(a: unknown, b: unknown): boolean {

@@ -129,11 +129,20 @@ export class Observability {
   >(images: T): T {
     const metrics = this.metrics;
     if (!metrics) return images;
+    // One bound function per method, as traced() keeps them: a new one on every access made
+    // the tracing proxy around this one (compose.ts) bind and remember anew on every status read.
+    const bound = new Map<string | symbol, { of: unknown; fn: unknown }>();
     return new Proxy(images, {
       get(t, prop) {
         const v = Reflect.get(t, prop, t) as unknown;
         if (typeof v !== "function") return v;
-        if (prop !== "pull") return v.bind(t);
+        if (prop !== "pull") {
+          const m = bound.get(prop);
+          if (m?.of === v) return m.fn;
+          const fn = v.bind(t);
+          bound.set(prop, { of: v, fn });
+          return fn;
+        }
         return (ref: string, auth?: never, opts: Parameters<T["pull"]>[2] = {}) => {
           const seen = new Map<string, number>();
           const onProgress = opts?.onProgress;
