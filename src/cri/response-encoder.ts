@@ -62,24 +62,27 @@ function varintSize(n: number): number {
   return size;
 }
 
+/** Appends a length-delimited field: `tag`, the varint length, the bytes; returns the next position. */
+function putField(out: Buffer, pos: number, tag: number, bytes: Uint8Array): number {
+  out[pos++] = tag;
+  for (let n = bytes.byteLength; ; n >>>= 7) {
+    if (n < 0x80) {
+      out[pos++] = n;
+      break;
+    }
+    out[pos++] = (n & 0x7f) | 0x80;
+  }
+  out.set(bytes, pos);
+  return pos + bytes.byteLength;
+}
+
 /** A length-delimited field (`tag`: its number << 3 | 2; field 1's is 0x0a) holding each of `parts`, in order. */
 function framed(parts: readonly Uint8Array[], tag = 0x0a): Buffer {
   let total = 0;
   for (const bytes of parts) total += 1 + varintSize(bytes.byteLength) + bytes.byteLength;
   const out = Buffer.allocUnsafe(total);
   let pos = 0;
-  for (const bytes of parts) {
-    out[pos++] = tag;
-    for (let n = bytes.byteLength; ; n >>>= 7) {
-      if (n < 0x80) {
-        out[pos++] = n;
-        break;
-      }
-      out[pos++] = (n & 0x7f) | 0x80;
-    }
-    out.set(bytes, pos);
-    pos += bytes.byteLength;
-  }
+  for (const bytes of parts) pos = putField(out, pos, tag, bytes);
   return out;
 }
 
@@ -151,20 +154,6 @@ function onlyFields(codec: MessageCodec, ...fields: string[]): boolean {
 function sameAsGenerated(def: grpc.MethodDefinition<unknown, unknown>, field: string, item: MessageCodec): boolean {
   const sample = { [field]: [item.decode(Buffer.alloc(0)) as object] };
   return Buffer.compare(encodeItems(sample[field]!, item), def.responseSerialize(sample)) === 0;
-}
-
-/** Appends a length-delimited field: `tag`, the varint length, the bytes; returns the next position. */
-function putField(out: Buffer, pos: number, tag: number, bytes: Uint8Array): number {
-  out[pos++] = tag;
-  for (let n = bytes.byteLength; ; n >>>= 7) {
-    if (n < 0x80) {
-      out[pos++] = n;
-      break;
-    }
-    out[pos++] = (n & 0x7f) | 0x80;
-  }
-  out.set(bytes, pos);
-  return pos + bytes.byteLength;
 }
 
 /** An int64's varint (two's complement for a negative one, 10 bytes), as protobuf writes it. */

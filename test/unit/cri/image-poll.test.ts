@@ -6,25 +6,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { imageServiceHandlers, type CriImages } from "../../../src/cri/image-service.js";
 import { ImageFilter, ImageSpec } from "../../../src/gen/cri/runtime/v1/api.js";
-import type { ImageRecord } from "../../../src/images/service.js";
+import { imageRecord } from "../images/records.js";
 
-function record(id: string, tags: string[]): ImageRecord {
-  return {
-    id,
-    repoTags: tags,
-    repoDigests: [],
-    size: 10,
-    manifestDigest: "sha256:m",
-    chainId: "",
-    snapshotter: "overlayfs",
-    labels: {},
-    createdAt: 0,
-    os: "linux",
-    architecture: "amd64",
-    variant: undefined,
-    config: {},
-  } as ImageRecord;
-}
+const record = imageRecord;
 
 function fakeImages() {
   const f = {

@@ -5,21 +5,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ImageReadCache } from "../../../src/images/read-cache.js";
 import type { ImageRecord } from "../../../src/images/service.js";
+import { imageRecord } from "./records.js";
 
-const rec = (id: string, tags: string[]): ImageRecord => ({
-  id,
-  repoTags: tags,
-  repoDigests: [],
-  size: 1,
-  manifestDigest: "sha256:m",
-  chainId: "",
-  snapshotter: "overlayfs",
-  labels: {},
-  createdAt: 0,
-  os: "linux",
-  architecture: "amd64",
-  config: {},
-});
+const rec = imageRecord;
 
 test("resolutions are kept per generation; a throw is not kept", () => {
   let gen = 0;
