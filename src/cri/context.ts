@@ -61,6 +61,9 @@ export async function runUndo(steps: (() => unknown)[], log: Logger, what: strin
 }
 
 /** True when every key=value of `selector` is among `labels`. */
+/** The info map of a status read that is not verbose (shared: it is only ever encoded). */
+export const NO_INFO: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
   for (const [k, v] of Object.entries(selector ?? {})) if (labels[k] !== v) return false;
   return true;

@@ -27,6 +27,7 @@ import type { ImageConfigJson } from "../images/mediatypes.js";
 import { InvalidArgumentError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { ImageHandlers } from "./handlers.js";
+import { NO_INFO } from "./context.js";
 
 /** The part of images/service.ts ImageService the CRI handlers use. */
 export interface CriImages {
@@ -151,9 +152,6 @@ class KeptImages {
     return this.current(this.images.generation) ? this.all : undefined;
   }
 }
-
-/** The info map of a status that is not verbose (shared: it is only ever encoded). */
-const NO_INFO: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 export function imageServiceHandlers(deps: ImageServiceDeps): Partial<ImageHandlers> {
   const { images } = deps;

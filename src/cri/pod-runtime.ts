@@ -33,16 +33,10 @@ import { recoverContainers } from "./container/recover.js";
 import { removeContainer } from "./container/remove.js";
 import { reopenContainerLog } from "./container/reopen-log.js";
 import { startContainer } from "./container/start.js";
-import {
-  containerStatus,
-  containerStatusNow,
-  containerStatusOf,
-  NO_INFO,
-  polledContainerStatus,
-} from "./container/status.js";
+import { containerStatus, containerStatusNow, containerStatusOf, polledContainerStatus } from "./container/status.js";
 import { stopContainer, waitExit } from "./container/stop.js";
 import { updateContainerResources } from "./container/update-resources.js";
-import { type CriContext, KeyedLock, nowNs } from "./context.js";
+import { type CriContext, KeyedLock, NO_INFO, nowNs } from "./context.js";
 import { ExitMonitor } from "./exit-monitor.js";
 import type { CriMethodHandlers } from "./handlers.js";
 import { RetryScheduler } from "./retry.js";

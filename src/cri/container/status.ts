@@ -7,7 +7,7 @@ import {
   type ContainerStatus as CriContainerStatus,
 } from "../../gen/cri/runtime/v1/api.js";
 import { NotFoundError } from "../../util/errors.js";
-import { CRI_NAMESPACE as NS } from "../context.js";
+import { CRI_NAMESPACE as NS, NO_INFO } from "../context.js";
 import { imageVolumeStatus } from "../image-volumes.js";
 import { storedSignalToCri } from "../stop-signal.js";
 import { type ContainerEntry, containerView } from "../store/index.js";
@@ -25,9 +25,6 @@ export function containerStatus(d: ContainerDeps, ref: string, verbose: boolean)
   if (e.status.phase === "creating") return Promise.reject(new NotFoundError(`container ${e.id} is being created`));
   return containerStatusOf(d, e, verbose);
 }
-
-/** The info map of a status that is not verbose (shared: it is only ever encoded). */
-export const NO_INFO: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /** `imageRefs` memoises image_ref by image id across the containers of one call (a pod's status, a list). */
 export async function containerStatusOf(
