@@ -281,12 +281,18 @@ export function withReusedWriter(
       sameWrapped(def, wrapped.field, inner)
     ) {
       const field = wrapped.field;
+      // The whole response, by the kept message: a poll of an unchanged one frames nothing again.
+      const responses = new WeakMap<object, Buffer>();
       const serialize = (value: unknown) => {
         const v = value as Record<string, unknown>;
         const message = v[field] as object | undefined;
-        return message && isEmpty(v.info as Record<string, string>)
-          ? framed([bytesOf(inner, message)])
-          : encodeWith(codec!, value);
+        if (!message || !isEmpty(v.info as Record<string, string>)) return encodeWith(codec!, value);
+        let bytes = responses.get(message);
+        if (!bytes) {
+          bytes = framed([bytesOf(inner, message)]);
+          responses.set(message, bytes);
+        }
+        return bytes;
       };
       out[name] = { ...def, responseSerialize: serialize };
     } else if (fits && KEPT.has(name)) {
