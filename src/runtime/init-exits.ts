@@ -5,6 +5,12 @@
 // itself before the delete (from the delete's answer) and drops the shim's TaskExit when it
 // arrives, possibly after the task is forgotten; hence a memory beyond the task entries,
 // bounded since a late TaskExit comes within moments or never.
+//
+// A task's TaskDelete likewise: that shim queues it while answering Delete and publishes it
+// from another goroutine, and when the Shutdown that follows the last task's delete wins, the
+// shim exits without publishing it (containerd 2.4: seen under load, the event never came).
+// The manager reports the delete itself from the delete's answer unless the shim's came
+// first, and drops the shim's when it comes after. The same memory, keyed the same way.
 export class ReportedInitExits {
   private readonly seen = new Set<string>();
 

@@ -175,6 +175,8 @@ export class ShimManager implements TaskRuntime {
       const e = this.table.tasks.get(taskKey(ev.namespace, ev.containerId));
       if (e) e.lastExit = { pid: ev.pid, exitStatus: ev.exitStatus, exitedAt: ev.exitedAt };
     } else if (ev.type === "delete" && ev.execId === "") {
+      // Reported already from the delete's answer (task-client.ts): the shim's came late.
+      if (!this.table.reportedDeletes.add(ev.namespace, ev.containerId, ev.pid)) return;
       // A TaskDelete ahead of the shim's TaskExit: subscribers hear of the exit first.
       const e = this.table.tasks.get(taskKey(ev.namespace, ev.containerId));
       if (e && e.started && !e.lastExit && !e.dead) this.table.reportInitExit(e, ev);

@@ -282,6 +282,20 @@ export class TaskClient {
     // The shim's TaskExit has not come yet (containerd 2.x's runc shim can publish it after
     // answering Delete): report the exit now, before the task is gone (init-exits.ts).
     if (e.started && !e.lastExit && !e.dead) this.table.reportInitExit(e, result);
+    // Likewise the shim's TaskDelete, which a shim shut down right after may never send.
+    if (this.table.reportedDeletes.add(namespace, id, result.pid)) {
+      this.table.hub.emit({
+        type: "delete",
+        namespace,
+        topic: "/tasks/delete",
+        timestamp: new Date(),
+        containerId: id,
+        execId: "",
+        pid: result.pid,
+        exitStatus: result.exitStatus,
+        exitedAt: result.exitedAt,
+      });
+    }
     await this.forget(e);
     return result;
   }

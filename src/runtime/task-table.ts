@@ -90,6 +90,8 @@ export class TaskTable {
   readonly callTimeoutMs: number;
   /** Init exits reported to subscribers, so each is reported once (init-exits.ts). */
   readonly reportedExits = new ReportedInitExits();
+  /** Task deletes reported to subscribers, so each is reported once (init-exits.ts). */
+  readonly reportedDeletes = new ReportedInitExits();
   /** Init exits held for tasks whose start the shim confirmed at Create, until start() collects it. */
   readonly startExits = new HeldStartExits();
   closed = false;
