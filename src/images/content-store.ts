@@ -117,6 +117,11 @@ export class ContentStore {
     return JSON.parse((await this.read(digest)).toString("utf8")) as T;
   }
 
+  /** Where a running download of `digest` writes (growing-blob.ts follows it). */
+  ingestDataPath(digest: string): string {
+    return join(this.ingestDir, hexOf(digest), "data");
+  }
+
   openRead(digest: string): ReadStream {
     return createReadStream(this.path(digest), { highWaterMark: 1 << 20 });
   }
@@ -231,6 +236,9 @@ export class ContentStore {
             await fh.truncate(0);
             offset = 0;
             hash = createHash("sha256");
+            // Watchers learn of the restart before any byte of it is written: a reader following
+            // the file (growing-blob.ts) must not read past what this attempt wrote.
+            fanout.open(0);
           }
           for await (const chunk of got.stream) {
             if (offset + chunk.length > expected.size) {

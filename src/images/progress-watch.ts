@@ -43,6 +43,26 @@ export interface TransferObserver {
 
 const noop: TransferHandle = { progress() {}, end() {} };
 
+/** Both observers told of every transfer (a pull's watch, and the reader unpacking the blob). */
+export function bothObservers(a: TransferObserver, b: TransferObserver): TransferObserver {
+  return {
+    begin(what, done, total) {
+      const ha = a.begin(what, done, total);
+      const hb = b.begin(what, done, total);
+      return {
+        progress(n) {
+          ha.progress(n);
+          hb.progress(n);
+        },
+        end() {
+          ha.end();
+          hb.end();
+        },
+      };
+    },
+  };
+}
+
 export class ProgressWatch implements TransferObserver {
   private readonly open = new Set<TransferInfo>();
   private lastProgress = 0;

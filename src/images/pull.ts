@@ -1,6 +1,7 @@
 // One pull of one image, as the image service runs it for everyone waiting on that image:
 // resolve the reference, store the manifest(s), download config and layers (layers at once,
-// under the global download limit) and hand them to the unpacker in order.
+// under the global download limit) and hand them to the unpacker in order. The unpacker reads
+// each layer as it downloads (growing-blob.ts) and commits it once the download checked out.
 //
 // Stopping: `signal` aborts when every caller of the pull has gone (service.ts shares a pull
 // between callers). The pull also stops itself when a transfer it waits on moves no bytes for
@@ -8,6 +9,7 @@
 // stalled blob and the timeout. Either way the downloads are aborted, their partial ingests
 // removed (content-store.ts), the lease dropped, and a collection requested so blobs already
 // committed for nothing are reclaimed too.
+import type { Readable } from "node:stream";
 import type { LeaseMetadata, LeaseResource } from "../metadata/leases.js";
 import { DeadlineExceededError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 import type { AuthConfig } from "./auth.js";
@@ -23,7 +25,14 @@ import {
   type Platform,
 } from "./mediatypes.js";
 import { formatPlatform, selectManifest } from "./platform.js";
-import { ProgressWatch, type TransferInfo, type WatchClock } from "./progress-watch.js";
+import { GrowingBlobReader } from "./growing-blob.js";
+import {
+  bothObservers,
+  ProgressWatch,
+  type TransferInfo,
+  type TransferObserver,
+  type WatchClock,
+} from "./progress-watch.js";
 import { digestName, formatReference, tagName, type ImageReference } from "./reference.js";
 import type { RegistryClient } from "./registry.js";
 import type { RetryPolicy } from "./retry.js";
@@ -47,6 +56,7 @@ export interface PullDeps {
     blobs: string[];
     labels: Record<string, string>;
     layerReady: Promise<void>[];
+    layerStream: (i: number) => Readable | undefined;
     onLayer: (digest: string, phase: "unpacking" | "unpacked") => void;
     hold: (r: LeaseResource) => void;
     signal: AbortSignal;
@@ -108,6 +118,7 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
     return p;
   };
   let failed = false;
+  const followers: GrowingBlobReader[] = [];
   try {
     const top = await fetchManifest();
     const target = top.descriptor;
@@ -141,12 +152,12 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
     }
     const manifest = parseManifest(manifestBody, name);
 
-    const fetchBlob = (desc: Descriptor) =>
+    const fetchBlob = (desc: Descriptor, observer: TransferObserver = watch) =>
       d.content.ingest(desc, d.registry.blobSource(ref, desc, auth), {
         onProgress: (done, total) => progress({ phase: "downloading", digest: desc.digest, done, total }),
         retry: d.retry,
         signal,
-        observer: watch,
+        observer,
       });
     // One commit holds config and layers; the config downloads beside the layers.
     d.leases.addResources(lease, [
@@ -155,11 +166,19 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
     ]);
     stored.push(background(fetchBlob(manifest.config)));
     // Every layer starts downloading now (under the global limit); unpacking follows in order.
-    const layerReady = manifest.layers.map((l) =>
-      background(
-        d.downloads.run(() => fetchBlob(l), signal).then(() => progress({ phase: "downloaded", digest: l.digest })),
-      ),
-    );
+    const layerReady = manifest.layers.map((l) => {
+      const follower = new GrowingBlobReader(
+        { ingest: d.content.ingestDataPath(l.digest), blob: d.content.path(l.digest) },
+        l.size,
+      );
+      followers.push(follower);
+      const ready = d.downloads.run(() => fetchBlob(l, bothObservers(watch, follower)), signal);
+      ready.then(
+        () => follower.complete(),
+        (err: unknown) => follower.fail(err),
+      );
+      return background(ready.then(() => progress({ phase: "downloaded", digest: l.digest })));
+    });
     await Promise.all(stored);
     const record = await d.storeImage({
       target,
@@ -171,6 +190,7 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
       blobs,
       labels: a.labels ?? {},
       layerReady,
+      layerStream: (i) => followers[i],
       onLayer: (digest, phase) => progress({ phase, digest }),
       hold,
       signal,
@@ -185,6 +205,7 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
   } finally {
     // Aborted or failed, nothing of this pull keeps running once it returns.
     await Promise.allSettled(pending);
+    for (const f of followers) f.destroy(); // those the unpacker did not read (an existing layer)
     watch.stop();
     d.leases.delete(lease);
     // A failed pull may have committed blobs that started beside the one that failed.

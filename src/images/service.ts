@@ -6,20 +6,21 @@
 // snapshots are committed per layer; the image record is written last, in one transaction.
 // Until then a lease keeps GC away from what the pull has written; after a crash the lease
 // expires and GC reclaims whatever was not recorded.
-import { randomBytes } from "node:crypto";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import type { Db } from "../metadata/db.js";
 import { ImageMetadata, type ImageRow } from "../metadata/images.js";
 import { LeaseMetadata, type LeaseResource } from "../metadata/leases.js";
 import { createSnapshotter } from "../snapshots/index.js";
 import type { Mount, Snapshotter, StagedSnapshot } from "../snapshots/types.js";
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../util/errors.js";
 import type { AuthConfig } from "./auth.js";
 import { ContentStore } from "./content-store.js";
 import { GarbageCollector, type GcResult } from "./gc.js";
 import { chainIds, repoOf } from "./manifest.js";
 import { type FsUsage, fsUsage } from "./usage.js";
-import { Semaphore, SharedLock, SingleFlight } from "./limit.js";
+import { LayerUnpacker } from "./layer-unpack.js";
+import { Semaphore, SharedLock } from "./limit.js";
 import { runPull, type PullDeps } from "./pull.js";
 import { SharedFlight } from "./shared-flight.js";
 import {
@@ -130,7 +131,7 @@ export class ImageService {
   private registryClient: Promise<RegistryClient> | undefined;
   private readonly downloads: Semaphore;
   private readonly pulls = new SharedFlight<ImageRecord>();
-  private readonly unpacks = new SingleFlight<void>();
+  private readonly unpacker: LayerUnpacker;
   private readonly gcLock = new SharedLock();
   private readonly configs = new Map<string, ImageConfigJson>();
   /** What the polled reads derive from the records, until the records change (read-cache.ts). */
@@ -148,6 +149,7 @@ export class ImageService {
         ? opts.snapshotter
         : createSnapshotter(opts.snapshotter ?? "overlayfs", opts.db, opts.root);
     this.images = new ImageMetadata(opts.db);
+    this.unpacker = new LayerUnpacker(this.snapshotter, this.content, opts.syncLayer);
     this.leases = new LeaseMetadata(opts.db);
     this.downloads = new Semaphore(opts.maxConcurrentDownloads ?? 3);
     this.platform = opts.platform ?? hostPlatform();
@@ -224,6 +226,8 @@ export class ImageService {
     blobs: string[];
     labels: Record<string, string>;
     layerReady?: Promise<void>[];
+    /** layer `i`'s bytes while they download (pull.ts): unpacked as they arrive */
+    layerStream?: (i: number) => Readable | undefined;
     onLayer?: (digest: string, phase: "unpacking" | "unpacked") => void;
     hold?: (r: LeaseResource) => void;
     /** stops before the next layer's unpack, and before the image is recorded */
@@ -240,10 +244,13 @@ export class ImageService {
     const chain = chainIds(diffIds);
     for (let i = 0; i < manifest.layers.length; i++) {
       args.hold?.({ type: `snapshot/${this.snapshotter.name}`, resource: chain[i] });
-      await args.layerReady?.[i];
+      const ready = args.layerReady?.[i];
+      const stream = ready && args.layerStream?.(i);
+      if (!stream) await ready;
       args.signal?.throwIfAborted();
       args.onLayer?.(manifest.layers[i].digest, "unpacking");
-      await this.unpackLayer(manifest.layers[i], diffIds[i], chain[i], i > 0 ? chain[i - 1] : undefined);
+      const parent = i > 0 ? chain[i - 1] : undefined;
+      await this.unpacker.unpack(manifest.layers[i], diffIds[i], chain[i], parent, stream && { stream, ready });
       args.onLayer?.(manifest.layers[i].digest, "unpacked");
     }
     const size = args.manifestDesc.size + manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
@@ -272,29 +279,6 @@ export class ImageService {
       args.names.map((n) => ({ name: n, targetDigest: args.target.digest, targetMediaType: args.target.mediaType })),
     );
     return this.record(this.images.get(row.id)!);
-  }
-
-  private unpackLayer(layer: Descriptor, diffId: string, chainId: string, parent: string | undefined): Promise<void> {
-    return this.unpacks.do(chainId, async () => {
-      if (this.snapshotter.exists(chainId)) return;
-      const key = `extract-${randomBytes(6).toString("hex")} ${chainId}`;
-      await this.snapshotter.prepare(key, parent, { labels: { "berth.io/unpacking": chainId } });
-      try {
-        const { applyLayer } = await import("./unpack.js");
-        const dir = this.snapshotter.applyDir(key);
-        await applyLayer(this.content.openRead(layer.digest), dir, {
-          whiteouts: this.snapshotter.whiteouts,
-          expectedDiffId: diffId,
-          layer: layer.digest,
-        });
-        await this.opts.syncLayer?.(dir);
-        await this.snapshotter.commit(chainId, key);
-      } catch (err) {
-        await this.snapshotter.remove(key).catch(() => {});
-        if (err instanceof AlreadyExistsError && this.snapshotter.exists(chainId)) return;
-        throw err;
-      }
-    });
   }
 
   private async readConfig(digest: string): Promise<ImageConfigJson> {

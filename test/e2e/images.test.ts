@@ -78,17 +78,21 @@ before(async () => {
   bigLayerDigest = big.digest;
   bigLayerSize = big.size;
   const bigImage = buildImage([base, big]);
+  // the same first two layers (so the same snapshot for the big one) and one more
+  const bigPlus = buildImage([base, big, await makeLayer([{ name: "plus", content: "plus\n" }])]);
   const layout = join(work, "layout");
   await writeOciLayout(layout, [
     { tag: "busybox", image: busybox },
     { tag: "busybox-gz", image: busyboxGz },
     { tag: "big", image: bigImage },
+    { tag: "bigplus", image: bigPlus },
     { tag: "multi", image: buildIndex([arm, amd]) },
   ]);
   await pushLayout(layout, "busybox", `${reg.host}/test/busybox:oci`);
   await pushLayout(layout, "busybox-gz", `${reg.host}/test/busybox:docker`, { format: "v2s2" });
   await pushLayout(layout, "multi", `${reg.host}/test/multi:latest`, { all: true });
   await pushLayout(layout, "big", `${reg.host}/test/big:1`);
+  await pushLayout(layout, "bigplus", `${reg.host}/test/bigplus:1`);
   await pushLayout(layout, "busybox", `${authReg.host}/private/busybox:1`, { creds: "alice:s3cret" });
 });
 
@@ -226,7 +230,96 @@ test("a blob corrupted in transit fails the pull with a digest mismatch and leav
     assert.ok(!(await readdir(join(svc.content.root, "blobs/sha256"))).includes(hex));
     assert.deepEqual(await readdir(join(svc.content.root, "ingest")), []);
     assert.deepEqual(await svc.list(), []);
+    // The layer was being unpacked as it arrived: that half-made snapshot is gone too.
+    assert.deepEqual(
+      svc.snapshotter.list().filter((i) => i.kind === "active"),
+      [],
+      "no snapshot of the corrupted layer",
+    );
   } finally {
+    await proxy.stop();
+  }
+});
+
+/** Resolves once data.bin of the big layer has bytes in a snapshot still being unpacked. */
+async function bigLayerUnpacking(svc: ImageService): Promise<void> {
+  const written = async () => {
+    const info = svc.snapshotter.list().find((i) => i.kind === "active" && i.labels["berth.io/unpacking"]);
+    if (!info) return 0;
+    return (await lstat(join(svc.snapshotter.applyDir(info.key), "data.bin")).catch(() => undefined))?.size ?? 0;
+  };
+  for (let i = 0; (await written()) === 0; i++) {
+    assert.ok(i < 2000, "data.bin appears in the layer's snapshot while the download is held");
+    await sleep(10);
+  }
+}
+
+test("a layer is unpacked while it downloads, and committed once its digest checked out", async () => {
+  const proxy = await startProxy(reg.host, { stall: { match: bigLayerDigest, bytes: 1 << 20 } });
+  try {
+    const { svc } = await newService();
+    const stalled = new Promise((r) => proxy.events.once("stalled", r));
+    const pull = svc.pull(`${proxy.host}/test/big:1`);
+    pull.catch(() => {});
+    await stalled;
+    // The registry holds the rest of the blob back; its first MiB is unpacked already.
+    await bigLayerUnpacking(svc);
+    assert.equal(await svc.content.has(bigLayerDigest), false, "the blob is not complete yet");
+    assert.equal(
+      svc.snapshotter.list().filter((i) => i.kind === "committed").length,
+      1,
+      "only the base layer is committed",
+    );
+    proxy.release();
+    const img = await pull;
+    const mounts = await svc.prepareRootfs(img.id, "big-ctr");
+    const lower = mounts[0].options
+      .find((o) => o.startsWith("lowerdir="))!
+      .slice("lowerdir=".length)
+      .split(":");
+    assert.equal((await lstat(join(lower[0], "data.bin"))).size, 4 << 20);
+    assert.deepEqual(
+      svc.snapshotter.list().filter((i) => i.kind === "active" && i.labels["berth.io/unpacking"]),
+      [],
+    );
+  } finally {
+    proxy.release();
+    await proxy.stop();
+  }
+});
+
+test("a pull cancelled while another image's pull waits on its unpack of a shared layer leaves that pull to finish", async () => {
+  const proxy = await startProxy(reg.host, { stall: { match: bigLayerDigest, bytes: 1 << 20 } });
+  try {
+    const { svc } = await newService();
+    const stalled = new Promise((r) => proxy.events.once("stalled", r));
+    const cancel = new AbortController();
+    const first = svc.pull(`${proxy.host}/test/big:1`, undefined, { signal: cancel.signal });
+    first.catch(() => {});
+    await stalled;
+    await bigLayerUnpacking(svc);
+    // The second image has the same big layer on the same base: its pull joins the unpack the
+    // first one is doing (and the one download).
+    let joined!: () => void;
+    const joining = new Promise<void>((r) => (joined = r));
+    const second = svc.pull(`${proxy.host}/test/bigplus:1`, undefined, {
+      onProgress: (p) => p.phase === "unpacking" && p.digest === bigLayerDigest && joined(),
+    });
+    second.catch(() => {});
+    await joining;
+    cancel.abort();
+    await assert.rejects(first, { kind: "Canceled" });
+    proxy.release();
+    const img = await second;
+    const mounts = await svc.prepareRootfs(img.id, "bigplus-ctr");
+    const lower = mounts[0].options
+      .find((o) => o.startsWith("lowerdir="))!
+      .slice("lowerdir=".length)
+      .split(":");
+    assert.equal(await readFile(join(lower[0], "plus"), "utf8"), "plus\n");
+    assert.equal((await lstat(join(lower[1], "data.bin"))).size, 4 << 20);
+  } finally {
+    proxy.release();
     await proxy.stop();
   }
 });
