@@ -118,10 +118,7 @@ test("anonymous pull of an OCI image records it and unpacks its layers", async (
   assert.equal(img.architecture, "amd64");
   const mounts = await svc.prepareRootfs(img.id, "ctr1");
   assert.equal(mounts[0].type, "overlay");
-  const lower = mounts[0].options
-    .find((o) => o.startsWith("lowerdir="))!
-    .slice("lowerdir=".length)
-    .split(":");
+  const lower = lowerDirs(mounts);
   assert.equal(lower.length, 2);
   // lowerdir lists the top layer first
   assert.equal(await readFile(join(lower[0], "app/hello.txt"), "utf8"), "hello\n");
@@ -241,6 +238,14 @@ test("a blob corrupted in transit fails the pull with a digest mismatch and leav
   }
 });
 
+/** An overlay mount's lower directories, the top layer first. */
+function lowerDirs(mounts: { options: string[] }[]): string[] {
+  return mounts[0].options
+    .find((o) => o.startsWith("lowerdir="))!
+    .slice("lowerdir=".length)
+    .split(":");
+}
+
 /** Resolves once data.bin of the big layer has bytes in a snapshot still being unpacked. */
 async function bigLayerUnpacking(svc: ImageService): Promise<void> {
   const written = async () => {
@@ -273,10 +278,7 @@ test("a layer is unpacked while it downloads, and committed once its digest chec
     proxy.release();
     const img = await pull;
     const mounts = await svc.prepareRootfs(img.id, "big-ctr");
-    const lower = mounts[0].options
-      .find((o) => o.startsWith("lowerdir="))!
-      .slice("lowerdir=".length)
-      .split(":");
+    const lower = lowerDirs(mounts);
     assert.equal((await lstat(join(lower[0], "data.bin"))).size, 4 << 20);
     assert.deepEqual(
       svc.snapshotter.list().filter((i) => i.kind === "active" && i.labels["berth.io/unpacking"]),
@@ -312,10 +314,7 @@ test("a pull cancelled while another image's pull waits on its unpack of a share
     proxy.release();
     const img = await second;
     const mounts = await svc.prepareRootfs(img.id, "bigplus-ctr");
-    const lower = mounts[0].options
-      .find((o) => o.startsWith("lowerdir="))!
-      .slice("lowerdir=".length)
-      .split(":");
+    const lower = lowerDirs(mounts);
     assert.equal(await readFile(join(lower[0], "plus"), "utf8"), "plus\n");
     assert.equal((await lstat(join(lower[1], "data.bin"))).size, 4 << 20);
   } finally {

@@ -9,7 +9,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { after, test } from "node:test";
-import { ContentStore, DigestMismatchError, type BlobSource } from "../../../src/images/content-store.js";
+import {
+  ContentStore,
+  DigestMismatchError,
+  type BlobSource,
+  type IngestOptions,
+} from "../../../src/images/content-store.js";
 import { GrowingBlobReader } from "../../../src/images/growing-blob.js";
 
 const dirs: string[] = [];
@@ -69,15 +74,21 @@ function feed(answerAt = (_i: number, asked: number) => asked) {
   return { source, request };
 }
 
-test("the reader gives out each part as the download writes it, then the whole blob", async () => {
-  const s = await store();
-  const f = feed();
+/** A reader following the ingest of `expected` from `f`, told when the download ends. */
+function following(s: ContentStore, f: ReturnType<typeof feed>, opts: IngestOptions = {}) {
   const r = readerFor(s);
-  const done = s.ingest(expected, f.source, { observer: r });
+  const done = s.ingest(expected, f.source, { ...opts, observer: r });
   done.then(
     () => r.complete(),
     (e: unknown) => r.fail(e),
   );
+  return { r, done };
+}
+
+test("the reader gives out each part as the download writes it, then the whole blob", async () => {
+  const s = await store();
+  const f = feed();
+  const { r, done } = following(s, f);
   const got: Buffer[] = [];
   const { body } = await f.request(0);
   // The first MiB only: the reader has it while the download waits for more.
@@ -95,12 +106,7 @@ test("the reader gives out each part as the download writes it, then the whole b
 test("a download that starts over from 0 (the Range ignored) still reads as the blob", async () => {
   const s = await store();
   const f = feed((i, asked) => (i === 0 ? asked : 0));
-  const r = readerFor(s);
-  const done = s.ingest(expected, f.source, { observer: r, retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 1 } });
-  done.then(
-    () => r.complete(),
-    (e: unknown) => r.fail(e),
-  );
+  const { r, done } = following(s, f, { retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 1 } });
   const got: Buffer[] = [];
   const first = await f.request(0);
   first.body.write(blob.subarray(0, 2 << 20));
@@ -119,12 +125,7 @@ test("a download that starts over from 0 (the Range ignored) still reads as the 
 test("a failed download ends the reader with the download's error and leaves no file open", async () => {
   const s = await store();
   const f = feed();
-  const r = readerFor(s);
-  const done = s.ingest(expected, f.source, { observer: r });
-  done.then(
-    () => r.complete(),
-    (e: unknown) => r.fail(e),
-  );
+  const { r, done } = following(s, f);
   const got: Buffer[] = [];
   const { body } = await f.request(0);
   const bad = Buffer.from(blob);
