@@ -20,12 +20,14 @@ import {
   isIndex,
   isManifest,
   type Descriptor,
+  type ImageConfigJson,
   type IndexJson,
   type ManifestJson,
   type Platform,
 } from "./mediatypes.js";
 import { formatPlatform, selectManifest } from "./platform.js";
 import { GrowingBlobReader } from "./growing-blob.js";
+import { fetchSmallBlob } from "./small-blob.js";
 import {
   bothObservers,
   ProgressWatch,
@@ -37,6 +39,9 @@ import { digestName, formatReference, tagName, type ImageReference } from "./ref
 import type { RegistryClient } from "./registry.js";
 import type { RetryPolicy } from "./retry.js";
 import type { ImageRecord, PullProgress } from "./service.js";
+
+/** An image config larger than this is downloaded to the store before it is read. */
+const MAX_CONFIG_IN_MEMORY = 16 << 20;
 
 export interface PullDeps {
   content: ContentStore;
@@ -55,6 +60,9 @@ export interface PullDeps {
     names: string[];
     blobs: string[];
     labels: Record<string, string>;
+    /** the manifest's config, parsed; in the store once `stored` resolves */
+    config: ImageConfigJson;
+    stored: Promise<unknown>;
     layerReady: Promise<void>[];
     layerStream: (i: number) => Readable | undefined;
     onLayer: (digest: string, phase: "unpacking" | "unpacked") => void;
@@ -159,12 +167,11 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
         signal,
         observer,
       });
-    // One commit holds config and layers; the config downloads beside the layers.
+    // One commit holds config and layers.
     d.leases.addResources(lease, [
       { type: "content", resource: manifest.config.digest },
       ...manifest.layers.map((l) => ({ type: "content", resource: l.digest })),
     ]);
-    stored.push(background(fetchBlob(manifest.config)));
     // Every layer starts downloading now (under the global limit); unpacking follows in order.
     const layerReady = manifest.layers.map((l) => {
       const follower = new GrowingBlobReader(
@@ -179,8 +186,20 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
       );
       return background(ready.then(() => progress({ phase: "downloaded", digest: l.digest })));
     });
-    await Promise.all(stored);
+    // The config, small, comes into memory (small-blob.ts): the unpack starts from it while
+    // it is stored beside the layers. An image is recorded only once both manifests and the
+    // config are stored.
+    // (A config past MAX_CONFIG_IN_MEMORY, or one already stored, is read from the store.)
+    const cfg = manifest.config;
+    const inMemory = cfg.size <= MAX_CONFIG_IN_MEMORY && !(await d.content.has(cfg.digest));
+    const configBody = inMemory
+      ? await fetchSmallBlob(d.registry.blobSource(ref, cfg, auth), cfg, { retry: d.retry, signal, observer: watch })
+      : await fetchBlob(cfg).then(() => d.content.read(cfg.digest));
+    if (inMemory) stored.push(background(d.content.writeBuffer(configBody, cfg)));
+    const allStored = background(Promise.all(stored));
     const record = await d.storeImage({
+      config: JSON.parse(configBody.toString("utf8")) as ImageConfigJson,
+      stored: allStored,
       target,
       manifestDesc,
       manifest,

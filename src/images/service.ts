@@ -225,6 +225,10 @@ export class ImageService {
     names: string[];
     blobs: string[];
     labels: Record<string, string>;
+    /** the config, when the caller has it before its commit (pull.ts) */
+    config?: ImageConfigJson;
+    /** resolves once the manifests and config are stored: the image is recorded after */
+    stored?: Promise<unknown>;
     layerReady?: Promise<void>[];
     /** layer `i`'s bytes while they download (pull.ts): unpacked as they arrive */
     layerStream?: (i: number) => Readable | undefined;
@@ -234,7 +238,7 @@ export class ImageService {
     signal?: AbortSignal;
   }): Promise<ImageRecord> {
     const { manifest } = args;
-    const config = await this.readConfig(manifest.config.digest);
+    const config = args.config ?? (await this.readConfig(manifest.config.digest));
     const diffIds = config.rootfs?.diff_ids ?? [];
     if (diffIds.length !== manifest.layers.length) {
       throw new InvalidArgumentError(
@@ -272,6 +276,8 @@ export class ImageService {
         ...manifest.layers.map((l) => l.digest),
       ]),
     ];
+    await args.stored;
+    if (args.config && !this.configs.has(row.id)) this.configs.set(row.id, args.config);
     args.signal?.throwIfAborted();
     this.images.put(
       row,

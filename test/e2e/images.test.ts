@@ -31,6 +31,7 @@ let arm64Id = "";
 let busyboxId = "";
 let bigLayerDigest = "";
 let bigLayerSize = 0;
+let bigConfigDigest = "";
 
 async function newService(snapshotter = "overlayfs"): Promise<{ svc: ImageService; db: Db; root: string }> {
   const root = await mkdtemp(join(tmpdir(), "berth-images-"));
@@ -78,6 +79,7 @@ before(async () => {
   bigLayerDigest = big.digest;
   bigLayerSize = big.size;
   const bigImage = buildImage([base, big]);
+  bigConfigDigest = bigImage.config.digest;
   // the same first two layers (so the same snapshot for the big one) and one more
   const bigPlus = buildImage([base, big, await makeLayer([{ name: "plus", content: "plus\n" }])]);
   const layout = join(work, "layout");
@@ -232,6 +234,27 @@ test("a blob corrupted in transit fails the pull with a digest mismatch and leav
       svc.snapshotter.list().filter((i) => i.kind === "active"),
       [],
       "no snapshot of the corrupted layer",
+    );
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("a config corrupted in transit fails the pull with a digest mismatch; no image or config is kept, no snapshot half-made", async () => {
+  const proxy = await startProxy(reg.host, { tamper: bigConfigDigest });
+  try {
+    const { svc } = await newService();
+    await assert.rejects(svc.pull(`${proxy.host}/test/big:1`), (err: unknown) => {
+      assert.ok(err instanceof DigestMismatchError, String(err));
+      assert.match((err as Error).message, new RegExp(`digest mismatch: expected ${bigConfigDigest} got sha256:`));
+      return true;
+    });
+    assert.deepEqual(await svc.list(), []);
+    assert.equal(await svc.content.has(bigConfigDigest), false);
+    assert.deepEqual(await readdir(join(svc.content.root, "ingest")), []);
+    assert.deepEqual(
+      svc.snapshotter.list().filter((i) => i.kind === "active"),
+      [],
     );
   } finally {
     await proxy.stop();
