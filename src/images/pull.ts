@@ -193,7 +193,12 @@ export async function runPull(d: PullDeps, a: PullArgs, callers: AbortSignal): P
     const cfg = manifest.config;
     const inMemory = cfg.size <= MAX_CONFIG_IN_MEMORY && !(await d.content.has(cfg.digest));
     const configBody = inMemory
-      ? await fetchSmallBlob(d.registry.blobSource(ref, cfg, auth), cfg, { retry: d.retry, signal, observer: watch })
+      ? await fetchSmallBlob(d.registry.blobSource(ref, cfg, auth), cfg, {
+          retry: d.retry,
+          signal,
+          observer: watch,
+          onProgress: (done, total) => progress({ phase: "downloading", digest: cfg.digest, done, total }),
+        })
       : await fetchBlob(cfg).then(() => d.content.read(cfg.digest));
     if (inMemory) stored.push(background(d.content.writeBuffer(configBody, cfg)));
     const allStored = background(Promise.all(stored));

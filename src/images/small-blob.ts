@@ -11,11 +11,18 @@ import { defaultRetry, TransientHttpError, withRetry, type RetryPolicy } from ".
 export async function fetchSmallBlob(
   source: BlobSource,
   desc: Descriptor,
-  opts: { retry?: RetryPolicy; signal: AbortSignal; observer: TransferObserver },
+  opts: {
+    retry?: RetryPolicy;
+    signal: AbortSignal;
+    observer: TransferObserver;
+    /** byte counts as they arrive, as a content-store ingest tells them */
+    onProgress?: (done: number, total: number) => void;
+  },
 ): Promise<Buffer> {
   return withRetry({ ...(opts.retry ?? defaultRetry), signal: opts.signal }, async () => {
     const t = opts.observer.begin(desc.digest, 0, desc.size);
     try {
+      opts.onProgress?.(0, desc.size);
       const got = await source(0, opts.signal);
       const chunks: Buffer[] = [];
       let n = 0;
@@ -25,6 +32,7 @@ export async function fetchSmallBlob(
           throw new SizeMismatchError(`size mismatch for ${desc.digest}: got more than ${desc.size} bytes`);
         chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
         t.progress(n);
+        opts.onProgress?.(n, desc.size);
       }
       if (n < desc.size) throw new TransientHttpError(`blob ${desc.digest} ended at ${n} of ${desc.size} bytes`);
       const body = Buffer.concat(chunks, n);
