@@ -56,9 +56,22 @@ export async function startCritestImages(configPath: string): Promise<CritestIma
   const registry = await startRegistry();
   try {
     const pushes = [...list].flatMap(([tag, refs]) => refs.map((ref) => ({ tag, ref })));
-    // skopeo copies are mostly waiting on the registry: a few at a time
-    for (let i = 0; i < pushes.length; i += 4) {
-      await Promise.all(pushes.slice(i, i + 4).map((p) => pushLayout(layout, p.tag, `${registry.host}/${p.ref}`)));
+    // skopeo copies are mostly waiting on the registry: a few repositories at a time. The tags
+    // of one repository go one after another: docker-registry's filesystem driver rewrites a
+    // repository's blob link in place, and a push checking that link while another push of the
+    // same repository writes it got a 500 ("failed to read from destination repository").
+    const byRepo = new Map<string, typeof pushes>();
+    for (const p of pushes) {
+      const repo = p.ref.replace(/[:@][^/]*$/, "");
+      byRepo.set(repo, [...(byRepo.get(repo) ?? []), p]);
+    }
+    const groups = [...byRepo.values()];
+    for (let i = 0; i < groups.length; i += 4) {
+      await Promise.all(
+        groups.slice(i, i + 4).map(async (group) => {
+          for (const p of group) await pushLayout(layout, p.tag, `${registry.host}/${p.ref}`);
+        }),
+      );
     }
     const hosts = new Set(pushes.map((p) => upstreamHost(p.ref)));
     for (const host of hosts) {
