@@ -2,8 +2,7 @@
 // start unpacking from it at once rather than after its commit to the content store (which
 // follows beside the layers; a pull records the image only once it is done). The download's
 // retries and the pull's stall watch apply as to any blob.
-import { createHash } from "node:crypto";
-import { DigestMismatchError, SizeMismatchError, type BlobSource } from "./content-store.js";
+import { DigestMismatchError, SizeMismatchError, sha256Digest, type BlobSource } from "./content-store.js";
 import type { Descriptor } from "./mediatypes.js";
 import type { TransferObserver } from "./progress-watch.js";
 import { defaultRetry, TransientHttpError, withRetry, type RetryPolicy } from "./retry.js";
@@ -36,7 +35,7 @@ export async function fetchSmallBlob(
       }
       if (n < desc.size) throw new TransientHttpError(`blob ${desc.digest} ended at ${n} of ${desc.size} bytes`);
       const body = Buffer.concat(chunks, n);
-      const digest = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+      const digest = sha256Digest(body);
       if (digest !== desc.digest)
         throw new DigestMismatchError(`digest mismatch: expected ${desc.digest} got ${digest}`);
       return body;

@@ -283,19 +283,7 @@ export class TaskClient {
     // answering Delete): report the exit now, before the task is gone (init-exits.ts).
     if (e.started && !e.lastExit && !e.dead) this.table.reportInitExit(e, result);
     // Likewise the shim's TaskDelete, which a shim shut down right after may never send.
-    if (this.table.reportedDeletes.add(namespace, id, result.pid)) {
-      this.table.hub.emit({
-        type: "delete",
-        namespace,
-        topic: "/tasks/delete",
-        timestamp: new Date(),
-        containerId: id,
-        execId: "",
-        pid: result.pid,
-        exitStatus: result.exitStatus,
-        exitedAt: result.exitedAt,
-      });
-    }
+    this.table.reportDelete(namespace, id, result);
     await this.forget(e);
     return result;
   }

@@ -173,6 +173,22 @@ export class TaskTable {
     this.emitInitExit(e.record.namespace, e.record.id, { ...e.lastExit, ...reason });
   }
 
+  /** A task's delete, from Delete's answer, unless the shim's TaskDelete was reported already. */
+  reportDelete(namespace: string, id: string, result: ExitResult): void {
+    if (!this.reportedDeletes.add(namespace, id, result.pid)) return;
+    this.hub.emit({
+      type: "delete",
+      namespace,
+      topic: "/tasks/delete",
+      timestamp: new Date(),
+      containerId: id,
+      execId: "",
+      pid: result.pid,
+      exitStatus: result.exitStatus,
+      exitedAt: result.exitedAt,
+    });
+  }
+
   /** An exit of a task's init process that the manager itself learned of (no TaskExit came). */
   emitInitExit(
     namespace: string,
