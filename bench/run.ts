@@ -5,7 +5,7 @@
 //   npm run build && npm run bench -- [--quick] [--json FILE] [--svg FILE]
 //                                      [--compare unix:///run/containerd/containerd.sock [--compare-pid PID]]
 //                                      [--compare-self]
-//   npm run bench -- --compare containerd [--quick] [--json FILE] [--results FILE]
+//   npm run bench -- --compare containerd [--quick] [--state-on-disk] [--json FILE] [--results FILE]
 //     side by side: containerd 2.4, Debian's containerd 1.6 and berthd through one Go CRI
 //     client, with floors (bench/lib/compare*.ts); a full run rewrites RESULTS.md's section
 //
@@ -26,6 +26,7 @@ import { connectCri, startBerthd, type CriTarget } from "./lib/target.js";
 
 interface Opts {
   quick?: boolean;
+  stateOnDisk?: boolean;
   json?: string;
   svg?: string;
   compare?: string;
@@ -171,6 +172,10 @@ async function main(): Promise<void> {
       "--results <file>",
       "with --compare containerd: the RESULTS.md whose side-by-side section to rewrite (default: bench/RESULTS.md on a full run)",
     )
+    .option(
+      "--state-on-disk",
+      "with --compare containerd: every runtime's runtime state on the machine's disk instead of a tmpfs (what /run is on a node)",
+    )
     .option("--compare-pid <pid>", "the --compare daemon's pid, for its memory rows")
     .option("--compare-name <name>", "label of the compared runtime", "")
     .option("--compare-self", "compare against a second private berthd started by the bench (tests --compare)")
@@ -179,7 +184,7 @@ async function main(): Promise<void> {
     .parse()
     .opts<Opts>();
   if (o.compare === "containerd") {
-    await sideBySide({ quick: !!o.quick, json: o.json, results: o.results });
+    await sideBySide({ quick: !!o.quick, stateOnDisk: !!o.stateOnDisk, json: o.json, results: o.results });
     return;
   }
   const sizes = o.quick ? QUICK : FULL;

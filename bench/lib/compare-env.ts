@@ -4,7 +4,17 @@
 // (bridge + host-local + portmap, ipMasq off) on a bridge and subnet of its own, and the
 // clean-up of what a runtime leaves on the host (mounts, cgroups, bridges).
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildCritestImages } from "../../test/helpers/critest-images.js";
 import { pushLayout } from "../../test/helpers/images.js";
@@ -125,6 +135,42 @@ export function unmountUnder(dir: string): string[] {
     }
   }
   return mounts;
+}
+
+/** A runtime's run dir: where it keeps the runtime state a node keeps under /run. */
+export interface RunDir {
+  path: string;
+  /** Unmounts it (with anything a runtime left mounted inside) and removes it. */
+  close(): void;
+}
+
+/**
+ * A fresh directory for one runtime's runtime state: berthd's --state and its handlers' runc
+ * root, containerd's state dir and its runc root. On a node these live under /run, a tmpfs, so
+ * by default the directory is a tmpfs of its own. On this machine /run is on the root file
+ * system (ext4 without a journal, whose inode allocator passes over every inode deleted in the
+ * last half minute or more, so each file a runtime makes there costs more the more pods were
+ * torn down just before); `onDisk` keeps the directory there, for a run of that layout
+ * (--state-on-disk). Each runtime has its own, so one's churn never slows another's.
+ */
+export function runDir(prefix: string, onDisk = false): RunDir {
+  const path = mkdtempSync(join(tmpdir(), `${prefix}-run-`));
+  if (!onDisk) {
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "mode=0711,size=512m", "tmpfs", path], { stdio: "pipe" });
+    } catch (err) {
+      rmdirSync(path);
+      throw new Error(`cannot mount a tmpfs on ${path}: ${(err as Error).message}`);
+    }
+  }
+  return {
+    path,
+    close() {
+      // lazily: a mount still busy goes with its last user
+      unmountUnder(path);
+      rmSync(path, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Removes a cgroupfs parent (and empty children) from every v1 hierarchy and the v2 tree. */

@@ -10,7 +10,14 @@ import { goTool } from "../../test/helpers/go-tools.js";
 import { startBerthd, type CriTarget } from "./target.js";
 import { startContainerd, type Generation } from "./containerd.js";
 import { waitForQuiet } from "./quiet.js";
-import { startCompareImages, deleteLink, removeCgroupParent, unmountUnder, writeHostsToml } from "./compare-env.js";
+import {
+  startCompareImages,
+  deleteLink,
+  runDir,
+  removeCgroupParent,
+  unmountUnder,
+  writeHostsToml,
+} from "./compare-env.js";
 import { SteppedClient, type ClientResult, type ClientSizes } from "./compare-client.js";
 import { measureCniFloor } from "./cni-floor.js";
 import { RuncFloor } from "./floor.js";
@@ -87,6 +94,8 @@ export interface CompareOutput {
   errors: Partial<Record<RuntimeName, string>>;
   table: string;
   labels: Parameters<typeof sideRows>[2];
+  /** The runtime state was on the machine's disk, not on a tmpfs (compare-env.ts, runDir). */
+  stateOnDisk: boolean;
   /** Each block a runtime ran, in order: the turn it ran in and the hold it ran from. */
   schedule: { turn: number; runtime: RuntimeName; from: string }[];
 }
@@ -117,8 +126,15 @@ interface Started {
   close(): Promise<void>;
 }
 
-async function startBerth(registryHost: string): Promise<Started> {
-  const t: CriTarget = await startBerthd({ name: "berth", ...NETS.berth });
+async function startBerth(registryHost: string, stateOnDisk: boolean): Promise<Started> {
+  const run = runDir("berth-bench", stateOnDisk);
+  let t: CriTarget;
+  try {
+    t = await startBerthd({ name: "berth", ...NETS.berth, runDir: run.path });
+  } catch (err) {
+    run.close();
+    throw err;
+  }
   const dir = dirname(t.logDir);
   writeHostsToml(join(dir, "certs.d"), registryHost);
   const cgroupParent = "/berth-bench-berth";
@@ -140,6 +156,7 @@ async function startBerth(registryHost: string): Promise<Started> {
         unmountUnder(dir);
         rmSync(dir, { recursive: true, force: true });
       });
+      run.close();
       deleteLink(NETS.berth.bridge);
       removeCgroupParent(cgroupParent);
     },
@@ -202,7 +219,7 @@ async function quiet(name: RuntimeName, at: string, boundMs: number): Promise<vo
   log(`${name}: ${at}: quiet after ${(q.waitedMs / 1000).toFixed(1)} s (${Math.round(q.busy * 100)}% busy)`);
 }
 
-export async function runCompare(quick: boolean): Promise<CompareOutput> {
+export async function runCompare(quick: boolean, stateOnDisk = false): Promise<CompareOutput> {
   const s = quick ? COMPARE_QUICK : COMPARE_FULL;
   const started = new Date();
   const before = loadavg();
@@ -279,13 +296,14 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
           log(`${name}: starting`);
           rt =
             name === "berth"
-              ? await startBerth(images.registry.host)
+              ? await startBerth(images.registry.host, stateOnDisk)
               : await startContainerd(
                   name.slice("containerd ".length) as Generation,
                   NETS[name],
                   images.registry.host,
                   images.pause,
                   log,
+                  stateOnDisk,
                 );
           const client = new SteppedClient(rt, clientImages, s, (m) => log(`${name}: ${m}`), abort.signal);
           const l: Live = { name, rt, client, memory: {}, at: "" };
@@ -350,6 +368,7 @@ export async function runCompare(quick: boolean): Promise<CompareOutput> {
       errors,
       labels,
       table: sideTable(sideRows(results, floors, labels)),
+      stateOnDisk,
       schedule,
     };
   } finally {

@@ -10,6 +10,7 @@ import { goTool } from "../../test/helpers/go-tools.js";
 import { criClients } from "../../test/helpers/daemon.js";
 import {
   deleteLink,
+  runDir,
   removeCgroupParent,
   unmountUnder,
   writeConflist,
@@ -38,11 +39,11 @@ export type Generation = "1.6" | "2.4";
  * restrict oom_score_adj to containerd's own: the CRI gives the pause container -998, which a
  * root without CAP_SYS_RESOURCE (this host) may not set, so runc init fails (berthd clamps too).
  */
-function config(gen: Generation, dir: string, sock: string, pause: string): string {
+function config(gen: Generation, dir: string, run: string, sock: string, pause: string): string {
   if (gen === "1.6")
     return `version = 2
 root = "${dir}/root"
-state = "${dir}/state"
+state = "${run}/state"
 [grpc]
   address = "${sock}"
 [ttrpc]
@@ -56,6 +57,11 @@ state = "${dir}/state"
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "${run}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "${dir}/net.d"
@@ -67,7 +73,7 @@ state = "${dir}/state"
   // our dir (at most 42 characters).
   return `version = 4
 root = "${dir}/root"
-state = "${dir}/state"
+state = "${run}/state"
 imports = []
 disabled_plugins = ["io.containerd.nri.v1.nri"]
 [debug]
@@ -88,6 +94,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     config_path = "${dir}/certs.d"
 [plugins.'io.containerd.cri.v1.runtime']
   restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        Root = "${run}/runc"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "${dir}/net.d"
@@ -102,15 +114,18 @@ export async function startContainerd(
   registryHost: string,
   pause: string,
   log: (msg: string) => void,
+  stateOnDisk = false,
 ): Promise<Runtime> {
   // short: the shim socket dir must stay within 42 characters
+  // state and runc root on a tmpfs of its own, as under /run on a node (compare-env.ts)
+  const run = runDir(`bcd${gen.replace(".", "")}`, stateOnDisk);
   const dir = mkdtempSync(join(tmpdir(), `bcd${gen.replace(".", "")}-`));
   const sock = join(dir, "c.sock");
   const cgroupParent = `/berth-bench-cd${gen.replace(".", "")}`;
   writeConflist(join(dir, "net.d"), net, join(dir, "ipam"));
   writeHostsToml(join(dir, "certs.d"), registryHost);
   mkdirSync(join(dir, "logs"));
-  writeFileSync(join(dir, "config.toml"), config(gen, dir, sock, pause));
+  writeFileSync(join(dir, "config.toml"), config(gen, dir, run.path, sock, pause));
   const bin = gen === "1.6" ? "/usr/bin/containerd" : goTool("containerd-2.4-cri", "containerd");
   // containerd finds containerd-shim-runc-v2 on PATH: 2.4's own shim first for 2.4, Debian's for 1.6
   const path = gen === "1.6" ? process.env.PATH : `${dirname(bin)}:${process.env.PATH}`;
@@ -156,8 +171,9 @@ export async function startContainerd(
         }
       }
       await sleep(200);
-      const left = unmountUnder(dir);
+      const left = [...unmountUnder(dir), ...unmountUnder(run.path).filter((m) => m !== run.path)];
       if (left.length) log(`${name}: unmounted ${left.length} leftover mounts`);
+      run.close();
       deleteLink(net.bridge);
       removeCgroupParent(cgroupParent);
       rmSync(dir, { recursive: true, force: true });

@@ -38,6 +38,11 @@ export interface BerthdOptions {
   name: string;
   bridge: string;
   subnet: string;
+  /**
+   * Where the runtime state goes (berthd's --state, the runc handlers' root), as /run/berth on
+   * a node; by default inside the daemon's own temporary directory.
+   */
+  runDir?: string;
 }
 
 /** Starts a private berthd with its own CNI bridge network (the approach of test/helpers/cri.ts). */
@@ -71,7 +76,8 @@ export async function startBerthd(o: BerthdOptions): Promise<CriTarget> {
   let d: TestDaemon;
   try {
     d = await startDaemon({
-      config: daemonConfig({ bridge: o.bridge, subnet: o.subnet }),
+      config: daemonConfig({ bridge: o.bridge, subnet: o.subnet, runtimeRoot: o.runDir }),
+      ...(o.runDir ? { state: join(o.runDir, "state") } : {}),
       dir,
       keepDir: true,
       readyTimeoutMs: 60_000,

@@ -330,9 +330,11 @@ export class NetworkManager {
         // none on DEL: lo lives and dies with the namespace and holds nothing on the host).
         bringLoopbackUp(nsPath);
         req.onNetns?.(nsPath);
-        for (const net of state.networks) {
+        for (const [i, net] of state.networks.entries()) {
           net.result = await addNetworkList(this.exec, net.list, { ...state.runtime, ifName: net.ifName });
-          await this.writeState(state);
+          // The last network's result goes out with "ready", in one write: a berthd that dies
+          // before it tears the pod down as one whose ADD did not finish (DEL needs no result).
+          if (i < state.networks.length - 1) await this.writeState(state);
         }
         state.phase = "ready";
         await this.writeState(state);

@@ -164,6 +164,18 @@ function leftovers(): string[] {
     }
     if (/\/tmp\/(bcd16|bcd24)-/.test(cmd)) out.push(`process ${pid} ${cmd.slice(0, 120)}`);
   }
+  for (const n of readdirSync("/tmp")) if (/^(berth-bench|bcd16|bcd24)-run-/.test(n)) out.push(`dir /tmp/${n}`);
+  return out;
+}
+
+/** The runtimes' run dirs mounted now (compare-env.ts runDir): mount point -> file system type. */
+function runDirMounts(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const l of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const f = l.split(" ");
+    const at = f[4] ?? "";
+    if (/^\/tmp\/(berth-bench|bcd16|bcd24)-run-\w+$/.test(at)) out.set(at, f[f.indexOf("-") + 1] ?? "");
+  }
   return out;
 }
 
@@ -177,10 +189,40 @@ test(
     const before = leftovers();
     const results = join(REPO_ROOT, "bench/RESULTS.md");
     const resultsBefore = readFileSync(results, "utf8");
-    const { stdout } = await run(
-      process.execPath,
-      [join(REPO_ROOT, "dist/bench/run.js"), "--compare", "containerd", "--quick", "--json", json],
-      { timeout: 580_000, maxBuffer: 16 << 20 },
+    // Each runtime keeps its runtime state on a tmpfs of its own, as under /run on a node:
+    // watched while the run goes on (the mounts go with it), with berthd's --state inside its own.
+    const seen = new Map<string, string>();
+    const states = new Set<string>();
+    const watch = setInterval(() => {
+      for (const [at, type] of runDirMounts()) seen.set(at, type);
+      for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+        let cmd: string[] = [];
+        try {
+          cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+        } catch {
+          continue;
+        }
+        const i = cmd.indexOf("--state");
+        if (i > 0 && cmd.some((a) => a.endsWith("bin/berthd"))) states.add(cmd[i + 1] ?? "");
+      }
+    }, 250);
+    let stdout: string;
+    try {
+      ({ stdout } = await run(
+        process.execPath,
+        [join(REPO_ROOT, "dist/bench/run.js"), "--compare", "containerd", "--quick", "--json", json],
+        { timeout: 580_000, maxBuffer: 16 << 20 },
+      ));
+    } finally {
+      clearInterval(watch);
+    }
+    const prefixes = [...seen.keys()].map((at) => /\/tmp\/(berth-bench|bcd16|bcd24)-run-/.exec(at)![1]).sort();
+    assert.deepEqual(prefixes, ["bcd16", "bcd24", "berth-bench"], `one run dir per runtime: ${[...seen.keys()]}`);
+    for (const [at, type] of seen) assert.equal(type, "tmpfs", `${at} is a tmpfs`);
+    const berthRun = [...seen.keys()].find((at) => at.includes("/berth-bench-run-"))!;
+    assert.ok(
+      [...states].some((st) => st === join(berthRun, "state")),
+      `berthd's --state is in its run dir: ${[...states]}`,
     );
     const out = JSON.parse(readFileSync(json, "utf8")) as {
       errors: Record<string, string>;

@@ -117,6 +117,8 @@ export interface CriEnvOptions {
   defaultHandler?: string;
   /** CNI plugin directory (default /usr/lib/cni) */
   cniBinDir?: string;
+  /** the directory of the runtime handlers' runc roots (default the daemon's own dir) */
+  runtimeRoot?: string;
 }
 
 export interface CriEnv {
@@ -158,12 +160,12 @@ default_runtime_name = "${o.defaultHandler ?? "runc"}"
 [runtime.handlers.runc]
 runtime_type = "io.containerd.berth.v2"
 binary_name = "runc"
-root = "{{dir}}/runc"
+root = "${o.runtimeRoot ?? "{{dir}}"}/runc"
 
 [runtime.handlers.runc-v2]
 runtime_type = "io.containerd.runc.v2"
 binary_name = "runc"
-root = "{{dir}}/runc-v2"
+root = "${o.runtimeRoot ?? "{{dir}}"}/runc-v2"
 
 [registry]
 config_path = "{{dir}}/certs.d"
