@@ -9,7 +9,7 @@ import type { Logger } from "../util/log.js";
 import { parseDuration } from "./config-fields.js";
 import type { BerthConfig } from "./config.js";
 import { compose, type Services } from "./compose.js";
-import { ensurePrivateDir } from "./dirs.js";
+import { ensurePrivateDir, noteStateFileSystem } from "./dirs.js";
 import { PidFile } from "./pidfile.js";
 import { claimSocketPath, setSocketAccess } from "./socket.js";
 import { BERTH_VERSION } from "../util/version.js";
@@ -35,6 +35,7 @@ export class Daemon {
     try {
       ensurePrivateDir(config.root, 0o700, log);
       ensurePrivateDir(config.state, 0o711, log);
+      noteStateFileSystem(config.state, log);
       const pidFile = PidFile.acquire(join(config.state, PID_FILE), log);
       undo.push(() => pidFile.release());
 

@@ -2,12 +2,14 @@
 // or state dir with a live daemon, recovering from a crashed one, and clean shutdown.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { CgroupDriver } from "../../src/gen/cri/runtime/v1/api.js";
-import { runBerthd, startDaemon } from "../helpers/daemon.js";
+import { onMemoryFs } from "../../src/daemon/dirs.js";
+import { runBerthd, startDaemon, type TestDaemon } from "../helpers/daemon.js";
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), "berth-lc-"));
@@ -45,6 +47,34 @@ test("an existing root with loose permissions is tightened to 0700", async (t) =
   t.after(() => d.stop());
   assert.equal(mode(root).toString(8), "700");
   assert.match(d.logs(), /tightened directory permissions/);
+});
+
+const tmpOnDisk = onMemoryFs(tmpdir()) === false;
+
+test(
+  "a state dir on a disk is named at start",
+  { skip: tmpOnDisk ? false : `${tmpdir()} is not on a disk here` },
+  async (t) => {
+    const d = await startDaemon(); // its state dir is in the temp dir
+    t.after(() => d.stop());
+    assert.match(d.logs(), /the state dir is not on a tmpfs/);
+  },
+);
+
+test("a state dir on a tmpfs is not named", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "berth-lc-"));
+  const state = join(dir, "state");
+  mkdirSync(state);
+  execFileSync("mount", ["-t", "tmpfs", "tmpfs", state]);
+  let d: TestDaemon | undefined;
+  t.after(async () => {
+    await d?.stop();
+    execFileSync("umount", [state]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  d = await startDaemon({ state });
+  assert.equal(readFileSync(join(state, "berthd.pid"), "utf8").trim(), String(d.pid));
+  assert.doesNotMatch(d.logs(), /the state dir is not on a tmpfs/);
 });
 
 test("a second daemon on the same socket is refused and the first keeps serving", async (t) => {
