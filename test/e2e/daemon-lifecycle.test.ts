@@ -66,13 +66,14 @@ test("a state dir on a tmpfs is not named", async (t) => {
   const state = join(dir, "state");
   mkdirSync(state);
   execFileSync("mount", ["-t", "tmpfs", "tmpfs", state]);
-  let d: TestDaemon | undefined;
+  const started: TestDaemon[] = [];
   t.after(async () => {
-    await d?.stop();
+    for (const x of started) await x.stop();
     execFileSync("umount", [state]);
     rmSync(dir, { recursive: true, force: true });
   });
-  d = await startDaemon({ state });
+  const d = await startDaemon({ state });
+  started.push(d);
   assert.equal(readFileSync(join(state, "berthd.pid"), "utf8").trim(), String(d.pid));
   assert.doesNotMatch(d.logs(), /the state dir is not on a tmpfs/);
 });
