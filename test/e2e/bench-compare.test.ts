@@ -193,8 +193,24 @@ test(
     // watched while the run goes on (the mounts go with it), with berthd's --state inside its own.
     const seen = new Map<string, string>();
     const states = new Set<string>();
+    // and each one's runc kept its containers' state there (berth's runc root is <run>/runc,
+    // containerd's runc shim adds the namespace: <run>/runc/k8s.io)
+    const runcUsed = new Set<string>();
+    const hasRuncState = (d: string, depth: number): boolean => {
+      let names: string[] = [];
+      try {
+        names = readdirSync(d);
+      } catch {
+        return false;
+      }
+      if (names.includes("state.json")) return true;
+      return depth > 0 && names.some((n) => hasRuncState(join(d, n), depth - 1));
+    };
     const watch = setInterval(() => {
-      for (const [at, type] of runDirMounts()) seen.set(at, type);
+      for (const [at, type] of runDirMounts()) {
+        seen.set(at, type);
+        if (hasRuncState(join(at, "runc"), 2)) runcUsed.add(at);
+      }
       for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
         let cmd: string[] = [];
         try {
@@ -219,6 +235,7 @@ test(
     const prefixes = [...seen.keys()].map((at) => /\/tmp\/(berth-bench|bcd16|bcd24)-run-/.exec(at)![1]).sort();
     assert.deepEqual(prefixes, ["bcd16", "bcd24", "berth-bench"], `one run dir per runtime: ${[...seen.keys()]}`);
     for (const [at, type] of seen) assert.equal(type, "tmpfs", `${at} is a tmpfs`);
+    assert.deepEqual([...runcUsed].sort(), [...seen.keys()].sort(), "every runtime's runc root was in its run dir");
     const berthRun = [...seen.keys()].find((at) => at.includes("/berth-bench-run-"))!;
     assert.ok(
       [...states].some((st) => st === join(berthRun, "state")),
