@@ -332,8 +332,7 @@ export class NetworkManager {
         req.onNetns?.(nsPath);
         for (const [i, net] of state.networks.entries()) {
           net.result = await addNetworkList(this.exec, net.list, { ...state.runtime, ifName: net.ifName });
-          // The last network's result goes out with "ready", in one write: a berthd that dies
-          // before it tears the pod down as one whose ADD did not finish (DEL needs no result).
+          // the last result is written with "ready" (a crash before: torn down as a half-done ADD)
           if (i < state.networks.length - 1) await this.writeState(state);
         }
         state.phase = "ready";
